@@ -1,0 +1,3 @@
+//! kube-vrrp: keepalived's VRRP as a Kubernetes-native virtual IP operator.
+
+pub mod vrrp;

@@ -1,0 +1,14 @@
+//! The VRRP protocol core: packet codec, instance state machine, timers and a simulated wire.
+//! Pure: no sockets, no async runtime, no clock. The I/O shell feeds it inputs and carries out
+//! the actions it returns.
+
+pub mod config;
+pub mod instance;
+pub mod packet;
+pub mod sim;
+
+pub use config::{ConfigError, InstanceConfig, VirtualAddress};
+pub use instance::{Action, Counters, Input, Instance, Reason, State, TimerKind, Transition};
+pub use packet::{
+    Addresses, Advertisement, Authentication, DecodeError, EncodeError, Family, Version,
+};
