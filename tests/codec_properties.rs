@@ -23,7 +23,10 @@ fn advertisement() -> impl Strategy<Value = (Advertisement, IpAddr, IpAddr)> {
         any::<u8>(),
         1u16..=255,
         addresses_v4(),
-        prop_oneof![Just(Authentication::None), any::<[u8; 8]>().prop_map(Authentication::SimplePassword)],
+        prop_oneof![
+            Just(Authentication::None),
+            any::<[u8; 8]>().prop_map(Authentication::SimplePassword)
+        ],
         any::<u32>(),
         any::<u32>(),
     )
@@ -42,13 +45,19 @@ fn advertisement() -> impl Strategy<Value = (Advertisement, IpAddr, IpAddr)> {
         any::<u8>(),
         any::<u8>(),
         1u16..=4095,
-        prop_oneof![addresses_v4().prop_map(Addresses::V4), addresses_v6().prop_map(Addresses::V6)],
+        prop_oneof![
+            addresses_v4().prop_map(Addresses::V4),
+            addresses_v6().prop_map(Addresses::V6)
+        ],
         any::<u128>(),
         any::<u128>(),
     )
         .prop_map(|(vrid, priority, interval_cs, addresses, s, d)| {
             let (src, dst) = match addresses {
-                Addresses::V4(_) => (IpAddr::V4(Ipv4Addr::from(s as u32)), IpAddr::V4(Ipv4Addr::from(d as u32))),
+                Addresses::V4(_) => (
+                    IpAddr::V4(Ipv4Addr::from(s as u32)),
+                    IpAddr::V4(Ipv4Addr::from(d as u32)),
+                ),
                 Addresses::V6(_) => (IpAddr::V6(s.into()), IpAddr::V6(d.into())),
             };
             let a = Advertisement {
@@ -66,8 +75,10 @@ fn advertisement() -> impl Strategy<Value = (Advertisement, IpAddr, IpAddr)> {
 
 fn endpoints() -> impl Strategy<Value = (IpAddr, IpAddr)> {
     prop_oneof![
-        (any::<u32>(), any::<u32>()).prop_map(|(s, d)| (IpAddr::V4(s.into()), IpAddr::V4(d.into()))),
-        (any::<u128>(), any::<u128>()).prop_map(|(s, d)| (IpAddr::V6(s.into()), IpAddr::V6(d.into()))),
+        (any::<u32>(), any::<u32>())
+            .prop_map(|(s, d)| (IpAddr::V4(s.into()), IpAddr::V4(d.into()))),
+        (any::<u128>(), any::<u128>())
+            .prop_map(|(s, d)| (IpAddr::V6(s.into()), IpAddr::V6(d.into()))),
     ]
 }
 

@@ -10,13 +10,22 @@ use std::net::IpAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use kube_vrrp::vrrp::{Action, Advertisement, Authentication, Input, Instance, InstanceConfig, Version};
+use kube_vrrp::vrrp::{
+    Action, Advertisement, Authentication, Input, Instance, InstanceConfig, Version,
+};
 
 struct Case {
     config: InstanceConfig,
 }
 
-fn case(version: Version, vrid: u8, priority: u8, interval_ms: u64, primary: &str, vips: Vec<String>) -> Case {
+fn case(
+    version: Version,
+    vrid: u8,
+    priority: u8,
+    interval_ms: u64,
+    primary: &str,
+    vips: Vec<String>,
+) -> Case {
     let mut config = InstanceConfig::new(
         vrid,
         primary.parse().unwrap(),
@@ -53,22 +62,59 @@ fn adverts_of(config: &InstanceConfig) -> Vec<Advertisement> {
 
 #[test]
 fn tshark_decodes_our_advertisements() {
-    let mut pass = case(Version::V2, 51, 150, 1000, "198.51.100.11", vec!["198.51.100.50/24".into()]);
+    let mut pass = case(
+        Version::V2,
+        51,
+        150,
+        1000,
+        "198.51.100.11",
+        vec!["198.51.100.50/24".into()],
+    );
     pass.config.authentication = Authentication::password("s3cret");
     let cases = vec![
         pass,
-        case(Version::V3, 52, 200, 100, "198.51.100.11", vec!["198.51.100.60/24".into()]),
-        case(Version::V3, 53, 120, 20, "fe80::f8ec:1ff:febb:9dfb", vec!["2001:db8:1::60/64".into(), "2001:db8:1::61/64".into()]),
+        case(
+            Version::V3,
+            52,
+            200,
+            100,
+            "198.51.100.11",
+            vec!["198.51.100.60/24".into()],
+        ),
+        case(
+            Version::V3,
+            53,
+            120,
+            20,
+            "fe80::f8ec:1ff:febb:9dfb",
+            vec!["2001:db8:1::60/64".into(), "2001:db8:1::61/64".into()],
+        ),
         case(
             Version::V3,
             54,
             100,
             1000,
             "198.51.100.11",
-            (1..=25).map(|i| format!("198.51.100.{}/24", 100 + i)).collect(),
+            (1..=25)
+                .map(|i| format!("198.51.100.{}/24", 100 + i))
+                .collect(),
         ),
-        case(Version::V2, 55, 1, 255_000, "198.51.100.12", vec!["203.0.113.1/32".into()]),
-        case(Version::V3, 255, 254, 40_950, "2001:db8:1::2", vec!["2001:db8:2::1/128".into()]),
+        case(
+            Version::V2,
+            55,
+            1,
+            255_000,
+            "198.51.100.12",
+            vec!["203.0.113.1/32".into()],
+        ),
+        case(
+            Version::V3,
+            255,
+            254,
+            40_950,
+            "2001:db8:1::2",
+            vec!["2001:db8:2::1/128".into()],
+        ),
     ];
 
     let mut packets = Vec::new();
@@ -87,14 +133,52 @@ fn tshark_decodes_our_advertisements() {
     std::fs::write(&file, common::pcap::write_vrrp_pcap(&packets)).unwrap();
 
     let out = Command::new("tshark")
-        .args(["-r", file.to_str().unwrap(), "-o", "vrrp.v3_checksum_as_in_v2:FALSE", "-T", "fields", "-E", "separator=|"])
-        .args(["-E", "aggregator=,", "-e", "vrrp.version", "-e", "vrrp.virt_rtr_id", "-e", "vrrp.prio"])
-        .args(["-e", "vrrp.adver_int", "-e", "vrrp.short_adver_int", "-e", "vrrp.addr_count"])
-        .args(["-e", "vrrp.ip_addr", "-e", "vrrp.ipv6_addr", "-e", "vrrp.checksum.status", "-e", "vrrp.auth_string"])
+        .args([
+            "-r",
+            file.to_str().unwrap(),
+            "-o",
+            "vrrp.v3_checksum_as_in_v2:FALSE",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+        ])
+        .args([
+            "-E",
+            "aggregator=,",
+            "-e",
+            "vrrp.version",
+            "-e",
+            "vrrp.virt_rtr_id",
+            "-e",
+            "vrrp.prio",
+        ])
+        .args([
+            "-e",
+            "vrrp.adver_int",
+            "-e",
+            "vrrp.short_adver_int",
+            "-e",
+            "vrrp.addr_count",
+        ])
+        .args([
+            "-e",
+            "vrrp.ip_addr",
+            "-e",
+            "vrrp.ipv6_addr",
+            "-e",
+            "vrrp.checksum.status",
+            "-e",
+            "vrrp.auth_string",
+        ])
         .output()
         .expect("tshark must be installed (apt-get install tshark); this test never skips");
     std::fs::remove_dir_all(&dir).ok();
-    assert!(out.status.success(), "tshark failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), expected.len(), "tshark output:\n{text}");
@@ -106,7 +190,11 @@ fn tshark_decodes_our_advertisements() {
         assert_eq!(f[1], adv.vrid.to_string(), "vrid: {line}");
         assert_eq!(f[2], adv.priority.to_string(), "priority: {line}");
         match adv.version {
-            Version::V2 => assert_eq!(f[3], (adv.interval_cs / 100).to_string(), "v2 interval: {line}"),
+            Version::V2 => assert_eq!(
+                f[3],
+                (adv.interval_cs / 100).to_string(),
+                "v2 interval: {line}"
+            ),
             Version::V3 => assert_eq!(f[4], adv.interval_cs.to_string(), "v3 interval: {line}"),
         }
         assert_eq!(f[5], adv.addresses.len().to_string(), "count: {line}");

@@ -260,19 +260,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Formats a duration the way [`parse_duration`] reads it back.
+/// Formats a duration the way [`parse_duration`] reads it back, exactly: `100ms`, `3s`, or
+/// decimal seconds such as `2.30334375s`.
 pub fn format_duration(d: Duration) -> String {
     let nanos = d.as_nanos();
-    if nanos == 0 {
-        "0s".into()
-    } else if nanos % 1_000_000_000 == 0 {
+    if nanos % 1_000_000_000 == 0 {
         format!("{}s", nanos / 1_000_000_000)
-    } else if nanos % 1_000_000 == 0 {
+    } else if nanos % 1_000_000 == 0 && nanos < 1_000_000_000 {
         format!("{}ms", nanos / 1_000_000)
-    } else if nanos % 1_000 == 0 {
-        format!("{}us", nanos / 1_000)
     } else {
-        format!("{nanos}ns")
+        let frac = format!("{:09}", nanos % 1_000_000_000);
+        format!("{}.{}s", nanos / 1_000_000_000, frac.trim_end_matches('0'))
     }
 }
 
@@ -311,7 +309,14 @@ mod tests {
         assert!(parse_duration("100").is_err());
         assert!(parse_duration("1parsec").is_err());
         assert!(parse_duration("").is_err());
-        for d in ["20ms", "3s", "250us", "7ns"] {
+        for d in [
+            "0s",
+            "20ms",
+            "3s",
+            "0.00025s",
+            "2.30334375s",
+            "1.000000007s",
+        ] {
             assert_eq!(format_duration(parse_duration(d).unwrap()), d);
         }
     }

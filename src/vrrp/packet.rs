@@ -345,7 +345,7 @@ impl Advertisement {
                 if self.interval_cs % 100 != 0 || !(100..=25500).contains(&self.interval_cs) {
                     return Err(EncodeError::V2Interval(self.interval_cs));
                 }
-                u16::from(self.auth.type_code()) << 8 | self.interval_cs / 100
+                (u16::from(self.auth.type_code()) << 8) | (self.interval_cs / 100)
             }
             Version::V3 => {
                 if self.auth != Authentication::None {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{InstanceConfig, VirtualAddress, parse_duration};
+use super::config::{InstanceConfig, VirtualAddress, format_duration, parse_duration};
 use super::instance::{Action, Input, Instance, State, TimerKind};
 use super::packet::{Advertisement, VRRP_TTL, Version};
 
@@ -74,11 +74,16 @@ enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SimTransition {
-    pub at: String,
+    #[serde(serialize_with = "serialize_duration")]
+    pub at: Duration,
     pub router: String,
     pub from: State,
     pub to: State,
     pub reason: String,
+}
+
+fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -288,7 +293,7 @@ impl Simulation {
                 Action::ArmTimer { kind, at } => self.push(at, Event::Timer { router: i, kind }),
                 Action::Announce(_) | Action::CancelTimer => {}
                 Action::StateChanged(t) => self.transitions.push(SimTransition {
-                    at: format!("{:.6}s", t.at.as_secs_f64()),
+                    at: t.at,
                     router: self.routers[i].name.clone(),
                     from: t.from,
                     to: t.to,

@@ -32,7 +32,10 @@ pub fn fix_checksum(bytes: &mut [u8], src: IpAddr, dst: IpAddr, pseudo: bool) {
     if data.len() % 2 == 1 {
         data.push(0);
     }
-    let mut sum: u64 = data.chunks(2).map(|c| u64::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u64 = data
+        .chunks(2)
+        .map(|c| u64::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -41,7 +44,10 @@ pub fn fix_checksum(bytes: &mut [u8], src: IpAddr, dst: IpAddr, pseudo: bool) {
 }
 
 pub fn keepalived_capture() -> Vec<pcap::VrrpFrame> {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/keepalived-2.2.7-vrrp.pcap"))
-        .expect("tests/data/keepalived-2.2.7-vrrp.pcap");
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/keepalived-2.2.7-vrrp.pcap"
+    ))
+    .expect("tests/data/keepalived-2.2.7-vrrp.pcap");
     pcap::read_vrrp_frames(&bytes)
 }

@@ -17,7 +17,11 @@ pub struct VrrpFrame {
 /// Reads every VRRP frame of a classic little-endian Ethernet pcap.
 pub fn read_vrrp_frames(bytes: &[u8]) -> Vec<VrrpFrame> {
     assert!(bytes.len() >= 24, "pcap too short");
-    assert_eq!(&bytes[..4], &[0xd4, 0xc3, 0xb2, 0xa1], "little-endian microsecond pcap expected");
+    assert_eq!(
+        &bytes[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian microsecond pcap expected"
+    );
     let link = u32::from_le_bytes(bytes[20..24].try_into().unwrap());
     assert_eq!(link, 1, "Ethernet link type expected");
     let mut frames = Vec::new();
@@ -111,7 +115,10 @@ pub fn write_vrrp_pcap(packets: &[(IpAddr, IpAddr, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn ipv4_header_checksum(h: &[u8]) -> u16 {
-    let mut sum: u32 = h.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let mut sum: u32 = h
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
