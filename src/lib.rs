@@ -1,3 +1,6 @@
 //! kube-vrrp: keepalived's VRRP as a Kubernetes-native virtual IP operator.
 
+pub mod agent;
+pub mod api;
+pub mod net;
 pub mod vrrp;

@@ -1,3 +1,4 @@
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,6 +22,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run VRRP on this node. With --standalone, the VirtualIPs come from a YAML file and no
+    /// cluster is needed.
+    Agent {
+        /// Read VirtualIP documents from --config instead of the Kubernetes API.
+        #[arg(long, requires = "config")]
+        standalone: bool,
+        /// File of VirtualIP YAML documents (kube-vrrp.io/v1alpha1). SIGHUP reloads it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// This node's name (selects its priority).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// Serve /status (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9650.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Run VRRP scenarios on virtual time (several routers on a simulated wire, the real
     /// protocol core and codec) and print every transition as JSON lines.
     Simulate {
@@ -33,6 +53,36 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Simulate { scenarios } => simulate(&scenarios),
+        Command::Agent {
+            standalone,
+            config,
+            node_name,
+            listen,
+            log_json,
+        } => {
+            init_logging(log_json);
+            let Some(config) = config.filter(|_| standalone) else {
+                eprintln!("error: only --standalone --config FILE is available in this version");
+                return ExitCode::from(2);
+            };
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let opts = kube_vrrp::agent::StandaloneOptions {
+                config,
+                node: node_name,
+                listen,
+            };
+            match runtime.block_on(kube_vrrp::agent::run_standalone(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -88,4 +138,19 @@ fn simulate(paths: &[PathBuf]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

@@ -1,0 +1,332 @@
+//! The network-namespace lab: N node namespaces and a client namespace joined by a bridge
+//! (198.51.100.0/24 + 2001:db8:1::/64), built with `ip` and torn down by name on drop.
+//!
+//! ```text
+//!   <p>-n1 eth0 198.51.100.11 ─┐
+//!   <p>-n2 eth0 198.51.100.12 ─┼─ br0 (in <p>-br, multicast snooping off)
+//!   <p>-c  eth0 198.51.100.100 ┘
+//! ```
+//! Everything runs inside these namespaces; nothing touches the host's network.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static LABS: AtomicU32 = AtomicU32::new(0);
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", args[0]))
+}
+
+/// Fails loudly (never skips) when the lab cannot be built here.
+pub fn require_root() {
+    let uid = nix::unistd::geteuid();
+    assert!(
+        uid.is_root(),
+        "the namespace lab needs root (ip netns, raw sockets): run the tests as root"
+    );
+}
+
+/// A lab node (or the client).
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub name: String,
+    pub ns: String,
+    /// The bridge-side veth, in the bridge namespace.
+    pub port: String,
+    pub ipv4: String,
+    pub ipv6: String,
+}
+
+pub struct Lab {
+    pub prefix: String,
+    pub bridge_ns: String,
+    pub nodes: Vec<Node>,
+    pub client: Node,
+    dir: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    /// Builds `n` nodes (n1..nN at .11, .12, ...) and a client (.100).
+    pub fn new(n: usize) -> Lab {
+        require_root();
+        let id = LABS.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("kv{}x{}", std::process::id() % 100_000, id);
+        let bridge_ns = format!("{prefix}-br");
+        let dir = std::env::temp_dir().join(format!("kube-vrrp-lab-{prefix}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut lab = Lab {
+            bridge_ns: bridge_ns.clone(),
+            nodes: Vec::new(),
+            client: Node {
+                name: "client".into(),
+                ns: format!("{prefix}-c"),
+                port: "pc".into(),
+                ipv4: "198.51.100.100".into(),
+                ipv6: "2001:db8:1::100".into(),
+            },
+            prefix,
+            dir,
+            children: Vec::new(),
+        };
+        sh(&["ip", "netns", "add", &bridge_ns]);
+        sh(&["ip", "-n", &bridge_ns, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip",
+            "-n",
+            &bridge_ns,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+            "forward_delay",
+            "0",
+        ]);
+        sh(&["ip", "-n", &bridge_ns, "link", "set", "br0", "up"]);
+        for i in 1..=n {
+            let node = Node {
+                name: format!("n{i}"),
+                ns: format!("{}-n{i}", lab.prefix),
+                port: format!("p{i}"),
+                ipv4: format!("198.51.100.{}", 10 + i),
+                ipv6: format!("2001:db8:1::{}", 10 + i),
+            };
+            lab.attach(&node);
+            lab.nodes.push(node);
+        }
+        let client = lab.client.clone();
+        lab.attach(&client);
+        lab
+    }
+
+    fn attach(&self, node: &Node) {
+        sh(&["ip", "netns", "add", &node.ns]);
+        sh(&["ip", "-n", &node.ns, "link", "set", "lo", "up"]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            &node.ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &node.port,
+            "netns",
+            &self.bridge_ns,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &self.bridge_ns,
+            "link",
+            "set",
+            &node.port,
+            "master",
+            "br0",
+            "up",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &node.ns,
+            "addr",
+            "add",
+            &format!("{}/24", node.ipv4),
+            "dev",
+            "eth0",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            &node.ns,
+            "addr",
+            "add",
+            &format!("{}/64", node.ipv6),
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
+        sh(&["ip", "-n", &node.ns, "link", "set", "eth0", "up"]);
+    }
+
+    pub fn node(&self, name: &str) -> &Node {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// A scratch directory of this lab (configs, logs), removed on drop.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs a command inside a node's namespace.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", ns];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    /// Starts a long-running process in a namespace; killed on drop.
+    pub fn spawn(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let log = std::fs::File::create(self.dir.join(log)).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        self.children.push(child);
+        pid
+    }
+
+    /// Sends `sig` to a process started with [`Lab::spawn`] and waits for it if it is fatal.
+    pub fn signal(&mut self, pid: u32, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+        if matches!(
+            sig,
+            nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGTERM
+        ) && let Some(c) = self.children.iter_mut().find(|c| c.id() == pid)
+        {
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
+    }
+
+    /// Cuts (false) or restores (true) a node's link at the bridge.
+    pub fn set_link(&self, node: &Node, up: bool) {
+        sh(&[
+            "ip",
+            "-n",
+            &self.bridge_ns,
+            "link",
+            "set",
+            &node.port,
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    /// Addresses on a node's interface, as `ip -o addr` prints them.
+    pub fn addresses(&self, ns: &str, dev: &str) -> String {
+        let out = self.exec(ns, &["ip", "-o", "addr", "show", "dev", dev]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether `address` (no prefix) is bound anywhere in the namespace.
+    pub fn holds(&self, ns: &str, address: &str) -> bool {
+        let out = self.exec(ns, &["ip", "-o", "addr", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(address))
+    }
+
+    /// The nodes holding `address`.
+    pub fn holders(&self, address: &str) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| self.holds(&n.ns, address))
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
+    /// An HTTP GET from inside a namespace (the calling thread enters it; nothing else does).
+    pub fn http_get(&self, ns: &str, addr: SocketAddr, path: &str) -> Result<String, String> {
+        let ns_path = format!("/run/netns/{ns}");
+        let path = path.to_string();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns_path).map_err(|e| e.to_string())?;
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| e.to_string())?;
+            let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                .map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            write!(s, "GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n").map_err(|e| e.to_string())?;
+            let mut body = String::new();
+            s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+            let (head, body) = body.split_once("\r\n\r\n").ok_or("no HTTP header")?;
+            if !head.starts_with("HTTP/1.1 200") {
+                return Err(head.to_string());
+            }
+            Ok(body.to_string())
+        })
+        .join()
+        .map_err(|_| "thread panicked".to_string())?
+    }
+}
+
+/// Polls `f` every 10 ms until it holds or `timeout` passes; returns the time it took.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deleting a namespace kills nothing still inside it: make sure nothing is.
+        for ns in self
+            .nodes
+            .iter()
+            .map(|n| n.ns.clone())
+            .chain([self.client.ns.clone(), self.bridge_ns.clone()])
+        {
+            let _ = Command::new("ip")
+                .args(["netns", "pids", &ns])
+                .output()
+                .map(|o| {
+                    for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                        let _ = Command::new("kill").args(["-9", pid]).status();
+                    }
+                });
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        if std::env::var_os("KUBE_VRRP_KEEP_LAB_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,638 @@
+//! The agent on one node: configuration in, VRRP instances driven, data plane programmed,
+//! status out.
+//!
+//! ```text
+//!  receiver task per (interface, family) ──packets──┐
+//!  signals (TERM/INT: hand over, HUP: reload) ──────┤
+//!  link poll (interface up/down → Fault) ───────────┼──▶ event loop ──▶ Instance::handle(now, input)
+//!  earliest timer (protocol, GARP bursts) ──────────┘        │
+//!                                                            ▼ actions
+//!              VrrpSender (advert) · Netlink (add/remove VIP) · FrameSender (GARP/NA) · status
+//! ```
+//!
+//! One task owns every instance, so nothing is shared but the status snapshot. VRRP never
+//! waits on anything but the kernel.
+
+pub mod config;
+pub mod status;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::net::announce::{FrameSender, Mac, announcement};
+use crate::net::netlink::{Netlink, NetlinkError};
+use crate::net::socket::{Received, VrrpReceiver, VrrpSender};
+use crate::net::virtual_mac;
+use crate::vrrp::{Action, Advertisement, Family, Input, Instance, State};
+use config::{ResolvedInstance, VirtualIp};
+use status::{AgentStatus, InstanceStatus, SharedStatus, TransitionStatus};
+
+/// How often interface state is read (a link going down puts its instances in Fault).
+const LINK_POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration {path}: {source}")]
+    Config {
+        path: String,
+        source: config::ConfigError,
+    },
+    #[error("cannot apply configuration on node {node}: {reason}")]
+    Resolve { node: String, reason: String },
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("{what}: {source} (the agent needs root or CAP_NET_RAW + CAP_NET_ADMIN)")]
+    Socket {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Options of `kube-vrrp agent --standalone`.
+#[derive(Debug, Clone)]
+pub struct StandaloneOptions {
+    pub config: PathBuf,
+    pub node: String,
+    pub listen: Option<SocketAddr>,
+}
+
+fn load(path: &PathBuf) -> Result<Vec<VirtualIp>, AgentError> {
+    let p = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| AgentError::Read {
+        path: p.clone(),
+        source,
+    })?;
+    config::parse(&text).map_err(|source| AgentError::Config { path: p, source })
+}
+
+/// Runs the standalone agent until SIGTERM / SIGINT.
+pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
+    let vips = load(&opts.config)?;
+    let nl = Netlink::connect()?;
+    let status: SharedStatus = Arc::new(Mutex::new(AgentStatus {
+        node: opts.node.clone(),
+        ..Default::default()
+    }));
+    if let Some(addr) = opts.listen {
+        let listener = status::bind(addr)
+            .await
+            .map_err(|source| AgentError::Listen { addr, source })?;
+        tokio::spawn(status::serve(listener, status.clone()));
+    }
+    let mut agent = Agent::new(nl, opts.node.clone(), status);
+    let resolved = agent.resolve(&vips).await?;
+    agent.remove_stale().await?;
+    agent.apply(resolved).await?;
+    info!(node = %opts.node, instances = agent.running.len(), "agent started");
+
+    let mut term = signal(SignalKind::terminate()).expect("signal handler");
+    let mut int = signal(SignalKind::interrupt()).expect("signal handler");
+    let mut hup = signal(SignalKind::hangup()).expect("signal handler");
+    let mut link_poll = tokio::time::interval(LINK_POLL);
+    loop {
+        let deadline = agent.next_deadline();
+        tokio::select! {
+            Some((key, packet)) = agent.packets_rx.recv() => agent.on_packet(key, packet).await,
+            _ = tokio::time::sleep_until(deadline) => agent.on_timers().await,
+            _ = link_poll.tick() => agent.poll_links().await,
+            _ = hup.recv() => {
+                info!(config = %opts.config.display(), "SIGHUP: reloading");
+                match load(&opts.config) {
+                    Ok(vips) => match agent.resolve(&vips).await {
+                        Ok(resolved) => { agent.apply(resolved).await?; agent.status.lock().expect("status").config_error = None; }
+                        Err(e) => agent.reject_config(e),
+                    },
+                    Err(e) => agent.reject_config(e),
+                }
+            }
+            _ = term.recv() => { info!("SIGTERM: handing over"); break; }
+            _ = int.recv() => { info!("SIGINT: handing over"); break; }
+        }
+        agent.publish();
+    }
+    agent.apply(BTreeMap::new()).await?;
+    agent.publish();
+    info!("stopped");
+    Ok(())
+}
+
+type SocketKey = (u32, Family);
+
+/// One running instance and its data plane.
+struct Running {
+    resolved: ResolvedInstance,
+    instance: Instance,
+    sender: VrrpSender,
+    frames: FrameSender,
+    /// Where the VIPs are bound: the base interface or the virtual-MAC macvlan.
+    addr_ifindex: u32,
+    announce_mac: Mac,
+    vmac_link: Option<u32>,
+    /// Second GARP burst, and periodic refresh, while master.
+    garp_second: Option<Duration>,
+    garp_refresh: Option<Duration>,
+    base_up: bool,
+    last_transition_time: Option<SystemTime>,
+}
+
+struct Agent {
+    nl: Netlink,
+    node: String,
+    start: Instant,
+    running: BTreeMap<String, Running>,
+    receivers: HashMap<SocketKey, tokio::task::JoinHandle<()>>,
+    packets_tx: mpsc::Sender<(SocketKey, Received)>,
+    packets_rx: mpsc::Receiver<(SocketKey, Received)>,
+    status: SharedStatus,
+}
+
+impl Agent {
+    fn new(nl: Netlink, node: String, status: SharedStatus) -> Agent {
+        let (packets_tx, packets_rx) = mpsc::channel(1024);
+        Agent {
+            nl,
+            node,
+            start: Instant::now(),
+            running: BTreeMap::new(),
+            receivers: HashMap::new(),
+            packets_tx,
+            packets_rx,
+            status,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn resolve(
+        &self,
+        vips: &[VirtualIp],
+    ) -> Result<BTreeMap<String, ResolvedInstance>, AgentError> {
+        let links = self.nl.links().await?;
+        let addrs = self.nl.addresses(None).await?;
+        config::resolve_all(vips, &self.node, &links, &addrs).map_err(|reason| {
+            AgentError::Resolve {
+                node: self.node.clone(),
+                reason,
+            }
+        })
+    }
+
+    fn reject_config(&self, e: AgentError) {
+        error!(error = %e, "configuration rejected; the running configuration stays");
+        self.status.lock().expect("status").config_error = Some(e.to_string());
+    }
+
+    /// Removes the VIPs a previous run of this agent left bound (SIGKILL, crash): addresses
+    /// carrying our IFA_PROTO mark, and our virtual-MAC interfaces. Nothing else is touched.
+    async fn remove_stale(&self) -> Result<(), AgentError> {
+        for a in self.nl.addresses(None).await? {
+            if a.is_ours() {
+                warn!(address = %a.address, "removing a stale virtual address left by a previous run");
+                self.nl
+                    .del_address(a.index, a.address, a.prefix_len)
+                    .await?;
+            }
+        }
+        for l in self.nl.links().await? {
+            if is_vmac_name(&l.name) {
+                warn!(link = %l.name, "removing a stale virtual-MAC interface");
+                self.nl.delete_link(l.index).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the running set equal `target`: instances whose resolved configuration did not
+    /// change are left alone; changed and removed ones hand over gracefully first.
+    async fn apply(
+        &mut self,
+        target: BTreeMap<String, ResolvedInstance>,
+    ) -> Result<(), AgentError> {
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(k, r)| target.get(*k) != Some(&r.resolved))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            let now = self.now();
+            let actions = self
+                .running
+                .get_mut(&key)
+                .expect("running")
+                .instance
+                .handle(now, Input::Shutdown);
+            self.execute(&key, actions).await;
+            let r = self.running.remove(&key).expect("running");
+            if let Some(vmac) = r.vmac_link {
+                self.nl.delete_link(vmac).await.ok();
+            }
+            info!(instance = %key, "stopped");
+        }
+        for (key, resolved) in target {
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            self.start_instance(key, resolved).await?;
+        }
+        let wanted: std::collections::HashSet<SocketKey> = self
+            .running
+            .values()
+            .map(|r| (r.resolved.ifindex, r.resolved.config.family()))
+            .collect();
+        self.receivers.retain(|k, task| {
+            let keep = wanted.contains(k);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        self.publish();
+        Ok(())
+    }
+
+    async fn start_instance(
+        &mut self,
+        key: String,
+        resolved: ResolvedInstance,
+    ) -> Result<(), AgentError> {
+        let family = resolved.config.family();
+        let sock_err = |what: String| move |source| AgentError::Socket { what, source };
+        let socket_key = (resolved.ifindex, family);
+        if !self.receivers.contains_key(&socket_key) {
+            let rx = VrrpReceiver::open(family, &resolved.interface, resolved.ifindex).map_err(
+                sock_err(format!("VRRP receive socket on {}", resolved.interface)),
+            )?;
+            let tx = self.packets_tx.clone();
+            let task = tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(p) => {
+                            if tx.send((socket_key, p)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            error!(error = %e, "VRRP receive failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+            self.receivers.insert(socket_key, task);
+        }
+        let base = self
+            .nl
+            .link_by_index(resolved.ifindex)
+            .await?
+            .ok_or_else(|| NetlinkError::NoSuchInterface(resolved.interface.clone()))?;
+        let (addr_ifindex, send_ifname, announce_mac, vmac_link) = if resolved.virtual_mac {
+            let mac = virtual_mac(family, resolved.config.vrid);
+            let name = vmac_name(family, resolved.config.vrid);
+            let index = self.nl.ensure_macvlan(base.index, &name, mac).await?;
+            // The base interface must not answer ARP for the VIPs with its own MAC.
+            set_sysctl(&format!("net/ipv4/conf/{}/arp_ignore", base.name), "1");
+            (index, name, mac, Some(index))
+        } else {
+            (
+                base.index,
+                base.name.clone(),
+                base.mac.unwrap_or_default(),
+                None,
+            )
+        };
+        let sender = VrrpSender::open(
+            &send_ifname,
+            addr_ifindex,
+            resolved.config.primary_address,
+            base.index,
+        )
+        .map_err(sock_err(format!("VRRP send socket on {send_ifname}")))?;
+        let frames = FrameSender::open(addr_ifindex)
+            .map_err(sock_err(format!("AF_PACKET socket on {send_ifname}")))?;
+        let mut instance = Instance::new(resolved.config.clone());
+        if !base.up {
+            instance.handle(self.now(), Input::InterfaceDown);
+        }
+        info!(instance = %key, interface = %resolved.interface, vrid = resolved.config.vrid,
+              priority = resolved.config.priority, version = %resolved.config.version, "starting");
+        self.running.insert(
+            key.clone(),
+            Running {
+                resolved,
+                instance,
+                sender,
+                frames,
+                addr_ifindex,
+                announce_mac,
+                vmac_link,
+                garp_second: None,
+                garp_refresh: None,
+                base_up: base.up,
+                last_transition_time: None,
+            },
+        );
+        let now = self.now();
+        let actions = self
+            .running
+            .get_mut(&key)
+            .expect("inserted")
+            .instance
+            .handle(now, Input::Startup);
+        self.execute(&key, actions).await;
+        Ok(())
+    }
+
+    /// Carries out one instance's actions, in order.
+    async fn execute(&mut self, key: &str, actions: Vec<Action>) {
+        let now = self.now();
+        let Some(r) = self.running.get_mut(key) else {
+            return;
+        };
+        let mut send_errors = 0;
+        let mut netlink_errors = 0;
+        for action in actions {
+            match action {
+                Action::SendAdvertisement(adv) => {
+                    if send_advertisement(r, &adv).is_err() {
+                        send_errors += 1;
+                    }
+                }
+                Action::AddAddresses { addresses, .. } => {
+                    for a in &addresses {
+                        if let Err(e) = self.nl.add_address(r.addr_ifindex, a).await {
+                            error!(instance = key, address = %a, error = %e, "cannot bind virtual address");
+                            netlink_errors += 1;
+                        }
+                    }
+                }
+                Action::RemoveAddresses(addresses) => {
+                    r.garp_second = None;
+                    r.garp_refresh = None;
+                    for a in &addresses {
+                        if let Err(e) = self
+                            .nl
+                            .del_address(r.addr_ifindex, a.address, a.prefix_len)
+                            .await
+                        {
+                            error!(instance = key, address = %a, error = %e, "cannot release virtual address");
+                            netlink_errors += 1;
+                        }
+                    }
+                }
+                Action::Announce(_) => {
+                    send_errors += announce(r);
+                    let g = r.resolved.garp;
+                    r.garp_second = (!g.delay.is_zero()).then_some(now + g.delay);
+                    r.garp_refresh = (!g.refresh.is_zero()).then_some(now + g.refresh);
+                }
+                Action::ArmTimer { .. } | Action::CancelTimer => {}
+                Action::StateChanged(t) => {
+                    info!(instance = key, from = %t.from, to = %t.to, reason = %t.reason, "transition");
+                    r.last_transition_time = Some(SystemTime::now());
+                }
+            }
+        }
+        if send_errors + netlink_errors > 0 {
+            let mut s = self.status.lock().expect("status");
+            s.global.send_errors += send_errors;
+            s.global.netlink_errors += netlink_errors;
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let far = self.now() + Duration::from_secs(3600);
+        let next = self
+            .running
+            .values()
+            .flat_map(|r| {
+                [
+                    r.instance.timer().map(|(_, at)| at),
+                    r.garp_second,
+                    r.garp_refresh,
+                ]
+            })
+            .flatten()
+            .min()
+            .unwrap_or(far);
+        self.start + next
+    }
+
+    async fn on_timers(&mut self) {
+        let now = self.now();
+        let keys: Vec<String> = self.running.keys().cloned().collect();
+        for key in keys {
+            let r = self.running.get_mut(&key).expect("running");
+            if let Some((kind, at)) = r.instance.timer()
+                && at <= now
+            {
+                let actions = r.instance.handle(now, Input::TimerExpired(kind));
+                self.execute(&key, actions).await;
+            }
+            let r = self.running.get_mut(&key).expect("running");
+            let mut errors = 0;
+            if r.garp_second.is_some_and(|t| t <= now) {
+                r.garp_second = None;
+                errors += announce(r);
+            }
+            if let Some(t) = r.garp_refresh
+                && t <= now
+            {
+                r.garp_refresh = Some(now + r.resolved.garp.refresh);
+                errors += announce(r);
+            }
+            if errors > 0 {
+                self.status.lock().expect("status").global.send_errors += errors;
+            }
+        }
+    }
+
+    async fn on_packet(&mut self, socket: SocketKey, p: Received) {
+        let now = self.now();
+        let decoded = Advertisement::decode(&p.payload, p.src, p.dst);
+        // The VRID is the second octet whether or not the rest decodes.
+        let vrid = match (&decoded, p.payload.get(1)) {
+            (Ok(a), _) => Some(a.vrid),
+            (Err(_), v) => v.copied(),
+        };
+        let key = self
+            .running
+            .iter()
+            .find(|(_, r)| {
+                (r.resolved.ifindex, r.resolved.config.family()) == socket
+                    && Some(r.resolved.config.vrid) == vrid
+            })
+            .map(|(k, _)| k.clone());
+        let Some(key) = key else {
+            let mut s = self.status.lock().expect("status");
+            match decoded {
+                Ok(_) => s.global.unknown_vrid += 1,
+                Err(e) => *s.global.malformed.entry(e.kind().to_string()).or_default() += 1,
+            }
+            return;
+        };
+        let r = self.running.get_mut(&key).expect("running");
+        if p.src == r.resolved.config.primary_address {
+            return; // our own advertisement, looped back by a misbehaving driver
+        }
+        let input = match decoded {
+            Ok(advertisement) => Input::Advertisement {
+                src: p.src,
+                ttl: p.ttl,
+                advertisement,
+            },
+            Err(e) => {
+                warn!(instance = %key, src = %p.src, error = %e, "malformed VRRP packet dropped");
+                Input::Malformed(e)
+            }
+        };
+        let actions = r.instance.handle(now, input);
+        self.execute(&key, actions).await;
+    }
+
+    async fn poll_links(&mut self) {
+        let Ok(links) = self.nl.links().await else {
+            return;
+        };
+        let now = self.now();
+        let keys: Vec<String> = self.running.keys().cloned().collect();
+        for key in keys {
+            let r = self.running.get_mut(&key).expect("running");
+            let up = links.iter().any(|l| l.index == r.resolved.ifindex && l.up);
+            if up != r.base_up {
+                r.base_up = up;
+                info!(instance = %key, interface = %r.resolved.interface, up, "interface state changed");
+                let input = if up {
+                    Input::InterfaceUp
+                } else {
+                    Input::InterfaceDown
+                };
+                let actions = r.instance.handle(now, input);
+                self.execute(&key, actions).await;
+            }
+        }
+    }
+
+    /// Publishes the status snapshot read by `/status` and `/metrics`.
+    fn publish(&self) {
+        let instances = self
+            .running
+            .iter()
+            .map(|(k, r)| {
+                let c = r.instance.config();
+                let (master, master_priority) = match r.instance.state() {
+                    State::Master => (Some(c.primary_address), Some(r.instance.priority())),
+                    State::Backup => r
+                        .instance
+                        .master()
+                        .map(|m| (Some(m.address), Some(m.priority)))
+                        .unwrap_or_default(),
+                    _ => (None, None),
+                };
+                let status = InstanceStatus {
+                    name: r.resolved.name.clone(),
+                    family: config::family_label(c.family()).to_string(),
+                    interface: r.resolved.interface.clone(),
+                    virtual_router_id: c.vrid,
+                    version: u8::from(c.version),
+                    state: r.instance.state(),
+                    priority: c.priority,
+                    effective_priority: r.instance.priority(),
+                    addresses: c.addresses.iter().map(|a| a.to_string()).collect(),
+                    master,
+                    master_priority,
+                    last_transition: r.instance.last_transition().map(|t| TransitionStatus {
+                        from: t.from,
+                        to: t.to,
+                        time: r
+                            .last_transition_time
+                            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                            .map(|d| d.as_secs_f64())
+                            .unwrap_or_default(),
+                        reason: t.reason.to_string(),
+                    }),
+                    counters: r.instance.counters().clone(),
+                };
+                (k.clone(), status)
+            })
+            .collect();
+        self.status.lock().expect("status").instances = instances;
+    }
+}
+
+fn send_advertisement(r: &Running, adv: &Advertisement) -> Result<(), ()> {
+    let c = r.instance.config();
+    let src = c.primary_address;
+    let dsts: Vec<IpAddr> = if c.unicast_peers.is_empty() {
+        vec![c.family().multicast_group()]
+    } else {
+        c.unicast_peers.clone()
+    };
+    let mut result = Ok(());
+    for dst in dsts {
+        let sent = adv
+            .encode(src, dst)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| r.sender.send(dst, &bytes).map_err(|e| e.to_string()));
+        if let Err(e) = sent {
+            warn!(instance = %r.resolved.key, %dst, error = %e, "advertisement not sent");
+            result = Err(());
+        }
+    }
+    result
+}
+
+/// One burst: `repeat` announcements of every address, interleaved (as keepalived does).
+fn announce(r: &Running) -> u64 {
+    let mut errors = 0;
+    for _ in 0..r.resolved.garp.repeat {
+        for a in &r.resolved.config.addresses {
+            if let Err(e) = r.frames.send(&announcement(a.address, r.announce_mac)) {
+                warn!(instance = %r.resolved.key, address = %a, error = %e, "announcement not sent");
+                errors += 1;
+            }
+        }
+    }
+    errors
+}
+
+fn vmac_name(family: Family, vrid: u8) -> String {
+    match family {
+        Family::V4 => format!("vrrp4-{vrid}"),
+        Family::V6 => format!("vrrp6-{vrid}"),
+    }
+}
+
+fn is_vmac_name(name: &str) -> bool {
+    ["vrrp4-", "vrrp6-"].iter().any(|p| {
+        name.strip_prefix(p)
+            .is_some_and(|v| v.parse::<u8>().is_ok())
+    })
+}
+
+fn set_sysctl(path: &str, value: &str) {
+    let full = format!("/proc/sys/{path}");
+    if let Err(e) = std::fs::write(&full, value) {
+        warn!(sysctl = %full, error = %e, "cannot set sysctl");
+    }
+}

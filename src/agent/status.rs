@@ -1,0 +1,288 @@
+//! What the agent reports: a JSON `/status` per instance and Prometheus `/metrics`, served
+//! over a deliberately tiny HTTP/1.1 responder (GET only, one request per connection).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::vrrp::{Counters, State};
+
+/// One instance as reported.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceStatus {
+    pub name: String,
+    pub family: String,
+    pub interface: String,
+    pub virtual_router_id: u8,
+    pub version: u8,
+    pub state: State,
+    pub priority: u8,
+    pub effective_priority: u8,
+    pub addresses: Vec<String>,
+    /// The current master: this node's primary address when Master.
+    pub master: Option<IpAddr>,
+    pub master_priority: Option<u8>,
+    pub last_transition: Option<TransitionStatus>,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransitionStatus {
+    pub from: State,
+    pub to: State,
+    /// Unix time, seconds.
+    pub time: f64,
+    pub reason: String,
+}
+
+/// Packets no instance could take.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalCounters {
+    /// Valid VRRP packets for a VRID we do not run (another router on the segment).
+    pub unknown_vrid: u64,
+    /// Undecodable packets whose VRID we could not attribute, by error kind.
+    pub malformed: BTreeMap<String, u64>,
+    pub send_errors: u64,
+    pub netlink_errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    pub node: String,
+    pub instances: BTreeMap<String, InstanceStatus>,
+    pub global: GlobalCounters,
+    /// The last configuration load error, if the running configuration is an older one.
+    pub config_error: Option<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<AgentStatus>>;
+
+fn state_label(s: State) -> &'static str {
+    match s {
+        State::Initialize => "initialize",
+        State::Backup => "backup",
+        State::Master => "master",
+        State::Fault => "fault",
+    }
+}
+
+/// Prometheus text exposition of the status.
+pub fn render_metrics(s: &AgentStatus) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, v) in rows {
+                if labels.is_empty() {
+                    let _ = writeln!(out, "{name} {v}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
+                }
+            }
+        };
+    let inst = |i: &InstanceStatus| {
+        format!(
+            "instance=\"{}/{}\",vrid=\"{}\"",
+            i.name, i.family, i.virtual_router_id
+        )
+    };
+    family(
+        "kube_vrrp_instance_state",
+        "gauge",
+        "1 for the state the instance is in.",
+        &mut s.instances.values().flat_map(|i| {
+            [
+                State::Initialize,
+                State::Backup,
+                State::Master,
+                State::Fault,
+            ]
+            .into_iter()
+            .map(move |st| {
+                (
+                    format!("{},state=\"{}\"", inst(i), state_label(st)),
+                    u64::from(i.state == st),
+                )
+            })
+        }),
+    );
+    family(
+        "kube_vrrp_effective_priority",
+        "gauge",
+        "Priority advertised now.",
+        &mut s
+            .instances
+            .values()
+            .map(|i| (inst(i), u64::from(i.effective_priority))),
+    );
+    type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
+    let counters: [Counter; 12] = [
+        ("master_transitions_total", "Transitions to Master.", |c| {
+            c.master_transitions
+        }),
+        (
+            "adverts_received_total",
+            "Valid advertisements received.",
+            |c| c.adverts_received,
+        ),
+        ("adverts_sent_total", "Advertisements sent.", |c| {
+            c.adverts_sent
+        }),
+        (
+            "priority_zero_received_total",
+            "Priority-0 advertisements received.",
+            |c| c.priority_zero_received,
+        ),
+        (
+            "priority_zero_sent_total",
+            "Priority-0 advertisements sent.",
+            |c| c.priority_zero_sent,
+        ),
+        (
+            "ttl_errors_total",
+            "Packets dropped for TTL/hop limit other than 255.",
+            |c| c.ip_ttl_errors,
+        ),
+        (
+            "checksum_errors_total",
+            "Packets dropped for a bad checksum.",
+            |c| c.checksum_errors,
+        ),
+        (
+            "version_errors_total",
+            "Packets dropped for another VRRP version.",
+            |c| c.version_errors,
+        ),
+        (
+            "advert_interval_errors_total",
+            "Packets dropped for another interval (v2).",
+            |c| c.advert_interval_errors,
+        ),
+        (
+            "auth_errors_total",
+            "Packets dropped for authentication.",
+            |c| c.auth_failures + c.auth_type_mismatch + c.invalid_auth_type,
+        ),
+        (
+            "length_errors_total",
+            "Packets dropped for a bad length.",
+            |c| c.packet_length_errors,
+        ),
+        (
+            "address_list_errors_total",
+            "Advertisements with another address list.",
+            |c| c.address_list_errors,
+        ),
+    ];
+    for (name, help, get) in counters {
+        family(
+            &format!("kube_vrrp_{name}"),
+            "counter",
+            help,
+            &mut s.instances.values().map(|i| (inst(i), get(&i.counters))),
+        );
+    }
+    family(
+        "kube_vrrp_unknown_vrid_total",
+        "counter",
+        "Valid VRRP packets for a virtual router this node does not run.",
+        &mut std::iter::once((String::new(), s.global.unknown_vrid)),
+    );
+    family(
+        "kube_vrrp_malformed_packets_total",
+        "counter",
+        "Undecodable VRRP packets not attributable to an instance.",
+        &mut s
+            .global
+            .malformed
+            .iter()
+            .map(|(k, v)| (format!("kind=\"{k}\""), *v)),
+    );
+    family(
+        "kube_vrrp_send_errors_total",
+        "counter",
+        "Advertisements or announcements the kernel refused.",
+        &mut std::iter::once((String::new(), s.global.send_errors)),
+    );
+    out
+}
+
+/// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped.
+pub async fn serve(listener: TcpListener, status: SharedStatus) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let status = status.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut len = 0;
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                while len < buf.len() {
+                    let n = stream.read(&mut buf[len..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n;
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let request = String::from_utf8_lossy(&buf[..len]);
+            let mut parts = request.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (code, ctype, body) = match (method, path) {
+                ("GET", "/status") => {
+                    let s = status.lock().expect("status lock").clone();
+                    (
+                        "200 OK",
+                        "application/json",
+                        serde_json::to_string_pretty(&s).unwrap_or_default(),
+                    )
+                }
+                ("GET", "/metrics") => {
+                    let s = status.lock().expect("status lock").clone();
+                    ("200 OK", "text/plain; version=0.0.4", render_metrics(&s))
+                }
+                ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+                ("GET", _) => (
+                    "404 Not Found",
+                    "text/plain",
+                    "try /status or /metrics\n".to_string(),
+                ),
+                _ => (
+                    "405 Method Not Allowed",
+                    "text/plain",
+                    "GET only\n".to_string(),
+                ),
+            };
+            let head = format!(
+                "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+/// Binds the listener (so a bad `--listen` fails at start-up, not later).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

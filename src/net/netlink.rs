@@ -1,0 +1,279 @@
+//! Links and addresses through rtnetlink: find interfaces, bind and release virtual addresses,
+//! create the virtual-MAC macvlan.
+//!
+//! Every address we add carries `IFA_PROTO` = [`ADDRESS_PROTO`], so a restarted agent finds the
+//! VIPs it left behind (after a SIGKILL) and removes those, and only those. The kernel keeps
+//! that mark since Linux 6.3; on older kernels the agent's state file names them instead.
+
+use std::io;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::Handle;
+use rtnetlink::packet_route::address::{
+    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol,
+};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
+use rtnetlink::{LinkMacVlan, LinkUnspec};
+
+use crate::vrrp::VirtualAddress;
+
+/// The `IFA_PROTO` value that marks addresses kube-vrrp added ("k").
+pub const ADDRESS_PROTO: u8 = 0x6b;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("netlink: {0}")]
+    Io(#[from] io::Error),
+    #[error("netlink request failed: {0}")]
+    Request(String),
+    #[error("no interface named {0:?}")]
+    NoSuchInterface(String),
+}
+
+fn request_error(e: rtnetlink::Error) -> NetlinkError {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => NetlinkError::Io(m.to_io()),
+        other => NetlinkError::Request(other.to_string()),
+    }
+}
+
+fn errno(e: &NetlinkError) -> Option<i32> {
+    match e {
+        NetlinkError::Io(io) => io.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// An interface as the agent needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    /// Administratively up with carrier (IFF_UP and IFF_LOWER_UP).
+    pub up: bool,
+    /// The parent of a macvlan / vlan.
+    pub parent: Option<u32>,
+}
+
+/// An address configured on an interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    pub index: u32,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    pub proto: Option<u8>,
+}
+
+impl Address {
+    pub fn is_ours(&self) -> bool {
+        self.proto == Some(ADDRESS_PROTO)
+    }
+}
+
+/// A handle on the namespace's rtnetlink socket.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Connects; the connection task runs on the current tokio runtime.
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
+        let msgs: Vec<LinkMessage> = self
+            .handle
+            .link()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request_error)?;
+        Ok(msgs.iter().map(link_of).collect())
+    }
+
+    pub async fn link_by_name(&self, name: &str) -> Result<Link, NetlinkError> {
+        self.links()
+            .await?
+            .into_iter()
+            .find(|l| l.name == name)
+            .ok_or_else(|| NetlinkError::NoSuchInterface(name.to_string()))
+    }
+
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>, NetlinkError> {
+        Ok(self.links().await?.into_iter().find(|l| l.index == index))
+    }
+
+    /// All addresses, or those of one interface.
+    pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<Address>, NetlinkError> {
+        let mut req = self.handle.address().get();
+        if let Some(i) = index {
+            req = req.set_link_index_filter(i);
+        }
+        let msgs: Vec<AddressMessage> = req.execute().try_collect().await.map_err(request_error)?;
+        Ok(msgs.iter().filter_map(address_of).collect())
+    }
+
+    /// Binds a virtual address, marked as ours; IPv6 without duplicate address detection (the
+    /// VRRP election already made it unique, and DAD would delay it by a second).
+    /// Already present is success.
+    pub async fn add_address(&self, index: u32, vip: &VirtualAddress) -> Result<(), NetlinkError> {
+        let mut req = self
+            .handle
+            .address()
+            .add(index, vip.address, vip.prefix_len);
+        let msg = req.message_mut();
+        msg.attributes
+            .push(AddressAttribute::Protocol(AddressProtocol::Other(
+                ADDRESS_PROTO,
+            )));
+        if vip.address.is_ipv6() {
+            msg.attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        match req.execute().await.map_err(request_error) {
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Releases an address. Already gone is success.
+    pub async fn del_address(
+        &self,
+        index: u32,
+        address: IpAddr,
+        prefix_len: u8,
+    ) -> Result<(), NetlinkError> {
+        let mut msg = AddressMessage::default();
+        msg.header.index = index;
+        msg.header.prefix_len = prefix_len;
+        msg.header.family = match address {
+            IpAddr::V4(_) => rtnetlink::packet_route::AddressFamily::Inet,
+            IpAddr::V6(_) => rtnetlink::packet_route::AddressFamily::Inet6,
+        };
+        msg.attributes.push(AddressAttribute::Address(address));
+        if address.is_ipv4() {
+            msg.attributes.push(AddressAttribute::Local(address));
+        }
+        match self
+            .handle
+            .address()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(request_error)
+        {
+            Err(e)
+                if matches!(
+                    errno(&e),
+                    Some(libc::EADDRNOTAVAIL) | Some(libc::ENOENT) | Some(libc::ENODEV)
+                ) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Creates (or finds) the macvlan `name` on `parent` with `mac`, up. Returns its index.
+    pub async fn ensure_macvlan(
+        &self,
+        parent: u32,
+        name: &str,
+        mac: [u8; 6],
+    ) -> Result<u32, NetlinkError> {
+        if let Some(l) = self.links().await?.into_iter().find(|l| l.name == name) {
+            if l.mac == Some(mac) && l.parent == Some(parent) {
+                self.set_up(l.index).await?;
+                return Ok(l.index);
+            }
+            self.delete_link(l.index).await?;
+        }
+        let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
+            .address(mac.to_vec())
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(request_error)?;
+        Ok(self.link_by_name(name).await?.index)
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(request_error)
+    }
+
+    pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
+        match self
+            .handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(request_error)
+        {
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+fn link_of(m: &LinkMessage) -> Link {
+    let mut link = Link {
+        index: m.header.index,
+        name: String::new(),
+        mac: None,
+        mtu: 1500,
+        up: m.header.flags.contains(LinkFlags::Up) && m.header.flags.contains(LinkFlags::LowerUp),
+        parent: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Address(mac) if mac.len() == 6 => {
+                link.mac = mac.as_slice().try_into().ok()
+            }
+            LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
+            LinkAttribute::Link(p) => link.parent = Some(*p),
+            _ => {}
+        }
+    }
+    link
+}
+
+fn address_of(m: &AddressMessage) -> Option<Address> {
+    let mut address = None;
+    let mut local = None;
+    let mut proto = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Address(x) => address = Some(*x),
+            AddressAttribute::Local(x) => local = Some(*x),
+            AddressAttribute::Protocol(p) => proto = Some(u8::from(*p)),
+            _ => {}
+        }
+    }
+    // For IPv4 IFA_LOCAL is the interface's own address (IFA_ADDRESS the peer on p2p links).
+    Some(Address {
+        index: m.header.index,
+        address: local.or(address)?,
+        prefix_len: m.header.prefix_len,
+        proto,
+    })
+}
