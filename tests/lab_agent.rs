@@ -1,13 +1,17 @@
-//! The standalone agent on real sockets and addresses, in network namespaces (needs root).
+//! The standalone agent on real sockets, addresses and ARP caches, in network namespaces
+//! (needs root; fails, never skips, without it). Each test builds its own lab.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use kube_vrrp_e2e::{Lab, wait_for};
+use kube_vrrp::vrrp::{Addresses, Advertisement, Authentication, Version};
+use kube_vrrp_e2e::{Lab, send_vrrp, wait_for};
 use nix::sys::signal::Signal;
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
 const VIP: &str = "198.51.100.50";
+const WAIT: Duration = Duration::from_secs(6);
 
 fn status_addr() -> SocketAddr {
     "127.0.0.1:9650".parse().unwrap()
@@ -22,22 +26,18 @@ fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
 fn start_agent(lab: &mut Lab, node: &str, config: &str) -> u32 {
     let ns = lab.node(node).ns.clone();
     let log = format!("agent-{node}.log");
-    let pid = lab.spawn(
-        &ns,
-        &[
-            BIN,
-            "agent",
-            "--standalone",
-            "--config",
-            config,
-            "--node-name",
-            node,
-            "--listen",
-            "127.0.0.1:9650",
-        ],
-        &log,
-    );
-    // Ready when /status answers.
+    let args = [
+        BIN,
+        "agent",
+        "--standalone",
+        "--config",
+        config,
+        "--node-name",
+        node,
+        "--listen",
+        "127.0.0.1:9650",
+    ];
+    let pid = lab.spawn(&ns, &args, &log);
     let ok = wait_for(Duration::from_secs(10), || {
         lab.http_get(&ns, status_addr(), "/status").is_ok()
     });
@@ -49,50 +49,68 @@ fn start_agent(lab: &mut Lab, node: &str, config: &str) -> u32 {
     pid
 }
 
-fn two_node_config(interval: &str, preempt: bool) -> String {
+fn status(lab: &Lab, node: &str) -> Value {
+    let body = lab
+        .http_get(&lab.node(node).ns, status_addr(), "/status")
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+fn instance(lab: &Lab, node: &str, key: &str) -> Value {
+    status(lab, node)["instances"][key].clone()
+}
+
+/// A VirtualIP document; `extra` is appended to the spec (indented two spaces).
+fn vip_yaml(name: &str, vrid: u8, addresses: &[&str], extra: &str) -> String {
+    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
-        r#"apiVersion: kube-vrrp.io/v1alpha1
-kind: VirtualIP
-metadata: {{name: web}}
-spec:
-  addresses: ["198.51.100.50/24"]
-  virtualRouterID: 51
-  advertInterval: {interval}
-  preempt: {preempt}
-  priorities: [{{node: n1, priority: 200}}, {{node: n2, priority: 150}}]
-"#
+        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: {name}}}\nspec:\n  addresses: [{}]\n  \
+         virtualRouterID: {vrid}\n  priorities: [{{node: n1, priority: 200}}, {{node: n2, priority: 150}}]\n{extra}",
+        addrs.join(", ")
     )
+}
+
+fn fast(extra: &str) -> String {
+    format!("  advertInterval: 100ms\n{extra}")
+}
+
+fn two_nodes(yaml: &str) -> (Lab, String, u32, u32) {
+    let mut lab = Lab::new(2);
+    let cfg = write_config(&lab, "vips.yaml", yaml);
+    let p1 = start_agent(&mut lab, "n1", &cfg);
+    let p2 = start_agent(&mut lab, "n2", &cfg);
+    (lab, cfg, p1, p2)
+}
+
+fn wait_holders(lab: &Lab, vip: &str, expected: &[&str]) {
+    let ok = wait_for(WAIT, || lab.holders(vip) == expected);
+    assert!(
+        ok.is_some(),
+        "holders of {vip}: {:?}, expected {expected:?}\n--- n1\n{}\n--- n2\n{}",
+        lab.holders(vip),
+        lab.log("agent-n1.log"),
+        lab.log("agent-n2.log")
+    );
+}
+
+fn crash(lab: &mut Lab, pid: u32, node: &str) {
+    lab.signal(pid, Signal::SIGKILL);
+    let n = lab.node(node).clone();
+    lab.set_link(&n, false);
 }
 
 #[test]
 fn election_and_crash_failover() {
-    let mut lab = Lab::new(2);
-    let cfg = write_config(&lab, "web.yaml", &two_node_config("100ms", true));
-    let p1 = start_agent(&mut lab, "n1", &cfg);
-    start_agent(&mut lab, "n2", &cfg);
-    assert!(
-        wait_for(Duration::from_secs(5), || lab.holders(VIP) == ["n1"]).is_some(),
-        "holders: {:?}",
-        lab.holders(VIP)
-    );
-    let status = lab
-        .http_get(&lab.node("n2").ns, status_addr(), "/status")
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
-    let web = &v["instances"]["web/ipv4"];
-    assert_eq!(web["state"], "Backup", "{status}");
-    assert_eq!(web["master"], "198.51.100.11", "{status}");
+    let (mut lab, _, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
+    wait_holders(&lab, VIP, &["n1"]);
+    let web = instance(&lab, "n2", "web/ipv4");
+    assert_eq!(web["state"], "Backup", "{web}");
+    assert_eq!(web["master"], "198.51.100.11");
     assert_eq!(web["masterPriority"], 200);
-    // Crash: the agent dies and its link is cut.
-    lab.signal(p1, Signal::SIGKILL);
-    let n1 = lab.node("n1").clone();
-    lab.set_link(&n1, false);
-    let took = wait_for(Duration::from_secs(5), || {
-        lab.holds(&lab.node("n2").ns, VIP)
-    });
+    crash(&mut lab, p1, "n1");
     assert!(
-        took.is_some(),
-        "n2 never took over:\n{}",
+        wait_for(WAIT, || lab.holds(&lab.node("n2").ns, VIP)).is_some(),
+        "{}",
         lab.log("agent-n2.log")
     );
     let metrics = lab
@@ -104,8 +122,409 @@ fn election_and_crash_failover() {
         ),
         "{metrics}"
     );
-    assert!(
-        lab.log("agent-n2.log")
-            .contains("master down timer expired")
+    let web = instance(&lab, "n2", "web/ipv4");
+    assert_eq!(
+        web["lastTransition"]["reason"],
+        "master down timer expired (no advertisement for 0.341s)"
     );
+}
+
+#[test]
+fn graceful_handover_on_sigterm() {
+    let (mut lab, _, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
+    wait_holders(&lab, VIP, &["n1"]);
+    lab.signal(p1, Signal::SIGTERM);
+    wait_holders(&lab, VIP, &["n2"]);
+    let web = instance(&lab, "n2", "web/ipv4");
+    assert_eq!(
+        web["lastTransition"]["reason"], "priority-0 handover from 198.51.100.11",
+        "{web}"
+    );
+    assert_eq!(web["counters"]["priorityZeroReceived"], 1);
+    assert!(lab.log("agent-n1.log").contains("SIGTERM: handing over"));
+}
+
+#[test]
+fn failback_with_preempt() {
+    let (mut lab, cfg, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
+    wait_holders(&lab, VIP, &["n1"]);
+    lab.signal(p1, Signal::SIGTERM);
+    wait_holders(&lab, VIP, &["n2"]);
+    start_agent(&mut lab, "n1", &cfg);
+    wait_holders(&lab, VIP, &["n1"]);
+    let web = instance(&lab, "n1", "web/ipv4");
+    assert_eq!(
+        web["lastTransition"]["reason"], "preempting lower priority 150 from 198.51.100.12",
+        "{web}"
+    );
+    assert_eq!(instance(&lab, "n2", "web/ipv4")["state"], "Backup");
+}
+
+#[test]
+fn non_preempt_keeps_the_current_master() {
+    let (mut lab, cfg, p1, _) = two_nodes(&vip_yaml(
+        "web",
+        51,
+        &["198.51.100.50/24"],
+        &fast("  preempt: false\n"),
+    ));
+    wait_holders(&lab, VIP, &["n1"]);
+    lab.signal(p1, Signal::SIGTERM);
+    wait_holders(&lab, VIP, &["n2"]);
+    start_agent(&mut lab, "n1", &cfg);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(lab.holders(VIP), ["n2"]);
+    assert_eq!(instance(&lab, "n1", "web/ipv4")["state"], "Backup");
+}
+
+#[test]
+fn one_instance_with_25_vips() {
+    let vips: Vec<String> = (1..=25)
+        .map(|i| format!("198.51.100.{}/24", 100 + i))
+        .collect();
+    let refs: Vec<&str> = vips.iter().map(String::as_str).collect();
+    let (mut lab, _, p1, _) = two_nodes(&vip_yaml("many", 60, &refs, &fast("")));
+    let all_on = |lab: &Lab, node: &str| {
+        (101..=125).all(|i| lab.holds(&lab.node(node).ns, &format!("198.51.100.{i}")))
+    };
+    let none_on = |lab: &Lab, node: &str| {
+        (101..=125).all(|i| !lab.holds(&lab.node(node).ns, &format!("198.51.100.{i}")))
+    };
+    assert!(wait_for(WAIT, || all_on(&lab, "n1") && none_on(&lab, "n2")).is_some());
+    lab.signal(p1, Signal::SIGTERM);
+    assert!(wait_for(WAIT, || all_on(&lab, "n2") && none_on(&lab, "n1")).is_some());
+    assert_eq!(
+        instance(&lab, "n2", "many/ipv4")["counters"]["addressListErrors"],
+        0
+    );
+}
+
+#[test]
+fn ipv6_election_failover_and_neighbor_advertisement() {
+    let (mut lab, _, p1, _) = two_nodes(&vip_yaml("v6", 53, &["2001:db8:1::50/64"], &fast("")));
+    let v6 = "2001:db8:1::50";
+    wait_holders(&lab, v6, &["n1"]);
+    let n1 = instance(&lab, "n2", "v6/ipv6");
+    let master: IpAddr = n1["master"].as_str().unwrap().parse().unwrap();
+    assert!(
+        matches!(master, IpAddr::V6(a) if a.segments()[0] == 0xfe80),
+        "link-local source: {n1}"
+    );
+    let client = lab.client.ns.clone();
+    let ping = lab.exec(&client, &["ping", "-6", "-c", "1", "-W", "2", v6]);
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    crash(&mut lab, p1, "n1");
+    assert!(wait_for(WAIT, || lab.holds(&lab.node("n2").ns, v6)).is_some());
+    // The unsolicited NA moved the client's neighbor entry to n2.
+    let n2_mac = mac_of(&lab, "n2");
+    let moved = wait_for(WAIT, || {
+        neighbor_mac(&lab, v6).as_deref() == Some(n2_mac.as_str())
+    });
+    assert!(
+        moved.is_some(),
+        "client neighbor: {:?}, n2 is {n2_mac}",
+        neighbor_mac(&lab, v6)
+    );
+}
+
+fn mac_of(lab: &Lab, node: &str) -> String {
+    let out = lab.exec(&lab.node(node).ns, &["cat", "/sys/class/net/eth0/address"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn neighbor_mac(lab: &Lab, addr: &str) -> Option<String> {
+    let out = lab.exec(&lab.client.ns, &["ip", "neigh", "show", addr]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| *w == "lladdr")
+        .map(|i| words[i + 1].to_string())
+}
+
+#[test]
+fn gratuitous_arp_moves_the_clients_arp_entry() {
+    let (mut lab, _, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
+    wait_holders(&lab, VIP, &["n1"]);
+    let client = lab.client.ns.clone();
+    assert!(
+        lab.exec(&client, &["ping", "-c", "1", "-W", "2", VIP])
+            .status
+            .success()
+    );
+    assert_eq!(neighbor_mac(&lab, VIP), Some(mac_of(&lab, "n1")));
+    crash(&mut lab, p1, "n1");
+    let n2 = mac_of(&lab, "n2");
+    assert!(
+        wait_for(WAIT, || neighbor_mac(&lab, VIP).as_deref()
+            == Some(n2.as_str()))
+        .is_some()
+    );
+    assert!(
+        lab.exec(&client, &["ping", "-c", "1", "-W", "2", VIP])
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn unicast_mode_sends_to_peers_only() {
+    let extra = fast("  unicastPeers: [\"198.51.100.11\", \"198.51.100.12\"]\n");
+    let (lab, _, _, _) = two_nodes(&vip_yaml("uni", 70, &["198.51.100.70/24"], &extra));
+    wait_holders(&lab, "198.51.100.70", &["n1"]);
+    let web = instance(&lab, "n2", "uni/ipv4");
+    assert_eq!(web["master"], "198.51.100.11", "{web}");
+    let received = web["counters"]["advertsReceived"].as_u64().unwrap();
+    assert!(received > 0, "{web}");
+    // The client (not a peer) sees no VRRP at all: nothing went to the multicast group.
+    let cap = lab.exec(
+        &lab.client.ns,
+        &[
+            "timeout",
+            "1",
+            "tcpdump",
+            "-n",
+            "-i",
+            "eth0",
+            "-c",
+            "1",
+            "ip proto 112",
+        ],
+    );
+    let text = String::from_utf8_lossy(&cap.stdout);
+    assert!(!text.contains("VRRP"), "the client saw VRRP: {text}");
+    // n2 sees unicast adverts from n1.
+    let cap = lab.exec(
+        &lab.node("n2").ns,
+        &[
+            "timeout",
+            "2",
+            "tcpdump",
+            "-n",
+            "-i",
+            "eth0",
+            "-c",
+            "2",
+            "ip proto 112",
+        ],
+    );
+    let text = String::from_utf8_lossy(&cap.stdout);
+    assert!(
+        text.contains("198.51.100.11 > 198.51.100.12: VRRPv3"),
+        "{text}"
+    );
+}
+
+#[test]
+fn stale_vips_are_removed_after_sigkill_and_nothing_else() {
+    let (mut lab, cfg, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
+    wait_holders(&lab, VIP, &["n1"]);
+    lab.signal(p1, Signal::SIGKILL);
+    // The link stays up: n2 takes over while the dead agent's VIP is still bound on n1.
+    wait_holders(&lab, VIP, &["n1", "n2"]);
+    let n1 = lab.node("n1").ns.clone();
+    lab.exec(
+        &n1,
+        &["ip", "addr", "add", "198.51.100.77/24", "dev", "eth0"],
+    );
+    start_agent(&mut lab, "n1", &cfg);
+    assert!(
+        lab.log("agent-n1.log")
+            .contains("removing a stale virtual address"),
+        "{}",
+        lab.log("agent-n1.log")
+    );
+    assert!(
+        lab.holds(&n1, "198.51.100.77"),
+        "an address we did not add was touched"
+    );
+    assert!(lab.holds(&n1, "198.51.100.11"));
+    wait_holders(&lab, VIP, &["n1"]);
+}
+
+#[test]
+fn virtual_mac_keeps_the_clients_arp_entry_across_failover() {
+    let (mut lab, _, p1, _) = two_nodes(&vip_yaml(
+        "web",
+        51,
+        &["198.51.100.50/24"],
+        &fast("  virtualMAC: true\n"),
+    ));
+    wait_holders(&lab, VIP, &["n1"]);
+    let client = lab.client.ns.clone();
+    assert!(
+        lab.exec(&client, &["ping", "-c", "1", "-W", "2", VIP])
+            .status
+            .success()
+    );
+    assert_eq!(
+        neighbor_mac(&lab, VIP).as_deref(),
+        Some("00:00:5e:00:01:33")
+    );
+    lab.signal(p1, Signal::SIGTERM);
+    wait_holders(&lab, VIP, &["n2"]);
+    let ok = wait_for(WAIT, || {
+        lab.exec(&client, &["ping", "-c", "1", "-W", "1", VIP])
+            .status
+            .success()
+    });
+    assert!(ok.is_some(), "VIP unreachable through n2");
+    assert_eq!(
+        neighbor_mac(&lab, VIP).as_deref(),
+        Some("00:00:5e:00:01:33"),
+        "the client's entry never changed"
+    );
+}
+
+fn advert(vrid: u8, priority: u8, version: Version, auth: Authentication) -> Advertisement {
+    Advertisement {
+        version,
+        vrid,
+        priority,
+        interval_cs: if version == Version::V2 { 100 } else { 10 },
+        addresses: Addresses::V4(vec![VIP.parse().unwrap()]),
+        auth,
+    }
+}
+
+#[test]
+fn hostile_packets_are_dropped_counted_and_change_nothing() {
+    let yaml = vip_yaml(
+        "web",
+        51,
+        &["198.51.100.50/24"],
+        "  version: 2\n  authentication: {password: s3cret}\n",
+    );
+    let (lab, _, _, _) = two_nodes(&yaml);
+    wait_holders(&lab, VIP, &["n1"]);
+    let client = lab.client.ns.clone();
+    let src: IpAddr = lab.client.ipv4.parse().unwrap();
+    let group: IpAddr = "224.0.0.18".parse().unwrap();
+    let pass = Authentication::password("s3cret");
+    // Each would win the election if accepted (priority 255 or 0).
+    let good = advert(51, 255, Version::V2, pass)
+        .encode(src, group)
+        .unwrap();
+    send_vrrp(&client, group, 254, &good); // TTL 254
+    let mut bad_sum = good.clone();
+    bad_sum[2] = 254; // checksum no longer matches
+    send_vrrp(&client, group, 255, &bad_sum);
+    let wrong_pass = advert(51, 255, Version::V2, Authentication::password("guess"))
+        .encode(src, group)
+        .unwrap();
+    send_vrrp(&client, group, 255, &wrong_pass);
+    let no_pass = advert(51, 0, Version::V2, Authentication::None)
+        .encode(src, group)
+        .unwrap();
+    send_vrrp(&client, group, 255, &no_pass);
+    let other_vrid = advert(99, 255, Version::V2, pass)
+        .encode(src, group)
+        .unwrap();
+    send_vrrp(&client, group, 255, &other_vrid);
+    send_vrrp(&client, group, 255, &[0x21, 51, 0xff]); // truncated
+    std::thread::sleep(Duration::from_millis(500));
+    let c = &instance(&lab, "n1", "web/ipv4")["counters"];
+    assert_eq!(c["ipTtlErrors"], 1, "{c}");
+    assert_eq!(c["checksumErrors"], 1, "{c}");
+    assert_eq!(c["authFailures"], 1, "{c}");
+    assert_eq!(c["authTypeMismatch"], 1, "{c}");
+    assert_eq!(c["packetLengthErrors"], 1, "{c}");
+    assert_eq!(status(&lab, "n1")["global"]["unknownVrid"], 1);
+    for node in ["n1", "n2"] {
+        let i = instance(&lab, node, "web/ipv4");
+        assert_eq!(
+            i["counters"]["masterTransitions"],
+            if node == "n1" { 1 } else { 0 },
+            "{i}"
+        );
+    }
+    assert_eq!(lab.holders(VIP), ["n1"]);
+    // The right password from a higher priority is taken: the check is not a blanket drop.
+    let real = advert(51, 255, Version::V2, pass)
+        .encode(src, group)
+        .unwrap();
+    send_vrrp(&client, group, 255, &real);
+    wait_holders(&lab, VIP, &[]);
+}
+
+#[test]
+fn sighup_reload_touches_only_what_changed() {
+    let web = vip_yaml("web", 51, &["198.51.100.50/24"], &fast(""));
+    let db = vip_yaml("db", 52, &["198.51.100.52/24"], &fast(""));
+    let (mut lab, cfg, p1, _) = two_nodes(&format!("{web}---\n{db}"));
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_holders(&lab, "198.51.100.52", &["n1"]);
+    let before = instance(&lab, "n1", "web/ipv4");
+    // db moves to another address; web is unchanged.
+    let db2 = vip_yaml("db", 52, &["198.51.100.53/24"], &fast(""));
+    std::fs::write(&cfg, format!("{web}---\n{db2}")).unwrap();
+    lab.signal(p1, Signal::SIGHUP);
+    wait_holders(&lab, "198.51.100.53", &["n1"]);
+    assert!(!lab.holds(&lab.node("n1").ns, "198.51.100.52"));
+    let after = instance(&lab, "n1", "web/ipv4");
+    assert_eq!(
+        after["lastTransition"], before["lastTransition"],
+        "web was restarted"
+    );
+    assert_eq!(after["counters"]["masterTransitions"], 1);
+    assert!(after["counters"]["advertsSent"].as_u64() > before["counters"]["advertsSent"].as_u64());
+    // A broken file is refused whole; the running configuration stays.
+    std::fs::write(
+        &cfg,
+        format!(
+            "{web}---\n{}",
+            db2.replace("virtualRouterID: 52", "virtualRouterID: 0")
+        ),
+    )
+    .unwrap();
+    lab.signal(p1, Signal::SIGHUP);
+    let refused = wait_for(WAIT, || status(&lab, "n1")["configError"].is_string());
+    assert!(refused.is_some());
+    let err = status(&lab, "n1")["configError"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("document 2 (\"db\"), field spec.virtualRouterID"),
+        "{err}"
+    );
+    assert!(lab.holds(&lab.node("n1").ns, "198.51.100.53"));
+    assert!(lab.holds(&lab.node("n1").ns, VIP));
+}
+
+#[test]
+fn a_bad_file_stops_the_agent_before_it_does_anything() {
+    let lab = Lab::new(1);
+    let yaml = vip_yaml("web", 51, &["198.51.100.50/24"], "  advertInterval: 1s\n")
+        + "---\n"
+        + &vip_yaml(
+            "db",
+            52,
+            &["198.51.100.52/24"],
+            "  version: 2\n  advertInterval: 100ms\n",
+        );
+    let cfg = write_config(&lab, "bad.yaml", &yaml);
+    let out = lab.exec(
+        &lab.node("n1").ns,
+        &[
+            BIN,
+            "agent",
+            "--standalone",
+            "--config",
+            &cfg,
+            "--node-name",
+            "n1",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("document 2 (\"db\"), field spec.advertInterval: VRRPv2"),
+        "{err}"
+    );
+    assert!(!lab.holds(&lab.node("n1").ns, VIP), "half-configured");
 }

@@ -330,3 +330,33 @@ impl Drop for Lab {
         }
     }
 }
+
+/// Sends one raw VRRP message (IP protocol 112) from inside a namespace with the given TTL /
+/// hop limit: how tests inject malformed or hostile packets.
+pub fn send_vrrp(ns: &str, dst: std::net::IpAddr, ttl: u8, payload: &[u8]) {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let ns_path = format!("/run/netns/{ns}");
+    let payload = payload.to_vec();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let domain = if dst.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let s = Socket::new(domain, Type::RAW, Some(Protocol::from(112))).unwrap();
+        s.bind_device(Some(b"eth0")).unwrap();
+        if dst.is_ipv4() {
+            s.set_multicast_ttl_v4(u32::from(ttl)).unwrap();
+            s.set_ttl_v4(u32::from(ttl)).unwrap();
+        } else {
+            s.set_multicast_hops_v6(u32::from(ttl)).unwrap();
+            s.set_unicast_hops_v6(u32::from(ttl)).unwrap();
+        }
+        s.send_to(&payload, &SockAddr::from(SocketAddr::new(dst, 0)))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+}

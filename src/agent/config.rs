@@ -376,6 +376,10 @@ impl VirtualIp {
             .ok_or_else(|| format!("{}: interface {} has no {family} address to send from", self.name, link.name))?;
             let mut config = self.instance_config(family, self.priority_of(node), primary);
             config.mtu = link.mtu as usize;
+            // One file serves every node: a node is not its own peer.
+            config
+                .unicast_peers
+                .retain(|p| !addrs.iter().any(|a| a.address == *p));
             config
                 .validate()
                 .map_err(|e| format!("{}: {e}", self.name))?;

@@ -91,16 +91,23 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
         node: opts.node.clone(),
         ..Default::default()
     }));
-    if let Some(addr) = opts.listen {
-        let listener = status::bind(addr)
-            .await
-            .map_err(|source| AgentError::Listen { addr, source })?;
-        tokio::spawn(status::serve(listener, status.clone()));
-    }
-    let mut agent = Agent::new(nl, opts.node.clone(), status);
+    // Bound first, so a bad --listen fails before anything is touched; served once every
+    // instance has started, so an answer means the agent is up.
+    let listener = match opts.listen {
+        Some(addr) => Some(
+            status::bind(addr)
+                .await
+                .map_err(|source| AgentError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    let mut agent = Agent::new(nl, opts.node.clone(), status.clone());
     let resolved = agent.resolve(&vips).await?;
     agent.remove_stale().await?;
     agent.apply(resolved).await?;
+    if let Some(listener) = listener {
+        tokio::spawn(status::serve(listener, status));
+    }
     info!(node = %opts.node, instances = agent.running.len(), "agent started");
 
     let mut term = signal(SignalKind::terminate()).expect("signal handler");
@@ -151,6 +158,18 @@ struct Running {
     garp_refresh: Option<Duration>,
     base_up: bool,
     last_transition_time: Option<SystemTime>,
+}
+
+impl Running {
+    /// The receivers this instance listens on: the base interface, and its virtual-MAC one.
+    fn socket_keys(&self) -> Vec<SocketKey> {
+        let family = self.resolved.config.family();
+        let mut keys = vec![(self.resolved.ifindex, family)];
+        if let Some(vmac) = self.vmac_link {
+            keys.push((vmac, family));
+        }
+        keys
+    }
 }
 
 struct Agent {
@@ -258,7 +277,7 @@ impl Agent {
         let wanted: std::collections::HashSet<SocketKey> = self
             .running
             .values()
-            .map(|r| (r.resolved.ifindex, r.resolved.config.family()))
+            .flat_map(Running::socket_keys)
             .collect();
         self.receivers.retain(|k, task| {
             let keep = wanted.contains(k);
@@ -278,29 +297,11 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let family = resolved.config.family();
         let sock_err = |what: String| move |source| AgentError::Socket { what, source };
-        let socket_key = (resolved.ifindex, family);
-        if !self.receivers.contains_key(&socket_key) {
-            let rx = VrrpReceiver::open(family, &resolved.interface, resolved.ifindex).map_err(
-                sock_err(format!("VRRP receive socket on {}", resolved.interface)),
-            )?;
-            let tx = self.packets_tx.clone();
-            let task = tokio::spawn(async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(p) => {
-                            if tx.send((socket_key, p)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            error!(error = %e, "VRRP receive failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                }
-            });
-            self.receivers.insert(socket_key, task);
-        }
+        self.ensure_receiver((resolved.ifindex, family), &resolved.interface)
+            .map_err(sock_err(format!(
+                "VRRP receive socket on {}",
+                resolved.interface
+            )))?;
         let base = self
             .nl
             .link_by_index(resolved.ifindex)
@@ -310,8 +311,15 @@ impl Agent {
             let mac = virtual_mac(family, resolved.config.vrid);
             let name = vmac_name(family, resolved.config.vrid);
             let index = self.nl.ensure_macvlan(base.index, &name, mac).await?;
-            // The base interface must not answer ARP for the VIPs with its own MAC.
+            // The base interface must never tie the VIPs to its own MAC: not by answering ARP
+            // for them (arp_ignore), nor by using them as the sender of its own ARP requests
+            // when replies from a VIP leave through it (arp_announce).
             set_sysctl(&format!("net/ipv4/conf/{}/arp_ignore", base.name), "1");
+            set_sysctl(&format!("net/ipv4/conf/{}/arp_announce", base.name), "2");
+            // Another node's adverts come from the same virtual MAC: the macvlan driver hands
+            // such frames to our macvlan, not to the base interface. Listen there too.
+            self.ensure_receiver((index, family), &name)
+                .map_err(sock_err(format!("VRRP receive socket on {name}")))?;
             (index, name, mac, Some(index))
         } else {
             (
@@ -321,12 +329,13 @@ impl Agent {
                 None,
             )
         };
-        let sender = VrrpSender::open(
+        let sender = open_sender(
             &send_ifname,
             addr_ifindex,
             resolved.config.primary_address,
             base.index,
         )
+        .await
         .map_err(sock_err(format!("VRRP send socket on {send_ifname}")))?;
         let frames = FrameSender::open(addr_ifindex)
             .map_err(sock_err(format!("AF_PACKET socket on {send_ifname}")))?;
@@ -360,6 +369,32 @@ impl Agent {
             .instance
             .handle(now, Input::Startup);
         self.execute(&key, actions).await;
+        Ok(())
+    }
+
+    /// One receiver task per (interface, family), shared by the instances there.
+    fn ensure_receiver(&mut self, socket_key: SocketKey, ifname: &str) -> std::io::Result<()> {
+        if self.receivers.contains_key(&socket_key) {
+            return Ok(());
+        }
+        let rx = VrrpReceiver::open(socket_key.1, ifname, socket_key.0)?;
+        let tx = self.packets_tx.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(p) => {
+                        if tx.send((socket_key, p)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "VRRP receive failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        self.receivers.insert(socket_key, task);
         Ok(())
     }
 
@@ -479,8 +514,7 @@ impl Agent {
             .running
             .iter()
             .find(|(_, r)| {
-                (r.resolved.ifindex, r.resolved.config.family()) == socket
-                    && Some(r.resolved.config.vrid) == vrid
+                r.socket_keys().contains(&socket) && Some(r.resolved.config.vrid) == vrid
             })
             .map(|(k, _)| k.clone());
         let Some(key) = key else {
@@ -577,6 +611,29 @@ impl Agent {
             })
             .collect();
         self.status.lock().expect("status").instances = instances;
+    }
+}
+
+/// Opens the sender, waiting up to 3 s for a fresh IPv6 link-local source to finish duplicate
+/// address detection (the kernel refuses a tentative source).
+async fn open_sender(
+    ifname: &str,
+    ifindex: u32,
+    source: IpAddr,
+    base: u32,
+) -> std::io::Result<VrrpSender> {
+    let mut tries = 0;
+    loop {
+        match VrrpSender::open(ifname, ifindex, source, base) {
+            Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && tries < 30 => {
+                if tries == 0 {
+                    info!(%source, "source address not usable yet (duplicate address detection?); waiting");
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }
 

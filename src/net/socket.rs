@@ -89,9 +89,12 @@ impl VrrpSender {
     ) -> io::Result<VrrpSender> {
         let tx = raw_socket(Family::of(&source), ifname)?;
         match source {
-            IpAddr::V4(src) => {
+            IpAddr::V4(_) => {
+                tx.set_freebind_v4(true)?;
                 tx.bind(&SockAddr::from(SocketAddr::new(source, 0)))?;
-                tx.set_multicast_if_v4(&src)?;
+                // By index: the source may live on the base interface while we send from the
+                // virtual-MAC one.
+                set_multicast_if_index_v4(&tx, ifindex)?;
                 tx.set_multicast_ttl_v4(u32::from(VRRP_TTL))?;
                 tx.set_ttl_v4(u32::from(VRRP_TTL))?;
                 tx.set_multicast_loop_v4(false)?;
@@ -148,6 +151,28 @@ fn raw_socket(family: Family, ifname: &str) -> io::Result<Socket> {
 
 fn is_link_local(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+fn set_multicast_if_index_v4(s: &Socket, ifindex: u32) -> io::Result<()> {
+    let mreq = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as i32,
+    };
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MULTICAST_IF,
+            (&mreq as *const libc::ip_mreqn).cast(),
+            std::mem::size_of::<libc::ip_mreqn>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn set_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
