@@ -360,3 +360,137 @@ pub fn send_vrrp(ns: &str, dst: std::net::IpAddr, ttl: u8, payload: &[u8]) {
     .join()
     .unwrap();
 }
+
+/// What a run of probes saw around a failover.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outage {
+    /// From the first unanswered probe to the first answered one after the last unanswered.
+    pub outage: Duration,
+    pub lost: usize,
+    pub sent: usize,
+}
+
+/// ICMP echo probes to `target` every `interval` from inside namespace `ns`, on a thread of its
+/// own. Call [`Prober::stop`] to collect.
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<Vec<(Instant, bool)>>>,
+}
+
+impl Prober {
+    pub fn start(ns: &str, target: std::net::Ipv4Addr, interval: Duration) -> Prober {
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let ns_path = format!("/run/netns/{ns}");
+        let handle = std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns_path).unwrap();
+            nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+            s.set_nonblocking(true).unwrap();
+            let dst = SockAddr::from(SocketAddr::new(target.into(), 0));
+            let ident = (std::process::id() & 0xffff) as u16;
+            let mut sent: Vec<(Instant, bool)> = Vec::new();
+            let start = Instant::now();
+            let mut seq: u16 = 0;
+            while !flag.load(Ordering::SeqCst) {
+                let mut pkt = vec![8, 0, 0, 0];
+                pkt.extend_from_slice(&ident.to_be_bytes());
+                pkt.extend_from_slice(&seq.to_be_bytes());
+                pkt.extend_from_slice(&[0u8; 16]);
+                let sum = ones_complement(&pkt);
+                pkt[2..4].copy_from_slice(&sum.to_be_bytes());
+                let _ = s.send_to(&pkt, &dst);
+                sent.push((Instant::now(), false));
+                seq = seq.wrapping_add(1);
+                let next = start + interval * sent.len() as u32;
+                // Collect replies until the next probe is due.
+                loop {
+                    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+                    match s.recv(&mut buf) {
+                        Ok(n) if n >= 28 => {
+                            let b: Vec<u8> = buf[..n]
+                                .iter()
+                                .map(|x| unsafe { x.assume_init() })
+                                .collect();
+                            let ihl = usize::from(b[0] & 0x0f) * 4;
+                            if b[ihl] == 0 && u16::from_be_bytes([b[ihl + 4], b[ihl + 5]]) == ident
+                            {
+                                let rseq = u16::from_be_bytes([b[ihl + 6], b[ihl + 7]]);
+                                // Map the 16-bit sequence back to the newest probe with it.
+                                let idx = (0..sent.len()).rev().find(|i| (*i as u16) == rseq);
+                                if let Some(i) = idx {
+                                    sent[i].1 = true;
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            if Instant::now() >= next {
+                                break;
+                            }
+                            std::thread::sleep(Duration::from_micros(500));
+                        }
+                    }
+                }
+            }
+            sent
+        });
+        Prober {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops probing (answers still in flight for 200 ms count) and measures the outage.
+    pub fn stop(mut self) -> Outage {
+        std::thread::sleep(Duration::from_millis(200));
+        self.stop.store(true, Ordering::SeqCst);
+        let probes = self.handle.take().unwrap().join().unwrap();
+        // The last 200 ms of probes may not have been answered yet: ignore them.
+        let cutoff =
+            probes.last().map(|p| p.0).unwrap_or_else(Instant::now) - Duration::from_millis(150);
+        let probes: Vec<(Instant, bool)> = probes.into_iter().filter(|p| p.0 <= cutoff).collect();
+        let first_lost = probes.iter().position(|p| !p.1);
+        let last_lost = probes.iter().rposition(|p| !p.1);
+        let outage = match (first_lost, last_lost) {
+            (Some(f), Some(l)) => probes
+                .get(l + 1)
+                .map(|after| after.0 - probes[f].0)
+                .unwrap_or_else(|| probes[l].0 - probes[f].0),
+            _ => Duration::ZERO,
+        };
+        Outage {
+            outage,
+            lost: probes.iter().filter(|p| !p.1).count(),
+            sent: probes.len(),
+        }
+    }
+}
+
+fn ones_complement(b: &[u8]) -> u16 {
+    let mut sum: u32 = b
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The kube-vrrp binary built next to the running executable (`cargo build` puts them in the
+/// same target directory).
+pub fn kube_vrrp_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().expect("target dir");
+    for candidate in [dir.join("kube-vrrp"), dir.join("../kube-vrrp")] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "kube-vrrp binary not found next to {}: run `cargo build --workspace` first",
+        exe.display()
+    );
+}
