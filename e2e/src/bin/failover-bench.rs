@@ -1,0 +1,247 @@
+//! Failover benchmark: kube-vrrp and keepalived in the same run and the same lab. A client
+//! probes the VIP with ICMP every 10 ms while the master (priority 200) crashes (process killed
+//! and link cut) or stops gracefully (SIGTERM); the backup (150) takes over. Prints one JSON
+//! line per case: {impl, version, advert_ms, mode, trials, p50_ms, max_ms, lost, ...}, then the
+//! ratio of kube-vrrp to keepalived per case. Needs root and keepalived.
+//!
+//! Usage: failover-bench [--trials N] [--only kube-vrrp|keepalived] [--quick]
+
+use std::time::{Duration, Instant};
+
+use kube_vrrp_e2e::{Lab, Prober, kube_vrrp_binary, wait_for};
+use nix::sys::signal::Signal;
+use serde_json::json;
+
+const VIP: &str = "198.51.100.50";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Impl {
+    KubeVrrp,
+    Keepalived,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::KubeVrrp => "kube-vrrp",
+            Impl::Keepalived => "keepalived",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Case {
+    version: u8,
+    advert_ms: u64,
+    mode: &'static str,
+    vmac: bool,
+}
+
+fn start(lab: &mut Lab, which: Impl, node: &str, priority: u8, c: &Case) -> u32 {
+    let ns = lab.node(node).ns.clone();
+    let dir = lab.dir().to_path_buf();
+    match which {
+        Impl::KubeVrrp => {
+            let interval = if c.advert_ms % 1000 == 0 {
+                format!("{}s", c.advert_ms / 1000)
+            } else {
+                format!("{}ms", c.advert_ms)
+            };
+            let yaml = format!(
+                "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: vip}}\nspec:\n  addresses: [\"{VIP}/24\"]\n  \
+                 virtualRouterID: 51\n  version: {}\n  advertInterval: {interval}\n  defaultPriority: {priority}\n  virtualMAC: {}\n",
+                c.version, c.vmac
+            );
+            let file = dir.join(format!("vip-{node}.yaml"));
+            std::fs::write(&file, yaml).unwrap();
+            let bin = kube_vrrp_binary();
+            let args = [
+                bin.to_str().unwrap(),
+                "agent",
+                "--standalone",
+                "--config",
+                file.to_str().unwrap(),
+                "--node-name",
+                node,
+            ];
+            lab.spawn(&ns, &args, &format!("agent-{node}.log"))
+        }
+        Impl::Keepalived => {
+            let conf = format!(
+                "global_defs {{\n  router_id {node}\n  vrrp_version {}\n}}\nvrrp_instance VI {{\n  state BACKUP\n  interface eth0\n  \
+                 virtual_router_id 51\n  priority {priority}\n  advert_int {}\n{}  virtual_ipaddress {{\n    {VIP}/24\n  }}\n}}\n",
+                c.version,
+                c.advert_ms as f64 / 1000.0,
+                if c.vmac { "  use_vmac\n" } else { "" }
+            );
+            let file = dir.join(format!("keepalived-{node}.conf"));
+            std::fs::write(&file, conf).unwrap();
+            let pid = |n: &str| dir.join(format!("{node}-{n}.pid")).display().to_string();
+            let args = [
+                "keepalived",
+                "-n",
+                "-l",
+                "-G",
+                "-P",
+                "-f",
+                file.to_str().unwrap(),
+                "-p",
+                &pid("main"),
+                "-r",
+                &pid("vrrp"),
+                "-c",
+                &pid("chk"),
+            ];
+            lab.spawn(&ns, &args, &format!("keepalived-{node}.log"))
+        }
+    }
+}
+
+/// One trial: returns (client outage, lost probes, time until the backup bound the VIP).
+fn trial(which: Impl, c: &Case) -> Option<(Duration, usize, Duration)> {
+    let mut lab = Lab::new(2);
+    let p1 = start(&mut lab, which, "n1", 200, c);
+    let _p2 = start(&mut lab, which, "n2", 150, c);
+    wait_for(Duration::from_secs(15), || lab.holders(VIP) == ["n1"])?;
+    // Let the backup hear a few adverts (v3 learns the interval) before the event.
+    std::thread::sleep(Duration::from_millis((c.advert_ms * 3).max(500)));
+    // Warm the client's ARP entry.
+    let prober = Prober::start(
+        &lab.client.ns,
+        VIP.parse().unwrap(),
+        Duration::from_millis(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    match c.mode {
+        "crash" => {
+            // Cut the link first: keepalived's VRRP child dies with its parent through
+            // PDEATHSIG=SIGTERM and would otherwise hand over gracefully.
+            let n1 = lab.node("n1").clone();
+            lab.set_link(&n1, false);
+            lab.signal(p1, Signal::SIGKILL);
+            let out = std::process::Command::new("ip")
+                .args(["netns", "pids", &n1.ns])
+                .output()
+                .unwrap();
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid.parse().unwrap()),
+                    Signal::SIGKILL,
+                );
+            }
+        }
+        _ => lab.signal(p1, Signal::SIGTERM),
+    }
+    let bound = wait_for(Duration::from_secs(15), || {
+        lab.holds(&lab.node("n2").ns, VIP)
+    })?;
+    std::thread::sleep(Duration::from_millis(300 + c.advert_ms.min(1000)));
+    let o = prober.stop();
+    Some((o.outage, o.lost, bound.min(t0.elapsed())))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx]
+}
+
+fn main() {
+    kube_vrrp_e2e::require_root();
+    let args: Vec<String> = std::env::args().collect();
+    let trials: usize = args
+        .iter()
+        .position(|a| a == "--trials")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut cases = vec![];
+    for (version, advert_ms) in [(3u8, 100u64), (3, 20), (2, 1000)] {
+        if quick && advert_ms == 1000 {
+            continue;
+        }
+        for mode in ["crash", "graceful"] {
+            cases.push(Case {
+                version,
+                advert_ms,
+                mode,
+                vmac: false,
+            });
+        }
+    }
+    cases.push(Case {
+        version: 3,
+        advert_ms: 100,
+        mode: "graceful",
+        vmac: true,
+    });
+
+    let mut results: Vec<(Impl, String, f64, f64)> = Vec::new();
+    for c in &cases {
+        for which in [Impl::KubeVrrp, Impl::Keepalived] {
+            if only.as_deref().is_some_and(|o| o != which.name()) {
+                continue;
+            }
+            let mut outages = Vec::new();
+            let mut takeovers = Vec::new();
+            let mut lost = 0;
+            let mut failed = 0;
+            for _ in 0..trials {
+                match trial(which, c) {
+                    Some((o, l, t)) => {
+                        outages.push(o.as_secs_f64() * 1000.0);
+                        takeovers.push(t.as_secs_f64() * 1000.0);
+                        lost += l;
+                    }
+                    None => failed += 1,
+                }
+            }
+            outages.sort_by(f64::total_cmp);
+            takeovers.sort_by(f64::total_cmp);
+            let mode = if c.vmac {
+                format!("{}-vmac", c.mode)
+            } else {
+                c.mode.to_string()
+            };
+            let p50 = percentile(&outages, 0.5);
+            let max = outages.last().copied().unwrap_or(f64::NAN);
+            println!(
+                "{}",
+                json!({"impl": which.name(), "version": c.version, "advert_ms": c.advert_ms, "mode": mode,
+                    "trials": outages.len(), "failed_trials": failed, "p50_ms": (p50 * 10.0).round() / 10.0,
+                    "max_ms": (max * 10.0).round() / 10.0, "lost": lost,
+                    "takeover_p50_ms": (percentile(&takeovers, 0.5) * 10.0).round() / 10.0})
+            );
+            results.push((
+                which,
+                format!("v{} {}ms {mode}", c.version, c.advert_ms),
+                p50,
+                max,
+            ));
+        }
+    }
+    for (which, case, p50, max) in &results {
+        if *which != Impl::KubeVrrp {
+            continue;
+        }
+        if let Some((_, _, kp50, kmax)) = results
+            .iter()
+            .find(|r| r.0 == Impl::Keepalived && &r.1 == case)
+        {
+            println!(
+                "{}",
+                json!({"ratio": case, "p50_kube_vrrp_over_keepalived": (p50 / kp50 * 100.0).round() / 100.0,
+                    "max_kube_vrrp_over_keepalived": (max / kmax * 100.0).round() / 100.0})
+            );
+        }
+    }
+}
