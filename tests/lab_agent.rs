@@ -528,3 +528,26 @@ fn a_bad_file_stops_the_agent_before_it_does_anything() {
     );
     assert!(!lab.holds(&lab.node("n1").ns, VIP), "half-configured");
 }
+
+#[test]
+fn interface_down_is_a_fault_and_recovery_preempts_back() {
+    let (lab, _, _, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
+    wait_holders(&lab, VIP, &["n1"]);
+    let n1 = lab.node("n1").clone();
+    // The agent stays alive; its link loses carrier.
+    lab.set_link(&n1, false);
+    assert!(
+        wait_for(WAIT, || instance(&lab, "n1", "web/ipv4")["state"]
+            == "Fault")
+        .is_some()
+    );
+    assert_eq!(
+        instance(&lab, "n1", "web/ipv4")["lastTransition"]["reason"],
+        "fault: interface down"
+    );
+    assert!(!lab.holds(&n1.ns, VIP), "a faulted master released the VIP");
+    assert!(wait_for(WAIT, || lab.holds(&lab.node("n2").ns, VIP)).is_some());
+    lab.set_link(&n1, true);
+    wait_holders(&lab, VIP, &["n1"]);
+    assert_eq!(instance(&lab, "n2", "web/ipv4")["state"], "Backup");
+}

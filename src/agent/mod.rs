@@ -10,8 +10,8 @@
 //!              VrrpSender (advert) · Netlink (add/remove VIP) · FrameSender (GARP/NA) · status
 //! ```
 //!
-//! One task owns every instance, so nothing is shared but the status snapshot. VRRP never
-//! waits on anything but the kernel.
+//! One task owns every instance, so nothing is shared: `/status` and `/metrics` ask the loop
+//! for a snapshot, built only when asked. VRRP never waits on anything but the kernel.
 
 pub mod config;
 pub mod status;
@@ -19,7 +19,6 @@ pub mod status;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -33,10 +32,10 @@ use crate::net::socket::{Received, VrrpReceiver, VrrpSender};
 use crate::net::virtual_mac;
 use crate::vrrp::{Action, Advertisement, Family, Input, Instance, State};
 use config::{ResolvedInstance, VirtualIp};
-use status::{AgentStatus, InstanceStatus, SharedStatus, TransitionStatus};
+use status::{AgentStatus, GlobalCounters, InstanceStatus, StatusRequest, TransitionStatus};
 
-/// How often interface state is read (a link going down puts its instances in Fault).
-const LINK_POLL: Duration = Duration::from_millis(100);
+/// Interface changes arrive as netlink events; a slow full re-read guards against a missed one.
+const LINK_RESYNC: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -86,11 +85,9 @@ fn load(path: &PathBuf) -> Result<Vec<VirtualIp>, AgentError> {
 /// Runs the standalone agent until SIGTERM / SIGINT.
 pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
     let vips = load(&opts.config)?;
-    let nl = Netlink::connect()?;
-    let status: SharedStatus = Arc::new(Mutex::new(AgentStatus {
-        node: opts.node.clone(),
-        ..Default::default()
-    }));
+    let (nl, mut link_events) = Netlink::connect_with_link_events()?;
+    let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
+
     // Bound first, so a bad --listen fails before anything is touched; served once every
     // instance has started, so an answer means the agent is up.
     let listener = match opts.listen {
@@ -101,30 +98,32 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
         ),
         None => None,
     };
-    let mut agent = Agent::new(nl, opts.node.clone(), status.clone());
+    let mut agent = Agent::new(nl, opts.node.clone(), status_rx);
     let resolved = agent.resolve(&vips).await?;
     agent.remove_stale().await?;
     agent.apply(resolved).await?;
     if let Some(listener) = listener {
-        tokio::spawn(status::serve(listener, status));
+        tokio::spawn(status::serve(listener, status_tx));
     }
     info!(node = %opts.node, instances = agent.running.len(), "agent started");
 
     let mut term = signal(SignalKind::terminate()).expect("signal handler");
     let mut int = signal(SignalKind::interrupt()).expect("signal handler");
     let mut hup = signal(SignalKind::hangup()).expect("signal handler");
-    let mut link_poll = tokio::time::interval(LINK_POLL);
+    let mut link_resync = tokio::time::interval(LINK_RESYNC);
     loop {
         let deadline = agent.next_deadline();
         tokio::select! {
             Some((key, packet)) = agent.packets_rx.recv() => agent.on_packet(key, packet).await,
             _ = tokio::time::sleep_until(deadline) => agent.on_timers().await,
-            _ = link_poll.tick() => agent.poll_links().await,
+            Some(link) = link_events.next() => agent.link_changed(link.index, link.up).await,
+            _ = link_resync.tick() => agent.poll_links().await,
+            Some(reply) = agent.status_rx.recv() => { let _ = reply.send(agent.snapshot()); }
             _ = hup.recv() => {
                 info!(config = %opts.config.display(), "SIGHUP: reloading");
                 match load(&opts.config) {
                     Ok(vips) => match agent.resolve(&vips).await {
-                        Ok(resolved) => { agent.apply(resolved).await?; agent.status.lock().expect("status").config_error = None; }
+                        Ok(resolved) => { agent.apply(resolved).await?; agent.config_error = None; }
                         Err(e) => agent.reject_config(e),
                     },
                     Err(e) => agent.reject_config(e),
@@ -133,10 +132,8 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
             _ = term.recv() => { info!("SIGTERM: handing over"); break; }
             _ = int.recv() => { info!("SIGINT: handing over"); break; }
         }
-        agent.publish();
     }
-    agent.apply(BTreeMap::new()).await?;
-    agent.publish();
+    agent.stop_all().await;
     info!("stopped");
     Ok(())
 }
@@ -180,11 +177,13 @@ struct Agent {
     receivers: HashMap<SocketKey, tokio::task::JoinHandle<()>>,
     packets_tx: mpsc::Sender<(SocketKey, Received)>,
     packets_rx: mpsc::Receiver<(SocketKey, Received)>,
-    status: SharedStatus,
+    status_rx: mpsc::Receiver<StatusRequest>,
+    global: GlobalCounters,
+    config_error: Option<String>,
 }
 
 impl Agent {
-    fn new(nl: Netlink, node: String, status: SharedStatus) -> Agent {
+    fn new(nl: Netlink, node: String, status_rx: mpsc::Receiver<StatusRequest>) -> Agent {
         let (packets_tx, packets_rx) = mpsc::channel(1024);
         Agent {
             nl,
@@ -194,7 +193,9 @@ impl Agent {
             receivers: HashMap::new(),
             packets_tx,
             packets_rx,
-            status,
+            status_rx,
+            global: GlobalCounters::default(),
+            config_error: None,
         }
     }
 
@@ -216,9 +217,9 @@ impl Agent {
         })
     }
 
-    fn reject_config(&self, e: AgentError) {
+    fn reject_config(&mut self, e: AgentError) {
         error!(error = %e, "configuration rejected; the running configuration stays");
-        self.status.lock().expect("status").config_error = Some(e.to_string());
+        self.config_error = Some(e.to_string());
     }
 
     /// Removes the VIPs a previous run of this agent left bound (SIGKILL, crash): addresses
@@ -286,7 +287,6 @@ impl Agent {
             }
             keep
         });
-        self.publish();
         Ok(())
     }
 
@@ -372,6 +372,75 @@ impl Agent {
         Ok(())
     }
 
+    /// Hands every instance over and stops. A master sends priority 0 at once but keeps its
+    /// addresses until the new master's first advertisement arrives (at most three intervals),
+    /// so the VIP never goes unanswered in between: make before break. With a virtual MAC this
+    /// makes a graceful handover lossless; RFC 5798 removes the addresses at once, which leaves
+    /// a gap of Skew_Time.
+    async fn stop_all(&mut self) {
+        let now = self.now();
+        let mut pending: BTreeMap<String, (Vec<crate::vrrp::VirtualAddress>, Duration)> =
+            BTreeMap::new();
+        let keys: Vec<String> = self.running.keys().cloned().collect();
+        for key in &keys {
+            let r = self.running.get_mut(key).expect("running");
+            let was_master = r.instance.state() == State::Master;
+            let mut actions = r.instance.handle(now, Input::Shutdown);
+            if was_master {
+                let hold = 3 * r.instance.config().advert_interval;
+                actions.retain(|a| match a {
+                    Action::RemoveAddresses(addrs) => {
+                        pending.insert(key.clone(), (addrs.clone(), now + hold));
+                        false
+                    }
+                    _ => true,
+                });
+            }
+            self.execute(key, actions).await;
+        }
+        while !pending.is_empty() {
+            let deadline = pending.values().map(|(_, d)| *d).min().expect("non-empty");
+            let mut taken_over = Vec::new();
+            tokio::select! {
+                Some((socket, p)) = self.packets_rx.recv() => {
+                    if let Ok(adv) = Advertisement::decode(&p.payload, p.src, p.dst)
+                        && adv.priority > 0
+                    {
+                        for key in pending.keys() {
+                            let r = &self.running[key];
+                            if r.socket_keys().contains(&socket)
+                                && r.resolved.config.vrid == adv.vrid
+                                && p.src != r.resolved.config.primary_address
+                            {
+                                info!(instance = %key, new_master = %p.src, "new master heard; releasing addresses");
+                                taken_over.push(key.clone());
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(self.start + deadline) => {
+                    let now = self.now();
+                    taken_over.extend(pending.iter().filter(|(_, (_, d))| *d <= now).map(|(k, _)| k.clone()));
+                }
+            }
+            for key in taken_over {
+                if let Some((addrs, _)) = pending.remove(&key) {
+                    self.execute(&key, vec![Action::RemoveAddresses(addrs)])
+                        .await;
+                }
+            }
+        }
+        for (key, r) in std::mem::take(&mut self.running) {
+            if let Some(vmac) = r.vmac_link {
+                self.nl.delete_link(vmac).await.ok();
+            }
+            info!(instance = %key, "stopped");
+        }
+        for (_, task) in self.receivers.drain() {
+            task.abort();
+        }
+    }
+
     /// One receiver task per (interface, family), shared by the instances there.
     fn ensure_receiver(&mut self, socket_key: SocketKey, ifname: &str) -> std::io::Result<()> {
         if self.receivers.contains_key(&socket_key) {
@@ -449,9 +518,8 @@ impl Agent {
             }
         }
         if send_errors + netlink_errors > 0 {
-            let mut s = self.status.lock().expect("status");
-            s.global.send_errors += send_errors;
-            s.global.netlink_errors += netlink_errors;
+            self.global.send_errors += send_errors;
+            self.global.netlink_errors += netlink_errors;
         }
     }
 
@@ -497,7 +565,7 @@ impl Agent {
                 errors += announce(r);
             }
             if errors > 0 {
-                self.status.lock().expect("status").global.send_errors += errors;
+                self.global.send_errors += errors;
             }
         }
     }
@@ -518,10 +586,15 @@ impl Agent {
             })
             .map(|(k, _)| k.clone());
         let Some(key) = key else {
-            let mut s = self.status.lock().expect("status");
             match decoded {
-                Ok(_) => s.global.unknown_vrid += 1,
-                Err(e) => *s.global.malformed.entry(e.kind().to_string()).or_default() += 1,
+                Ok(_) => self.global.unknown_vrid += 1,
+                Err(e) => {
+                    *self
+                        .global
+                        .malformed
+                        .entry(e.kind().to_string())
+                        .or_default() += 1
+                }
             }
             return;
         };
@@ -544,16 +617,26 @@ impl Agent {
         self.execute(&key, actions).await;
     }
 
+    /// Re-reads every interface we run on (the safety net under link events).
     async fn poll_links(&mut self) {
         let Ok(links) = self.nl.links().await else {
             return;
         };
+        let ifindexes: std::collections::BTreeSet<u32> =
+            self.running.values().map(|r| r.resolved.ifindex).collect();
+        for index in ifindexes {
+            let up = links.iter().any(|l| l.index == index && l.up);
+            self.link_changed(index, up).await;
+        }
+    }
+
+    /// An interface went up or down: its instances leave or enter Fault.
+    async fn link_changed(&mut self, index: u32, up: bool) {
         let now = self.now();
         let keys: Vec<String> = self.running.keys().cloned().collect();
         for key in keys {
             let r = self.running.get_mut(&key).expect("running");
-            let up = links.iter().any(|l| l.index == r.resolved.ifindex && l.up);
-            if up != r.base_up {
+            if r.resolved.ifindex == index && up != r.base_up {
                 r.base_up = up;
                 info!(instance = %key, interface = %r.resolved.interface, up, "interface state changed");
                 let input = if up {
@@ -567,8 +650,8 @@ impl Agent {
         }
     }
 
-    /// Publishes the status snapshot read by `/status` and `/metrics`.
-    fn publish(&self) {
+    /// The status `/status` and `/metrics` report, built when asked.
+    fn snapshot(&self) -> AgentStatus {
         let instances = self
             .running
             .iter()
@@ -610,7 +693,12 @@ impl Agent {
                 (k.clone(), status)
             })
             .collect();
-        self.status.lock().expect("status").instances = instances;
+        AgentStatus {
+            node: self.node.clone(),
+            instances,
+            global: self.global.clone(),
+            config_error: self.config_error.clone(),
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -64,7 +63,8 @@ pub struct AgentStatus {
     pub config_error: Option<String>,
 }
 
-pub type SharedStatus = Arc<Mutex<AgentStatus>>;
+/// A request for a status snapshot, answered by the agent's event loop.
+pub type StatusRequest = tokio::sync::oneshot::Sender<AgentStatus>;
 
 fn state_label(s: State) -> &'static str {
     match s {
@@ -217,12 +217,12 @@ pub fn render_metrics(s: &AgentStatus) -> String {
 }
 
 /// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped.
-pub async fn serve(listener: TcpListener, status: SharedStatus) {
+pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<StatusRequest>) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else {
             continue;
         };
-        let status = status.clone();
+        let agent = agent.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
@@ -246,19 +246,32 @@ pub async fn serve(listener: TcpListener, status: SharedStatus) {
             let request = String::from_utf8_lossy(&buf[..len]);
             let mut parts = request.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let snapshot = || async {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                agent.send(tx).await.ok()?;
+                tokio::time::timeout(std::time::Duration::from_secs(2), rx)
+                    .await
+                    .ok()?
+                    .ok()
+            };
+            let unavailable = (
+                "503 Service Unavailable",
+                "text/plain",
+                "agent busy or stopping\n".to_string(),
+            );
             let (code, ctype, body) = match (method, path) {
-                ("GET", "/status") => {
-                    let s = status.lock().expect("status lock").clone();
-                    (
+                ("GET", "/status") => match snapshot().await {
+                    Some(s) => (
                         "200 OK",
                         "application/json",
                         serde_json::to_string_pretty(&s).unwrap_or_default(),
-                    )
-                }
-                ("GET", "/metrics") => {
-                    let s = status.lock().expect("status lock").clone();
-                    ("200 OK", "text/plain; version=0.0.4", render_metrics(&s))
-                }
+                    ),
+                    None => unavailable,
+                },
+                ("GET", "/metrics") => match snapshot().await {
+                    Some(s) => ("200 OK", "text/plain; version=0.0.4", render_metrics(&s)),
+                    None => unavailable,
+                },
                 ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
                 ("GET", _) => (
                     "404 Not Found",

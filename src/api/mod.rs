@@ -30,13 +30,21 @@ pub struct VirtualIpSpec {
     #[serde(default = "default_version")]
     pub version: u8,
     /// Advertisement interval, e.g. "1s", "100ms". v2: whole seconds. Default "1s".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
     pub advert_interval: Option<String>,
     /// A higher-priority node takes the addresses back from a lower-priority master.
     #[serde(default = "default_true")]
     pub preempt: bool,
     /// Hold-off before preempting after start-up, e.g. "30s".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
     pub preempt_delay: Option<String>,
     /// Per-node priorities (1-255; 255 = address owner).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -84,13 +92,21 @@ pub struct NodePriority {
 pub struct GarpSpec {
     /// Second burst this long after becoming master (keepalived garp_master_delay, default 5s;
     /// "0s" disables).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
     pub master_delay: Option<String>,
     /// Announcements per burst (garp_master_repeat, default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_repeat: Option<u32>,
     /// Re-announce this often while master (garp_master_refresh; default off).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
     pub master_refresh: Option<String>,
 }
 
@@ -116,4 +132,21 @@ pub struct VirtualIpDocument {
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: VirtualIpSpec,
+}
+
+/// Durations are strings with a unit ("1s", "100ms"). A bare number is read as text so that
+/// validation can say the unit is missing, instead of a bare type error.
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        S(String),
+        I(i64),
+        F(f64),
+    }
+    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
+        Text::S(s) => s,
+        Text::I(i) => i.to_string(),
+        Text::F(f) => f.to_string(),
+    }))
 }

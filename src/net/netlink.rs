@@ -87,6 +87,15 @@ impl Netlink {
         Ok(Netlink { handle })
     }
 
+    /// Connects and subscribes to link changes (RTNLGRP_LINK): the kernel tells us when an
+    /// interface goes up or down, no polling needed.
+    pub fn connect_with_link_events() -> Result<(Netlink, LinkEvents), NetlinkError> {
+        let (conn, handle, messages) =
+            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])?;
+        tokio::spawn(conn);
+        Ok((Netlink { handle }, LinkEvents { messages }))
+    }
+
     pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
         let msgs: Vec<LinkMessage> = self
             .handle
@@ -230,6 +239,29 @@ impl Netlink {
         {
             Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
             other => other,
+        }
+    }
+}
+
+/// Link changes as the kernel announces them.
+pub struct LinkEvents {
+    messages: futures::channel::mpsc::UnboundedReceiver<(
+        rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+}
+
+impl LinkEvents {
+    /// The next link that changed (`None` when the connection closed).
+    pub async fn next(&mut self) -> Option<Link> {
+        use futures::StreamExt;
+        use rtnetlink::packet_core::NetlinkPayload;
+        use rtnetlink::packet_route::RouteNetlinkMessage;
+        loop {
+            let (msg, _) = self.messages.next().await?;
+            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) = msg.payload {
+                return Some(link_of(&m));
+            }
         }
     }
 }
