@@ -551,3 +551,46 @@ fn interface_down_is_a_fault_and_recovery_preempts_back() {
     wait_holders(&lab, VIP, &["n1"]);
     assert_eq!(instance(&lab, "n2", "web/ipv4")["state"], "Backup");
 }
+
+#[test]
+fn garp_repeat_delay_and_refresh() {
+    let mut lab = Lab::new(1);
+    let extra = fast("  garp: {masterRepeat: 2, masterDelay: 1s, masterRefresh: 3s}\n");
+    let cfg = write_config(
+        &lab,
+        "vips.yaml",
+        &vip_yaml("web", 51, &["198.51.100.50/24"], &extra),
+    );
+    let client = lab.client.ns.clone();
+    let cap = lab.dir().join("arp.txt").display().to_string();
+    let filter = "arp and arp[14:4] = 0xc6336432"; // sender protocol address 198.51.100.50
+    lab.spawn(
+        &client,
+        &[
+            "timeout", "5", "tcpdump", "-n", "-l", "-tt", "-i", "eth0", filter,
+        ],
+        "arp.txt",
+    );
+    std::thread::sleep(Duration::from_millis(500)); // tcpdump ready
+    start_agent(&mut lab, "n1", &cfg);
+    std::thread::sleep(Duration::from_millis(4800));
+    let text = std::fs::read_to_string(&cap).unwrap();
+    let times: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains("tell 198.51.100.50"))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert!(!times.is_empty(), "no GARP seen:\n{text}");
+    let t0 = times[0];
+    let rel: Vec<f64> = times.iter().map(|t| t - t0).collect();
+    let burst = |from: f64, to: f64| rel.iter().filter(|t| **t >= from && **t < to).count();
+    assert_eq!(burst(0.0, 0.2), 2, "first burst: {rel:?}");
+    assert_eq!(burst(0.2, 0.9), 0, "{rel:?}");
+    assert_eq!(
+        burst(0.9, 1.2),
+        2,
+        "second burst after masterDelay: {rel:?}"
+    );
+    assert_eq!(burst(1.2, 2.9), 0, "{rel:?}");
+    assert_eq!(burst(2.9, 3.2), 2, "refresh after masterRefresh: {rel:?}");
+}

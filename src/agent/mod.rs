@@ -316,6 +316,18 @@ impl Agent {
             // when replies from a VIP leave through it (arp_announce).
             set_sysctl(&format!("net/ipv4/conf/{}/arp_ignore", base.name), "1");
             set_sysctl(&format!("net/ipv4/conf/{}/arp_announce", base.name), "2");
+            // Both nodes have this interface with the same MAC: it must never speak on its
+            // own. No IPv6 link-local (and so no DAD, MLD or router solicitation) for an IPv4
+            // instance; for an IPv6 one no generated address, and our VIPs skip DAD.
+            match family {
+                Family::V4 => set_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1"),
+                Family::V6 => {
+                    set_sysctl(&format!("net/ipv6/conf/{name}/addr_gen_mode"), "1");
+                    set_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+                    set_sysctl(&format!("net/ipv6/conf/{name}/accept_dad"), "0");
+                }
+            }
+            self.nl.set_up(index).await?;
             // Another node's adverts come from the same virtual MAC: the macvlan driver hands
             // such frames to our macvlan, not to the base interface. Listen there too.
             self.ensure_receiver((index, family), &name)

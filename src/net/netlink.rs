@@ -191,7 +191,10 @@ impl Netlink {
         }
     }
 
-    /// Creates (or finds) the macvlan `name` on `parent` with `mac`, up. Returns its index.
+    /// Creates (or finds) the macvlan `name` on `parent` with `mac`. Returns its index.
+    /// Left down: the caller sets it up once configured, so it sends nothing of its own
+    /// first (an IPv6 link-local DAD or MLD frame from the virtual MAC on a backup would pull
+    /// the switch's forwarding entry away from the master).
     pub async fn ensure_macvlan(
         &self,
         parent: u32,
@@ -200,14 +203,12 @@ impl Netlink {
     ) -> Result<u32, NetlinkError> {
         if let Some(l) = self.links().await?.into_iter().find(|l| l.name == name) {
             if l.mac == Some(mac) && l.parent == Some(parent) {
-                self.set_up(l.index).await?;
                 return Ok(l.index);
             }
             self.delete_link(l.index).await?;
         }
         let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
             .address(mac.to_vec())
-            .up()
             .build();
         self.handle
             .link()
