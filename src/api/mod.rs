@@ -59,7 +59,9 @@ pub struct VirtualIpSpec {
     /// clients' ARP entries never change on failover.
     #[serde(rename = "virtualMAC", default)]
     pub virtual_mac: bool,
-    /// Accept traffic to the addresses on a non-owner master (RFC 5798 Accept_Mode).
+    /// RFC 5798 Accept_Mode: whether a non-owner master accepts traffic addressed to the
+    /// virtual addresses. Carried to the data plane but not enforced yet: a master accepts such
+    /// traffic either way, as keepalived does without `vrrp_strict`.
     #[serde(default)]
     pub accept_mode: bool,
     /// Gratuitous ARP / unsolicited NA timing (keepalived garp_master_*).
