@@ -33,7 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-EVENT_WINDOW = 5000  # watch events kept; older resourceVersions get 410 Gone
+# Watch events kept; older resourceVersions get 410 Gone. Small in tests to provoke it.
+EVENT_WINDOW = int(os.environ.get("STANDIN_EVENT_WINDOW", "5000"))
 
 
 def now_rfc3339():
@@ -127,6 +128,7 @@ def validate(schema, value, path, errors, unknown):
     them in `unknown` (reported as errors under fieldValidation=Strict)."""
     if schema is None:
         return
+    shown = path.lstrip(".")  # the API server writes "spec.size in body ..."
     if value is None:
         if not schema.get("nullable"):
             errors.append((path, "FieldValueRequired", "Required value"))
@@ -159,11 +161,11 @@ def validate(schema, value, path, errors, unknown):
         if "minimum" in schema and (value < schema["minimum"] or
                                     (schema.get("exclusiveMinimum") and value == schema["minimum"])):
             errors.append((path, "FieldValueInvalid",
-                           f"Invalid value: {value}: {path} in body should be greater than or equal to {schema['minimum']}"))
+                           f"Invalid value: {value}: {shown} in body should be greater than or equal to {schema['minimum']}"))
         if "maximum" in schema and (value > schema["maximum"] or
                                     (schema.get("exclusiveMaximum") and value == schema["maximum"])):
             errors.append((path, "FieldValueInvalid",
-                           f"Invalid value: {value}: {path} in body should be less than or equal to {schema['maximum']}"))
+                           f"Invalid value: {value}: {shown} in body should be less than or equal to {schema['maximum']}"))
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
             errors.append((path, "FieldValueInvalid",
@@ -180,7 +182,7 @@ def validate(schema, value, path, errors, unknown):
                            f"Invalid value: \"{value}\": {path} in body must be of type {schema['format']}: \"{value}\""))
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append((path, "FieldValueInvalid", f"Invalid value: {len(value)}: {path} in body should have at least {schema['minItems']} items"))
+            errors.append((path, "FieldValueInvalid", f"Invalid value: {len(value)}: {shown} in body should have at least {schema['minItems']} items"))
         if "maxItems" in schema and len(value) > schema["maxItems"]:
             errors.append((path, "FieldValueTooMany", f"Too many: {len(value)}: must have at most {schema['maxItems']} items"))
         for i, item in enumerate(value):
@@ -623,7 +625,9 @@ class Api:
         for k, v in body.items():
             obj[k] = v
         if strict and unknown:
-            errors += [(u, "FieldValueInvalid", f"unknown field \"{u.lstrip('.')}\"") for u in unknown]
+            fields = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
+            raise ApiError(400, "BadRequest", f"{res.kind} in version \"{res.version}\" cannot be handled as a "
+                           f"{res.kind}: strict decoding error: {fields}")
         if errors:
             causes = [{"reason": r, "message": m, "field": f.lstrip(".")} for f, r, m in errors]
             msg = "; ".join(f"{c['field']}: {c['message']}" for c in causes)
@@ -836,7 +840,8 @@ class Api:
         for m in old["metadata"].get("managedFields", []):
             if not (m.get("manager") == manager and m.get("operation") == "Apply"):
                 others |= decode_fields(m.get("fieldsV1"))
-        for p in sorted(previous - mine - others, key=len, reverse=True):
+        # Parents first: removing a whole list-map entry makes its children moot.
+        for p in sorted(previous - mine - others, key=len):
             remove_path(new, p, schema)
         body = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind", "metadata")}
         merged = merge_applied({k: v for k, v in new.items() if k not in ("apiVersion", "kind", "metadata")}, body, schema)
@@ -1034,8 +1039,7 @@ def make_handler(api):
             self.wfile.write(data)
 
         def body(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(n) if n else b""
+            return self._body
 
         def do_GET(self):
             self.dispatch("GET")
@@ -1053,6 +1057,10 @@ def make_handler(api):
             self.dispatch("DELETE")
 
         def dispatch(self, method):
+            # Always drain the body (DELETE carries DeleteOptions): a keep-alive connection
+            # must not see it as the next request.
+            n = int(self.headers.get("Content-Length") or 0)
+            self._body = self.rfile.read(n) if n else b""
             url = urlsplit(self.path)
             q = parse_qs(url.query)
             try:

@@ -65,6 +65,8 @@ pub struct Lab {
     pub client: Node,
     dir: PathBuf,
     children: Vec<Child>,
+    /// Namespaces beyond the nodes, client and bridge (e.g. the API stand-in's).
+    extra_ns: Vec<String>,
 }
 
 impl Lab {
@@ -89,6 +91,7 @@ impl Lab {
             prefix,
             dir,
             children: Vec::new(),
+            extra_ns: Vec::new(),
         };
         sh(&["ip", "netns", "add", &bridge_ns]);
         sh(&["ip", "-n", &bridge_ns, "link", "set", "lo", "up"]);
@@ -174,6 +177,86 @@ impl Lab {
             "nodad",
         ]);
         sh(&["ip", "-n", &node.ns, "link", "set", "eth0", "up"]);
+    }
+
+    /// Adds the management segment 203.0.113.0/24 on a second bridge: an `api` namespace at
+    /// 203.0.113.1 (where the Kubernetes API stand-in runs) and `eth1` on every node
+    /// (203.0.113.1N) and on the client (203.0.113.100).
+    pub fn add_management(&mut self) -> Node {
+        sh(&[
+            "ip",
+            "-n",
+            &self.bridge_ns,
+            "link",
+            "add",
+            "br1",
+            "type",
+            "bridge",
+            "forward_delay",
+            "0",
+        ]);
+        sh(&["ip", "-n", &self.bridge_ns, "link", "set", "br1", "up"]);
+        let api = Node {
+            name: "api".into(),
+            ns: format!("{}-api", self.prefix),
+            port: "mga".into(),
+            ipv4: "203.0.113.1".into(),
+            ipv6: "2001:db8:3::1".into(),
+        };
+        sh(&["ip", "netns", "add", &api.ns]);
+        sh(&["ip", "-n", &api.ns, "link", "set", "lo", "up"]);
+        let mut members: Vec<(String, String, String)> =
+            vec![(api.ns.clone(), "mga".into(), "203.0.113.1".into())];
+        for (i, n) in self.nodes.iter().enumerate() {
+            members.push((
+                n.ns.clone(),
+                format!("mg{}", i + 1),
+                format!("203.0.113.{}", 11 + i),
+            ));
+        }
+        members.push((self.client.ns.clone(), "mgc".into(), "203.0.113.100".into()));
+        for (ns, port, addr) in members {
+            let dev = if ns == api.ns { "eth0" } else { "eth1" };
+            sh(&[
+                "ip",
+                "link",
+                "add",
+                dev,
+                "netns",
+                &ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &port,
+                "netns",
+                &self.bridge_ns,
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                &self.bridge_ns,
+                "link",
+                "set",
+                &port,
+                "master",
+                "br1",
+                "up",
+            ]);
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                dev,
+            ]);
+            sh(&["ip", "-n", &ns, "link", "set", dev, "up"]);
+        }
+        self.extra_ns.push(api.ns.clone());
+        api
     }
 
     pub fn node(&self, name: &str) -> &Node {
@@ -309,12 +392,12 @@ impl Drop for Lab {
             let _ = c.wait();
         }
         // Deleting a namespace kills nothing still inside it: make sure nothing is.
-        for ns in self
+        let named = self
             .nodes
             .iter()
             .map(|n| n.ns.clone())
-            .chain([self.client.ns.clone(), self.bridge_ns.clone()])
-        {
+            .chain(self.extra_ns.clone());
+        for ns in named.chain([self.client.ns.clone(), self.bridge_ns.clone()]) {
             let _ = Command::new("ip")
                 .args(["netns", "pids", &ns])
                 .output()
