@@ -15,7 +15,9 @@ Usage:
   standin.py --listen 203.0.113.1:6443 --crds DIR [--state FILE] [--kubeconfig FILE]
 
 Plain HTTP, no authentication. Fault injection: POST /_standin/fault with JSON
-{"mode": "pause" | "fail" | "none", "code": 503} and POST /_standin/drop-watches.
+{"mode": "pause" | "fail" | "fail-watches" | "none", "code": 503}; POST /_standin/drop-watches
+ends every open watch; GET /_standin/stats counts the 410 Gone answers given. Restart: kill the
+process and start it again with the same --state file.
 """
 
 import argparse
@@ -503,6 +505,7 @@ class Api:
         self.resources = resources
         self.store = store
         self.fault = {"mode": "none", "code": 503}
+        self.stats = {"gone": 0, "watches": 0}
         self.paused = threading.Event()
         self.paused.set()
 
@@ -1067,6 +1070,8 @@ def make_handler(api):
                 if url.path.startswith("/_standin/"):
                     return self.control(url.path, method)
                 api.paused.wait()
+                if api.fault["mode"] == "fail-watches" and q.get("watch", ["false"])[0] in ("true", "1"):
+                    raise ApiError(api.fault["code"], "ServiceUnavailable", "injected watch failure (kube-standin fault injection)")
                 if api.fault["mode"] == "fail":
                     raise ApiError(api.fault["code"], "InternalError" if api.fault["code"] == 500 else "ServiceUnavailable",
                                    "injected failure (kube-standin fault injection)")
@@ -1087,6 +1092,8 @@ def make_handler(api):
                 else:
                     api.paused.set()
                 return self.send_json(200, api.fault)
+            if path == "/_standin/stats":
+                return self.send_json(200, api.stats)
             if path == "/_standin/drop-watches" and method == "POST":
                 with store.lock:
                     store.watch_epoch += 1
@@ -1200,6 +1207,7 @@ def make_handler(api):
                         start = int(rv_text)
                         initial = []
                         if start < store.first_rv:
+                            api.stats["gone"] += 1
                             chunk({"type": "ERROR", "object": ApiError(410, "Expired", f"too old resource version: {start} ({store.first_rv})").status()})
                             self.wfile.write(b"0\r\n\r\n")
                             return

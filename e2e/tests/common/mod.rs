@@ -1,0 +1,206 @@
+//! The API stand-in under test: started in the lab's `api` namespace (management segment
+//! 203.0.113.0/24), reached from the client namespace, or a real cluster when
+//! KUBE_VRRP_E2E_KUBECONFIG names one (see e2e/README.md).
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::process::Output;
+use std::time::Duration;
+
+use kube_vrrp_e2e::{Lab, wait_for};
+
+const STANDIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/standin.py");
+const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/testdata");
+
+pub struct Api {
+    /// A real cluster from KUBE_VRRP_E2E_KUBECONFIG: no stand-in, no fault injection.
+    pub external: bool,
+    pub lab: Lab,
+    pub kubeconfig: String,
+    state: String,
+    pub pid: u32,
+    api_ns: String,
+}
+
+impl Api {
+    pub fn start() -> Api {
+        Api::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Api {
+        let mut lab = Lab::new(0);
+        if let Ok(kubeconfig) = std::env::var("KUBE_VRRP_E2E_KUBECONFIG") {
+            let api_ns = String::new();
+            return Api {
+                external: true,
+                lab,
+                kubeconfig,
+                state: String::new(),
+                pid: 0,
+                api_ns,
+            };
+        }
+        let api = lab.add_management();
+        let kubeconfig = lab.dir().join("kubeconfig").display().to_string();
+        let state = lab.dir().join("state.json").display().to_string();
+        let mut api = Api {
+            external: false,
+            lab,
+            kubeconfig,
+            state,
+            pid: 0,
+            api_ns: api.ns,
+        };
+        api.pid = api.spawn(env);
+        api
+    }
+
+    pub fn spawn(&mut self, env: &[(&str, &str)]) -> u32 {
+        let mut args: Vec<String> = vec!["env".into()];
+        args.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        args.extend(
+            [
+                "python3",
+                STANDIN,
+                "--listen",
+                "203.0.113.1:6443",
+                "--crds",
+                CRDS,
+                "--state",
+                &self.state,
+                "--kubeconfig",
+                &self.kubeconfig,
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = self.api_ns.clone();
+        let pid = self.lab.spawn(&ns, &refs, "standin.log");
+        let up = wait_for(Duration::from_secs(10), || {
+            std::path::Path::new(&self.kubeconfig).exists()
+                && self.kubectl(&["get", "--raw", "/version"]).status.success()
+        });
+        assert!(
+            up.is_some(),
+            "stand-in did not start:\n{}",
+            self.lab.log("standin.log")
+        );
+        pid
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let mut full = vec![
+            "kubectl",
+            "--kubeconfig",
+            &self.kubeconfig,
+            "--request-timeout=5s",
+        ];
+        full.extend_from_slice(args);
+        self.lab.exec(&self.lab.client.ns, &full)
+    }
+
+    /// Runs kubectl, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl, asserting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} should have failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn apply(&self, yaml: &str, extra: &[&str]) -> Output {
+        let file = self.lab.dir().join(format!("obj-{}.yaml", rand_suffix()));
+        std::fs::write(&file, yaml).unwrap();
+        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.kubectl(&args)
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    pub fn control(&self, path: &str, body: &str) {
+        let file = self.lab.dir().join("control.json");
+        std::fs::write(&file, body).unwrap();
+        let url = format!("http://203.0.113.1:6443{path}");
+        let out = self.lab.exec(
+            &self.lab.client.ns,
+            &["python3", "-c", &format!(
+                "import urllib.request;urllib.request.urlopen(urllib.request.Request('{url}',data=open('{}','rb').read(),method='POST'),timeout=5).read()",
+                file.display()
+            )],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+pub fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+pub fn widget(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: test.kube-vrrp.io/v1\nkind: Widget\nmetadata:\n  name: {name}\nspec: {spec}\n"
+    )
+}
+
+/// Runs `f` with a kube-rs client from the client namespace (the thread enters it; the
+/// current-thread runtime keeps all I/O there), or from here against a real cluster.
+pub fn with_client<F, Fut, T>(api: &Api, f: F) -> T
+where
+    F: FnOnce(kube::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    let ns = (!api.external).then(|| format!("/run/netns/{}", api.lab.client.ns));
+    let kubeconfig = api.kubeconfig.clone();
+    std::thread::spawn(move || {
+        if let Some(ns) = ns {
+            let file = std::fs::File::open(&ns).unwrap();
+            nix::sched::setns(
+                std::os::fd::AsFd::as_fd(&file),
+                nix::sched::CloneFlags::CLONE_NEWNET,
+            )
+            .unwrap();
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .unwrap();
+            let client = kube::Client::try_from(config).unwrap();
+            f(client).await
+        })
+    })
+    .join()
+    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
