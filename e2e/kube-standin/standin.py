@@ -8,7 +8,8 @@ apply" documentation: discovery, a global resourceVersion, list+watch with 410 G
 bookmarks, label and field selectors, create/get/update/delete with optimistic concurrency,
 merge / JSON / server-side apply patches with field managers, the status subresource,
 metadata.generation, finalizers and deletionTimestamp, Status errors, validation of custom
-objects against the CRD's openAPIV3Schema, Table output from additionalPrinterColumns, and
+objects against the CRD's openAPIV3Schema and its CEL x-kubernetes-validations rules (through
+cel-python), Table output from additionalPrinterColumns, and
 fault injection (pause, fail, drop watches, restart from the state file).
 
 Usage:
@@ -34,6 +35,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
+
+try:  # CEL (x-kubernetes-validations) through cel-python; without it the rules are not run.
+    import celpy
+except ImportError:  # pragma: no cover
+    celpy = None
 
 # Watch events kept; older resourceVersions get 410 Gone. Small in tests to provoke it.
 EVENT_WINDOW = int(os.environ.get("STANDIN_EVENT_WINDOW", "5000"))
@@ -216,6 +222,93 @@ def validate(schema, value, path, errors, unknown):
         elif isinstance(schema.get("additionalProperties"), dict):
             for k, v in value.items():
                 validate(schema["additionalProperties"], v, f"{path}.{k}", errors, unknown)
+
+
+# ---------------------------------------------------------------------------------------------
+# CEL validation rules (x-kubernetes-validations)
+
+_CEL_CACHE = {}
+
+
+def _cel_functions():
+    import ipaddress
+
+    def is_ip(s):
+        try:
+            ipaddress.ip_address(str(s))
+            return celpy.celtypes.BoolType(True)
+        except ValueError:
+            return celpy.celtypes.BoolType(False)
+
+    def is_cidr(s):
+        try:
+            ipaddress.ip_network(str(s), strict=False)
+            return celpy.celtypes.BoolType("/" in str(s))
+        except ValueError:
+            return celpy.celtypes.BoolType(False)
+
+    # The Kubernetes CEL library's isIP / isCIDR, as plain functions.
+    return {"isIP": is_ip, "isCIDR": is_cidr}
+
+
+def cel_program(rule):
+    prog = _CEL_CACHE.get(rule)
+    if prog is None:
+        env = celpy.Environment()
+        prog = env.program(env.compile(rule), functions=_cel_functions())
+        _CEL_CACHE[rule] = prog
+    return prog
+
+
+def uses_old_self(rule):
+    return re.search(r"\boldSelf\b", rule) is not None
+
+
+def type_name(v):
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "number"}.get(type(v), "object")
+
+
+def cel_validate(schema, value, old, path, errors):
+    """Runs every x-kubernetes-validations rule on the value it is attached to. Transition
+    rules (those naming oldSelf) run only on updates where the old value exists."""
+    if schema is None or value is None or celpy is None:
+        return
+    for v in schema.get("x-kubernetes-validations", []):
+        rule = v["rule"]
+        if uses_old_self(rule) and old is None:
+            continue
+        act = {"self": celpy.json_to_cel(value)}
+        if old is not None:
+            act["oldSelf"] = celpy.json_to_cel(old)
+        try:
+            ok = bool(cel_program(rule).evaluate(act))
+        except Exception as e:  # evaluation errors reject, as the API server does
+            errors.append((path, "FieldValueInvalid", f"Invalid value: \"{type_name(value)}\": rule evaluation error: {e}"))
+            continue
+        if not ok:
+            field = path + v.get("fieldPath", "") if v.get("fieldPath") else path
+            msg = v.get("message") or f"failed rule: {rule}"
+            reason = {"FieldValueForbidden": "FieldValueForbidden", "FieldValueRequired": "FieldValueRequired",
+                      "FieldValueDuplicate": "FieldValueDuplicate"}.get(v.get("reason", ""), "FieldValueInvalid")
+            errors.append((field, reason, f"Invalid value: \"{type_name(value)}\": {msg}"))
+    if isinstance(value, dict):
+        for k, sub in value.items():
+            s = sub_schema(schema, k)
+            o = old.get(k) if isinstance(old, dict) else None
+            cel_validate(s, sub, o, f"{path}.{k}", errors)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        keys = list_keys(schema)
+        for i, item in enumerate(value):
+            o = None
+            if isinstance(old, list):
+                if keys and keys != "set" and isinstance(item, dict):
+                    match = [x for x in old if isinstance(x, dict) and all(x.get(k) == item.get(k) for k in keys)]
+                    o = match[0] if match else None
+                elif i < len(old):
+                    o = old[i] if not keys else None
+            cel_validate(items, item, o, f"{path}[{i}]", errors)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -615,7 +708,7 @@ class Api:
         if res.status_subresource and res.schema is not None:
             obj.pop("status", None)
 
-    def check(self, res, obj, strict, name):
+    def check(self, res, obj, strict, name, old=None):
         if res.schema is None:
             return
         errors, unknown = [], []
@@ -627,6 +720,11 @@ class Api:
                 del obj[k]
         for k, v in body.items():
             obj[k] = v
+        if not errors:
+            root = {**res.schema, "properties": {k: v for k, v in (res.schema.get("properties") or {}).items()
+                                                 if k not in ("apiVersion", "kind", "metadata")}}
+            old_body = {k: v for k, v in old.items() if k not in ("apiVersion", "kind", "metadata")} if old else None
+            cel_validate(root, body, old_body, "", errors)
         if strict and unknown:
             fields = ", ".join(f'unknown field "{u.lstrip(".")}"' for u in unknown)
             raise ApiError(400, "BadRequest", f"{res.kind} in version \"{res.version}\" cannot be handled as a "
@@ -742,7 +840,7 @@ class Api:
             new = self.merge_subresource(res, old, obj, subresource)
             new["apiVersion"], new["kind"] = res.api_version, res.kind
             new["metadata"].setdefault("managedFields", old["metadata"].get("managedFields", []))
-            self.check(res, new, q.get("fieldValidation", [""])[0] == "Strict", name)
+            self.check(res, new, q.get("fieldValidation", [""])[0] == "Strict", name, old)
             return 200, self.write(res, old, new, manager, "Update", subresource)
 
     def merge_subresource(self, res, old, obj, subresource):
@@ -789,7 +887,7 @@ class Api:
             if rv and rv != old["metadata"]["resourceVersion"]:
                 raise ApiError(409, "Conflict", f"Operation cannot be fulfilled on {res.plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again")
             new = self.merge_subresource(res, old, target, subresource)
-            self.check(res, new, q.get("fieldValidation", [""])[0] == "Strict", name)
+            self.check(res, new, q.get("fieldValidation", [""])[0] == "Strict", name, old)
             return 200, self.write(res, old, new, manager, "Update", subresource)
 
     def apply(self, res, namespace, name, old, applied, manager, force, q, subresource):
@@ -858,7 +956,7 @@ class Api:
         if force:
             self.take_fields(new, mine, except_manager=manager)
         self.set_managed(new, manager, "Apply", mine, subresource)
-        self.check(res, new, q.get("fieldValidation", ["Strict"])[0] == "Strict", name)
+        self.check(res, new, q.get("fieldValidation", ["Strict"])[0] == "Strict", name, old)
         if q.get("dryRun"):
             return 200, new
         return 200, self.write(res, old, new, manager, "Apply", subresource)
@@ -1265,6 +1363,8 @@ def main():
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
     crds = load_crds(args.crds)
+    if celpy is None and "x-kubernetes-validations" in json.dumps(crds):
+        sys.exit("kube-standin: the CRDs carry CEL rules: install cel-python (pip install cel-python)")
     resources = builtin_resources()
     for crd in crds:
         resources += crd_resources(crd)

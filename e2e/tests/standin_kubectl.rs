@@ -532,3 +532,52 @@ fn faults_pause_fail_and_restart_keeps_state() {
         before["metadata"]["resourceVersion"]
     );
 }
+
+#[test]
+fn cel_rules_are_enforced() {
+    let api = Api::start();
+    let err =
+        String::from_utf8_lossy(&api.apply(&widget("c1", "{size: 2, code: abc}"), &[]).stderr)
+            .into_owned();
+    assert!(
+        err.contains("spec: Invalid value: \"object\": a code needs size 3 or more"),
+        "{err}"
+    );
+    let err = String::from_utf8_lossy(
+        &api.apply(&widget("c2", "{size: 2, network: 192.0.2.0/33}"), &[])
+            .stderr,
+    )
+    .into_owned();
+    assert!(
+        err.contains("spec.network: Invalid value: \"object\": network must be a CIDR"),
+        "{err}"
+    );
+    assert!(
+        api.apply(
+            &widget("c3", "{size: 3, code: abc, network: 192.0.2.0/24}"),
+            &[]
+        )
+        .status
+        .success()
+    );
+    // Transition rule: checked on update only.
+    let err = api.fails(&[
+        "patch",
+        "widget",
+        "c3",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":2,"code":null}}"#,
+    ]);
+    assert!(err.contains("size may only grow"), "{err}");
+    api.ok(&[
+        "patch",
+        "widget",
+        "c3",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"size":4}}"#,
+    ]);
+}
