@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kube_vrrp_e2e::{Lab, wait_for};
+use kube_vrrp_e2e::{AGENT_STATUS, Lab, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -84,59 +84,17 @@ fn our_yaml(s: &Setup, priority: u8) -> String {
 }
 
 fn start_keepalived(lab: &mut Lab, node: &str, conf: &str) -> u32 {
-    let ns = lab.node(node).ns.clone();
-    let dir = lab.dir().to_path_buf();
-    let file = dir.join(format!("keepalived-{node}.conf"));
-    std::fs::write(&file, conf).unwrap();
-    let pid = |n: &str| dir.join(format!("{node}-{n}.pid")).display().to_string();
-    let args = [
-        "keepalived",
-        "-n",
-        "-l",
-        "-D",
-        "-G",
-        "-P",
-        "-f",
-        &file.display().to_string(),
-        "-p",
-        &pid("main"),
-        "-r",
-        &pid("vrrp"),
-        "-c",
-        &pid("chk"),
-    ];
-    let pid = lab.spawn(&ns, &args, &format!("keepalived-{node}.log"));
+    let pid = lab.spawn_keepalived(node, conf);
     std::thread::sleep(Duration::from_millis(300));
     pid
 }
 
 fn start_ours(lab: &mut Lab, node: &str, yaml: &str) -> u32 {
-    let ns = lab.node(node).ns.clone();
-    let file = lab.dir().join(format!("vip-{node}.yaml"));
-    std::fs::write(&file, yaml).unwrap();
-    let cfg = file.display().to_string();
-    let args = [
-        BIN,
-        "agent",
-        "--standalone",
-        "--config",
-        &cfg,
-        "--node-name",
-        node,
-        "--listen",
-        "127.0.0.1:9650",
-    ];
-    let log = format!("agent-{node}.log");
-    let pid = lab.spawn(&ns, &args, &log);
-    let ok = wait_for(Duration::from_secs(10), || {
-        lab.http_get(&ns, addr(), "/status").is_ok()
-    });
-    assert!(ok.is_some(), "agent did not start: {}", lab.log(&log));
-    pid
+    lab.spawn_agent(std::path::Path::new(BIN), node, yaml, true)
 }
 
 fn addr() -> SocketAddr {
-    "127.0.0.1:9650".parse().unwrap()
+    AGENT_STATUS.parse().unwrap()
 }
 
 fn ours(lab: &Lab, node: &str, family: &str) -> Value {

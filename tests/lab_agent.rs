@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use kube_vrrp::vrrp::{Addresses, Advertisement, Authentication, Version};
-use kube_vrrp_e2e::{Lab, send_vrrp, wait_for};
+use kube_vrrp_e2e::{AGENT_STATUS, Lab, send_vrrp, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -14,7 +14,7 @@ const VIP: &str = "198.51.100.50";
 const WAIT: Duration = Duration::from_secs(6);
 
 fn status_addr() -> SocketAddr {
-    "127.0.0.1:9650".parse().unwrap()
+    AGENT_STATUS.parse().unwrap()
 }
 
 fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
@@ -24,29 +24,7 @@ fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
 }
 
 fn start_agent(lab: &mut Lab, node: &str, config: &str) -> u32 {
-    let ns = lab.node(node).ns.clone();
-    let log = format!("agent-{node}.log");
-    let args = [
-        BIN,
-        "agent",
-        "--standalone",
-        "--config",
-        config,
-        "--node-name",
-        node,
-        "--listen",
-        "127.0.0.1:9650",
-    ];
-    let pid = lab.spawn(&ns, &args, &log);
-    let ok = wait_for(Duration::from_secs(10), || {
-        lab.http_get(&ns, status_addr(), "/status").is_ok()
-    });
-    assert!(
-        ok.is_some(),
-        "agent on {node} did not start:\n{}",
-        lab.log(&log)
-    );
-    pid
+    lab.spawn_agent_with_file(std::path::Path::new(BIN), node, config, true)
 }
 
 fn status(lab: &Lab, node: &str) -> Value {

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 static LABS: AtomicU32 = AtomicU32::new(0);
 
+/// Where agents started with `listen` serve /status and /metrics, inside their namespace.
+pub const AGENT_STATUS: &str = "127.0.0.1:9650";
+
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(args: &[&str]) -> String {
     let out = run(args);
@@ -291,6 +294,86 @@ impl Lab {
             .unwrap();
         let pid = child.id();
         self.children.push(child);
+        pid
+    }
+
+    /// Starts keepalived (VRRP only, in the foreground, logging to `keepalived-NODE.log`) on a
+    /// node with `conf`, with pid files of its own so several can run side by side.
+    pub fn spawn_keepalived(&mut self, node: &str, conf: &str) -> u32 {
+        let ns = self.node(node).ns.clone();
+        let file = self.dir.join(format!("keepalived-{node}.conf"));
+        std::fs::write(&file, conf).unwrap();
+        let pid = |n: &str| {
+            self.dir
+                .join(format!("{node}-{n}.pid"))
+                .display()
+                .to_string()
+        };
+        let (main, vrrp, chk) = (pid("main"), pid("vrrp"), pid("chk"));
+        let conf = file.display().to_string();
+        let args = [
+            "keepalived",
+            "-n",
+            "-l",
+            "-D",
+            "-G",
+            "-P",
+            "-f",
+            &conf,
+            "-p",
+            &main,
+            "-r",
+            &vrrp,
+            "-c",
+            &chk,
+        ];
+        self.spawn(&ns, &args, &format!("keepalived-{node}.log"))
+    }
+
+    /// Starts `kube-vrrp agent --standalone` on a node with the VirtualIP YAML `yaml`, logging
+    /// to `agent-NODE.log`; with `listen`, serving /status there (127.0.0.1:9650) and returning
+    /// once it answers.
+    pub fn spawn_agent(&mut self, bin: &Path, node: &str, yaml: &str, listen: bool) -> u32 {
+        let file = self.dir.join(format!("vip-{node}.yaml"));
+        std::fs::write(&file, yaml).unwrap();
+        self.spawn_agent_with_file(bin, node, &file.display().to_string(), listen)
+    }
+
+    /// As [`Lab::spawn_agent`], with a config file shared by several nodes.
+    pub fn spawn_agent_with_file(
+        &mut self,
+        bin: &Path,
+        node: &str,
+        config: &str,
+        listen: bool,
+    ) -> u32 {
+        let ns = self.node(node).ns.clone();
+        let log = format!("agent-{node}.log");
+        let bin = bin.display().to_string();
+        let mut args = vec![
+            bin.as_str(),
+            "agent",
+            "--standalone",
+            "--config",
+            config,
+            "--node-name",
+            node,
+        ];
+        if listen {
+            args.extend_from_slice(&["--listen", AGENT_STATUS]);
+        }
+        let pid = self.spawn(&ns, &args, &log);
+        if listen {
+            let addr: SocketAddr = AGENT_STATUS.parse().unwrap();
+            let up = wait_for(Duration::from_secs(10), || {
+                self.http_get(&ns, addr, "/status").is_ok()
+            });
+            assert!(
+                up.is_some(),
+                "agent on {node} did not start:\n{}",
+                self.log(&log)
+            );
+        }
         pid
     }
 

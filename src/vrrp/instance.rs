@@ -556,13 +556,7 @@ impl Instance {
         } else if !lower {
             self.preempt_hold_until = None;
         }
-        if self.config.version == Version::V3 {
-            self.master_adver_interval = interval;
-        }
-        self.master = Some(PeerMaster {
-            address: src,
-            priority,
-        });
+        self.follow(src, priority, interval);
         self.takeover_reason = None;
         self.arm(
             now + self.master_down_interval(),
@@ -604,6 +598,13 @@ impl Instance {
         } else {
             return; // discard: we stay master, our next advertisement will correct them
         };
+        self.follow(src, priority, interval);
+        self.change_state(now, State::Backup, reason, out);
+    }
+
+    /// Accepts `src` as the master: v3 learns its interval (RFC 5798 §6.4.2, §6.4.3), v2
+    /// keeps its own (RFC 3768 discards a mismatch earlier).
+    fn follow(&mut self, src: IpAddr, priority: u8, interval: Duration) {
         if self.config.version == Version::V3 {
             self.master_adver_interval = interval;
         }
@@ -611,7 +612,6 @@ impl Instance {
             address: src,
             priority,
         });
-        self.change_state(now, State::Backup, reason, out);
     }
 
     /// All side effects of a transition live here.

@@ -38,8 +38,6 @@ struct Case {
 }
 
 fn start(lab: &mut Lab, which: Impl, node: &str, priority: u8, c: &Case) -> u32 {
-    let ns = lab.node(node).ns.clone();
-    let dir = lab.dir().to_path_buf();
     match which {
         Impl::KubeVrrp => {
             let interval = if c.advert_ms.is_multiple_of(1000) {
@@ -52,19 +50,7 @@ fn start(lab: &mut Lab, which: Impl, node: &str, priority: u8, c: &Case) -> u32 
                  virtualRouterID: 51\n  version: {}\n  advertInterval: {interval}\n  defaultPriority: {priority}\n  virtualMAC: {}\n",
                 c.version, c.vmac
             );
-            let file = dir.join(format!("vip-{node}.yaml"));
-            std::fs::write(&file, yaml).unwrap();
-            let bin = kube_vrrp_binary();
-            let args = [
-                bin.to_str().unwrap(),
-                "agent",
-                "--standalone",
-                "--config",
-                file.to_str().unwrap(),
-                "--node-name",
-                node,
-            ];
-            lab.spawn(&ns, &args, &format!("agent-{node}.log"))
+            lab.spawn_agent(&kube_vrrp_binary(), node, &yaml, false)
         }
         Impl::Keepalived => {
             let conf = format!(
@@ -74,25 +60,7 @@ fn start(lab: &mut Lab, which: Impl, node: &str, priority: u8, c: &Case) -> u32 
                 c.advert_ms as f64 / 1000.0,
                 if c.vmac { "  use_vmac\n" } else { "" }
             );
-            let file = dir.join(format!("keepalived-{node}.conf"));
-            std::fs::write(&file, conf).unwrap();
-            let pid = |n: &str| dir.join(format!("{node}-{n}.pid")).display().to_string();
-            let args = [
-                "keepalived",
-                "-n",
-                "-l",
-                "-G",
-                "-P",
-                "-f",
-                file.to_str().unwrap(),
-                "-p",
-                &pid("main"),
-                "-r",
-                &pid("vrrp"),
-                "-c",
-                &pid("chk"),
-            ];
-            lab.spawn(&ns, &args, &format!("keepalived-{node}.log"))
+            lab.spawn_keepalived(node, &conf)
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::{Lab, Prober, kube_vrrp_binary, wait_for};
+use kube_vrrp_e2e::{AGENT_STATUS, Lab, Prober, kube_vrrp_binary, wait_for};
 use nix::sys::signal::Signal;
 
 const DEFAULT_CONFIG: &str = include_str!("../../../config/web-vip.yaml");
@@ -29,33 +29,10 @@ fn main() {
         "lab {}: nodes n1 (198.51.100.11), n2 (198.51.100.12), client (198.51.100.100)",
         lab.prefix
     );
-    let status: SocketAddr = "127.0.0.1:9650".parse().unwrap();
+    let status: SocketAddr = AGENT_STATUS.parse().unwrap();
     let mut pids = Vec::new();
     for node in ["n1", "n2"] {
-        let ns = lab.node(node).ns.clone();
-        let args = [
-            bin.to_str().unwrap(),
-            "agent",
-            "--standalone",
-            "--config",
-            &cfg,
-            "--node-name",
-            node,
-            "--listen",
-            "127.0.0.1:9650",
-        ];
-        pids.push(lab.spawn(&ns, &args, &format!("agent-{node}.log")));
-        if wait_for(Duration::from_secs(10), || {
-            lab.http_get(&ns, status, "/status").is_ok()
-        })
-        .is_none()
-        {
-            eprintln!(
-                "agent on {node} did not start:\n{}",
-                lab.log(&format!("agent-{node}.log"))
-            );
-            std::process::exit(1);
-        }
+        pids.push(lab.spawn_agent_with_file(&bin, node, &cfg, true));
     }
     if wait_for(Duration::from_secs(10), || lab.holders(VIP).len() == 1).is_none() {
         eprintln!("no single holder of {VIP}: {:?}", lab.holders(VIP));

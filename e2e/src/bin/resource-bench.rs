@@ -116,41 +116,10 @@ fn main() {
     for which in ["kube-vrrp", "keepalived"] {
         let mut lab = Lab::new(1);
         let ns = lab.node("n1").ns.clone();
-        let dir = lab.dir().to_path_buf();
         if which == "kube-vrrp" {
-            let f = dir.join("vips.yaml");
-            std::fs::write(&f, ours()).unwrap();
-            let bin = kube_vrrp_binary();
-            let args = [
-                bin.to_str().unwrap(),
-                "agent",
-                "--standalone",
-                "--config",
-                f.to_str().unwrap(),
-                "--node-name",
-                "n1",
-            ];
-            lab.spawn(&ns, &args, "agent.log");
+            lab.spawn_agent(&kube_vrrp_binary(), "n1", &ours(), false);
         } else {
-            let f = dir.join("keepalived.conf");
-            std::fs::write(&f, keepalived()).unwrap();
-            let pid = |n: &str| dir.join(format!("{n}.pid")).display().to_string();
-            let args = [
-                "keepalived",
-                "-n",
-                "-l",
-                "-G",
-                "-P",
-                "-f",
-                f.to_str().unwrap(),
-                "-p",
-                &pid("main"),
-                "-r",
-                &pid("vrrp"),
-                "-c",
-                &pid("chk"),
-            ];
-            lab.spawn(&ns, &args, "keepalived.log");
+            lab.spawn_keepalived("n1", &keepalived());
         }
         // Every instance master, every VIP bound.
         let count = |lab: &Lab| {
