@@ -4,7 +4,8 @@
 //! line per case: {impl, version, advert_ms, mode, trials, p50_ms, max_ms, lost, ...}, then the
 //! ratio of kube-vrrp to keepalived per case. Needs root and keepalived.
 //!
-//! Usage: failover-bench [--trials N] [--only kube-vrrp|keepalived] [--quick]
+//! Usage: failover-bench [--trials N] [--only kube-vrrp|keepalived] [--quick] [--case MODE]
+//! (MODE: crash, graceful or graceful-vmac)
 
 use std::time::{Duration, Instant};
 
@@ -138,6 +139,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let quick = args.iter().any(|a| a == "--quick");
+    let only_case = args.iter().position(|a| a == "--case").and_then(|i| args.get(i + 1)).cloned();
     let mut cases = vec![];
     for (version, advert_ms) in [(3u8, 100u64), (3, 20), (2, 1000)] {
         if quick && advert_ms == 1000 {
@@ -158,6 +160,12 @@ fn main() {
         mode: "graceful",
         vmac: true,
     });
+    if let Some(only) = &only_case {
+        cases.retain(|c| {
+            let name = if c.vmac { format!("{}-vmac", c.mode) } else { c.mode.to_string() };
+            &name == only
+        });
+    }
 
     let mut results: Vec<(Impl, String, f64, f64)> = Vec::new();
     for c in &cases {
