@@ -572,3 +572,41 @@ fn garp_repeat_delay_and_refresh() {
     assert_eq!(burst(1.2, 2.9), 0, "{rel:?}");
     assert_eq!(burst(2.9, 3.2), 2, "refresh after masterRefresh: {rel:?}");
 }
+
+#[test]
+fn ipv6_virtual_mac_keeps_the_clients_neighbor_entry() {
+    let yaml = vip_yaml(
+        "v6",
+        54,
+        &["2001:db8:1::54/64"],
+        &fast("  virtualMAC: true\n"),
+    );
+    let (mut lab, _, p1, _) = two_nodes(&yaml);
+    let vip = "2001:db8:1::54";
+    wait_holders(&lab, vip, &["n1"]);
+    let client = lab.client.ns.clone();
+    let ping = |lab: &Lab| {
+        lab.exec(&client, &["ping", "-6", "-c", "1", "-W", "1", vip])
+            .status
+            .success()
+    };
+    assert!(
+        wait_for(WAIT, || ping(&lab)).is_some(),
+        "VIP unreachable through n1"
+    );
+    assert_eq!(
+        neighbor_mac(&lab, vip).as_deref(),
+        Some("00:00:5e:00:02:36")
+    );
+    lab.signal(p1, Signal::SIGTERM);
+    wait_holders(&lab, vip, &["n2"]);
+    assert!(
+        wait_for(WAIT, || ping(&lab)).is_some(),
+        "VIP unreachable through n2"
+    );
+    assert_eq!(
+        neighbor_mac(&lab, vip).as_deref(),
+        Some("00:00:5e:00:02:36"),
+        "the client's entry never changed"
+    );
+}

@@ -328,6 +328,15 @@ impl Agent {
                 }
             }
             self.nl.set_up(index).await?;
+            if resolved.config.primary_address.is_ipv6() {
+                // IPv6 adverts leave from our link-local address (RFC 5798 §5.1.2.1) but
+                // through the virtual-MAC interface: give it the same link-local address.
+                let own = crate::vrrp::VirtualAddress {
+                    address: resolved.config.primary_address,
+                    prefix_len: 64,
+                };
+                self.nl.add_address(index, &own).await?;
+            }
             // Another node's adverts come from the same virtual MAC: the macvlan driver hands
             // such frames to our macvlan, not to the base interface. Listen there too.
             self.ensure_receiver((index, family), &name)
@@ -341,14 +350,9 @@ impl Agent {
                 None,
             )
         };
-        let sender = open_sender(
-            &send_ifname,
-            addr_ifindex,
-            resolved.config.primary_address,
-            base.index,
-        )
-        .await
-        .map_err(sock_err(format!("VRRP send socket on {send_ifname}")))?;
+        let sender = open_sender(&send_ifname, addr_ifindex, resolved.config.primary_address)
+            .await
+            .map_err(sock_err(format!("VRRP send socket on {send_ifname}")))?;
         let frames = FrameSender::open(addr_ifindex)
             .map_err(sock_err(format!("AF_PACKET socket on {send_ifname}")))?;
         let mut instance = Instance::new(resolved.config.clone());
@@ -716,15 +720,10 @@ impl Agent {
 
 /// Opens the sender, waiting up to 3 s for a fresh IPv6 link-local source to finish duplicate
 /// address detection (the kernel refuses a tentative source).
-async fn open_sender(
-    ifname: &str,
-    ifindex: u32,
-    source: IpAddr,
-    base: u32,
-) -> std::io::Result<VrrpSender> {
+async fn open_sender(ifname: &str, ifindex: u32, source: IpAddr) -> std::io::Result<VrrpSender> {
     let mut tries = 0;
     loop {
-        match VrrpSender::open(ifname, ifindex, source, base) {
+        match VrrpSender::open(ifname, ifindex, source) {
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) && tries < 30 => {
                 if tries == 0 {
                     info!(%source, "source address not usable yet (duplicate address detection?); waiting");

@@ -79,14 +79,9 @@ pub struct VrrpSender {
 }
 
 impl VrrpSender {
-    /// `source`: the primary address (IPv6: the link-local address of the base interface);
-    /// `ifname`/`ifindex`: the interface to send from (the virtual-MAC interface if any).
-    pub fn open(
-        ifname: &str,
-        ifindex: u32,
-        source: IpAddr,
-        source_ifindex: u32,
-    ) -> io::Result<VrrpSender> {
+    /// `source`: the primary address (IPv6: our link-local address, present on the sending
+    /// interface); `ifname`/`ifindex`: the interface to send from (the virtual-MAC one if any).
+    pub fn open(ifname: &str, ifindex: u32, source: IpAddr) -> io::Result<VrrpSender> {
         let tx = raw_socket(Family::of(&source), ifname)?;
         match source {
             IpAddr::V4(_) => {
@@ -101,11 +96,7 @@ impl VrrpSender {
                 tx.set_tos_v4(0xc0)?; // internetwork control, as keepalived
             }
             IpAddr::V6(src) => {
-                let scope = if is_link_local(&src) {
-                    source_ifindex
-                } else {
-                    0
-                };
+                let scope = if is_link_local(&src) { ifindex } else { 0 };
                 tx.bind(&SockAddr::from(SocketAddrV6::new(src, 0, 0, scope)))?;
                 tx.set_multicast_if_v6(ifindex)?;
                 tx.set_multicast_hops_v6(u32::from(VRRP_TTL))?;

@@ -80,7 +80,15 @@ fn trial(which: Impl, c: &Case) -> Option<(Duration, usize, Duration)> {
         VIP.parse().unwrap(),
         Duration::from_millis(10),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // A random phase against the master's advertisement timer: the crash outage depends on how
+    // long ago the last advertisement went out, so a fixed delay would compare phases, not
+    // implementations.
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        % (c.advert_ms * 1_000_000);
+    std::thread::sleep(Duration::from_millis(300) + Duration::from_nanos(jitter));
     let t0 = Instant::now();
     match c.mode {
         "crash" => {
@@ -139,7 +147,11 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let quick = args.iter().any(|a| a == "--quick");
-    let only_case = args.iter().position(|a| a == "--case").and_then(|i| args.get(i + 1)).cloned();
+    let only_case = args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let mut cases = vec![];
     for (version, advert_ms) in [(3u8, 100u64), (3, 20), (2, 1000)] {
         if quick && advert_ms == 1000 {
@@ -162,7 +174,11 @@ fn main() {
     });
     if let Some(only) = &only_case {
         cases.retain(|c| {
-            let name = if c.vmac { format!("{}-vmac", c.mode) } else { c.mode.to_string() };
+            let name = if c.vmac {
+                format!("{}-vmac", c.mode)
+            } else {
+                c.mode.to_string()
+            };
             &name == only
         });
     }
