@@ -22,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the VirtualIP CustomResourceDefinition (YAML), generated from the Rust types.
+    Crd,
     /// Run VRRP on this node. With --standalone, the VirtualIPs come from a YAML file and no
     /// cluster is needed.
     Agent {
@@ -52,6 +54,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Crd => {
+            print!("{}", kube_vrrp::api::crd_yaml());
+            ExitCode::SUCCESS
+        }
         Command::Simulate { scenarios } => simulate(&scenarios),
         Command::Agent {
             standalone,

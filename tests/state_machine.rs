@@ -840,3 +840,18 @@ fn an_instance_owns_more_addresses_than_one_advert_carries() {
     let i = Instance::new(c);
     assert_eq!(i.advertisement(100).addresses.len(), 18);
 }
+
+#[test]
+fn late_wake_ups_do_not_stretch_the_advertisement_interval() {
+    let (mut i, at) = master(v3(100));
+    // Each expiry handled 3 ms late: the schedule stays on the 100 ms grid.
+    let mut due = at + ms(100);
+    for _ in 0..5 {
+        i.handle(due + ms(3), Input::TimerExpired(TimerKind::Advertisement));
+        due += ms(100);
+        assert_eq!(i.timer(), Some((TimerKind::Advertisement, due)));
+    }
+    // A stall longer than an interval resumes from now instead of bursting.
+    i.handle(due + ms(450), Input::TimerExpired(TimerKind::Advertisement));
+    assert_eq!(i.timer(), Some((TimerKind::Advertisement, due + ms(450))));
+}

@@ -7,7 +7,7 @@ reflector, Controller, Leases) and kubectl use, following the "API concepts" and
 apply" documentation: discovery, a global resourceVersion, list+watch with 410 Gone and
 bookmarks, label and field selectors, create/get/update/delete with optimistic concurrency,
 merge / JSON / server-side apply patches with field managers, the status subresource,
-metadata.generation, finalizers and deletionTimestamp, Status errors, validation of custom
+metadata.generation, finalizers and deletionTimestamp, Status errors, schema defaulting and validation of custom
 objects against the CRD's openAPIV3Schema and its CEL x-kubernetes-validations rules (through
 cel-python), Table output from additionalPrinterColumns, and
 fault injection (pause, fail, drop watches, restart from the state file).
@@ -129,6 +129,25 @@ FORMATS = {
     "date-time": re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"),
     "ipv4": re.compile(r"^((25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(25[0-5]|2[0-4]\d|1?\d?\d)$"),
 }
+
+
+def apply_defaults(schema, value):
+    """Structural defaulting, as the API server does before validation: a missing property
+    with a `default` in the schema is set, inside every object that is present."""
+    if not schema:
+        return
+    if isinstance(value, dict):
+        for k, s in (schema.get("properties") or {}).items():
+            if k not in value and isinstance(s, dict) and "default" in s:
+                value[k] = copy.deepcopy(s["default"])
+            if k in value:
+                apply_defaults(s, value[k])
+        if isinstance(schema.get("additionalProperties"), dict):
+            for v in value.values():
+                apply_defaults(schema["additionalProperties"], v)
+    elif isinstance(value, list):
+        for item in value:
+            apply_defaults(schema.get("items"), item)
 
 
 def validate(schema, value, path, errors, unknown):
@@ -713,6 +732,7 @@ class Api:
             return
         errors, unknown = [], []
         body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+        apply_defaults(res.schema, body)
         validate({**res.schema, "properties": {k: v for k, v in (res.schema.get("properties") or {}).items() if k not in ("apiVersion", "kind", "metadata")}},
                  body, "", errors, unknown)
         for k in list(obj.keys()):

@@ -581,3 +581,24 @@ fn cel_rules_are_enforced() {
         r#"{"spec":{"size":4}}"#,
     ]);
 }
+
+#[test]
+fn schema_defaults_are_applied() {
+    let api = Api::start();
+    assert!(
+        api.apply(
+            &widget("d", "{size: 1, parts: [{name: a}, {name: b, count: 5}]}"),
+            &[]
+        )
+        .status
+        .success()
+    );
+    let w = api.json(&["get", "widget", "d"]);
+    let counts: Vec<i64> = w["spec"]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts, [1, 5], "{w}");
+}

@@ -111,14 +111,28 @@ pub fn parse(text: &str) -> Result<Vec<VirtualIp>, ConfigError> {
             field: field.to_string(),
             reason,
         };
+        // The CRD schema lets the API server reject unknown fields; a file has no server, so
+        // collect them here: a misspelt field must not silently fall back to a default.
+        let mut unknown = Vec::new();
         let doc: VirtualIpDocument =
-            serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+            serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+                value.clone(),
+                &mut |path: serde_ignored::Path<'_>| unknown.push(path.to_string()),
+            ))
+            .map_err(|e| {
                 let path = e.path().to_string();
                 err(
                     if path == "." { "" } else { &path },
                     e.into_inner().to_string(),
                 )
             })?;
+        if let Some(path) = unknown.first() {
+            let field = path.rsplit('.').next().unwrap_or(path);
+            return Err(err(
+                path,
+                format!("unknown field `{field}`: check the spelling"),
+            ));
+        }
         if doc.api_version != API_VERSION {
             return Err(err(
                 "apiVersion",
@@ -202,6 +216,13 @@ pub fn validate(name: String, spec: VirtualIpSpec) -> Result<VirtualIp, FieldErr
     }
     let authentication = match &spec.authentication {
         None => Authentication::None,
+        Some(a) if a.password_secret_ref.is_some() => {
+            return Err((
+                "spec.authentication.passwordSecretRef",
+                "Secrets exist only in a cluster: in standalone mode give the password itself"
+                    .into(),
+            ));
+        }
         Some(a) => match &a.password {
             None => {
                 return Err((

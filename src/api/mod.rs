@@ -1,6 +1,11 @@
-//! The user-facing schema: `VirtualIP` (`kube-vrrp.io/v1alpha1`). The standalone agent reads
-//! these from a YAML file; the CRD is generated from the same types.
+//! The user-facing schema: `VirtualIP` (`kube-vrrp.io/v1alpha1`, cluster-scoped). The
+//! standalone agent reads these from a YAML file; the CRD in `crds/` is generated from the same
+//! types by `kube-vrrp crd`, so both speak one schema.
 
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub const GROUP: &str = "kube-vrrp.io";
@@ -9,54 +14,118 @@ pub const API_VERSION: &str = "kube-vrrp.io/v1alpha1";
 pub const KIND: &str = "VirtualIP";
 
 /// Desired state of a set of virtual addresses held by one VRRP virtual router.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+// clippy reads the repeated `type_ = "string"` of several printcolumns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[kube(
+    group = "kube-vrrp.io",
+    version = "v1alpha1",
+    kind = "VirtualIP",
+    plural = "virtualips",
+    singular = "virtualip",
+    shortname = "vip",
+    status = "VirtualIPStatus",
+    derive = "PartialEq",
+    printcolumn(name = "Addresses", type_ = "string", json_path = ".spec.addresses"),
+    printcolumn(
+        name = "VRID",
+        type_ = "integer",
+        json_path = ".status.virtualRouterID"
+    ),
+    printcolumn(name = "Master", type_ = "string", json_path = ".status.master"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Nodes",
+        type_ = "string",
+        json_path = ".status.nodes[*].node",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "integer",
+        json_path = ".spec.version",
+        priority = "1"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.version == 2 || !has(self.authentication)")
+        .message("authentication exists only in VRRPv2 (RFC 5798 removed it): set version 2 or remove authentication"),
+    validation = Rule::new("self.version == 3 || !has(self.advertInterval) || self.advertInterval.matches('^[0-9]+s$')")
+        .message("VRRPv2 advertisement intervals are whole seconds (1s to 255s): write e.g. 1s, or use version 3"),
+    validation = Rule::new("self.version == 3 || self.addresses.all(a, !a.contains(':'))")
+        .message("VRRPv2 carries IPv4 only: use version 3 for IPv6 addresses")
+)]
 pub struct VirtualIpSpec {
-    /// Virtual addresses as "ip/prefix" (IPv4 and IPv6 may be mixed: each family gets its
-    /// own VRRP instance with the same virtual router ID).
+    /// Virtual addresses as "ip/prefix", e.g. 192.0.2.10/24 or 2001:db8::10/64. IPv4 and IPv6
+    /// may be mixed: each family gets its own VRRP instance with the same virtual router ID.
+    #[schemars(length(min = 1))]
+    #[x_kube(validation = Rule::new("self.all(a, isCIDR(a) || isIP(a))")
+        .message("every address must be ip/prefix, e.g. 192.0.2.10/24 or 2001:db8::10/64"))]
     pub addresses: Vec<String>,
-    /// Interface to run VRRP on and bind the addresses to. Default: the interface with an
-    /// address in the subnet of the first virtual address.
+    /// Interface to run VRRP on and bind the addresses to. Default: on each node, the
+    /// interface with an address in the subnet of the first virtual address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
-    /// VRRP Virtual Router ID, 1-255, unique per L2 segment.
+    /// VRRP Virtual Router ID, 1 to 255, unique per L2 segment. Default: allocated by the
+    /// controller (standalone mode requires it).
     #[serde(
         rename = "virtualRouterID",
         default,
         skip_serializing_if = "Option::is_none"
     )]
+    #[schemars(range(min = 1, max = 255))]
     pub virtual_router_id: Option<u8>,
     /// VRRP version: 3 (RFC 5798, default) or 2 (RFC 3768, IPv4 only).
     #[serde(default = "default_version")]
+    #[schemars(range(min = 2, max = 3))]
     pub version: u8,
-    /// Advertisement interval, e.g. "1s", "100ms". v2: whole seconds. Default "1s".
+    /// Advertisement interval, e.g. "1s", "100ms". VRRPv3: 10ms to 40.95s in steps of 10ms;
+    /// VRRPv2: whole seconds. Default "1s". A backup takes over after 3 intervals plus a skew.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"))]
     pub advert_interval: Option<String>,
     /// A higher-priority node takes the addresses back from a lower-priority master.
+    /// Default true. The address owner (priority 255) always preempts.
     #[serde(default = "default_true")]
     pub preempt: bool,
-    /// Hold-off before preempting after start-up, e.g. "30s".
+    /// Hold-off before preempting a lower-priority master after start-up, e.g. "30s".
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"))]
     pub preempt_delay: Option<String>,
-    /// Per-node priorities (1-255; 255 = address owner).
+    /// Only nodes with these labels take part. Default: every node with an agent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Per-node priorities (1 to 255; 255 makes that node the address owner).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
     pub priorities: Vec<NodePriority>,
-    /// Priority of nodes not listed in `priorities`. Default 100.
+    /// Priority of nodes not listed in `priorities`, 1 to 255. Default 100.
     #[serde(default = "default_priority")]
+    #[schemars(range(min = 1, max = 255))]
     pub default_priority: u8,
-    /// Send advertisements to these addresses instead of multicast, and accept only theirs.
+    /// Send advertisements to the eligible nodes' addresses instead of multicast, and accept
+    /// only theirs (for networks that drop multicast). Cluster mode.
+    #[serde(default)]
+    pub unicast: bool,
+    /// Explicit unicast peers (IP addresses); empty: multicast, or the nodes with `unicast`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unicast_peers: Vec<String>,
-    /// Use the RFC 5798 virtual MAC (00:00:5e:00:01:VRID) through a macvlan interface, so
-    /// clients' ARP entries never change on failover.
+    /// Use the RFC 5798 virtual MAC (00:00:5e:00:01:VRID, IPv6 00:00:5e:00:02:VRID) through a
+    /// macvlan interface, so clients' ARP entries never change on failover.
     #[serde(rename = "virtualMAC", default)]
     pub virtual_mac: bool,
     /// RFC 5798 Accept_Mode: whether a non-owner master accepts traffic addressed to the
@@ -67,7 +136,7 @@ pub struct VirtualIpSpec {
     /// Gratuitous ARP / unsolicited NA timing (keepalived garp_master_*).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub garp: Option<GarpSpec>,
-    /// VRRPv2 simple password authentication.
+    /// VRRPv2 simple password authentication (RFC 2338 / keepalived `auth_type PASS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthenticationSpec>,
 }
@@ -82,26 +151,32 @@ fn default_priority() -> u8 {
     100
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A node's priority for this virtual router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct NodePriority {
+    /// Node name.
     pub node: String,
+    /// 1 to 255; 255 makes the node the address owner.
+    #[schemars(range(min = 1, max = 255))]
     pub priority: u8,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Gratuitous ARP / unsolicited NA timing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct GarpSpec {
-    /// Second burst this long after becoming master (keepalived garp_master_delay, default 5s;
-    /// "0s" disables).
+    /// Second burst this long after becoming master (keepalived garp_master_delay, default
+    /// "5s"; "0s" disables).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
     pub master_delay: Option<String>,
-    /// Announcements per burst (garp_master_repeat, default 5).
+    /// Announcements per burst, 1 to 100 (garp_master_repeat, default 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub master_repeat: Option<u32>,
     /// Re-announce this often while master (garp_master_refresh; default off).
     #[serde(
@@ -112,12 +187,95 @@ pub struct GarpSpec {
     pub master_refresh: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// VRRPv2 password authentication.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct AuthenticationSpec {
-    /// Password, up to 8 characters (standalone mode).
+    /// The password itself, 1 to 8 characters (standalone mode; in a cluster prefer
+    /// `passwordSecretRef`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
     pub password: Option<String>,
+    /// A key of a Secret holding the password (cluster mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+}
+
+/// A key in a Secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Secret namespace.
+    pub namespace: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+/// Observed state, written by the controller (summary) and by each node's agent (its entry of
+/// `nodes`, by server-side apply under its own field manager).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualIPStatus {
+    /// The generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The virtual router ID in use (explicit or allocated).
+    #[serde(
+        rename = "virtualRouterID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub virtual_router_id: Option<u8>,
+    /// The node holding the addresses now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master: Option<String>,
+    /// Pending, Ready, Degraded, NoMaster, SplitBrain or Conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// One entry per eligible node, each written by that node's agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
+    pub nodes: Vec<NodeStatus>,
+    /// Ready, Programmed, VRIDConflict, SplitBrain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+/// The summary phase of a VirtualIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Ready,
+    Degraded,
+    NoMaster,
+    SplitBrain,
+    Conflict,
+}
+
+/// One node's view, written by its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// Node name.
+    pub node: String,
+    /// Initialize, Backup, Master or Fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Configured priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// Priority advertised now (after health tracking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_priority: Option<u8>,
+    /// When the state last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+    /// Why, e.g. "master down timer expired (no advertisement for 0.341s)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Object metadata as far as the standalone file needs it.
@@ -126,7 +284,7 @@ pub struct ObjectMeta {
     pub name: String,
 }
 
-/// A `VirtualIP` document as written in a YAML file.
+/// A `VirtualIP` document as written in a standalone YAML file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualIpDocument {
@@ -151,4 +309,14 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
         Text::I(i) => i.to_string(),
         Text::F(f) => f.to_string(),
     }))
+}
+
+/// The CustomResourceDefinition as YAML (what `kube-vrrp crd` prints and `crds/` holds).
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = VirtualIP::crd();
+    format!(
+        "# Generated by `kube-vrrp crd` from src/api: do not edit.\n{}",
+        serde_yaml::to_string(&crd).expect("CRD serializes")
+    )
 }

@@ -439,19 +439,19 @@ impl Instance {
     }
 
     fn timer_expired(&mut self, now: Duration, kind: TimerKind, out: &mut Vec<Action>) {
-        match self.timer {
-            Some((armed, at)) if armed == kind && at <= now => {}
+        let due = match self.timer {
+            Some((armed, at)) if armed == kind && at <= now => at,
             _ => return, // stale: re-armed or cancelled since
-        }
+        };
         self.timer = None;
         match (self.state, kind) {
             (State::Master, TimerKind::Advertisement) => {
                 self.send_advertisement(self.priority, out);
-                self.arm(
-                    now + self.config.advert_interval,
-                    TimerKind::Advertisement,
-                    out,
-                );
+                // From when it was due, not from when we got to it: a wake-up that is late by
+                // a millisecond must not stretch every interval (backups would see the master
+                // drift towards their Master_Down_Interval). After a long stall, resume from now.
+                let next = (due + self.config.advert_interval).max(now);
+                self.arm(next, TimerKind::Advertisement, out);
             }
             (State::Backup, TimerKind::MasterDown) => {
                 let reason = self.takeover_reason.take().unwrap_or(Reason::MasterDown {

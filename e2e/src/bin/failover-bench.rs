@@ -196,6 +196,13 @@ fn main() {
             for _ in 0..trials {
                 match trial(which, c) {
                     Some((o, l, t)) => {
+                        eprintln!(
+                            "{} {:?}: outage {:.1} ms, lost {l}, takeover {:.1} ms",
+                            which.name(),
+                            c.mode,
+                            o.as_secs_f64() * 1000.0,
+                            t.as_secs_f64() * 1000.0
+                        );
                         outages.push(o.as_secs_f64() * 1000.0);
                         takeovers.push(t.as_secs_f64() * 1000.0);
                         lost += l;

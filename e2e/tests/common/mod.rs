@@ -12,6 +12,7 @@ const STANDIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/standin
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/testdata");
 
 pub struct Api {
+    pub crds: String,
     /// A real cluster from KUBE_VRRP_E2E_KUBECONFIG: no stand-in, no fault injection.
     pub external: bool,
     pub lab: Lab,
@@ -27,10 +28,16 @@ impl Api {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Api {
+        Api::start_full(CRDS, env)
+    }
+
+    /// With the CRDs of `crds` (a directory) instead of the test CRD.
+    pub fn start_full(crds: &str, env: &[(&str, &str)]) -> Api {
         let mut lab = Lab::new(0);
         if let Ok(kubeconfig) = std::env::var("KUBE_VRRP_E2E_KUBECONFIG") {
             let api_ns = String::new();
             return Api {
+                crds: String::new(),
                 external: true,
                 lab,
                 kubeconfig,
@@ -43,6 +50,7 @@ impl Api {
         let kubeconfig = lab.dir().join("kubeconfig").display().to_string();
         let state = lab.dir().join("state.json").display().to_string();
         let mut api = Api {
+            crds: String::new(),
             external: false,
             lab,
             kubeconfig,
@@ -50,6 +58,7 @@ impl Api {
             pid: 0,
             api_ns: api.ns,
         };
+        api.crds = crds.to_string();
         api.pid = api.spawn(env);
         api
     }
@@ -64,7 +73,7 @@ impl Api {
                 "--listen",
                 "203.0.113.1:6443",
                 "--crds",
-                CRDS,
+                &self.crds,
                 "--state",
                 &self.state,
                 "--kubeconfig",
