@@ -2,5 +2,6 @@
 
 pub mod agent;
 pub mod api;
+pub mod controller;
 pub mod net;
 pub mod vrrp;

@@ -1,0 +1,500 @@
+//! The pure middle of the controller's pipeline (validate → **resolve** → publish → status):
+//! from every `VirtualIP` and every `Node`, decide each object's virtual router ID, its
+//! eligible nodes and their priorities and unicast peers, and what each node must run. No
+//! client calls: unit-tested from plain values.
+//!
+//! VRIDs are unique per L2 segment. The controller cannot see segments, so it takes the subnet
+//! of an object's first address (per family) as its segment: objects in one subnet share a
+//! segment. Explicit VRIDs are honoured; allocated ones are kept while in use (read back from
+//! `status.virtualRouterID`); conflicts are reported on the newer object, which is not deployed
+//! (the older keeps running: a condition, never a flap).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::api::VirtualIpSpec;
+use crate::vrrp::{Family, VirtualAddress};
+
+/// What the resolver needs of a `VirtualIP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipInput {
+    pub name: String,
+    /// RFC 3339 creation time: older objects win conflicts (then the name decides).
+    pub created: String,
+    pub spec: VirtualIpSpec,
+    /// `status.virtualRouterID` from an earlier allocation.
+    pub allocated_vrid: Option<u8>,
+}
+
+/// What the resolver needs of a `Node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInput {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// InternalIP addresses (unicast peers).
+    pub addresses: Vec<IpAddr>,
+}
+
+/// One node's part in one virtual router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub node: String,
+    pub priority: u8,
+    /// The other members' addresses of this family when unicast; empty: multicast.
+    pub unicast_peers: Vec<IpAddr>,
+}
+
+/// The outcome for one `VirtualIP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    Deployed {
+        vrid: u8,
+        /// Per family present in the addresses.
+        members: Vec<Member>,
+    },
+    /// Not deployed; `reason` is a condition reason, `message` says what to change.
+    Rejected {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// The subnet key of an address family segment: network address and prefix.
+fn segment(a: &VirtualAddress) -> (Family, u128, u8) {
+    // Both families left-aligned in 128 bits, so the prefix length masks either.
+    let bits = match a.address {
+        IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
+        IpAddr::V6(v) => u128::from(v),
+    };
+    let width = u32::from(a.prefix_len);
+    let mask = if width == 0 {
+        0
+    } else {
+        u128::MAX << (128 - width.min(128))
+    };
+    (a.family(), bits & mask, a.prefix_len)
+}
+
+/// Resolves every object; the result is keyed by object name.
+pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resolution> {
+    let mut order: Vec<&VipInput> = vips.iter().collect();
+    order.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
+    let mut out = BTreeMap::new();
+    // segment -> VRIDs in use, and address -> owner.
+    let mut used: BTreeMap<(Family, u128, u8), BTreeMap<u8, String>> = BTreeMap::new();
+    let mut owners: BTreeMap<IpAddr, String> = BTreeMap::new();
+
+    // Explicit VRIDs and kept allocations are claimed first, oldest first, so that a new object
+    // can never take the VRID an older one already runs with.
+    let mut parsed: Vec<(&VipInput, Vec<VirtualAddress>)> = Vec::new();
+    for v in &order {
+        match v
+            .spec
+            .addresses
+            .iter()
+            .map(|a| a.parse::<VirtualAddress>())
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(addrs) if !addrs.is_empty() => parsed.push((v, addrs)),
+            Ok(_) => {
+                out.insert(
+                    v.name.clone(),
+                    rejected("Invalid", "spec.addresses is empty".into()),
+                );
+            }
+            Err(e) => {
+                out.insert(
+                    v.name.clone(),
+                    rejected("Invalid", format!("spec.addresses: {e}")),
+                );
+            }
+        }
+    }
+    let segments_of = |addrs: &[VirtualAddress]| -> BTreeSet<(Family, u128, u8)> {
+        let mut seen = BTreeSet::new();
+        let mut fams = BTreeSet::new();
+        for a in addrs {
+            if fams.insert(a.family()) {
+                seen.insert(segment(a));
+            }
+        }
+        seen
+    };
+    let mut chosen: BTreeMap<String, u8> = BTreeMap::new();
+    for (v, addrs) in &parsed {
+        if let Some(dup) = addrs
+            .iter()
+            .find_map(|a| owners.get(&a.address).map(|o| (a, o)))
+        {
+            out.insert(
+                v.name.clone(),
+                rejected(
+                    "DuplicateAddress",
+                    format!("{} is already held by VirtualIP {:?}", dup.0.address, dup.1),
+                ),
+            );
+            continue;
+        }
+        let wanted = v.spec.virtual_router_id.or(v.allocated_vrid);
+        if let Some(vrid) = wanted {
+            let segs = segments_of(addrs);
+            if let Some(holder) = segs
+                .iter()
+                .find_map(|s| used.get(s).and_then(|m| m.get(&vrid)))
+            {
+                out.insert(
+                    v.name.clone(),
+                    rejected(
+                        "VRIDConflict",
+                        format!("virtual router ID {vrid} is already used on this segment by VirtualIP {holder:?}"),
+                    ),
+                );
+                continue;
+            }
+            for s in segs {
+                used.entry(s).or_default().insert(vrid, v.name.clone());
+            }
+            chosen.insert(v.name.clone(), vrid);
+        }
+        for a in addrs {
+            owners.insert(a.address, v.name.clone());
+        }
+    }
+    // Then allocate for the rest: the lowest VRID free on every segment of the object.
+    for (v, addrs) in &parsed {
+        if out.contains_key(&v.name) || chosen.contains_key(&v.name) {
+            continue;
+        }
+        let segs = segments_of(addrs);
+        let free = (1..=255u8).find(|id| {
+            segs.iter()
+                .all(|s| used.get(s).is_none_or(|m| !m.contains_key(id)))
+        });
+        match free {
+            Some(vrid) => {
+                for s in segs {
+                    used.entry(s).or_default().insert(vrid, v.name.clone());
+                }
+                chosen.insert(v.name.clone(), vrid);
+            }
+            None => {
+                out.insert(
+                    v.name.clone(),
+                    rejected(
+                        "VRIDExhausted",
+                        "all 255 virtual router IDs are in use on this segment".into(),
+                    ),
+                );
+            }
+        }
+    }
+    for (v, addrs) in &parsed {
+        let Some(&vrid) = chosen.get(&v.name) else {
+            continue;
+        };
+        let eligible: Vec<&NodeInput> = nodes
+            .iter()
+            .filter(|n| {
+                v.spec
+                    .node_selector
+                    .iter()
+                    .all(|(k, val)| n.labels.get(k) == Some(val))
+            })
+            .collect();
+        if eligible.is_empty() {
+            out.insert(
+                v.name.clone(),
+                rejected(
+                    "NoEligibleNodes",
+                    "no node matches spec.nodeSelector".into(),
+                ),
+            );
+            continue;
+        }
+        let families: BTreeSet<Family> = addrs.iter().map(VirtualAddress::family).collect();
+        let members = eligible
+            .iter()
+            .map(|n| {
+                let priority = v
+                    .spec
+                    .priorities
+                    .iter()
+                    .find(|p| p.node == n.name)
+                    .map(|p| p.priority)
+                    .unwrap_or(v.spec.default_priority);
+                let unicast_peers = if v.spec.unicast {
+                    eligible
+                        .iter()
+                        .filter(|o| o.name != n.name)
+                        .flat_map(|o| o.addresses.iter().copied())
+                        .filter(|a| families.contains(&Family::of(a)))
+                        .collect()
+                } else {
+                    v.spec
+                        .unicast_peers
+                        .iter()
+                        .filter_map(|p| p.parse().ok())
+                        .collect()
+                };
+                Member {
+                    node: n.name.clone(),
+                    priority,
+                    unicast_peers,
+                }
+            })
+            .collect();
+        out.insert(v.name.clone(), Resolution::Deployed { vrid, members });
+    }
+    out
+}
+
+fn rejected(reason: &'static str, message: String) -> Resolution {
+    Resolution::Rejected { reason, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::NodePriority;
+
+    fn spec(addresses: &[&str], vrid: Option<u8>) -> VirtualIpSpec {
+        let yaml = format!(
+            "addresses: [{}]",
+            addresses
+                .iter()
+                .map(|a| format!("\"{a}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let mut s: VirtualIpSpec = serde_yaml::from_str(&yaml).unwrap();
+        s.virtual_router_id = vrid;
+        s
+    }
+
+    fn vip(name: &str, created: &str, s: VirtualIpSpec) -> VipInput {
+        VipInput {
+            name: name.into(),
+            created: created.into(),
+            spec: s,
+            allocated_vrid: None,
+        }
+    }
+
+    fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> NodeInput {
+        NodeInput {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            addresses: vec![ip.parse().unwrap()],
+        }
+    }
+
+    fn nodes() -> Vec<NodeInput> {
+        vec![
+            node("n1", "198.51.100.11", &[("role", "edge")]),
+            node("n2", "198.51.100.12", &[("role", "edge")]),
+            node("n3", "198.51.100.13", &[]),
+        ]
+    }
+
+    fn vrid_of(r: &BTreeMap<String, Resolution>, name: &str) -> Option<u8> {
+        match r.get(name) {
+            Some(Resolution::Deployed { vrid, .. }) => Some(*vrid),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn allocates_the_lowest_free_vrid_per_segment_and_honours_explicit_ones() {
+        let vips = vec![
+            vip(
+                "a",
+                "2026-01-01T00:00:00Z",
+                spec(&["198.51.100.50/24"], None),
+            ),
+            vip(
+                "b",
+                "2026-01-02T00:00:00Z",
+                spec(&["198.51.100.51/24"], Some(1)),
+            ),
+            vip(
+                "c",
+                "2026-01-03T00:00:00Z",
+                spec(&["203.0.113.50/24"], None),
+            ),
+        ];
+        let r = resolve(&vips, &nodes());
+        // b asked for 1 explicitly: a gets 2 on the same segment; c, another subnet, gets 1.
+        assert_eq!(
+            (vrid_of(&r, "a"), vrid_of(&r, "b"), vrid_of(&r, "c")),
+            (Some(2), Some(1), Some(1))
+        );
+    }
+
+    #[test]
+    fn allocations_are_stable_while_in_use() {
+        let mut a = vip(
+            "a",
+            "2026-01-02T00:00:00Z",
+            spec(&["198.51.100.50/24"], None),
+        );
+        a.allocated_vrid = Some(7);
+        let b = vip(
+            "b",
+            "2026-01-01T00:00:00Z",
+            spec(&["198.51.100.51/24"], None),
+        );
+        let r = resolve(&[a, b], &nodes());
+        assert_eq!((vrid_of(&r, "a"), vrid_of(&r, "b")), (Some(7), Some(1)));
+    }
+
+    #[test]
+    fn an_explicit_conflict_is_reported_on_the_newer_object_only() {
+        let vips = vec![
+            vip(
+                "new",
+                "2026-02-01T00:00:00Z",
+                spec(&["198.51.100.52/24"], Some(9)),
+            ),
+            vip(
+                "old",
+                "2026-01-01T00:00:00Z",
+                spec(&["198.51.100.50/24"], Some(9)),
+            ),
+        ];
+        let r = resolve(&vips, &nodes());
+        assert_eq!(vrid_of(&r, "old"), Some(9));
+        match &r["new"] {
+            Resolution::Rejected { reason, message } => {
+                assert_eq!(*reason, "VRIDConflict");
+                assert!(
+                    message.contains("already used on this segment by VirtualIP \"old\""),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_duplicate_address_is_reported_on_the_newer_object() {
+        let vips = vec![
+            vip(
+                "first",
+                "2026-01-01T00:00:00Z",
+                spec(&["198.51.100.50/24"], None),
+            ),
+            vip(
+                "second",
+                "2026-01-02T00:00:00Z",
+                spec(&["198.51.100.50/24", "198.51.100.60/24"], None),
+            ),
+        ];
+        let r = resolve(&vips, &nodes());
+        assert!(vrid_of(&r, "first").is_some());
+        assert!(matches!(
+            &r["second"],
+            Resolution::Rejected {
+                reason: "DuplicateAddress",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn eligible_nodes_priorities_and_unicast_peers() {
+        let mut s = spec(&["198.51.100.50/24"], None);
+        s.node_selector = [("role".to_string(), "edge".to_string())].into();
+        s.priorities = vec![NodePriority {
+            node: "n2".into(),
+            priority: 200,
+        }];
+        s.unicast = true;
+        let r = resolve(&[vip("a", "2026-01-01T00:00:00Z", s)], &nodes());
+        let Resolution::Deployed { members, .. } = &r["a"] else {
+            panic!("{r:?}")
+        };
+        let view: Vec<(&str, u8, Vec<String>)> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.node.as_str(),
+                    m.priority,
+                    m.unicast_peers.iter().map(|p| p.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            view,
+            [
+                ("n1", 100, vec!["198.51.100.12".to_string()]),
+                ("n2", 200, vec!["198.51.100.11".to_string()])
+            ]
+        );
+        let mut s = spec(&["198.51.100.50/24"], None);
+        s.node_selector = [("role".to_string(), "core".to_string())].into();
+        let r = resolve(&[vip("b", "2026-01-01T00:00:00Z", s)], &nodes());
+        assert!(matches!(
+            &r["b"],
+            Resolution::Rejected {
+                reason: "NoEligibleNodes",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn dual_stack_objects_claim_their_vrid_on_both_segments() {
+        let vips = vec![
+            vip(
+                "dual",
+                "2026-01-01T00:00:00Z",
+                spec(&["198.51.100.50/24", "2001:db8:1::50/64"], None),
+            ),
+            vip(
+                "v6",
+                "2026-01-02T00:00:00Z",
+                spec(&["2001:db8:1::60/64"], None),
+            ),
+            vip(
+                "v4",
+                "2026-01-03T00:00:00Z",
+                spec(&["198.51.100.60/24"], None),
+            ),
+        ];
+        let r = resolve(&vips, &nodes());
+        assert_eq!(
+            (vrid_of(&r, "dual"), vrid_of(&r, "v6"), vrid_of(&r, "v4")),
+            (Some(1), Some(2), Some(2))
+        );
+    }
+
+    #[test]
+    fn a_full_segment_is_reported() {
+        let vips: Vec<VipInput> = (0..256)
+            .map(|i| {
+                vip(
+                    &format!("v{i:03}"),
+                    "2026-01-01T00:00:00Z",
+                    spec(&[&format!("2001:db8:1::{i:x}/64")], None),
+                )
+            })
+            .collect();
+        let r = resolve(&vips, &nodes());
+        assert_eq!(
+            r.values()
+                .filter(|x| matches!(x, Resolution::Deployed { .. }))
+                .count(),
+            255
+        );
+        assert!(matches!(
+            &r["v255"],
+            Resolution::Rejected {
+                reason: "VRIDExhausted",
+                ..
+            }
+        ));
+    }
+}
