@@ -132,54 +132,29 @@ impl Lab {
     fn attach(&self, node: &Node) {
         sh(&["ip", "netns", "add", &node.ns]);
         sh(&["ip", "-n", &node.ns, "link", "set", "lo", "up"]);
+        let addrs = [format!("{}/24", node.ipv4), format!("{}/64", node.ipv6)];
+        self.plug(&node.ns, "eth0", &node.port, "br0", &addrs);
+    }
+
+    /// A veth `dev` in namespace `ns`, its peer `port` enslaved to `bridge`, with `addrs`
+    /// (IPv6 without duplicate address detection), up.
+    fn plug(&self, ns: &str, dev: &str, port: &str, bridge: &str, addrs: &[String]) {
+        let (br_ns, link) = (self.bridge_ns.as_str(), "link");
         sh(&[
-            "ip",
-            "link",
-            "add",
-            "eth0",
-            "netns",
-            &node.ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &node.port,
-            "netns",
-            &self.bridge_ns,
+            "ip", link, "add", dev, "netns", ns, "type", "veth", "peer", "name", port, "netns",
+            br_ns,
         ]);
         sh(&[
-            "ip",
-            "-n",
-            &self.bridge_ns,
-            "link",
-            "set",
-            &node.port,
-            "master",
-            "br0",
-            "up",
+            "ip", "-n", br_ns, link, "set", "dev", port, "master", bridge, "up",
         ]);
-        sh(&[
-            "ip",
-            "-n",
-            &node.ns,
-            "addr",
-            "add",
-            &format!("{}/24", node.ipv4),
-            "dev",
-            "eth0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &node.ns,
-            "addr",
-            "add",
-            &format!("{}/64", node.ipv6),
-            "dev",
-            "eth0",
-            "nodad",
-        ]);
-        sh(&["ip", "-n", &node.ns, "link", "set", "eth0", "up"]);
+        for a in addrs {
+            let mut args = vec!["ip", "-n", ns, "addr", "add", a.as_str(), "dev", dev];
+            if a.contains(':') {
+                args.push("nodad");
+            }
+            sh(&args);
+        }
+        sh(&["ip", "-n", ns, link, "set", "dev", dev, "up"]);
     }
 
     /// Adds the management segment 203.0.113.0/24 on a second bridge: an `api` namespace at
@@ -220,43 +195,7 @@ impl Lab {
         members.push((self.client.ns.clone(), "mgc".into(), "203.0.113.100".into()));
         for (ns, port, addr) in members {
             let dev = if ns == api.ns { "eth0" } else { "eth1" };
-            sh(&[
-                "ip",
-                "link",
-                "add",
-                dev,
-                "netns",
-                &ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                &self.bridge_ns,
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                &self.bridge_ns,
-                "link",
-                "set",
-                &port,
-                "master",
-                "br1",
-                "up",
-            ]);
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{addr}/24"),
-                "dev",
-                dev,
-            ]);
-            sh(&["ip", "-n", &ns, "link", "set", dev, "up"]);
+            self.plug(&ns, dev, &port, "br1", &[format!("{addr}/24")]);
         }
         self.extra_ns.push(api.ns.clone());
         api
