@@ -121,8 +121,9 @@ impl Lab {
                 ipv4: format!("198.51.100.{}", 10 + i),
                 ipv6: format!("2001:db8:1::{}", 10 + i),
             };
+            // Owned before it exists: a failure while building it still deletes it.
+            lab.nodes.push(node.clone());
             lab.attach(&node);
-            lab.nodes.push(node);
         }
         let client = lab.client.clone();
         lab.attach(&client);
@@ -182,6 +183,8 @@ impl Lab {
             ipv6: "2001:db8:3::1".into(),
         };
         sh(&["ip", "netns", "add", &api.ns]);
+        // Owned from here: a failure below must still delete it.
+        self.extra_ns.push(api.ns.clone());
         sh(&["ip", "-n", &api.ns, "link", "set", "lo", "up"]);
         let mut members: Vec<(String, String, String)> =
             vec![(api.ns.clone(), "mga".into(), "203.0.113.1".into())];
@@ -197,7 +200,6 @@ impl Lab {
             let dev = if ns == api.ns { "eth0" } else { "eth1" };
             self.plug(&ns, dev, &port, "br1", &[format!("{addr}/24")]);
         }
-        self.extra_ns.push(api.ns.clone());
         api
     }
 
