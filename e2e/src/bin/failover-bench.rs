@@ -83,11 +83,9 @@ fn trial(which: Impl, c: &Case) -> Option<(Duration, usize, Duration)> {
     // A random phase against the master's advertisement timer: the crash outage depends on how
     // long ago the last advertisement went out, so a fixed delay would compare phases, not
     // implementations.
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-        % (c.advert_ms * 1_000_000);
+    // (From the kernel's random pool: a clock-derived phase turned out to correlate with
+    // keepalived's timers and made its crash outage look shorter than its own capture shows.)
+    let jitter = random_u64() % (c.advert_ms * 1_000_000);
     std::thread::sleep(Duration::from_millis(300) + Duration::from_nanos(jitter));
     let t0 = Instant::now();
     match c.mode {
@@ -122,6 +120,15 @@ fn trial(which: Impl, c: &Case) -> Option<(Duration, usize, Duration)> {
     std::thread::sleep(Duration::from_millis(300 + c.advert_ms.min(1000)));
     let o = prober.stop();
     Some((o.outage, o.lost, bound))
+}
+
+fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("/dev/urandom");
+    u64::from_le_bytes(b)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
