@@ -603,6 +603,13 @@ spec:
         assert!(error_of(&bad).contains("document 2 (\"legacy\"), field kind"));
         let bad = GOOD.replace("version: 2", "version: 3");
         assert!(error_of(&bad).contains("authentication exists only in VRRPv2"));
+        let bad = GOOD.replace(
+            "password: s3cret",
+            "passwordSecretRef: {name: vrrp, namespace: kube-system, key: password}",
+        );
+        assert!(error_of(&bad).contains(
+            "field spec.authentication.passwordSecretRef: Secrets exist only in a cluster"
+        ));
         let bad = GOOD.replace("password: s3cret", "password: waytoolongpassword");
         assert!(error_of(&bad).contains("1 to 8 characters"));
     }
