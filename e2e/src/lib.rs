@@ -347,12 +347,6 @@ impl Lab {
         ]);
     }
 
-    /// Addresses on a node's interface, as `ip -o addr` prints them.
-    pub fn addresses(&self, ns: &str, dev: &str) -> String {
-        let out = self.exec(ns, &["ip", "-o", "addr", "show", "dev", dev]);
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     /// Whether `address` (no prefix) is bound anywhere in the namespace.
     pub fn holds(&self, ns: &str, address: &str) -> bool {
         let out = self.exec(ns, &["ip", "-o", "addr", "show"]);

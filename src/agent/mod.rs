@@ -92,7 +92,7 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
     // instance has started, so an answer means the agent is up.
     let listener = match opts.listen {
         Some(addr) => Some(
-            status::bind(addr)
+            tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|source| AgentError::Listen { addr, source })?,
         ),

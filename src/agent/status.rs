@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -293,9 +293,4 @@ pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<Statu
             let _ = stream.shutdown().await;
         });
     }
-}
-
-/// Binds the listener (so a bad `--listen` fails at start-up, not later).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }

@@ -80,13 +80,6 @@ pub struct Netlink {
 }
 
 impl Netlink {
-    /// Connects; the connection task runs on the current tokio runtime.
-    pub fn connect() -> Result<Netlink, NetlinkError> {
-        let (conn, handle, _) = rtnetlink::new_connection()?;
-        tokio::spawn(conn);
-        Ok(Netlink { handle })
-    }
-
     /// Connects and subscribes to link changes (RTNLGRP_LINK): the kernel tells us when an
     /// interface goes up or down, no polling needed.
     pub fn connect_with_link_events() -> Result<(Netlink, LinkEvents), NetlinkError> {

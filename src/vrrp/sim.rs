@@ -144,10 +144,6 @@ impl Simulation {
         });
     }
 
-    pub fn now(&self) -> Duration {
-        self.now
-    }
-
     /// Queues a command at `at` (not before now).
     pub fn schedule(&mut self, at: Duration, command: Command) {
         self.push(at.max(self.now), Event::Command(command));
