@@ -31,6 +31,20 @@ fn widget(name: &str, spec: serde_json::Value) -> serde_json::Value {
     json!({"apiVersion": "test.kube-vrrp.io/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})
 }
 
+/// Applies widgets named `prefix` + n for n in `range` (size 1) as manager "t".
+async fn apply_widgets(w: &Api<DynamicObject>, prefix: &str, range: std::ops::Range<u32>) {
+    for i in range {
+        let name = format!("{prefix}{i}");
+        w.patch(
+            &name,
+            &PatchParams::apply("t"),
+            &Patch::Apply(widget(&name, json!({"size": 1}))),
+        )
+        .await
+        .unwrap();
+    }
+}
+
 fn code(e: &kube::Error) -> u16 {
     match e {
         kube::Error::Api(s) => s.code,
@@ -152,15 +166,7 @@ fn watcher_and_reflector_follow_changes() {
     let api = StandIn::start();
     with_client(&api, |client| async move {
         let w = widgets(client.clone());
-        for i in 0..3 {
-            w.patch(
-                &format!("r{i}"),
-                &PatchParams::apply("t"),
-                &Patch::Apply(widget(&format!("r{i}"), json!({"size": 1}))),
-            )
-            .await
-            .unwrap();
-        }
+        apply_widgets(&w, "r", 0..3).await;
         let writer = reflector::store::Writer::new(widget_resource());
         let reader = writer.as_reader();
         let stream = reflector(writer, watcher(w.clone(), watcher::Config::default()));
@@ -364,15 +370,7 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
             // Dropped watches: the watcher re-watches and misses nothing.
             tx.send("drop").unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
-            for i in 0..3 {
-                w.patch(
-                    &format!("d{i}"),
-                    &PatchParams::apply("t"),
-                    &Patch::Apply(widget(&format!("d{i}"), json!({"size": 1}))),
-                )
-                .await
-                .unwrap();
-            }
+            apply_widgets(&w, "d", 0..3).await;
             assert!(
                 converge(3).await,
                 "after dropped watches: {}",
@@ -384,15 +382,7 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
             tokio::time::sleep(Duration::from_millis(200)).await;
             tx.send("drop").unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
-            for i in 3..15 {
-                w.patch(
-                    &format!("d{i}"),
-                    &PatchParams::apply("t"),
-                    &Patch::Apply(widget(&format!("d{i}"), json!({"size": 1}))),
-                )
-                .await
-                .unwrap();
-            }
+            apply_widgets(&w, "d", 3..15).await;
             tx.send("resume").unwrap();
             assert!(converge(15).await, "after 410: {}", reader.state().len());
             // A paused server: requests hang (the client gives up on its own timeout), and

@@ -262,60 +262,63 @@ fn update_with_a_stale_resource_version_conflicts() {
     assert_eq!(api.json(&["get", "widget", "w"])["spec"]["size"], 4);
 }
 
+/// `kubectl apply --server-side` of a widget as `manager`.
+fn ssa(api: &Api, spec: &str, manager: &str, force: bool) -> std::process::Output {
+    let mut args = vec!["--server-side", "--field-manager", manager];
+    if force {
+        args.push("--force-conflicts");
+    }
+    api.apply(&widget("w", spec), &args)
+}
+
+fn ssa_ok(api: &Api, spec: &str, manager: &str, force: bool) {
+    let out = ssa(api, spec, manager, force);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn part_names(api: &Api) -> Vec<String> {
+    let w = api.json(&["get", "widget", "w"]);
+    let parts = w["spec"]["parts"].as_array().cloned().unwrap_or_default();
+    parts
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn server_side_apply_owns_fields_and_detects_conflicts() {
     let api = Api::start();
-    let out = api.apply(
-        &widget("w", "{size: 3, color: red, parts: [{name: a, count: 1}]}"),
-        &["--server-side", "--field-manager", "alice"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    ssa_ok(
+        &api,
+        "{size: 3, color: red, parts: [{name: a, count: 1}]}",
+        "alice",
+        false,
     );
     // Bob sets another list-map entry: no conflict, both entries kept (merged by key).
-    let out = api.apply(
-        &widget("w", "{size: 3, parts: [{name: b, count: 2}]}"),
-        &["--server-side", "--field-manager", "bob"],
+    ssa_ok(
+        &api,
+        "{size: 3, parts: [{name: b, count: 2}]}",
+        "bob",
+        false,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w = api.json(&["get", "widget", "w"]);
-    let names: Vec<&str> = w["spec"]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["a", "b"], "{w}");
+    assert_eq!(part_names(&api), ["a", "b"]);
     // Bob changing Alice's color conflicts...
-    let out = api.apply(
-        &widget("w", "{size: 3, color: blue}"),
-        &["--server-side", "--field-manager", "bob"],
-    );
+    let out = ssa(&api, "{size: 3, color: blue}", "bob", false);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("conflict with \"alice\""),
         "{err}"
     );
     // ... unless forced, which moves the field to Bob.
-    let out = api.apply(
-        &widget("w", "{size: 3, color: blue, parts: [{name: b, count: 2}]}"),
-        &[
-            "--server-side",
-            "--field-manager",
-            "bob",
-            "--force-conflicts",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    ssa_ok(
+        &api,
+        "{size: 3, color: blue, parts: [{name: b, count: 2}]}",
+        "bob",
+        true,
     );
     let w = api.json(&["get", "widget", "w", "--show-managed-fields"]);
     assert_eq!(w["spec"]["color"], "blue");
@@ -330,24 +333,13 @@ fn server_side_apply_owns_fields_and_detects_conflicts() {
         "{managers:?}"
     );
     // Alice stops applying her part "a": it is removed; Bob's "b" stays.
-    let out = api.apply(
-        &widget("w", "{size: 3}"),
-        &["--server-side", "--field-manager", "alice"],
+    ssa_ok(&api, "{size: 3}", "alice", false);
+    assert_eq!(part_names(&api), ["b"]);
+    assert_eq!(
+        api.json(&["get", "widget", "w"])["spec"]["color"],
+        "blue",
+        "Bob's field stays"
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w = api.json(&["get", "widget", "w"]);
-    let names: Vec<&str> = w["spec"]["parts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["b"], "{w}");
-    assert_eq!(w["spec"]["color"], "blue", "Bob's field stays");
 }
 
 #[test]
