@@ -3,5 +3,6 @@
 pub mod agent;
 pub mod api;
 pub mod controller;
+pub mod http;
 pub mod net;
 pub mod vrrp;

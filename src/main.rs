@@ -24,21 +24,45 @@ struct Cli {
 enum Command {
     /// Print the VirtualIP CustomResourceDefinition (YAML), generated from the Rust types.
     Crd,
-    /// Run VRRP on this node. With --standalone, the VirtualIPs come from a YAML file and no
-    /// cluster is needed.
+    /// Run VRRP on this node: in a cluster, this node's configuration comes from the
+    /// Kubernetes API (KUBECONFIG or in-cluster) and its state goes to each VirtualIP's status;
+    /// with --standalone, the VirtualIPs come from a YAML file and no cluster is needed.
     Agent {
         /// Read VirtualIP documents from --config instead of the Kubernetes API.
         #[arg(long, requires = "config")]
         standalone: bool,
         /// File of VirtualIP YAML documents (kube-vrrp.io/v1alpha1). SIGHUP reloads it.
-        #[arg(long)]
+        #[arg(long, requires = "standalone")]
         config: Option<PathBuf>,
-        /// This node's name (selects its priority).
+        /// This node's name (selects its priority / its configuration).
         #[arg(long, env = "NODE_NAME")]
         node_name: String,
         /// Serve /status (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9650.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Log as JSON lines.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Watch VirtualIPs and Nodes, resolve each node's configuration, publish it and
+    /// summarise the agents' reports into each VirtualIP's status. Run two replicas: one leads
+    /// (a Lease), the other stands by.
+    Controller {
+        /// Serve /metrics (Prometheus) and /healthz here, e.g. 0.0.0.0:9651.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Namespace of the leader-election Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        namespace: String,
+        /// Name of the leader-election Lease.
+        #[arg(long, default_value = "kube-vrrp-controller")]
+        lease_name: String,
+        /// This replica's identity in the Lease. Default: POD_NAME, or host name and process id.
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Lease duration: a standby takes over this long after the leader stopped renewing.
+        #[arg(long, default_value = "15s", value_parser = parse_duration)]
+        lease_duration: std::time::Duration,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -60,36 +84,65 @@ fn main() -> ExitCode {
         }
         Command::Simulate { scenarios } => simulate(&scenarios),
         Command::Agent {
-            standalone,
+            standalone: _,
             config,
             node_name,
             listen,
             log_json,
         } => {
             init_logging(log_json);
-            let Some(config) = config.filter(|_| standalone) else {
-                eprintln!("error: only --standalone --config FILE is available in this version");
-                return ExitCode::from(2);
-            };
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            let opts = kube_vrrp::agent::StandaloneOptions {
+            let opts = kube_vrrp::agent::Options {
                 config,
                 node: node_name,
                 listen,
             };
-            match runtime.block_on(kube_vrrp::agent::run_standalone(opts)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            finish(runtime().block_on(kube_vrrp::agent::run(opts)))
+        }
+        Command::Controller {
+            listen,
+            namespace,
+            lease_name,
+            identity,
+            lease_duration,
+            log_json,
+        } => {
+            init_logging(log_json);
+            let identity = identity.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                format!("{}-{}", host.trim(), std::process::id())
+            });
+            let opts = kube_vrrp::controller::Options {
+                listen,
+                namespace,
+                lease_name,
+                identity,
+                lease_duration,
+            };
+            finish(runtime().block_on(kube_vrrp::controller::run(opts)))
         }
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn finish<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    kube_vrrp::vrrp::config::parse_duration(s)
 }
 
 fn simulate(paths: &[PathBuf]) -> ExitCode {

@@ -13,6 +13,7 @@
 //! One task owns every instance, so nothing is shared: `/status` and `/metrics` ask the loop
 //! for a snapshot, built only when asked. VRRP never waits on anything but the kernel.
 
+pub mod cluster;
 pub mod config;
 pub mod status;
 
@@ -63,12 +64,16 @@ pub enum AgentError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Api(kube::Error),
 }
 
-/// Options of `kube-vrrp agent --standalone`.
+/// Options of `kube-vrrp agent`.
 #[derive(Debug, Clone)]
-pub struct StandaloneOptions {
-    pub config: PathBuf,
+pub struct Options {
+    /// Standalone: VirtualIP documents from this file. None: this node's configuration from the
+    /// Kubernetes API (KUBECONFIG or in-cluster).
+    pub config: Option<PathBuf>,
     pub node: String,
     pub listen: Option<SocketAddr>,
 }
@@ -82,9 +87,16 @@ fn load(path: &PathBuf) -> Result<Vec<VirtualIp>, AgentError> {
     config::parse(&text).map_err(|source| AgentError::Config { path: p, source })
 }
 
-/// Runs the standalone agent until SIGTERM / SIGINT.
-pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
-    let vips = load(&opts.config)?;
+/// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
+pub async fn run(opts: Options) -> Result<(), AgentError> {
+    let vips = match &opts.config {
+        Some(path) => load(path)?,
+        None => Vec::new(),
+    };
+    let cluster = match opts.config {
+        Some(_) => None,
+        None => Some(kube::Client::try_default().await.map_err(AgentError::Api)?),
+    };
     let (nl, mut link_events) = Netlink::connect_with_link_events()?;
     let (status_tx, status_rx) = mpsc::channel::<StatusRequest>(16);
 
@@ -101,39 +113,102 @@ pub async fn run_standalone(opts: StandaloneOptions) -> Result<(), AgentError> {
     let mut agent = Agent::new(nl, opts.node.clone(), status_rx);
     let resolved = agent.resolve(&vips).await?;
     agent.remove_stale().await?;
-    agent.apply(resolved).await?;
+    if let Some((_, e)) = agent.apply(resolved).await.into_iter().next() {
+        return Err(e);
+    }
     if let Some(listener) = listener {
         tokio::spawn(status::serve(listener, status_tx));
     }
-    info!(node = %opts.node, instances = agent.running.len(), "agent started");
+    // Cluster mode: configuration in, status out, both off the VRRP path.
+    let (mut config_rx, report_tx, writer) = match cluster {
+        Some(client) => {
+            let (tx, rx) = tokio::sync::watch::channel(cluster::Report::default());
+            let writer = tokio::spawn(cluster::write_status(client.clone(), opts.node.clone(), rx));
+            (
+                Some(cluster::watch_config(client, opts.node.clone())),
+                Some(tx),
+                Some(writer),
+            )
+        }
+        None => (None, None, None),
+    };
+    info!(node = %opts.node, instances = agent.running.len(),
+          mode = if report_tx.is_some() { "cluster" } else { "standalone" }, "agent started");
 
     let mut term = signal(SignalKind::terminate()).expect("signal handler");
     let mut int = signal(SignalKind::interrupt()).expect("signal handler");
     let mut hup = signal(SignalKind::hangup()).expect("signal handler");
     let mut link_resync = tokio::time::interval(LINK_RESYNC);
+    let mut epoch = 0;
     loop {
         let deadline = agent.next_deadline();
+        let config_update = async {
+            match config_rx.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             Some((key, packet)) = agent.packets_rx.recv() => agent.on_packet(key, packet).await,
             _ = tokio::time::sleep_until(deadline) => agent.on_timers().await,
             Some(link) = link_events.next() => agent.link_changed(link.index, link.up).await,
-            _ = link_resync.tick() => agent.poll_links().await,
+            _ = link_resync.tick() => {
+                agent.poll_links().await;
+                // An interface may have appeared for a VirtualIP that could not start.
+                if !agent.vip_errors.is_empty() && let Some(c) = agent.cluster_config.clone() {
+                    agent.apply_cluster(Some(c)).await;
+                }
+            }
             Some(reply) = agent.status_rx.recv() => { let _ = reply.send(agent.snapshot()); }
+            Some(update) = config_update => {
+                if update.relisted {
+                    epoch += 1;
+                }
+                agent.apply_cluster(update.config).await;
+            }
             _ = hup.recv() => {
-                info!(config = %opts.config.display(), "SIGHUP: reloading");
-                match load(&opts.config) {
-                    Ok(vips) => match agent.resolve(&vips).await {
-                        Ok(resolved) => { agent.apply(resolved).await?; agent.config_error = None; }
+                if let Some(path) = &opts.config {
+                    info!(config = %path.display(), "SIGHUP: reloading");
+                    match load(path) {
+                        Ok(vips) => match agent.resolve(&vips).await {
+                            Ok(resolved) => match agent.apply(resolved).await.into_iter().next() {
+                                None => agent.config_error = None,
+                                Some((_, e)) => agent.reject_config(e),
+                            },
+                            Err(e) => agent.reject_config(e),
+                        },
                         Err(e) => agent.reject_config(e),
-                    },
-                    Err(e) => agent.reject_config(e),
+                    }
                 }
             }
             _ = term.recv() => { info!("SIGTERM: handing over"); break; }
             _ = int.recv() => { info!("SIGINT: handing over"); break; }
         }
+        if let Some(tx) = &report_tx
+            && (agent.dirty || tx.borrow().epoch != epoch)
+        {
+            agent.dirty = false;
+            let report = agent.report(epoch);
+            tx.send_if_modified(|r| {
+                let changed = *r != report;
+                *r = report;
+                changed
+            });
+        }
     }
     agent.stop_all().await;
+    if let (Some(tx), Some(writer)) = (report_tx, writer) {
+        // Withdraw this node's entries: it runs nothing now.
+        let report = agent.report(epoch);
+        tx.send_replace(report);
+        drop(tx);
+        if tokio::time::timeout(Duration::from_secs(3), writer)
+            .await
+            .is_err()
+        {
+            warn!("API unreachable: final status not written");
+        }
+    }
     info!("stopped");
     Ok(())
 }
@@ -180,6 +255,12 @@ struct Agent {
     status_rx: mpsc::Receiver<StatusRequest>,
     global: GlobalCounters,
     config_error: Option<String>,
+    /// Cluster mode: the configuration last received, and the VirtualIPs of it that could not
+    /// start here (name → configured priority, why).
+    cluster_config: Option<crate::api::VirtualIPNodeConfig>,
+    vip_errors: BTreeMap<String, (u8, String)>,
+    /// Something the status shows changed since the last report.
+    dirty: bool,
 }
 
 impl Agent {
@@ -196,6 +277,9 @@ impl Agent {
             status_rx,
             global: GlobalCounters::default(),
             config_error: None,
+            cluster_config: None,
+            vip_errors: BTreeMap::new(),
+            dirty: false,
         }
     }
 
@@ -244,10 +328,13 @@ impl Agent {
 
     /// Makes the running set equal `target`: instances whose resolved configuration did not
     /// change are left alone; changed and removed ones hand over gracefully first.
+    /// Instances that cannot start are returned with the reason; the others run.
     async fn apply(
         &mut self,
         target: BTreeMap<String, ResolvedInstance>,
-    ) -> Result<(), AgentError> {
+    ) -> Vec<(ResolvedInstance, AgentError)> {
+        self.dirty = true;
+        let mut failed = Vec::new();
         let stale: Vec<String> = self
             .running
             .iter()
@@ -273,7 +360,10 @@ impl Agent {
             if self.running.contains_key(&key) {
                 continue;
             }
-            self.start_instance(key, resolved).await?;
+            if let Err(e) = self.start_instance(key.clone(), resolved.clone()).await {
+                error!(instance = %key, error = %e, "cannot start");
+                failed.push((resolved, e));
+            }
         }
         let wanted: std::collections::HashSet<SocketKey> = self
             .running
@@ -287,7 +377,97 @@ impl Agent {
             }
             keep
         });
-        Ok(())
+        failed
+    }
+
+    /// Cluster mode: runs what the controller resolved for this node. A VirtualIP that cannot
+    /// run here (no such interface, say) is reported in its status; the others run.
+    async fn apply_cluster(&mut self, config: Option<crate::api::VirtualIPNodeConfig>) {
+        let entries = config
+            .as_ref()
+            .map(|c| c.spec.virtual_ips.clone())
+            .unwrap_or_default();
+        let (links, addrs) = match (self.nl.links().await, self.nl.addresses(None).await) {
+            (Ok(l), Ok(a)) => (l, a),
+            (Err(e), _) | (_, Err(e)) => {
+                error!(error = %e, "cannot read interfaces; configuration not applied");
+                return;
+            }
+        };
+        let mut errors = BTreeMap::new();
+        let mut target = BTreeMap::new();
+        for e in &entries {
+            let priority = e.spec.default_priority;
+            let resolved = config::validate(e.name.clone(), e.spec.clone())
+                .map_err(|(field, reason)| format!("{field}: {reason}"))
+                .and_then(|v| v.resolve(&self.node, &links, &addrs));
+            match resolved {
+                Ok(instances) => target.extend(instances.into_iter().map(|r| (r.key.clone(), r))),
+                Err(reason) => {
+                    warn!(virtual_ip = %e.name, %reason, "cannot run here");
+                    errors.insert(e.name.clone(), (priority, reason));
+                }
+            }
+        }
+        for (r, e) in self.apply(target).await {
+            errors.insert(r.name.clone(), (r.config.priority, e.to_string()));
+        }
+        self.vip_errors = errors;
+        self.cluster_config = config;
+    }
+
+    /// This node's entry of every VirtualIP it runs, for the status writer.
+    fn report(&self, epoch: u64) -> cluster::Report {
+        let snapshot = self.snapshot();
+        let mut by_name: BTreeMap<&str, Vec<&InstanceStatus>> = BTreeMap::new();
+        for i in snapshot.instances.values() {
+            by_name.entry(i.name.as_str()).or_default().push(i);
+        }
+        let mut entries = BTreeMap::new();
+        for (name, instances) in by_name {
+            let mut states: Vec<String> = instances.iter().map(|i| i.state.to_string()).collect();
+            states.dedup();
+            let latest = instances
+                .iter()
+                .filter_map(|i| i.last_transition.as_ref())
+                .max_by(|a, b| a.time.total_cmp(&b.time));
+            entries.insert(
+                name.to_string(),
+                crate::api::NodeStatus {
+                    node: self.node.clone(),
+                    state: Some(states.join("/")),
+                    priority: Some(instances[0].priority),
+                    effective_priority: Some(instances[0].effective_priority),
+                    last_transition_time: latest.and_then(|t| {
+                        k8s_openapi::jiff::Timestamp::from_microsecond((t.time * 1e6) as i64)
+                            .ok()
+                            .map(|ts| ts.to_string())
+                    }),
+                    reason: latest.map(|t| t.reason.clone()),
+                },
+            );
+        }
+        for (name, (priority, reason)) in &self.vip_errors {
+            entries.insert(
+                name.clone(),
+                crate::api::NodeStatus {
+                    node: self.node.clone(),
+                    state: Some("Error".into()),
+                    priority: Some(*priority),
+                    effective_priority: None,
+                    last_transition_time: None,
+                    reason: Some(reason.clone()),
+                },
+            );
+        }
+        cluster::Report {
+            entries,
+            config_generation: self
+                .cluster_config
+                .as_ref()
+                .and_then(|c| c.metadata.generation),
+            epoch,
+        }
     }
 
     async fn start_instance(
@@ -491,6 +671,7 @@ impl Agent {
         };
         let mut send_errors = 0;
         let mut netlink_errors = 0;
+        let mut transitions = false;
         for action in actions {
             match action {
                 Action::SendAdvertisement(adv) => {
@@ -530,6 +711,7 @@ impl Agent {
                 Action::StateChanged(t) => {
                     info!(instance = key, from = %t.from, to = %t.to, reason = %t.reason, "transition");
                     r.last_transition_time = Some(SystemTime::now());
+                    transitions = true;
                 }
             }
         }
@@ -537,6 +719,7 @@ impl Agent {
             self.global.send_errors += send_errors;
             self.global.netlink_errors += netlink_errors;
         }
+        self.dirty |= transitions;
     }
 
     fn next_deadline(&self) -> Instant {

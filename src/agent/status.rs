@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::vrrp::{Counters, State};
@@ -218,34 +217,9 @@ pub fn render_metrics(s: &AgentStatus) -> String {
 
 /// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped.
 pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<StatusRequest>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
+    crate::http::serve(listener, move |path| {
         let agent = agent.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut len = 0;
-            let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                while len < buf.len() {
-                    let n = stream.read(&mut buf[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let request = String::from_utf8_lossy(&buf[..len]);
-            let mut parts = request.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        async move {
             let snapshot = || async {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 agent.send(tx).await.ok()?;
@@ -259,8 +233,8 @@ pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<Statu
                 "text/plain",
                 "agent busy or stopping\n".to_string(),
             );
-            let (code, ctype, body) = match (method, path) {
-                ("GET", "/status") => match snapshot().await {
+            match path.as_str() {
+                "/status" => match snapshot().await {
                     Some(s) => (
                         "200 OK",
                         "application/json",
@@ -268,29 +242,13 @@ pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<Statu
                     ),
                     None => unavailable,
                 },
-                ("GET", "/metrics") => match snapshot().await {
-                    Some(s) => ("200 OK", "text/plain; version=0.0.4", render_metrics(&s)),
+                "/metrics" => match snapshot().await {
+                    Some(s) => ("200 OK", crate::http::PROMETHEUS, render_metrics(&s)),
                     None => unavailable,
                 },
-                ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-                ("GET", _) => (
-                    "404 Not Found",
-                    "text/plain",
-                    "try /status or /metrics\n".to_string(),
-                ),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain",
-                    "GET only\n".to_string(),
-                ),
-            };
-            let head = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(head.as_bytes()).await;
-            let _ = stream.write_all(body.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
+                _ => crate::http::not_found("try /status or /metrics"),
+            }
+        }
+    })
+    .await
 }

@@ -1,0 +1,221 @@
+//! The agent's two links to the Kubernetes API in cluster mode, both off the VRRP path:
+//!
+//! * a watcher of this node's `VirtualIPNodeConfig` (resolved by the controller), which feeds
+//!   the event loop over a channel;
+//! * a status writer, which the event loop feeds through a `watch` channel (it never blocks:
+//!   the newest report replaces an unsent one, so bursts coalesce) and which applies this node's
+//!   entry of each `VirtualIP`'s `status.nodes[]` by server-side apply under its own field
+//!   manager, plus its registration in the configuration's status. Failed writes are retried
+//!   with backoff; after the watch had to relist (an API outage) every entry is written again.
+//!
+//! When the API is away, VRRP goes on with the last configuration.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::api::{NodeStatus, VirtualIP, VirtualIPNodeConfig};
+
+/// Reports arriving closer together than this are written once.
+const COALESCE: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Concurrent status writes.
+const PARALLEL_WRITES: usize = 8;
+
+/// What the event loop hears from the API.
+#[derive(Debug)]
+pub struct ConfigUpdate {
+    /// This node's configuration; `None`: there is none (nothing to run).
+    pub config: Option<VirtualIPNodeConfig>,
+    /// The watch (re)listed: the API may have missed writes since.
+    pub relisted: bool,
+}
+
+/// What the event loop tells the API.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// VirtualIP name → this node's entry.
+    pub entries: BTreeMap<String, NodeStatus>,
+    /// The configuration generation applied (registration in the config's status).
+    pub config_generation: Option<i64>,
+    /// Bumped on every relist: everything is written again.
+    pub epoch: u64,
+}
+
+pub fn field_manager(node: &str) -> String {
+    format!("kube-vrrp-agent-{node}")
+}
+
+/// Watches `VirtualIPNodeConfig/<node>`.
+pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate> {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let api: Api<VirtualIPNodeConfig> = Api::all(client);
+        let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
+        let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
+        let mut listing: Option<Option<VirtualIPNodeConfig>> = None;
+        while let Some(ev) = stream.next().await {
+            let update = match ev {
+                Ok(watcher::Event::Init) => {
+                    listing = Some(None);
+                    continue;
+                }
+                Ok(watcher::Event::InitApply(c)) => {
+                    listing = Some(Some(c));
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => ConfigUpdate {
+                    config: listing.take().flatten(),
+                    relisted: true,
+                },
+                Ok(watcher::Event::Apply(c)) => ConfigUpdate {
+                    config: Some(c),
+                    relisted: false,
+                },
+                Ok(watcher::Event::Delete(_)) => ConfigUpdate {
+                    config: None,
+                    relisted: false,
+                },
+                Err(e) => {
+                    warn!(error = %e, "configuration watch failed; VRRP goes on, retrying");
+                    continue;
+                }
+            };
+            if tx.send(update).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Writes reports until the sender is dropped, then makes one last attempt and returns.
+pub async fn write_status(client: Client, node: String, mut rx: watch::Receiver<Report>) {
+    let vips: Api<VirtualIP> = Api::all(client.clone());
+    let configs: Api<VirtualIPNodeConfig> = Api::all(client);
+    let manager = field_manager(&node);
+    let pp = PatchParams::apply(&manager).force();
+    // What the API holds, as far as we know.
+    let mut written: BTreeMap<String, NodeStatus> = BTreeMap::new();
+    let mut registered: Option<Option<i64>> = None;
+    let mut epoch = 0;
+    let mut backoff = Duration::from_millis(200);
+    let mut pending = false;
+    let mut closing = false;
+    loop {
+        if !pending && !closing {
+            if rx.changed().await.is_err() {
+                closing = true;
+            } else {
+                tokio::time::sleep(COALESCE).await;
+            }
+        }
+        let report = rx.borrow_and_update().clone();
+        if report.epoch != epoch {
+            epoch = report.epoch;
+            written.clear();
+            registered = None;
+        }
+        let mut failed = 0;
+        if registered != Some(report.config_generation) {
+            let patch = serde_json::json!({
+                "apiVersion": crate::api::API_VERSION,
+                "kind": "VirtualIPNodeConfig",
+                "status": {
+                    "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
+                    "observedGeneration": report.config_generation,
+                },
+            });
+            match configs
+                .patch_status(&node, &pp, &Patch::Apply(&patch))
+                .await
+            {
+                Ok(_) => registered = Some(report.config_generation),
+                Err(e) => {
+                    warn!(error = %e, "registration not written");
+                    failed += 1;
+                }
+            }
+        }
+        // Entries to write (changed) and to withdraw (no longer run here).
+        let mut work: Vec<(String, Option<NodeStatus>)> = report
+            .entries
+            .iter()
+            .filter(|(k, v)| written.get(*k) != Some(v))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        work.extend(
+            written
+                .keys()
+                .filter(|k| !report.entries.contains_key(*k))
+                .map(|k| (k.clone(), None)),
+        );
+        let results: Vec<(String, Option<NodeStatus>, Result<(), kube::Error>)> =
+            futures::stream::iter(work)
+                .map(|(name, entry)| {
+                    let vips = vips.clone();
+                    let pp = pp.clone();
+                    async move {
+                        // Applying no entry withdraws the one this manager owned.
+                        let status = match &entry {
+                            Some(e) => serde_json::json!({"nodes": [e]}),
+                            None => serde_json::json!({}),
+                        };
+                        let patch = serde_json::json!({
+                            "apiVersion": crate::api::API_VERSION,
+                            "kind": crate::api::KIND,
+                            "status": status,
+                        });
+                        let r = match vips.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+                            Ok(_) => Ok(()),
+                            // Gone: nothing left to report on.
+                            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                            Err(e) => Err(e),
+                        };
+                        (name, entry, r)
+                    }
+                })
+                .buffer_unordered(PARALLEL_WRITES)
+                .collect()
+                .await;
+        for (name, entry, r) in results {
+            match r {
+                Ok(()) => match entry {
+                    Some(e) => {
+                        written.insert(name, e);
+                    }
+                    None => {
+                        written.remove(&name);
+                    }
+                },
+                Err(e) => {
+                    if failed == 0 {
+                        warn!(virtual_ip = %name, error = %e, "status not written; retrying");
+                    }
+                    failed += 1;
+                }
+            }
+        }
+        if closing {
+            if failed > 0 {
+                warn!(failed, "final status not fully written");
+            } else {
+                info!("final status written");
+            }
+            return;
+        }
+        pending = failed > 0;
+        if pending {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        } else {
+            backoff = Duration::from_millis(200);
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease (kube-rs 5 has no helper): two
+//! controller replicas, one active. The holder renews every `renew` period; another replica
+//! takes over once `renewTime + leaseDurationSeconds` has passed, with an optimistic-concurrency
+//! replace, so exactly one of several contenders wins. The holder steps down on its own when it
+//! has not renewed within the lease duration (it cannot tell whether another has taken over).
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    duration: Duration,
+    /// When the lease was last written by us.
+    renewed: Option<Instant>,
+}
+
+impl Elector {
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+    ) -> Self {
+        Elector {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+            renewed: None,
+        }
+    }
+
+    /// Whether we may act now: the last renewal is younger than the lease duration.
+    pub fn is_leader(&self) -> bool {
+        self.renewed.is_some_and(|t| t.elapsed() < self.duration)
+    }
+
+    fn spec(&self, now: Timestamp, acquired: Option<MicroTime>, transitions: i32) -> LeaseSpec {
+        LeaseSpec {
+            holder_identity: Some(self.identity.clone()),
+            lease_duration_seconds: Some(self.duration.as_secs().max(1) as i32),
+            acquire_time: Some(acquired.unwrap_or(MicroTime(now))),
+            renew_time: Some(MicroTime(now)),
+            lease_transitions: Some(transitions),
+            ..Default::default()
+        }
+    }
+
+    /// Acquires or renews the lease; returns whether we lead.
+    pub async fn tick(&mut self) -> bool {
+        let started = Instant::now();
+        match self.try_tick().await {
+            Ok(true) => {
+                if self.renewed.is_none_or(|t| t.elapsed() >= self.duration) {
+                    info!(lease = %self.name, identity = %self.identity, "leading");
+                }
+                self.renewed = Some(started);
+            }
+            Ok(false) => {
+                if self.renewed.take().is_some() {
+                    warn!(lease = %self.name, "lost the lease to another replica");
+                }
+            }
+            Err(e) => warn!(lease = %self.name, error = %e, "lease not renewed"),
+        }
+        self.is_leader()
+    }
+
+    async fn try_tick(&self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        let pp = PostParams::default();
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(self.spec(now, None, 0)),
+            };
+            return match self.api.create(&pp, &lease).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let ours = holder == self.identity;
+        let expired = holder.is_empty()
+            || spec.renew_time.as_ref().is_none_or(|t| {
+                let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
+                now.as_second() - t.0.as_second() > secs
+            });
+        if !ours && !expired {
+            return Ok(false);
+        }
+        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
+        let acquired = if ours {
+            spec.acquire_time.clone()
+        } else {
+            None
+        };
+        lease.spec = Some(self.spec(now, acquired, transitions));
+        // Carries the resourceVersion read above: a concurrent writer makes this a 409.
+        match self.api.replace(&self.name, &pp, &lease).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives the lease up (on shutdown), so the other replica takes over at once.
+    pub async fn release(&mut self) {
+        if self.renewed.take().is_none() {
+            return;
+        }
+        let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
+            return;
+        };
+        if let Some(spec) = lease.spec.as_mut()
+            && spec.holder_identity.as_deref() == Some(self.identity.as_str())
+        {
+            spec.holder_identity = None;
+            spec.renew_time = None;
+            if let Err(e) = self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                warn!(error = %e, "lease not released");
+            } else {
+                info!(lease = %self.name, "lease released");
+            }
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! The controller's pipeline without I/O: validate → resolve → publish → status.
+//!
+//! [`plan`] takes what the watchers see (every `VirtualIP`, every `Node`, every per-node
+//! configuration, the Secret passwords asked for) and returns what should be: each node's
+//! configuration, each object's controller-owned status, the Events to emit and the
+//! finalizers that may go. The I/O shell in `mod.rs` only diffs and writes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::resolve::{self, NodeInput, Resolution, VipInput};
+use crate::api::{
+    AuthenticationSpec, NodeStatus, NodeVirtualIP, Phase, SecretKeyRef, VirtualIP,
+    VirtualIPNodeConfig, VirtualIPStatus,
+};
+
+/// Keeps a deleted object until every node has released its addresses.
+pub const FINALIZER: &str = "kube-vrrp.io/release";
+/// A deleted object is let go after this long even if some node never reported (its agent is
+/// gone; a restarted agent removes stale addresses itself).
+pub const RELEASE_TIMEOUT_SECS: i64 = 60;
+
+/// A Secret key's value, or why it cannot be used.
+pub type SecretValue = Result<String, String>;
+
+/// Everything the controller knows at one moment.
+pub struct World<'a> {
+    pub vips: &'a [std::sync::Arc<VirtualIP>],
+    pub nodes: &'a [std::sync::Arc<Node>],
+    pub configs: &'a [std::sync::Arc<VirtualIPNodeConfig>],
+    /// Passwords of the Secret references the objects name (see [`secret_refs`]).
+    pub secrets: &'a BTreeMap<SecretKeyRef, SecretValue>,
+    pub now: Timestamp,
+}
+
+/// An Event to emit on a VirtualIP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub vip: String,
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Node name → the VirtualIPs it runs (sorted by name). Every node with a Node object.
+    pub configs: BTreeMap<String, Vec<NodeVirtualIP>>,
+    /// Object name → its controller-owned status (no `nodes`: those belong to the agents).
+    pub statuses: BTreeMap<String, VirtualIPStatus>,
+    /// Emitted once the status saying the same is written.
+    pub events: Vec<PlannedEvent>,
+    /// Deleted objects whose addresses are released everywhere: drop the finalizer.
+    pub release: Vec<String>,
+    /// Live objects without our finalizer yet.
+    pub add_finalizer: Vec<String>,
+}
+
+/// The Secret keys the objects refer to.
+pub fn secret_refs(vips: &[std::sync::Arc<VirtualIP>]) -> Vec<SecretKeyRef> {
+    let mut refs: Vec<SecretKeyRef> = vips
+        .iter()
+        .filter_map(|v| v.spec.authentication.as_ref()?.password_secret_ref.clone())
+        .collect();
+    refs.sort();
+    refs.dedup();
+    refs
+}
+
+/// Nodes whose agent has registered in its configuration's status.
+fn nodes_with_agent(world: &World) -> Vec<NodeInput> {
+    let registered: std::collections::BTreeSet<String> = world
+        .configs
+        .iter()
+        .filter(|c| c.status.as_ref().is_some_and(|s| s.agent.is_some()))
+        .map(|c| c.name_any())
+        .collect();
+    let mut out: Vec<NodeInput> = world
+        .nodes
+        .iter()
+        .filter(|n| registered.contains(&n.name_any()))
+        .map(|n| NodeInput {
+            name: n.name_any(),
+            labels: n.labels().clone(),
+            addresses: n
+                .status
+                .as_ref()
+                .and_then(|s| s.addresses.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|a| a.type_ == "InternalIP")
+                .filter_map(|a| a.address.parse::<IpAddr>().ok())
+                .collect(),
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// What the cluster rejects before resolution: checks the schema cannot express, and the
+/// Secret password. The resolved spec carries the password itself.
+fn validate(
+    vip: &VirtualIP,
+    secrets: &BTreeMap<SecretKeyRef, SecretValue>,
+) -> Result<Option<String>, String> {
+    let mut probe = vip.spec.clone();
+    // The VRID may be left to the controller; the agent-side validation insists on one.
+    probe.virtual_router_id.get_or_insert(1);
+    let mut password = None;
+    if let Some(auth) = &vip.spec.authentication {
+        if let Some(r) = &auth.password_secret_ref {
+            match secrets.get(r) {
+                Some(Ok(p)) if !p.is_empty() && p.len() <= 8 => password = Some(p.clone()),
+                Some(Ok(_)) => {
+                    return Err(format!(
+                        "spec.authentication.passwordSecretRef: key {:?} of Secret {}/{} must hold 1 to 8 characters",
+                        r.key, r.namespace, r.name
+                    ));
+                }
+                Some(Err(e)) => return Err(format!("spec.authentication.passwordSecretRef: {e}")),
+                None => {
+                    return Err(format!(
+                        "spec.authentication.passwordSecretRef: Secret {}/{} not read yet",
+                        r.namespace, r.name
+                    ));
+                }
+            }
+        } else {
+            password = auth.password.clone();
+        }
+        probe.authentication = Some(AuthenticationSpec {
+            password: password.clone(),
+            password_secret_ref: None,
+        });
+    }
+    crate::agent::config::validate(vip.name_any(), probe)
+        .map(|_| password)
+        .map_err(|(field, reason)| format!("{field}: {reason}"))
+}
+
+fn condition(
+    old: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    // The transition time moves only when the status does.
+    let since = old
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.into(),
+        status,
+        reason: reason.into(),
+        message,
+        last_transition_time: since,
+        observed_generation: generation,
+    }
+}
+
+/// The status fields the controller owns, for one object, from the agents' entries.
+fn summarize(
+    vip: &VirtualIP,
+    resolution: Option<&Resolution>,
+    invalid: Option<&str>,
+    now: Timestamp,
+) -> (VirtualIPStatus, Vec<PlannedEvent>) {
+    let old = vip.status.clone().unwrap_or_default();
+    let generation = vip.metadata.generation;
+    let name = vip.name_any();
+    let reports: &[NodeStatus] = &old.nodes;
+    let mut events = Vec::new();
+    let (vrid, members): (Option<u8>, Vec<String>) = match resolution {
+        Some(Resolution::Deployed { vrid, members }) => (
+            Some(*vrid),
+            members.iter().map(|m| m.node.clone()).collect(),
+        ),
+        _ => (None, Vec::new()),
+    };
+    let member_reports: Vec<&NodeStatus> = reports
+        .iter()
+        .filter(|r| members.contains(&r.node))
+        .collect();
+    let masters: Vec<&str> = member_reports
+        .iter()
+        .filter(|r| r.state.as_deref() == Some("Master"))
+        .map(|r| r.node.as_str())
+        .collect();
+    let unhealthy: Vec<String> = member_reports
+        .iter()
+        .filter(|r| matches!(r.state.as_deref(), Some("Fault") | Some("Error")))
+        .map(|r| {
+            format!(
+                "{} is {}: {}",
+                r.node,
+                r.state.as_deref().unwrap_or("?"),
+                r.reason.as_deref().unwrap_or("no reason given")
+            )
+        })
+        .collect();
+    let silent: Vec<&str> = members
+        .iter()
+        .filter(|m| !member_reports.iter().any(|r| &r.node == *m))
+        .map(String::as_str)
+        .collect();
+
+    let conflict = match resolution {
+        Some(Resolution::Rejected { reason, message })
+            if matches!(*reason, "VRIDConflict" | "DuplicateAddress") =>
+        {
+            Some((*reason, message.clone()))
+        }
+        _ => None,
+    };
+    let master = (masters.len() == 1).then(|| masters[0].to_string());
+    let (phase, ready_reason, ready_message) = if let Some(e) = invalid {
+        (Phase::Pending, "Invalid", e.to_string())
+    } else if let Some((reason, message)) = &conflict {
+        (Phase::Conflict, *reason, message.clone())
+    } else if let Some(Resolution::Rejected { reason, message }) = resolution {
+        (Phase::Pending, *reason, message.clone())
+    } else if masters.len() > 1 {
+        (
+            Phase::SplitBrain,
+            "SplitBrain",
+            format!("{} all hold the addresses", masters.join(", ")),
+        )
+    } else if let Some(m) = &master {
+        if unhealthy.is_empty() && silent.is_empty() {
+            (
+                Phase::Ready,
+                "MasterElected",
+                format!("{m} holds the addresses"),
+            )
+        } else {
+            let mut why = unhealthy.clone();
+            if !silent.is_empty() {
+                why.push(format!("no report from {}", silent.join(", ")));
+            }
+            (
+                Phase::Degraded,
+                "MasterElected",
+                format!("{m} holds the addresses; {}", why.join("; ")),
+            )
+        }
+    } else if member_reports.is_empty() {
+        (
+            Phase::Pending,
+            "Programming",
+            format!("waiting for the agents on {}", members.join(", ")),
+        )
+    } else {
+        let mut why = unhealthy.clone();
+        if !silent.is_empty() {
+            why.push(format!("no report from {}", silent.join(", ")));
+        }
+        if why.is_empty() {
+            why.push("every node is backup".into());
+        }
+        (
+            Phase::NoMaster,
+            "NoMaster",
+            format!("no node holds the addresses: {}", why.join("; ")),
+        )
+    };
+    let c = &old.conditions;
+    let conditions = vec![
+        condition(
+            c,
+            "Ready",
+            master.is_some() && conflict.is_none(),
+            ready_reason,
+            ready_message.clone(),
+            generation,
+            now,
+        ),
+        condition(
+            c,
+            "Programmed",
+            !members.is_empty() && silent.is_empty(),
+            if members.is_empty() {
+                "NotDeployed"
+            } else if silent.is_empty() {
+                "AllNodesRunning"
+            } else {
+                "WaitingForNodes"
+            },
+            if members.is_empty() {
+                ready_message.clone()
+            } else {
+                format!(
+                    "{} of {} nodes run it{}",
+                    members.len() - silent.len(),
+                    members.len(),
+                    if silent.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; waiting for {}", silent.join(", "))
+                    }
+                )
+            },
+            generation,
+            now,
+        ),
+        match &conflict {
+            Some((reason, message)) => condition(
+                c,
+                "VRIDConflict",
+                true,
+                reason,
+                message.clone(),
+                generation,
+                now,
+            ),
+            None => condition(
+                c,
+                "VRIDConflict",
+                false,
+                "NoConflict",
+                "no other VirtualIP uses this virtual router ID or these addresses".into(),
+                generation,
+                now,
+            ),
+        },
+        condition(
+            c,
+            "SplitBrain",
+            masters.len() > 1,
+            if masters.len() > 1 {
+                "SeveralMasters"
+            } else {
+                "SingleMaster"
+            },
+            if masters.len() > 1 {
+                format!("{} all hold the addresses", masters.join(", "))
+            } else {
+                "at most one node holds the addresses".into()
+            },
+            generation,
+            now,
+        ),
+    ];
+    if master != old.master {
+        match &master {
+            Some(m) => {
+                let why = member_reports
+                    .iter()
+                    .find(|r| &r.node == m)
+                    .and_then(|r| r.reason.clone())
+                    .unwrap_or_default();
+                let note = match &old.master {
+                    Some(prev) => format!("{m} took over from {prev}: {why}"),
+                    None => format!("{m} is master: {why}"),
+                };
+                events.push(PlannedEvent {
+                    vip: name.clone(),
+                    warning: false,
+                    reason: "MasterChanged",
+                    note,
+                });
+            }
+            None if old.master.is_some() => events.push(PlannedEvent {
+                vip: name.clone(),
+                warning: true,
+                reason: if masters.len() > 1 {
+                    "SplitBrain"
+                } else {
+                    "NoMaster"
+                },
+                note: format!(
+                    "{} no longer the only master: {ready_message}",
+                    old.master.as_deref().unwrap_or_default()
+                ),
+            }),
+            None => {}
+        }
+    }
+    if phase == Phase::Conflict && old.phase != Some(Phase::Conflict) {
+        events.push(PlannedEvent {
+            vip: name.clone(),
+            warning: true,
+            reason: ready_reason,
+            note: ready_message.clone(),
+        });
+    }
+    let status = VirtualIPStatus {
+        observed_generation: generation,
+        virtual_router_id: vrid,
+        master,
+        phase: Some(phase),
+        nodes: Vec::new(),
+        conditions,
+    };
+    (status, events)
+}
+
+/// The whole pipeline for one moment of the world.
+pub fn plan(world: &World) -> Plan {
+    let mut out = Plan::default();
+    let nodes = nodes_with_agent(world);
+    let mut passwords: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut invalid: BTreeMap<String, String> = BTreeMap::new();
+    let mut inputs = Vec::new();
+    for vip in world.vips {
+        let name = vip.name_any();
+        if vip.metadata.deletion_timestamp.is_some() {
+            let released = vip.status.as_ref().is_none_or(|s| s.nodes.is_empty());
+            let waited =
+                vip.metadata.deletion_timestamp.as_ref().is_some_and(|t| {
+                    world.now.as_second() - t.0.as_second() > RELEASE_TIMEOUT_SECS
+                });
+            if (released || waited) && vip.finalizers().iter().any(|f| f == FINALIZER) {
+                out.release.push(name);
+            }
+            continue;
+        }
+        if !vip.finalizers().iter().any(|f| f == FINALIZER) {
+            out.add_finalizer.push(name.clone());
+        }
+        match validate(vip, world.secrets) {
+            Ok(p) => {
+                passwords.insert(name.clone(), p);
+                inputs.push(VipInput {
+                    name,
+                    created: vip
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0.to_string())
+                        .unwrap_or_default(),
+                    spec: vip.spec.clone(),
+                    allocated_vrid: vip.status.as_ref().and_then(|s| s.virtual_router_id),
+                });
+            }
+            Err(e) => {
+                invalid.insert(name, e);
+            }
+        }
+    }
+    let resolutions = resolve::resolve(&inputs, &nodes);
+    for n in world.nodes {
+        out.configs.insert(n.name_any(), Vec::new());
+    }
+    for input in &inputs {
+        let Some(Resolution::Deployed { vrid, members }) = resolutions.get(&input.name) else {
+            continue;
+        };
+        let vip = world
+            .vips
+            .iter()
+            .find(|v| v.name_any() == input.name)
+            .expect("input from vips");
+        for m in members {
+            let mut spec = input.spec.clone();
+            spec.virtual_router_id = Some(*vrid);
+            spec.priorities.clear();
+            spec.default_priority = m.priority;
+            spec.node_selector.clear();
+            spec.unicast = false;
+            spec.unicast_peers = m.unicast_peers.iter().map(IpAddr::to_string).collect();
+            if spec.authentication.is_some() {
+                spec.authentication = Some(AuthenticationSpec {
+                    password: passwords.get(&input.name).cloned().flatten(),
+                    password_secret_ref: None,
+                });
+            }
+            out.configs
+                .entry(m.node.clone())
+                .or_default()
+                .push(NodeVirtualIP {
+                    name: input.name.clone(),
+                    generation: vip.metadata.generation,
+                    spec,
+                });
+        }
+    }
+    for vip in world.vips {
+        if vip.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let name = vip.name_any();
+        let (status, events) = summarize(
+            vip,
+            resolutions.get(&name),
+            invalid.get(&name).map(String::as_str),
+            world.now,
+        );
+        out.statuses.insert(name, status);
+        out.events.extend(events);
+    }
+    out
+}
+
+/// The controller-owned part of a status, to compare with what is written.
+pub fn controller_part(s: &VirtualIPStatus) -> VirtualIPStatus {
+    VirtualIPStatus {
+        nodes: Vec::new(),
+        ..s.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::api::{NodeConfigStatus, VirtualIPNodeConfigSpec};
+
+    fn vip(name: &str, created: &str, yaml: &str) -> Arc<VirtualIP> {
+        let mut v = VirtualIP::new(name, serde_yaml::from_str(yaml).unwrap());
+        v.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+        v.metadata.generation = Some(1);
+        v.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        Arc::new(v)
+    }
+
+    fn node(name: &str, ip: &str) -> Arc<Node> {
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn registered(name: &str) -> Arc<VirtualIPNodeConfig> {
+        let mut c = VirtualIPNodeConfig::new(name, VirtualIPNodeConfigSpec::default());
+        c.status = Some(NodeConfigStatus {
+            agent: Some("test".into()),
+            observed_generation: None,
+        });
+        Arc::new(c)
+    }
+
+    fn report(node: &str, state: &str) -> NodeStatus {
+        NodeStatus {
+            node: node.into(),
+            state: Some(state.into()),
+            priority: Some(100),
+            effective_priority: Some(100),
+            last_transition_time: None,
+            reason: Some(format!("{state} because of a test")),
+        }
+    }
+
+    fn world_plan(vips: &[Arc<VirtualIP>], configs: &[Arc<VirtualIPNodeConfig>]) -> Plan {
+        let nodes = vec![
+            node("n1", "198.51.100.11"),
+            node("n2", "198.51.100.12"),
+            node("n3", "198.51.100.13"),
+        ];
+        let secrets = BTreeMap::new();
+        plan(&World {
+            vips,
+            nodes: &nodes,
+            configs,
+            secrets: &secrets,
+            now: "2026-11-22T00:00:00Z".parse().unwrap(),
+        })
+    }
+
+    #[test]
+    fn publishes_resolved_entries_only_to_nodes_with_an_agent() {
+        let v = vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nunicast: true\npriorities: [{node: n1, priority: 200}]",
+        );
+        let p = world_plan(&[v], &[registered("n1"), registered("n2")]);
+        assert_eq!(p.configs["n3"], vec![], "n3 has no agent");
+        let n1 = &p.configs["n1"][0].spec;
+        assert_eq!(n1.virtual_router_id, Some(1));
+        assert_eq!(n1.default_priority, 200);
+        assert!(n1.priorities.is_empty() && !n1.unicast);
+        assert_eq!(n1.unicast_peers, vec!["198.51.100.12".to_string()]);
+        assert_eq!(p.configs["n2"][0].spec.default_priority, 100);
+        let s = &p.statuses["web"];
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(s.virtual_router_id, Some(1));
+        assert!(p.events.is_empty());
+    }
+
+    #[test]
+    fn status_follows_the_agents_reports() {
+        let with = |nodes: Vec<NodeStatus>, master: Option<&str>| {
+            let mut v = (*vip(
+                "web",
+                "2026-01-01T00:00:00Z",
+                "addresses: [198.51.100.50/24]",
+            ))
+            .clone();
+            v.status = Some(VirtualIPStatus {
+                master: master.map(String::from),
+                nodes,
+                ..Default::default()
+            });
+            Arc::new(v)
+        };
+        let configs = [registered("n1"), registered("n2")];
+        let p = world_plan(
+            &[with(
+                vec![report("n1", "Master"), report("n2", "Backup")],
+                None,
+            )],
+            &configs,
+        );
+        let s = &p.statuses["web"];
+        assert_eq!(
+            (s.master.as_deref(), s.phase),
+            (Some("n1"), Some(Phase::Ready))
+        );
+        assert_eq!(p.events[0].reason, "MasterChanged");
+        assert!(
+            p.events[0]
+                .note
+                .contains("n1 is master: Master because of a test"),
+            "{:?}",
+            p.events
+        );
+
+        let p = world_plan(
+            &[with(
+                vec![report("n1", "Fault"), report("n2", "Master")],
+                Some("n1"),
+            )],
+            &configs,
+        );
+        let s = &p.statuses["web"];
+        assert_eq!(
+            (s.master.as_deref(), s.phase),
+            (Some("n2"), Some(Phase::Degraded))
+        );
+        assert!(
+            p.events[0].note.starts_with("n2 took over from n1"),
+            "{:?}",
+            p.events
+        );
+
+        let p = world_plan(
+            &[with(
+                vec![report("n1", "Master"), report("n2", "Master")],
+                Some("n1"),
+            )],
+            &configs,
+        );
+        assert_eq!(p.statuses["web"].phase, Some(Phase::SplitBrain));
+        assert_eq!(p.statuses["web"].master, None);
+        assert!(
+            p.statuses["web"]
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "SplitBrain" && c.status == "True")
+        );
+
+        let p = world_plan(&[with(vec![report("n1", "Backup")], Some("n1"))], &configs);
+        assert_eq!(p.statuses["web"].phase, Some(Phase::NoMaster));
+        assert!(p.events[0].warning);
+    }
+
+    #[test]
+    fn conflicts_are_reported_on_the_newer_object_which_is_not_deployed() {
+        let a = vip(
+            "a",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nvirtualRouterID: 7",
+        );
+        let b = vip(
+            "b",
+            "2026-01-02T00:00:00Z",
+            "addresses: [198.51.100.51/24]\nvirtualRouterID: 7",
+        );
+        let p = world_plan(&[a, b], &[registered("n1")]);
+        assert_eq!(p.configs["n1"].len(), 1);
+        assert_eq!(p.configs["n1"][0].name, "a");
+        assert_eq!(p.statuses["b"].phase, Some(Phase::Conflict));
+        let c = p.statuses["b"]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "VRIDConflict")
+            .unwrap();
+        assert_eq!(c.status, "True");
+        assert!(c.message.contains("\"a\""), "{}", c.message);
+        assert_eq!(p.events[0].reason, "VRIDConflict");
+    }
+
+    #[test]
+    fn deletion_waits_for_every_node_to_release() {
+        let mut v = (*vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]",
+        ))
+        .clone();
+        v.metadata.deletion_timestamp = Some(Time("2026-11-21T23:59:50Z".parse().unwrap()));
+        v.status = Some(VirtualIPStatus {
+            nodes: vec![report("n1", "Master")],
+            ..Default::default()
+        });
+        let p = world_plan(&[Arc::new(v.clone())], &[registered("n1")]);
+        assert!(p.configs["n1"].is_empty(), "taken off the nodes at once");
+        assert!(p.release.is_empty(), "n1 still reports it");
+        v.status = None;
+        let p = world_plan(&[Arc::new(v)], &[registered("n1")]);
+        assert_eq!(p.release, vec!["web".to_string()]);
+    }
+
+    #[test]
+    fn a_missing_secret_is_reported_not_deployed() {
+        let v = vip(
+            "v2",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nversion: 2\nauthentication: {passwordSecretRef: {name: s, namespace: ns, key: k}}",
+        );
+        let p = world_plan(&[v], &[registered("n1")]);
+        assert!(p.configs["n1"].is_empty());
+        let ready = p.statuses["v2"]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "Invalid");
+        assert!(ready.message.contains("Secret ns/s"), "{}", ready.message);
+    }
+}
