@@ -8,6 +8,8 @@
 //! ```
 //! Everything runs inside these namespaces; nothing touches the host's network.
 
+pub mod standin;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;

@@ -3,12 +3,9 @@
 //! will), kube-runtime's watcher, reflector and Controller, Lease-based leader election
 //! semantics, and recovery from 410 Gone, dropped watches and a paused server.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Api as StandIn, with_client};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{
@@ -16,6 +13,7 @@ use kube::api::{
 };
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, reflector, watcher};
+use kube_vrrp_e2e::standin::{Api as StandIn, with_client};
 use serde_json::json;
 
 fn widget_resource() -> ApiResource {

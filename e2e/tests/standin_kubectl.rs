@@ -2,11 +2,9 @@
 //! behaviour. The stand-in runs in the lab's `api` namespace on the management segment, kubectl
 //! in the client namespace. Needs root, python3 with PyYAML and kubectl; fails without them.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{Api, widget};
+use kube_vrrp_e2e::standin::{Api, widget};
 use nix::sys::signal::Signal;
 
 #[test]

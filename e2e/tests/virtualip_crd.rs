@@ -2,9 +2,7 @@
 //! samples in config/ are accepted, `kubectl get virtualips` prints the columns, and objects
 //! that can never work are refused by the schema and its CEL rules with a clear message.
 
-mod common;
-
-use common::Api;
+use kube_vrrp_e2e::standin::Api;
 
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
 const SAMPLE: &str = include_str!("../../config/web-vip.yaml");

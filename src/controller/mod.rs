@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -165,7 +166,7 @@ struct Shell {
     vips: Store<VirtualIP>,
     nodes: Store<Node>,
     configs: Store<VirtualIPNodeConfig>,
-    recorder: Recorder,
+    identity: String,
     metrics: Arc<Mutex<Metrics>>,
 }
 
@@ -185,13 +186,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         vips: mirror(Api::all(client.clone()), notify.clone()),
         nodes: mirror(Api::all(client.clone()), notify.clone()),
         configs: mirror(Api::all(client.clone()), notify.clone()),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: MANAGER.into(),
-                instance: Some(opts.identity.clone()),
-            },
-        ),
+        identity: opts.identity.clone(),
         metrics: Arc::default(),
         client: client.clone(),
     };
@@ -449,21 +444,32 @@ impl Shell {
         Ok(())
     }
 
+    /// One `events.k8s.io/v1` Event per master change. (kube-runtime's Recorder folds
+    /// events of the same reason into one series and keeps the first note, which would hide
+    /// every reason after the first.)
     async fn emit(&self, vip: &VirtualIP, ev: &plan::PlannedEvent) {
         info!(virtual_ip = %ev.vip, reason = ev.reason, note = %ev.note, "event");
+        let now = Timestamp::now();
+        let namespace = "default";
         let event = Event {
-            type_: if ev.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!("{}.{:x}", ev.vip, now.as_nanosecond())),
+                namespace: Some(namespace.into()),
+                ..Default::default()
             },
-            reason: ev.reason.into(),
-            note: Some(ev.note.clone()),
-            action: "Elect".into(),
-            secondary: None,
+            event_time: Some(MicroTime(now)),
+            type_: Some(if ev.warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(ev.reason.into()),
+            note: Some(ev.note.chars().take(1024).collect()),
+            action: Some("Elect".into()),
+            regarding: Some(vip.object_ref(&())),
+            reporting_controller: Some(format!("kube-vrrp.io/{MANAGER}")),
+            reporting_instance: Some(self.identity.chars().take(128).collect()),
+            ..Default::default()
         };
-        match self.recorder.publish(&event, &vip.object_ref(&())).await {
-            Ok(()) => self.metrics.lock().expect("metrics").events += 1,
+        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
+        match api.create(&PostParams::default(), &event).await {
+            Ok(_) => self.metrics.lock().expect("metrics").events += 1,
             Err(e) => warn!(error = %e, "event not recorded"),
         }
     }

@@ -379,7 +379,7 @@ fn summarize(
                     "NoMaster"
                 },
                 note: format!(
-                    "{} no longer the only master: {ready_message}",
+                    "{} is no longer master: {ready_message}",
                     old.master.as_deref().unwrap_or_default()
                 ),
             }),

@@ -1,12 +1,11 @@
 //! The API stand-in under test: started in the lab's `api` namespace (management segment
 //! 203.0.113.0/24), reached from the client namespace, or a real cluster when
 //! KUBE_VRRP_E2E_KUBECONFIG names one (see e2e/README.md).
-#![allow(dead_code)] // each test binary uses a different part
 
 use std::process::Output;
 use std::time::Duration;
 
-use kube_vrrp_e2e::{Lab, wait_for};
+use crate::{Lab, wait_for};
 
 const STANDIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/standin.py");
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/testdata");
@@ -33,7 +32,13 @@ impl Api {
 
     /// With the CRDs of `crds` (a directory) instead of the test CRD.
     pub fn start_full(crds: &str, env: &[(&str, &str)]) -> Api {
-        let mut lab = Lab::new(0);
+        Api::start_lab(0, crds, env)
+    }
+
+    /// With `nodes` lab nodes (n1..) on the data segment as well, each also plugged into the
+    /// management segment (eth1, 203.0.113.11..) where the stand-in listens.
+    pub fn start_lab(nodes: usize, crds: &str, env: &[(&str, &str)]) -> Api {
+        let mut lab = Lab::new(nodes);
         if let Ok(kubeconfig) = std::env::var("KUBE_VRRP_E2E_KUBECONFIG") {
             let api_ns = String::new();
             return Api {
@@ -212,4 +217,138 @@ where
     })
     .join()
     .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+/// The repository's generated CRDs (VirtualIP, VirtualIPNodeConfig).
+pub const KUBE_VRRP_CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
+
+impl Api {
+    /// Registers the lab's nodes as `Node` objects (InternalIP on the data segment, label
+    /// `lab.kube-vrrp.io/node=nK`).
+    pub fn add_nodes(&self) {
+        for n in &self.lab.nodes {
+            let yaml = format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{lab.kube-vrrp.io/node: {name}}}\nstatus:\n  addresses:\n  - {{type: InternalIP, address: \"{v4}\"}}\n  - {{type: InternalIP, address: \"{v6}\"}}\n",
+                name = n.name,
+                v4 = n.ipv4,
+                v6 = n.ipv6
+            );
+            let out = self.apply(&yaml, &[]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    fn kube_env(&self) -> Vec<String> {
+        vec![
+            "env".into(),
+            format!("KUBECONFIG={}", self.kubeconfig),
+            format!(
+                "RUST_LOG={}",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())
+            ),
+        ]
+    }
+
+    /// Starts `kube-vrrp controller` in the client namespace as replica `identity`, with
+    /// metrics on 127.0.0.1:`port` and a 5 s lease; logs to `controller-IDENTITY.log`.
+    pub fn spawn_controller(&mut self, identity: &str, port: u16) -> u32 {
+        let mut args = self.kube_env();
+        args.extend(
+            [
+                crate::kube_vrrp_binary().display().to_string().as_str(),
+                "controller",
+                "--identity",
+                identity,
+                "--lease-duration",
+                "5s",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = self.lab.client.ns.clone();
+        self.lab
+            .spawn(&ns, &refs, &format!("controller-{identity}.log"))
+    }
+
+    /// Starts `kube-vrrp agent` (cluster mode) on a lab node, /status on 127.0.0.1:9650;
+    /// logs to `agent-NODE.log`.
+    pub fn spawn_cluster_agent(&mut self, node: &str) -> u32 {
+        let mut args = self.kube_env();
+        args.extend(
+            [
+                crate::kube_vrrp_binary().display().to_string().as_str(),
+                "agent",
+                "--node-name",
+                node,
+                "--listen",
+                crate::AGENT_STATUS,
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ns = self.lab.node(node).ns.clone();
+        self.lab.spawn(&ns, &refs, &format!("agent-{node}.log"))
+    }
+
+    /// One object as JSON, or None when it does not exist.
+    pub fn get_json(&self, kind: &str, name: &str) -> Option<serde_json::Value> {
+        let out = self.kubectl(&["get", kind, name, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Waits until `f` holds for the VirtualIP `name` (polling kubectl); returns the object,
+    /// or panics with the last one seen, `what` and the logs.
+    pub fn wait_vip(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut last = None;
+        let took = wait_for(timeout, || {
+            last = self.get_json("virtualip", name);
+            last.as_ref().is_some_and(&mut f)
+        });
+        match (took, last) {
+            (Some(_), Some(v)) => v,
+            (_, last) => panic!(
+                "VirtualIP {name}: {what} not reached in {timeout:?}; last seen:\n{}\n{}",
+                serde_json::to_string_pretty(&last).unwrap(),
+                self.logs()
+            ),
+        }
+    }
+
+    /// The logs of the controller(s) and agents, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        if let Ok(dir) = std::fs::read_dir(self.lab.dir()) {
+            let mut names: Vec<String> = dir
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".log"))
+                .collect();
+            names.sort();
+            for n in names {
+                let text = self.lab.log(&n);
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                out.push_str(&format!("==== {n} (last 40 lines)\n"));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
 }

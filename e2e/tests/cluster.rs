@@ -1,0 +1,522 @@
+//! The control plane end to end on the namespace lab: the API stand-in on the management
+//! segment, `kube-vrrp controller` in the client namespace, `kube-vrrp agent` (cluster mode) on
+//! nodes n1 and n2, kubectl as the user. Real raw sockets, real addresses, real processes.
+
+use std::time::{Duration, Instant};
+
+use kube_vrrp_e2e::standin::{Api, KUBE_VRRP_CRDS};
+use kube_vrrp_e2e::{AGENT_STATUS, wait_for};
+use serde_json::Value;
+
+const SAMPLE: &str = include_str!("../../config/web-vip.yaml");
+const VIP4: &str = "198.51.100.50";
+const VIP6: &str = "2001:db8:1::50";
+
+/// The stand-in, two nodes with agents, one controller, every agent registered.
+fn cluster() -> Api {
+    cluster_with_pid().0
+}
+
+/// As [`cluster`], also returning the controller's pid.
+fn cluster_with_pid() -> (Api, u32) {
+    let mut api = Api::start_lab(2, KUBE_VRRP_CRDS, &[]);
+    assert!(
+        !api.external,
+        "these tests run agents in lab namespaces: they need the stand-in"
+    );
+    api.add_nodes();
+    let controller = api.spawn_controller("c1", 9651);
+    api.spawn_cluster_agent("n1");
+    api.spawn_cluster_agent("n2");
+    let registered = wait_for(Duration::from_secs(20), || {
+        ["n1", "n2"].iter().all(|n| {
+            api.get_json("virtualipnodeconfig", n)
+                .is_some_and(|c| c["status"]["agent"].is_string())
+        })
+    });
+    assert!(
+        registered.is_some(),
+        "agents did not register:\n{}",
+        api.logs()
+    );
+    (api, controller)
+}
+
+fn vip(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
+}
+
+fn master(v: &Value) -> Option<&str> {
+    v["status"]["master"].as_str()
+}
+
+fn phase(v: &Value) -> Option<&str> {
+    v["status"]["phase"].as_str()
+}
+
+fn entry<'a>(v: &'a Value, node: &str) -> Option<&'a Value> {
+    v["status"]["nodes"]
+        .as_array()?
+        .iter()
+        .find(|e| e["node"] == node)
+}
+
+fn condition<'a>(v: &'a Value, type_: &str) -> Option<&'a Value> {
+    v["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+fn apply(api: &Api, yaml: &str) {
+    let out = api.apply(yaml, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits until exactly `node` holds `address` among the lab nodes.
+fn wait_held(api: &Api, address: &str, node: &str, timeout: Duration) -> Duration {
+    let took = wait_for(timeout, || {
+        api.lab.holders(address) == vec![node.to_string()]
+    });
+    took.unwrap_or_else(|| {
+        panic!(
+            "{address} not held by {node} alone after {timeout:?} (holders {:?})\n{}",
+            api.lab.holders(address),
+            api.logs()
+        )
+    })
+}
+
+/// The agent's last transition of an instance (from its /status): unchanged means no move.
+fn transitions(api: &Api, node: &str, instance: &str) -> Value {
+    let ns = api.lab.node(node).ns.clone();
+    let body = api
+        .lab
+        .http_get(&ns, AGENT_STATUS.parse().unwrap(), "/status")
+        .unwrap_or_else(|e| panic!("agent on {node}: {e}"));
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let i = &v["instances"][instance];
+    assert!(i.is_object(), "{node} does not run {instance}: {v}");
+    i["lastTransition"].clone()
+}
+
+/// Lists Events about `name` as (reason, note).
+fn events(api: &Api, name: &str) -> Vec<(String, String)> {
+    let v = api.json(&["get", "events.events.k8s.io", "-n", "default"]);
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["regarding"]["name"] == name)
+        .map(|e| {
+            (
+                e["reason"].as_str().unwrap_or_default().to_string(),
+                e["note"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn apply_binds_on_the_highest_priority_node_follows_priority_changes_and_deletes() {
+    let api = cluster();
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    wait_held(&api, VIP6, "n1", Duration::from_secs(10));
+    let v = api.wait_vip(
+        "web",
+        Duration::from_secs(10),
+        "Ready with master n1",
+        |v| master(v) == Some("n1") && phase(v) == Some("Ready"),
+    );
+    let _ = v;
+    let v = api.get_json("virtualip", "web").unwrap();
+    assert_eq!(v["status"]["virtualRouterID"], 51);
+    assert_eq!(
+        v["status"]["observedGeneration"],
+        v["metadata"]["generation"]
+    );
+    let n1 = entry(&v, "n1").expect("n1 reports");
+    assert_eq!(n1["state"], "Master");
+    assert_eq!(n1["priority"], 200);
+    assert!(
+        n1["reason"].as_str().unwrap().contains("master down timer")
+            || n1["reason"].as_str().unwrap().contains("preempt"),
+        "{n1}"
+    );
+    let n2 = entry(&v, "n2").expect("n2 reports");
+    assert_eq!(
+        (n2["state"].as_str(), n2["priority"].as_u64()),
+        (Some("Backup"), Some(150))
+    );
+    for t in ["Ready", "Programmed"] {
+        assert_eq!(condition(&v, t).unwrap()["status"], "True", "{t}: {v}");
+    }
+    for t in ["VRIDConflict", "SplitBrain"] {
+        assert_eq!(condition(&v, t).unwrap()["status"], "False", "{t}: {v}");
+    }
+    // What the user sees.
+    let table = api.ok(&["get", "virtualips"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        [
+            "web",
+            "198.51.100.50/24,2001:db8:1::50/64",
+            "51",
+            "n1",
+            "Ready"
+        ],
+        "{table}"
+    );
+    assert!(
+        events(&api, "web")
+            .iter()
+            .any(|(r, n)| r == "MasterChanged" && n.starts_with("n1 is master")),
+        "{:?}",
+        events(&api, "web")
+    );
+
+    // n2 outranks n1 now: it preempts, and the status follows.
+    api.ok(&[
+        "patch",
+        "virtualip",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"priorities":[{"node":"n1","priority":200},{"node":"n2","priority":250}]}}"#,
+    ]);
+    wait_held(&api, VIP4, "n2", Duration::from_secs(10));
+    wait_held(&api, VIP6, "n2", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "master n2", |v| {
+        master(v) == Some("n2")
+            && phase(v) == Some("Ready")
+            && v["status"]["observedGeneration"] == v["metadata"]["generation"]
+            && entry(v, "n2").is_some_and(|e| e["priority"] == 250 && e["state"] == "Master")
+            && entry(v, "n1").is_some_and(|e| e["state"] == "Backup")
+    });
+    assert!(
+        events(&api, "web")
+            .iter()
+            .any(|(r, n)| r == "MasterChanged" && n.starts_with("n2 took over from n1")),
+        "{:?}",
+        events(&api, "web")
+    );
+
+    // Delete: the finalizer holds the object until every node released the addresses.
+    let out = api.kubectl(&["delete", "virtualip", "web", "--wait=true", "--timeout=20s"]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        api.logs()
+    );
+    assert!(api.get_json("virtualip", "web").is_none());
+    for a in [VIP4, VIP6] {
+        assert_eq!(api.lab.holders(a), Vec::<String>::new(), "{a} still bound");
+    }
+    for n in ["n1", "n2"] {
+        let c = api.get_json("virtualipnodeconfig", n).unwrap();
+        assert_eq!(c["spec"]["virtualIPs"], serde_json::json!([]), "{c}");
+    }
+}
+
+#[test]
+fn a_cut_link_fails_over_and_status_and_an_event_say_so() {
+    let api = cluster();
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "master n1", |v| {
+        master(v) == Some("n1") && phase(v) == Some("Ready")
+    });
+    let cut = Instant::now();
+    api.lab.set_link(api.lab.node("n1"), false);
+    let failover = wait_for(Duration::from_secs(5), || {
+        api.lab.holds(&api.lab.node("n2").ns, VIP4)
+    })
+    .unwrap_or_else(|| panic!("n2 did not take over\n{}", api.logs()));
+    // 3 × 100 ms + skew, plus polling; far from the API's pace.
+    assert!(failover < Duration::from_secs(2), "{failover:?}");
+    let v = api.wait_vip("web", Duration::from_secs(10), "master n2, n1 Fault", |v| {
+        master(v) == Some("n2") && entry(v, "n1").is_some_and(|e| e["state"] == "Fault")
+    });
+    assert_eq!(phase(&v), Some("Degraded"), "{v}");
+    let ready = condition(&v, "Ready").unwrap();
+    assert!(
+        ready["message"].as_str().unwrap().contains("n1 is Fault"),
+        "{ready}"
+    );
+    // n1 faults (and lets go) at once; n2 takes over one Master_Down_Interval later. The
+    // status and the Events tell both steps, each with its reason.
+    let ev = events(&api, "web");
+    assert!(
+        ev.iter().any(|(r, n)| r == "NoMaster"
+            && n.starts_with("n1 is no longer master")
+            && n.contains("n1 is Fault: fault: interface down")),
+        "{ev:?}"
+    );
+    assert!(
+        ev.iter().any(|(r, n)| r == "MasterChanged"
+            && n.starts_with("n2 is master: master down timer expired")),
+        "{ev:?}"
+    );
+    eprintln!(
+        "link cut → n2 holds {VIP4}: {:?}; status master n2 after {:?}",
+        failover,
+        cut.elapsed()
+    );
+
+    api.lab.set_link(api.lab.node("n1"), true);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip(
+        "web",
+        Duration::from_secs(10),
+        "master n1 again, Ready",
+        |v| master(v) == Some("n1") && phase(v) == Some("Ready"),
+    );
+}
+
+#[test]
+fn with_the_api_paused_vrrp_still_fails_over_and_status_catches_up() {
+    let api = cluster();
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "master n1", |v| {
+        master(v) == Some("n1")
+    });
+    api.control("/_standin/fault", r#"{"mode": "pause"}"#);
+    let paused = Instant::now();
+    api.lab.set_link(api.lab.node("n1"), false);
+    let failover = wait_for(Duration::from_secs(5), || {
+        api.lab.holds(&api.lab.node("n2").ns, VIP4)
+    })
+    .unwrap_or_else(|| panic!("n2 did not take over with the API paused\n{}", api.logs()));
+    assert!(failover < Duration::from_secs(2), "{failover:?}");
+    assert!(api.lab.holds(&api.lab.node("n2").ns, VIP6));
+    // The API stays away for 30 s in all.
+    std::thread::sleep(Duration::from_secs(30).saturating_sub(paused.elapsed()));
+    api.control("/_standin/fault", r#"{"mode": "none"}"#);
+    let resumed = Instant::now();
+    api.wait_vip(
+        "web",
+        Duration::from_secs(20),
+        "master n2 after the outage",
+        |v| {
+            master(v) == Some("n2")
+                && entry(v, "n2").is_some_and(|e| e["state"] == "Master")
+                && entry(v, "n1").is_some_and(|e| e["state"] == "Fault")
+        },
+    );
+    eprintln!(
+        "API paused: failover in {failover:?}; status caught up {:?} after the API came back",
+        resumed.elapsed()
+    );
+}
+
+#[test]
+fn restarting_or_replacing_the_controller_moves_no_vip() {
+    let (mut api, c1) = cluster_with_pid();
+    let standby = api.spawn_controller("c2", 9652);
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    let leaders = |api: &Api| -> Vec<u16> {
+        [9651u16, 9652]
+            .into_iter()
+            .filter(|p| {
+                api.lab
+                    .http_get(
+                        &api.lab.client.ns,
+                        format!("127.0.0.1:{p}").parse().unwrap(),
+                        "/metrics",
+                    )
+                    .is_ok_and(|m| m.lines().any(|l| l == "kube_vrrp_controller_leader 1"))
+            })
+            .collect()
+    };
+    let led = wait_for(Duration::from_secs(5), || leaders(&api) == vec![9651]);
+    assert!(
+        led.is_some(),
+        "c1 started first and leads, c2 stands by: {:?}\n{}\n{}",
+        leaders(&api),
+        api.ok(&["get", "lease", "-n", "default", "-o", "yaml"]),
+        api.logs()
+    );
+    let config_versions = |api: &Api| -> Vec<Value> {
+        ["n1", "n2"]
+            .iter()
+            .map(|n| {
+                api.get_json("virtualipnodeconfig", n).unwrap()["metadata"]["resourceVersion"]
+                    .clone()
+            })
+            .collect()
+    };
+    let before = config_versions(&api);
+    let t1 = transitions(&api, "n1", "web/ipv4");
+    let t2 = transitions(&api, "n2", "web/ipv4");
+    let prober = kube_vrrp_e2e::Prober::start(
+        &api.lab.client.ns.clone(),
+        VIP4.parse().unwrap(),
+        Duration::from_millis(10),
+    );
+
+    // The leader crashes: the standby takes over once the 5 s lease runs out.
+    api.lab.signal(c1, nix::sys::signal::Signal::SIGKILL);
+    let took = wait_for(Duration::from_secs(15), || leaders(&api) == vec![9652])
+        .unwrap_or_else(|| panic!("c2 did not take over\n{}", api.logs()));
+    eprintln!("standby leads {took:?} after the leader was killed");
+    // A new replica replaces the killed one; then the leader stops gracefully and hands over.
+    api.spawn_controller("c3", 9651);
+    std::thread::sleep(Duration::from_secs(2));
+    api.lab.signal(standby, nix::sys::signal::Signal::SIGTERM);
+    wait_for(Duration::from_secs(10), || leaders(&api) == vec![9651])
+        .unwrap_or_else(|| panic!("c3 did not take over\n{}", api.logs()));
+    // Give the new leader time to run its pipeline, then change something to prove it acts.
+    std::thread::sleep(Duration::from_secs(2));
+    let outage = prober.stop();
+    assert_eq!(
+        outage.lost, 0,
+        "probes lost while controllers changed: {outage:?}"
+    );
+    assert_eq!(api.lab.holders(VIP4), vec!["n1".to_string()]);
+    assert_eq!(
+        config_versions(&api),
+        before,
+        "no configuration was rewritten"
+    );
+    assert_eq!(transitions(&api, "n1", "web/ipv4"), t1);
+    assert_eq!(transitions(&api, "n2", "web/ipv4"), t2);
+    let v = api.get_json("virtualip", "web").unwrap();
+    assert_eq!((master(&v), phase(&v)), (Some("n1"), Some("Ready")));
+    // The new leader does act.
+    apply(
+        &api,
+        &vip(
+            "extra",
+            "  addresses: [\"198.51.100.60/24\"]\n  advertInterval: 100ms\n  priorities: [{node: n2, priority: 200}]\n",
+        ),
+    );
+    wait_held(&api, "198.51.100.60", "n2", Duration::from_secs(10));
+    api.wait_vip("extra", Duration::from_secs(10), "master n2", |v| {
+        master(v) == Some("n2")
+    });
+}
+
+#[test]
+fn two_virtualips_with_one_vrid_on_a_segment_conflict_and_nothing_flaps() {
+    let api = cluster();
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    let t1 = transitions(&api, "n1", "web/ipv4");
+    std::thread::sleep(Duration::from_millis(500));
+    apply(
+        &api,
+        &vip(
+            "copycat",
+            "  addresses: [\"198.51.100.70/24\"]\n  virtualRouterID: 51\n  advertInterval: 100ms\n",
+        ),
+    );
+    let v = api.wait_vip("copycat", Duration::from_secs(10), "Conflict", |v| {
+        phase(v) == Some("Conflict")
+    });
+    let c = condition(&v, "VRIDConflict").unwrap();
+    assert_eq!(c["status"], "True");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .contains("virtual router ID 51")
+            && c["message"].as_str().unwrap().contains("\"web\""),
+        "{c}"
+    );
+    assert!(
+        events(&api, "copycat")
+            .iter()
+            .any(|(r, _)| r == "VRIDConflict")
+    );
+    // Nothing moves: the older object keeps running, the newer is never deployed.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(api.lab.holders("198.51.100.70"), Vec::<String>::new());
+    assert_eq!(api.lab.holders(VIP4), vec!["n1".to_string()]);
+    assert_eq!(transitions(&api, "n1", "web/ipv4"), t1);
+    let web = api.get_json("virtualip", "web").unwrap();
+    assert_eq!((master(&web), phase(&web)), (Some("n1"), Some("Ready")));
+    // Fixing the VRID deploys it.
+    api.ok(&[
+        "patch",
+        "virtualip",
+        "copycat",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"virtualRouterID":52}}"#,
+    ]);
+    // Equal priorities: whichever node is master first keeps it (a backup never preempts an
+    // equal priority).
+    wait_for(Duration::from_secs(10), || {
+        api.lab.holders("198.51.100.70").len() == 1
+    })
+    .unwrap_or_else(|| panic!("copycat not deployed\n{}", api.logs()));
+    api.wait_vip("copycat", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+}
+
+#[test]
+fn invalid_objects_are_rejected_or_reported_with_the_reason() {
+    let api = cluster();
+    // The schema refuses what can never work.
+    let out = api.apply(&vip("bad", "  addresses: [\"198.51.100.50/24\"]\n  version: 3\n  authentication: {password: secret}\n"), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("authentication exists only in VRRPv2"));
+    // A Secret that is missing is reported in the status, and nothing runs.
+    apply(
+        &api,
+        &vip(
+            "v2",
+            "  addresses: [\"198.51.100.80/24\"]\n  version: 2\n  authentication:\n    passwordSecretRef: {name: vrrp, namespace: default, key: password}\n",
+        ),
+    );
+    let v = api.wait_vip(
+        "v2",
+        Duration::from_secs(10),
+        "Pending for the Secret",
+        |v| condition(v, "Ready").is_some_and(|c| c["reason"] == "Invalid"),
+    );
+    assert_eq!(phase(&v), Some("Pending"));
+    let msg = condition(&v, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("Secret default/vrrp not found"), "{msg}");
+    assert_eq!(api.lab.holders("198.51.100.80"), Vec::<String>::new());
+    // Once it exists, the password travels to the nodes and VRRPv2 runs with it.
+    // (base64 of "s3cret"; kubectl's `create secret` speaks protobuf, which the stand-in does not.)
+    apply(
+        &api,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: vrrp, namespace: default}\ndata: {password: czNjcmV0}\n",
+    );
+    // The controller reads Secrets on its resync; touching the object triggers a pass at once.
+    api.ok(&["annotate", "virtualip", "v2", "touch=1"]);
+    wait_for(Duration::from_secs(40), || {
+        api.lab.holders("198.51.100.80").len() == 1
+    })
+    .unwrap_or_else(|| panic!("v2 not deployed\n{}", api.logs()));
+    let c = api.get_json("virtualipnodeconfig", "n1").unwrap();
+    assert_eq!(
+        c["spec"]["virtualIPs"][0]["spec"]["authentication"]["password"],
+        "s3cret"
+    );
+}
