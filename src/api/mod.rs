@@ -315,6 +315,7 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String
 /// watched by that node's agent. Each entry is a resolved `VirtualIP`: its virtual router ID
 /// set, this node's priority as `defaultPriority` (no `priorities`, no `nodeSelector`),
 /// unicast peers spelled out and a Secret password read. Agents never read user objects.
+#[allow(clippy::duplicated_attributes)] // repeated `type_ = "string"` of the printcolumns
 #[derive(CustomResource, Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kube-vrrp.io",
