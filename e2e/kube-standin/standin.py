@@ -573,23 +573,37 @@ class Store:
         self.objects = {}  # (group, plural) -> {(namespace, name): obj}
         self.events = []  # (rv, (group, plural), type, obj)
         self.watch_epoch = 0  # bumped to drop every watch
+        # The state file is a journal: one JSON line per change ({"rv", "key", "id", "obj"},
+        # obj null for a deletion), appended under the lock, so a write costs one object, not
+        # the whole store (as etcd writes one key). Replayed on start.
         if state_file and os.path.exists(state_file):
             with open(state_file) as f:
-                state = json.load(f)
-            self.rv = state["rv"]
-            for key, objs in state["objects"].items():
-                g, p = key.split("/", 1)
-                self.objects[(g, p)] = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in objs}
+                for line in f:
+                    if not line.strip():
+                        continue
+                    try:
+                        change = json.loads(line)
+                    except ValueError:
+                        break  # a torn last line from a kill mid-write
+                    self.rv = max(self.rv, change["rv"])
+                    g, p = change["key"].split("/", 1)
+                    table = self.objects.setdefault((g, p), {})
+                    ident = tuple(change["id"])
+                    if change["obj"] is None:
+                        table.pop(ident, None)
+                    else:
+                        table[ident] = change["obj"]
         self.first_rv = self.rv  # watches from before a restart are too old
+        self.journal = open(state_file, "a") if state_file else None
 
-    def save(self):
-        if not self.state_file:
+    def save(self, res, obj, deleted):
+        if self.journal is None:
             return
-        state = {"rv": self.rv, "objects": {f"{g}/{p}": list(objs.values()) for (g, p), objs in self.objects.items()}}
-        tmp = self.state_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, self.state_file)
+        md = obj["metadata"]
+        change = {"rv": self.rv, "key": f"{res.key[0]}/{res.key[1]}",
+                  "id": [md.get("namespace", ""), md["name"]], "obj": None if deleted else obj}
+        self.journal.write(json.dumps(change) + "\n")
+        self.journal.flush()
 
     def bump(self):
         self.rv += 1
@@ -601,8 +615,15 @@ class Store:
             drop = len(self.events) - EVENT_WINDOW
             self.first_rv = self.events[drop - 1][0]
             del self.events[:drop]
-        self.save()
+        self.save(res, obj, kind == "DELETED")
         self.lock.notify_all()
+
+    def events_after(self, last, key):
+        """Events newer than `last` for resource `key` (the list is in rv order: scan back)."""
+        i = len(self.events)
+        while i > 0 and self.events[i - 1][0] > last:
+            i -= 1
+        return [e for e in self.events[i:] if e[1] == key]
 
     def table(self, res):
         return self.objects.setdefault(res.key, {})
@@ -1148,7 +1169,8 @@ def make_handler(api):
 
         def log_message(self, fmt, *args):
             if os.environ.get("STANDIN_LOG"):
-                sys.stderr.write("standin: " + (fmt % args) + "\n")
+                now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+                sys.stderr.write(f"standin: {now} " + (fmt % args) + "\n")
 
         def send_json(self, code, obj, ctype="application/json"):
             data = json.dumps(obj).encode()
@@ -1338,10 +1360,10 @@ def make_handler(api):
                 last_bookmark = time.time()
                 while time.time() < deadline:
                     with store.lock:
-                        pending = [e for e in store.events if e[0] > last and e[1] == res.key]
+                        pending = store.events_after(last, res.key)
                         if not pending:
                             store.lock.wait(timeout=min(1.0, max(0.0, deadline - time.time())))
-                            pending = [e for e in store.events if e[0] > last and e[1] == res.key]
+                            pending = store.events_after(last, res.key)
                         if store.watch_epoch != epoch:
                             break
                         current = store.rv
@@ -1378,7 +1400,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--listen", default="127.0.0.1:6443")
     ap.add_argument("--crds", help="directory of CustomResourceDefinition YAML files")
-    ap.add_argument("--state", help="JSON state file: loaded on start, written on every change")
+    ap.add_argument("--state", help="state journal (JSON lines): replayed on start, appended on every change")
     ap.add_argument("--kubeconfig", help="write a kubeconfig for this server here")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)

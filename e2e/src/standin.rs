@@ -53,7 +53,7 @@ impl Api {
         }
         let api = lab.add_management();
         let kubeconfig = lab.dir().join("kubeconfig").display().to_string();
-        let state = lab.dir().join("state.json").display().to_string();
+        let state = lab.dir().join("state.jsonl").display().to_string();
         let mut api = Api {
             crds: String::new(),
             external: false,

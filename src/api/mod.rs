@@ -355,8 +355,18 @@ pub struct NodeVirtualIP {
     /// The VirtualIP's metadata.generation this entry was resolved from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
-    /// The resolved specification.
+    /// The resolved specification (a VirtualIP spec; not validated again by the API server:
+    /// the controller wrote it from a validated object, and per-entry CEL rules over a list of
+    /// every VirtualIP on a node would cost the API server on each write).
+    #[schemars(schema_with = "resolved_spec_schema")]
     pub spec: VirtualIpSpec,
+}
+
+fn resolved_spec_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true,
+    })
 }
 
 /// Written by the node's agent.

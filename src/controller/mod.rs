@@ -37,6 +37,8 @@ pub const MANAGER: &str = "kube-vrrp-controller";
 const LEASE_RENEW: Duration = Duration::from_secs(2);
 const RESYNC: Duration = Duration::from_secs(30);
 const RETRY: Duration = Duration::from_secs(1);
+/// Concurrent writes within one pass.
+const PARALLEL_WRITES: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -347,45 +349,60 @@ impl Shell {
             self.set_finalizers(vip, f).await?;
         }
 
-        // Publish: one configuration per node, replaced whole when it differs.
+        // Publish: one configuration per node, replaced whole when it differs. A merge patch
+        // replaces the list as a whole and needs no resourceVersion: the agents' status writes
+        // to the same objects never make it conflict.
         let config_api: Api<VirtualIPNodeConfig> = Api::all(self.client.clone());
-        for (node, entries) in &plan.configs {
-            let current = configs.iter().find(|c| &c.name_any() == node);
-            if current.is_some_and(|c| &c.spec.virtual_ips == entries) {
-                continue;
-            }
-            let mut obj = VirtualIPNodeConfig::new(
-                node,
-                VirtualIPNodeConfigSpec {
-                    virtual_ips: entries.clone(),
-                },
-            );
-            let owner = nodes.iter().find(|n| &n.name_any() == node);
-            obj.metadata.owner_references = owner.map(|n| {
-                vec![OwnerReference {
-                    api_version: "v1".into(),
-                    kind: "Node".into(),
-                    name: node.clone(),
-                    uid: n.uid().unwrap_or_default(),
-                    ..Default::default()
-                }]
-            });
-            let result = match current {
-                Some(c) => {
-                    obj.metadata.resource_version = c.resource_version();
-                    config_api.replace(node, &PostParams::default(), &obj).await
+        let changed: Vec<(&String, &Vec<crate::api::NodeVirtualIP>, bool)> = plan
+            .configs
+            .iter()
+            .filter_map(|(node, entries)| {
+                let current = configs.iter().find(|c| &c.name_any() == node);
+                match current {
+                    Some(c) if &c.spec.virtual_ips == entries => None,
+                    Some(_) => Some((node, entries, true)),
+                    None => Some((node, entries, false)),
                 }
-                None => config_api.create(&PostParams::default(), &obj).await,
-            };
-            match result {
-                Ok(_) => {
-                    info!(node = %node, virtual_ips = entries.len(), "configuration published");
-                    self.count_write();
+            })
+            .collect();
+        let writes = futures::stream::iter(changed)
+            .map(|(node, entries, exists)| {
+                let config_api = config_api.clone();
+                let owner = nodes.iter().find(|n| &n.name_any() == node).map(|n| {
+                    vec![OwnerReference {
+                        api_version: "v1".into(),
+                        kind: "Node".into(),
+                        name: node.clone(),
+                        uid: n.uid().unwrap_or_default(),
+                        ..Default::default()
+                    }]
+                });
+                async move {
+                    let result = if exists {
+                        let patch = serde_json::json!({"spec": {"virtualIPs": entries}});
+                        config_api
+                            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await
+                    } else {
+                        let mut obj = VirtualIPNodeConfig::new(
+                            node,
+                            VirtualIPNodeConfigSpec {
+                                virtual_ips: entries.clone(),
+                            },
+                        );
+                        obj.metadata.owner_references = owner;
+                        config_api.create(&PostParams::default(), &obj).await
+                    };
+                    (node, entries.len(), result)
                 }
-                // The cache was behind: the watch brings the news and another pass follows.
-                Err(kube::Error::Api(s)) if s.code == 409 => return Err(kube::Error::Api(s)),
-                Err(e) => return Err(e),
-            }
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect::<Vec<_>>()
+            .await;
+        for (node, count, result) in writes {
+            result?;
+            info!(node = %node, virtual_ips = count, "configuration published");
+            self.count_write();
         }
         for c in &configs {
             if !plan.configs.contains_key(&c.name_any()) {
@@ -401,6 +418,7 @@ impl Shell {
         let vip_api: Api<VirtualIP> = Api::all(self.client.clone());
         let pp = PatchParams::apply(MANAGER).force();
         let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        let mut todo = Vec::new();
         for (name, status) in &plan.statuses {
             if let Some(p) = status.phase {
                 *phases.entry(format!("{p:?}")).or_default() += 1;
@@ -411,22 +429,47 @@ impl Shell {
                 .as_ref()
                 .map(plan::controller_part)
                 .unwrap_or_default();
-            if &current == status {
-                continue;
+            if &current != status {
+                todo.push((vip, status));
             }
-            let patch = serde_json::json!({
-                "apiVersion": crate::api::API_VERSION,
-                "kind": crate::api::KIND,
-                "status": status,
-            });
-            match vip_api.patch_status(name, &pp, &Patch::Apply(&patch)).await {
-                Ok(_) => self.count_write(),
-                Err(kube::Error::Api(s)) if s.code == 404 => continue,
-                Err(e) => return Err(e),
+        }
+        let written = futures::stream::iter(todo)
+            .map(|(vip, status)| {
+                let vip_api = vip_api.clone();
+                let pp = pp.clone();
+                async move {
+                    let patch = serde_json::json!({
+                        "apiVersion": crate::api::API_VERSION,
+                        "kind": crate::api::KIND,
+                        "status": status,
+                    });
+                    let r = vip_api
+                        .patch_status(&vip.name_any(), &pp, &Patch::Apply(&patch))
+                        .await;
+                    (vip, r)
+                }
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect::<Vec<_>>()
+            .await;
+        let mut first_error = None;
+        for (vip, r) in written {
+            match r {
+                Ok(_) => {
+                    self.count_write();
+                    // Events only once the status saying the same is written.
+                    for ev in plan.events.iter().filter(|e| e.vip == vip.name_any()) {
+                        self.emit(vip, ev).await;
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
-            for ev in plan.events.iter().filter(|e| &e.vip == name) {
-                self.emit(vip, ev).await;
-            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         self.metrics.lock().expect("metrics").phases = phases;
 

@@ -485,6 +485,10 @@ pub fn plan(world: &World) -> Plan {
                 });
         }
     }
+    // Stable order: equal plans must compare equal, or every pass would rewrite.
+    for entries in out.configs.values_mut() {
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     for vip in world.vips {
         if vip.metadata.deletion_timestamp.is_some() {
             continue;

@@ -1,0 +1,237 @@
+//! Control-plane latency benchmark: `kube-vrrp controller` and two cluster-mode agents on the
+//! namespace lab, the API stand-in on the management segment. For each of N VirtualIPs (v3,
+//! 100 ms adverts, n1 priority 200, n2 100, VRID allocated by the controller) it measures
+//!
+//! * apply → the address is bound on the master (n1), seen by `ip monitor address` in n1's
+//!   namespace, and
+//! * apply → `status.master` is set, seen by a kube-rs watch from the client namespace,
+//!
+//! from the moment the create request is sent. `sequential` creates one object at a time and
+//! waits for both; `burst` creates them all back to back. Both include one VRRP
+//! Master_Down_Interval (a new router waits 3 × 100 ms + skew for a master before taking over:
+//! 321.9 ms at priority 200), which is printed as the floor. Prints one JSON object per mode.
+//!
+//! Usage: apply-bench [--count N] [--mode sequential|burst|both]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use kube_vrrp_e2e::standin::{Api as StandIn, KUBE_VRRP_CRDS, with_client};
+use kube_vrrp_e2e::wait_for;
+use serde_json::{Value, json};
+
+type Seen = Arc<Mutex<BTreeMap<String, Instant>>>;
+
+fn address(i: usize) -> String {
+    format!("198.51.100.{}", 101 + i)
+}
+
+fn object(i: usize) -> Value {
+    json!({
+        "apiVersion": "kube-vrrp.io/v1alpha1",
+        "kind": "VirtualIP",
+        "metadata": {"name": format!("bench{i}")},
+        "spec": {
+            "addresses": [format!("{}/24", address(i))],
+            "advertInterval": "100ms",
+            "priorities": [{"node": "n1", "priority": 200}, {"node": "n2", "priority": 100}],
+        }
+    })
+}
+
+/// Records when each address first appears in `ns` (an `ip monitor` child, killed on exit).
+fn monitor_addresses(ns: &str, seen: Seen) -> std::process::Child {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "ip", "-o", "monitor", "address"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ip monitor");
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            let now = Instant::now();
+            if line.starts_with("Deleted") {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "inet"
+                    && let Some(a) = words.next()
+                {
+                    let a = a.split('/').next().unwrap_or_default().to_string();
+                    seen.lock().unwrap().entry(a).or_insert(now);
+                }
+            }
+        }
+    });
+    child
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn summary(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    let r = |x: f64| (x * 10.0).round() / 10.0;
+    json!({
+        "n": v.len(),
+        "p50": r(percentile(&v, 50.0)),
+        "p99": r(percentile(&v, 99.0)),
+        "max": r(v.last().copied().unwrap_or(f64::NAN)),
+    })
+}
+
+fn run(count: usize, mode: &str) -> Value {
+    // STANDIN_LOG=1 logs every request with its time (for finding where latency goes).
+    let log = std::env::var("STANDIN_LOG").unwrap_or_default();
+    let env: Vec<(&str, &str)> = if log.is_empty() {
+        vec![]
+    } else {
+        vec![("STANDIN_LOG", log.as_str())]
+    };
+    let mut api = StandIn::start_lab(2, KUBE_VRRP_CRDS, &env);
+    eprintln!("lab logs: {}", api.lab.dir().display());
+    api.add_nodes();
+    api.spawn_controller("c1", 9651);
+    api.spawn_cluster_agent("n1");
+    api.spawn_cluster_agent("n2");
+    let registered = wait_for(Duration::from_secs(20), || {
+        ["n1", "n2"].iter().all(|n| {
+            api.get_json("virtualipnodeconfig", n)
+                .is_some_and(|c| c["status"]["agent"].is_string())
+        })
+    });
+    assert!(
+        registered.is_some(),
+        "agents did not register\n{}",
+        api.logs()
+    );
+    let bound: Seen = Arc::default();
+    let mut monitor = monitor_addresses(&api.lab.node("n1").ns.clone(), bound.clone());
+    let burst = mode == "burst";
+    let bound_in = bound.clone();
+    let (sent, mastered) = with_client(&api, move |client| async move {
+        let vips: Api<kube::api::DynamicObject> = Api::all_with(
+            client,
+            &kube::api::ApiResource {
+                group: "kube-vrrp.io".into(),
+                version: "v1alpha1".into(),
+                api_version: "kube-vrrp.io/v1alpha1".into(),
+                kind: "VirtualIP".into(),
+                plural: "virtualips".into(),
+            },
+        );
+        let mastered: Seen = Arc::default();
+        let m = mastered.clone();
+        let watch = vips.clone();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(watch, Default::default()));
+            while let Some(ev) = stream.next().await {
+                let now = Instant::now();
+                if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = ev
+                    && o.data["status"]["master"].is_string()
+                {
+                    let name = o.metadata.name.clone().unwrap_or_default();
+                    m.lock().unwrap().entry(name).or_insert(now);
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut sent = BTreeMap::new();
+        for i in 0..count {
+            let obj: kube::api::DynamicObject = serde_json::from_value(object(i)).unwrap();
+            let t0 = Instant::now();
+            vips.create(&PostParams::default(), &obj)
+                .await
+                .expect("create VirtualIP");
+            sent.insert(i, t0);
+            if burst {
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline
+                && !(bound_in.lock().unwrap().contains_key(&address(i))
+                    && mastered.lock().unwrap().contains_key(&format!("bench{i}")))
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline
+            && (bound_in.lock().unwrap().len() < count || mastered.lock().unwrap().len() < count)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mastered = mastered.lock().unwrap().clone();
+        (sent, mastered)
+    });
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let bound = bound.lock().unwrap().clone();
+    let mut to_bound = Vec::new();
+    let mut to_master = Vec::new();
+    for (i, t0) in &sent {
+        if let Some(t) = bound.get(&address(*i)) {
+            to_bound.push(t.duration_since(*t0).as_secs_f64() * 1000.0);
+        }
+        if let Some(t) = mastered.get(&format!("bench{i}")) {
+            to_master.push(t.duration_since(*t0).as_secs_f64() * 1000.0);
+        }
+    }
+    let missing = (count - to_bound.len(), count - to_master.len());
+    if missing != (0, 0) {
+        eprintln!("{}", api.logs());
+    }
+    json!({
+        "mode": mode,
+        "virtualips": count,
+        "advert_interval_ms": 100,
+        "floor_master_down_interval_ms": 321.9,
+        "apply_to_bound_on_master_ms": summary(to_bound),
+        "apply_to_status_master_ms": summary(to_master),
+        "not_bound": missing.0,
+        "no_status_master": missing.1,
+    })
+}
+
+fn main() {
+    let mut count = 100;
+    let mut mode = "both".to_string();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--count" => count = args.next().and_then(|v| v.parse().ok()).expect("--count N"),
+            "--mode" => mode = args.next().expect("--mode sequential|burst|both"),
+            other => {
+                eprintln!(
+                    "usage: apply-bench [--count N] [--mode sequential|burst|both] ({other}?)"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    assert!(
+        (1..=150).contains(&count),
+        "addresses 198.51.100.101.. must stay in the segment: --count 1 to 150"
+    );
+    let modes: Vec<&str> = match mode.as_str() {
+        "both" => vec!["sequential", "burst"],
+        m => vec![m],
+    };
+    for m in modes {
+        println!("{}", run(count, m));
+    }
+}
