@@ -293,6 +293,10 @@ def cel_validate(schema, value, old, path, errors):
     rules (those naming oldSelf) run only on updates where the old value exists."""
     if schema is None or value is None or celpy is None:
         return
+    # Validation ratcheting (Kubernetes 1.30+, GA in 1.33): a value an update leaves unchanged
+    # is not validated again. (It also spares re-running every spec rule on status writes.)
+    if old is not None and value == old:
+        return
     for v in schema.get("x-kubernetes-validations", []):
         rule = v["rule"]
         if uses_old_self(rule) and old is None:

@@ -342,13 +342,6 @@ impl Shell {
         });
         let find = |name: &str| vips.iter().find(|v| v.name_any() == name);
 
-        for name in &plan.add_finalizer {
-            let vip = find(name).expect("planned from vips");
-            let mut f = vip.finalizers().to_vec();
-            f.push(FINALIZER.into());
-            self.set_finalizers(vip, f).await?;
-        }
-
         // Publish: one configuration per node, replaced whole when it differs. A merge patch
         // replaces the list as a whole and needs no resourceVersion: the agents' status writes
         // to the same objects never make it conflict.
@@ -413,6 +406,20 @@ impl Shell {
                 }
             }
         }
+
+        // After publishing (the data plane goes first): an object deleted before its finalizer
+        // is set simply leaves the configurations on the next pass.
+        let finalizers = futures::stream::iter(&plan.add_finalizer)
+            .map(|name| async move {
+                let vip = find(name).expect("planned from vips");
+                let mut f = vip.finalizers().to_vec();
+                f.push(FINALIZER.into());
+                self.set_finalizers(vip, f).await
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect::<Vec<_>>()
+            .await;
+        finalizers.into_iter().collect::<kube::Result<Vec<()>>>()?;
 
         // Status: the controller's fields only; each node's entry belongs to its agent.
         let vip_api: Api<VirtualIP> = Api::all(self.client.clone());
