@@ -226,7 +226,18 @@ impl Api {
     /// Registers the lab's nodes as `Node` objects (InternalIP on the data segment, label
     /// `lab.kube-vrrp.io/node=nK`).
     pub fn add_nodes(&self) {
-        for n in &self.lab.nodes {
+        let names: Vec<String> = self.lab.nodes.iter().map(|n| n.name.clone()).collect();
+        self.add_some_nodes(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    /// Registers these lab nodes only (the others stay outside the cluster).
+    pub fn add_some_nodes(&self, names: &[&str]) {
+        for n in self
+            .lab
+            .nodes
+            .iter()
+            .filter(|n| names.contains(&n.name.as_str()))
+        {
             let yaml = format!(
                 "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{lab.kube-vrrp.io/node: {name}}}\nstatus:\n  addresses:\n  - {{type: InternalIP, address: \"{v4}\"}}\n  - {{type: InternalIP, address: \"{v6}\"}}\n",
                 name = n.name,

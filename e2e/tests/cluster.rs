@@ -19,12 +19,17 @@ fn cluster() -> Api {
 
 /// As [`cluster`], also returning the controller's pid.
 fn cluster_with_pid() -> (Api, u32) {
-    let mut api = Api::start_lab(2, KUBE_VRRP_CRDS, &[]);
+    cluster_of(2)
+}
+
+/// `lab_nodes` lab nodes, of which n1 and n2 are the cluster.
+fn cluster_of(lab_nodes: usize) -> (Api, u32) {
+    let mut api = Api::start_lab(lab_nodes, KUBE_VRRP_CRDS, &[]);
     assert!(
         !api.external,
         "these tests run agents in lab namespaces: they need the stand-in"
     );
-    api.add_nodes();
+    api.add_some_nodes(&["n1", "n2"]);
     let controller = api.spawn_controller("c1", 9651);
     api.spawn_cluster_agent("n1");
     api.spawn_cluster_agent("n2");
@@ -518,5 +523,62 @@ fn invalid_objects_are_rejected_or_reported_with_the_reason() {
     assert_eq!(
         c["spec"]["virtualIPs"][0]["spec"]["authentication"]["password"],
         "s3cret"
+    );
+}
+
+#[test]
+fn a_foreign_router_on_the_vrid_is_reported_as_a_conflict() {
+    // n3 is not in the cluster: a hand-run keepalived that someone gave VRID 51 too.
+    let (mut api, _) = cluster_of(3);
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    let keepalived = api.lab.spawn_keepalived(
+        "n3",
+        "global_defs {\n    router_id foreign\n    vrrp_version 3\n}\n\
+         vrrp_instance FOREIGN {\n    state BACKUP\n    interface eth0\n    virtual_router_id 51\n    \
+         priority 254\n    advert_int 0.1\n    virtual_ipaddress {\n        198.51.100.99/24\n    }\n}\n",
+    );
+    let v = api.wait_vip(
+        "web",
+        Duration::from_secs(15),
+        "Conflict from the wire",
+        |v| phase(v) == Some("Conflict"),
+    );
+    let c = condition(&v, "VRIDConflict").unwrap();
+    assert_eq!(
+        (c["status"].as_str(), c["reason"].as_str()),
+        (Some("True"), Some("ForeignRouter")),
+        "{c}"
+    );
+    let msg = c["message"].as_str().unwrap();
+    assert!(
+        msg.contains("198.51.100.13 advertises virtual router 51 with other addresses"),
+        "{msg}"
+    );
+    assert!(
+        events(&api, "web")
+            .iter()
+            .any(|(r, _)| r == "ForeignRouter"),
+        "{:?}",
+        events(&api, "web")
+    );
+    // keepalived (254) outranks both nodes: they stand back, and the status says so too.
+    let n1 = entry(&v, "n1").unwrap();
+    assert!(n1["conflict"].as_str().is_some(), "{n1}");
+    // Once the foreign router is gone (and silent for 10 s), the conflict clears and n1 is
+    // master again.
+    api.lab
+        .signal(keepalived, nix::sys::signal::Signal::SIGTERM);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(5));
+    let v = api.wait_vip("web", Duration::from_secs(25), "Ready again", |v| {
+        phase(v) == Some("Ready") && master(v) == Some("n1")
+    });
+    assert_eq!(
+        condition(&v, "VRIDConflict").unwrap()["status"],
+        "False",
+        "{v}"
     );
 }

@@ -37,6 +37,8 @@ use status::{AgentStatus, GlobalCounters, InstanceStatus, StatusRequest, Transit
 
 /// Interface changes arrive as netlink events; a slow full re-read guards against a missed one.
 const LINK_RESYNC: Duration = Duration::from_secs(2);
+/// A foreign router on our VRID is reported until it has been silent this long.
+const CONFLICT_HOLD: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -154,6 +156,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             Some(link) = link_events.next() => agent.link_changed(link.index, link.up).await,
             _ = link_resync.tick() => {
                 agent.poll_links().await;
+                agent.expire_conflicts();
                 // An interface may have appeared for a VirtualIP that could not start.
                 if !agent.vip_errors.is_empty() && let Some(c) = agent.cluster_config.clone() {
                     agent.apply_cluster(Some(c)).await;
@@ -230,6 +233,9 @@ struct Running {
     garp_refresh: Option<Duration>,
     base_up: bool,
     last_transition_time: Option<SystemTime>,
+    /// The last advertisement for our VRID that is not one of ours (other addresses, password
+    /// or interval): when, and what.
+    conflict: Option<(Duration, String)>,
 }
 
 impl Running {
@@ -444,6 +450,11 @@ impl Agent {
                             .map(|ts| ts.to_string())
                     }),
                     reason: latest.map(|t| t.reason.clone()),
+                    conflict: self
+                        .running
+                        .values()
+                        .filter(|r| r.resolved.name == name)
+                        .find_map(|r| r.conflict.as_ref().map(|(_, t)| t.clone())),
                 },
             );
         }
@@ -457,6 +468,7 @@ impl Agent {
                     effective_priority: None,
                     last_transition_time: None,
                     reason: Some(reason.clone()),
+                    conflict: None,
                 },
             );
         }
@@ -555,6 +567,7 @@ impl Agent {
                 garp_refresh: None,
                 base_up: base.up,
                 last_transition_time: None,
+                conflict: None,
             },
         );
         let now = self.now();
@@ -812,8 +825,42 @@ impl Agent {
                 Input::Malformed(e)
             }
         };
+        let before = foreign_signs(r.instance.counters());
         let actions = r.instance.handle(now, input);
+        let after = foreign_signs(r.instance.counters());
+        if after != before {
+            let what = if after.0 != before.0 {
+                "other addresses"
+            } else if after.1 != before.1 {
+                "another password"
+            } else {
+                "another advertisement interval"
+            };
+            let text = format!(
+                "{} advertises virtual router {} with {what}",
+                p.src, r.resolved.config.vrid
+            );
+            if r.conflict.as_ref().is_none_or(|(_, t)| *t != text) {
+                warn!(instance = %key, conflict = %text, "another VRRP router uses this virtual router ID");
+                self.dirty = true;
+            }
+            r.conflict = Some((now, text));
+        }
         self.execute(&key, actions).await;
+    }
+
+    /// Forgets foreign routers not heard from for a while.
+    fn expire_conflicts(&mut self) {
+        let now = self.now();
+        for r in self.running.values_mut() {
+            if r.conflict
+                .as_ref()
+                .is_some_and(|(t, _)| now - *t > CONFLICT_HOLD)
+            {
+                r.conflict = None;
+                self.dirty = true;
+            }
+        }
     }
 
     /// Re-reads every interface we run on (the safety net under link events).
@@ -974,4 +1021,14 @@ fn set_sysctl(path: &str, value: &str) {
     if let Err(e) = std::fs::write(&full, value) {
         warn!(sysctl = %full, error = %e, "cannot set sysctl");
     }
+}
+
+/// Counters that move when an advertisement for our VRID is not from one of ours: address
+/// list, authentication, interval.
+fn foreign_signs(c: &crate::vrrp::Counters) -> (u64, u64, u64) {
+    (
+        c.address_list_errors,
+        c.auth_failures + c.auth_type_mismatch + c.invalid_auth_type,
+        c.advert_interval_errors,
+    )
 }

@@ -276,6 +276,11 @@ pub struct NodeStatus {
     /// Why, e.g. "master down timer expired (no advertisement for 0.341s)".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Another VRRP router on the wire uses this virtual router ID with other addresses or
+    /// another password or interval (seen in the last 10 s), e.g. "198.51.100.99 advertises
+    /// virtual router 51 with other addresses".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<String>,
 }
 
 /// Object metadata as far as the standalone file needs it.

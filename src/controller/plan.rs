@@ -215,12 +215,18 @@ fn summarize(
         .map(String::as_str)
         .collect();
 
+    // Ours (not deployed), or a foreign router on the wire that an agent heard.
+    let wire: Vec<String> = member_reports
+        .iter()
+        .filter_map(|r| r.conflict.as_ref().map(|c| format!("{} hears {c}", r.node)))
+        .collect();
     let conflict = match resolution {
         Some(Resolution::Rejected { reason, message })
             if matches!(*reason, "VRIDConflict" | "DuplicateAddress") =>
         {
             Some((*reason, message.clone()))
         }
+        _ if !wire.is_empty() => Some(("ForeignRouter", wire.join("; "))),
         _ => None,
     };
     let master = (masters.len() == 1).then(|| masters[0].to_string());
@@ -556,6 +562,7 @@ mod tests {
             effective_priority: Some(100),
             last_transition_time: None,
             reason: Some(format!("{state} because of a test")),
+            conflict: None,
         }
     }
 
@@ -671,6 +678,28 @@ mod tests {
         let p = world_plan(&[with(vec![report("n1", "Backup")], Some("n1"))], &configs);
         assert_eq!(p.statuses["web"].phase, Some(Phase::NoMaster));
         assert!(p.events[0].warning);
+
+        // A foreign router on the VRID, heard by an agent, is a conflict too.
+        let mut heard = report("n1", "Backup");
+        heard.conflict =
+            Some("198.51.100.99 advertises virtual router 1 with other addresses".into());
+        let p = world_plan(&[with(vec![heard, report("n2", "Backup")], None)], &configs);
+        let s = &p.statuses["web"];
+        assert_eq!(s.phase, Some(Phase::Conflict));
+        let c = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "VRIDConflict")
+            .unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "ForeignRouter")
+        );
+        assert!(
+            c.message.starts_with("n1 hears 198.51.100.99 advertises"),
+            "{}",
+            c.message
+        );
     }
 
     #[test]
