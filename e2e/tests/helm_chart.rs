@@ -1,0 +1,114 @@
+//! The Helm chart (charts/kube-vrrp): `helm lint`, `helm template` checked offline against the
+//! Kubernetes 1.32 schemas by kubernetes-validate (strict), and what the operator depends on:
+//! the chart's CRDs are the generated ones, the agent runs on the host network with NET_ADMIN
+//! and NET_RAW and knows its node, the controller runs two replicas that know their Lease
+//! namespace. `.ci/deps` installs helm and kubernetes-validate; without them this fails.
+
+use std::process::Command;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kube-vrrp");
+const CRDS: &str = include_str!("../../crds/kube-vrrp.yaml");
+
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} not runnable ({e}): run `bash .ci/deps`"));
+    assert!(
+        out.status.success(),
+        "{program} {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn render(extra: &[&str]) -> Vec<serde_json::Value> {
+    let mut args = vec![
+        "template",
+        "vips",
+        CHART,
+        "-n",
+        "kube-vrrp-system",
+        "--include-crds",
+    ];
+    args.extend_from_slice(extra);
+    let text = run("helm", &args);
+    let file = std::env::temp_dir().join(format!("kube-vrrp-chart-{}.yaml", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    let report = run(
+        "kubernetes-validate",
+        &["-k", "1.32.0", "--strict", file.to_str().unwrap()],
+    );
+    std::fs::remove_file(&file).ok();
+    assert!(!report.contains("ERROR"), "{report}");
+    text.split("\n---").filter_map(yaml_doc).collect()
+}
+
+fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
+    let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
+    (!v.is_null()).then_some(v)
+}
+
+fn find<'a>(docs: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} not rendered"))
+}
+
+#[test]
+fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
+    run("helm", &["lint", "--strict", CHART]);
+    let shipped = std::fs::read_to_string(format!("{CHART}/crds/kube-vrrp.yaml")).unwrap();
+    assert_eq!(
+        shipped, CRDS,
+        "charts/kube-vrrp/crds/kube-vrrp.yaml differs from crds/kube-vrrp.yaml: copy it"
+    );
+    let docs = render(&[]);
+    for crd in [
+        "virtualips.kube-vrrp.io",
+        "virtualipnodeconfigs.kube-vrrp.io",
+    ] {
+        find(&docs, "CustomResourceDefinition", crd);
+    }
+    let ds = find(&docs, "DaemonSet", "vips-agent");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    let agent = &pod["containers"][0];
+    assert_eq!(agent["args"][0], "agent");
+    assert_eq!(
+        agent["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW"])
+    );
+    assert!(
+        agent["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "NODE_NAME"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
+        "{agent}"
+    );
+    let deploy = find(&docs, "Deployment", "vips-controller");
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    let controller = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(controller["args"][0], "controller");
+    assert!(
+        controller["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "POD_NAMESPACE"),
+        "{controller}"
+    );
+    let role = find(&docs, "Role", "vips-controller-lease");
+    assert_eq!(role["metadata"]["namespace"], "kube-vrrp-system");
+    // VirtualIPs with a virtual MAC need writable sysctls: privileged on request.
+    let docs = render(&["--set", "agent.privileged=true"]);
+    let ds = find(&docs, "DaemonSet", "vips-agent");
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
+        true
+    );
+}
