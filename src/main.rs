@@ -40,6 +40,10 @@ enum Command {
         /// Serve /status (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9650.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Cluster mode: renew this node's registration this often; the controller stops
+        /// believing a node's reports after three periods of silence.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        heartbeat: std::time::Duration,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
             config,
             node_name,
             listen,
+            heartbeat,
             log_json,
         } => {
             init_logging(log_json);
@@ -95,6 +100,7 @@ fn main() -> ExitCode {
                 config,
                 node: node_name,
                 listen,
+                heartbeat,
             };
             finish(runtime().block_on(kube_vrrp::agent::run(opts)))
         }

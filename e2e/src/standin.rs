@@ -299,6 +299,8 @@ impl Api {
                 node,
                 "--listen",
                 crate::AGENT_STATUS,
+                "--heartbeat",
+                "1s",
             ]
             .map(String::from),
         );

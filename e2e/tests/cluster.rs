@@ -19,11 +19,13 @@ fn cluster() -> Api {
 
 /// As [`cluster`], also returning the controller's pid.
 fn cluster_with_pid() -> (Api, u32) {
-    cluster_of(2)
+    let (api, controller, _) = cluster_of(2);
+    (api, controller)
 }
 
-/// `lab_nodes` lab nodes, of which n1 and n2 are the cluster.
-fn cluster_of(lab_nodes: usize) -> (Api, u32) {
+/// `lab_nodes` lab nodes, of which n1 and n2 are the cluster (agents heartbeat every 1 s);
+/// returns the controller's and the agents' pids.
+fn cluster_of(lab_nodes: usize) -> (Api, u32, [u32; 2]) {
     let mut api = Api::start_lab(lab_nodes, KUBE_VRRP_CRDS, &[]);
     assert!(
         !api.external,
@@ -31,8 +33,7 @@ fn cluster_of(lab_nodes: usize) -> (Api, u32) {
     );
     api.add_some_nodes(&["n1", "n2"]);
     let controller = api.spawn_controller("c1", 9651);
-    api.spawn_cluster_agent("n1");
-    api.spawn_cluster_agent("n2");
+    let agents = [api.spawn_cluster_agent("n1"), api.spawn_cluster_agent("n2")];
     let registered = wait_for(Duration::from_secs(20), || {
         ["n1", "n2"].iter().all(|n| {
             api.get_json("virtualipnodeconfig", n)
@@ -44,7 +45,7 @@ fn cluster_of(lab_nodes: usize) -> (Api, u32) {
         "agents did not register:\n{}",
         api.logs()
     );
-    (api, controller)
+    (api, controller, agents)
 }
 
 fn vip(name: &str, spec: &str) -> String {
@@ -529,7 +530,7 @@ fn invalid_objects_are_rejected_or_reported_with_the_reason() {
 #[test]
 fn a_foreign_router_on_the_vrid_is_reported_as_a_conflict() {
     // n3 is not in the cluster: a hand-run keepalived that someone gave VRID 51 too.
-    let (mut api, _) = cluster_of(3);
+    let (mut api, _, _) = cluster_of(3);
     apply(&api, SAMPLE);
     wait_held(&api, VIP4, "n1", Duration::from_secs(10));
     api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
@@ -581,4 +582,44 @@ fn a_foreign_router_on_the_vrid_is_reported_as_a_conflict() {
         "False",
         "{v}"
     );
+}
+
+#[test]
+fn a_crashed_node_is_not_believed_once_its_agent_falls_silent() {
+    let (mut api, _, [n1_agent, _]) = cluster_of(2);
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    // The node dies: its agent stops mid-sentence and its link goes.
+    api.lab.signal(n1_agent, nix::sys::signal::Signal::SIGKILL);
+    api.lab.set_link(api.lab.node("n1"), false);
+    wait_for(Duration::from_secs(5), || {
+        api.lab.holds(&api.lab.node("n2").ns, VIP4)
+    })
+    .unwrap_or_else(|| panic!("n2 did not take over\n{}", api.logs()));
+    // n1's last word was "Master": believed, that would be a split brain. After three missed
+    // heartbeats (1 s here) it is not believed any more.
+    let v = api.wait_vip(
+        "web",
+        Duration::from_secs(20),
+        "master n2, n1 silent",
+        |v| {
+            master(v) == Some("n2")
+                && condition(v, "Ready").is_some_and(|c| {
+                    c["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("n1's agent has been silent")
+                })
+        },
+    );
+    assert_eq!(phase(&v), Some("Degraded"), "{v}");
+    assert_eq!(
+        entry(&v, "n1").unwrap()["state"],
+        "Master",
+        "the stale entry stays, unbelieved"
+    );
+    assert_eq!(condition(&v, "SplitBrain").unwrap()["status"], "False");
 }

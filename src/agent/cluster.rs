@@ -95,8 +95,14 @@ pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate
     rx
 }
 
-/// Writes reports until the sender is dropped, then makes one last attempt and returns.
-pub async fn write_status(client: Client, node: String, mut rx: watch::Receiver<Report>) {
+/// Writes reports until the sender is dropped, then makes one last attempt and returns. The
+/// registration is renewed every `heartbeat`, so the controller can tell a silent agent.
+pub async fn write_status(
+    client: Client,
+    node: String,
+    mut rx: watch::Receiver<Report>,
+    heartbeat: Duration,
+) {
     let vips: Api<VirtualIP> = Api::all(client.clone());
     let configs: Api<VirtualIPNodeConfig> = Api::all(client);
     let manager = field_manager(&node);
@@ -108,12 +114,19 @@ pub async fn write_status(client: Client, node: String, mut rx: watch::Receiver<
     let mut backoff = Duration::from_millis(200);
     let mut pending = false;
     let mut closing = false;
+    let mut beat = tokio::time::interval(heartbeat);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if !pending && !closing {
-            if rx.changed().await.is_err() {
-                closing = true;
-            } else {
-                tokio::time::sleep(COALESCE).await;
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        closing = true;
+                    } else {
+                        tokio::time::sleep(COALESCE).await;
+                    }
+                }
+                _ = beat.tick() => registered = None,
             }
         }
         let report = rx.borrow_and_update().clone();
@@ -130,6 +143,8 @@ pub async fn write_status(client: Client, node: String, mut rx: watch::Receiver<
                 "status": {
                     "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
                     "observedGeneration": report.config_generation,
+                    "heartbeatTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+                    "heartbeatSeconds": heartbeat.as_secs().max(1),
                 },
             });
             match configs

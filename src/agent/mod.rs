@@ -78,6 +78,8 @@ pub struct Options {
     pub config: Option<PathBuf>,
     pub node: String,
     pub listen: Option<SocketAddr>,
+    /// Cluster mode: how often the agent renews its registration.
+    pub heartbeat: Duration,
 }
 
 fn load(path: &PathBuf) -> Result<Vec<VirtualIp>, AgentError> {
@@ -125,7 +127,12 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let (mut config_rx, report_tx, writer) = match cluster {
         Some(client) => {
             let (tx, rx) = tokio::sync::watch::channel(cluster::Report::default());
-            let writer = tokio::spawn(cluster::write_status(client.clone(), opts.node.clone(), rx));
+            let writer = tokio::spawn(cluster::write_status(
+                client.clone(),
+                opts.node.clone(),
+                rx,
+                opts.heartbeat,
+            ));
             (
                 Some(cluster::watch_config(client, opts.node.clone())),
                 Some(tx),

@@ -385,6 +385,13 @@ pub struct NodeConfigStatus {
     /// The metadata.generation of this object the agent runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Renewed by the agent every `heartbeatSeconds` (RFC 3339): a node whose agent has been
+    /// silent for three periods is reported as not reporting, and its last entries are not
+    /// believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<u32>,
 }
 
 /// The CustomResourceDefinitions as YAML (what `kube-vrrp crd` prints and `crds/` holds).

@@ -35,7 +35,8 @@ use plan::{FINALIZER, World};
 /// The field manager of everything the controller writes.
 pub const MANAGER: &str = "kube-vrrp-controller";
 const LEASE_RENEW: Duration = Duration::from_secs(2);
-const RESYNC: Duration = Duration::from_secs(30);
+/// A pass without a change writes nothing; it notices silent agents and rereads Secrets.
+const RESYNC: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
 /// Concurrent writes within one pass.
 const PARALLEL_WRITES: usize = 8;

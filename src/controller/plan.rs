@@ -169,17 +169,40 @@ fn condition(
     }
 }
 
+/// Nodes whose agent has not renewed its registration for three heartbeat periods, with the
+/// seconds since it last did.
+fn silent_agents(world: &World) -> BTreeMap<String, i64> {
+    world
+        .configs
+        .iter()
+        .filter_map(|c| {
+            let s = c.status.as_ref()?;
+            let last: Timestamp = s.heartbeat_time.as_ref()?.parse().ok()?;
+            let period = i64::from(s.heartbeat_seconds.unwrap_or(10).max(1));
+            let silent = world.now.as_second() - last.as_second();
+            (silent > 3 * period).then(|| (c.name_any(), silent))
+        })
+        .collect()
+}
+
 /// The status fields the controller owns, for one object, from the agents' entries.
 fn summarize(
     vip: &VirtualIP,
     resolution: Option<&Resolution>,
     invalid: Option<&str>,
+    silent_agents: &BTreeMap<String, i64>,
     now: Timestamp,
 ) -> (VirtualIPStatus, Vec<PlannedEvent>) {
     let old = vip.status.clone().unwrap_or_default();
     let generation = vip.metadata.generation;
     let name = vip.name_any();
-    let reports: &[NodeStatus] = &old.nodes;
+    // A silent agent's entries are what it last said, not what is: not believed.
+    let reports: Vec<NodeStatus> = old
+        .nodes
+        .iter()
+        .filter(|r| !silent_agents.contains_key(&r.node))
+        .cloned()
+        .collect();
     let mut events = Vec::new();
     let (vrid, members): (Option<u8>, Vec<String>) = match resolution {
         Some(Resolution::Deployed { vrid, members }) => (
@@ -197,7 +220,7 @@ fn summarize(
         .filter(|r| r.state.as_deref() == Some("Master"))
         .map(|r| r.node.as_str())
         .collect();
-    let unhealthy: Vec<String> = member_reports
+    let mut unhealthy: Vec<String> = member_reports
         .iter()
         .filter(|r| matches!(r.state.as_deref(), Some("Fault") | Some("Error")))
         .map(|r| {
@@ -209,11 +232,30 @@ fn summarize(
             )
         })
         .collect();
+    for m in &members {
+        if let Some(secs) = silent_agents.get(m) {
+            let said = old
+                .nodes
+                .iter()
+                .find(|r| &r.node == m)
+                .and_then(|r| r.state.clone())
+                .unwrap_or_else(|| "nothing".into());
+            unhealthy.push(format!(
+                "{m}'s agent has been silent for {secs}s (it last said {said})"
+            ));
+        }
+    }
     let silent: Vec<&str> = members
         .iter()
         .filter(|m| !member_reports.iter().any(|r| &r.node == *m))
+        .filter(|m| !silent_agents.contains_key(*m))
         .map(String::as_str)
         .collect();
+    let not_running = silent.len()
+        + members
+            .iter()
+            .filter(|m| silent_agents.contains_key(*m))
+            .count();
 
     // Ours (not deployed), or a foreign router on the wire that an agent heard.
     let wire: Vec<String> = member_reports
@@ -294,10 +336,10 @@ fn summarize(
         condition(
             c,
             "Programmed",
-            !members.is_empty() && silent.is_empty(),
+            !members.is_empty() && not_running == 0,
             if members.is_empty() {
                 "NotDeployed"
-            } else if silent.is_empty() {
+            } else if not_running == 0 {
                 "AllNodesRunning"
             } else {
                 "WaitingForNodes"
@@ -307,7 +349,7 @@ fn summarize(
             } else {
                 format!(
                     "{} of {} nodes run it{}",
-                    members.len() - silent.len(),
+                    members.len() - not_running,
                     members.len(),
                     if silent.is_empty() {
                         String::new()
@@ -415,6 +457,7 @@ fn summarize(
 pub fn plan(world: &World) -> Plan {
     let mut out = Plan::default();
     let nodes = nodes_with_agent(world);
+    let silent = silent_agents(world);
     let mut passwords: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut invalid: BTreeMap<String, String> = BTreeMap::new();
     let mut inputs = Vec::new();
@@ -504,6 +547,7 @@ pub fn plan(world: &World) -> Plan {
             vip,
             resolutions.get(&name),
             invalid.get(&name).map(String::as_str),
+            &silent,
             world.now,
         );
         out.statuses.insert(name, status);
@@ -549,6 +593,8 @@ mod tests {
         let mut c = VirtualIPNodeConfig::new(name, VirtualIPNodeConfigSpec::default());
         c.status = Some(NodeConfigStatus {
             agent: Some("test".into()),
+            heartbeat_time: Some("2026-11-21T23:59:59Z".into()),
+            heartbeat_seconds: Some(10),
             observed_generation: None,
         });
         Arc::new(c)
@@ -699,6 +745,49 @@ mod tests {
             c.message.starts_with("n1 hears 198.51.100.99 advertises"),
             "{}",
             c.message
+        );
+    }
+
+    #[test]
+    fn a_silent_agent_is_not_believed() {
+        let mut v = (*vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]",
+        ))
+        .clone();
+        v.status = Some(VirtualIPStatus {
+            master: Some("n1".into()),
+            nodes: vec![report("n1", "Master"), report("n2", "Master")],
+            ..Default::default()
+        });
+        let mut n1 = (*registered("n1")).clone();
+        // Two minutes without a heartbeat, at a 10 s period: the node is down, not master.
+        n1.status.as_mut().unwrap().heartbeat_time = Some("2026-11-21T23:58:00Z".into());
+        let p = world_plan(&[Arc::new(v)], &[Arc::new(n1), registered("n2")]);
+        let s = &p.statuses["web"];
+        assert_eq!(
+            (s.master.as_deref(), s.phase),
+            (Some("n2"), Some(Phase::Degraded))
+        );
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert!(
+            ready
+                .message
+                .contains("n1's agent has been silent for 120s (it last said Master)"),
+            "{}",
+            ready.message
+        );
+        let programmed = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Programmed")
+            .unwrap();
+        assert_eq!(programmed.message, "1 of 2 nodes run it");
+        assert!(
+            p.events[0].note.starts_with("n2 took over from n1"),
+            "{:?}",
+            p.events
         );
     }
 

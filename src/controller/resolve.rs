@@ -222,7 +222,9 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
                     .find(|p| p.node == n.name)
                     .map(|p| p.priority)
                     .unwrap_or(v.spec.default_priority);
-                let unicast_peers = if v.spec.unicast {
+                // The other eligible nodes with `unicast`, plus explicit peers (routers
+                // outside the cluster, say); never the node itself.
+                let mut unicast_peers: Vec<IpAddr> = if v.spec.unicast {
                     eligible
                         .iter()
                         .filter(|o| o.name != n.name)
@@ -230,12 +232,13 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
                         .filter(|a| families.contains(&Family::of(a)))
                         .collect()
                 } else {
-                    v.spec
-                        .unicast_peers
-                        .iter()
-                        .filter_map(|p| p.parse().ok())
-                        .collect()
+                    Vec::new()
                 };
+                for p in v.spec.unicast_peers.iter().filter_map(|p| p.parse().ok()) {
+                    if !unicast_peers.contains(&p) && !n.addresses.contains(&p) {
+                        unicast_peers.push(p);
+                    }
+                }
                 Member {
                     node: n.name.clone(),
                     priority,
