@@ -228,13 +228,16 @@ fn mismatched_password_is_never_adopted_as_master() {
     // ourselves (a split brain that the operator sees in the counters), never its backup.
     let ok = wait_for(WAIT, || ours(&lab, "n2", "ipv4")["state"] == "Master");
     assert!(ok.is_some(), "{}", ours(&lab, "n2", "ipv4"));
-    std::thread::sleep(Duration::from_secs(3));
+    // keepalived advertises every second: at least three of them fail authentication here
+    // (waited for, not slept on: a fixed sleep raced keepalived's own timer).
+    let heard = wait_for(Duration::from_secs(8), || {
+        ours(&lab, "n2", "ipv4")["counters"]["authFailures"]
+            .as_u64()
+            .is_some_and(|n| n >= 3)
+    });
     let st = ours(&lab, "n2", "ipv4");
+    assert!(heard.is_some(), "{st}");
     assert_eq!(st["state"], "Master", "{st}");
     assert_eq!(st["counters"]["masterTransitions"], 1, "{st}");
-    assert!(
-        st["counters"]["authFailures"].as_u64().unwrap() >= 3,
-        "{st}"
-    );
     assert_eq!(st["master"], "198.51.100.12", "{st}");
 }
