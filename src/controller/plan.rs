@@ -21,6 +21,9 @@ use crate::api::{
 
 /// Keeps a deleted object until every node has released its addresses.
 pub const FINALIZER: &str = "kube-vrrp.io/release";
+/// Two nodes both reporting Master within this long of the newer one's transition are a
+/// handover in progress, not a split brain.
+pub const HANDOVER_GRACE_MS: i64 = 2000;
 /// A deleted object is let go after this long even if some node never reported (its agent is
 /// gone; a restarted agent removes stale addresses itself).
 pub const RELEASE_TIMEOUT_SECS: i64 = 60;
@@ -215,11 +218,29 @@ fn summarize(
         .iter()
         .filter(|r| members.contains(&r.node))
         .collect();
-    let masters: Vec<&str> = member_reports
+    let mut masters: Vec<&str> = member_reports
         .iter()
         .filter(|r| r.state.as_deref() == Some("Master"))
         .map(|r| r.node.as_str())
         .collect();
+    // A preemption passes through two masters for the flight of one advertisement: the
+    // newcomer is master and the old one steps down when it hears it. Two masters are a split
+    // brain only once that has had time to happen (the periodic pass looks again).
+    if masters.len() > 1 {
+        let newest = member_reports
+            .iter()
+            .filter(|r| r.state.as_deref() == Some("Master"))
+            .filter_map(|r| {
+                let t: Timestamp = r.last_transition_time.as_ref()?.parse().ok()?;
+                Some((t, r.node.as_str()))
+            })
+            .max();
+        if let Some((t, node)) = newest
+            && now.as_millisecond() - t.as_millisecond() < HANDOVER_GRACE_MS
+        {
+            masters = vec![node];
+        }
+    }
     let mut unhealthy: Vec<String> = member_reports
         .iter()
         .filter(|r| matches!(r.state.as_deref(), Some("Fault") | Some("Error")))
