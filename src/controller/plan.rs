@@ -21,8 +21,8 @@ use crate::api::{
 
 /// Keeps a deleted object until every node has released its addresses.
 pub const FINALIZER: &str = "kube-vrrp.io/release";
-/// Two nodes both reporting Master within this long of the newer one's transition are a
-/// handover in progress, not a split brain.
+/// An older master that still says Master in a heartbeat this long after a newer master's
+/// transition is a split brain; before that, a takeover in progress.
 pub const HANDOVER_GRACE_MS: i64 = 2000;
 /// A deleted object is let go after this long even if some node never reported (its agent is
 /// gone; a restarted agent removes stale addresses itself).
@@ -194,6 +194,7 @@ fn summarize(
     resolution: Option<&Resolution>,
     invalid: Option<&str>,
     silent_agents: &BTreeMap<String, i64>,
+    heartbeats: &BTreeMap<String, Timestamp>,
     now: Timestamp,
 ) -> (VirtualIPStatus, Vec<PlannedEvent>) {
     let old = vip.status.clone().unwrap_or_default();
@@ -223,9 +224,10 @@ fn summarize(
         .filter(|r| r.state.as_deref() == Some("Master"))
         .map(|r| r.node.as_str())
         .collect();
-    // A preemption passes through two masters for the flight of one advertisement: the
-    // newcomer is master and the old one steps down when it hears it. Two masters are a split
-    // brain only once that has had time to happen (the periodic pass looks again).
+    // Two nodes saying Master is usually a takeover not yet finished: after a preemption the
+    // old master steps down when it hears the newcomer; after a crash the old one's last word
+    // stays until its agent is found silent. It is a split brain only when an older master
+    // has provably spoken (its heartbeat) since the newcomer's transition plus a grace.
     if masters.len() > 1 {
         let newest = member_reports
             .iter()
@@ -235,10 +237,15 @@ fn summarize(
                 Some((t, r.node.as_str()))
             })
             .max();
-        if let Some((t, node)) = newest
-            && now.as_millisecond() - t.as_millisecond() < HANDOVER_GRACE_MS
-        {
-            masters = vec![node];
+        if let Some((t, node)) = newest {
+            let still_claims = |m: &&str| {
+                heartbeats
+                    .get(*m)
+                    .is_none_or(|hb| hb.as_millisecond() > t.as_millisecond() + HANDOVER_GRACE_MS)
+            };
+            if !masters.iter().filter(|m| **m != node).any(still_claims) {
+                masters = vec![node];
+            }
         }
     }
     let mut unhealthy: Vec<String> = member_reports
@@ -479,6 +486,14 @@ pub fn plan(world: &World) -> Plan {
     let mut out = Plan::default();
     let nodes = nodes_with_agent(world);
     let silent = silent_agents(world);
+    let heartbeats: BTreeMap<String, Timestamp> = world
+        .configs
+        .iter()
+        .filter_map(|c| {
+            let t = c.status.as_ref()?.heartbeat_time.as_ref()?.parse().ok()?;
+            Some((c.name_any(), t))
+        })
+        .collect();
     let mut passwords: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut invalid: BTreeMap<String, String> = BTreeMap::new();
     let mut inputs = Vec::new();
@@ -569,6 +584,7 @@ pub fn plan(world: &World) -> Plan {
             resolutions.get(&name),
             invalid.get(&name).map(String::as_str),
             &silent,
+            &heartbeats,
             world.now,
         );
         out.statuses.insert(name, status);
@@ -767,6 +783,43 @@ mod tests {
             "{}",
             c.message
         );
+    }
+
+    #[test]
+    fn two_masters_are_a_split_brain_only_once_the_older_has_spoken_since() {
+        let at = |node: &str, when: &str| {
+            let mut r = report(node, "Master");
+            r.last_transition_time = Some(when.into());
+            r
+        };
+        let mut v = (*vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]",
+        ))
+        .clone();
+        v.status = Some(VirtualIPStatus {
+            master: Some("n1".into()),
+            nodes: vec![
+                at("n1", "2026-11-21T23:59:00Z"),
+                at("n2", "2026-11-21T23:59:50Z"),
+            ],
+            ..Default::default()
+        });
+        let v = Arc::new(v);
+        let heard = |n1_heartbeat: &str| {
+            let mut n1 = (*registered("n1")).clone();
+            n1.status.as_mut().unwrap().heartbeat_time = Some(n1_heartbeat.into());
+            world_plan(&[v.clone()], &[Arc::new(n1), registered("n2")])
+        };
+        // n1 last spoke before n2 took over (+2 s): a takeover, n2 is master.
+        let p = heard("2026-11-21T23:59:51Z");
+        assert_eq!(p.statuses["web"].master.as_deref(), Some("n2"));
+        assert_ne!(p.statuses["web"].phase, Some(Phase::SplitBrain));
+        // n1 still says Master 5 s after n2 took over: both hold the addresses.
+        let p = heard("2026-11-21T23:59:55Z");
+        assert_eq!(p.statuses["web"].phase, Some(Phase::SplitBrain));
+        assert_eq!(p.statuses["web"].master, None);
     }
 
     #[test]
