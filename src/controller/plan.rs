@@ -810,7 +810,7 @@ mod tests {
         let heard = |n1_heartbeat: &str| {
             let mut n1 = (*registered("n1")).clone();
             n1.status.as_mut().unwrap().heartbeat_time = Some(n1_heartbeat.into());
-            world_plan(&[v.clone()], &[Arc::new(n1), registered("n2")])
+            world_plan(std::slice::from_ref(&v), &[Arc::new(n1), registered("n2")])
         };
         // n1 last spoke before n2 took over (+2 s): a takeover, n2 is master.
         let p = heard("2026-11-21T23:59:51Z");
