@@ -64,7 +64,10 @@ pub const KIND: &str = "VirtualIP";
 pub struct VirtualIpSpec {
     /// Virtual addresses as "ip/prefix", e.g. 192.0.2.10/24 or 2001:db8::10/64. IPv4 and IPv6
     /// may be mixed: each family gets its own VRRP instance with the same virtual router ID.
-    #[schemars(length(min = 1))]
+    // Bounds keep the CEL rules' estimated cost within the API server's budget (an unbounded
+    // list of unbounded strings is refused when the CRD is created). 255: an advertisement's
+    // address count; 49: the longest IPv6 text with a prefix.
+    #[schemars(length(min = 1, max = 255), inner(length(max = 49)))]
     #[x_kube(validation = Rule::new("self.all(a, isCIDR(a) || isIP(a))")
         .message("every address must be ip/prefix, e.g. 192.0.2.10/24 or 2001:db8::10/64"))]
     pub addresses: Vec<String>,
@@ -92,7 +95,10 @@ pub struct VirtualIpSpec {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "duration_text"
     )]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"))]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"),
+        length(max = 32)
+    )]
     pub advert_interval: Option<String>,
     /// A higher-priority node takes the addresses back from a lower-priority master.
     /// Default true. The address owner (priority 255) always preempts.
