@@ -629,3 +629,48 @@ fn a_crashed_node_is_not_believed_once_its_agent_falls_silent() {
     );
     assert_eq!(condition(&v, "SplitBrain").unwrap()["status"], "False");
 }
+
+#[test]
+fn a_rolling_agent_restart_hands_over_without_loss_and_comes_back() {
+    let (mut api, _, [n1_agent, _]) = cluster_of(2);
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    let prober = kube_vrrp_e2e::Prober::start(
+        &api.lab.client.ns.clone(),
+        VIP4.parse().unwrap(),
+        Duration::from_millis(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // A DaemonSet rolling update: SIGTERM. The agent sends priority 0, keeps the addresses
+    // until n2's first advertisement, and withdraws its status entries before it exits.
+    api.lab.signal(n1_agent, nix::sys::signal::Signal::SIGTERM);
+    wait_held(&api, VIP4, "n2", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let outage = prober.stop();
+    assert_eq!(
+        outage.lost, 0,
+        "probes lost in a graceful handover: {outage:?}"
+    );
+    let v = api.wait_vip("web", Duration::from_secs(10), "master n2, n1 gone", |v| {
+        master(v) == Some("n2") && entry(v, "n1").is_none()
+    });
+    assert_eq!(phase(&v), Some("Degraded"), "{v}");
+    assert!(
+        condition(&v, "Ready").unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .contains("no report from n1"),
+        "{v}"
+    );
+    // The new pod starts: n1 (200) preempts n2 (150) again and the status is whole.
+    api.spawn_cluster_agent("n1");
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready on n1", |v| {
+        master(v) == Some("n1")
+            && phase(v) == Some("Ready")
+            && entry(v, "n2").is_some_and(|e| e["state"] == "Backup")
+    });
+}
