@@ -189,6 +189,28 @@ fn apply_binds_on_the_highest_priority_node_follows_priority_changes_and_deletes
         events(&api, "web")
     );
 
+    // n1 lower but still first: changed in place, nothing moves.
+    let before = transitions(&api, "n1", "web/ipv4");
+    api.ok(&[
+        "patch",
+        "virtualip",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"priorities":[{"node":"n1","priority":190},{"node":"n2","priority":150}]}}"#,
+    ]);
+    api.wait_vip("web", Duration::from_secs(10), "n1 at 190", |v| {
+        entry(v, "n1").is_some_and(|e| e["priority"] == 190 && e["effectivePriority"] == 190)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(api.lab.holders(VIP4), vec!["n1".to_string()]);
+    assert_eq!(
+        transitions(&api, "n1", "web/ipv4"),
+        before,
+        "n1 did not move"
+    );
+
     // n2 outranks n1 now: it preempts, and the status follows.
     api.ok(&[
         "patch",

@@ -348,6 +348,19 @@ impl Agent {
     ) -> Vec<(ResolvedInstance, AgentError)> {
         self.dirty = true;
         let mut failed = Vec::new();
+        // A new priority alone is applied in place: restarting the instance would hand over
+        // (priority 0) and take back, moving the addresses twice.
+        for (key, r) in self.running.iter_mut() {
+            let Some(t) = target.get(key) else { continue };
+            let (old, new) = (r.resolved.config.priority, t.config.priority);
+            let mut same_otherwise = t.clone();
+            same_otherwise.config.priority = old;
+            if old != new && old != 255 && new != 255 && same_otherwise == r.resolved {
+                info!(instance = %key, from = old, to = new, "priority changed in place");
+                r.instance.reconfigure_priority(new);
+                r.resolved = t.clone();
+            }
+        }
         let stale: Vec<String> = self
             .running
             .iter()

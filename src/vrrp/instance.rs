@@ -299,6 +299,13 @@ impl Instance {
     pub fn priority(&self) -> u8 {
         self.priority
     }
+    /// A new configured priority at run time (not to or from 255, the owner): advertised from
+    /// the next advertisement on; a backup that now outranks the master preempts it when it
+    /// hears it, a master that no longer outranks a backup is preempted by it.
+    pub fn reconfigure_priority(&mut self, priority: u8) {
+        self.config.priority = priority;
+        self.priority = priority.max(1);
+    }
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
