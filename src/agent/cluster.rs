@@ -22,8 +22,6 @@ use tracing::{info, warn};
 
 use crate::api::{NodeStatus, VirtualIP, VirtualIPNodeConfig};
 
-/// Reports arriving closer together than this are written once.
-const COALESCE: Duration = Duration::from_millis(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Concurrent status writes.
 const PARALLEL_WRITES: usize = 8;
@@ -95,7 +93,9 @@ pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate
     rx
 }
 
-/// Writes reports until the sender is dropped, then makes one last attempt and returns. The
+/// Writes reports until the sender is dropped, then makes one last attempt and returns. Writes
+/// are pipelined: each entry goes out as soon as it changes, up to `PARALLEL_WRITES` at once,
+/// always with the newest value, so one slow write never holds back the others. The
 /// registration is renewed every `heartbeat`, so the controller can tell a silent agent.
 pub async fn write_status(
     client: Client,
@@ -111,126 +111,138 @@ pub async fn write_status(
     let mut written: BTreeMap<String, NodeStatus> = BTreeMap::new();
     let mut registered: Option<Option<i64>> = None;
     let mut epoch = 0;
+    let mut flying: std::collections::BTreeSet<Option<String>> = Default::default();
+    let mut in_flight = futures::stream::FuturesUnordered::new();
     let mut backoff = Duration::from_millis(200);
-    let mut pending = false;
+    let mut retry_at: Option<tokio::time::Instant> = None;
     let mut closing = false;
+    let mut closing_failures = 0;
     let mut beat = tokio::time::interval(heartbeat);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if !pending && !closing {
-            tokio::select! {
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        closing = true;
-                    } else {
-                        tokio::time::sleep(COALESCE).await;
-                    }
-                }
-                _ = beat.tick() => registered = None,
-            }
-        }
         let report = rx.borrow_and_update().clone();
         if report.epoch != epoch {
             epoch = report.epoch;
             written.clear();
             registered = None;
         }
-        let mut failed = 0;
-        if registered != Some(report.config_generation) {
-            let patch = serde_json::json!({
-                "apiVersion": crate::api::API_VERSION,
-                "kind": "VirtualIPNodeConfig",
-                "status": {
-                    "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
-                    "observedGeneration": report.config_generation,
-                    "heartbeatTime": k8s_openapi::jiff::Timestamp::now().to_string(),
-                    "heartbeatSeconds": heartbeat.as_secs().max(1),
-                },
-            });
-            match configs
-                .patch_status(&node, &pp, &Patch::Apply(&patch))
-                .await
-            {
-                Ok(_) => registered = Some(report.config_generation),
-                Err(e) => {
-                    warn!(error = %e, "registration not written");
-                    failed += 1;
+        if retry_at.is_none() && closing_failures == 0 {
+            // The registration first, then changed entries, then withdrawn ones.
+            let mut todo: Vec<(Option<String>, Option<NodeStatus>)> = Vec::new();
+            if registered != Some(report.config_generation) {
+                todo.push((None, None));
+            }
+            todo.extend(
+                report
+                    .entries
+                    .iter()
+                    .filter(|(k, v)| written.get(*k) != Some(v))
+                    .map(|(k, v)| (Some(k.clone()), Some(v.clone()))),
+            );
+            todo.extend(
+                written
+                    .keys()
+                    .filter(|k| !report.entries.contains_key(*k))
+                    .map(|k| (Some(k.clone()), None)),
+            );
+            for (key, entry) in todo {
+                if flying.len() >= PARALLEL_WRITES {
+                    break;
                 }
+                if !flying.insert(key.clone()) {
+                    continue; // its newest value goes out when the write in flight returns
+                }
+                let (vips, configs, pp, node) =
+                    (vips.clone(), configs.clone(), pp.clone(), node.clone());
+                let generation = report.config_generation;
+                in_flight.push(async move {
+                    let result = match &key {
+                        None => {
+                            let patch = serde_json::json!({
+                                "apiVersion": crate::api::API_VERSION,
+                                "kind": "VirtualIPNodeConfig",
+                                "status": {
+                                    "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
+                                    "observedGeneration": generation,
+                                    "heartbeatTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+                                    "heartbeatSeconds": heartbeat.as_secs().max(1),
+                                },
+                            });
+                            configs
+                                .patch_status(&node, &pp, &Patch::Apply(&patch))
+                                .await
+                                .map(|_| ())
+                        }
+                        Some(name) => {
+                            // Applying no entry withdraws the one this manager owned.
+                            let status = match &entry {
+                                Some(e) => serde_json::json!({"nodes": [e]}),
+                                None => serde_json::json!({}),
+                            };
+                            let patch = serde_json::json!({
+                                "apiVersion": crate::api::API_VERSION,
+                                "kind": crate::api::KIND,
+                                "status": status,
+                            });
+                            match vips.patch_status(name, &pp, &Patch::Apply(&patch)).await {
+                                Ok(_) => Ok(()),
+                                // Gone: nothing left to report on.
+                                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                                Err(e) => Err(e),
+                            }
+                        }
+                    };
+                    (key, entry, result, generation)
+                });
             }
         }
-        // Entries to write (changed) and to withdraw (no longer run here).
-        let mut work: Vec<(String, Option<NodeStatus>)> = report
-            .entries
-            .iter()
-            .filter(|(k, v)| written.get(*k) != Some(v))
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect();
-        work.extend(
-            written
-                .keys()
-                .filter(|k| !report.entries.contains_key(*k))
-                .map(|k| (k.clone(), None)),
-        );
-        let results: Vec<(String, Option<NodeStatus>, Result<(), kube::Error>)> =
-            futures::stream::iter(work)
-                .map(|(name, entry)| {
-                    let vips = vips.clone();
-                    let pp = pp.clone();
-                    async move {
-                        // Applying no entry withdraws the one this manager owned.
-                        let status = match &entry {
-                            Some(e) => serde_json::json!({"nodes": [e]}),
-                            None => serde_json::json!({}),
-                        };
-                        let patch = serde_json::json!({
-                            "apiVersion": crate::api::API_VERSION,
-                            "kind": crate::api::KIND,
-                            "status": status,
-                        });
-                        let r = match vips.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
-                            Ok(_) => Ok(()),
-                            // Gone: nothing left to report on.
-                            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-                            Err(e) => Err(e),
-                        };
-                        (name, entry, r)
-                    }
-                })
-                .buffer_unordered(PARALLEL_WRITES)
-                .collect()
-                .await;
-        for (name, entry, r) in results {
-            match r {
-                Ok(()) => match entry {
-                    Some(e) => {
-                        written.insert(name, e);
-                    }
-                    None => {
-                        written.remove(&name);
-                    }
-                },
-                Err(e) => {
-                    if failed == 0 {
-                        warn!(virtual_ip = %name, error = %e, "status not written; retrying");
-                    }
-                    failed += 1;
-                }
-            }
-        }
-        if closing {
-            if failed > 0 {
-                warn!(failed, "final status not fully written");
+        if closing && (in_flight.is_empty()) {
+            if closing_failures > 0 {
+                warn!(failed = closing_failures, "final status not fully written");
             } else {
                 info!("final status written");
             }
             return;
         }
-        pending = failed > 0;
-        if pending {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        } else {
-            backoff = Duration::from_millis(200);
+        let retry = async {
+            match retry_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            Some((key, entry, result, generation)) = in_flight.next(), if !in_flight.is_empty() => {
+                flying.remove(&key);
+                match result {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(200);
+                        match (key, entry) {
+                            (None, _) => registered = Some(generation),
+                            (Some(name), Some(e)) => { written.insert(name, e); }
+                            (Some(name), None) => { written.remove(&name); }
+                        }
+                    }
+                    Err(e) => {
+                        if closing {
+                            closing_failures += 1;
+                        } else if retry_at.is_none() {
+                            warn!(what = %key.as_deref().unwrap_or("registration"), error = %e,
+                                  "status not written; retrying");
+                            retry_at = Some(tokio::time::Instant::now() + backoff);
+                            backoff = (backoff * 2).min(MAX_BACKOFF);
+                        }
+                    }
+                }
+            }
+            changed = rx.changed(), if !closing => {
+                if changed.is_err() {
+                    // One last attempt at once, backoff or not.
+                    closing = true;
+                    retry_at = None;
+                }
+            }
+            _ = retry => retry_at = None,
+            _ = beat.tick(), if !closing => registered = None,
         }
     }
 }

@@ -38,6 +38,8 @@ const LEASE_RENEW: Duration = Duration::from_secs(2);
 /// A pass without a change writes nothing; it notices silent agents and rereads Secrets.
 const RESYNC: Duration = Duration::from_secs(5);
 const RETRY: Duration = Duration::from_secs(1);
+/// VirtualIPs are cluster-scoped: their Events go here (as for Nodes).
+const EVENT_NAMESPACE: &str = "default";
 /// Concurrent writes within one pass.
 const PARALLEL_WRITES: usize = 8;
 
@@ -461,13 +463,14 @@ impl Shell {
             .collect::<Vec<_>>()
             .await;
         let mut first_error = None;
+        let mut events = Vec::new();
         for (vip, r) in written {
             match r {
                 Ok(_) => {
                     self.count_write();
                     // Events only once the status saying the same is written.
                     for ev in plan.events.iter().filter(|e| e.vip == vip.name_any()) {
-                        self.emit(vip, ev).await;
+                        events.push(self.event(vip, ev));
                     }
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -475,6 +478,27 @@ impl Shell {
                     first_error.get_or_insert(e);
                 }
             }
+        }
+        // Events are best effort and off the pipeline's path: the next pass does not wait.
+        if !events.is_empty() {
+            let api: Api<Event> = Api::namespaced(self.client.clone(), EVENT_NAMESPACE);
+            let metrics = self.metrics.clone();
+            tokio::spawn(async move {
+                let results = futures::stream::iter(events)
+                    .map(|e| {
+                        let api = api.clone();
+                        async move { api.create(&PostParams::default(), &e).await }
+                    })
+                    .buffer_unordered(PARALLEL_WRITES)
+                    .collect::<Vec<_>>()
+                    .await;
+                for r in results {
+                    match r {
+                        Ok(_) => metrics.lock().expect("metrics").events += 1,
+                        Err(e) => warn!(error = %e, "event not recorded"),
+                    }
+                }
+            });
         }
         if let Some(e) = first_error {
             return Err(e);
@@ -498,14 +522,13 @@ impl Shell {
     /// One `events.k8s.io/v1` Event per master change. (kube-runtime's Recorder folds
     /// events of the same reason into one series and keeps the first note, which would hide
     /// every reason after the first.)
-    async fn emit(&self, vip: &VirtualIP, ev: &plan::PlannedEvent) {
+    fn event(&self, vip: &VirtualIP, ev: &plan::PlannedEvent) -> Event {
         info!(virtual_ip = %ev.vip, reason = ev.reason, note = %ev.note, "event");
         let now = Timestamp::now();
-        let namespace = "default";
-        let event = Event {
+        Event {
             metadata: kube::api::ObjectMeta {
                 name: Some(format!("{}.{:x}", ev.vip, now.as_nanosecond())),
-                namespace: Some(namespace.into()),
+                namespace: Some(EVENT_NAMESPACE.into()),
                 ..Default::default()
             },
             event_time: Some(MicroTime(now)),
@@ -517,11 +540,6 @@ impl Shell {
             reporting_controller: Some(format!("kube-vrrp.io/{MANAGER}")),
             reporting_instance: Some(self.identity.chars().take(128).collect()),
             ..Default::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
-        match api.create(&PostParams::default(), &event).await {
-            Ok(_) => self.metrics.lock().expect("metrics").events += 1,
-            Err(e) => warn!(error = %e, "event not recorded"),
         }
     }
 }
