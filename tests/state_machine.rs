@@ -855,3 +855,51 @@ fn late_wake_ups_do_not_stretch_the_advertisement_interval() {
     i.handle(due + ms(450), Input::TimerExpired(TimerKind::Advertisement));
     assert_eq!(i.timer(), Some((TimerKind::Advertisement, due + ms(450))));
 }
+
+#[test]
+fn a_priority_raised_at_run_time_preempts_a_lower_master_after_master_down() {
+    let c = v3(100);
+    let mut i = started(c.clone());
+    // The master (priority 150) is followed.
+    i.handle(ms(50), rx(&c, HIGHER_ADDR, 150));
+    assert_eq!(i.state(), State::Backup);
+    // Reconfigured to 200: the master's next advertisement is now lower and is discarded,
+    // so the master down timer runs out and this router takes over (preempt is on).
+    i.reconfigure_priority(200);
+    assert_eq!((i.priority(), i.config().priority), (200, 200));
+    i.handle(ms(150), rx(&c, HIGHER_ADDR, 150));
+    let (_, at) = i.timer().unwrap();
+    let actions = i.handle(at, Input::TimerExpired(TimerKind::MasterDown));
+    assert_eq!(i.state(), State::Master);
+    assert!(
+        matches!(
+            transition(&actions),
+            Some((
+                State::Backup,
+                State::Master,
+                Reason::PreemptedLower { priority: 150, .. }
+            ))
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(sent(&actions), vec![200]);
+}
+
+#[test]
+fn a_priority_lowered_at_run_time_is_advertised_and_a_higher_backup_takes_over() {
+    let (mut i, at) = master(v3(200));
+    i.reconfigure_priority(120);
+    let (_, next) = i.timer().unwrap();
+    assert!(next > at);
+    let actions = i.handle(next, Input::TimerExpired(TimerKind::Advertisement));
+    assert_eq!(
+        sent(&actions),
+        vec![120],
+        "the new priority goes out, no handover"
+    );
+    assert_eq!(i.state(), State::Master);
+    // A backup at 150 now outranks it: on its advertisement, this master steps down.
+    let c = i.config().clone();
+    i.handle(next + ms(10), rx(&c, LOWER_ADDR, 150));
+    assert_eq!(i.state(), State::Backup);
+}
