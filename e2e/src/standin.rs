@@ -253,60 +253,67 @@ impl Api {
         }
     }
 
-    fn kube_env(&self) -> Vec<String> {
-        vec![
-            "env".into(),
-            format!("KUBECONFIG={}", self.kubeconfig),
-            format!(
-                "RUST_LOG={}",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())
-            ),
-        ]
+    /// Starts the kube-vrrp binary with `args` in namespace `ns`, with this API's kubeconfig
+    /// and RUST_LOG (default info), logging to `log`.
+    fn spawn_kube_vrrp(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+        let bin = crate::kube_vrrp_binary().display().to_string();
+        let kubeconfig = format!("KUBECONFIG={}", self.kubeconfig);
+        let rust_log = format!(
+            "RUST_LOG={}",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())
+        );
+        let mut full = vec!["env", kubeconfig.as_str(), rust_log.as_str(), bin.as_str()];
+        full.extend_from_slice(args);
+        self.lab.spawn(ns, &full, log)
     }
 
     /// Starts `kube-vrrp controller` in the client namespace as replica `identity`, with
     /// metrics on 127.0.0.1:`port` and a 5 s lease; logs to `controller-IDENTITY.log`.
     pub fn spawn_controller(&mut self, identity: &str, port: u16) -> u32 {
-        let mut args = self.kube_env();
-        args.extend(
-            [
-                crate::kube_vrrp_binary().display().to_string().as_str(),
-                "controller",
-                "--identity",
-                identity,
-                "--lease-duration",
-                "5s",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ]
-            .map(String::from),
-        );
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let ns = self.lab.client.ns.clone();
-        self.lab
-            .spawn(&ns, &refs, &format!("controller-{identity}.log"))
+        let listen = format!("127.0.0.1:{port}");
+        let args = [
+            "controller",
+            "--identity",
+            identity,
+            "--lease-duration",
+            "5s",
+            "--listen",
+            &listen,
+        ];
+        self.spawn_kube_vrrp(&ns, &args, &format!("controller-{identity}.log"))
     }
 
-    /// Starts `kube-vrrp agent` (cluster mode) on a lab node, /status on 127.0.0.1:9650;
-    /// logs to `agent-NODE.log`.
+    /// Starts `kube-vrrp agent` (cluster mode, 1 s heartbeat) on a lab node, /status on
+    /// 127.0.0.1:9650; logs to `agent-NODE.log`.
     pub fn spawn_cluster_agent(&mut self, node: &str) -> u32 {
-        let mut args = self.kube_env();
-        args.extend(
-            [
-                crate::kube_vrrp_binary().display().to_string().as_str(),
-                "agent",
-                "--node-name",
-                node,
-                "--listen",
-                crate::AGENT_STATUS,
-                "--heartbeat",
-                "1s",
-            ]
-            .map(String::from),
-        );
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let ns = self.lab.node(node).ns.clone();
-        self.lab.spawn(&ns, &refs, &format!("agent-{node}.log"))
+        let args = [
+            "agent",
+            "--node-name",
+            node,
+            "--listen",
+            crate::AGENT_STATUS,
+            "--heartbeat",
+            "1s",
+        ];
+        self.spawn_kube_vrrp(&ns, &args, &format!("agent-{node}.log"))
+    }
+
+    /// Waits until the agents of `nodes` have registered in their configurations' status
+    /// (the controller places VirtualIPs only on such nodes); panics with the logs if not.
+    pub fn wait_registered(&self, nodes: &[&str]) {
+        let registered = wait_for(Duration::from_secs(20), || {
+            nodes.iter().all(|n| {
+                self.get_json("virtualipnodeconfig", n)
+                    .is_some_and(|c| c["status"]["agent"].is_string())
+            })
+        });
+        assert!(
+            registered.is_some(),
+            "agents did not register:\n{}",
+            self.logs()
+        );
     }
 
     /// One object as JSON, or None when it does not exist.

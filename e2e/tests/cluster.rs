@@ -34,17 +34,7 @@ fn cluster_of(lab_nodes: usize) -> (Api, u32, [u32; 2]) {
     api.add_some_nodes(&["n1", "n2"]);
     let controller = api.spawn_controller("c1", 9651);
     let agents = [api.spawn_cluster_agent("n1"), api.spawn_cluster_agent("n2")];
-    let registered = wait_for(Duration::from_secs(20), || {
-        ["n1", "n2"].iter().all(|n| {
-            api.get_json("virtualipnodeconfig", n)
-                .is_some_and(|c| c["status"]["agent"].is_string())
-        })
-    });
-    assert!(
-        registered.is_some(),
-        "agents did not register:\n{}",
-        api.logs()
-    );
+    api.wait_registered(&["n1", "n2"]);
     (api, controller, agents)
 }
 
@@ -97,6 +87,14 @@ fn wait_held(api: &Api, address: &str, node: &str, timeout: Duration) -> Duratio
             api.logs()
         )
     })
+}
+
+/// Waits until `node` holds `address` (whoever else still does: a crashed master keeps it);
+/// returns how long that took, or panics with the logs.
+fn wait_takes(api: &Api, node: &str, address: &str, timeout: Duration) -> Duration {
+    let ns = api.lab.node(node).ns.clone();
+    wait_for(timeout, || api.lab.holds(&ns, address))
+        .unwrap_or_else(|| panic!("{node} did not take over {address}\n{}", api.logs()))
 }
 
 /// The agent's last transition of an instance (from its /status): unchanged means no move.
@@ -268,10 +266,7 @@ fn a_cut_link_fails_over_and_status_and_an_event_say_so() {
     });
     let cut = Instant::now();
     api.lab.set_link(api.lab.node("n1"), false);
-    let failover = wait_for(Duration::from_secs(5), || {
-        api.lab.holds(&api.lab.node("n2").ns, VIP4)
-    })
-    .unwrap_or_else(|| panic!("n2 did not take over\n{}", api.logs()));
+    let failover = wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
     // 3 × 100 ms + skew, plus polling; far from the API's pace.
     assert!(failover < Duration::from_secs(2), "{failover:?}");
     let v = api.wait_vip("web", Duration::from_secs(10), "master n2, n1 Fault", |v| {
@@ -324,16 +319,10 @@ fn with_the_api_paused_vrrp_still_fails_over_and_status_catches_up() {
     api.control("/_standin/fault", r#"{"mode": "pause"}"#);
     let paused = Instant::now();
     api.lab.set_link(api.lab.node("n1"), false);
-    let failover = wait_for(Duration::from_secs(5), || {
-        api.lab.holds(&api.lab.node("n2").ns, VIP4)
-    })
-    .unwrap_or_else(|| panic!("n2 did not take over with the API paused\n{}", api.logs()));
+    let failover = wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
     assert!(failover < Duration::from_secs(2), "{failover:?}");
     // The IPv6 instance fails over on its own timer: a few milliseconds apart.
-    wait_for(Duration::from_secs(2), || {
-        api.lab.holds(&api.lab.node("n2").ns, VIP6)
-    })
-    .unwrap_or_else(|| panic!("n2 did not take over {VIP6}\n{}", api.logs()));
+    wait_takes(&api, "n2", VIP6, Duration::from_secs(2));
     // The API stays away for 30 s in all.
     std::thread::sleep(Duration::from_secs(30).saturating_sub(paused.elapsed()));
     api.control("/_standin/fault", r#"{"mode": "none"}"#);
@@ -623,10 +612,7 @@ fn a_crashed_node_is_not_believed_once_its_agent_falls_silent() {
     // The node dies: its agent stops mid-sentence and its link goes.
     api.lab.signal(n1_agent, nix::sys::signal::Signal::SIGKILL);
     api.lab.set_link(api.lab.node("n1"), false);
-    wait_for(Duration::from_secs(5), || {
-        api.lab.holds(&api.lab.node("n2").ns, VIP4)
-    })
-    .unwrap_or_else(|| panic!("n2 did not take over\n{}", api.logs()));
+    wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
     // n1's last word was "Master": believed, that would be a split brain. After three missed
     // heartbeats (1 s here) it is not believed any more.
     let v = api.wait_vip(

@@ -4,24 +4,14 @@
 //! and NET_RAW and knows its node, the controller runs two replicas that know their Lease
 //! namespace. `.ci/deps` installs helm and kubernetes-validate; without them this fails.
 
-use std::process::Command;
-
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kube-vrrp");
 const CRDS: &str = include_str!("../../crds/kube-vrrp.yaml");
 
+/// Runs a tool `.ci/deps` installs, panicking with its output when it fails.
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} not runnable ({e}): run `bash .ci/deps`"));
-    assert!(
-        out.status.success(),
-        "{program} {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut full = vec![program];
+    full.extend_from_slice(args);
+    kube_vrrp_e2e::sh(&full)
 }
 
 fn render(extra: &[&str]) -> Vec<serde_json::Value> {

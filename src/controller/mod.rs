@@ -288,13 +288,6 @@ impl Shell {
             .as_ref()
             .and_then(|d| d.get(&r.key))
             .map(|b| b.0.clone())
-            .or_else(|| {
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get(&r.key))
-                    .map(|s| s.clone().into_bytes())
-            })
             .ok_or_else(|| format!("Secret {}/{} has no key {:?}", r.namespace, r.name, r.key))?;
         String::from_utf8(bytes).map_err(|_| {
             format!(

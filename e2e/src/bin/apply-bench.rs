@@ -23,10 +23,12 @@ use futures::StreamExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube_vrrp_e2e::standin::{Api as StandIn, KUBE_VRRP_CRDS, with_client};
-use kube_vrrp_e2e::wait_for;
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<BTreeMap<String, Instant>>>;
+
+/// RFC 5798 Master_Down_Interval for n1: 3 × 100 ms + (256 − 200) × 100 ms / 256.
+const MASTER_DOWN_MS: f64 = 3.0 * 100.0 + (256.0 - 200.0) * 100.0 / 256.0;
 
 fn address(i: usize) -> String {
     format!("198.51.100.{}", 101 + i)
@@ -108,17 +110,7 @@ fn run(count: usize, mode: &str) -> Value {
     api.spawn_controller("c1", 9651);
     api.spawn_cluster_agent("n1");
     api.spawn_cluster_agent("n2");
-    let registered = wait_for(Duration::from_secs(20), || {
-        ["n1", "n2"].iter().all(|n| {
-            api.get_json("virtualipnodeconfig", n)
-                .is_some_and(|c| c["status"]["agent"].is_string())
-        })
-    });
-    assert!(
-        registered.is_some(),
-        "agents did not register\n{}",
-        api.logs()
-    );
+    api.wait_registered(&["n1", "n2"]);
     let bound: Seen = Arc::default();
     let mut monitor = monitor_addresses(&api.lab.node("n1").ns.clone(), bound.clone());
     let burst = mode == "burst";
@@ -199,7 +191,7 @@ fn run(count: usize, mode: &str) -> Value {
         "mode": mode,
         "virtualips": count,
         "advert_interval_ms": 100,
-        "floor_master_down_interval_ms": 321.9,
+        "floor_master_down_interval_ms": MASTER_DOWN_MS,
         "apply_to_bound_on_master_ms": summary(to_bound),
         "apply_to_status_master_ms": summary(to_master),
         "not_bound": missing.0,

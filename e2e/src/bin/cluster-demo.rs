@@ -60,17 +60,7 @@ fn main() {
         "lab {}: API stand-in at 203.0.113.1:6443, controller in the client namespace, agents on n1 (198.51.100.11) and n2 (198.51.100.12)",
         api.lab.prefix
     );
-    let registered = wait_for(Duration::from_secs(20), || {
-        ["n1", "n2"].iter().all(|n| {
-            api.get_json("virtualipnodeconfig", n)
-                .is_some_and(|c| c["status"]["agent"].is_string())
-        })
-    });
-    assert!(
-        registered.is_some(),
-        "agents did not register\n{}",
-        api.logs()
-    );
+    api.wait_registered(&["n1", "n2"]);
 
     println!("\n$ kubectl apply -f virtualip.yaml");
     let out = api.apply(&yaml, &[]);
