@@ -139,8 +139,6 @@ fn apply_binds_on_the_highest_priority_node_follows_priority_changes_and_deletes
         "Ready with master n1",
         |v| master(v) == Some("n1") && phase(v) == Some("Ready"),
     );
-    let _ = v;
-    let v = api.get_json("virtualip", "web").unwrap();
     assert_eq!(v["status"]["virtualRouterID"], 51);
     assert_eq!(
         v["status"]["observedGeneration"],
