@@ -4,5 +4,7 @@ pub mod agent;
 pub mod api;
 pub mod controller;
 pub mod http;
+pub mod logging;
+pub mod model;
 pub mod net;
 pub mod vrrp;

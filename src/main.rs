@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,9 +38,14 @@ enum Command {
         /// This node's name (selects its priority / its configuration).
         #[arg(long, env = "NODE_NAME")]
         node_name: String,
-        /// Serve /status (JSON) and /metrics (Prometheus) here, e.g. 127.0.0.1:9650.
+        /// Serve /status (JSON), /metrics (Prometheus) and /healthz here. Loopback by
+        /// default: the status names every address and peer.
+        #[arg(long, default_value = "127.0.0.1:9650")]
+        listen: SocketAddr,
+        /// Also serve /metrics and /healthz (not /status) here, e.g. 0.0.0.0:9652 for a
+        /// scraper on the network.
         #[arg(long)]
-        listen: Option<SocketAddr>,
+        metrics_listen: Option<SocketAddr>,
         /// Cluster mode: renew this node's registration this often; the controller stops
         /// believing a node's reports after three periods of silence.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
             config,
             node_name,
             listen,
+            metrics_listen,
             heartbeat,
             log_json,
         } => {
@@ -99,7 +106,8 @@ fn main() -> ExitCode {
             let opts = kube_vrrp::agent::Options {
                 config,
                 node: node_name,
-                listen,
+                listen: Some(listen),
+                metrics_listen,
                 heartbeat,
             };
             finish(runtime().block_on(kube_vrrp::agent::run(opts)))
@@ -137,14 +145,17 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn finish<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("error: {e}");
+            // Never eprintln!: it panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "error: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    kube_vrrp::logging::flush();
+    code
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
@@ -209,10 +220,12 @@ fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Logs never block the agent (a full pipe, a slow terminal) and never panic (a closed one).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(kube_vrrp::logging::NonBlocking::start());
     if json {
         builder.json().init();
     } else {

@@ -294,6 +294,37 @@ fn backup_v3_learns_the_masters_interval() {
 }
 
 #[test]
+fn backup_v3_never_adopts_an_interval_above_its_bound() {
+    let mut c = v3(100);
+    c.max_learned_interval = Some(ms(300));
+    let mut i = started(c.clone());
+    let mut adv = advert(&c, 200);
+    adv.interval_cs = 4095; // 40.95 s: one spoofed advertisement
+    i.handle(
+        ms(10),
+        Input::Advertisement {
+            src: ip(HIGHER_ADDR),
+            ttl: 255,
+            advertisement: adv.clone(),
+        },
+    );
+    assert_eq!(i.master_adver_interval(), ms(300));
+    assert_eq!(i.counters().learned_interval_capped, 1);
+    // Within the bound the master's interval is learned as the RFC says.
+    adv.interval_cs = 20;
+    i.handle(
+        ms(20),
+        Input::Advertisement {
+            src: ip(HIGHER_ADDR),
+            ttl: 255,
+            advertisement: adv,
+        },
+    );
+    assert_eq!(i.master_adver_interval(), ms(200));
+    assert_eq!(i.counters().learned_interval_capped, 1);
+}
+
+#[test]
 fn backup_v2_discards_an_advert_with_another_interval() {
     let c = config(Version::V2, 100, Duration::from_secs(1));
     let mut i = started(c.clone());

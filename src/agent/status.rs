@@ -27,7 +27,22 @@ pub struct InstanceStatus {
     pub master: Option<IpAddr>,
     pub master_priority: Option<u8>,
     pub last_transition: Option<TransitionStatus>,
+    /// Another VRRP router heard on this virtual router ID (last 10 s).
+    pub conflict: Option<String>,
+    /// What moves the priority or forces FAULT: the interface, an address conflict, checks.
+    pub trackers: Vec<TrackerStatus>,
+    /// Virtual addresses someone else removed and the agent put back.
+    pub addresses_restored: u64,
     pub counters: Counters,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackerStatus {
+    pub name: String,
+    pub weight: i16,
+    pub failing: bool,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +72,8 @@ pub struct GlobalCounters {
 pub struct AgentStatus {
     pub node: String,
     pub instances: BTreeMap<String, InstanceStatus>,
+    /// Instances (or VirtualIPs) that cannot run here, and why.
+    pub errors: BTreeMap<String, String>,
     pub global: GlobalCounters,
     /// The last configuration load error, if the running configuration is an older one.
     pub config_error: Option<String>,
@@ -191,6 +208,21 @@ pub fn render_metrics(s: &AgentStatus) -> String {
         );
     }
     family(
+        "kube_vrrp_addresses_restored_total",
+        "counter",
+        "Virtual addresses removed by someone else and put back.",
+        &mut s
+            .instances
+            .values()
+            .map(|i| (inst(i), i.addresses_restored)),
+    );
+    family(
+        "kube_vrrp_instance_errors",
+        "gauge",
+        "Instances or VirtualIPs that cannot run on this node.",
+        &mut std::iter::once((String::new(), s.errors.len() as u64)),
+    );
+    family(
         "kube_vrrp_unknown_vrid_total",
         "counter",
         "Valid VRRP packets for a virtual router this node does not run.",
@@ -215,8 +247,13 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     out
 }
 
-/// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped.
-pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<StatusRequest>) {
+/// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped;
+/// with `metrics_only`, `/metrics` and `/healthz` alone (for a listener on the network).
+pub async fn serve(
+    listener: TcpListener,
+    agent: tokio::sync::mpsc::Sender<StatusRequest>,
+    metrics_only: bool,
+) {
     crate::http::serve(listener, move |path| {
         let agent = agent.clone();
         async move {
@@ -234,7 +271,7 @@ pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<Statu
                 "agent busy or stopping\n".to_string(),
             );
             match path.as_str() {
-                "/status" => match snapshot().await {
+                "/status" if !metrics_only => match snapshot().await {
                     Some(s) => (
                         "200 OK",
                         "application/json",
@@ -246,6 +283,7 @@ pub async fn serve(listener: TcpListener, agent: tokio::sync::mpsc::Sender<Statu
                     Some(s) => ("200 OK", crate::http::PROMETHEUS, render_metrics(&s)),
                     None => unavailable,
                 },
+                _ if metrics_only => crate::http::not_found("try /metrics"),
                 _ => crate::http::not_found("try /status or /metrics"),
             }
         }

@@ -100,6 +100,20 @@ pub struct VirtualIpSpec {
         length(max = 32)
     )]
     pub advert_interval: Option<String>,
+    /// VRRPv3: the longest advertisement interval a backup adopts from a master (RFC 5798
+    /// lets it learn any). Default: advertInterval itself, so one spoofed advertisement
+    /// cannot make the backups wait minutes; raise it to follow a foreign master (say a
+    /// keepalived) with a longer interval.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"),
+        length(max = 32)
+    )]
+    pub max_learned_interval: Option<String>,
     /// A higher-priority node takes the addresses back from a lower-priority master.
     /// Default true. The address owner (priority 255) always preempts.
     #[serde(default = "default_true")]

@@ -112,8 +112,6 @@ fn validate(
     secrets: &BTreeMap<SecretKeyRef, SecretValue>,
 ) -> Result<Option<String>, String> {
     let mut probe = vip.spec.clone();
-    // The VRID may be left to the controller; the agent-side validation insists on one.
-    probe.virtual_router_id.get_or_insert(1);
     let mut password = None;
     if let Some(auth) = &vip.spec.authentication {
         if let Some(r) = &auth.password_secret_ref {
@@ -141,7 +139,7 @@ fn validate(
             password_secret_ref: None,
         });
     }
-    crate::agent::config::validate(vip.name_any(), probe)
+    crate::model::spec::validate(vip.name_any(), probe, crate::model::spec::VridRule::Allocated)
         .map(|_| password)
         .map_err(|(field, reason)| format!("{field}: {reason}"))
 }

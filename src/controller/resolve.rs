@@ -59,21 +59,7 @@ pub enum Resolution {
     },
 }
 
-/// The subnet key of an address family segment: network address and prefix.
-fn segment(a: &VirtualAddress) -> (Family, u128, u8) {
-    // Both families left-aligned in 128 bits, so the prefix length masks either.
-    let bits = match a.address {
-        IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
-        IpAddr::V6(v) => u128::from(v),
-    };
-    let width = u32::from(a.prefix_len);
-    let mask = if width == 0 {
-        0
-    } else {
-        u128::MAX << (128 - width.min(128))
-    };
-    (a.family(), bits & mask, a.prefix_len)
-}
+use crate::model::address::segment;
 
 /// Resolves every object; the result is keyed by object name.
 pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resolution> {

@@ -80,13 +80,26 @@ pub struct Netlink {
 }
 
 impl Netlink {
-    /// Connects and subscribes to link changes (RTNLGRP_LINK): the kernel tells us when an
-    /// interface goes up or down, no polling needed.
-    pub fn connect_with_link_events() -> Result<(Netlink, LinkEvents), NetlinkError> {
-        let (conn, handle, messages) =
-            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])?;
+    /// Connects and subscribes to link and address changes (RTNLGRP_LINK, *_IFADDR): the
+    /// kernel tells us when an interface goes up, down or away, and when an address comes or
+    /// goes, whoever did it.
+    pub fn connect_with_events() -> Result<(Netlink, NetEvents), NetlinkError> {
+        use rtnetlink::MulticastGroup;
+        let (conn, handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ])?;
         tokio::spawn(conn);
-        Ok((Netlink { handle }, LinkEvents { messages }))
+        Ok((Netlink { handle }, NetEvents { messages }))
+    }
+
+    /// A second connection for requests only (the data plane's, so its batches never queue
+    /// behind the agent's reads).
+    pub fn connect() -> Result<Netlink, NetlinkError> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
@@ -125,8 +138,12 @@ impl Netlink {
 
     /// Binds a virtual address, marked as ours; IPv6 without duplicate address detection (the
     /// VRRP election already made it unique, and DAD would delay it by a second).
-    /// Already present is success.
-    pub async fn add_address(&self, index: u32, vip: &VirtualAddress) -> Result<(), NetlinkError> {
+    /// `Ok(false)`: it was there already, and the caller must find out whose it is.
+    pub async fn add_address(
+        &self,
+        index: u32,
+        vip: &VirtualAddress,
+    ) -> Result<bool, NetlinkError> {
         let mut req = self
             .handle
             .address()
@@ -141,8 +158,9 @@ impl Netlink {
                 .push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
         match req.execute().await.map_err(request_error) {
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(()),
-            other => other,
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -237,25 +255,48 @@ impl Netlink {
     }
 }
 
-/// Link changes as the kernel announces them.
-pub struct LinkEvents {
+/// A change the kernel announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetEvent {
+    Link(Link),
+    LinkGone(u32),
+    AddressAdded(Address),
+    AddressRemoved(Address),
+}
+
+/// Link and address changes as the kernel announces them.
+pub struct NetEvents {
     messages: futures::channel::mpsc::UnboundedReceiver<(
         rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
         rtnetlink::sys::SocketAddr,
     )>,
 }
 
-impl LinkEvents {
-    /// The next link that changed (`None` when the connection closed).
-    pub async fn next(&mut self) -> Option<Link> {
+impl NetEvents {
+    /// The next change (`None` when the connection closed).
+    pub async fn next(&mut self) -> Option<NetEvent> {
         use futures::StreamExt;
         use rtnetlink::packet_core::NetlinkPayload;
-        use rtnetlink::packet_route::RouteNetlinkMessage;
+        use rtnetlink::packet_route::RouteNetlinkMessage as M;
         loop {
             let (msg, _) = self.messages.next().await?;
-            if let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(m)) = msg.payload {
-                return Some(link_of(&m));
-            }
+            let NetlinkPayload::InnerMessage(m) = msg.payload else {
+                continue;
+            };
+            let event = match m {
+                M::NewLink(m) => NetEvent::Link(link_of(&m)),
+                M::DelLink(m) => NetEvent::LinkGone(m.header.index),
+                M::NewAddress(m) => match address_of(&m) {
+                    Some(a) => NetEvent::AddressAdded(a),
+                    None => continue,
+                },
+                M::DelAddress(m) => match address_of(&m) {
+                    Some(a) => NetEvent::AddressRemoved(a),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            return Some(event);
         }
     }
 }

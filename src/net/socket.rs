@@ -34,6 +34,12 @@ pub struct VrrpReceiver {
 
 impl VrrpReceiver {
     pub fn open(family: Family, ifname: &str, ifindex: u32) -> io::Result<VrrpReceiver> {
+        Self::from_socket(family, Self::open_socket(family, ifname, ifindex)?)
+    }
+
+    /// The socket alone, not yet registered with a runtime: opened where it may take time,
+    /// registered (cheaply) by the runtime that reads it.
+    pub fn open_socket(family: Family, ifname: &str, ifindex: u32) -> io::Result<Socket> {
         let rx = raw_socket(family, ifname)?;
         rx.set_recv_buffer_size(1 << 20)?;
         match family {
@@ -46,6 +52,11 @@ impl VrrpReceiver {
                 set_int(&rx, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)?;
             }
         }
+        Ok(rx)
+    }
+
+    /// Registers a socket from [`VrrpReceiver::open_socket`] with the current runtime.
+    pub fn from_socket(family: Family, rx: Socket) -> io::Result<VrrpReceiver> {
         Ok(VrrpReceiver {
             family,
             // SAFETY: the socket is owned by the AsyncFd and keeps its descriptor until dropped.
@@ -83,6 +94,10 @@ impl VrrpSender {
     /// interface); `ifname`/`ifindex`: the interface to send from (the virtual-MAC one if any).
     pub fn open(ifname: &str, ifindex: u32, source: IpAddr) -> io::Result<VrrpSender> {
         let tx = raw_socket(Family::of(&source), ifname)?;
+        // A raw socket gets a copy of every VRRP packet that matches it: this one only sends,
+        // so it takes none (a flood must not be queued once per sender).
+        drop_all_input(&tx)?;
+        tx.set_recv_buffer_size(0)?;
         match source {
             IpAddr::V4(_) => {
                 tx.set_freebind_v4(true)?;
@@ -138,6 +153,34 @@ fn raw_socket(family: Family, ifname: &str) -> io::Result<Socket> {
     s.bind_device(Some(ifname.as_bytes()))?;
     s.set_nonblocking(true)?;
     Ok(s)
+}
+
+/// Attaches a classic BPF program that accepts nothing.
+fn drop_all_input(s: &Socket) -> io::Result<()> {
+    let mut code = [libc::sock_filter {
+        code: 0x06, // BPF_RET | BPF_K
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }];
+    let prog = libc::sock_fprog {
+        len: 1,
+        filter: code.as_mut_ptr(),
+    };
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&prog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 fn is_link_local(a: &Ipv6Addr) -> bool {

@@ -106,6 +106,10 @@ pub struct InstanceConfig {
     pub unicast_peers: Vec<IpAddr>,
     /// Link MTU, bounding how many addresses one advertisement carries.
     pub mtu: usize,
+    /// v3: the longest Master_Adver_Interval a backup adopts from a master. `None`: any
+    /// (RFC 5798). One spoofed advertisement with 40.95 s would otherwise leave the backups
+    /// waiting over two minutes before they notice the master is gone.
+    pub max_learned_interval: Option<Duration>,
 }
 
 /// A configuration that can never work, with what to change.
@@ -154,6 +158,7 @@ impl InstanceConfig {
             authentication: Authentication::None,
             unicast_peers: Vec::new(),
             mtu: 1500,
+            max_learned_interval: None,
         }
     }
 

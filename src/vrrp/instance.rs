@@ -216,6 +216,8 @@ pub struct Counters {
     pub auth_type_mismatch: u64,
     pub other_decode_errors: u64,
     pub unknown_peer: u64,
+    /// Advertisements whose interval exceeded `max_learned_interval` (capped, not adopted).
+    pub learned_interval_capped: u64,
 }
 
 impl Counters {
@@ -613,7 +615,13 @@ impl Instance {
     /// keeps its own (RFC 3768 discards a mismatch earlier).
     fn follow(&mut self, src: IpAddr, priority: u8, interval: Duration) {
         if self.config.version == Version::V3 {
-            self.master_adver_interval = interval;
+            self.master_adver_interval = match self.config.max_learned_interval {
+                Some(limit) if interval > limit => {
+                    self.counters.learned_interval_capped += 1;
+                    limit
+                }
+                _ => interval,
+            };
         }
         self.master = Some(PeerMaster {
             address: src,

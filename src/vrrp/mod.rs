@@ -5,6 +5,7 @@
 pub mod config;
 pub mod instance;
 pub mod packet;
+pub mod priority;
 pub mod sim;
 
 pub use config::{ConfigError, InstanceConfig, VirtualAddress};

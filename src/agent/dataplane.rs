@@ -1,0 +1,407 @@
+//! The data plane: binds and releases virtual addresses beside the VRRP engine, never in its
+//! way, and watches the kernel so that what the agent reports is what is there.
+//!
+//! * One worker per instance keeps that instance's changes in order (bind, announce, release);
+//!   workers run side by side, and each batch goes out as concurrent netlink requests.
+//! * A ledger records every address this agent bound, and for which instance. Only those are
+//!   ever released: an address that was there before and is not ours is never adopted (the
+//!   instance goes to FAULT with the conflict as its reason) and never deleted.
+//! * Address events: one of ours removed by someone else while its instance holds it is put
+//!   back (and announced) at once; one carrying our mark that nothing of ours holds is removed;
+//!   a conflict clears when the other address goes away.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, warn};
+
+use super::announcer::AnnounceCmd;
+use super::engine::EngineCmd;
+use crate::model::address::is_link_local;
+use crate::model::spec::GarpConfig;
+use crate::net::announce::Mac;
+use crate::net::netlink::{Address, NetEvent, Netlink};
+use crate::vrrp::VirtualAddress;
+
+/// The tracker an address conflict sets (weight 0: FAULT while it stands).
+pub const CONFLICT_TRACKER: &str = "address-conflict";
+/// Netlink requests in flight per batch.
+const PARALLEL: usize = 64;
+
+pub enum DataplaneCmd {
+    Bind {
+        id: u64,
+        key: String,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+    },
+    Unbind {
+        id: u64,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+    },
+    Announce {
+        id: u64,
+        key: String,
+        ifindex: u32,
+        mac: Mac,
+        addresses: Vec<VirtualAddress>,
+        garp: GarpConfig,
+        /// Send a burst now (a new master), or only take the new timing.
+        burst: bool,
+    },
+    /// The instance is gone: its worker ends once its queue is done.
+    Forget { id: u64 },
+    /// A kernel address event.
+    Event(NetEvent),
+    /// Releases everything still bound (the agent is stopping) and answers.
+    ReleaseAll(oneshot::Sender<()>),
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    id: u64,
+    key: String,
+    prefix_len: u8,
+    mac: Option<Mac>,
+}
+
+/// What this agent bound: (interface, address) → holder.
+#[derive(Default)]
+struct Ledger {
+    held: HashMap<(u32, IpAddr), Held>,
+    /// Addresses that were there and not ours, blocking an instance: (ifindex, address) → key.
+    conflicts: HashMap<(u32, IpAddr), String>,
+}
+
+type Shared = Arc<Mutex<Ledger>>;
+
+struct Ctx {
+    nl: Netlink,
+    ledger: Shared,
+    engine: mpsc::UnboundedSender<EngineCmd>,
+    announcer: mpsc::UnboundedSender<AnnounceCmd>,
+}
+
+/// Runs the data plane until its command channel closes.
+pub async fn run(
+    nl: Netlink,
+    mut cmds: mpsc::UnboundedReceiver<DataplaneCmd>,
+    engine: mpsc::UnboundedSender<EngineCmd>,
+    announcer: mpsc::UnboundedSender<AnnounceCmd>,
+) {
+    let ctx = Arc::new(Ctx {
+        nl,
+        ledger: Shared::default(),
+        engine,
+        announcer,
+    });
+    let mut workers: HashMap<u64, mpsc::UnboundedSender<DataplaneCmd>> = HashMap::new();
+    let mut handles: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    while let Some(cmd) = cmds.recv().await {
+        let cmd = match cmd {
+            DataplaneCmd::Event(e) => {
+                on_event(&ctx, &e);
+                continue;
+            }
+            DataplaneCmd::ReleaseAll(done) => {
+                workers.clear();
+                for h in handles.drain(..) {
+                    let _ = h.await;
+                }
+                release_all(&ctx).await;
+                let _ = done.send(());
+                continue;
+            }
+            other => other,
+        };
+        let id = match &cmd {
+            DataplaneCmd::Bind { id, .. }
+            | DataplaneCmd::Unbind { id, .. }
+            | DataplaneCmd::Announce { id, .. }
+            | DataplaneCmd::Forget { id } => *id,
+            DataplaneCmd::Event(_) | DataplaneCmd::ReleaseAll(_) => unreachable!("handled above"),
+        };
+        let forget = matches!(cmd, DataplaneCmd::Forget { .. });
+        let tx = workers.entry(id).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            handles.retain(|h| !h.is_finished());
+            handles.push(tokio::spawn(worker(ctx.clone(), rx)));
+            tx
+        });
+        let _ = tx.send(cmd);
+        if forget {
+            workers.remove(&id);
+        }
+    }
+}
+
+async fn worker(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<DataplaneCmd>) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            DataplaneCmd::Bind {
+                id,
+                key,
+                ifindex,
+                addresses,
+            } => bind(&ctx, id, &key, ifindex, &addresses).await,
+            DataplaneCmd::Unbind {
+                id,
+                ifindex,
+                addresses,
+            } => {
+                let _ = ctx.announcer.send(AnnounceCmd::Stop { id });
+                unbind(&ctx, id, ifindex, &addresses).await;
+            }
+            DataplaneCmd::Announce {
+                id,
+                key,
+                ifindex,
+                mac,
+                addresses,
+                garp,
+                burst,
+            } => {
+                // Only what is bound now is announced (a conflict may have stopped some).
+                let bound: Vec<IpAddr> = {
+                    let mut l = ctx.ledger.lock().expect("ledger");
+                    addresses
+                        .iter()
+                        .filter_map(|a| {
+                            let h = l.held.get_mut(&(ifindex, a.address))?;
+                            (h.id == id).then(|| {
+                                h.mac = Some(mac);
+                                a.address
+                            })
+                        })
+                        .collect()
+                };
+                let _ = ctx.announcer.send(AnnounceCmd::Start {
+                    id,
+                    key,
+                    ifindex,
+                    mac,
+                    addresses: bound,
+                    garp,
+                    burst,
+                });
+            }
+            DataplaneCmd::Forget { id } => {
+                let _ = ctx.announcer.send(AnnounceCmd::Stop { id });
+                return;
+            }
+            DataplaneCmd::Event(_) | DataplaneCmd::ReleaseAll(_) => {}
+        }
+    }
+}
+
+async fn bind(ctx: &Ctx, id: u64, key: &str, ifindex: u32, addresses: &[VirtualAddress]) {
+    {
+        // Recorded before the request, so our own address event finds it ours.
+        let mut l = ctx.ledger.lock().expect("ledger");
+        for a in addresses {
+            l.held.insert(
+                (ifindex, a.address),
+                Held {
+                    id,
+                    key: key.to_string(),
+                    prefix_len: a.prefix_len,
+                    mac: None,
+                },
+            );
+        }
+    }
+    let results: Vec<(VirtualAddress, _)> = futures::stream::iter(addresses.iter().copied())
+        .map(|a| async move { (a, ctx.nl.add_address(ifindex, &a).await) })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let mut existed = Vec::new();
+    let mut failed = Vec::new();
+    for (a, r) in results {
+        match r {
+            Ok(true) => {}
+            Ok(false) => existed.push(a),
+            Err(e) => failed.push((a, e.to_string())),
+        }
+    }
+    if !existed.is_empty() {
+        // There already: ours (our mark) is fine; anything else belongs to someone else.
+        let present = ctx.nl.addresses(Some(ifindex)).await.unwrap_or_default();
+        for a in existed {
+            let ours = present
+                .iter()
+                .any(|p| p.address == a.address && p.is_ours());
+            if !ours {
+                failed.push((
+                    a,
+                    format!(
+                        "{} is already on the interface and was not added by kube-vrrp",
+                        a.address
+                    ),
+                ));
+                ctx.ledger
+                    .lock()
+                    .expect("ledger")
+                    .conflicts
+                    .insert((ifindex, a.address), key.to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        return;
+    }
+    {
+        let mut l = ctx.ledger.lock().expect("ledger");
+        for (a, _) in &failed {
+            if l.held.get(&(ifindex, a.address)).is_some_and(|h| h.id == id) {
+                l.held.remove(&(ifindex, a.address));
+            }
+        }
+    }
+    let reason = match failed.as_slice() {
+        [(_, r)] => r.clone(),
+        [(_, r), rest @ ..] => format!("{r} (and {} more)", rest.len()),
+        [] => unreachable!(),
+    };
+    error!(instance = key, failed = failed.len(), %reason, "cannot bind virtual addresses");
+    // A bind that fails is a fault, never Master: hand over.
+    let _ = ctx.engine.send(EngineCmd::Tracker {
+        key: key.to_string(),
+        name: CONFLICT_TRACKER.into(),
+        weight: 0,
+        failing: true,
+        reason: format!("cannot bind: {reason}"),
+    });
+}
+
+async fn unbind(ctx: &Ctx, id: u64, ifindex: u32, addresses: &[VirtualAddress]) {
+    let mine: Vec<VirtualAddress> = {
+        let mut l = ctx.ledger.lock().expect("ledger");
+        addresses
+            .iter()
+            .filter(|a| match l.held.get(&(ifindex, a.address)) {
+                // Removed from the ledger first: our own delete event is not a loss.
+                Some(h) if h.id == id => {
+                    l.held.remove(&(ifindex, a.address));
+                    true
+                }
+                _ => false,
+            })
+            .copied()
+            .collect()
+    };
+    let errors: Vec<String> = futures::stream::iter(mine)
+        .map(|a| async move {
+            ctx.nl
+                .del_address(ifindex, a.address, a.prefix_len)
+                .await
+                .err()
+                .map(|e| format!("{a}: {e}"))
+        })
+        .buffer_unordered(PARALLEL)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    if let Some(e) = errors.first() {
+        error!(failed = errors.len(), error = %e, "cannot release virtual addresses");
+    }
+}
+
+fn on_event(ctx: &Arc<Ctx>, e: &NetEvent) {
+    match e {
+        NetEvent::AddressRemoved(a) => {
+            let key = (a.index, a.address);
+            let (held, conflict) = {
+                let mut l = ctx.ledger.lock().expect("ledger");
+                (l.held.get(&key).cloned(), l.conflicts.remove(&key))
+            };
+            if let Some(h) = held {
+                // Ours, held by a master, and gone: someone removed it. Put it back.
+                let ctx = ctx.clone();
+                let vip = VirtualAddress {
+                    address: a.address,
+                    prefix_len: h.prefix_len,
+                };
+                tokio::spawn(async move {
+                    match ctx.nl.add_address(key.0, &vip).await {
+                        Ok(_) => {
+                            if let Some(mac) = h.mac {
+                                let _ = ctx.announcer.send(AnnounceCmd::Once {
+                                    ifindex: key.0,
+                                    mac,
+                                    address: vip.address,
+                                });
+                            }
+                            let _ = ctx.engine.send(EngineCmd::Restored {
+                                key: h.key,
+                                address: vip.address,
+                            });
+                        }
+                        Err(e) => {
+                            warn!(address = %vip, error = %e, "cannot put back a removed virtual address")
+                        }
+                    }
+                });
+            }
+            if let Some(key) = conflict {
+                info!(instance = %key, address = %a.address, "the conflicting address is gone");
+                let _ = ctx.engine.send(EngineCmd::Tracker {
+                    key,
+                    name: CONFLICT_TRACKER.into(),
+                    weight: 0,
+                    failing: false,
+                    reason: String::new(),
+                });
+            }
+        }
+        // Link-local ones are the virtual-MAC interface's own source address, not VIPs.
+        NetEvent::AddressAdded(a) if a.is_ours() && !is_link_local(&a.address) => {
+            let held = ctx
+                .ledger
+                .lock()
+                .expect("ledger")
+                .held
+                .contains_key(&(a.index, a.address));
+            if !held {
+                // Marked ours, but no instance of ours holds it here (a backup): remove it.
+                warn!(address = %a.address, "a virtual address of ours appeared where we hold none: removing it");
+                let ctx = ctx.clone();
+                let a: Address = a.clone();
+                tokio::spawn(async move {
+                    let _ = ctx.nl.del_address(a.index, a.address, a.prefix_len).await;
+                });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Releases every address still in the ledger (the agent stops).
+async fn release_all(ctx: &Ctx) {
+    let all: Vec<((u32, IpAddr), Held)> = ctx
+        .ledger
+        .lock()
+        .expect("ledger")
+        .held
+        .drain()
+        .collect();
+    let errors: Vec<String> = futures::stream::iter(all)
+        .map(|((ifindex, address), h)| async move {
+            ctx.nl
+                .del_address(ifindex, address, h.prefix_len)
+                .await
+                .err()
+                .map(|e| format!("{address}: {e}"))
+        })
+        .buffer_unordered(PARALLEL)
+        .filter_map(|e| async move { e })
+        .collect()
+        .await;
+    if let Some(e) = errors.first() {
+        error!(failed = errors.len(), error = %e, "cannot release virtual addresses");
+    }
+}

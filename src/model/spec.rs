@@ -1,0 +1,463 @@
+//! A `VirtualIP` spec → a validated [`VirtualIp`] (the controller and the agent share these
+//! rules) → for one node, against its interfaces and addresses, validated per-family
+//! [`ResolvedInstance`]s.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet};
+use crate::api::VirtualIpSpec;
+use crate::net::netlink::{Address, Link};
+use crate::vrrp::config::parse_duration;
+use crate::vrrp::{Authentication, Family, InstanceConfig, Version, VirtualAddress};
+
+/// Gratuitous ARP / NA timing of one instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpConfig {
+    /// Announcements per burst.
+    pub repeat: u32,
+    /// Second burst after becoming master; zero: none.
+    pub delay: Duration,
+    /// Periodic re-announcement while master; zero: none.
+    pub refresh: Duration,
+}
+
+impl Default for GarpConfig {
+    fn default() -> Self {
+        // keepalived's defaults: garp_master_repeat 5, garp_master_delay 5 s, no refresh.
+        GarpConfig {
+            repeat: 5,
+            delay: Duration::from_secs(5),
+            refresh: Duration::ZERO,
+        }
+    }
+}
+
+/// A validated `VirtualIP`, not yet bound to a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualIp {
+    pub name: String,
+    pub spec: VirtualIpSpec,
+    pub version: Version,
+    /// `None`: left to the controller (cluster mode, before resolution).
+    pub vrid: Option<u8>,
+    pub addresses: Vec<VirtualAddress>,
+    pub advert_interval: Duration,
+    pub max_learned_interval: Duration,
+    pub preempt_delay: Duration,
+    pub unicast_peers: Vec<IpAddr>,
+    pub authentication: Authentication,
+    pub garp: GarpConfig,
+}
+
+/// One VRRP instance for this node: a `VirtualIP` and one address family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedInstance {
+    /// `name/ipv4` or `name/ipv6`.
+    pub key: String,
+    pub name: String,
+    pub interface: String,
+    pub ifindex: u32,
+    pub config: InstanceConfig,
+    pub virtual_mac: bool,
+    pub garp: GarpConfig,
+}
+
+/// A field path and what is wrong with it.
+pub type FieldError = (&'static str, String);
+
+/// Whether the virtual router ID must be in the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VridRule {
+    /// Standalone files and resolved node configurations: 1 to 255, given.
+    Required,
+    /// A user's VirtualIP in a cluster: the controller allocates one when it is left out.
+    Allocated,
+}
+
+/// Upper bounds on durations: beyond them a value is a typo, not a choice.
+const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(3600);
+const MAX_GARP_DELAY: Duration = Duration::from_secs(3600);
+const MIN_GARP_REFRESH: Duration = Duration::from_secs(1);
+const MAX_GARP_REFRESH: Duration = Duration::from_secs(24 * 3600);
+
+fn bounded(
+    field: &'static str,
+    text: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, FieldError> {
+    let d = parse_duration(text).map_err(|e| (field, e))?;
+    if d < min || d > max {
+        return Err((
+            field,
+            format!(
+                "{text:?} is out of range: use {} to {}",
+                crate::vrrp::config::format_duration(min),
+                crate::vrrp::config::format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// Validates one spec on its own (no node knowledge needed).
+pub fn validate(name: String, spec: VirtualIpSpec, rule: VridRule) -> Result<VirtualIp, FieldError> {
+    let version = Version::try_from(spec.version).map_err(|e| ("spec.version", e))?;
+    let vrid = match (spec.virtual_router_id, rule) {
+        (Some(0), _) => {
+            return Err((
+                "spec.virtualRouterID",
+                "0 is reserved: use 1 to 255".into(),
+            ));
+        }
+        (None, VridRule::Required) => {
+            return Err((
+                "spec.virtualRouterID",
+                "required in standalone mode: 1 to 255".into(),
+            ));
+        }
+        (v, _) => v,
+    };
+    if spec.addresses.is_empty() {
+        return Err(("spec.addresses", "at least one address is required".into()));
+    }
+    let mut addresses = Vec::new();
+    for a in &spec.addresses {
+        let v: VirtualAddress = a.parse().map_err(|e| ("spec.addresses", e))?;
+        if addresses.contains(&v) {
+            return Err(("spec.addresses", format!("{a} is listed twice")));
+        }
+        check_virtual_address(&v).map_err(|e| ("spec.addresses", e))?;
+        addresses.push(v);
+    }
+    if spec.interface.as_deref() == Some("lo") {
+        return Err((
+            "spec.interface",
+            "\"lo\" is the loopback interface: VRRP needs a shared segment".into(),
+        ));
+    }
+    let advert_interval = match &spec.advert_interval {
+        Some(s) => parse_duration(s).map_err(|e| ("spec.advertInterval", e))?,
+        None => Duration::from_secs(1),
+    };
+    let max_learned_interval = match &spec.max_learned_interval {
+        Some(s) => bounded(
+            "spec.maxLearnedInterval",
+            s,
+            advert_interval,
+            Duration::from_millis(40_950),
+        )?,
+        None => advert_interval,
+    };
+    let preempt_delay = match &spec.preempt_delay {
+        Some(s) => bounded("spec.preemptDelay", s, Duration::ZERO, MAX_PREEMPT_DELAY)?,
+        None => Duration::ZERO,
+    };
+    let mut unicast_peers = Vec::new();
+    for p in &spec.unicast_peers {
+        let peer = p
+            .parse::<IpAddr>()
+            .map_err(|_| ("spec.unicastPeers", format!("{p:?} is not an IP address")))?;
+        check_peer(&peer).map_err(|e| ("spec.unicastPeers", e))?;
+        unicast_peers.push(peer);
+    }
+    let authentication = match &spec.authentication {
+        None => Authentication::None,
+        Some(a) if a.password_secret_ref.is_some() => {
+            return Err((
+                "spec.authentication.passwordSecretRef",
+                "Secrets exist only in a cluster: in standalone mode give the password itself"
+                    .into(),
+            ));
+        }
+        Some(a) => match &a.password {
+            None => {
+                return Err((
+                    "spec.authentication.password",
+                    "required when authentication is set".into(),
+                ));
+            }
+            Some(p) if p.is_empty() || p.len() > 8 => {
+                return Err((
+                    "spec.authentication.password",
+                    "must be 1 to 8 characters".into(),
+                ));
+            }
+            Some(p) => Authentication::password(p),
+        },
+    };
+    let mut garp = GarpConfig::default();
+    if let Some(g) = &spec.garp {
+        if let Some(d) = &g.master_delay {
+            garp.delay = bounded("spec.garp.masterDelay", d, Duration::ZERO, MAX_GARP_DELAY)?;
+        }
+        if let Some(r) = g.master_repeat {
+            if !(1..=100).contains(&r) {
+                return Err(("spec.garp.masterRepeat", "must be 1 to 100".into()));
+            }
+            garp.repeat = r;
+        }
+        if let Some(r) = &g.master_refresh {
+            let d = parse_duration(r).map_err(|e| ("spec.garp.masterRefresh", e))?;
+            // "0s" turns it off, as leaving it out does.
+            garp.refresh = if d.is_zero() {
+                d
+            } else {
+                bounded("spec.garp.masterRefresh", r, MIN_GARP_REFRESH, MAX_GARP_REFRESH)?
+            };
+        }
+    }
+    for (node_priority, field) in spec
+        .priorities
+        .iter()
+        .map(|p| (p.priority, "spec.priorities"))
+        .chain([(spec.default_priority, "spec.defaultPriority")])
+    {
+        if node_priority == 0 {
+            return Err((
+                field,
+                "priority 0 is reserved for a master leaving: use 1 to 255".into(),
+            ));
+        }
+    }
+    let v = VirtualIp {
+        name,
+        version,
+        vrid,
+        addresses,
+        advert_interval,
+        max_learned_interval,
+        preempt_delay,
+        unicast_peers,
+        authentication,
+        garp,
+        spec,
+    };
+    // Everything the protocol core checks, per family. The primary address is a node's and
+    // the VRID may be the controller's to choose: stand-ins that pass their own checks.
+    for family in v.families() {
+        let probe = v.instance_config(family, 100, placeholder(family));
+        probe.validate().map_err(|e| {
+            let field = match e {
+                crate::vrrp::ConfigError::V2Interval(_)
+                | crate::vrrp::ConfigError::V3Interval(_) => "spec.advertInterval",
+                crate::vrrp::ConfigError::V3Authentication => "spec.authentication",
+                crate::vrrp::ConfigError::V2Ipv6(_) => "spec.version",
+                crate::vrrp::ConfigError::PeerFamily(..) => "spec.unicastPeers",
+                _ => "spec",
+            };
+            (field, e.to_string())
+        })?;
+    }
+    Ok(v)
+}
+
+fn placeholder(family: Family) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::from([192, 0, 2, 1]),
+        Family::V6 => "fe80::1".parse().expect("literal"),
+    }
+}
+
+impl VirtualIp {
+    /// The address families present, IPv4 first.
+    pub fn families(&self) -> Vec<Family> {
+        let mut f: Vec<Family> = self.addresses.iter().map(VirtualAddress::family).collect();
+        f.sort();
+        f.dedup();
+        f
+    }
+
+    pub fn priority_of(&self, node: &str) -> u8 {
+        self.spec
+            .priorities
+            .iter()
+            .find(|p| p.node == node)
+            .map(|p| p.priority)
+            .unwrap_or(self.spec.default_priority)
+    }
+
+    fn instance_config(&self, family: Family, priority: u8, primary: IpAddr) -> InstanceConfig {
+        let addresses: Vec<VirtualAddress> = self
+            .addresses
+            .iter()
+            .copied()
+            .filter(|a| a.family() == family)
+            .collect();
+        let mut c = InstanceConfig::new(self.vrid.unwrap_or(1), primary, addresses);
+        c.version = self.version;
+        c.max_learned_interval = Some(self.max_learned_interval);
+        c.priority = priority;
+        c.advert_interval = self.advert_interval;
+        c.preempt = self.spec.preempt;
+        c.preempt_delay = self.preempt_delay;
+        c.accept_mode = self.spec.accept_mode;
+        c.authentication = self.authentication;
+        c.unicast_peers = self
+            .unicast_peers
+            .iter()
+            .copied()
+            .filter(|p| Family::of(p) == family)
+            .collect();
+        c
+    }
+
+    /// This node's instances, one per family, each resolved (or refused) on its own against
+    /// the node's interfaces and addresses: IPv6 failing here never stops IPv4.
+    pub fn resolve(
+        &self,
+        node: &str,
+        links: &[Link],
+        addrs: &[Address],
+    ) -> Vec<(Family, Result<ResolvedInstance, String>)> {
+        self.families()
+            .into_iter()
+            .map(|family| (family, self.resolve_family(family, node, links, addrs)))
+            .collect()
+    }
+
+    fn resolve_family(
+        &self,
+        family: Family,
+        node: &str,
+        links: &[Link],
+        addrs: &[Address],
+    ) -> Result<ResolvedInstance, String> {
+        let vrid = self.vrid.ok_or_else(|| {
+            format!("{}: no virtual router ID allocated yet", self.name)
+        })?;
+        let first = *self
+            .addresses
+            .iter()
+            .find(|a| a.family() == family)
+            .expect("family present");
+        // Ours only: a virtual address the node already has, not put there by kube-vrrp, is
+        // the node's own. Binding it would adopt it, and releasing it would delete it.
+        for v in self.addresses.iter().filter(|a| a.family() == family) {
+            if let Some(a) = addrs.iter().find(|a| a.address == v.address && !a.is_ours()) {
+                let link = links
+                    .iter()
+                    .find(|l| l.index == a.index)
+                    .map(|l| l.name.as_str())
+                    .unwrap_or("?");
+                return Err(format!(
+                    "{}: {} is already an address of node {node} ({link}) that kube-vrrp did not add: refusing to take it over",
+                    self.name, v.address
+                ));
+            }
+        }
+        // Our own VIPs are never a primary address, nor a reason to pick an interface.
+        let own: Vec<&Address> = addrs
+            .iter()
+            .filter(|a| !a.is_ours() && !self.addresses.iter().any(|v| v.address == a.address))
+            .collect();
+        let link = match &self.spec.interface {
+            Some(name) => links.iter().find(|l| &l.name == name).ok_or_else(|| {
+                format!("{}: interface {name:?} does not exist on node {node}", self.name)
+            })?,
+            None => own
+                .iter()
+                .filter(|a| !is_link_local(&a.address))
+                .find(|a| same_subnet(&a.address, &first.address, first.prefix_len))
+                .and_then(|a| links.iter().find(|l| l.index == a.index))
+                .ok_or_else(|| {
+                    format!(
+                        "{}: no interface on node {node} has an address in {}/{}: set spec.interface",
+                        self.name, first.address, first.prefix_len
+                    )
+                })?,
+        };
+        if link.mac.is_none() || link.name == "lo" {
+            return Err(format!(
+                "{}: interface {} has no Ethernet address (loopback?): VRRP needs a shared segment",
+                self.name, link.name
+            ));
+        }
+        let on_link: Vec<&&Address> = own.iter().filter(|a| a.index == link.index).collect();
+        let primary = match family {
+            Family::V4 => on_link
+                .iter()
+                .filter(|a| a.address.is_ipv4())
+                .min_by_key(|a| !same_subnet(&a.address, &first.address, first.prefix_len))
+                .map(|a| a.address),
+            // RFC 5798 §5.1.2.1: IPv6 advertisements come from the link-local address.
+            Family::V6 => on_link
+                .iter()
+                .find(|a| a.address.is_ipv6() && is_link_local(&a.address))
+                .map(|a| a.address),
+        }
+        .ok_or_else(|| {
+            format!(
+                "{}: interface {} has no {family} address to send from",
+                self.name, link.name
+            )
+        })?;
+        let mut config = self.instance_config(family, self.priority_of(node), primary);
+        config.vrid = vrid;
+        config.mtu = link.mtu as usize;
+        // One file serves every node: a node is not its own peer.
+        config
+            .unicast_peers
+            .retain(|p| !addrs.iter().any(|a| a.address == *p));
+        config
+            .validate()
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        Ok(ResolvedInstance {
+            key: format!("{}/{}", self.name, family_label(family)),
+            name: self.name.clone(),
+            interface: link.name.clone(),
+            ifindex: link.index,
+            config,
+            virtual_mac: self.spec.virtual_mac,
+            garp: self.garp,
+        })
+    }
+}
+
+pub fn family_label(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "ipv4",
+        Family::V6 => "ipv6",
+    }
+}
+
+/// What one node runs of a set of VirtualIPs: the instances that resolved, and why the others
+/// cannot run here (VirtualIP name, family, reason).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePlan {
+    pub instances: BTreeMap<String, ResolvedInstance>,
+    pub errors: Vec<(String, Family, String)>,
+}
+
+/// Resolves every `VirtualIP` for `node`. Each family of each VirtualIP stands alone; two
+/// instances on one resolved interface with one VRID and family refuse the later one (VRIDs are
+/// unique per segment whether the interface was named or found).
+pub fn resolve_all(vips: &[VirtualIp], node: &str, links: &[Link], addrs: &[Address]) -> NodePlan {
+    let mut plan = NodePlan::default();
+    for v in vips {
+        for (family, r) in v.resolve(node, links, addrs) {
+            let r = r.and_then(|r| {
+                match plan.instances.values().find(|o| {
+                    o.ifindex == r.ifindex
+                        && o.config.family() == family
+                        && o.config.vrid == r.config.vrid
+                }) {
+                    Some(o) => Err(format!(
+                        "{}: virtual router {} on {} is already used by {:?}",
+                        v.name, r.config.vrid, r.interface, o.name
+                    )),
+                    None => Ok(r),
+                }
+            });
+            match r {
+                Ok(r) => {
+                    plan.instances.insert(r.key.clone(), r);
+                }
+                Err(e) => plan.errors.push((v.name.clone(), family, e)),
+            }
+        }
+    }
+    plan
+}

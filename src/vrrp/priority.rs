@@ -1,0 +1,175 @@
+//! Effective priority from trackers, as keepalived's `vrrp_set_effective_priority` computes it:
+//! the configured priority plus the weights of the trackers (health checks, tracked interfaces,
+//! files, an address conflict), clamped to 1..=254; a failing tracker of weight 0 puts the
+//! instance in FAULT; the address owner (255) is never moved, and nothing is raised to 255.
+//!
+//! Pure: the agent keeps one [`Trackers`] per instance, feeds it results, and hands the
+//! [`Effective`] outcome to the state machine (`Input::SetPriority` / `Input::TrackedFault`).
+
+use std::collections::BTreeMap;
+
+/// One tracker's weight and whether it is failing now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracker {
+    /// -253..=253. 0: failing means FAULT. Positive: added while succeeding. Negative:
+    /// subtracted (added, being negative) while failing.
+    pub weight: i16,
+    pub failing: bool,
+    /// Why it fails, for the FAULT reason (e.g. "interface eth0 down").
+    pub reason: String,
+}
+
+/// What the trackers make of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effective {
+    /// Run with this priority (1..=255; 255 only for the owner).
+    Priority(u8),
+    /// A weight-0 tracker fails: the instance must be in FAULT, for this reason (the first
+    /// failing weight-0 tracker by name).
+    Fault(String),
+}
+
+/// The trackers of one instance, by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trackers {
+    trackers: BTreeMap<String, Tracker>,
+}
+
+impl Trackers {
+    /// Sets (or adds) a tracker's state. Returns whether anything changed.
+    pub fn set(&mut self, name: &str, weight: i16, failing: bool, reason: &str) -> bool {
+        let t = Tracker {
+            weight: weight.clamp(-253, 253),
+            failing,
+            reason: reason.to_string(),
+        };
+        if self.trackers.get(name) == Some(&t) {
+            return false;
+        }
+        self.trackers.insert(name.to_string(), t);
+        true
+    }
+
+    /// Forgets a tracker. Returns whether it existed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        self.trackers.remove(name).is_some()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Tracker> {
+        self.trackers.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tracker)> {
+        self.trackers.iter()
+    }
+
+    /// The outcome for an instance configured with `configured` (1..=255).
+    pub fn effective(&self, configured: u8) -> Effective {
+        if let Some(t) = self.trackers.values().find(|t| t.weight == 0 && t.failing) {
+            return Effective::Fault(t.reason.clone());
+        }
+        if configured == 255 {
+            return Effective::Priority(255);
+        }
+        let sum: i32 = self
+            .trackers
+            .values()
+            .map(|t| match (t.weight > 0, t.failing) {
+                (true, false) => i32::from(t.weight),
+                (false, true) => i32::from(t.weight),
+                _ => 0,
+            })
+            .sum();
+        Effective::Priority((i32::from(configured) + sum).clamp(1, 254) as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(entries: &[(&str, i16, bool)]) -> Trackers {
+        let mut t = Trackers::default();
+        for (name, weight, failing) in entries {
+            t.set(name, *weight, *failing, &format!("{name} failing"));
+        }
+        t
+    }
+
+    #[test]
+    fn no_trackers_is_the_configured_priority() {
+        assert_eq!(Trackers::default().effective(100), Effective::Priority(100));
+    }
+
+    #[test]
+    fn positive_weights_add_while_succeeding_only() {
+        let t = with(&[("a", 10, false), ("b", 20, false), ("c", 30, true)]);
+        assert_eq!(t.effective(100), Effective::Priority(130));
+    }
+
+    #[test]
+    fn negative_weights_subtract_while_failing_only() {
+        let t = with(&[("a", -10, true), ("b", -20, false), ("c", -5, true)]);
+        assert_eq!(t.effective(100), Effective::Priority(85));
+    }
+
+    #[test]
+    fn several_trackers_add_up() {
+        let t = with(&[("up", 50, false), ("down", -30, true)]);
+        assert_eq!(t.effective(100), Effective::Priority(120));
+    }
+
+    #[test]
+    fn clamped_to_1_and_254() {
+        assert_eq!(
+            with(&[("a", 200, false)]).effective(100),
+            Effective::Priority(254)
+        );
+        assert_eq!(
+            with(&[("a", -200, true)]).effective(100),
+            Effective::Priority(1)
+        );
+    }
+
+    #[test]
+    fn nothing_is_raised_to_255() {
+        assert_eq!(
+            with(&[("a", 1, false)]).effective(254),
+            Effective::Priority(254)
+        );
+    }
+
+    #[test]
+    fn the_owner_is_never_moved() {
+        assert_eq!(
+            with(&[("a", -100, true)]).effective(255),
+            Effective::Priority(255)
+        );
+        assert_eq!(
+            with(&[("a", 10, false)]).effective(255),
+            Effective::Priority(255)
+        );
+    }
+
+    #[test]
+    fn a_failing_weight_zero_tracker_is_fault_even_for_the_owner() {
+        let t = with(&[("b-check", 0, true), ("a-plus", 50, false)]);
+        assert_eq!(t.effective(100), Effective::Fault("b-check failing".into()));
+        assert_eq!(t.effective(255), Effective::Fault("b-check failing".into()));
+        assert_eq!(
+            with(&[("b", 0, false)]).effective(100),
+            Effective::Priority(100)
+        );
+    }
+
+    #[test]
+    fn weights_are_bounded_and_set_reports_changes() {
+        let mut t = Trackers::default();
+        assert!(t.set("a", 1000, false, ""));
+        assert_eq!(t.get("a").unwrap().weight, 253);
+        assert!(!t.set("a", 1000, false, ""));
+        assert!(t.set("a", 1000, true, "down"));
+        assert!(t.remove("a"));
+        assert!(!t.remove("a"));
+    }
+}
