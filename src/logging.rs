@@ -4,9 +4,9 @@
 //! A write error (a closed pipe: `agent ... 2>&1 | head -2`) is ignored.
 
 use std::io::Write;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Lines queued at most.
@@ -46,7 +46,10 @@ fn write_loop(rx: Receiver<Msg>) {
             Msg::Line(line) => {
                 let dropped = DROPPED.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
-                    let _ = writeln!(out, "[{dropped} log lines dropped: stderr was not keeping up]");
+                    let _ = writeln!(
+                        out,
+                        "[{dropped} log lines dropped: stderr was not keeping up]"
+                    );
                 }
                 let _ = out.write_all(&line);
             }

@@ -257,7 +257,10 @@ async fn bind(ctx: &Ctx, id: u64, key: &str, ifindex: u32, addresses: &[VirtualA
     {
         let mut l = ctx.ledger.lock().expect("ledger");
         for (a, _) in &failed {
-            if l.held.get(&(ifindex, a.address)).is_some_and(|h| h.id == id) {
+            if l.held
+                .get(&(ifindex, a.address))
+                .is_some_and(|h| h.id == id)
+            {
                 l.held.remove(&(ifindex, a.address));
             }
         }
@@ -382,13 +385,7 @@ fn on_event(ctx: &Arc<Ctx>, e: &NetEvent) {
 
 /// Releases every address still in the ledger (the agent stops).
 async fn release_all(ctx: &Ctx) {
-    let all: Vec<((u32, IpAddr), Held)> = ctx
-        .ledger
-        .lock()
-        .expect("ledger")
-        .held
-        .drain()
-        .collect();
+    let all: Vec<((u32, IpAddr), Held)> = ctx.ledger.lock().expect("ledger").held.drain().collect();
     let errors: Vec<String> = futures::stream::iter(all)
         .map(|((ifindex, address), h)| async move {
             ctx.nl

@@ -64,7 +64,10 @@ pub enum EngineCmd {
     /// Same instance, new priority and/or announcement settings: applied in place.
     Update(ResolvedInstance),
     /// An interface went up or down.
-    Link { ifindex: u32, up: bool },
+    Link {
+        ifindex: u32,
+        up: bool,
+    },
     /// An interface is gone: its instances are in FAULT until they are restarted on the new
     /// one, and its receive sockets are closed.
     LinkGone(u32),
@@ -77,7 +80,10 @@ pub enum EngineCmd {
         reason: String,
     },
     /// The data plane put back an address someone else removed.
-    Restored { key: String, address: IpAddr },
+    Restored {
+        key: String,
+        address: IpAddr,
+    },
     Snapshot(oneshot::Sender<AgentStatus>),
     /// Hands every instance over; answers once every address release has been asked for.
     StopAll(oneshot::Sender<()>),
@@ -457,49 +463,50 @@ impl Engine {
         let tx = self.from_receivers.clone();
         let task = tokio::spawn(async move {
             let mut counts: HashMap<(Option<u8>, String), (DecodeError, u64)> = HashMap::new();
-            let mut last_flush = Instant::now();
+            let mut flush = tokio::time::interval(MALFORMED_FLUSH);
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                match rx.recv().await {
-                    Ok(p) => match Advertisement::decode(&p.payload, p.src, p.dst) {
-                        Ok(advertisement) => {
-                            let msg = FromReceiver::Advert {
-                                socket: key,
-                                src: p.src,
-                                ttl: p.ttl,
-                                advertisement,
-                            };
-                            if tx.send(msg).await.is_err() {
-                                return;
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Ok(p) => match Advertisement::decode(&p.payload, p.src, p.dst) {
+                            Ok(advertisement) => {
+                                let msg = FromReceiver::Advert {
+                                    socket: key,
+                                    src: p.src,
+                                    ttl: p.ttl,
+                                    advertisement,
+                                };
+                                if tx.send(msg).await.is_err() {
+                                    return;
+                                }
                             }
-                        }
+                            Err(e) => {
+                                // Counted here and handed over in bulk: a flood costs the
+                                // engine one message a second, and the log one line per ten.
+                                let vrid = p.payload.get(1).copied();
+                                counts
+                                    .entry((vrid, e.kind().to_string()))
+                                    .or_insert((e, 0))
+                                    .1 += 1;
+                            }
+                        },
                         Err(e) => {
-                            let vrid = p.payload.get(1).copied();
-                            counts
-                                .entry((vrid, e.kind().to_string()))
-                                .or_insert((e, 0))
-                                .1 += 1;
+                            warn!(error = %e, "VRRP receive failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
                         }
                     },
-                    Err(e) => {
-                        warn!(error = %e, "VRRP receive failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                if !counts.is_empty() && last_flush.elapsed() >= MALFORMED_FLUSH {
-                    last_flush = Instant::now();
-                    let counts = counts
-                        .drain()
-                        .map(|((vrid, _), (e, n))| (vrid, e, n))
-                        .collect();
-                    if tx
-                        .send(FromReceiver::Malformed {
-                            socket: key,
-                            counts,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
+                    _ = flush.tick(), if !counts.is_empty() => {
+                        let counts = counts
+                            .drain()
+                            .map(|((vrid, _), (e, n))| (vrid, e, n))
+                            .collect();
+                        if tx
+                            .send(FromReceiver::Malformed { socket: key, counts })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
                     }
                 }
             }
@@ -598,8 +605,9 @@ impl Engine {
         let now = self.now();
         // A leaving master waits for its successor's first advertisement.
         if adv.priority > 0 && !self.leaving.is_empty() {
-            let (heard, rest): (Vec<Leaving>, Vec<Leaving>) =
-                std::mem::take(&mut self.leaving).into_iter().partition(|l| {
+            let (heard, rest): (Vec<Leaving>, Vec<Leaving>) = std::mem::take(&mut self.leaving)
+                .into_iter()
+                .partition(|l| {
                     l.slot.socket_keys().contains(&socket)
                         && l.slot.resolved.config.vrid == adv.vrid
                         && src != l.slot.resolved.config.primary_address

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::AgentError;
 use super::engine::{Prepared, SocketKey};
 use crate::model::spec::ResolvedInstance;
-use crate::net::netlink::{NetlinkError, Netlink};
+use crate::net::netlink::{Netlink, NetlinkError};
 use crate::net::socket::{VrrpReceiver, VrrpSender};
 use crate::net::virtual_mac;
 use crate::vrrp::Family;
@@ -121,12 +121,14 @@ impl Sockets {
         {
             return Ok(s);
         }
-        let s = Arc::new(open_sender(ifname, ifindex, source).await.map_err(|source| {
-            AgentError::Socket {
-                what: format!("VRRP send socket on {ifname}"),
-                source,
-            }
-        })?);
+        let s = Arc::new(
+            open_sender(ifname, ifindex, source)
+                .await
+                .map_err(|source| AgentError::Socket {
+                    what: format!("VRRP send socket on {ifname}"),
+                    source,
+                })?,
+        );
         self.senders
             .lock()
             .expect("sockets")

@@ -151,6 +151,8 @@ struct Agent {
     running: BTreeMap<String, ResolvedInstance>,
     /// Setup generation per key: a finished setup that is no longer wanted is dropped.
     generation: HashMap<String, u64>,
+    /// Keys whose setup finished and that the engine was told to run.
+    started: std::collections::HashSet<String>,
     next_generation: u64,
     /// VirtualIPs (or families of them) that cannot run here, and why.
     errors: report::Errors,
@@ -159,6 +161,9 @@ struct Agent {
     announce_errors: Arc<AtomicU64>,
     snapshot_seq: u64,
     snapshot_applied: u64,
+    /// Listeners not served yet: standalone, `/status` answers once the first setups are done,
+    /// so an answer means the agent runs what its file says.
+    listeners: Vec<(tokio::net::TcpListener, bool)>,
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
@@ -211,12 +216,14 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         file_vips: vips,
         running: BTreeMap::new(),
         generation: HashMap::new(),
+        started: Default::default(),
         next_generation: 1,
         errors: report::Errors::default(),
         config_error: None,
         announce_errors,
         snapshot_seq: 0,
         snapshot_applied: 0,
+        listeners: Vec::new(),
     };
 
     // Producers of events.
@@ -269,23 +276,14 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         }
         _ => None,
     };
+    agent.listeners = [(listener, false), (metrics_listener, true)]
+        .into_iter()
+        .filter_map(|(l, m)| l.map(|l| (l, m)))
+        .collect();
     if matches!(agent.source, Source::File(_)) {
         agent.apply().await;
     }
-    for (l, metrics_only) in [(listener, false), (metrics_listener, true)] {
-        if let Some(l) = l {
-            let (tx, mut rx) = mpsc::channel::<StatusRequest>(16);
-            let ev = events_tx.clone();
-            tokio::spawn(async move {
-                while let Some(r) = rx.recv().await {
-                    if ev.send(AgentEvent::Status(r)).is_err() {
-                        return;
-                    }
-                }
-            });
-            tokio::spawn(status::serve(l, tx, metrics_only));
-        }
-    }
+    agent.serve_when_ready();
     info!(node = %opts.node, instances = agent.running.len(),
           mode = if client.is_some() { "cluster" } else { "standalone" }, "agent started");
 
@@ -407,15 +405,20 @@ impl Agent {
                 match result {
                     Ok(p) => {
                         self.errors.start.remove(&key);
+                        self.started.insert(key);
                         let _ = self.engine.send(EngineCmd::Start(p));
                     }
                     Err(reason) => {
                         error!(instance = %key, %reason, "cannot start");
                         self.running.remove(&key);
                         self.generation.remove(&key);
+                        self.started.remove(&key);
                         self.errors.start.insert(key, reason);
                         self.request_report();
                     }
+                }
+                if !self.listeners.is_empty() {
+                    self.serve_when_ready();
                 }
             }
             AgentEvent::Changed => self.request_report(),
@@ -450,6 +453,28 @@ impl Agent {
                 });
             }
             AgentEvent::Stop(_) | AgentEvent::NetLost => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn serve_when_ready(&mut self) {
+        let setting_up = self
+            .running
+            .keys()
+            .any(|k| self.generation.contains_key(k) && !self.started.contains(k));
+        if setting_up && matches!(self.source, Source::File(_)) {
+            return;
+        }
+        for (l, metrics_only) in std::mem::take(&mut self.listeners) {
+            let (tx, mut rx) = mpsc::channel::<StatusRequest>(16);
+            let ev = self.events.clone();
+            tokio::spawn(async move {
+                while let Some(r) = rx.recv().await {
+                    if ev.send(AgentEvent::Status(r)).is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(status::serve(l, tx, metrics_only));
         }
     }
 
@@ -583,6 +608,7 @@ impl Agent {
                 Step::Stop(key) => {
                     self.running.remove(&key);
                     self.generation.remove(&key);
+                    self.started.remove(&key);
                     let _ = self.engine.send(EngineCmd::Stop(key));
                 }
                 Step::Update(r) => {
@@ -602,6 +628,7 @@ impl Agent {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.generation.insert(r.key.clone(), generation);
+        self.started.remove(&r.key);
         self.running.insert(r.key.clone(), r.clone());
         let (nl, sockets, events) = (self.nl.clone(), self.sockets.clone(), self.events.clone());
         tokio::spawn(async move {
@@ -674,9 +701,7 @@ impl Agent {
         let _ = self.engine.send(EngineCmd::StopAll(tx));
         let _ = rx.await;
         let (tx, rx) = oneshot::channel();
-        let _ = self
-            .dataplane
-            .send(dataplane::DataplaneCmd::ReleaseAll(tx));
+        let _ = self.dataplane.send(dataplane::DataplaneCmd::ReleaseAll(tx));
         if tokio::time::timeout(Duration::from_secs(10), rx)
             .await
             .is_err()

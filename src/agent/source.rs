@@ -130,7 +130,6 @@ fn shares_family(a: &VirtualIp, b: &VirtualIp) -> bool {
         .any(|x| b.addresses.iter().any(|y| x.family() == y.family()))
 }
 
-
 /// Reads and validates a configuration file.
 pub fn load(path: &Path) -> Result<Vec<VirtualIp>, super::AgentError> {
     let p = path.display().to_string();
@@ -301,7 +300,9 @@ spec:
     #[test]
     fn resolution_errors_say_what_to_set() {
         let vips = parse(&GOOD.replace("198.51.100.60/24", "203.0.113.60/24")).unwrap();
-        let e = resolve_all(&vips, "n1", &links(), &addrs()).errors[0].2.clone();
+        let e = resolve_all(&vips, "n1", &links(), &addrs()).errors[0]
+            .2
+            .clone();
         assert!(
             e.contains(
                 "no interface on node n1 has an address in 203.0.113.60/24: set spec.interface"
@@ -313,7 +314,9 @@ spec:
             "virtualRouterID: 52\n  interface: eth9",
         ))
         .unwrap();
-        let e = resolve_all(&vips, "n1", &links(), &addrs()).errors[0].2.clone();
+        let e = resolve_all(&vips, "n1", &links(), &addrs()).errors[0]
+            .2
+            .clone();
         assert!(e.contains("interface \"eth9\" does not exist"), "{e}");
     }
 
@@ -331,7 +334,13 @@ spec:
         );
         assert_eq!(plan.errors.len(), 1);
         assert_eq!(plan.errors[0].0, "web");
-        assert!(plan.errors[0].2.contains("no interface on node n1 has an address in 2001:db8:1::50/64"), "{:?}", plan.errors);
+        assert!(
+            plan.errors[0]
+                .2
+                .contains("no interface on node n1 has an address in 2001:db8:1::50/64"),
+            "{:?}",
+            plan.errors
+        );
     }
 
     #[test]
@@ -352,7 +361,10 @@ spec:
     fn vrids_are_unique_per_resolved_interface() {
         // One names eth0, the other leaves it to be found: both end up on eth0.
         let yaml = GOOD
-            .replace("virtualRouterID: 52", "virtualRouterID: 51\n  interface: eth0")
+            .replace(
+                "virtualRouterID: 52",
+                "virtualRouterID: 51\n  interface: eth0",
+            )
             .replace("version: 2\n  authentication: {password: s3cret}\n", "");
         let vips = parse(&yaml).unwrap();
         let plan = resolve_all(&vips, "n1", &links(), &addrs());
@@ -369,15 +381,47 @@ spec:
     #[test]
     fn harmful_values_are_refused() {
         for (from, to, expect) in [
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  garp: {masterRefresh: 1ns}", "spec.garp.masterRefresh"),
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  garp: {masterDelay: 2h}", "spec.garp.masterDelay"),
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  preemptDelay: 1000h", "spec.preemptDelay"),
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  maxLearnedInterval: 50ms", "spec.maxLearnedInterval"),
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  interface: lo", "loopback interface"),
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  unicastPeers: [224.0.0.18]", "multicast address: it cannot be a unicast peer"),
-            ("advertInterval: 100ms", "advertInterval: 100ms\n  unicastPeers: [255.255.255.255]", "broadcast"),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  garp: {masterRefresh: 1ns}",
+                "spec.garp.masterRefresh",
+            ),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  garp: {masterDelay: 2h}",
+                "spec.garp.masterDelay",
+            ),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  preemptDelay: 1000h",
+                "spec.preemptDelay",
+            ),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  maxLearnedInterval: 50ms",
+                "spec.maxLearnedInterval",
+            ),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  interface: lo",
+                "loopback interface",
+            ),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  unicastPeers: [224.0.0.18]",
+                "multicast address: it cannot be a unicast peer",
+            ),
+            (
+                "advertInterval: 100ms",
+                "advertInterval: 100ms\n  unicastPeers: [255.255.255.255]",
+                "broadcast",
+            ),
             ("198.51.100.60/24", "127.0.0.1/8", "loopback"),
-            ("198.51.100.60/24", "198.51.100.255/24", "broadcast address of its subnet"),
+            (
+                "198.51.100.60/24",
+                "198.51.100.255/24",
+                "broadcast address of its subnet",
+            ),
             ("198.51.100.60/24", "169.254.0.60/16", "link-local"),
             ("2001:db8:1::50/64", "::1/128", "loopback"),
             ("virtualRouterID: 52", "virtualRouterID: 0", "0 is reserved"),

@@ -139,9 +139,13 @@ fn validate(
             password_secret_ref: None,
         });
     }
-    crate::model::spec::validate(vip.name_any(), probe, crate::model::spec::VridRule::Allocated)
-        .map(|_| password)
-        .map_err(|(field, reason)| format!("{field}: {reason}"))
+    crate::model::spec::validate(
+        vip.name_any(),
+        probe,
+        crate::model::spec::VridRule::Allocated,
+    )
+    .map(|_| password)
+    .map_err(|(field, reason)| format!("{field}: {reason}"))
 }
 
 fn condition(

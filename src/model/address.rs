@@ -155,7 +155,14 @@ mod tests {
 
     #[test]
     fn unusable_peers_are_refused() {
-        for s in ["224.0.0.18", "255.255.255.255", "127.0.0.1", "::1", "ff02::1", "0.0.0.0"] {
+        for s in [
+            "224.0.0.18",
+            "255.255.255.255",
+            "127.0.0.1",
+            "::1",
+            "ff02::1",
+            "0.0.0.0",
+        ] {
             assert!(check_peer(&s.parse().unwrap()).is_err(), "{s}");
         }
         assert!(check_peer(&"198.51.100.12".parse().unwrap()).is_ok());

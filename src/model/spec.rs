@@ -103,14 +103,15 @@ fn bounded(
 }
 
 /// Validates one spec on its own (no node knowledge needed).
-pub fn validate(name: String, spec: VirtualIpSpec, rule: VridRule) -> Result<VirtualIp, FieldError> {
+pub fn validate(
+    name: String,
+    spec: VirtualIpSpec,
+    rule: VridRule,
+) -> Result<VirtualIp, FieldError> {
     let version = Version::try_from(spec.version).map_err(|e| ("spec.version", e))?;
     let vrid = match (spec.virtual_router_id, rule) {
         (Some(0), _) => {
-            return Err((
-                "spec.virtualRouterID",
-                "0 is reserved: use 1 to 255".into(),
-            ));
+            return Err(("spec.virtualRouterID", "0 is reserved: use 1 to 255".into()));
         }
         (None, VridRule::Required) => {
             return Err((
@@ -205,7 +206,12 @@ pub fn validate(name: String, spec: VirtualIpSpec, rule: VridRule) -> Result<Vir
             garp.refresh = if d.is_zero() {
                 d
             } else {
-                bounded("spec.garp.masterRefresh", r, MIN_GARP_REFRESH, MAX_GARP_REFRESH)?
+                bounded(
+                    "spec.garp.masterRefresh",
+                    r,
+                    MIN_GARP_REFRESH,
+                    MAX_GARP_REFRESH,
+                )?
             };
         }
     }
@@ -325,9 +331,9 @@ impl VirtualIp {
         links: &[Link],
         addrs: &[Address],
     ) -> Result<ResolvedInstance, String> {
-        let vrid = self.vrid.ok_or_else(|| {
-            format!("{}: no virtual router ID allocated yet", self.name)
-        })?;
+        let vrid = self
+            .vrid
+            .ok_or_else(|| format!("{}: no virtual router ID allocated yet", self.name))?;
         let first = *self
             .addresses
             .iter()
@@ -336,7 +342,10 @@ impl VirtualIp {
         // Ours only: a virtual address the node already has, not put there by kube-vrrp, is
         // the node's own. Binding it would adopt it, and releasing it would delete it.
         for v in self.addresses.iter().filter(|a| a.family() == family) {
-            if let Some(a) = addrs.iter().find(|a| a.address == v.address && !a.is_ours()) {
+            if let Some(a) = addrs
+                .iter()
+                .find(|a| a.address == v.address && !a.is_ours())
+            {
                 let link = links
                     .iter()
                     .find(|l| l.index == a.index)
