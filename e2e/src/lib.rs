@@ -336,6 +336,13 @@ impl Lab {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
 
+    /// Deletes a node's `eth0` and creates it again, same name and addresses, new index.
+    pub fn recreate_eth0(&self, node: &Node) {
+        sh(&["ip", "-n", &node.ns, "link", "del", "eth0"]);
+        let addrs = [format!("{}/24", node.ipv4), format!("{}/64", node.ipv6)];
+        self.plug(&node.ns, "eth0", &node.port, "br0", &addrs);
+    }
+
     /// Cuts (false) or restores (true) a node's link at the bridge.
     pub fn set_link(&self, node: &Node, up: bool) {
         sh(&[
@@ -596,4 +603,101 @@ pub fn kube_vrrp_binary() -> PathBuf {
         "kube-vrrp binary not found next to {}: run `cargo build --workspace` first",
         exe.display()
     );
+}
+
+/// A VRRP advertisement seen on the segment.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub at: Instant,
+    pub ipv6: bool,
+    pub vrid: u8,
+    pub priority: u8,
+    pub src: std::net::IpAddr,
+}
+
+/// Captures VRRP (IPv4 and IPv6, multicast) on `eth0` of a namespace from a thread of its
+/// own, as a switch port would see it: what actually went out on the wire. Call
+/// [`Capture::stop`] to collect.
+pub struct Capture {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<Vec<Seen>>>,
+}
+
+impl Capture {
+    pub fn start(ns: &str) -> Capture {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut handles = Vec::new();
+        for ipv6 in [false, true] {
+            let flag = stop.clone();
+            let ns_path = format!("/run/netns/{ns}");
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            handles.push(std::thread::spawn(move || {
+                let f = std::fs::File::open(&ns_path).unwrap();
+                nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+                let s = Socket::new(domain, Type::RAW, Some(Protocol::from(112))).unwrap();
+                s.bind_device(Some(b"eth0")).unwrap();
+                s.set_recv_buffer_size(16 << 20).unwrap();
+                let index = nix::net::if_::if_nametoindex("eth0").unwrap();
+                if ipv6 {
+                    s.join_multicast_v6(&"ff02::12".parse().unwrap(), index)
+                        .unwrap();
+                } else {
+                    s.join_multicast_v4_n(
+                        &"224.0.0.18".parse().unwrap(),
+                        &socket2::InterfaceIndexOrAddress::Index(index),
+                    )
+                    .unwrap();
+                }
+                s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut seen = Vec::new();
+                let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 2048];
+                while !flag.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = s.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let at = Instant::now();
+                    let b: Vec<u8> = buf[..n]
+                        .iter()
+                        .map(|x| unsafe { x.assume_init() })
+                        .collect();
+                    // IPv4 raw sockets deliver the IP header, IPv6 ones do not.
+                    let off = if ipv6 {
+                        0
+                    } else {
+                        usize::from(b[0] & 0x0f) * 4
+                    };
+                    if b.len() < off + 8 {
+                        continue;
+                    }
+                    let Some(src) = from.as_socket().map(|a| a.ip()) else {
+                        continue;
+                    };
+                    seen.push(Seen {
+                        at,
+                        ipv6,
+                        vrid: b[off + 1],
+                        priority: b[off + 2],
+                        src,
+                    });
+                }
+                seen
+            }));
+            ready_rx.recv().unwrap();
+        }
+        Capture { stop, handles }
+    }
+
+    pub fn stop(self) -> Vec<Seen> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all: Vec<Seen> = self
+            .handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect();
+        all.sort_by_key(|s| s.at);
+        all
+    }
 }

@@ -282,7 +282,7 @@ fn a_cut_link_fails_over_and_status_and_an_event_say_so() {
     assert!(
         ev.iter().any(|(r, n)| r == "NoMaster"
             && n.starts_with("n1 is no longer master")
-            && n.contains("n1 is Fault: fault: interface down")),
+            && n.contains("n1 is Fault: fault: interface eth0 down")),
         "{ev:?}"
     );
     assert!(
