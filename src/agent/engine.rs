@@ -89,6 +89,22 @@ pub enum EngineCmd {
     StopAll(oneshot::Sender<()>),
 }
 
+impl EngineCmd {
+    fn kind(&self) -> &'static str {
+        match self {
+            EngineCmd::Start(_) => "start",
+            EngineCmd::Stop(_) => "stop",
+            EngineCmd::Update(_) => "update",
+            EngineCmd::Link { .. } => "link",
+            EngineCmd::LinkGone(_) => "link-gone",
+            EngineCmd::Tracker { .. } => "tracker",
+            EngineCmd::Restored { .. } => "restored",
+            EngineCmd::Snapshot(_) => "snapshot",
+            EngineCmd::StopAll(_) => "stop-all",
+        }
+    }
+}
+
 /// What a receiver task hands the engine.
 enum FromReceiver {
     Advert {
@@ -167,6 +183,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("vrrp-engine".into())
         .spawn(move || {
+            realtime();
             rt.block_on(async move {
                 let (ftx, frx) = mpsc::channel(4096);
                 let engine = Engine {
@@ -191,6 +208,22 @@ pub fn spawn(
     Ok(tx)
 }
 
+/// Asks for real-time scheduling (SCHED_FIFO, low priority) for this thread: on a busy node
+/// (a reload resolving hundreds of VirtualIPs, a flood, other pods) the engine still wakes on
+/// time. The work here is short and event-driven, and the kernel's RT throttling bounds it.
+/// Without CAP_SYS_NICE it runs at normal priority and says so.
+fn realtime() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: plain syscall on the calling thread (pid 0), with a valid parameter.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if r != 0 {
+        info!(
+            error = %std::io::Error::last_os_error(),
+            "VRRP engine runs without real-time priority (needs CAP_SYS_NICE)"
+        );
+    }
+}
+
 impl Engine {
     fn now(&self) -> Duration {
         self.start.elapsed()
@@ -205,10 +238,19 @@ impl Engine {
         let mut last_summary = self.now();
         loop {
             let deadline = self.next_deadline();
+            let busy_from;
+            let mut kind = "timers";
             tokio::select! {
                 biased;
-                _ = tokio::time::sleep_until(deadline) => self.on_timers(),
-                Some(p) = packets.recv() => self.on_packet(p),
+                _ = tokio::time::sleep_until(deadline) => {
+                    busy_from = Instant::now();
+                    self.on_timers()
+                }
+                Some(p) = packets.recv() => {
+                    busy_from = Instant::now();
+                    kind = "packet";
+                    self.on_packet(p)
+                }
                 cmd = cmds.recv() => match cmd {
                     Some(EngineCmd::StopAll(done)) => {
                         self.stop_all(&mut packets).await;
@@ -221,15 +263,32 @@ impl Engine {
                         }
                         return;
                     }
-                    Some(cmd) => self.on_command(cmd),
+                    Some(cmd) => {
+                        busy_from = Instant::now();
+                        kind = cmd.kind();
+                        self.on_command(cmd)
+                    }
                     None => return,
                 },
                 _ = housekeeping.tick() => {
+                    busy_from = Instant::now();
+                    kind = "housekeeping";
                     self.expire_conflicts();
                     if self.now() - last_summary >= LOG_SUMMARY {
                         last_summary = self.now();
                         self.log_malformed_summary();
                     }
+                }
+            }
+            let busy = busy_from.elapsed().as_micros() as u64;
+            if busy > self.global.max_engine_busy_us {
+                self.global.max_engine_busy_us = busy;
+                if busy > 2_000 {
+                    warn!(
+                        busy_us = busy,
+                        event = kind,
+                        "the VRRP engine was slow on one event"
+                    );
                 }
             }
         }
@@ -522,22 +581,48 @@ impl Engine {
     }
 
     fn on_timers(&mut self) {
-        let now = self.now();
-        while let Some(&(at, id)) = self.timers.first() {
-            if at > now {
+        // When many timers are due together (instances that became master at one moment keep
+        // that phase), the shortest intervals go first, a few at a time, so a burst of 100 ms
+        // advertisements never makes a 20 ms one late: sending is a system call, and on a
+        // busy host it is not free.
+        const BATCH: usize = 16;
+        loop {
+            let now = self.now();
+            let mut due: Vec<(Duration, Duration, u64)> = self
+                .timers
+                .range(..=(now, u64::MAX))
+                .map(|&(at, id)| {
+                    let interval = self
+                        .slots
+                        .get(&id)
+                        .map(|s| s.instance.master_adver_interval())
+                        .unwrap_or_default();
+                    (interval, at, id)
+                })
+                .collect();
+            if due.is_empty() {
                 break;
             }
-            self.timers.pop_first();
-            let Some(slot) = self.slots.get_mut(&id) else {
-                continue;
-            };
-            slot.armed = None;
-            if let Some((kind, due)) = slot.instance.timer()
-                && due <= now
-            {
-                self.handle(id, now, Input::TimerExpired(kind));
+            due.sort_unstable();
+            for (_, at, id) in due.into_iter().take(BATCH) {
+                self.timers.remove(&(at, id));
+                let Some(slot) = self.slots.get_mut(&id) else {
+                    continue;
+                };
+                slot.armed = None;
+                if let Some((kind, due)) = slot.instance.timer()
+                    && due <= now
+                {
+                    let late = (now - due).as_micros() as u64;
+                    self.global.max_timer_lateness_us = self.global.max_timer_lateness_us.max(late);
+                    self.handle(id, now, Input::TimerExpired(kind));
+                } else {
+                    // Not due after all (re-armed): keep it armed.
+                    self.after_handle(id, Vec::new());
+                }
             }
         }
+        let now = self.now();
         let (done, waiting): (Vec<Leaving>, Vec<Leaving>) = std::mem::take(&mut self.leaving)
             .into_iter()
             .partition(|l| l.until <= now);

@@ -65,6 +65,11 @@ pub struct GlobalCounters {
     pub malformed: BTreeMap<String, u64>,
     pub send_errors: u64,
     pub netlink_errors: u64,
+    /// The latest a protocol timer has fired after it was due, in microseconds: how well
+    /// "VRRP timing never waits" holds on this node.
+    pub max_timer_lateness_us: u64,
+    /// The longest the engine spent on one event (a packet, a command, a timer round), µs.
+    pub max_engine_busy_us: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -237,6 +242,18 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .malformed
             .iter()
             .map(|(k, v)| (format!("kind=\"{k}\""), *v)),
+    );
+    family(
+        "kube_vrrp_max_timer_lateness_microseconds",
+        "gauge",
+        "The latest a protocol timer fired after it was due.",
+        &mut std::iter::once((String::new(), s.global.max_timer_lateness_us)),
+    );
+    family(
+        "kube_vrrp_max_engine_busy_microseconds",
+        "gauge",
+        "The longest the VRRP engine spent on one event.",
+        &mut std::iter::once((String::new(), s.global.max_engine_busy_us)),
     );
     family(
         "kube_vrrp_send_errors_total",

@@ -254,9 +254,11 @@ fn reload_case(which: Impl, reloads: usize) -> serde_json::Value {
             taken += 1;
         }
     }
+    let engine = engine_stats(&lab, which);
     json!({
         "case": "reload",
         "impl": which.name(),
+        "n1_engine": engine,
         "reloads": reloads,
         "untouched": untouched.len(),
         "max_gap_ms_100ms_instances": ms(worst_100),
@@ -264,6 +266,21 @@ fn reload_case(which: Impl, reloads: usize) -> serde_json::Value {
         "untouched_over_1.5x_interval": over,
         "false_takeovers": taken,
         "adverts_captured": seen.len(),
+    })
+}
+
+/// kube-vrrp's own account of its engine on n1: the latest timer and the longest event.
+fn engine_stats(lab: &Lab, which: Impl) -> serde_json::Value {
+    if which != Impl::KubeVrrp {
+        return serde_json::Value::Null;
+    }
+    let body = lab
+        .http_get(&lab.node("n1").ns, AGENT_STATUS.parse().unwrap(), "/status")
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    json!({
+        "max_timer_lateness_us": v["global"]["maxTimerLatenessUs"],
+        "max_engine_busy_us": v["global"]["maxEngineBusyUs"],
     })
 }
 
@@ -382,9 +399,11 @@ fn flood_case(which: Impl, secs: u64) -> serde_json::Value {
                 .any(|s| s.at >= from && (s.ipv6, s.vrid) == key(i) && s.priority == 100)
         })
         .count();
+    let engine = engine_stats(&lab, which);
     json!({
         "case": "flood",
         "impl": which.name(),
+        "n1_engine": engine,
         "instances": insts.len(),
         "seconds": secs,
         "packets_sent": sent,
