@@ -214,11 +214,20 @@ async fn bind(ctx: &Ctx, id: u64, key: &str, ifindex: u32, addresses: &[VirtualA
             );
         }
     }
+    let started = std::time::Instant::now();
     let results: Vec<(VirtualAddress, _)> = futures::stream::iter(addresses.iter().copied())
         .map(|a| async move { (a, ctx.nl.add_address(ifindex, &a).await) })
         .buffer_unordered(PARALLEL)
         .collect()
         .await;
+    if addresses.len() >= 100 {
+        info!(
+            instance = key,
+            addresses = addresses.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "addresses bound"
+        );
+    }
     let mut existed = Vec::new();
     let mut failed = Vec::new();
     for (a, r) in results {

@@ -68,9 +68,11 @@ pub fn diff(
 
 /// Shared by the setups: senders per (interface, source) — one socket for every instance
 /// there, closed when the last instance using it is gone — and the receive sockets opened.
+type SenderMap = HashMap<(u32, IpAddr), Weak<VrrpSender>>;
+
 #[derive(Clone, Default)]
 pub struct Sockets {
-    senders: Arc<Mutex<HashMap<(u32, IpAddr), Weak<VrrpSender>>>>,
+    senders: Arc<Mutex<SenderMap>>,
     receivers: Arc<Mutex<HashSet<SocketKey>>>,
 }
 

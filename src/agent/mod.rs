@@ -100,7 +100,7 @@ pub enum AgentEvent {
     /// SIGTERM / SIGINT: hand over and stop.
     Stop(&'static str),
     /// Cluster mode: this node's configuration changed.
-    ClusterConfig(cluster::ConfigUpdate),
+    ClusterConfig(Box<cluster::ConfigUpdate>),
     /// The kernel: a link or an address changed.
     Net(NetEvent),
     /// The kernel's event stream ended.
@@ -122,7 +122,7 @@ pub enum AgentEvent {
         vmac: Option<(u32, String)>,
     },
     /// A snapshot taken for the cluster report.
-    Snapshot(u64, AgentStatus),
+    Snapshot(u64, Box<AgentStatus>),
     /// `/status` or `/metrics` asks.
     Status(StatusRequest),
 }
@@ -131,7 +131,7 @@ pub enum AgentEvent {
 enum Source {
     File(PathBuf),
     Cluster {
-        config: Option<crate::api::VirtualIPNodeConfig>,
+        config: Option<Box<crate::api::VirtualIPNodeConfig>>,
         epoch: u64,
         report: tokio::sync::watch::Sender<cluster::Report>,
     },
@@ -262,7 +262,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             let tx = events_tx.clone();
             tokio::spawn(async move {
                 while let Some(u) = updates.recv().await {
-                    if tx.send(AgentEvent::ClusterConfig(u)).is_err() {
+                    if tx.send(AgentEvent::ClusterConfig(Box::new(u))).is_err() {
                         return;
                     }
                 }
@@ -383,7 +383,7 @@ impl Agent {
                     if u.relisted {
                         *epoch += 1;
                     }
-                    *config = u.config;
+                    *config = u.config.map(Box::new);
                 }
                 self.apply().await;
                 self.request_report();
@@ -438,7 +438,7 @@ impl Agent {
             AgentEvent::Snapshot(seq, snapshot) => {
                 if seq > self.snapshot_applied {
                     self.snapshot_applied = seq;
-                    self.publish(snapshot);
+                    self.publish(*snapshot);
                 }
             }
             AgentEvent::Status(reply) => {
@@ -507,7 +507,7 @@ impl Agent {
         let events = self.events.clone();
         tokio::spawn(async move {
             if let Ok(s) = rx.await {
-                let _ = events.send(AgentEvent::Snapshot(seq, s));
+                let _ = events.send(AgentEvent::Snapshot(seq, Box::new(s)));
             }
         });
     }
