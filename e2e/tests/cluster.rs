@@ -167,13 +167,14 @@ fn apply_binds_on_the_highest_priority_node_follows_priority_changes_and_deletes
     let table = api.ok(&["get", "virtualips"]);
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(
-        &row[..5],
+        &row[..6],
         [
             "web",
             "198.51.100.50/24,2001:db8:1::50/64",
             "51",
             "n1",
-            "Ready"
+            "Ready",
+            "n1=Master(200),n2=Backup(150)"
         ],
         "{table}"
     );

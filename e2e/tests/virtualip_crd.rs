@@ -26,7 +26,15 @@ fn samples_apply_and_print_columns() {
     let head: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         head,
-        ["NAME", "ADDRESSES", "VRID", "MASTER", "PHASE", "AGE"],
+        [
+            "NAME",
+            "ADDRESSES",
+            "VRID",
+            "MASTER",
+            "PHASE",
+            "NODES",
+            "AGE"
+        ],
         "{table}"
     );
     assert!(table.contains("web"), "{table}");

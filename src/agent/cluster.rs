@@ -44,6 +44,14 @@ pub struct Report {
     pub config_generation: Option<i64>,
     /// Bumped on every relist: everything is written again.
     pub epoch: u64,
+    /// Where this node's advertisements come from (registration).
+    pub addresses: Vec<String>,
+}
+
+/// When this process started, as the registration says.
+fn started_time() -> &'static str {
+    static STARTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    STARTED.get_or_init(|| k8s_openapi::jiff::Timestamp::now().to_string())
 }
 
 pub fn field_manager(node: &str) -> String {
@@ -109,7 +117,7 @@ pub async fn write_status(
     let pp = PatchParams::apply(&manager).force();
     // What the API holds, as far as we know.
     let mut written: BTreeMap<String, NodeStatus> = BTreeMap::new();
-    let mut registered: Option<Option<i64>> = None;
+    let mut registered: Option<(Option<i64>, Vec<String>)> = None;
     let mut epoch = 0;
     let mut flying: std::collections::BTreeSet<Option<String>> = Default::default();
     let mut in_flight = futures::stream::FuturesUnordered::new();
@@ -129,7 +137,7 @@ pub async fn write_status(
         if retry_at.is_none() && closing_failures == 0 {
             // The registration first, then changed entries, then withdrawn ones.
             let mut todo: Vec<(Option<String>, Option<NodeStatus>)> = Vec::new();
-            if registered != Some(report.config_generation) {
+            if registered != Some((report.config_generation, report.addresses.clone())) {
                 todo.push((None, None));
             }
             todo.extend(
@@ -154,7 +162,7 @@ pub async fn write_status(
                 }
                 let (vips, configs, pp, node) =
                     (vips.clone(), configs.clone(), pp.clone(), node.clone());
-                let generation = report.config_generation;
+                let generation = (report.config_generation, report.addresses.clone());
                 in_flight.push(async move {
                     let result = match &key {
                         None => {
@@ -163,9 +171,11 @@ pub async fn write_status(
                                 "kind": "VirtualIPNodeConfig",
                                 "status": {
                                     "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
-                                    "observedGeneration": generation,
+                                    "observedGeneration": generation.0,
                                     "heartbeatTime": k8s_openapi::jiff::Timestamp::now().to_string(),
                                     "heartbeatSeconds": heartbeat.as_secs().max(1),
+                                    "startedTime": started_time(),
+                                    "addresses": generation.1,
                                 },
                             });
                             configs

@@ -883,6 +883,7 @@ fn instance_status(s: &Slot) -> InstanceStatus {
         name: s.resolved.name.clone(),
         family: family_label(c.family()).to_string(),
         interface: s.resolved.interface.clone(),
+        source: Some(c.primary_address),
         virtual_router_id: c.vrid,
         version: u8::from(c.version),
         state: s.instance.state(),

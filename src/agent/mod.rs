@@ -730,6 +730,7 @@ impl Agent {
                 entries: BTreeMap::new(),
                 config_generation: config.as_ref().and_then(|c| c.metadata.generation),
                 epoch,
+                addresses: Vec::new(),
             });
             drop(report);
             if tokio::time::timeout(Duration::from_secs(3), writer)

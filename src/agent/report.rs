@@ -4,7 +4,25 @@
 use std::collections::BTreeMap;
 
 use super::status::{AgentStatus, InstanceStatus};
-use crate::api::NodeStatus;
+use crate::api::{FamilyStatus, NodeState, NodeStatus};
+
+fn family_name(label: &str) -> String {
+    match label {
+        "ipv4" => "IPv4".into(),
+        "ipv6" => "IPv6".into(),
+        other => other.into(),
+    }
+}
+
+/// The node-level state of several families: Master when it holds any addresses (what split
+/// brain and "who answers" are about), else the least healthy one.
+pub fn node_state(states: impl IntoIterator<Item = NodeState>) -> Option<NodeState> {
+    let states: Vec<NodeState> = states.into_iter().collect();
+    if states.contains(&NodeState::Master) {
+        return Some(NodeState::Master);
+    }
+    states.into_iter().max()
+}
 
 /// Why things do not run here, by source of the problem.
 #[derive(Debug, Clone, Default)]
@@ -80,14 +98,34 @@ pub fn cluster_report(
     }
     let mut entries = BTreeMap::new();
     for (name, instances) in &by_name {
-        let mut states: Vec<String> = instances.iter().map(|i| i.state.to_string()).collect();
-        states.dedup();
         let latest = instances
             .iter()
             .filter_map(|i| i.last_transition.as_ref())
             .max_by(|a, b| a.time.total_cmp(&b.time));
         let mut reason = latest.map(|t| t.reason.clone());
         let problems = errors.of(name);
+        let mut families: Vec<FamilyStatus> = instances
+            .iter()
+            .map(|i| FamilyStatus {
+                family: family_name(&i.family),
+                state: i.state.into(),
+                effective_priority: Some(i.effective_priority),
+                reason: i.last_transition.as_ref().map(|t| t.reason.clone()),
+            })
+            .collect();
+        // A family that cannot run here beside one that does.
+        for (k, r) in &problems {
+            if let Some(label) = k.strip_prefix(&format!("{name}/"))
+                && !families.iter().any(|f| f.family == family_name(label))
+            {
+                families.push(FamilyStatus {
+                    family: family_name(label),
+                    state: NodeState::Error,
+                    effective_priority: None,
+                    reason: Some(r.clone()),
+                });
+            }
+        }
         if !problems.is_empty() {
             let text = problems
                 .iter()
@@ -103,7 +141,7 @@ pub fn cluster_report(
             name.to_string(),
             NodeStatus {
                 node: node.to_string(),
-                state: Some(states.join("/")),
+                state: node_state(families.iter().map(|f| f.state)),
                 priority: Some(instances[0].priority),
                 effective_priority: Some(instances[0].effective_priority),
                 last_transition_time: latest.and_then(|t| {
@@ -113,6 +151,7 @@ pub fn cluster_report(
                 }),
                 reason,
                 conflict: instances.iter().find_map(|i| i.conflict.clone()),
+                families,
             },
         );
     }
@@ -148,18 +187,43 @@ pub fn cluster_report(
             name,
             NodeStatus {
                 node: node.to_string(),
-                state: Some("Error".into()),
+                state: Some(NodeState::Error),
                 priority,
                 effective_priority: None,
                 last_transition_time: None,
                 reason: Some(text),
                 conflict: None,
+                families: Vec::new(),
             },
         );
     }
+    let mut addresses: Vec<String> = snapshot
+        .instances
+        .values()
+        .filter_map(|i| i.source.map(|a| a.to_string()))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
     super::cluster::Report {
         entries,
         config_generation,
         epoch,
+        addresses,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_holding_any_family_is_master_otherwise_the_least_healthy() {
+        use NodeState::*;
+        assert_eq!(node_state([Master, Fault]), Some(Master));
+        assert_eq!(node_state([Backup, Fault]), Some(Fault));
+        assert_eq!(node_state([Backup, Error]), Some(Error));
+        assert_eq!(node_state([Backup, Initialize]), Some(Initialize));
+        assert_eq!(node_state([Backup]), Some(Backup));
+        assert_eq!(node_state([]), None);
     }
 }

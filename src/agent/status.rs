@@ -17,6 +17,8 @@ pub struct InstanceStatus {
     pub name: String,
     pub family: String,
     pub interface: String,
+    /// The address this instance's advertisements come from.
+    pub source: Option<IpAddr>,
     pub virtual_router_id: u8,
     pub version: u8,
     pub state: State,

@@ -34,16 +34,11 @@ pub const KIND: &str = "VirtualIP";
     ),
     printcolumn(name = "Master", type_ = "string", json_path = ".status.master"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Nodes", type_ = "string", json_path = ".status.summary"),
     printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    ),
-    printcolumn(
-        name = "Nodes",
-        type_ = "string",
-        json_path = ".status.nodes[*].node",
-        priority = "1"
     ),
     printcolumn(
         name = "Version",
@@ -254,6 +249,10 @@ pub struct VirtualIPStatus {
     /// Pending, Ready, Degraded, NoMaster, SplitBrain or Conflict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
+    /// Every node at a glance, as believed now: `n1=Master(200),n2=Backup(100)`; a silent
+    /// agent shows as `n1=Silent`, a node with no report yet as `n1=?`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     /// One entry per eligible node, each written by that node's agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
@@ -281,9 +280,10 @@ pub enum Phase {
 pub struct NodeStatus {
     /// Node name.
     pub node: String,
-    /// Initialize, Backup, Master or Fault.
+    /// The node's state: Master when it holds the addresses of any family; otherwise the
+    /// least healthy of its families (Error, Fault, Initialize, Backup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<NodeState>,
     /// Configured priority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
@@ -301,6 +301,58 @@ pub struct NodeStatus {
     /// virtual router 51 with other addresses".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<String>,
+    /// Each address family on its own (they start, fail and report independently).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["family"]))]
+    pub families: Vec<FamilyStatus>,
+}
+
+/// A node's VRRP state for a VirtualIP (or one family of it).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum NodeState {
+    /// Holds the addresses.
+    Master,
+    /// Ready to take over.
+    Backup,
+    /// Starting, or stopped.
+    Initialize,
+    /// Cannot take part now (interface down, an address conflict, a failing check): priority
+    /// 0 handed over, addresses released.
+    Fault,
+    /// Does not run on this node (invalid configuration, no such interface, setup failed).
+    Error,
+}
+
+impl std::fmt::Display for NodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+impl From<crate::vrrp::State> for NodeState {
+    fn from(s: crate::vrrp::State) -> Self {
+        match s {
+            crate::vrrp::State::Initialize => NodeState::Initialize,
+            crate::vrrp::State::Backup => NodeState::Backup,
+            crate::vrrp::State::Master => NodeState::Master,
+            crate::vrrp::State::Fault => NodeState::Fault,
+        }
+    }
+}
+
+/// One address family of a node's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyStatus {
+    /// IPv4 or IPv6.
+    pub family: String,
+    pub state: NodeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_priority: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Object metadata as far as the standalone file needs it.
@@ -412,6 +464,14 @@ pub struct NodeConfigStatus {
     pub heartbeat_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_seconds: Option<u32>,
+    /// When this agent process started (RFC 3339): entries whose last transition is older
+    /// were written by an earlier process on the node and are not believed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<String>,
+    /// The addresses this node's advertisements come from (IPv4 primaries, IPv6 link-local):
+    /// reasons that name an address are shown with the node's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 /// The CustomResourceDefinitions as YAML (what `kube-vrrp crd` prints and `crds/` holds).

@@ -15,7 +15,7 @@ use kube::ResourceExt;
 
 use super::resolve::{self, NodeInput, Resolution, VipInput};
 use crate::api::{
-    AuthenticationSpec, NodeStatus, NodeVirtualIP, Phase, SecretKeyRef, VirtualIP,
+    AuthenticationSpec, NodeState, NodeStatus, NodeVirtualIP, Phase, SecretKeyRef, VirtualIP,
     VirtualIPNodeConfig, VirtualIPStatus,
 };
 
@@ -174,8 +174,11 @@ fn condition(
     }
 }
 
-/// Nodes whose agent has not renewed its registration for three heartbeat periods, with the
-/// seconds since it last did.
+/// Slack on a heartbeat before its agent counts as silent (API and clock skew).
+const HEARTBEAT_SLACK_S: i64 = 2;
+
+/// Nodes whose agent's heartbeat is late (one period plus a little slack), with the seconds
+/// since it last renewed: from that moment on, what it last said is not believed.
 fn silent_agents(world: &World) -> BTreeMap<String, i64> {
     world
         .configs
@@ -185,9 +188,92 @@ fn silent_agents(world: &World) -> BTreeMap<String, i64> {
             let last: Timestamp = s.heartbeat_time.as_ref()?.parse().ok()?;
             let period = i64::from(s.heartbeat_seconds.unwrap_or(10).max(1));
             let silent = world.now.as_second() - last.as_second();
-            (silent > 3 * period).then(|| (c.name_any(), silent))
+            (silent > period + HEARTBEAT_SLACK_S).then(|| (c.name_any(), silent))
         })
         .collect()
+}
+
+/// What the controller knows of each node's agent from its registration.
+#[derive(Debug, Default)]
+struct Agents {
+    heartbeats: BTreeMap<String, Timestamp>,
+    /// When the agent process started: older entries are a previous process's.
+    started: BTreeMap<String, Timestamp>,
+    /// Advertisement source address → node name.
+    by_address: BTreeMap<String, String>,
+}
+
+impl Agents {
+    fn of(world: &World) -> Agents {
+        let mut a = Agents::default();
+        for c in world.configs {
+            let Some(s) = c.status.as_ref() else { continue };
+            let node = c.name_any();
+            if let Some(t) = s.heartbeat_time.as_ref().and_then(|t| t.parse().ok()) {
+                a.heartbeats.insert(node.clone(), t);
+            }
+            if let Some(t) = s.started_time.as_ref().and_then(|t| t.parse().ok()) {
+                a.started.insert(node.clone(), t);
+            }
+            for addr in &s.addresses {
+                a.by_address.insert(addr.clone(), node.clone());
+            }
+        }
+        a
+    }
+
+    /// An entry written by an earlier process of the node's agent (its last transition is
+    /// older than the running process): the new process has not spoken yet.
+    fn stale(&self, r: &NodeStatus) -> bool {
+        let (Some(started), Some(t)) = (
+            self.started.get(&r.node),
+            r.last_transition_time
+                .as_ref()
+                .and_then(|t| t.parse::<Timestamp>().ok()),
+        ) else {
+            return false;
+        };
+        t < *started
+    }
+
+    /// Names nodes instead of their addresses: a link-local address becomes the node's name,
+    /// another address the name with the address.
+    fn name_nodes(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for (addr, node) in &self.by_address {
+            if !out.contains(addr.as_str()) {
+                continue;
+            }
+            let link_local = addr
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| crate::model::address::is_link_local(&a));
+            let with = if link_local {
+                node.clone()
+            } else {
+                format!("{node} ({addr})")
+            };
+            out = replace_address(&out, addr, &with);
+        }
+        out
+    }
+}
+
+/// Replaces whole occurrences of an address (not inside a longer one).
+fn replace_address(text: &str, addr: &str, with: &str) -> String {
+    let is_addr_char = |c: char| c.is_ascii_hexdigit() || c == ':' || c == '.';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(addr) {
+        let before = rest[..i].chars().last();
+        let after = rest[i + addr.len()..].chars().next();
+        let whole = !before.is_some_and(is_addr_char)
+            && !after.is_some_and(|c| is_addr_char(c) && c != '.' || c.is_ascii_digit());
+        out.push_str(&rest[..i]);
+        out.push_str(if whole { with } else { addr });
+        rest = &rest[i + addr.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The status fields the controller owns, for one object, from the agents' entries.
@@ -196,18 +282,28 @@ fn summarize(
     resolution: Option<&Resolution>,
     invalid: Option<&str>,
     silent_agents: &BTreeMap<String, i64>,
-    heartbeats: &BTreeMap<String, Timestamp>,
+    agents: &Agents,
     now: Timestamp,
 ) -> (VirtualIPStatus, Vec<PlannedEvent>) {
+    let heartbeats = &agents.heartbeats;
     let old = vip.status.clone().unwrap_or_default();
     let generation = vip.metadata.generation;
     let name = vip.name_any();
-    // A silent agent's entries are what it last said, not what is: not believed.
+    // A silent agent's entries are what it last said, not what is; an earlier process's
+    // entries are what that process said before it stopped: neither is believed. Reasons name
+    // nodes, not their addresses.
     let reports: Vec<NodeStatus> = old
         .nodes
         .iter()
-        .filter(|r| !silent_agents.contains_key(&r.node))
+        .filter(|r| !silent_agents.contains_key(&r.node) && !agents.stale(r))
         .cloned()
+        .map(|mut r| {
+            r.reason = r.reason.map(|t| agents.name_nodes(&t));
+            for f in &mut r.families {
+                f.reason = f.reason.take().map(|t| agents.name_nodes(&t));
+            }
+            r
+        })
         .collect();
     let mut events = Vec::new();
     let (vrid, members): (Option<u8>, Vec<String>) = match resolution {
@@ -223,7 +319,7 @@ fn summarize(
         .collect();
     let mut masters: Vec<&str> = member_reports
         .iter()
-        .filter(|r| r.state.as_deref() == Some("Master"))
+        .filter(|r| r.state == Some(NodeState::Master))
         .map(|r| r.node.as_str())
         .collect();
     // Two nodes saying Master is usually a takeover not yet finished: after a preemption the
@@ -233,7 +329,7 @@ fn summarize(
     if masters.len() > 1 {
         let newest = member_reports
             .iter()
-            .filter(|r| r.state.as_deref() == Some("Master"))
+            .filter(|r| r.state == Some(NodeState::Master))
             .filter_map(|r| {
                 let t: Timestamp = r.last_transition_time.as_ref()?.parse().ok()?;
                 Some((t, r.node.as_str()))
@@ -250,25 +346,39 @@ fn summarize(
             }
         }
     }
-    let mut unhealthy: Vec<String> = member_reports
-        .iter()
-        .filter(|r| matches!(r.state.as_deref(), Some("Fault") | Some("Error")))
-        .map(|r| {
-            format!(
+    let mut unhealthy: Vec<String> = Vec::new();
+    for r in &member_reports {
+        if matches!(r.state, Some(NodeState::Fault) | Some(NodeState::Error)) {
+            unhealthy.push(format!(
                 "{} is {}: {}",
                 r.node,
-                r.state.as_deref().unwrap_or("?"),
+                r.state.map(|s| s.to_string()).unwrap_or_default(),
                 r.reason.as_deref().unwrap_or("no reason given")
-            )
-        })
-        .collect();
+            ));
+        } else {
+            // A master (or backup) whose other family cannot run.
+            for f in r
+                .families
+                .iter()
+                .filter(|f| matches!(f.state, NodeState::Fault | NodeState::Error))
+            {
+                unhealthy.push(format!(
+                    "{} {} is {}: {}",
+                    r.node,
+                    f.family,
+                    f.state,
+                    f.reason.as_deref().unwrap_or("no reason given")
+                ));
+            }
+        }
+    }
     for m in &members {
         if let Some(secs) = silent_agents.get(m) {
             let said = old
                 .nodes
                 .iter()
                 .find(|r| &r.node == m)
-                .and_then(|r| r.state.clone())
+                .and_then(|r| r.state.map(|s| s.to_string()))
                 .unwrap_or_else(|| "nothing".into());
             unhealthy.push(format!(
                 "{m}'s agent has been silent for {secs}s (it last said {said})"
@@ -281,11 +391,35 @@ fn summarize(
         .filter(|m| !silent_agents.contains_key(*m))
         .map(String::as_str)
         .collect();
+    // Programmed counts nodes whose instances run: not silent, not Error.
     let not_running = silent.len()
         + members
             .iter()
             .filter(|m| silent_agents.contains_key(*m))
+            .count()
+        + member_reports
+            .iter()
+            .filter(|r| r.state == Some(NodeState::Error))
             .count();
+    let summary = (!members.is_empty()).then(|| {
+        members
+            .iter()
+            .map(|m| {
+                if silent_agents.contains_key(m) {
+                    return format!("{m}=Silent");
+                }
+                match member_reports.iter().find(|r| &r.node == m) {
+                    Some(r) => match (r.state, r.effective_priority) {
+                        (Some(s), Some(p)) => format!("{m}={s}({p})"),
+                        (Some(s), None) => format!("{m}={s}"),
+                        (None, _) => format!("{m}=?"),
+                    },
+                    None => format!("{m}=?"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    });
 
     // Ours (not deployed), or a foreign router on the wire that an agent heard.
     let wire: Vec<String> = member_reports
@@ -477,6 +611,7 @@ fn summarize(
         virtual_router_id: vrid,
         master,
         phase: Some(phase),
+        summary,
         nodes: Vec::new(),
         conditions,
     };
@@ -488,14 +623,7 @@ pub fn plan(world: &World) -> Plan {
     let mut out = Plan::default();
     let nodes = nodes_with_agent(world);
     let silent = silent_agents(world);
-    let heartbeats: BTreeMap<String, Timestamp> = world
-        .configs
-        .iter()
-        .filter_map(|c| {
-            let t = c.status.as_ref()?.heartbeat_time.as_ref()?.parse().ok()?;
-            Some((c.name_any(), t))
-        })
-        .collect();
+    let agents = Agents::of(world);
     let mut passwords: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut invalid: BTreeMap<String, String> = BTreeMap::new();
     let mut inputs = Vec::new();
@@ -586,7 +714,7 @@ pub fn plan(world: &World) -> Plan {
             resolutions.get(&name),
             invalid.get(&name).map(String::as_str),
             &silent,
-            &heartbeats,
+            &agents,
             world.now,
         );
         out.statuses.insert(name, status);
@@ -635,19 +763,31 @@ mod tests {
             heartbeat_time: Some("2026-11-21T23:59:59Z".into()),
             heartbeat_seconds: Some(10),
             observed_generation: None,
+            started_time: Some("2026-11-21T00:00:00Z".into()),
+            addresses: vec![format!("fe80::{}", &name[1..]), ip_of(name).into()],
         });
         Arc::new(c)
     }
 
+    fn ip_of(node: &str) -> &'static str {
+        match node {
+            "n1" => "198.51.100.11",
+            "n2" => "198.51.100.12",
+            _ => "198.51.100.13",
+        }
+    }
+
     fn report(node: &str, state: &str) -> NodeStatus {
+        let state: NodeState = serde_json::from_value(serde_json::json!(state)).unwrap();
         NodeStatus {
             node: node.into(),
-            state: Some(state.into()),
+            state: Some(state),
             priority: Some(100),
             effective_priority: Some(100),
             last_transition_time: None,
             reason: Some(format!("{state} because of a test")),
             conflict: None,
+            families: Vec::new(),
         }
     }
 
@@ -864,6 +1004,104 @@ mod tests {
             p.events[0].note.starts_with("n2 took over from n1"),
             "{:?}",
             p.events
+        );
+    }
+
+    fn two_node_vip(nodes: Vec<NodeStatus>, master: Option<&str>) -> Arc<VirtualIP> {
+        let mut v = (*vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]",
+        ))
+        .clone();
+        v.status = Some(VirtualIPStatus {
+            master: master.map(String::from),
+            nodes,
+            ..Default::default()
+        });
+        Arc::new(v)
+    }
+
+    #[test]
+    fn an_agent_is_not_believed_from_the_moment_its_heartbeat_is_late() {
+        let v = two_node_vip(
+            vec![report("n1", "Master"), report("n2", "Master")],
+            Some("n1"),
+        );
+        let mut n1 = (*registered("n1")).clone();
+        // 13 s since the last heartbeat at a 10 s period: late (10 s + 2 s slack).
+        n1.status.as_mut().unwrap().heartbeat_time = Some("2026-11-21T23:59:47Z".into());
+        let p = world_plan(std::slice::from_ref(&v), &[Arc::new(n1.clone()), registered("n2")]);
+        let s = &p.statuses["web"];
+        assert_eq!(s.master.as_deref(), Some("n2"));
+        assert_eq!(s.summary.as_deref(), Some("n1=Silent,n2=Master(100)"));
+        // 11 s: on time still.
+        n1.status.as_mut().unwrap().heartbeat_time = Some("2026-11-21T23:59:49Z".into());
+        let p = world_plan(&[v], &[Arc::new(n1), registered("n2")]);
+        assert_ne!(
+            p.statuses["web"].summary.as_deref(),
+            Some("n1=Silent,n2=Master(100)")
+        );
+    }
+
+    #[test]
+    fn a_restarted_agent_is_not_a_split_brain() {
+        // n1's entry says Master from before its agent restarted (its transition predates the
+        // new process); n2 took over meanwhile. The new n1 heartbeats, but has not spoken.
+        let mut n1_old = report("n1", "Master");
+        n1_old.last_transition_time = Some("2026-11-20T10:00:00Z".into());
+        let mut n2 = report("n2", "Master");
+        n2.last_transition_time = Some("2026-11-21T23:59:00Z".into());
+        n2.reason = Some("master down timer expired".into());
+        let v = two_node_vip(vec![n1_old, n2], Some("n1"));
+        let p = world_plan(&[v], &[registered("n1"), registered("n2")]);
+        let s = &p.statuses["web"];
+        assert_eq!(s.master.as_deref(), Some("n2"));
+        assert_ne!(s.phase, Some(Phase::SplitBrain));
+        assert_eq!(p.events.len(), 1, "{:?}", p.events);
+        assert_eq!(
+            p.events[0].note,
+            "n2 took over from n1: master down timer expired"
+        );
+        assert_eq!(s.summary.as_deref(), Some("n1=?,n2=Master(100)"));
+    }
+
+    #[test]
+    fn programmed_counts_only_nodes_whose_instances_run() {
+        let v = two_node_vip(vec![report("n1", "Error"), report("n2", "Error")], None);
+        let p = world_plan(&[v], &[registered("n1"), registered("n2")]);
+        let programmed = p.statuses["web"]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Programmed")
+            .unwrap();
+        assert_eq!(programmed.status, "False");
+        assert_eq!(programmed.message, "0 of 2 nodes run it");
+    }
+
+    #[test]
+    fn reasons_name_nodes_not_their_addresses() {
+        let mut n2 = report("n2", "Backup");
+        n2.reason = Some("preempted by higher priority 200 from fe80::1".into());
+        let mut n1 = report("n1", "Fault");
+        n1.reason = Some("198.51.100.12 advertises virtual router 51 with other addresses".into());
+        let v = two_node_vip(vec![n1, n2], None);
+        let p = world_plan(&[v], &[registered("n1"), registered("n2")]);
+        let ready = p.statuses["web"]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert!(
+            ready
+                .message
+                .contains("n1 is Fault: n2 (198.51.100.12) advertises virtual router 51"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(
+            replace_address("from fe80::1 and fe80::12", "fe80::1", "n1"),
+            "from n1 and fe80::12"
         );
     }
 
