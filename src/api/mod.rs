@@ -246,7 +246,7 @@ pub struct VirtualIPStatus {
     /// The node holding the addresses now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
-    /// Pending, Ready, Degraded, NoMaster, SplitBrain or Conflict.
+    /// Invalid, Pending, Ready, Degraded, NoMaster, SplitBrain or Conflict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Every node at a glance, as believed now: `n1=Master(200),n2=Backup(100)`; a silent
@@ -257,7 +257,7 @@ pub struct VirtualIPStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
     pub nodes: Vec<NodeStatus>,
-    /// Ready, Programmed, VRIDConflict, SplitBrain.
+    /// Ready, Programmed, ConfigValid, VRIDConflict, SplitBrain.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
@@ -266,6 +266,8 @@ pub struct VirtualIPStatus {
 /// The summary phase of a VirtualIP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Phase {
+    /// The spec cannot run, and no earlier version of it ever did.
+    Invalid,
     Pending,
     Ready,
     Degraded,

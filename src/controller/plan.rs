@@ -281,6 +281,7 @@ fn summarize(
     vip: &VirtualIP,
     resolution: Option<&Resolution>,
     invalid: Option<&str>,
+    kept: Option<&(u8, Vec<String>)>,
     silent_agents: &BTreeMap<String, i64>,
     agents: &Agents,
     now: Timestamp,
@@ -306,13 +307,17 @@ fn summarize(
         })
         .collect();
     let mut events = Vec::new();
-    let (vrid, members): (Option<u8>, Vec<String>) = match resolution {
-        Some(Resolution::Deployed { vrid, members }) => (
+    let (vrid, members): (Option<u8>, Vec<String>) = match (resolution, kept) {
+        (Some(Resolution::Deployed { vrid, members }), _) => (
             Some(*vrid),
             members.iter().map(|m| m.node.clone()).collect(),
         ),
+        // An invalid edit: the last good configuration keeps running where it ran.
+        (_, Some((vrid, nodes))) => (Some(*vrid), nodes.clone()),
         _ => (None, Vec::new()),
     };
+    let invalid_now = invalid;
+    let invalid = if kept.is_some() { None } else { invalid };
     let member_reports: Vec<&NodeStatus> = reports
         .iter()
         .filter(|r| members.contains(&r.node))
@@ -437,7 +442,7 @@ fn summarize(
     };
     let master = (masters.len() == 1).then(|| masters[0].to_string());
     let (phase, ready_reason, ready_message) = if let Some(e) = invalid {
-        (Phase::Pending, "Invalid", e.to_string())
+        (Phase::Invalid, "Invalid", e.to_string())
     } else if let Some((reason, message)) = &conflict {
         (Phase::Conflict, *reason, message.clone())
     } else if let Some(Resolution::Rejected { reason, message }) = resolution {
@@ -525,6 +530,30 @@ fn summarize(
             generation,
             now,
         ),
+        match invalid_now {
+            Some(e) => condition(
+                c,
+                "ConfigValid",
+                false,
+                "Invalid",
+                if kept.is_some() {
+                    format!("{e}; the last good configuration keeps running")
+                } else {
+                    e.to_string()
+                },
+                generation,
+                now,
+            ),
+            None => condition(
+                c,
+                "ConfigValid",
+                true,
+                "Valid",
+                "the specification is valid".into(),
+                generation,
+                now,
+            ),
+        },
         match &conflict {
             Some((reason, message)) => condition(
                 c,
@@ -700,6 +729,23 @@ pub fn plan(world: &World) -> Plan {
                 });
         }
     }
+    // Last known good: an object whose new spec is invalid keeps the entries it has on each
+    // node (a bad edit never withdraws a working VIP); its status says why.
+    let mut kept: BTreeMap<String, (u8, Vec<String>)> = BTreeMap::new();
+    for c in world.configs {
+        for e in &c.spec.virtual_ips {
+            if invalid.contains_key(&e.name) {
+                let node = c.name_any();
+                if let Some(entries) = out.configs.get_mut(&node) {
+                    entries.push(e.clone());
+                    let k = kept
+                        .entry(e.name.clone())
+                        .or_insert((e.spec.virtual_router_id.unwrap_or_default(), Vec::new()));
+                    k.1.push(node);
+                }
+            }
+        }
+    }
     // Stable order: equal plans must compare equal, or every pass would rewrite.
     for entries in out.configs.values_mut() {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -713,6 +759,7 @@ pub fn plan(world: &World) -> Plan {
             vip,
             resolutions.get(&name),
             invalid.get(&name).map(String::as_str),
+            kept.get(&name),
             &silent,
             &agents,
             world.now,
@@ -1031,7 +1078,10 @@ mod tests {
         let mut n1 = (*registered("n1")).clone();
         // 13 s since the last heartbeat at a 10 s period: late (10 s + 2 s slack).
         n1.status.as_mut().unwrap().heartbeat_time = Some("2026-11-21T23:59:47Z".into());
-        let p = world_plan(std::slice::from_ref(&v), &[Arc::new(n1.clone()), registered("n2")]);
+        let p = world_plan(
+            std::slice::from_ref(&v),
+            &[Arc::new(n1.clone()), registered("n2")],
+        );
         let s = &p.statuses["web"];
         assert_eq!(s.master.as_deref(), Some("n2"));
         assert_eq!(s.summary.as_deref(), Some("n1=Silent,n2=Master(100)"));
@@ -1168,5 +1218,67 @@ mod tests {
             .unwrap();
         assert_eq!(ready.reason, "Invalid");
         assert!(ready.message.contains("Secret ns/s"), "{}", ready.message);
+    }
+
+    #[test]
+    fn an_invalid_edit_keeps_the_last_good_configuration_running() {
+        // Deployed and running on n1 and n2...
+        let good = vip(
+            "v2",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nversion: 2\nauthentication: {password: s3cret}",
+        );
+        let p = world_plan(&[good], &[registered("n1"), registered("n2")]);
+        let published = |node: &str| {
+            let mut c = (*registered(node)).clone();
+            c.spec.virtual_ips = p.configs[node].clone();
+            Arc::new(c)
+        };
+        let configs = [published("n1"), published("n2")];
+        // ... then edited into something that cannot run (a 17-character password).
+        let mut bad = (*vip(
+            "v2",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nversion: 2\nauthentication: {password: seventeen-chars!!}",
+        ))
+        .clone();
+        bad.status = Some(VirtualIPStatus {
+            master: Some("n1".into()),
+            nodes: vec![report("n1", "Master"), report("n2", "Backup")],
+            ..Default::default()
+        });
+        let q = world_plan(&[Arc::new(bad)], &configs);
+        assert_eq!(q.configs["n1"], p.configs["n1"], "the working entry stays");
+        assert_eq!(q.configs["n2"], p.configs["n2"]);
+        let s = &q.statuses["v2"];
+        assert_eq!(
+            (s.master.as_deref(), s.phase),
+            (Some("n1"), Some(Phase::Ready))
+        );
+        let valid = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ConfigValid")
+            .unwrap();
+        assert_eq!(valid.status, "False");
+        assert!(
+            valid.message.contains("1 to 8 characters"),
+            "{}",
+            valid.message
+        );
+        assert!(
+            valid
+                .message
+                .contains("last good configuration keeps running")
+        );
+        // Never deployed: Invalid.
+        let fresh = vip(
+            "v3",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.60/24]\nversion: 2\nauthentication: {password: seventeen-chars!!}",
+        );
+        let r = world_plan(&[fresh], &[registered("n1")]);
+        assert_eq!(r.statuses["v3"].phase, Some(Phase::Invalid));
+        assert!(r.configs["n1"].is_empty());
     }
 }
