@@ -461,6 +461,7 @@ impl Engine {
         });
         // The sender (shared, closed with its last user) and the rest go with the slot.
         info!(instance = %slot.resolved.key, "stopped");
+        self.mark_changed();
     }
 
     fn update(&mut self, resolved: ResolvedInstance) {
@@ -853,9 +854,14 @@ impl Engine {
     /// The status `/status`, `/metrics` and the cluster report are made of.
     fn snapshot(&mut self) -> AgentStatus {
         self.changed = false;
+        // A leaving master still holds its addresses: it is reported until it has released
+        // them (a deleted VirtualIP's entry goes only once nothing is bound). A new instance
+        // under the same key is what is reported, though.
         let instances = self
-            .slots
-            .values()
+            .leaving
+            .iter()
+            .map(|l| &l.slot)
+            .chain(self.slots.values())
             .map(|s| (s.resolved.key.clone(), instance_status(s)))
             .collect();
         AgentStatus {
