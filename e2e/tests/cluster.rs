@@ -683,3 +683,69 @@ fn a_rolling_agent_restart_hands_over_without_loss_and_comes_back() {
             && entry(v, "n2").is_some_and(|e| e["state"] == "Backup")
     });
 }
+
+/// A bad edit never withdraws a working VIP: an interface no node has keeps the last good
+/// configuration running on every node, each node's entry says why; fixing it runs the new one.
+#[test]
+fn a_bad_edit_keeps_the_last_good_configuration_running() {
+    let api = cluster();
+    apply(&api, SAMPLE);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    api.wait_vip("web", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    // An interface that exists on no node.
+    api.ok(&[
+        "patch",
+        "virtualip",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"interface":"bond0"}}"#,
+    ]);
+    let v = api.wait_vip(
+        "web",
+        Duration::from_secs(15),
+        "both nodes say the edit cannot run",
+        |v| {
+            ["n1", "n2"].iter().all(|n| {
+                entry(v, n).is_some_and(|e| {
+                    e["reason"]
+                        .as_str()
+                        .is_some_and(|r| r.contains("\"bond0\" does not exist"))
+                })
+            })
+        },
+    );
+    // Still running: n1 holds the VIP, n2 stands by, the status says master n1.
+    assert_eq!(master(&v), Some("n1"), "{v}");
+    assert_eq!(entry(&v, "n1").unwrap()["state"], "Master", "{v}");
+    assert!(
+        entry(&v, "n1").unwrap()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("last good configuration keeps running"),
+        "{v}"
+    );
+    assert_eq!(api.lab.holders(VIP4), ["n1"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        api.lab.holders(VIP4),
+        ["n1"],
+        "the VIP moved after a bad edit"
+    );
+    // Fixed: the configuration runs again as written, and the reasons are gone.
+    api.ok(&[
+        "patch",
+        "virtualip",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/interface"}]"#,
+    ]);
+    api.wait_vip("web", Duration::from_secs(15), "reasons cleared", |v| {
+        entry(v, "n1").is_some_and(|e| e["reason"].as_str().is_some_and(|r| !r.contains("bond0")))
+            && phase(v) == Some("Ready")
+    });
+    assert_eq!(api.lab.holders(VIP4), ["n1"]);
+}
