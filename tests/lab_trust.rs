@@ -261,3 +261,65 @@ fn a_closed_log_pipe_neither_panics_nor_stops_the_agent() {
     );
     lab.signal(shell, Signal::SIGKILL);
 }
+
+#[test]
+fn the_status_listener_is_local_bounded_and_survives_a_connection_flood() {
+    let mut lab = Lab::new(1);
+    let yaml = vip_yaml("web", 51, &["198.51.100.50/24"], "");
+    let pid = start(&mut lab, "n1", &yaml);
+    // Not on the network: the client cannot reach it at n1's address.
+    let ns = lab.node("n1").ns.clone();
+    let client = lab.client.ns.clone();
+    let out = lab.exec(
+        &client,
+        &[
+            "bash",
+            "-c",
+            "(exec 3<>/dev/tcp/198.51.100.11/9650) 2>/dev/null && echo open || echo refused",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "refused",
+        "reachable from the segment"
+    );
+    let rss = |pid: u32| -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = rss(pid);
+    // 2,000 idle connections held open from inside the node's namespace.
+    let ns_path = format!("/run/netns/{ns}");
+    let holder = std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let conns: Vec<_> = (0..2000)
+            .filter_map(|_| std::net::TcpStream::connect(AGENT_STATUS).ok())
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        conns.len()
+    });
+    let opened = holder.join().unwrap();
+    let during = rss(pid);
+    assert!(opened > 0);
+    // Memory stays bounded (the cap closes what is over it at once; idle ones time out).
+    assert!(
+        during < before + 8 * 1024,
+        "RSS grew from {before} kB to {during} kB with {opened} idle connections"
+    );
+    // The connections are gone: the agent answers again and still runs VRRP.
+    let answered = wait_for(Duration::from_secs(10), || {
+        lab.http_get(&ns, AGENT_STATUS.parse().unwrap(), "/status")
+            .is_ok()
+    });
+    assert!(answered.is_some(), "{}", lab.log("agent-n1.log"));
+    assert_eq!(
+        status(&lab, "n1")["instances"]["web/ipv4"]["state"],
+        "Master"
+    );
+}

@@ -76,6 +76,8 @@ pub enum AgentError {
     Engine(std::io::Error),
     #[error("the kernel's link and address events stopped")]
     EventsLost,
+    #[error("the VRRP engine stopped")]
+    EngineLost,
 }
 
 /// Options of `kube-vrrp agent`.
@@ -297,6 +299,13 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
             AgentEvent::NetLost => {
                 error!("the kernel's event stream ended: handing over and stopping");
                 failure = Some(AgentError::EventsLost);
+                break;
+            }
+            AgentEvent::Resync if agent.engine.is_closed() => {
+                // The engine is gone (it cannot be, short of a bug): what it bound must not
+                // stay bound with nobody advertising it.
+                error!("the VRRP engine stopped: releasing every address and stopping");
+                failure = Some(AgentError::EngineLost);
                 break;
             }
             other => agent.dispatch(other).await,
