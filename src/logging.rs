@@ -71,11 +71,6 @@ pub fn flush() {
     }
 }
 
-/// Lines dropped so far because stderr was not keeping up.
-pub fn dropped() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
-}
-
 /// One event's bytes, queued as one line when dropped.
 pub struct Line(Vec<u8>);
 

@@ -610,12 +610,24 @@ struct SchedParam {
     sched_priority: i32,
 }
 
-fn libc_sched_param(p: i32) -> SchedParam {
-    SchedParam { sched_priority: p }
-}
-
 unsafe extern "C" {
     fn sched_setscheduler(pid: i32, policy: i32, param: *const SchedParam) -> i32;
+}
+
+/// The implementations the benchmarks compare in one lab.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Impl {
+    KubeVrrp,
+    Keepalived,
+}
+
+impl Impl {
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::KubeVrrp => "kube-vrrp",
+            Impl::Keepalived => "keepalived",
+        }
+    }
 }
 
 /// A VRRP advertisement seen on the segment.
@@ -650,7 +662,7 @@ impl Capture {
                 nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
                 // The instrument must not be what is late: real-time priority, above the
                 // implementations measured (kube-vrrp's engine asks for 10).
-                let param = libc_sched_param(20);
+                let param = SchedParam { sched_priority: 20 };
                 unsafe {
                     sched_setscheduler(0, 1 /* SCHED_FIFO */, &param)
                 };

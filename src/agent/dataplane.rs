@@ -30,6 +30,8 @@ use crate::vrrp::VirtualAddress;
 pub const CONFLICT_TRACKER: &str = "address-conflict";
 /// Netlink requests in flight per batch.
 const PARALLEL: usize = 64;
+/// A bind that failed for another reason than a foreign address is tried again after this.
+const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub enum DataplaneCmd {
     Bind {
@@ -237,6 +239,8 @@ async fn bind(ctx: &Ctx, id: u64, key: &str, ifindex: u32, addresses: &[VirtualA
             Err(e) => failed.push((a, e.to_string())),
         }
     }
+    // Errors that are not a foreign address: nothing will announce that they cleared.
+    let retry = !failed.is_empty();
     if !existed.is_empty() {
         // There already: ours (our mark) is fine; anything else belongs to someone else.
         let present = ctx.nl.addresses(Some(ifindex)).await.unwrap_or_default();
@@ -280,34 +284,32 @@ async fn bind(ctx: &Ctx, id: u64, key: &str, ifindex: u32, addresses: &[VirtualA
         [] => unreachable!(),
     };
     error!(instance = key, failed = failed.len(), %reason, "cannot bind virtual addresses");
-    // A bind that fails is a fault, never Master: hand over.
-    let _ = ctx.engine.send(EngineCmd::Tracker {
+    // A bind that fails is a fault, never Master: hand over. A conflict clears when the
+    // other address goes (see `on_event`); any other error is tried again after a while.
+    set_bind_fault(&ctx.engine, key, Some(format!("cannot bind: {reason}")));
+    if retry {
+        let (engine, key) = (ctx.engine.clone(), key.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(BIND_RETRY).await;
+            set_bind_fault(&engine, &key, None);
+        });
+    }
+}
+
+fn set_bind_fault(engine: &mpsc::UnboundedSender<EngineCmd>, key: &str, reason: Option<String>) {
+    let _ = engine.send(EngineCmd::Tracker {
         key: key.to_string(),
         name: CONFLICT_TRACKER.into(),
         weight: 0,
-        failing: true,
-        reason: format!("cannot bind: {reason}"),
+        failing: reason.is_some(),
+        reason: reason.unwrap_or_default(),
     });
 }
 
-async fn unbind(ctx: &Ctx, id: u64, ifindex: u32, addresses: &[VirtualAddress]) {
-    let mine: Vec<VirtualAddress> = {
-        let mut l = ctx.ledger.lock().expect("ledger");
-        addresses
-            .iter()
-            .filter(|a| match l.held.get(&(ifindex, a.address)) {
-                // Removed from the ledger first: our own delete event is not a loss.
-                Some(h) if h.id == id => {
-                    l.held.remove(&(ifindex, a.address));
-                    true
-                }
-                _ => false,
-            })
-            .copied()
-            .collect()
-    };
-    let errors: Vec<String> = futures::stream::iter(mine)
-        .map(|a| async move {
+/// Deletes addresses, concurrently; logs what failed.
+async fn delete_all(ctx: &Ctx, addresses: Vec<(u32, VirtualAddress)>) {
+    let errors: Vec<String> = futures::stream::iter(addresses)
+        .map(|(ifindex, a)| async move {
             ctx.nl
                 .del_address(ifindex, a.address, a.prefix_len)
                 .await
@@ -321,6 +323,25 @@ async fn unbind(ctx: &Ctx, id: u64, ifindex: u32, addresses: &[VirtualAddress]) 
     if let Some(e) = errors.first() {
         error!(failed = errors.len(), error = %e, "cannot release virtual addresses");
     }
+}
+
+async fn unbind(ctx: &Ctx, id: u64, ifindex: u32, addresses: &[VirtualAddress]) {
+    let mine: Vec<(u32, VirtualAddress)> = {
+        let mut l = ctx.ledger.lock().expect("ledger");
+        addresses
+            .iter()
+            .filter(|a| match l.held.get(&(ifindex, a.address)) {
+                // Removed from the ledger first: our own delete event is not a loss.
+                Some(h) if h.id == id => {
+                    l.held.remove(&(ifindex, a.address));
+                    true
+                }
+                _ => false,
+            })
+            .map(|a| (ifindex, *a))
+            .collect()
+    };
+    delete_all(ctx, mine).await;
 }
 
 fn on_event(ctx: &Arc<Ctx>, e: &NetEvent) {
@@ -340,7 +361,10 @@ fn on_event(ctx: &Arc<Ctx>, e: &NetEvent) {
                 };
                 tokio::spawn(async move {
                     match ctx.nl.add_address(key.0, &vip).await {
-                        Ok(_) => {
+                        // Already there: the removal was our own unbind racing a new bind
+                        // of the same address, not someone else's. Nothing to count.
+                        Ok(false) => {}
+                        Ok(true) => {
                             if let Some(mac) = h.mac {
                                 let _ = ctx.announcer.send(AnnounceCmd::Once {
                                     ifindex: key.0,
@@ -394,20 +418,22 @@ fn on_event(ctx: &Arc<Ctx>, e: &NetEvent) {
 
 /// Releases every address still in the ledger (the agent stops).
 async fn release_all(ctx: &Ctx) {
-    let all: Vec<((u32, IpAddr), Held)> = ctx.ledger.lock().expect("ledger").held.drain().collect();
-    let errors: Vec<String> = futures::stream::iter(all)
-        .map(|((ifindex, address), h)| async move {
-            ctx.nl
-                .del_address(ifindex, address, h.prefix_len)
-                .await
-                .err()
-                .map(|e| format!("{address}: {e}"))
+    let all: Vec<(u32, VirtualAddress)> = ctx
+        .ledger
+        .lock()
+        .expect("ledger")
+        .held
+        .drain()
+        .map(|((ifindex, address), h)| {
+            let prefix_len = h.prefix_len;
+            (
+                ifindex,
+                VirtualAddress {
+                    address,
+                    prefix_len,
+                },
+            )
         })
-        .buffer_unordered(PARALLEL)
-        .filter_map(|e| async move { e })
-        .collect()
-        .await;
-    if let Some(e) = errors.first() {
-        error!(failed = errors.len(), error = %e, "cannot release virtual addresses");
-    }
+        .collect();
+    delete_all(ctx, all).await;
 }

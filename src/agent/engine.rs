@@ -806,10 +806,7 @@ impl Engine {
                 Action::StateChanged(t) => {
                     info!(instance = %slot.resolved.key, from = %t.from, to = %t.to, reason = %t.reason, "transition");
                     slot.last_transition_time = Some(SystemTime::now());
-                    if !self.changed {
-                        self.changed = true;
-                        let _ = self.agent.send(AgentEvent::Changed);
-                    }
+                    self.mark_changed();
                 }
             }
         }

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use super::AgentError;
 use super::engine::{Prepared, SocketKey};
 use crate::model::spec::ResolvedInstance;
-use crate::net::netlink::{Netlink, NetlinkError};
+use crate::net::netlink::{Link, Netlink};
 use crate::net::socket::{VrrpReceiver, VrrpSender};
 use crate::net::virtual_mac;
 use crate::vrrp::Family;
@@ -139,17 +139,16 @@ impl Sockets {
     }
 }
 
-/// Everything an instance needs before the engine runs it.
+/// Everything an instance needs before the engine runs it. `base` is its interface as the
+/// resolution read it (one read of the links for the whole configuration, not one per
+/// instance).
 pub async fn prepare(
     nl: &Netlink,
     sockets: &Sockets,
     resolved: ResolvedInstance,
+    base: Link,
 ) -> Result<Prepared, AgentError> {
     let family = resolved.config.family();
-    let base = nl
-        .link_by_index(resolved.ifindex)
-        .await?
-        .ok_or_else(|| NetlinkError::NoSuchInterface(resolved.interface.clone()))?;
     let mut receivers = Vec::new();
     receivers.extend(sockets.receiver((base.index, family), &base.name)?);
     let (addr_ifindex, send_ifname, announce_mac, vmac_link) = if resolved.virtual_mac {

@@ -412,7 +412,12 @@ impl Agent {
                     return;
                 }
                 match result {
-                    Ok(p) => {
+                    Ok(mut p) => {
+                        // A priority or GARP change may have come in during the setup (the
+                        // engine had nothing to update then): start with what is wanted now.
+                        if let Some(r) = self.running.get(&key) {
+                            p.resolved = r.clone();
+                        }
                         self.errors.start.remove(&key);
                         self.started.insert(key);
                         let _ = self.engine.send(EngineCmd::Start(p));
@@ -624,7 +629,18 @@ impl Agent {
                     let _ = self.engine.send(EngineCmd::Update(r.clone()));
                     self.running.insert(r.key.clone(), r);
                 }
-                Step::Start(r) => self.start(r),
+                Step::Start(r) => {
+                    // Resolution found the link by this index in the same read.
+                    match links.iter().find(|l| l.index == r.ifindex) {
+                        Some(base) => self.start(r, base.clone()),
+                        None => {
+                            self.errors.start.insert(
+                                r.key.clone(),
+                                format!("no interface with index {}", r.ifindex),
+                            );
+                        }
+                    }
+                }
             }
         }
         self.errors
@@ -633,7 +649,7 @@ impl Agent {
         self.request_report();
     }
 
-    fn start(&mut self, r: ResolvedInstance) {
+    fn start(&mut self, r: ResolvedInstance, base: crate::net::netlink::Link) {
         let generation = self.next_generation;
         self.next_generation += 1;
         self.generation.insert(r.key.clone(), generation);
@@ -642,7 +658,7 @@ impl Agent {
         let (nl, sockets, events) = (self.nl.clone(), self.sockets.clone(), self.events.clone());
         tokio::spawn(async move {
             let key = r.key.clone();
-            let result = instances::prepare(&nl, &sockets, r)
+            let result = instances::prepare(&nl, &sockets, r, base)
                 .await
                 .map(Box::new)
                 .map_err(|e| e.to_string());

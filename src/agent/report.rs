@@ -37,6 +37,14 @@ pub struct Errors {
     pub priorities: BTreeMap<String, u8>,
 }
 
+fn resolve_text(reason: &str, kept: bool) -> String {
+    if kept {
+        format!("{reason} (the last good configuration keeps running)")
+    } else {
+        reason.to_string()
+    }
+}
+
 impl Errors {
     /// Everything by instance key (or VirtualIP name), for `/status`.
     pub fn by_key(&self) -> BTreeMap<String, String> {
@@ -45,12 +53,7 @@ impl Errors {
             out.insert(name.clone(), reason.clone());
         }
         for (key, (reason, kept)) in &self.resolve {
-            let text = if *kept {
-                format!("{reason} (the last good configuration keeps running)")
-            } else {
-                reason.clone()
-            };
-            out.insert(key.clone(), text);
+            out.insert(key.clone(), resolve_text(reason, *kept));
         }
         for (key, reason) in &self.start {
             out.insert(key.clone(), reason.clone());
@@ -67,12 +70,7 @@ impl Errors {
         }
         for (k, (r, kept)) in &self.resolve {
             if k.starts_with(&prefix) {
-                let text = if *kept {
-                    format!("{r} (the last good configuration keeps running)")
-                } else {
-                    r.clone()
-                };
-                out.push((k.clone(), text));
+                out.push((k.clone(), resolve_text(r, *kept)));
             }
         }
         for (k, r) in &self.start {

@@ -838,6 +838,21 @@ mod tests {
         }
     }
 
+    fn two_node_vip(nodes: Vec<NodeStatus>, master: Option<&str>) -> Arc<VirtualIP> {
+        let mut v = (*vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]",
+        ))
+        .clone();
+        v.status = Some(VirtualIPStatus {
+            master: master.map(String::from),
+            nodes,
+            ..Default::default()
+        });
+        Arc::new(v)
+    }
+
     fn world_plan(vips: &[Arc<VirtualIP>], configs: &[Arc<VirtualIPNodeConfig>]) -> Plan {
         let nodes = vec![
             node("n1", "198.51.100.11"),
@@ -877,20 +892,7 @@ mod tests {
 
     #[test]
     fn status_follows_the_agents_reports() {
-        let with = |nodes: Vec<NodeStatus>, master: Option<&str>| {
-            let mut v = (*vip(
-                "web",
-                "2026-01-01T00:00:00Z",
-                "addresses: [198.51.100.50/24]",
-            ))
-            .clone();
-            v.status = Some(VirtualIPStatus {
-                master: master.map(String::from),
-                nodes,
-                ..Default::default()
-            });
-            Arc::new(v)
-        };
+        let with = two_node_vip;
         let configs = [registered("n1"), registered("n2")];
         let p = world_plan(
             &[with(
@@ -1013,21 +1015,14 @@ mod tests {
 
     #[test]
     fn a_silent_agent_is_not_believed() {
-        let mut v = (*vip(
-            "web",
-            "2026-01-01T00:00:00Z",
-            "addresses: [198.51.100.50/24]",
-        ))
-        .clone();
-        v.status = Some(VirtualIPStatus {
-            master: Some("n1".into()),
-            nodes: vec![report("n1", "Master"), report("n2", "Master")],
-            ..Default::default()
-        });
+        let v = two_node_vip(
+            vec![report("n1", "Master"), report("n2", "Master")],
+            Some("n1"),
+        );
         let mut n1 = (*registered("n1")).clone();
         // Two minutes without a heartbeat, at a 10 s period: the node is down, not master.
         n1.status.as_mut().unwrap().heartbeat_time = Some("2026-11-21T23:58:00Z".into());
-        let p = world_plan(&[Arc::new(v)], &[Arc::new(n1), registered("n2")]);
+        let p = world_plan(&[v], &[Arc::new(n1), registered("n2")]);
         let s = &p.statuses["web"];
         assert_eq!(
             (s.master.as_deref(), s.phase),
@@ -1052,21 +1047,6 @@ mod tests {
             "{:?}",
             p.events
         );
-    }
-
-    fn two_node_vip(nodes: Vec<NodeStatus>, master: Option<&str>) -> Arc<VirtualIP> {
-        let mut v = (*vip(
-            "web",
-            "2026-01-01T00:00:00Z",
-            "addresses: [198.51.100.50/24]",
-        ))
-        .clone();
-        v.status = Some(VirtualIPStatus {
-            master: master.map(String::from),
-            nodes,
-            ..Default::default()
-        });
-        Arc::new(v)
     }
 
     #[test]

@@ -167,13 +167,19 @@ fn drop_all_input(s: &Socket) -> io::Result<()> {
         len: 1,
         filter: code.as_mut_ptr(),
     };
+    set_opt(s, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+}
+
+/// `setsockopt` with any plain value.
+fn set_opt<T>(s: &Socket, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live, properly sized T for the duration of the call.
     let r = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            (&prog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as u32,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as u32,
         )
     };
     if r < 0 {
@@ -193,37 +199,11 @@ fn set_multicast_if_index_v4(s: &Socket, ifindex: u32) -> io::Result<()> {
         imr_address: libc::in_addr { s_addr: 0 },
         imr_ifindex: ifindex as i32,
     };
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            (&mreq as *const libc::ip_mreqn).cast(),
-            std::mem::size_of::<libc::ip_mreqn>() as u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set_opt(s, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreq)
 }
 
 fn set_int(s: &Socket, level: i32, name: i32, value: i32) -> io::Result<()> {
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            (&value as *const i32).cast(),
-            std::mem::size_of::<i32>() as u32,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    set_opt(s, level, name, &value)
 }
 
 /// IPv4 raw sockets deliver the IP header: TTL and addresses come from it.

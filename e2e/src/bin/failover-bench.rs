@@ -9,26 +9,11 @@
 
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::{Lab, Prober, kube_vrrp_binary, wait_for};
+use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
 const VIP: &str = "198.51.100.50";
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Impl {
-    KubeVrrp,
-    Keepalived,
-}
-
-impl Impl {
-    fn name(self) -> &'static str {
-        match self {
-            Impl::KubeVrrp => "kube-vrrp",
-            Impl::Keepalived => "keepalived",
-        }
-    }
-}
 
 #[derive(Clone, Copy)]
 struct Case {

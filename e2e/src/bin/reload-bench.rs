@@ -33,23 +33,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::{AGENT_STATUS, Capture, Lab, Seen, kube_vrrp_binary, wait_for};
+use kube_vrrp_e2e::{AGENT_STATUS, Capture, Impl, Lab, Seen, kube_vrrp_binary, wait_for};
 use serde_json::json;
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Impl {
-    KubeVrrp,
-    Keepalived,
-}
-
-impl Impl {
-    fn name(self) -> &'static str {
-        match self {
-            Impl::KubeVrrp => "kube-vrrp",
-            Impl::Keepalived => "keepalived",
-        }
-    }
-}
 
 /// One instance of the benchmark's configuration.
 #[derive(Clone)]
