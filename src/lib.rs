@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod api;
 pub mod controller;
+pub mod health;
 pub mod http;
 pub mod logging;
 pub mod model;

@@ -50,6 +50,20 @@ enum Command {
         /// believing a node's reports after three periods of silence.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         heartbeat: std::time::Duration,
+        /// Cluster mode: programs `exec` health checks and notify hooks may run (exact
+        /// paths; repeat or comma-separate). A VirtualIP can be written by anyone allowed to
+        /// create one, and its commands run on every node: none runs unless listed here.
+        /// Standalone mode runs what its file says.
+        #[arg(long, value_delimiter = ',', num_args = 1..)]
+        allow_exec: Vec<PathBuf>,
+        /// Run `exec` checks and notify hooks as UID[:GID]. Default in cluster mode
+        /// 65534:65534 (nobody); standalone: the agent's own user. "root" or 0 keeps root.
+        #[arg(long)]
+        exec_user: Option<String>,
+        /// Cluster mode: the directory (on the node, mounted read-only) `file` checks and
+        /// `caFile`s must be in.
+        #[arg(long)]
+        check_files: Option<PathBuf>,
         /// Log as JSON lines.
         #[arg(long)]
         log_json: bool,
@@ -100,10 +114,28 @@ fn main() -> ExitCode {
             listen,
             metrics_listen,
             heartbeat,
+            allow_exec,
+            exec_user,
+            check_files,
             log_json,
         } => {
             init_logging(log_json);
+            let run_as = match exec_user.as_deref().map(parse_user) {
+                None if config.is_none() => Some((65534, 65534)),
+                None => None,
+                Some(Ok(u)) => u,
+                Some(Err(e)) => {
+                    eprintln!("kube-vrrp: --exec-user: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let opts = kube_vrrp::agent::Options {
+                policy: kube_vrrp::health::Policy {
+                    cluster: config.is_none(),
+                    allow_exec,
+                    run_as,
+                    files_dir: check_files,
+                },
                 config,
                 node: node_name,
                 listen: Some(listen),
@@ -231,4 +263,18 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// "UID[:GID]" or "root"; root (0) means: do not change user.
+fn parse_user(s: &str) -> Result<Option<(u32, u32)>, String> {
+    if s == "root" {
+        return Ok(None);
+    }
+    let (u, g) = s.split_once(':').unwrap_or((s, s));
+    let num = |t: &str| {
+        t.parse::<u32>()
+            .map_err(|_| format!("{s:?}: use UID[:GID] with numbers, or root"))
+    };
+    let (u, g) = (num(u)?, num(g)?);
+    Ok((u != 0 || g != 0).then_some((u, g)))
 }

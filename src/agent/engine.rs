@@ -26,10 +26,11 @@ use tracing::{info, warn};
 use super::AgentEvent;
 use super::dataplane::DataplaneCmd;
 use super::status::{AgentStatus, GlobalCounters, InstanceStatus, TransitionStatus};
+use crate::health::notify::{NotifyMsg, Transition};
 use crate::model::spec::{ResolvedInstance, family_label};
 use crate::net::announce::Mac;
 use crate::net::socket::{VrrpReceiver, VrrpSender};
-use crate::vrrp::priority::{Effective, Trackers};
+use crate::vrrp::priority::{Effective, Tracker, Trackers};
 use crate::vrrp::{Action, Advertisement, DecodeError, Family, Input, Instance, State};
 
 /// A foreign router on our VRID is reported until it has been silent this long.
@@ -79,6 +80,13 @@ pub enum EngineCmd {
         failing: bool,
         reason: String,
     },
+    /// A tracker of every instance of a VirtualIP (health checks, tracked interfaces, the
+    /// node's own condition) changed; `None`: it is gone. Kept for instances started later.
+    VipTracker {
+        vip: String,
+        name: String,
+        tracker: Option<Tracker>,
+    },
     /// The data plane put back an address someone else removed.
     Restored {
         key: String,
@@ -98,6 +106,7 @@ impl EngineCmd {
             EngineCmd::Link { .. } => "link",
             EngineCmd::LinkGone(_) => "link-gone",
             EngineCmd::Tracker { .. } => "tracker",
+            EngineCmd::VipTracker { .. } => "vip-tracker",
             EngineCmd::Restored { .. } => "restored",
             EngineCmd::Snapshot(_) => "snapshot",
             EngineCmd::StopAll(_) => "stop-all",
@@ -133,6 +142,9 @@ struct Slot {
     last_transition_time: Option<SystemTime>,
     conflict: Option<(Duration, String)>,
     restored: u64,
+    /// A master that went to FAULT for a check (not for its link) keeps its addresses until
+    /// the new master is heard, at most until the deadline: the handover loses nothing.
+    held: Option<(Vec<crate::vrrp::VirtualAddress>, Duration)>,
 }
 
 impl Slot {
@@ -169,12 +181,18 @@ pub struct Engine {
     /// A change the status shows is waiting to be picked up by a snapshot.
     changed: bool,
     malformed_since_log: BTreeMap<String, u64>,
+    /// Trackers per VirtualIP name, for its instances now and later.
+    vip_trackers: HashMap<String, BTreeMap<String, Tracker>>,
+    /// Deadlines of held addresses (see `Slot::held`).
+    held: BTreeSet<(Duration, u64)>,
+    notify: mpsc::UnboundedSender<NotifyMsg>,
 }
 
 /// Starts the engine on its own thread. Commands in; the data plane and the agent hear back.
 pub fn spawn(
     dataplane: mpsc::UnboundedSender<DataplaneCmd>,
     agent: mpsc::UnboundedSender<AgentEvent>,
+    notify: mpsc::UnboundedSender<NotifyMsg>,
 ) -> std::io::Result<mpsc::UnboundedSender<EngineCmd>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -201,6 +219,9 @@ pub fn spawn(
                     agent,
                     changed: false,
                     malformed_since_log: BTreeMap::new(),
+                    vip_trackers: HashMap::new(),
+                    held: BTreeSet::new(),
+                    notify,
                 };
                 engine.run(rx, frx).await;
             })
@@ -330,6 +351,38 @@ impl Engine {
                     }
                 }
             }
+            EngineCmd::VipTracker { vip, name, tracker } => {
+                let known = self.vip_trackers.entry(vip.clone()).or_default();
+                match &tracker {
+                    Some(t) => {
+                        known.insert(name.clone(), t.clone());
+                    }
+                    None => {
+                        known.remove(&name);
+                    }
+                }
+                if known.is_empty() {
+                    self.vip_trackers.remove(&vip);
+                }
+                let prefix = format!("{vip}/");
+                let ids: Vec<u64> = self
+                    .by_key
+                    .range(prefix.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, id)| *id)
+                    .collect();
+                for id in ids {
+                    let slot = self.slots.get_mut(&id).expect("slot");
+                    let changed = match &tracker {
+                        Some(t) => slot.trackers.put(&name, t.clone()),
+                        None => slot.trackers.remove(&name),
+                    };
+                    if changed {
+                        self.apply_trackers(id);
+                        self.mark_changed();
+                    }
+                }
+            }
             EngineCmd::Restored { key, address } => {
                 if let Some(&id) = self.by_key.get(&key) {
                     let slot = self.slots.get_mut(&id).expect("slot");
@@ -363,6 +416,14 @@ impl Engine {
             !p.base_up,
             &format!("interface {} down", p.resolved.interface),
         );
+        for (name, t) in self
+            .vip_trackers
+            .get(&p.resolved.name)
+            .into_iter()
+            .flatten()
+        {
+            trackers.put(name, t.clone());
+        }
         let slot = Slot {
             id,
             instance: Instance::new(p.resolved.config.clone()),
@@ -376,6 +437,7 @@ impl Engine {
             last_transition_time: None,
             conflict: None,
             restored: 0,
+            held: None,
         };
         for sk in slot.socket_keys() {
             self.demux.insert((sk, slot.resolved.config.vrid), id);
@@ -404,7 +466,46 @@ impl Engine {
                 }
                 self.handle(id, now, Input::TrackedFault(None));
             }
-            Effective::Fault(reason) => self.handle(id, now, Input::TrackedFault(Some(reason))),
+            Effective::Fault(reason) => {
+                // Make before break: a master leaving for a check (its link and addresses
+                // being fine) hands over with priority 0 and keeps the addresses until the
+                // new master is heard.
+                let graceful = slot.instance.state() == State::Master
+                    && [INTERFACE_TRACKER, super::dataplane::CONFLICT_TRACKER]
+                        .iter()
+                        .all(|t| slot.trackers.get(t).is_none_or(|t| !t.fault()));
+                let mut actions = slot.instance.handle(now, Input::TrackedFault(Some(reason)));
+                if graceful {
+                    let until = now + 3 * slot.instance.config().advert_interval;
+                    actions.retain(|a| match a {
+                        Action::RemoveAddresses(addrs) => {
+                            slot.held = Some((addrs.clone(), until));
+                            false
+                        }
+                        _ => true,
+                    });
+                    if slot.held.is_some() {
+                        self.held.insert((until, id));
+                    }
+                }
+                self.after_handle(id, actions);
+            }
+        }
+    }
+
+    /// Lets held addresses go (the new master was heard, or the deadline passed).
+    fn release_held(&mut self, id: u64) {
+        let Some(slot) = self.slots.get_mut(&id) else {
+            return;
+        };
+        if let Some((addresses, until)) = slot.held.take() {
+            self.held.remove(&(until, id));
+            let _ = self.dataplane.send(DataplaneCmd::Unbind {
+                id,
+                ifindex: slot.addr_ifindex,
+                addresses,
+            });
+            self.mark_changed();
         }
     }
 
@@ -425,6 +526,11 @@ impl Engine {
         let was_master = slot.instance.state() == State::Master;
         let mut actions = slot.instance.handle(now, Input::Shutdown);
         let mut held = None;
+        if let Some((addresses, until)) = slot.held.take() {
+            // Handing over already (a check failed): the new master may still be unheard.
+            self.held.remove(&(until, id));
+            held = Some(addresses);
+        }
         if was_master {
             actions.retain(|a| match a {
                 Action::RemoveAddresses(addrs) => {
@@ -578,7 +684,8 @@ impl Engine {
         let far = self.now() + Duration::from_secs(3600);
         let timer = self.timers.first().map(|(at, _)| *at).unwrap_or(far);
         let leaving = self.leaving.iter().map(|l| l.until).min().unwrap_or(far);
-        self.start + timer.min(leaving)
+        let held = self.held.first().map(|(at, _)| *at).unwrap_or(far);
+        self.start + timer.min(leaving).min(held)
     }
 
     fn on_timers(&mut self) {
@@ -630,6 +737,15 @@ impl Engine {
         self.leaving = waiting;
         for l in done {
             self.release(l);
+        }
+        let expired: Vec<u64> = self
+            .held
+            .range(..=(now, u64::MAX))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in expired {
+            info!(instance = %self.slots[&id].resolved.key, "no new master heard; releasing addresses");
+            self.release_held(id);
         }
     }
 
@@ -712,6 +828,11 @@ impl Engine {
         if src == slot.resolved.config.primary_address {
             return; // our own advertisement, looped back by a misbehaving driver
         }
+        if slot.held.is_some() && adv.priority > 0 {
+            info!(instance = %slot.resolved.key, new_master = %src, "new master heard; releasing addresses");
+            self.release_held(id);
+        }
+        let slot = self.slots.get_mut(&id).expect("slot");
         let before = foreign_signs(slot.instance.counters());
         let vrid = adv.vrid;
         let actions = slot.instance.handle(
@@ -777,6 +898,10 @@ impl Engine {
                     self.global.send_errors += send_advertisement(slot, &adv);
                 }
                 Action::AddAddresses { addresses, .. } => {
+                    // Master again before the handover finished: the addresses stay.
+                    if let Some((_, until)) = slot.held.take() {
+                        self.held.remove(&(until, slot.id));
+                    }
                     let _ = self.dataplane.send(DataplaneCmd::Bind {
                         id: slot.id,
                         key: slot.resolved.key.clone(),
@@ -806,6 +931,13 @@ impl Engine {
                 Action::StateChanged(t) => {
                     info!(instance = %slot.resolved.key, from = %t.from, to = %t.to, reason = %t.reason, "transition");
                     slot.last_transition_time = Some(SystemTime::now());
+                    let c = slot.instance.config();
+                    let _ = self.notify.send(NotifyMsg::Transition(Transition {
+                        vip: slot.resolved.name.clone(),
+                        family: family_label(c.family()),
+                        to: (t.to != State::Initialize).then_some(t.to),
+                        priority: slot.instance.priority(),
+                    }));
                     self.mark_changed();
                 }
             }
@@ -867,6 +999,7 @@ impl Engine {
             errors: BTreeMap::new(),
             global: self.global.clone(),
             config_error: None,
+            checks: BTreeMap::new(),
         }
     }
 }
@@ -912,8 +1045,10 @@ fn instance_status(s: &Slot) -> InstanceStatus {
             .map(|(name, t)| super::status::TrackerStatus {
                 name: name.clone(),
                 weight: t.weight,
-                failing: t.failing,
-                reason: t.failing.then(|| t.reason.clone()),
+                failing: t.failing || t.fault() || t.contribution() < 0,
+                contribution: if t.fault() { 0 } else { t.contribution() },
+                fault: t.fault(),
+                reason: (t.failing || t.fault() || t.contribution() < 0).then(|| t.reason.clone()),
             })
             .collect(),
         addresses_restored: s.restored,

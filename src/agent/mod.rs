@@ -18,6 +18,7 @@ pub mod announcer;
 pub mod cluster;
 pub mod dataplane;
 pub mod engine;
+pub mod health;
 pub mod instances;
 pub mod lock;
 pub mod report;
@@ -93,6 +94,8 @@ pub struct Options {
     pub metrics_listen: Option<SocketAddr>,
     /// Cluster mode: how often the agent renews its registration.
     pub heartbeat: Duration,
+    /// What VirtualIPs may run here (commands, files).
+    pub policy: crate::health::Policy,
 }
 
 /// Everything the agent's loop reacts to.
@@ -166,6 +169,8 @@ struct Agent {
     /// Listeners not served yet: standalone, `/status` answers once the first setups are done,
     /// so an answer means the agent runs what its file says.
     listeners: Vec<(tokio::net::TcpListener, bool)>,
+    /// Health checks, tracked interfaces, the node's condition, notify hooks.
+    health: health::Health,
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
@@ -190,7 +195,15 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let (dp_tx, dp_rx) = mpsc::unbounded_channel();
     let (ann_tx, ann_rx) = mpsc::unbounded_channel();
     let announce_errors = Arc::new(AtomicU64::new(0));
-    let engine = engine::spawn(dp_tx.clone(), events_tx.clone()).map_err(AgentError::Engine)?;
+    let (notify_tx, notify_rx) = mpsc::unbounded_channel();
+    let notify_counters = Arc::new(crate::health::notify::NotifyCounters::default());
+    tokio::spawn(crate::health::notify::run(
+        notify_rx,
+        opts.policy.run_as,
+        notify_counters.clone(),
+    ));
+    let engine = engine::spawn(dp_tx.clone(), events_tx.clone(), notify_tx.clone())
+        .map_err(AgentError::Engine)?;
     tokio::spawn(announcer::run(ann_rx, announce_errors.clone()));
     let dp = tokio::spawn(dataplane::run(
         Netlink::connect()?,
@@ -211,7 +224,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         node: opts.node.clone(),
         nl,
         sockets: Sockets::default(),
-        engine,
+        engine: engine.clone(),
         dataplane: dp_tx,
         events: events_tx.clone(),
         source,
@@ -226,6 +239,13 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
+        health: health::Health::new(
+            opts.policy.clone(),
+            engine.clone(),
+            events_tx.clone(),
+            notify_tx,
+            notify_counters,
+        ),
     };
 
     // Producers of events.
@@ -501,11 +521,16 @@ impl Agent {
         let announce_errors = self
             .announce_errors
             .load(std::sync::atomic::Ordering::Relaxed);
+        let checks = self.health.statuses(true);
+        let notify = self.health.notify_counts();
         move |s: &mut AgentStatus| {
             s.node = node;
             s.errors = errors;
             s.config_error = config_error;
             s.global.send_errors += announce_errors;
+            s.checks = checks;
+            s.global.notify_ok = notify.0;
+            s.global.notify_failed = notify.1;
         }
     }
 
@@ -536,13 +561,17 @@ impl Agent {
         else {
             return;
         };
-        let r = report::cluster_report(
+        let mut r = report::cluster_report(
             &self.node,
             &snapshot,
             &self.errors,
             config.as_ref().and_then(|c| c.metadata.generation),
             *epoch,
         );
+        let mut checks = self.health.statuses(false);
+        for (name, entry) in r.entries.iter_mut() {
+            entry.checks = checks.remove(name).unwrap_or_default();
+        }
         report.send_if_modified(|old| {
             let changed = *old != r;
             *old = r;
@@ -646,6 +675,18 @@ impl Agent {
         self.errors
             .start
             .retain(|k, _| instances.contains_key(k) && !self.running.contains_key(k));
+        // Health for what runs: a VirtualIP kept on its last good configuration keeps its
+        // checks as they were.
+        let kept: Vec<String> = self.errors.invalid.keys().cloned().collect();
+        let drains = match &self.source {
+            Source::Cluster { config, .. } => config
+                .iter()
+                .flat_map(|c| c.spec.virtual_ips.iter())
+                .filter_map(|e| Some((e.name.clone(), e.drain.clone()?)))
+                .collect(),
+            Source::File(_) => BTreeMap::new(),
+        };
+        self.health.sync(&vips, &kept, drains, &links);
         self.request_report();
     }
 
@@ -677,6 +718,7 @@ impl Agent {
                     ifindex: l.index,
                     up: l.up,
                 });
+                self.health.link(&l);
                 // An interface re-created under a name we run on: restart on the new one.
                 if self
                     .running
@@ -688,6 +730,7 @@ impl Agent {
                 }
             }
             NetEvent::LinkGone(index) => {
+                self.health.link_gone(index);
                 self.sockets.forget_interface(index);
                 let _ = self.engine.send(EngineCmd::LinkGone(index));
             }
@@ -700,6 +743,7 @@ impl Agent {
     /// The safety net under link events, and a retry for what could not run.
     async fn resync(&mut self) {
         if let Ok(links) = self.nl.links().await {
+            self.health.links(&links);
             let mut seen = std::collections::BTreeSet::new();
             for r in self.running.values() {
                 if seen.insert(r.ifindex) {

@@ -149,6 +149,7 @@ pub fn cluster_report(
                 }),
                 reason,
                 conflict: instances.iter().find_map(|i| i.conflict.clone()),
+                checks: Vec::new(),
                 families,
             },
         );
@@ -191,6 +192,7 @@ pub fn cluster_report(
                 last_transition_time: None,
                 reason: Some(text),
                 conflict: None,
+                checks: Vec::new(),
                 families: Vec::new(),
             },
         );

@@ -44,6 +44,10 @@ pub struct TrackerStatus {
     pub name: String,
     pub weight: i16,
     pub failing: bool,
+    /// What it adds to the priority now (negative: subtracts).
+    pub contribution: i32,
+    /// It puts the instance in FAULT now.
+    pub fault: bool,
     pub reason: Option<String>,
 }
 
@@ -72,6 +76,9 @@ pub struct GlobalCounters {
     pub max_timer_lateness_us: u64,
     /// The longest the engine spent on one event (a packet, a command, a timer round), µs.
     pub max_engine_busy_us: u64,
+    /// Notify commands that exited 0, and that failed or timed out.
+    pub notify_ok: u64,
+    pub notify_failed: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -84,6 +91,9 @@ pub struct AgentStatus {
     pub global: GlobalCounters,
     /// The last configuration load error, if the running configuration is an older one.
     pub config_error: Option<String>,
+    /// Health checks, tracked interfaces and the node's condition, per VirtualIP (the latest
+    /// result of each).
+    pub checks: BTreeMap<String, Vec<crate::api::CheckStatus>>,
 }
 
 /// A request for a status snapshot, answered by the agent's event loop.
@@ -223,6 +233,37 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .values()
             .map(|i| (inst(i), i.addresses_restored)),
     );
+    let check = |vip: &str, c: &crate::api::CheckStatus| {
+        format!("virtual_ip=\"{vip}\",check=\"{}\"", c.name)
+    };
+    family(
+        "kube_vrrp_check_healthy",
+        "gauge",
+        "1 while a health check (or tracked interface) passes, after fall / rise.",
+        &mut s
+            .checks
+            .iter()
+            .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), u64::from(c.healthy)))),
+    );
+    family(
+        "kube_vrrp_check_fault",
+        "gauge",
+        "1 while a failing weight-0 check holds its VirtualIP in FAULT.",
+        &mut s
+            .checks
+            .iter()
+            .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), u64::from(c.fault)))),
+    );
+    family(
+        "kube_vrrp_notify_total",
+        "counter",
+        "Notify commands run, by result.",
+        &mut [
+            ("result=\"ok\"".to_string(), s.global.notify_ok),
+            ("result=\"failed\"".to_string(), s.global.notify_failed),
+        ]
+        .into_iter(),
+    );
     family(
         "kube_vrrp_instance_errors",
         "gauge",
@@ -263,6 +304,21 @@ pub fn render_metrics(s: &AgentStatus) -> String {
         "Advertisements or announcements the kernel refused.",
         &mut std::iter::once((String::new(), s.global.send_errors)),
     );
+    // Signed, so written out here.
+    let _ = writeln!(
+        out,
+        "# HELP kube_vrrp_check_contribution What a check adds to the priority now (negative: subtracts).\n# TYPE kube_vrrp_check_contribution gauge"
+    );
+    for (v, cs) in &s.checks {
+        for c in cs {
+            let _ = writeln!(
+                out,
+                "kube_vrrp_check_contribution{{{}}} {}",
+                check(v, c),
+                c.contribution
+            );
+        }
+    }
     out
 }
 

@@ -35,6 +35,7 @@ pub const KIND: &str = "VirtualIP";
     printcolumn(name = "Master", type_ = "string", json_path = ".status.master"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Nodes", type_ = "string", json_path = ".status.summary"),
+    printcolumn(name = "Failing", type_ = "string", json_path = ".status.failing"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -154,6 +155,261 @@ pub struct VirtualIpSpec {
     /// VRRPv2 simple password authentication (RFC 2338 / keepalived `auth_type PASS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authentication: Option<AuthenticationSpec>,
+    /// Health checks each node runs for this VirtualIP (keepalived `vrrp_script`,
+    /// `track_file`): a failing check of weight 0 puts the node in FAULT (a master hands over
+    /// at once), other weights move its priority. In cluster mode `exec` checks run only on
+    /// agents started with `--allow-exec` naming the program.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub health_checks: Vec<HealthCheckSpec>,
+    /// Other interfaces whose link state counts (keepalived `track_interface`): down or
+    /// missing is a failure. The interface VRRP runs on is always tracked (weight 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub track_interfaces: Vec<TrackInterfaceSpec>,
+    /// Commands run on state changes (keepalived `notify_master`, `notify_backup`,
+    /// `notify_fault`, `notify_stop`, `notify`). In cluster mode only on agents started with
+    /// `--allow-exec` naming the program.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySpec>,
+    /// Cluster mode: a cordoned node (`kubectl cordon`, `kubectl drain`) hands the addresses
+    /// over gracefully and takes none until it is uncordoned. Nodes labelled
+    /// `node.kubernetes.io/exclude-from-external-load-balancers` always do.
+    #[serde(default)]
+    pub leave_cordoned_nodes: bool,
+}
+
+/// One health check: exactly one of `http`, `tcp`, `exec`, `file`, and keepalived's timing.
+#[derive(KubeSchema, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.http) || has(self.tcp) || has(self.exec) || has(self.file)")
+        .message("a health check needs one of http, tcp, exec or file: none is set"),
+    validation = Rule::new("(has(self.http) ? 1 : 0) + (has(self.tcp) ? 1 : 0) + (has(self.exec) ? 1 : 0) + (has(self.file) ? 1 : 0) <= 1")
+        .message(Message::Expression("'a health check has exactly one of http, tcp, exec or file: this one sets ' + (has(self.http) ? 'http ' : '') + (has(self.tcp) ? 'tcp ' : '') + (has(self.exec) ? 'exec ' : '') + (has(self.file) ? 'file' : '')".into()))
+)]
+pub struct HealthCheckSpec {
+    /// Unique within the VirtualIP; shown in the status and the `Failing` column.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$")
+    )]
+    pub name: String,
+    /// How often the check runs, e.g. "1s" (default), "500ms". 100ms to 1h.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"),
+        length(max = 32)
+    )]
+    pub interval: Option<String>,
+    /// How long one run may take before it counts as failed. Default: the interval.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"),
+        length(max = 32)
+    )]
+    pub timeout: Option<String>,
+    /// Consecutive failures before the check is failing (keepalived `fall`), 1 to 100.
+    /// Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub fall: Option<u32>,
+    /// Consecutive successes before a failing check passes again (`rise`), 1 to 100.
+    /// Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub rise: Option<u32>,
+    /// -253 to 253. 0 (default): failing puts the node in FAULT. Positive: added to the
+    /// priority while passing. Negative: added (subtracted) while failing. For `file` checks
+    /// in `Value` mode the number in the file is multiplied by it.
+    #[serde(default)]
+    #[schemars(range(min = -253, max = 253))]
+    pub weight: i16,
+    /// The state before the first result: Passing (default) or Failing (keepalived
+    /// `init_fail`: a node takes no address until its check has passed `rise` times).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_state: Option<InitialState>,
+    /// HTTP(S) GET: passes on an expected status code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheckSpec>,
+    /// TCP connect: passes when the connection is accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpCheckSpec>,
+    /// A program (no shell): passes on exit status 0. Killed with its process group at the
+    /// timeout (SIGTERM, then SIGKILL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecCheckSpec>,
+    /// A file: its presence is a failure (`Exists`, the maintenance file), or its number
+    /// times the weight is added to the priority (`Value`, keepalived `track_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileCheckSpec>,
+}
+
+/// A check's state before its first result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum InitialState {
+    Passing,
+    Failing,
+}
+
+/// HTTP or HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Scheme {
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+}
+
+/// `GET scheme://host:port/path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpCheckSpec {
+    /// HTTP (default) or HTTPS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<Scheme>,
+    /// Address to connect to (an IP address). Default 127.0.0.1 (the node itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub host: Option<String>,
+    /// TCP port, 1 to 65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// Request path, default "/".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub path: Option<String>,
+    /// The Host header and the TLS server name. Default: `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host_header: Option<String>,
+    /// Status codes that pass: codes ("200") or ranges ("200-299"). Default 200-399.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 7)))]
+    pub expected_status: Vec<String>,
+    /// HTTPS: a PEM CA bundle file on the node to verify the server with (in cluster mode,
+    /// under the agent's `--check-files` directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub ca_file: Option<String>,
+    /// HTTPS: a PEM CA bundle in a Secret key (cluster mode; the controller hands the
+    /// certificate, which is public, to the nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// HTTPS: the PEM CA bundle itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
+    /// HTTPS: accept any certificate (the connection and the status code still count).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// TCP connect to `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TcpCheckSpec {
+    /// Address to connect to (an IP address). Default 127.0.0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub host: Option<String>,
+    /// TCP port, 1 to 65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+}
+
+/// A program and its arguments, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecCheckSpec {
+    /// argv: an absolute path, then the arguments, e.g. ["/usr/bin/pgrep", "-x", "nginx"].
+    #[schemars(length(min = 1, max = 32), inner(length(max = 4096)))]
+    pub command: Vec<String>,
+}
+
+/// How a file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum FileMode {
+    /// The file's presence is a failure (a maintenance file).
+    #[default]
+    Exists,
+    /// The integer in the file, times the weight, is added to the priority (keepalived
+    /// `track_file`); with weight 0 a non-zero value is a fault.
+    Value,
+}
+
+/// A file on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileCheckSpec {
+    /// Absolute path (in cluster mode, inside the agent's `--check-files` directory).
+    #[schemars(length(min = 1, max = 1024))]
+    pub path: String,
+    /// Exists (default) or Value.
+    #[serde(default)]
+    pub mode: FileMode,
+}
+
+/// An interface whose link state counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackInterfaceSpec {
+    /// Interface name on every node running this VirtualIP.
+    #[schemars(length(min = 1, max = 15))]
+    pub name: String,
+    /// 0 (default): down means FAULT. Otherwise as a health check's weight.
+    #[serde(default)]
+    #[schemars(range(min = -253, max = 253))]
+    pub weight: i16,
+}
+
+/// Commands run on state changes, off the VRRP loop, one at a time per VirtualIP, each with
+/// the timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifySpec {
+    /// On becoming master (keepalived `notify_master`): argv, run as given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
+    pub master: Vec<String>,
+    /// On becoming backup (`notify_backup`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
+    pub backup: Vec<String>,
+    /// On entering FAULT (`notify_fault`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
+    pub fault: Vec<String>,
+    /// When the instance stops (`notify_stop`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
+    pub stop: Vec<String>,
+    /// On every change (`notify`), after the state's own command, with keepalived's four
+    /// arguments appended: `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 4096)))]
+    pub any: Vec<String>,
+    /// How long one command may run, default "10s".
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "duration_text"
+    )]
+    #[schemars(
+        regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"),
+        length(max = 32)
+    )]
+    pub timeout: Option<String>,
 }
 
 fn default_version() -> u8 {
@@ -253,6 +509,10 @@ pub struct VirtualIPStatus {
     /// agent shows as `n1=Silent`, a node with no report yet as `n1=?`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
+    /// Failing health checks and tracked interfaces at a glance, as `node:check`, e.g.
+    /// `n1:nginx,n2:uplink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
     /// One entry per eligible node, each written by that node's agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
@@ -303,10 +563,41 @@ pub struct NodeStatus {
     /// virtual router 51 with other addresses".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<String>,
+    /// Health checks and tracked interfaces on this node, and what each does to the
+    /// priority now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub checks: Vec<CheckStatus>,
     /// Each address family on its own (they start, fail and report independently).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["family"]))]
     pub families: Vec<FamilyStatus>,
+}
+
+/// One health check (or tracked interface, or Kubernetes condition) on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckStatus {
+    /// The check's name; `interface:NAME` for tracked interfaces, `node` for the node's own
+    /// condition (cordoned, excluded).
+    pub name: String,
+    /// Passing now (after fall / rise).
+    pub healthy: bool,
+    /// The last result in words, e.g. "HTTP 200 in 3 ms", "connection refused".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Consecutive successes (while passing) or failures (while failing) so far.
+    #[serde(default)]
+    pub consecutive: u32,
+    /// What it adds to the priority now (negative: subtracts); none with weight 0.
+    #[serde(default)]
+    pub contribution: i32,
+    /// Weight 0 and failing: the node is in FAULT because of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fault: bool,
+    /// When `healthy` last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
 }
 
 /// A node's VRRP state for a VirtualIP (or one family of it).
@@ -434,6 +725,10 @@ pub struct NodeVirtualIP {
     /// The VirtualIP's metadata.generation this entry was resolved from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<i64>,
+    /// Set by the controller when this node must hand the addresses over and take none (it
+    /// is cordoned, or excluded from load balancers): the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<String>,
     /// The resolved specification (a VirtualIP spec; not validated again by the API server:
     /// the controller wrote it from a validated object, and per-entry CEL rules over a list of
     /// every VirtualIP on a node would cost the API server on each write).

@@ -69,10 +69,34 @@ pub fn secret_refs(vips: &[std::sync::Arc<VirtualIP>]) -> Vec<SecretKeyRef> {
     let mut refs: Vec<SecretKeyRef> = vips
         .iter()
         .filter_map(|v| v.spec.authentication.as_ref()?.password_secret_ref.clone())
+        .chain(vips.iter().flat_map(|v| {
+            v.spec
+                .health_checks
+                .iter()
+                .filter_map(|c| c.http.as_ref()?.ca_secret_ref.clone())
+        }))
         .collect();
     refs.sort();
     refs.dedup();
     refs
+}
+
+/// The label that takes a node out of load balancing (MetalLB and kube-proxy honour it too).
+pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+
+/// Why a node must hand its addresses over and take none: it is excluded from load
+/// balancers, or cordoned and the VirtualIP asks for that.
+fn drain_reason(node: &Node, leave_cordoned: bool) -> Option<String> {
+    let name = node.name_any();
+    if node.labels().contains_key(EXCLUDE_LABEL) {
+        return Some(format!("node {name} has the label {EXCLUDE_LABEL}"));
+    }
+    let cordoned = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false);
+    (leave_cordoned && cordoned).then(|| format!("node {name} is cordoned"))
 }
 
 /// Nodes whose agent has registered in its configuration's status.
@@ -106,12 +130,29 @@ fn nodes_with_agent(world: &World) -> Vec<NodeInput> {
 }
 
 /// What the cluster rejects before resolution: checks the schema cannot express, and the
-/// Secret password. The resolved spec carries the password itself.
+/// Secrets. The resolved spec carries the password itself, and a CA certificate as PEM.
 fn validate(
     vip: &VirtualIP,
     secrets: &BTreeMap<SecretKeyRef, SecretValue>,
-) -> Result<Option<String>, String> {
+) -> Result<(Option<String>, Vec<crate::api::HealthCheckSpec>), String> {
     let mut probe = vip.spec.clone();
+    for (i, c) in probe.health_checks.iter_mut().enumerate() {
+        if let Some(h) = c.http.as_mut()
+            && let Some(r) = h.ca_secret_ref.take()
+        {
+            let field = format!("spec.healthChecks[{i}].http.caSecretRef");
+            match secrets.get(&r) {
+                Some(Ok(pem)) => h.ca_bundle = Some(pem.clone()),
+                Some(Err(e)) => return Err(format!("{field}: {e}")),
+                None => {
+                    return Err(format!(
+                        "{field}: Secret {}/{} not read yet",
+                        r.namespace, r.name
+                    ));
+                }
+            }
+        }
+    }
     let mut password = None;
     if let Some(auth) = &vip.spec.authentication {
         if let Some(r) = &auth.password_secret_ref {
@@ -144,7 +185,7 @@ fn validate(
         probe,
         crate::model::spec::VridRule::Allocated,
     )
-    .map(|_| password)
+    .map(|v| (password, v.spec.health_checks))
     .map_err(|(field, reason)| format!("{field}: {reason}"))
 }
 
@@ -375,6 +416,50 @@ fn summarize(
                     f.reason.as_deref().unwrap_or("no reason given")
                 ));
             }
+        }
+    }
+    // Failing checks: at a glance (`n1:nginx`), and in words in the Ready message. A node
+    // in FAULT already says which check put it there.
+    let mut failing: Vec<String> = Vec::new();
+    for r in &member_reports {
+        for c in r.checks.iter().filter(|c| !c.healthy) {
+            failing.push(format!("{}:{}", r.node, c.name));
+            if !matches!(r.state, Some(NodeState::Fault) | Some(NodeState::Error)) {
+                let effect = match c.contribution {
+                    0 => String::new(),
+                    n => format!(" ({n:+})"),
+                };
+                unhealthy.push(format!(
+                    "{} check {} failing{effect}: {}",
+                    r.node,
+                    c.name,
+                    c.result.as_deref().unwrap_or("no result yet")
+                ));
+            }
+        }
+    }
+    // A master that lost the addresses because of its checks says so.
+    if let Some(old_master) = old.master.as_deref()
+        && !masters.contains(&old_master)
+        && let Some(r) = member_reports.iter().find(|r| r.node == old_master)
+    {
+        let cause = r
+            .checks
+            .iter()
+            .find(|c| !c.healthy)
+            .map(|c| {
+                format!(
+                    "check {} failed: {}",
+                    c.name,
+                    c.result.as_deref().unwrap_or("no result")
+                )
+            })
+            .or_else(|| {
+                matches!(r.state, Some(NodeState::Fault))
+                    .then(|| r.reason.clone().unwrap_or_default())
+            });
+        if let Some(cause) = cause {
+            unhealthy.insert(0, format!("{old_master} lost mastership: {cause}"));
         }
     }
     for m in &members {
@@ -641,6 +726,7 @@ fn summarize(
         master,
         phase: Some(phase),
         summary,
+        failing: (!failing.is_empty()).then(|| failing.join(",")),
         nodes: Vec::new(),
         conditions,
     };
@@ -654,6 +740,7 @@ pub fn plan(world: &World) -> Plan {
     let silent = silent_agents(world);
     let agents = Agents::of(world);
     let mut passwords: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut resolved_checks: BTreeMap<String, Vec<crate::api::HealthCheckSpec>> = BTreeMap::new();
     let mut invalid: BTreeMap<String, String> = BTreeMap::new();
     let mut inputs = Vec::new();
     for vip in world.vips {
@@ -673,8 +760,9 @@ pub fn plan(world: &World) -> Plan {
             out.add_finalizer.push(name.clone());
         }
         match validate(vip, world.secrets) {
-            Ok(p) => {
+            Ok((p, checks)) => {
                 passwords.insert(name.clone(), p);
+                resolved_checks.insert(name.clone(), checks);
                 inputs.push(VipInput {
                     name,
                     created: vip
@@ -713,6 +801,15 @@ pub fn plan(world: &World) -> Plan {
             spec.node_selector.clear();
             spec.unicast = false;
             spec.unicast_peers = m.unicast_peers.iter().map(IpAddr::to_string).collect();
+            if let Some(checks) = resolved_checks.get(&input.name) {
+                spec.health_checks = checks.clone();
+            }
+            spec.leave_cordoned_nodes = false;
+            let drain = world
+                .nodes
+                .iter()
+                .find(|n| n.name_any() == m.node)
+                .and_then(|n| drain_reason(n, input.spec.leave_cordoned_nodes));
             if spec.authentication.is_some() {
                 spec.authentication = Some(AuthenticationSpec {
                     password: passwords.get(&input.name).cloned().flatten(),
@@ -723,6 +820,7 @@ pub fn plan(world: &World) -> Plan {
                 .entry(m.node.clone())
                 .or_default()
                 .push(NodeVirtualIP {
+                    drain,
                     name: input.name.clone(),
                     generation: vip.metadata.generation,
                     spec,

@@ -3,4 +3,5 @@
 //! No I/O: what a node has (links, addresses) is passed in.
 
 pub mod address;
+pub mod health;
 pub mod spec;

@@ -49,6 +49,8 @@ pub struct VirtualIp {
     pub unicast_peers: Vec<IpAddr>,
     pub authentication: Authentication,
     pub garp: GarpConfig,
+    /// Health checks, tracked interfaces, notify hooks.
+    pub health: super::health::Health,
 }
 
 /// One VRRP instance for this node: a `VirtualIP` and one address family.
@@ -228,7 +230,9 @@ pub fn validate(
             ));
         }
     }
+    let health = super::health::validate(&spec, rule == VridRule::Required)?;
     let v = VirtualIp {
+        health,
         name,
         version,
         vrid,

@@ -17,6 +17,43 @@ pub struct Tracker {
     pub failing: bool,
     /// Why it fails, for the FAULT reason (e.g. "interface eth0 down").
     pub reason: String,
+    /// keepalived `track_file`: a number read from a file, multiplied by the weight (then
+    /// `failing` is not used). With weight 0 a non-zero value is a fault; a product below
+    /// -253 is a fault too.
+    pub value: Option<i64>,
+}
+
+impl Tracker {
+    /// A pass/fail tracker.
+    pub fn new(weight: i16, failing: bool, reason: &str) -> Tracker {
+        Tracker {
+            weight: weight.clamp(-253, 253),
+            failing,
+            reason: reason.to_string(),
+            value: None,
+        }
+    }
+
+    /// Whether it puts the instance in FAULT now.
+    pub fn fault(&self) -> bool {
+        match self.value {
+            Some(v) => {
+                (self.weight == 0 && v != 0) || v.saturating_mul(i64::from(self.weight)) < -253
+            }
+            None => self.weight == 0 && self.failing,
+        }
+    }
+
+    /// What it adds to the priority now (not counting a fault).
+    pub fn contribution(&self) -> i32 {
+        match self.value {
+            Some(v) => v.saturating_mul(i64::from(self.weight)).clamp(-254, 254) as i32,
+            None => match (self.weight > 0, self.failing) {
+                (true, false) | (false, true) => i32::from(self.weight),
+                _ => 0,
+            },
+        }
+    }
 }
 
 /// What the trackers make of an instance.
@@ -38,11 +75,11 @@ pub struct Trackers {
 impl Trackers {
     /// Sets (or adds) a tracker's state. Returns whether anything changed.
     pub fn set(&mut self, name: &str, weight: i16, failing: bool, reason: &str) -> bool {
-        let t = Tracker {
-            weight: weight.clamp(-253, 253),
-            failing,
-            reason: reason.to_string(),
-        };
+        self.put(name, Tracker::new(weight, failing, reason))
+    }
+
+    /// Sets (or adds) a tracker. Returns whether anything changed.
+    pub fn put(&mut self, name: &str, t: Tracker) -> bool {
         if self.trackers.get(name) == Some(&t) {
             return false;
         }
@@ -65,21 +102,13 @@ impl Trackers {
 
     /// The outcome for an instance configured with `configured` (1..=255).
     pub fn effective(&self, configured: u8) -> Effective {
-        if let Some(t) = self.trackers.values().find(|t| t.weight == 0 && t.failing) {
+        if let Some(t) = self.trackers.values().find(|t| t.fault()) {
             return Effective::Fault(t.reason.clone());
         }
         if configured == 255 {
             return Effective::Priority(255);
         }
-        let sum: i32 = self
-            .trackers
-            .values()
-            .map(|t| match (t.weight > 0, t.failing) {
-                (true, false) => i32::from(t.weight),
-                (false, true) => i32::from(t.weight),
-                _ => 0,
-            })
-            .sum();
+        let sum: i32 = self.trackers.values().map(Tracker::contribution).sum();
         Effective::Priority((i32::from(configured) + sum).clamp(1, 254) as u8)
     }
 }
@@ -171,5 +200,28 @@ mod tests {
         assert!(t.set("a", 1000, true, "down"));
         assert!(t.remove("a"));
         assert!(!t.remove("a"));
+    }
+
+    #[test]
+    fn file_values_are_multiplied_by_the_weight() {
+        let mut t = Trackers::default();
+        let file = |weight, value| Tracker {
+            value: Some(value),
+            ..Tracker::new(weight, false, "file value")
+        };
+        t.put("f", file(-10, 3));
+        assert_eq!(t.effective(100), Effective::Priority(70));
+        t.put("f", file(5, 2));
+        assert_eq!(t.effective(100), Effective::Priority(110));
+        // Weight 0: any non-zero value is a fault, zero is fine.
+        t.put("f", file(0, 0));
+        assert_eq!(t.effective(100), Effective::Priority(100));
+        t.put("f", file(0, 7));
+        assert_eq!(t.effective(100), Effective::Fault("file value".into()));
+        // Below -253 is a fault whatever the priority.
+        t.put("f", file(1, -254));
+        assert_eq!(t.effective(100), Effective::Fault("file value".into()));
+        t.put("f", file(1, -253));
+        assert_eq!(t.effective(100), Effective::Priority(1));
     }
 }

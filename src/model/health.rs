@@ -1,0 +1,532 @@
+//! Health checks, tracked interfaces and notify hooks of a `VirtualIP` spec, validated: the
+//! same rules for the standalone file, the agent in a cluster and the controller. Pure.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::spec::FieldError;
+use crate::api::{FileMode, HealthCheckSpec, InitialState, NotifySpec, Scheme, VirtualIpSpec};
+use crate::vrrp::config::{format_duration, parse_duration};
+
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One validated health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fall: u32,
+    pub rise: u32,
+    pub weight: i16,
+    /// keepalived `init_fail`: failing until it has passed `rise` times.
+    pub initially_failing: bool,
+    pub kind: CheckKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckKind {
+    Http(HttpCheck),
+    Tcp(SocketAddr),
+    Exec(Vec<String>),
+    File { path: PathBuf, mode: FileMode },
+}
+
+impl CheckKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            CheckKind::Http(h) if h.tls.is_some() => "https",
+            CheckKind::Http(_) => "http",
+            CheckKind::Tcp(_) => "tcp",
+            CheckKind::Exec(_) => "exec",
+            CheckKind::File { .. } => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub addr: SocketAddr,
+    pub path: String,
+    /// Host header and TLS server name.
+    pub host: String,
+    /// Inclusive ranges of passing status codes.
+    pub expected: Vec<(u16, u16)>,
+    pub tls: Option<Tls>,
+}
+
+/// How an HTTPS server is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tls {
+    Insecure,
+    CaFile(PathBuf),
+    /// PEM text (inline, or read from a Secret by the controller).
+    CaPem(String),
+    /// A Secret the controller has not resolved (never reaches an agent).
+    CaSecret,
+}
+
+/// Commands run on transitions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Notify {
+    pub master: Vec<String>,
+    pub backup: Vec<String>,
+    pub fault: Vec<String>,
+    pub stop: Vec<String>,
+    pub any: Vec<String>,
+    pub timeout: Duration,
+}
+
+impl Notify {
+    /// Every program named, for the allowlist.
+    pub fn programs(&self) -> impl Iterator<Item = &str> {
+        [
+            &self.master,
+            &self.backup,
+            &self.fault,
+            &self.stop,
+            &self.any,
+        ]
+        .into_iter()
+        .filter_map(|argv| argv.first().map(String::as_str))
+    }
+}
+
+/// What a VirtualIP asks each node to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Health {
+    pub checks: Vec<Check>,
+    /// (interface, weight)
+    pub interfaces: Vec<(String, i16)>,
+    pub notify: Option<Notify>,
+}
+
+fn duration(
+    field: &'static str,
+    text: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, FieldError> {
+    let d = parse_duration(text).map_err(|e| (field, e))?;
+    if d < min || d > max {
+        return Err((
+            field,
+            format!(
+                "{text:?} is out of range: use {} to {}",
+                format_duration(min),
+                format_duration(max)
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+fn absolute(field: &'static str, what: &str, p: &str) -> Result<PathBuf, FieldError> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return Err((field, format!("{what} {p:?} must be an absolute path")));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err((field, format!("{what} {p:?} must not contain \"..\"")));
+    }
+    Ok(path.to_path_buf())
+}
+
+fn argv(field: &'static str, argv: &[String]) -> Result<Vec<String>, FieldError> {
+    let Some(program) = argv.first() else {
+        return Err((
+            field,
+            "the command is empty: give the program's absolute path first".into(),
+        ));
+    };
+    absolute(field, "the program", program)?;
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err((field, "arguments must not contain NUL".into()));
+    }
+    Ok(argv.to_vec())
+}
+
+fn host(field: &'static str, h: Option<&str>) -> Result<IpAddr, FieldError> {
+    match h {
+        None => Ok(IpAddr::from([127, 0, 0, 1])),
+        Some(h) => h
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse()
+            .map_err(|_| {
+                (
+                    field,
+                    format!(
+                        "{h:?} is not an IP address (checks connect to an address, not a name)"
+                    ),
+                )
+            }),
+    }
+}
+
+/// "200", "200-299" → inclusive ranges.
+pub fn parse_status(list: &[String]) -> Result<Vec<(u16, u16)>, String> {
+    if list.is_empty() {
+        return Ok(vec![(200, 399)]);
+    }
+    list.iter()
+        .map(|s| {
+            let one = |t: &str| {
+                t.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                    .ok_or_else(|| {
+                        format!("{s:?}: status codes are 100 to 599, e.g. \"200\" or \"200-299\"")
+                    })
+            };
+            match s.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (one(a)?, one(b)?);
+                    if a > b {
+                        return Err(format!("{s:?}: the range is backwards"));
+                    }
+                    Ok((a, b))
+                }
+                None => one(s).map(|c| (c, c)),
+            }
+        })
+        .collect()
+}
+
+fn check(c: &HealthCheckSpec, standalone: bool) -> Result<Check, FieldError> {
+    const F: &str = "spec.healthChecks";
+    if c.name.is_empty() || c.name.len() > 63 || c.name.contains([':', ',', '/', ' ']) {
+        return Err((
+            F,
+            format!(
+                "name {:?}: 1 to 63 characters, no ':', ',', '/' or spaces",
+                c.name
+            ),
+        ));
+    }
+    let interval = match &c.interval {
+        Some(t) => duration("spec.healthChecks.interval", t, MIN_INTERVAL, MAX_INTERVAL)?,
+        None => Duration::from_secs(1),
+    };
+    let timeout = match &c.timeout {
+        Some(t) => duration("spec.healthChecks.timeout", t, MIN_TIMEOUT, MAX_INTERVAL)?,
+        None => interval,
+    };
+    let fall = c.fall.unwrap_or(1);
+    let rise = c.rise.unwrap_or(1);
+    for (field, v) in [
+        ("spec.healthChecks.fall", fall),
+        ("spec.healthChecks.rise", rise),
+    ] {
+        if !(1..=100).contains(&v) {
+            return Err((field, format!("{v} is out of range: use 1 to 100")));
+        }
+    }
+    if !(-253..=253).contains(&c.weight) {
+        return Err((
+            "spec.healthChecks.weight",
+            format!("{} is out of range: use -253 to 253", c.weight),
+        ));
+    }
+    let set: Vec<&str> = [
+        (c.http.is_some(), "http"),
+        (c.tcp.is_some(), "tcp"),
+        (c.exec.is_some(), "exec"),
+        (c.file.is_some(), "file"),
+    ]
+    .into_iter()
+    .filter(|(s, _)| *s)
+    .map(|(_, n)| n)
+    .collect();
+    let kind = match set.as_slice() {
+        [] => {
+            return Err((
+                F,
+                format!(
+                    "check {:?} needs one of http, tcp, exec or file: none is set",
+                    c.name
+                ),
+            ));
+        }
+        [_] => {
+            if let Some(h) = &c.http {
+                let https = h.scheme == Some(Scheme::Https);
+                let ip = host("spec.healthChecks.http.host", h.host.as_deref())?;
+                let path = h.path.clone().unwrap_or_else(|| "/".into());
+                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+                    return Err((
+                        "spec.healthChecks.http.path",
+                        format!("{path:?} must start with / and contain no spaces or line breaks"),
+                    ));
+                }
+                let expected = parse_status(&h.expected_status)
+                    .map_err(|e| ("spec.healthChecks.http.expectedStatus", e))?;
+                let tls_options = [
+                    h.ca_file.is_some(),
+                    h.ca_secret_ref.is_some(),
+                    h.ca_bundle.is_some(),
+                    h.insecure_skip_verify,
+                ]
+                .iter()
+                .filter(|b| **b)
+                .count();
+                let tls = if !https {
+                    if tls_options > 0 {
+                        return Err(("spec.healthChecks.http.scheme", "caFile, caSecretRef, caBundle and insecureSkipVerify are for HTTPS: set scheme HTTPS".into()));
+                    }
+                    None
+                } else {
+                    if tls_options != 1 {
+                        return Err(("spec.healthChecks.http", "HTTPS needs exactly one of caFile, caSecretRef, caBundle or insecureSkipVerify: true".into()));
+                    }
+                    Some(if h.insecure_skip_verify {
+                        Tls::Insecure
+                    } else if let Some(f) = &h.ca_file {
+                        Tls::CaFile(absolute("spec.healthChecks.http.caFile", "the CA file", f)?)
+                    } else if let Some(p) = &h.ca_bundle {
+                        if !p.contains("-----BEGIN CERTIFICATE-----") {
+                            return Err((
+                                "spec.healthChecks.http.caBundle",
+                                "not a PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+                            ));
+                        }
+                        Tls::CaPem(p.clone())
+                    } else if standalone {
+                        return Err(("spec.healthChecks.http.caSecretRef", "Secrets exist only in a cluster: in standalone mode use caFile or caBundle".into()));
+                    } else {
+                        Tls::CaSecret
+                    })
+                };
+                let host_header = match &h.host_header {
+                    Some(v) if v.is_empty() || v.contains(['\r', '\n', ' ', '/']) => {
+                        return Err((
+                            "spec.healthChecks.http.hostHeader",
+                            format!("{v:?} is not a host name"),
+                        ));
+                    }
+                    Some(v) => v.clone(),
+                    None => ip.to_string(),
+                };
+                CheckKind::Http(HttpCheck {
+                    addr: SocketAddr::new(ip, h.port),
+                    path,
+                    host: host_header,
+                    expected,
+                    tls,
+                })
+            } else if let Some(t) = &c.tcp {
+                let ip = host("spec.healthChecks.tcp.host", t.host.as_deref())?;
+                if t.port == 0 {
+                    return Err(("spec.healthChecks.tcp.port", "use 1 to 65535".into()));
+                }
+                CheckKind::Tcp(SocketAddr::new(ip, t.port))
+            } else if let Some(e) = &c.exec {
+                CheckKind::Exec(argv("spec.healthChecks.exec.command", &e.command)?)
+            } else if let Some(f) = &c.file {
+                CheckKind::File {
+                    path: absolute("spec.healthChecks.file.path", "the file", &f.path)?,
+                    mode: f.mode,
+                }
+            } else {
+                unreachable!("one kind is set")
+            }
+        }
+        many => {
+            return Err((
+                F,
+                format!(
+                    "check {:?} has exactly one of http, tcp, exec or file: this one sets {}",
+                    c.name,
+                    many.join(" and ")
+                ),
+            ));
+        }
+    };
+    if let CheckKind::Http(h) = &kind
+        && h.addr.port() == 0
+    {
+        return Err(("spec.healthChecks.http.port", "use 1 to 65535".into()));
+    }
+    Ok(Check {
+        name: c.name.clone(),
+        interval,
+        timeout,
+        fall,
+        rise,
+        weight: c.weight,
+        initially_failing: c.initial_state == Some(InitialState::Failing),
+        kind,
+    })
+}
+
+fn notify(n: &NotifySpec) -> Result<Notify, FieldError> {
+    let hook = |field, v: &Vec<String>| {
+        if v.is_empty() {
+            Ok(Vec::new())
+        } else {
+            argv(field, v)
+        }
+    };
+    Ok(Notify {
+        master: hook("spec.notify.master", &n.master)?,
+        backup: hook("spec.notify.backup", &n.backup)?,
+        fault: hook("spec.notify.fault", &n.fault)?,
+        stop: hook("spec.notify.stop", &n.stop)?,
+        any: hook("spec.notify.any", &n.any)?,
+        timeout: match &n.timeout {
+            Some(t) => duration("spec.notify.timeout", t, MIN_TIMEOUT, MAX_INTERVAL)?,
+            None => DEFAULT_NOTIFY_TIMEOUT,
+        },
+    })
+}
+
+/// Validates the health part of a spec. `standalone`: Secrets cannot be named.
+pub fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Health, FieldError> {
+    let mut checks: Vec<Check> = Vec::new();
+    for c in &spec.health_checks {
+        if checks.iter().any(|o| o.name == c.name) {
+            return Err((
+                "spec.healthChecks",
+                format!("two checks are named {:?}: names must be unique", c.name),
+            ));
+        }
+        checks.push(check(c, standalone)?);
+    }
+    let mut interfaces: Vec<(String, i16)> = Vec::new();
+    for t in &spec.track_interfaces {
+        if t.name.is_empty() || t.name.len() > 15 || t.name.contains(['/', ' ', ':']) {
+            return Err((
+                "spec.trackInterfaces",
+                format!("{:?} is not an interface name", t.name),
+            ));
+        }
+        if interfaces.iter().any(|(n, _)| *n == t.name) {
+            return Err((
+                "spec.trackInterfaces",
+                format!("{:?} is listed twice", t.name),
+            ));
+        }
+        if !(-253..=253).contains(&t.weight) {
+            return Err((
+                "spec.trackInterfaces.weight",
+                format!("{} is out of range: use -253 to 253", t.weight),
+            ));
+        }
+        interfaces.push((t.name.clone(), t.weight));
+    }
+    let notify = spec.notify.as_ref().map(notify).transpose()?;
+    Ok(Health {
+        checks,
+        interfaces,
+        notify: notify.filter(|n| n.programs().next().is_some()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> VirtualIpSpec {
+        serde_yaml::from_str(&format!("addresses: [192.0.2.10/24]\n{yaml}")).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_keepalived() {
+        let h = validate(&spec("healthChecks: [{name: web, tcp: {port: 80}}]"), true).unwrap();
+        let c = &h.checks[0];
+        assert_eq!(
+            (c.interval, c.timeout, c.fall, c.rise, c.weight),
+            (Duration::from_secs(1), Duration::from_secs(1), 1, 1, 0)
+        );
+        assert!(!c.initially_failing);
+        assert_eq!(c.kind, CheckKind::Tcp("127.0.0.1:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn exactly_one_kind_says_which() {
+        let e = validate(&spec("healthChecks: [{name: web}]"), true).unwrap_err();
+        assert!(e.1.contains("none is set"), "{e:?}");
+        let e = validate(
+            &spec("healthChecks: [{name: web, tcp: {port: 80}, file: {path: /x}}]"),
+            true,
+        )
+        .unwrap_err();
+        assert!(e.1.contains("tcp and file"), "{e:?}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (yaml, field) in [
+            (
+                "healthChecks: [{name: a, tcp: {port: 80}}, {name: a, tcp: {port: 81}}]",
+                "spec.healthChecks",
+            ),
+            (
+                "healthChecks: [{name: a, interval: 10ms, tcp: {port: 80}}]",
+                "spec.healthChecks.interval",
+            ),
+            (
+                "healthChecks: [{name: a, interval: 5, tcp: {port: 80}}]",
+                "spec.healthChecks.interval",
+            ),
+            (
+                "healthChecks: [{name: a, weight: 254, tcp: {port: 80}}]",
+                "spec.healthChecks.weight",
+            ),
+            (
+                "healthChecks: [{name: a, fall: 0, tcp: {port: 80}}]",
+                "spec.healthChecks.fall",
+            ),
+            (
+                "healthChecks: [{name: a, tcp: {host: localhost, port: 80}}]",
+                "spec.healthChecks.tcp.host",
+            ),
+            (
+                "healthChecks: [{name: a, exec: {command: [pgrep, nginx]}}]",
+                "spec.healthChecks.exec.command",
+            ),
+            (
+                "healthChecks: [{name: a, file: {path: ../etc/x}}]",
+                "spec.healthChecks.file.path",
+            ),
+            (
+                "healthChecks: [{name: a, http: {port: 443, scheme: HTTPS}}]",
+                "spec.healthChecks.http",
+            ),
+            (
+                "healthChecks: [{name: a, http: {port: 80, insecureSkipVerify: true}}]",
+                "spec.healthChecks.http.scheme",
+            ),
+            (
+                "healthChecks: [{name: a, http: {port: 80, expectedStatus: [\"700\"]}}]",
+                "spec.healthChecks.http.expectedStatus",
+            ),
+            (
+                "healthChecks: [{name: a, http: {port: 443, scheme: HTTPS, caSecretRef: {name: s, namespace: n, key: ca.crt}}}]",
+                "spec.healthChecks.http.caSecretRef",
+            ),
+            (
+                "trackInterfaces: [{name: eth1}, {name: eth1}]",
+                "spec.trackInterfaces",
+            ),
+            ("notify: {master: [notify.sh]}", "spec.notify.master"),
+        ] {
+            let e = validate(&spec(yaml), true).unwrap_err();
+            assert_eq!(e.0, field, "{yaml}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn status_lists_and_ranges() {
+        assert_eq!(parse_status(&[]).unwrap(), vec![(200, 399)]);
+        assert_eq!(
+            parse_status(&["200".into(), "301-302".into()]).unwrap(),
+            vec![(200, 200), (301, 302)]
+        );
+        assert!(parse_status(&["302-301".into()]).is_err());
+    }
+}
