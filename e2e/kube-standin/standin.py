@@ -311,7 +311,13 @@ def cel_validate(schema, value, old, path, errors):
             continue
         if not ok:
             field = path + v.get("fieldPath", "") if v.get("fieldPath") else path
-            msg = v.get("message") or f"failed rule: {rule}"
+            msg = v.get("message")
+            if not msg and v.get("messageExpression"):
+                try:  # as the API server: a failing messageExpression falls back to the rule
+                    msg = str(cel_program(v["messageExpression"]).evaluate(act))
+                except Exception:
+                    msg = None
+            msg = msg or f"failed rule: {rule}"
             reason = {"FieldValueForbidden": "FieldValueForbidden", "FieldValueRequired": "FieldValueRequired",
                       "FieldValueDuplicate": "FieldValueDuplicate"}.get(v.get("reason", ""), "FieldValueInvalid")
             errors.append((field, reason, f"Invalid value: \"{type_name(value)}\": {msg}"))

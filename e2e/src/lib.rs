@@ -320,6 +320,68 @@ impl Lab {
         pid
     }
 
+    /// Starts a real nginx (foreground, its own config and pid file) in a node's namespace,
+    /// answering `GET /` with 200 on `port` on every address; with `tls` (certificate, key
+    /// files) it speaks HTTPS. Returns the master's pid; waits until it accepts connections.
+    pub fn spawn_nginx(&mut self, node: &str, port: u16, tls: Option<(&Path, &Path)>) -> u32 {
+        let ns = self.node(node).ns.clone();
+        let dir = self.dir.join(format!("nginx-{node}-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let listen = match tls {
+            None => format!("listen {port}; listen [::]:{port};"),
+            Some((cert, key)) => format!(
+                "listen {port} ssl; listen [::]:{port} ssl; ssl_certificate {}; ssl_certificate_key {};",
+                cert.display(),
+                key.display()
+            ),
+        };
+        let conf = format!(
+            "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; \
+             fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             server {{ {listen} location / {{ return 200 \"{node}\\n\"; }} }} }}\n"
+        );
+        let file = dir.join("nginx.conf");
+        std::fs::write(&file, conf).unwrap();
+        let file = file.display().to_string();
+        let pid = self.spawn(
+            &ns,
+            &["/usr/sbin/nginx", "-c", &file],
+            &format!("nginx-{node}-{port}.log"),
+        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let up = wait_for(Duration::from_secs(5), || {
+            let out = self.exec(
+                &ns,
+                &[
+                    "bash",
+                    "-c",
+                    &format!("exec 3<>/dev/tcp/{}/{}", addr.ip(), addr.port()),
+                ],
+            );
+            out.status.success()
+        });
+        assert!(
+            up.is_some(),
+            "nginx on {node} did not start:\n{}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        pid
+    }
+
+    /// Sends `sig` to a process and to its children (nginx's master and workers).
+    pub fn signal_tree(&mut self, pid: u32, sig: nix::sys::signal::Signal) {
+        let out = run(&["pgrep", "-P", &pid.to_string()]);
+        for child in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(c) = child.parse::<i32>() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c), sig);
+            }
+        }
+        self.signal(pid, sig);
+    }
+
     /// Sends `sig` to a process started with [`Lab::spawn`] and waits for it if it is fatal.
     pub fn signal(&mut self, pid: u32, sig: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);

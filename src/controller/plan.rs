@@ -932,6 +932,7 @@ mod tests {
             last_transition_time: None,
             reason: Some(format!("{state} because of a test")),
             conflict: None,
+            checks: Vec::new(),
             families: Vec::new(),
         }
     }
