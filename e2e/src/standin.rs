@@ -287,8 +287,13 @@ impl Api {
     /// Starts `kube-vrrp agent` (cluster mode, 1 s heartbeat) on a lab node, /status on
     /// 127.0.0.1:9650; logs to `agent-NODE.log`.
     pub fn spawn_cluster_agent(&mut self, node: &str) -> u32 {
+        self.spawn_cluster_agent_with(node, &[])
+    }
+
+    /// As [`Api::spawn_cluster_agent`], with more arguments (e.g. `--allow-exec`).
+    pub fn spawn_cluster_agent_with(&mut self, node: &str, extra: &[&str]) -> u32 {
         let ns = self.lab.node(node).ns.clone();
-        let args = [
+        let mut args = vec![
             "agent",
             "--node-name",
             node,
@@ -297,6 +302,7 @@ impl Api {
             "--heartbeat",
             "1s",
         ];
+        args.extend_from_slice(extra);
         self.spawn_kube_vrrp(&ns, &args, &format!("agent-{node}.log"))
     }
 

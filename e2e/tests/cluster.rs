@@ -749,3 +749,129 @@ fn a_bad_edit_keeps_the_last_good_configuration_running() {
     });
     assert_eq!(api.lab.holders(VIP4), ["n1"]);
 }
+
+/// Health in a cluster: a failing check shows in `status.nodes[]` and in the Failing column,
+/// an `exec` check on an agent without `--allow-exec` is refused with the reason, and a
+/// cordoned master (the VirtualIP asks for it) hands over with no lost probe.
+#[test]
+fn checks_show_in_the_status_exec_needs_the_allowlist_and_a_cordoned_master_hands_over() {
+    let mut api = Api::start_lab(2, KUBE_VRRP_CRDS, &[]);
+    api.add_some_nodes(&["n1", "n2"]);
+    api.spawn_controller("c1", 9651);
+    // n1 allows /usr/bin/true; n2 allows nothing. A real nginx answers on n1 only.
+    api.spawn_cluster_agent_with("n1", &["--allow-exec", "/usr/bin/true"]);
+    api.spawn_cluster_agent("n2");
+    api.wait_registered(&["n1", "n2"]);
+    api.lab.spawn_nginx("n1", 8080, None);
+    let spec = SAMPLE.split("spec:\n").nth(1).unwrap();
+    let yaml = vip(
+        "web",
+        &format!(
+            "{spec}  leaveCordonedNodes: true\n  healthChecks:\n  \
+             - {{name: app, interval: 200ms, weight: -100, http: {{port: 8080}}}}\n  \
+             - {{name: probe, interval: 200ms, exec: {{command: [/usr/bin/true]}}}}\n"
+        ),
+    );
+    apply(&api, &yaml);
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+    let v = api.wait_vip(
+        "web",
+        Duration::from_secs(10),
+        "n2's checks reported",
+        |v| v["status"]["failing"] == "n2:app,n2:probe",
+    );
+    let n2 = entry(&v, "n2").unwrap();
+    let check = |e: &Value, name: &str| {
+        e["checks"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("no check {name}: {e}"))
+    };
+    let app = check(n2, "app");
+    assert_eq!(
+        (
+            app["healthy"].as_bool(),
+            app["result"].as_str(),
+            app["contribution"].as_i64()
+        ),
+        (Some(false), Some("connection refused"), Some(-100)),
+        "{app}"
+    );
+    assert_eq!(n2["effectivePriority"], 50, "{n2}");
+    let refused = check(n2, "probe")["result"].as_str().unwrap().to_string();
+    assert!(
+        refused.starts_with("refused: /usr/bin/true") && refused.contains("--allow-exec"),
+        "{refused}"
+    );
+    let n1 = entry(&v, "n1").unwrap();
+    assert_eq!(check(n1, "probe")["healthy"], true, "{n1}");
+    assert!(
+        check(n1, "app")["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP 200"),
+        "{n1}"
+    );
+    assert_eq!(phase(&v), Some("Degraded"), "{v}");
+    let ready = condition(&v, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ready.contains("n2 check app failing (-100): connection refused"),
+        "{ready}"
+    );
+    // The column, as kubectl shows it.
+    let out = api.kubectl(&["get", "virtualips"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(table.lines().next().unwrap().contains("FAILING"), "{table}");
+    assert!(table.contains("n2:app,n2:probe"), "{table}");
+
+    // Cordon the master: it hands over (priority 0, addresses kept until n2 is heard).
+    let prober = kube_vrrp_e2e::Prober::start(
+        &api.lab.client.ns.clone(),
+        VIP4.parse().unwrap(),
+        Duration::from_millis(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let out = api.kubectl(&["cordon", "n1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_held(&api, VIP4, "n2", Duration::from_secs(10));
+    let moved = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(300));
+    let outage = prober.stop();
+    println!(
+        "{}",
+        serde_json::json!({"scenario": "cordon the master", "moved_ms": moved.as_millis() as u64, "lost": outage.lost, "sent": outage.sent})
+    );
+    assert_eq!(
+        outage.lost, 0,
+        "probes lost while a cordoned master handed over: {outage:?}"
+    );
+    let v = api.wait_vip(
+        "web",
+        Duration::from_secs(10),
+        "n2 master, n1 drained",
+        |v| master(v) == Some("n2") && entry(v, "n1").is_some_and(|e| e["state"] == "Fault"),
+    );
+    let ready = condition(&v, "Ready").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ready.contains("node n1 is cordoned"), "{ready}");
+    // n1 takes none while cordoned, and takes it back once uncordoned (200 > 50).
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(api.lab.holders(VIP4), ["n2"]);
+    let out = api.kubectl(&["uncordon", "n1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_held(&api, VIP4, "n1", Duration::from_secs(10));
+}

@@ -430,9 +430,13 @@ fn summarize(
                     n => format!(" ({n:+})"),
                 };
                 unhealthy.push(format!(
-                    "{} check {} failing{effect}: {}",
+                    "{} {} failing{effect}: {}",
                     r.node,
-                    c.name,
+                    if c.name == "node" || c.name.starts_with("interface:") {
+                        c.name.clone()
+                    } else {
+                        format!("check {}", c.name)
+                    },
                     c.result.as_deref().unwrap_or("no result yet")
                 ));
             }
@@ -448,11 +452,14 @@ fn summarize(
             .iter()
             .find(|c| !c.healthy)
             .map(|c| {
-                format!(
-                    "check {} failed: {}",
-                    c.name,
-                    c.result.as_deref().unwrap_or("no result")
-                )
+                let result = c.result.as_deref().unwrap_or("no result");
+                if c.name == "node" {
+                    result.to_string()
+                } else if c.name.starts_with("interface:") {
+                    format!("{}: {result}", c.name)
+                } else {
+                    format!("check {} failed: {result}", c.name)
+                }
             })
             .or_else(|| {
                 matches!(r.state, Some(NodeState::Fault))

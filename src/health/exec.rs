@@ -47,17 +47,8 @@ pub async fn run(
         .process_group(0)
         .kill_on_drop(false);
     if let Some((uid, gid)) = run_as {
+        // The standard library also drops the supplementary groups when root changes user.
         cmd.uid(uid).gid(gid);
-        // SAFETY: setgroups(0, NULL) is async-signal-safe; it drops the agent's supplementary
-        // groups in the child before exec (uid/gid are set after this hook).
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setgroups(0, std::ptr::null()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
     }
     let t0 = tokio::time::Instant::now();
     let mut child = match cmd.spawn() {
