@@ -6,6 +6,7 @@ use kube_vrrp_e2e::standin::Api;
 
 const CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
 const SAMPLE: &str = include_str!("../../config/web-vip.yaml");
+const SAMPLE_CHECKS: &str = include_str!("../../config/web-vip-checks.yaml");
 
 fn vip(name: &str, spec: &str) -> String {
     format!(
@@ -33,9 +34,19 @@ fn samples_apply_and_print_columns() {
             "MASTER",
             "PHASE",
             "NODES",
+            "FAILING",
             "AGE"
         ],
         "{table}"
+    );
+    let out = api.apply(
+        &SAMPLE_CHECKS.replace("name: web\n", "name: web-checks\n"),
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(table.contains("web"), "{table}");
     let wide = api.ok(&["get", "vip", "-o", "wide"]);
@@ -87,6 +98,22 @@ fn impossible_objects_are_refused_with_the_reason() {
         (
             "  addresses: [\"198.51.100.50/24\"]\n  priorities: [{node: a, priority: 0}]\n",
             "spec.priorities[0].priority",
+        ),
+        (
+            "  addresses: [\"198.51.100.50/24\"]\n  healthChecks: [{name: web}]\n",
+            "a health check needs one of http, tcp, exec or file: none is set",
+        ),
+        (
+            "  addresses: [\"198.51.100.50/24\"]\n  healthChecks: [{name: web, tcp: {port: 80}, exec: {command: [/bin/true]}}]\n",
+            "this one sets tcp exec",
+        ),
+        (
+            "  addresses: [\"198.51.100.50/24\"]\n  healthChecks: [{name: a, tcp: {port: 80}}, {name: a, tcp: {port: 81}}]\n",
+            "Duplicate value",
+        ),
+        (
+            "  addresses: [\"198.51.100.50/24\"]\n  healthChecks: [{name: a, weight: 300, tcp: {port: 80}}]\n",
+            "spec.healthChecks[0].weight",
         ),
     ];
     for (i, (spec, expected)) in cases.iter().enumerate() {

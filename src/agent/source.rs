@@ -432,4 +432,17 @@ spec:
         assert!(error_of("").contains("no VirtualIP documents"));
         assert!(error_of("---\n---\n").contains("no VirtualIP documents"));
     }
+
+    #[test]
+    fn the_samples_are_valid_standalone_files() {
+        for text in [
+            include_str!("../../config/web-vip.yaml"),
+            include_str!("../../config/web-vip-checks.yaml"),
+        ] {
+            let vips = parse(text).unwrap();
+            assert_eq!(vips.len(), 1);
+        }
+        let checks = parse(include_str!("../../config/web-vip-checks.yaml")).unwrap();
+        assert_eq!(checks[0].health.checks.len(), 2);
+    }
 }

@@ -1367,4 +1367,124 @@ mod tests {
         assert_eq!(r.statuses["v3"].phase, Some(Phase::Invalid));
         assert!(r.configs["n1"].is_empty());
     }
+
+    #[test]
+    fn cordoned_or_excluded_nodes_hand_over() {
+        let asks = vip(
+            "asks",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nleaveCordonedNodes: true",
+        );
+        let plain = vip(
+            "plain",
+            "2026-01-02T00:00:00Z",
+            "addresses: [198.51.100.60/24]",
+        );
+        let mut n1: Node = (*node("n1", "198.51.100.11")).clone();
+        n1.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
+            unschedulable: Some(true),
+            ..Default::default()
+        });
+        let mut n2: Node = (*node("n2", "198.51.100.12")).clone();
+        n2.metadata.labels = Some([(EXCLUDE_LABEL.to_string(), String::new())].into());
+        let nodes = vec![Arc::new(n1), Arc::new(n2), node("n3", "198.51.100.13")];
+        let secrets = BTreeMap::new();
+        let p = plan(&World {
+            vips: &[asks, plain],
+            nodes: &nodes,
+            configs: &[registered("n1"), registered("n2"), registered("n3")],
+            secrets: &secrets,
+            now: "2026-11-22T00:00:00Z".parse().unwrap(),
+        });
+        let drain = |node: &str, vip: &str| {
+            p.configs[node]
+                .iter()
+                .find(|e| e.name == vip)
+                .unwrap()
+                .drain
+                .clone()
+        };
+        assert_eq!(drain("n1", "asks").as_deref(), Some("node n1 is cordoned"));
+        assert_eq!(
+            drain("n1", "plain"),
+            None,
+            "cordon counts only when asked for"
+        );
+        for v in ["asks", "plain"] {
+            assert_eq!(
+                drain("n2", v).as_deref(),
+                Some(
+                    "node n2 has the label node.kubernetes.io/exclude-from-external-load-balancers"
+                )
+            );
+            assert_eq!(drain("n3", v), None);
+        }
+    }
+
+    #[test]
+    fn failing_checks_show_at_a_glance_and_a_lost_mastership_says_why() {
+        let check =
+            |name: &str, healthy: bool, result: &str, contribution: i32| crate::api::CheckStatus {
+                name: name.into(),
+                healthy,
+                result: Some(result.into()),
+                consecutive: 3,
+                contribution,
+                fault: false,
+                last_transition_time: None,
+            };
+        let mut n1 = report("n1", "Backup");
+        n1.checks = vec![
+            check("nginx", false, "connection refused", -50),
+            check("disk", true, "exit status 0", 0),
+        ];
+        let mut n2 = report("n2", "Master");
+        n2.checks = vec![check("nginx", true, "HTTP 200 in 3 ms", 0)];
+        let p = world_plan(
+            &[two_node_vip(vec![n1, n2], Some("n1"))],
+            &[registered("n1"), registered("n2")],
+        );
+        let s = &p.statuses["web"];
+        assert_eq!(s.failing.as_deref(), Some("n1:nginx"));
+        assert_eq!(s.phase, Some(Phase::Degraded));
+        let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            ready.message,
+            "n2 holds the addresses; n1 lost mastership: check nginx failed: connection refused; \
+             n1 check nginx failing (-50): connection refused"
+        );
+    }
+
+    #[test]
+    fn an_https_check_gets_its_ca_from_the_secret() {
+        let v = vip(
+            "web",
+            "2026-01-01T00:00:00Z",
+            "addresses: [198.51.100.50/24]\nhealthChecks: [{name: tls, http: {scheme: HTTPS, port: 443, caSecretRef: {name: ca, namespace: ns, key: ca.crt}}}]",
+        );
+        assert_eq!(secret_refs(std::slice::from_ref(&v)).len(), 1);
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let r = SecretKeyRef {
+            name: "ca".into(),
+            namespace: "ns".into(),
+            key: "ca.crt".into(),
+        };
+        let secrets = BTreeMap::from([(r, Ok(pem.to_string()))]);
+        let nodes = vec![node("n1", "198.51.100.11")];
+        let p = plan(&World {
+            vips: &[v],
+            nodes: &nodes,
+            configs: &[registered("n1")],
+            secrets: &secrets,
+            now: "2026-11-22T00:00:00Z".parse().unwrap(),
+        });
+        let http = p.configs["n1"][0].spec.health_checks[0]
+            .http
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (http.ca_bundle.as_deref(), http.ca_secret_ref),
+            (Some(pem), None)
+        );
+    }
 }

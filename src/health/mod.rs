@@ -525,7 +525,7 @@ mod tests {
         let c = check(3, 2, 0, false);
         let mut s = CheckState::new(&c, SystemTime::now());
         assert_eq!(feed(&c, &mut s, "--+---+-+--++"), "HHHHHFFFFFFFH");
-        assert_eq!(s.tracker(&c).failing, false);
+        assert!(!s.tracker(&c).failing);
     }
 
     #[test]
