@@ -410,11 +410,12 @@ fn a_check_flapping_faster_than_fall_and_rise_never_moves_the_vip() {
     let mut lab = Lab::new(2);
     let file = lab.dir().join("flap");
     let check = format!(
-        "  healthChecks:\n  - {{name: flappy, interval: 100ms, fall: 3, rise: 3, file: {{path: {}}}}}\n",
+        "  healthChecks:\n  - {{name: flappy, interval: 100ms, fall: 4, rise: 4, file: {{path: {}}}}}\n",
         file.display()
     );
     start_pair(&mut lab, |_| check.clone());
-    // The file comes and goes every 150 ms for 4 s: no three results in a row agree.
+    // The file comes and goes every 150 ms for 4 s: no four results in a row agree (that
+    // would take 300 ms), whatever the phase.
     let t0 = Instant::now();
     let mut present = false;
     let mut holders_seen = std::collections::BTreeSet::new();
