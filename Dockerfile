@@ -1,16 +1,14 @@
-# The kube-vrrp image: one static-ish binary for `controller`, `agent` and `crd`.
-#   docker build -t kube-vrrp .
-# The agent needs root in its container (NET_ADMIN + NET_RAW are effective only for uid 0
-# without ambient capabilities); the chart runs the controller as uid 65532.
-FROM rust:1.95-slim-bookworm AS build
-WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src src
-COPY e2e e2e
-RUN cargo build --release --locked --bin kube-vrrp \
- && strip target/release/kube-vrrp
-
-FROM gcr.io/distroless/cc-debian12
-COPY --from=build /src/target/release/kube-vrrp /usr/local/bin/kube-vrrp
+# The kube-vrrp image: one binary for `controller`, `agent`, `crd` and the tools, on `scratch`
+# with only the libraries it links. Build the root filesystem first, then the image, with
+# docker or buildah alike (CI builds and starts it with buildah: .ci/image):
+#
+#   bash image/rootfs.sh && docker build -t REGISTRY/kube-vrrp:0.1.0 .
+#
+# It runs as nobody (65534) by default: the controller needs nothing more. The agent needs
+# NET_ADMIN and NET_RAW, which Linux makes effective only for uid 0 without ambient
+# capabilities, so the chart runs the agent container as root with just those two.
+FROM scratch
+COPY image/rootfs/ /
+USER 65534:65534
 ENTRYPOINT ["/usr/local/bin/kube-vrrp"]
 CMD ["--help"]
