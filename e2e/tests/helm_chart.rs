@@ -22,6 +22,8 @@ fn render(extra: &[&str]) -> Vec<serde_json::Value> {
         "-n",
         "kube-vrrp-system",
         "--include-crds",
+        "--set",
+        "image.repository=registry.example/kube-vrrp",
     ];
     args.extend_from_slice(extra);
     let text = run("helm", &args);
@@ -100,5 +102,80 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
     assert_eq!(
         ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
         true
+    );
+}
+
+/// Runs helm expecting failure; returns its stderr.
+fn helm_fails(args: &[&str]) -> String {
+    let out = kube_vrrp_e2e::run(&[&["helm"], args].concat());
+    assert!(!out.status.success(), "helm {args:?} succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_chart_needs_an_image_refuses_typos_and_runs_commands_only_when_allowed() {
+    // No image is published: an install without one fails at once and says what to set.
+    let err = helm_fails(&["template", "vips", CHART]);
+    assert!(
+        err.contains("image.repository is required") && err.contains("docker build"),
+        "{err}"
+    );
+    // values.schema.json: a typo is an error, not a silently ignored value.
+    let err = helm_fails(&[
+        "template",
+        "vips",
+        CHART,
+        "--set",
+        "image.repository=r/k",
+        "--set",
+        "agent.alowExec={/bin/true}",
+    ]);
+    assert!(err.contains("alowExec"), "{err}");
+    let docs = render(&[]);
+    let agent =
+        &find(&docs, "DaemonSet", "vips-agent")["spec"]["template"]["spec"]["containers"][0];
+    // The image runs as nobody; the agent container asks for root with two capabilities.
+    assert_eq!(agent["securityContext"]["runAsUser"], 0, "{agent}");
+    let args: Vec<&str> = agent["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--allow-exec")),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--exec-user=65534:65534")
+            && args.contains(&"--check-files=/etc/kube-vrrp/checks"),
+        "{args:?}"
+    );
+    let mount = &agent["volumeMounts"][0];
+    assert_eq!(
+        (mount["mountPath"].as_str(), mount["readOnly"].as_bool()),
+        (Some("/etc/kube-vrrp/checks"), Some(true))
+    );
+    // Allowed programs: listed, and the capabilities to run them as another user and kill them.
+    let docs = render(&[
+        "--set",
+        "agent.allowExec={/usr/bin/pgrep,/usr/local/bin/notify}",
+    ]);
+    let agent =
+        &find(&docs, "DaemonSet", "vips-agent")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = agent["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&"--allow-exec=/usr/bin/pgrep")
+            && args.contains(&"--allow-exec=/usr/local/bin/notify"),
+        "{args:?}"
+    );
+    assert_eq!(
+        agent["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW", "SETUID", "SETGID", "KILL"])
     );
 }

@@ -1,7 +1,8 @@
 {{- define "kube-vrrp.name" -}}kube-vrrp{{- end -}}
 
 {{- define "kube-vrrp.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- $repo := required "image.repository is required: no kube-vrrp image is published yet. Build one (bash image/rootfs.sh && docker build -t REGISTRY/kube-vrrp:0.1.0 .), push it, and install with --set image.repository=REGISTRY/kube-vrrp" .Values.image.repository -}}
+{{ $repo }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
 {{- define "kube-vrrp.labels" -}}
