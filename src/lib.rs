@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod check;
 pub mod controller;
 pub mod health;
 pub mod http;

@@ -25,6 +25,17 @@ struct Cli {
 enum Command {
     /// Print the VirtualIP CustomResourceDefinition (YAML), generated from the Rust types.
     Crd,
+    /// Validate VirtualIP files (keepalived -t): standalone agent files, or with --cluster
+    /// YAML for `kubectl apply`. Prints every problem with file, document, field and a hint;
+    /// exit status 0 when all are valid, 1 otherwise.
+    Check {
+        /// VirtualIP YAML for a cluster: the virtual router ID may be left to the controller,
+        /// Secrets may be named, other kinds are skipped.
+        #[arg(long)]
+        cluster: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Run VRRP on this node: in a cluster, this node's configuration comes from the
     /// Kubernetes API (KUBECONFIG or in-cluster) and its state goes to each VirtualIP's status;
     /// with --standalone, the VirtualIPs come from a YAML file and no cluster is needed.
@@ -102,6 +113,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check { cluster, files } => {
+            let o = kube_vrrp::check::run(&files, cluster);
+            print!("{}", o.text);
+            if o.errors == 0 {
+                println!("{} VirtualIP(s) valid", o.objects);
+                ExitCode::SUCCESS
+            } else {
+                println!("{} problem(s)", o.errors);
+                ExitCode::from(1)
+            }
+        }
         Command::Crd => {
             print!("{}", kube_vrrp::api::crd_yaml());
             ExitCode::SUCCESS

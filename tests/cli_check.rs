@@ -1,0 +1,65 @@
+//! `kube-vrrp check` as a script uses it: every sample in config/ is valid (standalone and as
+//! cluster YAML), a bad file exits 1 naming document, field and hint.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
+
+fn samples() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().display().to_string())
+        .filter(|p| p.ends_with(".yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    files
+}
+
+#[test]
+fn every_sample_is_valid() {
+    for mode in [&[][..], &["--cluster"][..]] {
+        let out = Command::new(BIN)
+            .arg("check")
+            .args(mode)
+            .args(samples())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{mode:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(&format!("{} VirtualIP(s) valid", samples().len())),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_file_exits_1_with_every_problem() {
+    let f = std::env::temp_dir().join(format!("kube-vrrp-check-cli-{}.yaml", std::process::id()));
+    std::fs::write(
+        &f,
+        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a}\nspec:\n  addresses: [198.51.100.50/24]\n  \
+         virtualRouterID: 51\n  defaultPriority: 300\n---\napiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: b}\n\
+         spec:\n  addresses: [198.51.100.60/24]\n  virtualRouterID: 52\n  preemt: false\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).arg("check").arg(&f).output().unwrap();
+    std::fs::remove_file(&f).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("document 1 (\"a\"), field spec.defaultPriority: 300 is out of range: priorities are 1 to 255"), "{text}");
+    assert!(
+        text.contains(
+            "document 2 (\"b\"), field spec.preemt: unknown field `preemt`: did you mean `preempt`?"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("2 problem(s)"), "{text}");
+}
