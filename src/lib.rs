@@ -6,6 +6,7 @@ pub mod check;
 pub mod controller;
 pub mod health;
 pub mod http;
+pub mod import;
 pub mod logging;
 pub mod model;
 pub mod net;

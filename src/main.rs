@@ -23,6 +23,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Turn keepalived.conf files (one per node) into VirtualIP YAML on stdout. Instances with
+    /// the same virtual router ID merge into one VirtualIP with per-node priorities. What
+    /// cannot be carried over is a warning on stderr with file and line; exit status 1 on
+    /// errors (an address that is not one, a track_script naming no script).
+    ImportKeepalived {
+        /// Node names, in file order (default: router_id, else the file name).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print the VirtualIP CustomResourceDefinition (YAML), generated from the Rust types.
     Crd,
     /// Validate VirtualIP files (keepalived -t): standalone agent files, or with --cluster
@@ -113,6 +124,30 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::ImportKeepalived { nodes, files } => {
+            let i = kube_vrrp::import::import(&files, &nodes);
+            for (kind, list) in [
+                ("error", &i.errors),
+                ("warning", &i.warnings),
+                ("note", &i.notes),
+            ] {
+                for m in list {
+                    eprintln!("{}: {kind}: {}", m.at, m.text);
+                }
+            }
+            if !i.errors.is_empty() {
+                eprintln!("{} error(s): nothing printed", i.errors.len());
+                return ExitCode::from(1);
+            }
+            print!("{}", i.yaml());
+            eprintln!(
+                "{} VirtualIP(s), {} warning(s) (not carried over), {} note(s)",
+                i.documents.len(),
+                i.warnings.len(),
+                i.notes.len()
+            );
+            ExitCode::SUCCESS
+        }
         Command::Check { cluster, files } => {
             let o = kube_vrrp::check::run(&files, cluster);
             print!("{}", o.text);
