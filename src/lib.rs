@@ -8,6 +8,7 @@ pub mod health;
 pub mod http;
 pub mod import;
 pub mod logging;
+pub mod manifest;
 pub mod model;
 pub mod net;
 pub mod vrrp;

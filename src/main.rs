@@ -34,6 +34,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print a manifest: `static-pod` (the agent for a control-plane address, no API access).
+    Manifest {
+        #[command(subcommand)]
+        kind: ManifestKind,
+    },
     /// Print the VirtualIP CustomResourceDefinition (YAML), generated from the Rust types.
     Crd,
     /// Validate VirtualIP files (keepalived -t): standalone agent files, or with --cluster
@@ -121,6 +126,21 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ManifestKind {
+    /// A static pod running the agent standalone for a highly available kube-apiserver
+    /// address (kubeadm --control-plane-endpoint): put it in /etc/kubernetes/manifests.
+    StaticPod {
+        /// The VirtualIP file on the node (absolute path); it is validated, and checked for an
+        /// HTTPS /readyz check that lets the first node take the address.
+        #[arg(long)]
+        config: PathBuf,
+        /// The image your nodes pull (see README: In a cluster).
+        #[arg(long, default_value = "kube-vrrp:0.1.0")]
+        image: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -147,6 +167,26 @@ fn main() -> ExitCode {
                 i.notes.len()
             );
             ExitCode::SUCCESS
+        }
+        Command::Manifest {
+            kind: ManifestKind::StaticPod { config, image },
+        } => {
+            let config = std::path::absolute(&config).unwrap_or(config);
+            match kube_vrrp::agent::source::load(&config) {
+                Ok(vips) => {
+                    for v in &vips {
+                        if let Some(p) = kube_vrrp::manifest::readyz_problem(v) {
+                            eprintln!("kube-vrrp: warning: {p}");
+                        }
+                    }
+                    print!("{}", kube_vrrp::manifest::static_pod(&config, &image));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("kube-vrrp: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Check { cluster, files } => {
             let o = kube_vrrp::check::run(&files, cluster);

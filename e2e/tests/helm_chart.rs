@@ -179,3 +179,62 @@ fn the_chart_needs_an_image_refuses_typos_and_runs_commands_only_when_allowed() 
         serde_json::json!(["NET_ADMIN", "NET_RAW", "SETUID", "SETGID", "KILL"])
     );
 }
+
+/// `kube-vrrp manifest static-pod` for the control-plane sample: a valid Pod (strict schema
+/// check), host network, two capabilities, no service account; no warning for the sample, a
+/// warning for a weight-0 /readyz check.
+#[test]
+fn the_static_pod_manifest_is_a_valid_pod() {
+    let sample = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/control-plane-vip.yaml"
+    );
+    let out = std::process::Command::new(kube_vrrp_e2e::kube_vrrp_binary())
+        .args([
+            "manifest",
+            "static-pod",
+            "--config",
+            sample,
+            "--image",
+            "registry.example/kube-vrrp:0.1.0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file =
+        std::env::temp_dir().join(format!("kube-vrrp-static-pod-{}.yaml", std::process::id()));
+    std::fs::write(&file, &out.stdout).unwrap();
+    let report = run(
+        "kubernetes-validate",
+        &["-k", "1.32.0", "--strict", file.to_str().unwrap()],
+    );
+    std::fs::remove_file(&file).ok();
+    assert!(
+        report.contains("passed") && !report.contains("ERROR"),
+        "{report}"
+    );
+    let pod: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(pod["spec"]["hostNetwork"], true);
+    assert_eq!(pod["spec"]["containers"][0]["args"][1], "--standalone");
+    let zero = std::env::temp_dir().join(format!("kube-vrrp-cp-{}.yaml", std::process::id()));
+    std::fs::write(
+        &zero,
+        std::fs::read_to_string(sample)
+            .unwrap()
+            .replace("weight: -50", "weight: 0"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(kube_vrrp_e2e::kube_vrrp_binary())
+        .args(["manifest", "static-pod", "--config", zero.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&zero).ok();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("weight 0: the first node would never take the address")
+    );
+}
