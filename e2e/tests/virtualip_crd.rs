@@ -48,6 +48,20 @@ fn samples_apply_and_print_columns() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Every other sample in config/ is accepted too.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+    for e in std::fs::read_dir(dir).unwrap().filter_map(|e| e.ok()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".yaml") || name.starts_with("web-vip") {
+            continue;
+        }
+        let out = api.apply(&std::fs::read_to_string(e.path()).unwrap(), &[]);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(table.contains("web"), "{table}");
     let wide = api.ok(&["get", "vip", "-o", "wide"]);
     assert!(

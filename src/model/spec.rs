@@ -168,6 +168,10 @@ pub fn validate(
     }
     let authentication = match &spec.authentication {
         None => Authentication::None,
+        // A cluster object: the controller reads the Secret and checks the password then.
+        Some(a) if a.password_secret_ref.is_some() && rule == VridRule::Allocated => {
+            Authentication::password("secret")
+        }
         Some(a) if a.password_secret_ref.is_some() => {
             return Err((
                 "spec.authentication.passwordSecretRef",
