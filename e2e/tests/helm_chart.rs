@@ -94,6 +94,15 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
             .any(|e| e["name"] == "POD_NAMESPACE"),
         "{controller}"
     );
+    // Secrets: only a namespaced Role grants them (get by name), never a ClusterRole.
+    for d in docs.iter().filter(|d| d["kind"] == "ClusterRole") {
+        assert!(!d.to_string().contains("secrets"), "{d}");
+    }
+    let secrets = find(&docs, "Role", "vips-controller-secrets");
+    assert_eq!(secrets["metadata"]["namespace"], "kube-vrrp-system");
+    assert_eq!(secrets["rules"][0]["verbs"], serde_json::json!(["get"]));
+    find(&docs, "Service", "vips-agent-metrics");
+    find(&docs, "Service", "vips-controller-metrics");
     let role = find(&docs, "Role", "vips-controller-lease");
     assert_eq!(role["metadata"]["namespace"], "kube-vrrp-system");
     // VirtualIPs with a virtual MAC need writable sysctls: privileged on request.
