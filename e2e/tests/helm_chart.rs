@@ -102,6 +102,12 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
     assert_eq!(secrets["metadata"]["namespace"], "kube-vrrp-system");
     assert_eq!(secrets["rules"][0]["verbs"], serde_json::json!(["get"]));
     find(&docs, "Service", "vips-agent-metrics");
+    let docs = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let cm = find(&docs, "ConfigMap", "vips-dashboard");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(cm["data"]["kube-vrrp.json"].as_str().unwrap()).unwrap();
+    assert_eq!(dashboard["uid"], "kube-vrrp");
+    let docs = render(&[]);
     find(&docs, "Service", "vips-controller-metrics");
     let role = find(&docs, "Role", "vips-controller-lease");
     assert_eq!(role["metadata"]["namespace"], "kube-vrrp-system");

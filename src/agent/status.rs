@@ -365,3 +365,31 @@ pub async fn serve(
     })
     .await
 }
+
+#[cfg(test)]
+mod dashboard_tests {
+    /// Every metric the Grafana dashboard queries is one the agent exports.
+    #[test]
+    fn the_dashboard_queries_only_exported_metrics() {
+        let exported = super::render_metrics(&super::AgentStatus::default());
+        let dashboard = include_str!("../../charts/kube-vrrp/dashboards/kube-vrrp.json");
+        let v: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        let mut seen = 0;
+        for p in v["panels"].as_array().unwrap() {
+            for t in p["targets"].as_array().unwrap() {
+                let expr = t["expr"].as_str().unwrap();
+                for name in expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("kube_vrrp_"))
+                {
+                    seen += 1;
+                    assert!(
+                        exported.contains(&format!("# TYPE {name} ")),
+                        "the dashboard queries {name}, which the agent does not export"
+                    );
+                }
+            }
+        }
+        assert!(seen >= 10, "{seen}");
+    }
+}
