@@ -106,3 +106,87 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
         Line(Vec::with_capacity(256))
     }
 }
+
+/// logfmt (`time=... level=info target=kube_vrrp::agent msg="..." key=value`): the text log
+/// format, one event per line, values quoted when they need it.
+pub struct Logfmt;
+
+fn logfmt_value(out: &mut String, v: &str) {
+    if !v.is_empty() && !v.contains([' ', '"', '=', '\\', '\n', '\t']) {
+        out.push_str(v);
+        return;
+    }
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+struct Fields<'a>(&'a mut String, &'a mut Option<String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            *self.1 = Some(value.to_string());
+        } else {
+            self.0.push(' ');
+            self.0.push_str(field.name());
+            self.0.push('=');
+            logfmt_value(self.0, value);
+        }
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.record_str(field, &format!("{value:?}"));
+    }
+}
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for Logfmt
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let mut fields = String::new();
+        let mut message = None;
+        event.record(&mut Fields(&mut fields, &mut message));
+        let mut line = format!(
+            "time={} level={} target={}",
+            k8s_openapi::jiff::Timestamp::now(),
+            meta.level().as_str().to_lowercase(),
+            meta.target()
+        );
+        line.push_str(" msg=");
+        logfmt_value(&mut line, message.as_deref().unwrap_or(""));
+        line.push_str(&fields);
+        writeln!(writer, "{line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logfmt_values_are_quoted_when_they_must_be() {
+        let q = |v: &str| {
+            let mut s = String::new();
+            super::logfmt_value(&mut s, v);
+            s
+        };
+        assert_eq!(q("eth0"), "eth0");
+        assert_eq!(q("interface eth0 down"), "\"interface eth0 down\"");
+        assert_eq!(q("a=\"b\""), "\"a=\\\"b\\\"\"");
+        assert_eq!(q(""), "\"\"");
+    }
+}

@@ -91,9 +91,8 @@ enum Command {
         /// `caFile`s must be in.
         #[arg(long)]
         check_files: Option<PathBuf>,
-        /// Log as JSON lines.
-        #[arg(long)]
-        log_json: bool,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Watch VirtualIPs and Nodes, resolve each node's configuration, publish it and
     /// summarise the agents' reports into each VirtualIP's status. Run two replicas: one leads
@@ -114,9 +113,8 @@ enum Command {
         /// Lease duration: a standby takes over this long after the leader stopped renewing.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         lease_duration: std::time::Duration,
-        /// Log as JSON lines.
-        #[arg(long)]
-        log_json: bool,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Run VRRP scenarios on virtual time (several routers on a simulated wire, the real
     /// protocol core and codec) and print every transition as JSON lines.
@@ -124,6 +122,21 @@ enum Command {
         /// Scenario files (JSON); the embedded failover scenario when none is given.
         scenarios: Vec<PathBuf>,
     },
+}
+
+/// How the agent and the controller log.
+#[derive(clap::Args)]
+struct LogArgs {
+    /// error, warn, info, debug or trace, or a filter such as kube_vrrp=debug,kube=warn.
+    /// Default: RUST_LOG, else info.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// text (logfmt: time=... level=... msg="..." key=value) or json (one object per line).
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    /// The same as --log-format json.
+    #[arg(long, hide = true)]
+    log_json: bool,
 }
 
 #[derive(Subcommand)]
@@ -214,9 +227,9 @@ fn main() -> ExitCode {
             allow_exec,
             exec_user,
             check_files,
-            log_json,
+            log,
         } => {
-            init_logging(log_json);
+            init_logging(&log);
             let run_as = match exec_user.as_deref().map(parse_user) {
                 None if config.is_none() => Some((65534, 65534)),
                 None => None,
@@ -247,9 +260,9 @@ fn main() -> ExitCode {
             lease_name,
             identity,
             lease_duration,
-            log_json,
+            log,
         } => {
-            init_logging(log_json);
+            init_logging(&log);
             let identity = identity.unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
                 format!("{}-{}", host.trim(), std::process::id())
@@ -277,9 +290,8 @@ fn finish<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            // Never eprintln!: it panics when stderr is a closed pipe.
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            // Once, through the log (its format, its non-blocking writer).
+            tracing::error!(error = %e, "stopped");
             ExitCode::FAILURE
         }
     };
@@ -345,20 +357,28 @@ fn simulate(paths: &[PathBuf]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+fn init_logging(args: &LogArgs) {
+    let filter = match &args.log_level {
+        Some(level) => tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "kube-vrrp: --log-level {level:?}: {e}; using info"
+            );
+            tracing_subscriber::EnvFilter::new("info")
+        }),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
     // Logs never block the agent (a full pipe, a slow terminal) and never panic (a closed one).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
+        .with_ansi(false)
         .log_internal_errors(false)
         .with_writer(kube_vrrp::logging::NonBlocking::start());
-    if json {
+    if args.log_json || args.log_format == "json" {
         builder.json().init();
     } else {
-        builder.init();
+        builder.event_format(kube_vrrp::logging::Logfmt).init();
     }
 }
 

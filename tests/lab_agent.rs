@@ -500,11 +500,14 @@ fn a_bad_file_stops_the_agent_before_it_does_anything() {
         ],
     );
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // One logfmt line (quotes escaped in the value), said once.
+    let err = String::from_utf8_lossy(&out.stderr).replace("\\\"", "\"");
     assert!(
         err.contains("document 2 (\"db\"), field spec.advertInterval: VRRPv2"),
         "{err}"
     );
+    assert_eq!(err.matches("field spec.advertInterval").count(), 1, "{err}");
+    assert!(err.contains("level=error"), "{err}");
     assert!(!lab.holds(&lab.node("n1").ns, VIP), "half-configured");
 }
 
