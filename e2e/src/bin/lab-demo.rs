@@ -1,8 +1,9 @@
 //! The README's run command: two kube-vrrp agents in a namespace lab on a sample config (the
-//! embedded `config/web-vip.yaml`, or the file given), show who holds the VIP, crash the master
+//! embedded `config/web-vip.yaml`, or the file given), show who holds the vip, crash the master
 //! (agent killed and its link cut) and print the measured takeover. Needs root.
 //!
-//! Usage: lab-demo [CONFIG.yaml]
+//! Usage: lab-demo [CONFIG.yaml]: the file's first VirtualIP's first IPv4 address is the one
+//! probed; it must be in the lab's subnet 198.51.100.0/24. Every exit path deletes the lab.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,15 +12,54 @@ use kube_vrrp_e2e::{AGENT_STATUS, Lab, Prober, kube_vrrp_binary, wait_for};
 use nix::sys::signal::Signal;
 
 const DEFAULT_CONFIG: &str = include_str!("../../../config/web-vip.yaml");
-const VIP: &str = "198.51.100.50";
 
 fn main() {
+    // Every failure returns through `run`, so the lab (namespaces, processes) is dropped.
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("lab-demo: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The address to probe: the file's first VirtualIP's first IPv4 address, in the lab subnet.
+fn vip_of(yaml: &str) -> Result<String, String> {
+    use serde::Deserialize;
+    let first = serde_yaml::Deserializer::from_str(yaml)
+        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .find(|d| d["kind"] == "VirtualIP")
+        .ok_or("no VirtualIP document in the file")?;
+    let name = first["metadata"]["name"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    let ip = first["spec"]["addresses"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .find_map(|a| a.split('/').next()?.parse::<std::net::Ipv4Addr>().ok())
+        .ok_or_else(|| format!("{name}: no IPv4 address to probe"))?;
+    if ip.octets()[..3] != [198, 51, 100] {
+        return Err(format!(
+            "{name}: {ip} is not in the lab's subnet 198.51.100.0/24 (nodes 198.51.100.11 and .12)"
+        ));
+    }
+    Ok(ip.to_string())
+}
+
+fn run() -> Result<(), String> {
     let yaml = match std::env::args().nth(1) {
         Some(path) => {
-            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?
         }
         None => DEFAULT_CONFIG.to_string(),
     };
+    let vip = vip_of(&yaml)?;
+    let vip = vip.as_str();
     let bin = kube_vrrp_binary();
     let mut lab = Lab::new(2);
     let cfg = lab.dir().join("virtualip.yaml");
@@ -34,11 +74,10 @@ fn main() {
     for node in ["n1", "n2"] {
         pids.push(lab.spawn_agent_with_file(&bin, node, &cfg, true));
     }
-    if wait_for(Duration::from_secs(10), || lab.holders(VIP).len() == 1).is_none() {
-        eprintln!("no single holder of {VIP}: {:?}", lab.holders(VIP));
-        std::process::exit(1);
+    if wait_for(Duration::from_secs(10), || lab.holders(vip).len() == 1).is_none() {
+        return Err(format!("no single holder of {vip}: {:?}", lab.holders(vip)));
     }
-    let master = lab.holders(VIP)[0].clone();
+    let master = lab.holders(vip)[0].clone();
     let backup = if master == "n1" { "n2" } else { "n1" }.to_string();
     for node in ["n1", "n2"] {
         println!("\n$ ip -br addr   # on {node}");
@@ -48,11 +87,11 @@ fn main() {
         );
     }
     println!(
-        "\n{VIP} is on {master}. Client probes it every 10 ms; crashing {master} (SIGKILL + link cut)..."
+        "\n{vip} is on {master}. Client probes it every 10 ms; crashing {master} (SIGKILL + link cut)..."
     );
     let prober = Prober::start(
         &lab.client.ns,
-        VIP.parse().unwrap(),
+        vip.parse().unwrap(),
         Duration::from_millis(10),
     );
     std::thread::sleep(Duration::from_millis(500));
@@ -62,22 +101,19 @@ fn main() {
     let m = lab.node(&master).clone();
     lab.set_link(&m, false);
     let bound = wait_for(Duration::from_secs(10), || {
-        lab.holds(&lab.node(&backup).ns, VIP)
+        lab.holds(&lab.node(&backup).ns, vip)
     });
     let Some(_) = bound else {
-        eprintln!(
+        return Err(format!(
             "{backup} never took over:\n{}",
             lab.log(&format!("agent-{backup}.log"))
-        );
-        std::process::exit(1);
+        ));
     };
     let takeover = t0.elapsed();
     std::thread::sleep(Duration::from_millis(300));
     let outage = prober.stop();
-    let st = lab
-        .http_get(&lab.node(&backup).ns, status, "/status")
-        .unwrap();
-    let st: serde_json::Value = serde_json::from_str(&st).unwrap();
+    let st = lab.http_get(&lab.node(&backup).ns, status, "/status")?;
+    let st: serde_json::Value = serde_json::from_str(&st).map_err(|e| e.to_string())?;
     let inst = st["instances"]
         .as_object()
         .and_then(|m| m.values().next().cloned())
@@ -91,7 +127,7 @@ fn main() {
         )
     );
     println!(
-        "\n{backup} took over {VIP} {:.0} ms after the crash ({}); the client lost {} of {} probes, outage {:.0} ms.",
+        "\n{backup} took over {vip} {:.0} ms after the crash ({}); the client lost {} of {} probes, outage {:.0} ms.",
         takeover.as_secs_f64() * 1000.0,
         inst["lastTransition"]["reason"].as_str().unwrap_or("?"),
         outage.lost,
@@ -104,4 +140,5 @@ fn main() {
             "client_outage_ms": (outage.outage.as_secs_f64() * 1000.0).round(),
             "lost_probes": outage.lost, "new_master": backup})
     );
+    Ok(())
 }
