@@ -330,6 +330,9 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
         return;
     }
     let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
+    // The driver says when a pause is in force: on a loaded machine the control request may
+    // take longer than any fixed sleep.
+    let (paused_tx, mut paused_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let api_ref = &api;
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -340,7 +343,10 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
                     "fail-watches" => {
                         api_ref.control("/_standin/fault", r#"{"mode":"fail-watches","code":503}"#)
                     }
-                    "pause" => api_ref.control("/_standin/fault", r#"{"mode":"pause"}"#),
+                    "pause" => {
+                        api_ref.control("/_standin/fault", r#"{"mode":"pause"}"#);
+                        let _ = paused_tx.send(());
+                    }
                     "resume" => api_ref.control("/_standin/fault", r#"{"mode":"none"}"#),
                     _ => return,
                 }
@@ -386,7 +392,7 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
             // A paused server: requests hang (the client gives up on its own timeout), and
             // everything resumes afterwards.
             tx.send("pause").unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            paused_rx.recv().await.unwrap();
             let hung = tokio::time::timeout(Duration::from_secs(1), w.get("d0")).await;
             assert!(hung.is_err(), "a paused server answered");
             tx.send("resume").unwrap();
