@@ -40,7 +40,11 @@ enum Command {
         kind: ManifestKind,
     },
     /// Print the VirtualIP CustomResourceDefinition (YAML), generated from the Rust types.
-    Crd,
+    Crd {
+        /// Print the field reference (Markdown, docs/reference.md) instead.
+        #[arg(long)]
+        reference: bool,
+    },
     /// Validate VirtualIP files (keepalived -t): standalone agent files, or with --cluster
     /// YAML for `kubectl apply`. Prints every problem with file, document, field and a hint;
     /// exit status 0 when all are valid, 1 otherwise.
@@ -212,8 +216,12 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-        Command::Crd => {
-            print!("{}", kube_vrrp::api::crd_yaml());
+        Command::Crd { reference } => {
+            if reference {
+                print!("{}", kube_vrrp::api::reference());
+            } else {
+                print!("{}", kube_vrrp::api::crd_yaml());
+            }
             ExitCode::SUCCESS
         }
         Command::Simulate { scenarios } => simulate(&scenarios),
