@@ -556,18 +556,51 @@ def parse_field_selector(text):
             k, v = re.split(r"==?", part, maxsplit=1)
             reqs.append((k, "=", v))
     for k, _, _ in reqs:
-        if k not in ("metadata.name", "metadata.namespace"):
+        if k not in ("metadata.name", "metadata.namespace") and not k.startswith(("involvedObject.", "regarding.")) \
+                and k not in ("reason", "type", "source", "reportingController"):
             raise ApiError(400, "BadRequest", f"field label not supported: {k}")
     return reqs
 
 
 def fields_match(reqs, obj):
-    md = obj.get("metadata", {})
     for k, op, v in reqs:
-        actual = md.get(k.split(".", 1)[1], "")
-        if (op == "=") != (actual == v):
+        actual = obj
+        for part in k.split("."):
+            actual = actual.get(part, "") if isinstance(actual, dict) else ""
+        if k == "source" and isinstance(actual, dict):
+            actual = actual.get("component", "")
+        if (op == "=") != ((actual or "") == v):
             return False
     return True
+
+
+# Events: the API server keeps one store and serves it as core/v1 and as events.k8s.io/v1,
+# converting the fields (kubectl describe reads core Events by involvedObject).
+def event_as_core(e):
+    if e.get("apiVersion") == "v1":
+        return e
+    out = {"apiVersion": "v1", "kind": "Event", "metadata": e.get("metadata", {}),
+           "involvedObject": e.get("regarding", {}), "reason": e.get("reason", ""),
+           "message": e.get("note", ""), "type": e.get("type", "Normal"),
+           "source": {"component": e.get("reportingController", "")},
+           "reportingComponent": e.get("reportingController", ""),
+           "reportingInstance": e.get("reportingInstance", ""),
+           "eventTime": e.get("eventTime"), "action": e.get("action", ""),
+           "count": (e.get("series") or {}).get("count", 1),
+           "firstTimestamp": e.get("deprecatedFirstTimestamp") or e.get("eventTime"),
+           "lastTimestamp": (e.get("series") or {}).get("lastObservedTime") or e.get("eventTime")}
+    return out
+
+
+def event_as_events_v1(e):
+    if e.get("apiVersion") == "events.k8s.io/v1":
+        return e
+    return {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": e.get("metadata", {}),
+            "regarding": e.get("involvedObject", {}), "reason": e.get("reason", ""),
+            "note": e.get("message", ""), "type": e.get("type", "Normal"),
+            "reportingController": (e.get("source") or {}).get("component", ""),
+            "reportingInstance": e.get("reportingInstance", ""),
+            "eventTime": e.get("eventTime") or e.get("lastTimestamp"), "action": e.get("action", "")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,7 +1070,14 @@ class Api:
         labels = parse_label_selector(q.get("labelSelector", [""])[0])
         fields = parse_field_selector(q.get("fieldSelector", [""])[0])
         with st.lock:
-            items = [copy.deepcopy(o) for (ns, _), o in sorted(st.table(res).items())
+            rows = sorted(st.table(res).items())
+            if res.plural == "events" and res.group in ("", "events.k8s.io"):
+                # One store behind both Event APIs.
+                other = ("events.k8s.io" if res.group == "" else "", "events")
+                convert = event_as_core if res.group == "" else event_as_events_v1
+                rows = [(k, convert(o)) for k, o in rows]
+                rows += [(k, convert(o)) for k, o in sorted(st.objects.get(other, {}).items())]
+            items = [copy.deepcopy(o) for (ns, _), o in rows
                      if (not namespace or ns == namespace) and labels_match(labels, o["metadata"].get("labels"))
                      and fields_match(fields, o)]
             rv = str(st.rv)

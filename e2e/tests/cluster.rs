@@ -867,6 +867,18 @@ fn checks_show_in_the_status_exec_needs_the_allowlist_and_a_cordoned_master_hand
     // n1 takes none while cordoned, and takes it back once uncordoned (200 > 50).
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(api.lab.holders(VIP4), ["n2"]);
+    // kubectl describe shows the Events (it reads core/v1 Events by involvedObject; the
+    // controller writes events.k8s.io/v1: one store, as the API server has).
+    let ok = wait_for(Duration::from_secs(10), || {
+        let out = api.kubectl(&["describe", "virtualip", "web"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        text.contains("Events:") && text.contains("MasterChanged") && text.contains("n2")
+    });
+    assert!(
+        ok.is_some(),
+        "{}",
+        String::from_utf8_lossy(&api.kubectl(&["describe", "virtualip", "web"]).stdout)
+    );
     let out = api.kubectl(&["uncordon", "n1"]);
     assert!(
         out.status.success(),

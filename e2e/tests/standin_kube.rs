@@ -330,9 +330,9 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
         return;
     }
     let (tx, rx) = std::sync::mpsc::channel::<&'static str>();
-    // The driver says when a pause is in force: on a loaded machine the control request may
-    // take longer than any fixed sleep.
-    let (paused_tx, mut paused_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    // The driver says when each fault is in force: on a loaded machine a control request (a
+    // python process) may take longer than any fixed sleep.
+    let (ack_tx, mut ack) = tokio::sync::mpsc::unbounded_channel::<()>();
     let api_ref = &api;
     std::thread::scope(|scope| {
         scope.spawn(move || {
@@ -343,13 +343,11 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
                     "fail-watches" => {
                         api_ref.control("/_standin/fault", r#"{"mode":"fail-watches","code":503}"#)
                     }
-                    "pause" => {
-                        api_ref.control("/_standin/fault", r#"{"mode":"pause"}"#);
-                        let _ = paused_tx.send(());
-                    }
+                    "pause" => api_ref.control("/_standin/fault", r#"{"mode":"pause"}"#),
                     "resume" => api_ref.control("/_standin/fault", r#"{"mode":"none"}"#),
                     _ => return,
                 }
+                let _ = ack_tx.send(());
             }
         });
         with_client(api_ref, move |client| async move {
@@ -373,6 +371,7 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
             };
             // Dropped watches: the watcher re-watches and misses nothing.
             tx.send("drop").unwrap();
+            ack.recv().await.unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
             apply_widgets(&w, "d", 0..3).await;
             assert!(
@@ -383,19 +382,23 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
             // Many changes while the watch is down: its resourceVersion falls out of the
             // 5-event window, the re-watch gets 410 Gone, and the watcher relists.
             tx.send("fail-watches").unwrap();
+            ack.recv().await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
             tx.send("drop").unwrap();
+            ack.recv().await.unwrap();
             tokio::time::sleep(Duration::from_millis(200)).await;
             apply_widgets(&w, "d", 3..15).await;
             tx.send("resume").unwrap();
+            ack.recv().await.unwrap();
             assert!(converge(15).await, "after 410: {}", reader.state().len());
             // A paused server: requests hang (the client gives up on its own timeout), and
             // everything resumes afterwards.
             tx.send("pause").unwrap();
-            paused_rx.recv().await.unwrap();
+            ack.recv().await.unwrap();
             let hung = tokio::time::timeout(Duration::from_secs(1), w.get("d0")).await;
             assert!(hung.is_err(), "a paused server answered");
             tx.send("resume").unwrap();
+            ack.recv().await.unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
             w.delete("d0", &DeleteParams::default()).await.unwrap();
             assert!(
