@@ -145,6 +145,13 @@ struct LogArgs {
 
 #[derive(Subcommand)]
 enum ManifestKind {
+    /// Everything the Helm chart installs with its defaults (CRDs, namespace kube-vrrp-system,
+    /// RBAC, the controller Deployment, the agent DaemonSet), for kubectl apply without Helm.
+    Daemonset {
+        /// The image your nodes pull (see README: In a cluster).
+        #[arg(long)]
+        image: String,
+    },
     /// A static pod running the agent standalone for a highly available kube-apiserver
     /// address (kubeadm --control-plane-endpoint): put it in /etc/kubernetes/manifests.
     StaticPod {
@@ -183,6 +190,12 @@ fn main() -> ExitCode {
                 i.warnings.len(),
                 i.notes.len()
             );
+            ExitCode::SUCCESS
+        }
+        Command::Manifest {
+            kind: ManifestKind::Daemonset { image },
+        } => {
+            print!("{}", kube_vrrp::manifest::daemonset(&image));
             ExitCode::SUCCESS
         }
         Command::Manifest {

@@ -8,6 +8,15 @@ use std::path::Path;
 use crate::model::health::{CheckKind, Tls};
 use crate::model::spec::VirtualIp;
 
+/// Everything the chart installs, rendered with its defaults (deploy/kube-vrrp.yaml, generated
+/// from the chart and checked in CI), for `kubectl apply` without Helm.
+const DEPLOY: &str = include_str!("../deploy/kube-vrrp.yaml");
+
+/// `kube-vrrp manifest daemonset --image IMAGE`.
+pub fn daemonset(image: &str) -> String {
+    DEPLOY.replace("REGISTRY/kube-vrrp:0.1.0", image)
+}
+
 /// The check a control-plane VirtualIP should carry, as YAML to paste under `spec:`.
 pub const READYZ_CHECK: &str = "  healthChecks:
     # The local API server's /readyz. Weight -50, not 0: a node whose API server is not ready

@@ -27,7 +27,11 @@ fn render(extra: &[&str]) -> Vec<serde_json::Value> {
     ];
     args.extend_from_slice(extra);
     let text = run("helm", &args);
-    let file = std::env::temp_dir().join(format!("kube-vrrp-chart-{}.yaml", std::process::id()));
+    // Tests render in parallel: one file each.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let file =
+        std::env::temp_dir().join(format!("kube-vrrp-chart-{}-{n}.yaml", std::process::id()));
     std::fs::write(&file, &text).unwrap();
     let report = run(
         "kubernetes-validate",
@@ -252,4 +256,67 @@ fn the_static_pod_manifest_is_a_valid_pod() {
         String::from_utf8_lossy(&out.stderr)
             .contains("weight 0: the first node would never take the address")
     );
+}
+
+/// `deploy/kube-vrrp.yaml` (what `kube-vrrp manifest daemonset` prints) is the chart rendered
+/// with its defaults, and what the tool prints is valid with the image given.
+#[test]
+fn the_manifest_for_users_without_helm_is_the_chart() {
+    let rendered = run(
+        "helm",
+        &[
+            "template",
+            "kube-vrrp",
+            CHART,
+            "-n",
+            "kube-vrrp-system",
+            "--include-crds",
+            "--set",
+            "image.repository=REGISTRY/kube-vrrp",
+        ],
+    );
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kube-vrrp.yaml"
+    ))
+    .unwrap();
+    let body = committed
+        .split_once("---\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    assert!(
+        body == rendered,
+        "deploy/kube-vrrp.yaml is stale: regenerate it with the helm template command at its top"
+    );
+    let out = std::process::Command::new(kube_vrrp_e2e::kube_vrrp_binary())
+        .args([
+            "manifest",
+            "daemonset",
+            "--image",
+            "registry.example/kube-vrrp:0.1.0",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("image: registry.example/kube-vrrp:0.1.0")
+            && !text.contains("REGISTRY/kube-vrrp:")
+    );
+    let file = std::env::temp_dir().join(format!("kube-vrrp-deploy-{}.yaml", std::process::id()));
+    std::fs::write(&file, &text).unwrap();
+    let report = run(
+        "kubernetes-validate",
+        &["-k", "1.32.0", "--strict", file.to_str().unwrap()],
+    );
+    std::fs::remove_file(&file).ok();
+    assert!(!report.contains("ERROR"), "{report}");
+    let kinds: Vec<serde_json::Value> = text.split("\n---").filter_map(yaml_doc).collect();
+    for (kind, name) in [
+        ("Namespace", "kube-vrrp-system"),
+        ("DaemonSet", "kube-vrrp-agent"),
+        ("Deployment", "kube-vrrp-controller"),
+    ] {
+        find(&kinds, kind, name);
+    }
 }
