@@ -190,3 +190,27 @@ mod tests {
         assert_eq!(q(""), "\"\"");
     }
 }
+
+/// A Kubernetes API error in one line ("404 NotFound: virtualips \"web\" not found"), not the
+/// client's debug dump of the whole Status.
+pub fn kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
+        other => other.to_string(),
+    }
+}
+
+/// A watcher error in one line.
+pub fn watch_error(e: &kube::runtime::watcher::Error) -> String {
+    use kube::runtime::watcher::Error as W;
+    match e {
+        W::InitialListFailed(e) => format!("list failed: {}", kube_error(e)),
+        W::WatchStartFailed(e) => format!("watch failed to start: {}", kube_error(e)),
+        W::WatchFailed(e) => format!("watch failed: {}", kube_error(e)),
+        W::WatchError(s) => format!(
+            "watch ended by the API: {} {}: {}",
+            s.code, s.reason, s.message
+        ),
+        other => other.to_string(),
+    }
+}

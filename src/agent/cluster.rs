@@ -89,7 +89,7 @@ pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate
                     relisted: false,
                 },
                 Err(e) => {
-                    warn!(error = %e, "configuration watch failed; VRRP goes on, retrying");
+                    warn!(error = %crate::logging::watch_error(&e), "configuration watch failed; VRRP goes on, retrying");
                     continue;
                 }
             };
@@ -236,7 +236,7 @@ pub async fn write_status(
                         if closing {
                             closing_failures += 1;
                         } else if retry_at.is_none() {
-                            warn!(what = %key.as_deref().unwrap_or("registration"), error = %e,
+                            warn!(what = %key.as_deref().unwrap_or("registration"), error = %crate::logging::kube_error(&e),
                                   "status not written; retrying");
                             retry_at = Some(tokio::time::Instant::now() + backoff);
                             backoff = (backoff * 2).min(MAX_BACKOFF);

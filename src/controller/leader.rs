@@ -71,7 +71,9 @@ impl Elector {
                     warn!(lease = %self.name, "lost the lease to another replica");
                 }
             }
-            Err(e) => warn!(lease = %self.name, error = %e, "lease not renewed"),
+            Err(e) => {
+                warn!(lease = %self.name, error = %crate::logging::kube_error(&e), "lease not renewed")
+            }
         }
         self.is_leader()
     }
@@ -137,7 +139,7 @@ impl Elector {
                 .replace(&self.name, &PostParams::default(), &lease)
                 .await
             {
-                warn!(error = %e, "lease not released");
+                warn!(error = %crate::logging::kube_error(&e), "lease not released");
             } else {
                 info!(lease = %self.name, "lease released");
             }

@@ -159,7 +159,9 @@ where
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(_) => notify.notify_one(),
-                Err(e) => warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying"),
+                Err(e) => {
+                    warn!(kind = %K::kind(&()), error = %crate::logging::watch_error(&e), "watch failed; retrying")
+                }
             }
         }
     });
@@ -488,7 +490,9 @@ impl Shell {
                 for r in results {
                     match r {
                         Ok(_) => metrics.lock().expect("metrics").events += 1,
-                        Err(e) => warn!(error = %e, "event not recorded"),
+                        Err(e) => {
+                            warn!(error = %crate::logging::kube_error(&e), "event not recorded")
+                        }
                     }
                 }
             });
