@@ -175,22 +175,6 @@ where
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn logfmt_values_are_quoted_when_they_must_be() {
-        let q = |v: &str| {
-            let mut s = String::new();
-            super::logfmt_value(&mut s, v);
-            s
-        };
-        assert_eq!(q("eth0"), "eth0");
-        assert_eq!(q("interface eth0 down"), "\"interface eth0 down\"");
-        assert_eq!(q("a=\"b\""), "\"a=\\\"b\\\"\"");
-        assert_eq!(q(""), "\"\"");
-    }
-}
-
 /// A Kubernetes API error in one line ("404 NotFound: virtualips \"web\" not found"), not the
 /// client's debug dump of the whole Status.
 pub fn kube_error(e: &kube::Error) -> String {
@@ -212,5 +196,21 @@ pub fn watch_error(e: &kube::runtime::watcher::Error) -> String {
             s.code, s.reason, s.message
         ),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logfmt_values_are_quoted_when_they_must_be() {
+        let q = |v: &str| {
+            let mut s = String::new();
+            super::logfmt_value(&mut s, v);
+            s
+        };
+        assert_eq!(q("eth0"), "eth0");
+        assert_eq!(q("interface eth0 down"), "\"interface eth0 down\"");
+        assert_eq!(q("a=\"b\""), "\"a=\\\"b\\\"\"");
+        assert_eq!(q(""), "\"\"");
     }
 }
