@@ -39,6 +39,9 @@ const CONFLICT_HOLD: Duration = Duration::from_secs(10);
 const LOG_SUMMARY: Duration = Duration::from_secs(10);
 /// Receivers hand their malformed-packet counts over this often.
 const MALFORMED_FLUSH: Duration = Duration::from_secs(1);
+/// How long a master that handed over keeps its addresses after its successor's first
+/// advertisement: time for the successor's bind and gratuitous ARP / NA to reach clients.
+const HANDOVER_GRACE: Duration = Duration::from_millis(50);
 /// The tracker name of the interface an instance runs on.
 pub const INTERFACE_TRACKER: &str = "interface";
 
@@ -805,19 +808,18 @@ impl Engine {
 
     fn on_advert(&mut self, socket: SocketKey, src: IpAddr, ttl: u8, adv: Advertisement) {
         let now = self.now();
-        // A leaving master waits for its successor's first advertisement.
+        // A leaving master waits for its successor's first advertisement, then a short grace:
+        // the successor binds the addresses and sends its gratuitous ARP / NA beside its
+        // advertisement, and clients follow only once that has landed.
         if adv.priority > 0 && !self.leaving.is_empty() {
-            let (heard, rest): (Vec<Leaving>, Vec<Leaving>) = std::mem::take(&mut self.leaving)
-                .into_iter()
-                .partition(|l| {
-                    l.slot.socket_keys().contains(&socket)
-                        && l.slot.resolved.config.vrid == adv.vrid
-                        && src != l.slot.resolved.config.primary_address
-                });
-            self.leaving = rest;
-            for l in heard {
+            for l in self.leaving.iter_mut().filter(|l| {
+                l.slot.socket_keys().contains(&socket)
+                    && l.slot.resolved.config.vrid == adv.vrid
+                    && src != l.slot.resolved.config.primary_address
+                    && l.until > now + HANDOVER_GRACE
+            }) {
                 info!(instance = %l.slot.resolved.key, new_master = %src, "new master heard; releasing addresses");
-                self.release(l);
+                l.until = now + HANDOVER_GRACE;
             }
         }
         let Some(&id) = self.demux.get(&(socket, adv.vrid)) else {
@@ -828,9 +830,14 @@ impl Engine {
         if src == slot.resolved.config.primary_address {
             return; // our own advertisement, looped back by a misbehaving driver
         }
-        if slot.held.is_some() && adv.priority > 0 {
+        if let Some((_, until)) = slot.held.as_mut()
+            && adv.priority > 0
+            && *until > now + HANDOVER_GRACE
+        {
             info!(instance = %slot.resolved.key, new_master = %src, "new master heard; releasing addresses");
-            self.release_held(id);
+            self.held.remove(&(*until, id));
+            *until = now + HANDOVER_GRACE;
+            self.held.insert((*until, id));
         }
         let slot = self.slots.get_mut(&id).expect("slot");
         let before = foreign_signs(slot.instance.counters());
