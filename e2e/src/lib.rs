@@ -794,3 +794,14 @@ impl Capture {
         all
     }
 }
+
+/// A random number from the kernel's pool: benchmark phases that must not correlate with any
+/// clock-driven timer of the implementations measured.
+pub fn random_u64() -> u64 {
+    use std::io::Read;
+    let mut b = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("/dev/urandom");
+    u64::from_le_bytes(b)
+}

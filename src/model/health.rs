@@ -5,9 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::spec::FieldError;
+use super::spec::{FieldError, bounded};
 use crate::api::{FileMode, HealthCheckSpec, InitialState, NotifySpec, Scheme, VirtualIpSpec};
-use crate::vrrp::config::{format_duration, parse_duration};
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -105,26 +104,6 @@ pub struct Health {
     pub notify: Option<Notify>,
 }
 
-fn duration(
-    field: &'static str,
-    text: &str,
-    min: Duration,
-    max: Duration,
-) -> Result<Duration, FieldError> {
-    let d = parse_duration(text).map_err(|e| (field, e))?;
-    if d < min || d > max {
-        return Err((
-            field,
-            format!(
-                "{text:?} is out of range: use {} to {}",
-                format_duration(min),
-                format_duration(max)
-            ),
-        ));
-    }
-    Ok(d)
-}
-
 fn absolute(field: &'static str, what: &str, p: &str) -> Result<PathBuf, FieldError> {
     let path = Path::new(p);
     if !path.is_absolute() {
@@ -209,11 +188,11 @@ fn check(c: &HealthCheckSpec, standalone: bool) -> Result<Check, FieldError> {
         ));
     }
     let interval = match &c.interval {
-        Some(t) => duration("spec.healthChecks.interval", t, MIN_INTERVAL, MAX_INTERVAL)?,
+        Some(t) => bounded("spec.healthChecks.interval", t, MIN_INTERVAL, MAX_INTERVAL)?,
         None => Duration::from_secs(1),
     };
     let timeout = match &c.timeout {
-        Some(t) => duration("spec.healthChecks.timeout", t, MIN_TIMEOUT, MAX_INTERVAL)?,
+        Some(t) => bounded("spec.healthChecks.timeout", t, MIN_TIMEOUT, MAX_INTERVAL)?,
         None => interval,
     };
     let fall = c.fall.unwrap_or(1);
@@ -378,7 +357,7 @@ fn notify(n: &NotifySpec) -> Result<Notify, FieldError> {
         stop: hook("spec.notify.stop", &n.stop)?,
         any: hook("spec.notify.any", &n.any)?,
         timeout: match &n.timeout {
-            Some(t) => duration("spec.notify.timeout", t, MIN_TIMEOUT, MAX_INTERVAL)?,
+            Some(t) => bounded("spec.notify.timeout", t, MIN_TIMEOUT, MAX_INTERVAL)?,
             None => DEFAULT_NOTIFY_TIMEOUT,
         },
     })

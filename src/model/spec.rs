@@ -84,7 +84,8 @@ const MAX_GARP_DELAY: Duration = Duration::from_secs(3600);
 const MIN_GARP_REFRESH: Duration = Duration::from_secs(1);
 const MAX_GARP_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
-fn bounded(
+/// A duration field within `min..=max`, or what is wrong with it.
+pub(crate) fn bounded(
     field: &'static str,
     text: &str,
     min: Duration,

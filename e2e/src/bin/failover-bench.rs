@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, wait_for};
+use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, random_u64, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -105,15 +105,6 @@ fn trial(which: Impl, c: &Case) -> Option<(Duration, usize, Duration)> {
     std::thread::sleep(Duration::from_millis(300 + c.advert_ms.min(1000)));
     let o = prober.stop();
     Some((o.outage, o.lost, bound))
-}
-
-fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("/dev/urandom");
-    u64::from_le_bytes(b)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, wait_for};
+use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, random_u64, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -79,15 +79,6 @@ fn trial(which: Impl) -> Option<Trial> {
         outage: o.outage,
         back: t1.elapsed(),
     })
-}
-
-fn random_u64() -> u64 {
-    use std::io::Read;
-    let mut b = [0u8; 8];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .expect("/dev/urandom");
-    u64::from_le_bytes(b)
 }
 
 fn ms(d: Duration) -> f64 {
