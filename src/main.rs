@@ -117,6 +117,10 @@ enum Command {
         /// Lease duration: a standby takes over this long after the leader stopped renewing.
         #[arg(long, default_value = "15s", value_parser = parse_duration)]
         lease_duration: std::time::Duration,
+        /// Serve `type: LoadBalancer` Services that name no `spec.loadBalancerClass` (those
+        /// naming kube-vrrp.io/vrrp are always served): true or false.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        serve_classless_services: bool,
         #[command(flatten)]
         log: LogArgs,
     },
@@ -281,6 +285,7 @@ fn main() -> ExitCode {
             lease_name,
             identity,
             lease_duration,
+            serve_classless_services,
             log,
         } => {
             init_logging(&log);
@@ -294,6 +299,7 @@ fn main() -> ExitCode {
                 lease_name,
                 identity,
                 lease_duration,
+                classless: serve_classless_services,
             };
             finish(runtime().block_on(kube_vrrp::controller::run(opts)))
         }

@@ -99,6 +99,8 @@ def builtin_resources():
         r("", "v1", "ConfigMap", "configmaps", "configmap", True, ["cm"]),
         r("", "v1", "Event", "events", "event", True, ["ev"]),
         r("", "v1", "Pod", "pods", "pod", True, ["po"], status_subresource=True),
+        r("", "v1", "Service", "services", "service", True, ["svc"], status_subresource=True),
+        r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
         r("events.k8s.io", "v1", "Event", "events", "event", True, ["ev"]),
         r("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
         r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -58,40 +58,57 @@ pub fn field_manager(node: &str) -> String {
     format!("kube-vrrp-agent-{node}")
 }
 
-/// Watches `VirtualIPNodeConfig/<node>`.
+/// Watches this node's configuration objects (`<node>` and any `<node>.shard-N`, found by
+/// the `kube-vrrp.io/node` label) and hands on their union as one configuration with the
+/// first object's metadata.
 pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate> {
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
         let api: Api<VirtualIPNodeConfig> = Api::all(client);
-        let cfg = watcher::Config::default().fields(&format!("metadata.name={node}"));
+        let cfg = watcher::Config::default().labels(&format!(
+            "{}={}",
+            crate::api::LABEL_NODE,
+            crate::api::node_label_value(&node)
+        ));
         let mut stream = std::pin::pin!(watcher(api, cfg).default_backoff());
-        let mut listing: Option<Option<VirtualIPNodeConfig>> = None;
+        let mut objects: BTreeMap<String, VirtualIPNodeConfig> = BTreeMap::new();
+        let mut listing: Option<BTreeMap<String, VirtualIPNodeConfig>> = None;
+        let mine = |c: &VirtualIPNodeConfig| c.spec.node.as_deref().is_none_or(|n| n == node);
         while let Some(ev) = stream.next().await {
-            let update = match ev {
+            let relisted = match ev {
                 Ok(watcher::Event::Init) => {
-                    listing = Some(None);
+                    listing = Some(BTreeMap::new());
                     continue;
                 }
                 Ok(watcher::Event::InitApply(c)) => {
-                    listing = Some(Some(c));
+                    if mine(&c) {
+                        listing.get_or_insert_default().insert(c.name_any(), c);
+                    }
                     continue;
                 }
-                Ok(watcher::Event::InitDone) => ConfigUpdate {
-                    config: listing.take().flatten(),
-                    relisted: true,
-                },
-                Ok(watcher::Event::Apply(c)) => ConfigUpdate {
-                    config: Some(c),
-                    relisted: false,
-                },
-                Ok(watcher::Event::Delete(_)) => ConfigUpdate {
-                    config: None,
-                    relisted: false,
-                },
+                Ok(watcher::Event::InitDone) => {
+                    objects = listing.take().unwrap_or_default();
+                    true
+                }
+                Ok(watcher::Event::Apply(c)) => {
+                    if !mine(&c) {
+                        continue;
+                    }
+                    objects.insert(c.name_any(), c);
+                    false
+                }
+                Ok(watcher::Event::Delete(c)) => {
+                    objects.remove(&c.name_any());
+                    false
+                }
                 Err(e) => {
                     warn!(error = %crate::logging::watch_error(&e), "configuration watch failed; VRRP goes on, retrying");
                     continue;
                 }
+            };
+            let update = ConfigUpdate {
+                config: merge(&node, &objects),
+                relisted,
             };
             if tx.send(update).await.is_err() {
                 return;
@@ -99,6 +116,31 @@ pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate
         }
     });
     rx
+}
+
+/// The union of a node's configuration objects: the first object (named after the node)
+/// gives the metadata and status; the entries of all of them, sorted by name.
+fn merge(
+    node: &str,
+    objects: &BTreeMap<String, VirtualIPNodeConfig>,
+) -> Option<VirtualIPNodeConfig> {
+    if objects.is_empty() {
+        return None;
+    }
+    if objects.len() == 1 {
+        return objects.values().next().cloned();
+    }
+    let mut out = objects
+        .get(node)
+        .or_else(|| objects.values().next())
+        .cloned()
+        .expect("not empty");
+    out.spec.virtual_ips = objects
+        .values()
+        .flat_map(|c| c.spec.virtual_ips.iter().cloned())
+        .collect();
+    out.spec.virtual_ips.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(out)
 }
 
 /// Writes reports until the sender is dropped, then makes one last attempt and returns. Writes

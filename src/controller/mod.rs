@@ -6,17 +6,19 @@
 //! controller moves no VIP. Two replicas elect one leader on a Lease; the other keeps its caches
 //! warm.
 
+pub mod lb;
 pub mod leader;
 pub mod plan;
 pub mod resolve;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -29,7 +31,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 
-use crate::api::{SecretKeyRef, VirtualIP, VirtualIPNodeConfig, VirtualIPNodeConfigSpec};
+use crate::api::{
+    LABEL_POOL, SecretKeyRef, VirtualIP, VirtualIPNodeConfig, VirtualIPNodeConfigSpec,
+    VirtualIPPool,
+};
 use plan::{FINALIZER, World};
 
 /// The field manager of everything the controller writes.
@@ -64,6 +69,8 @@ pub struct Options {
     /// This replica's name in the Lease.
     pub identity: String,
     pub lease_duration: Duration,
+    /// Serve LoadBalancer Services that name no `loadBalancerClass`.
+    pub classless: bool,
 }
 
 #[derive(Debug, Default)]
@@ -173,6 +180,10 @@ struct Shell {
     vips: Store<VirtualIP>,
     nodes: Store<Node>,
     configs: Store<VirtualIPNodeConfig>,
+    pools: Store<VirtualIPPool>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    classless: bool,
     identity: String,
     metrics: Arc<Mutex<Metrics>>,
 }
@@ -193,6 +204,10 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         vips: mirror(Api::all(client.clone()), notify.clone()),
         nodes: mirror(Api::all(client.clone()), notify.clone()),
         configs: mirror(Api::all(client.clone()), notify.clone()),
+        pools: mirror(Api::all(client.clone()), notify.clone()),
+        services: mirror(Api::all(client.clone()), notify.clone()),
+        slices: mirror(Api::all(client.clone()), notify.clone()),
+        classless: opts.classless,
         identity: opts.identity.clone(),
         metrics: Arc::default(),
         client: client.clone(),
@@ -223,6 +238,9 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         let _ = shell.vips.wait_until_ready().await;
         let _ = shell.nodes.wait_until_ready().await;
         let _ = shell.configs.wait_until_ready().await;
+        let _ = shell.pools.wait_until_ready().await;
+        let _ = shell.services.wait_until_ready().await;
+        let _ = shell.slices.wait_until_ready().await;
     };
     tokio::select! {
         _ = ready => {}
@@ -323,9 +341,24 @@ impl Shell {
     }
 
     async fn reconcile(&self) -> kube::Result<()> {
-        let vips = self.vips.state();
+        let stored = self.vips.state();
         let nodes = self.nodes.state();
         let configs = self.configs.state();
+
+        // Services first: their addresses become the pools' routers (VirtualIPs), written
+        // before the VirtualIP side plans with them, so one pass carries a new Service's
+        // address to the nodes.
+        let lb = lb::plan(&lb::LbWorld {
+            pools: &self.pools.state(),
+            services: &self.services.state(),
+            slices: &self.slices.state(),
+            vips: &stored,
+            nodes: &nodes,
+            classless: self.classless,
+            now: Timestamp::now(),
+        });
+        let vips = self.write_routers(&lb, &stored).await?;
+
         let mut secrets = BTreeMap::new();
         for r in plan::secret_refs(&vips) {
             let value = self.read_secret(&r).await;
@@ -338,67 +371,97 @@ impl Shell {
             secrets: &secrets,
             now: Timestamp::now(),
         });
-        let find = |name: &str| vips.iter().find(|v| v.name_any() == name);
+        let by_name: HashMap<String, &Arc<VirtualIP>> =
+            vips.iter().map(|v| (v.name_any(), v)).collect();
+        let find = |name: &str| by_name.get(name).copied();
 
-        // Publish: one configuration per node, replaced whole when it differs. A merge patch
-        // replaces the list as a whole and needs no resourceVersion: the agents' status writes
-        // to the same objects never make it conflict.
+        // Publish: each node's entries in objects of bounded size (the first named after
+        // the node), each replaced whole when it differs. A merge patch replaces the list as
+        // a whole and needs no resourceVersion: the agents' status writes to the same objects
+        // never make it conflict.
         let config_api: Api<VirtualIPNodeConfig> = Api::all(self.client.clone());
-        let changed: Vec<(&String, &Vec<crate::api::NodeVirtualIP>, bool)> = plan
-            .configs
+        let current: HashMap<String, &Arc<VirtualIPNodeConfig>> =
+            configs.iter().map(|c| (c.name_any(), c)).collect();
+        let node_uid: HashMap<String, String> = nodes
             .iter()
-            .filter_map(|(node, entries)| {
-                let current = configs.iter().find(|c| &c.name_any() == node);
-                match current {
-                    Some(c) if &c.spec.virtual_ips == entries => None,
-                    Some(_) => Some((node, entries, true)),
-                    None => Some((node, entries, false)),
-                }
-            })
+            .map(|n| (n.name_any(), n.uid().unwrap_or_default()))
             .collect();
+        let mut wanted: HashSet<String> = HashSet::new();
+        let mut changed = Vec::new();
+        for (node, entries) in &plan.configs {
+            for (i, part) in plan::shard(entries).into_iter().enumerate() {
+                let name = plan::shard_name(node, i);
+                wanted.insert(name.clone());
+                let label = crate::api::node_label_value(node);
+                let same = current.get(&name).is_some_and(|c| {
+                    c.spec.virtual_ips == part
+                        && c.labels().get(crate::api::LABEL_NODE) == Some(&label)
+                        && c.spec.node.as_deref() == Some(node.as_str())
+                });
+                if !same {
+                    changed.push((
+                        node.clone(),
+                        name,
+                        part,
+                        current.contains_key(&plan::shard_name(node, i)),
+                    ));
+                }
+            }
+        }
         let writes = futures::stream::iter(changed)
-            .map(|(node, entries, exists)| {
+            .map(|(node, name, entries, exists)| {
                 let config_api = config_api.clone();
-                let owner = nodes.iter().find(|n| &n.name_any() == node).map(|n| {
+                let owner = node_uid.get(&node).map(|uid| {
                     vec![OwnerReference {
                         api_version: "v1".into(),
                         kind: "Node".into(),
                         name: node.clone(),
-                        uid: n.uid().unwrap_or_default(),
+                        uid: uid.clone(),
                         ..Default::default()
                     }]
                 });
                 async move {
+                    let labels = BTreeMap::from([(
+                        crate::api::LABEL_NODE.to_string(),
+                        crate::api::node_label_value(&node),
+                    )]);
                     let result = if exists {
-                        let patch = serde_json::json!({"spec": {"virtualIPs": entries}});
+                        let patch = serde_json::json!({
+                            "metadata": {"labels": labels},
+                            "spec": {"node": node, "virtualIPs": entries},
+                        });
                         config_api
-                            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                             .await
                     } else {
                         let mut obj = VirtualIPNodeConfig::new(
-                            node,
+                            &name,
                             VirtualIPNodeConfigSpec {
+                                node: Some(node.clone()),
                                 virtual_ips: entries.clone(),
                             },
                         );
+                        obj.metadata.labels = Some(labels);
                         obj.metadata.owner_references = owner;
                         config_api.create(&PostParams::default(), &obj).await
                     };
-                    (node, entries.len(), result)
+                    (name, entries.len(), result)
                 }
             })
             .buffer_unordered(PARALLEL_WRITES)
             .collect::<Vec<_>>()
             .await;
-        for (node, count, result) in writes {
+        for (name, count, result) in writes {
             result?;
-            info!(node = %node, virtual_ips = count, "configuration published");
+            info!(object = %name, virtual_ips = count, "configuration published");
             self.count_write();
         }
         for c in &configs {
-            if !plan.configs.contains_key(&c.name_any()) {
+            if !wanted.contains(&c.name_any()) {
                 match config_api.delete(&c.name_any(), &Default::default()).await {
-                    Ok(_) => info!(node = %c.name_any(), "node gone: configuration deleted"),
+                    Ok(_) => {
+                        info!(object = %c.name_any(), "configuration deleted (node gone, or fewer shards)")
+                    }
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e),
                 }
@@ -474,14 +537,23 @@ impl Shell {
                 }
             }
         }
+        if let Err(e) = self.write_services(&lb, &mut events).await {
+            first_error.get_or_insert(e);
+        }
+        if let Err(e) = self.write_pools(&lb).await {
+            first_error.get_or_insert(e);
+        }
         // Events are best effort and off the pipeline's path: the next pass does not wait.
         if !events.is_empty() {
-            let api: Api<Event> = Api::namespaced(self.client.clone(), EVENT_NAMESPACE);
+            let client = self.client.clone();
             let metrics = self.metrics.clone();
             tokio::spawn(async move {
                 let results = futures::stream::iter(events)
                     .map(|e| {
-                        let api = api.clone();
+                        let api: Api<Event> = Api::namespaced(
+                            client.clone(),
+                            e.metadata.namespace.as_deref().unwrap_or(EVENT_NAMESPACE),
+                        );
                         async move { api.create(&PostParams::default(), &e).await }
                     })
                     .buffer_unordered(PARALLEL_WRITES)
@@ -514,6 +586,239 @@ impl Shell {
             self.set_finalizers(vip, f).await?;
         }
         Ok(())
+    }
+
+    /// The pools' routers as VirtualIPs (server-side apply: a field the plan drops is
+    /// removed), and the ones no longer needed deleted (their finalizer holds them until every
+    /// node has let go). Returns every VirtualIP as it is after the writes.
+    async fn write_routers(
+        &self,
+        lb: &lb::LbPlan,
+        stored: &[Arc<VirtualIP>],
+    ) -> kube::Result<Vec<Arc<VirtualIP>>> {
+        let api: Api<VirtualIP> = Api::all(self.client.clone());
+        let pool_uid: HashMap<String, String> = self
+            .pools
+            .state()
+            .iter()
+            .map(|p| (p.name_any(), p.uid().unwrap_or_default()))
+            .collect();
+        let mut out: BTreeMap<String, Arc<VirtualIP>> =
+            stored.iter().map(|v| (v.name_any(), v.clone())).collect();
+        let todo: Vec<(&String, &lb::Router)> = lb
+            .routers
+            .iter()
+            .filter(|(name, r)| {
+                out.get(*name)
+                    .is_none_or(|v| v.spec != r.spec || v.labels().get(LABEL_POOL) != Some(&r.pool))
+            })
+            .collect();
+        let pp = PatchParams::apply(MANAGER).force();
+        let written = futures::stream::iter(todo)
+            .map(|(name, r)| {
+                let api = api.clone();
+                let pp = pp.clone();
+                let uid = pool_uid.get(&r.pool).cloned().unwrap_or_default();
+                async move {
+                    let patch = serde_json::json!({
+                        "apiVersion": crate::api::API_VERSION,
+                        "kind": crate::api::KIND,
+                        "metadata": {
+                            "name": name,
+                            "labels": {LABEL_POOL: r.pool},
+                            "ownerReferences": [{
+                                "apiVersion": crate::api::API_VERSION,
+                                "kind": "VirtualIPPool",
+                                "name": r.pool,
+                                "uid": uid,
+                                "controller": true,
+                            }],
+                        },
+                        "spec": r.spec,
+                    });
+                    (name, api.patch(name, &pp, &Patch::Apply(&patch)).await)
+                }
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect::<Vec<_>>()
+            .await;
+        for (name, r) in written {
+            let v = r?;
+            info!(virtual_ip = %name, addresses = v.spec.addresses.len() + v.spec.excluded_addresses.len(), "pool router written");
+            self.count_write();
+            out.insert(name.clone(), Arc::new(v));
+        }
+        for v in stored {
+            let Some(pool) = v.labels().get(LABEL_POOL) else {
+                continue;
+            };
+            let name = v.name_any();
+            if lb.frozen.contains(pool)
+                || lb.routers.contains_key(&name)
+                || v.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            match api.delete(&name, &Default::default()).await {
+                Ok(either) => {
+                    info!(virtual_ip = %name, "pool router no longer needed: deleted");
+                    self.count_write();
+                    match either.left() {
+                        Some(obj) => out.insert(name, Arc::new(obj)),
+                        None => out.remove(&name),
+                    };
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    out.remove(&name);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// Each Service's addresses and our condition, where they differ from what is written;
+    /// the planned Events of each written Service go to `events`.
+    async fn write_services(&self, lb: &lb::LbPlan, events: &mut Vec<Event>) -> kube::Result<()> {
+        let services = self.services.state();
+        let by_key: HashMap<(String, String), &Arc<Service>> = services
+            .iter()
+            .map(|s| ((s.namespace().unwrap_or_default(), s.name_any()), s))
+            .collect();
+        let mut todo = Vec::new();
+        for (key, o) in &lb.services {
+            let Some(svc) = by_key.get(key) else { continue };
+            let cur = lb::current_condition(svc);
+            let same_condition = match (cur, &o.condition) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    a.status == b.status
+                        && a.reason == b.reason
+                        && a.message == b.message
+                        && a.observed_generation == b.observed_generation
+                }
+                _ => false,
+            };
+            if same_condition && lb::current_ingress(svc) == o.ingress {
+                continue;
+            }
+            let mut conditions: Vec<serde_json::Value> = svc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .filter(|c| c.type_ != crate::api::CONDITION_ANNOUNCED)
+                .map(|c| serde_json::to_value(c).expect("condition serializes"))
+                .collect();
+            if let Some(c) = &o.condition {
+                conditions.push(serde_json::to_value(c).expect("condition serializes"));
+            }
+            let load_balancer = if o.ingress.is_empty() {
+                serde_json::json!({"ingress": null})
+            } else {
+                serde_json::json!({"ingress": o.ingress.iter().map(|ip| serde_json::json!({"ip": ip.to_string(), "ipMode": "VIP"})).collect::<Vec<_>>()})
+            };
+            let patch = serde_json::json!({"status": {"loadBalancer": load_balancer, "conditions": conditions}});
+            todo.push((*svc, o, patch));
+        }
+        let written = futures::stream::iter(todo)
+            .map(|(svc, o, patch)| {
+                let api: Api<Service> =
+                    Api::namespaced(self.client.clone(), &svc.namespace().unwrap_or_default());
+                async move {
+                    let r = api
+                        .patch_status(
+                            &svc.name_any(),
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await;
+                    (svc, o, r)
+                }
+            })
+            .buffer_unordered(PARALLEL_WRITES)
+            .collect::<Vec<_>>()
+            .await;
+        let mut first_error = None;
+        for (svc, o, r) in written {
+            match r {
+                Ok(_) => {
+                    self.count_write();
+                    for (warning, reason, note) in &o.events {
+                        events.push(self.event_on(
+                            svc.object_ref(&()),
+                            svc.namespace(),
+                            *warning,
+                            reason,
+                            note,
+                        ));
+                    }
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn write_pools(&self, lb: &lb::LbPlan) -> kube::Result<()> {
+        let api: Api<VirtualIPPool> = Api::all(self.client.clone());
+        let pp = PatchParams::apply(MANAGER).force();
+        for p in self.pools.state() {
+            let name = p.name_any();
+            let Some(status) = lb.pools.get(&name) else {
+                continue;
+            };
+            if p.status.as_ref() == Some(status) {
+                continue;
+            }
+            let patch = serde_json::json!({
+                "apiVersion": crate::api::API_VERSION,
+                "kind": "VirtualIPPool",
+                "status": status,
+            });
+            match api.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+                Ok(_) => self.count_write(),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn event_on(
+        &self,
+        regarding: k8s_openapi::api::core::v1::ObjectReference,
+        namespace: Option<String>,
+        warning: bool,
+        reason: &str,
+        note: &str,
+    ) -> Event {
+        info!(object = %format!("{}/{}", regarding.namespace.as_deref().unwrap_or(""), regarding.name.as_deref().unwrap_or("")), reason, note = %note, "event");
+        let now = Timestamp::now();
+        Event {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("object"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.unwrap_or_else(|| EVENT_NAMESPACE.into())),
+                ..Default::default()
+            },
+            event_time: Some(MicroTime(now)),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+            reason: Some(reason.into()),
+            note: Some(note.chars().take(1024).collect()),
+            action: Some("Allocate".into()),
+            regarding: Some(regarding),
+            reporting_controller: Some(format!("kube-vrrp.io/{MANAGER}")),
+            reporting_instance: Some(self.identity.chars().take(128).collect()),
+            ..Default::default()
+        }
     }
 
     /// One `events.k8s.io/v1` Event per master change. (kube-runtime's Recorder folds

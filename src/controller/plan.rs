@@ -99,6 +99,18 @@ fn drain_reason(node: &Node, leave_cordoned: bool) -> Option<String> {
     (leave_cordoned && cordoned).then(|| format!("node {name} is cordoned"))
 }
 
+/// Why a node left out of `spec.activeNodes` takes none of the addresses.
+fn inactive_reason(spec: &crate::api::VirtualIpSpec, node: &str) -> Option<String> {
+    let active = spec.active_nodes.as_ref()?;
+    if active.nodes.iter().any(|n| n == node) {
+        return None;
+    }
+    Some(match &active.reason {
+        Some(r) => format!("node {node} is not in spec.activeNodes: {r}"),
+        None => format!("node {node} is not in spec.activeNodes"),
+    })
+}
+
 /// Nodes whose agent has registered in its configuration's status.
 fn nodes_with_agent(world: &World) -> Vec<NodeInput> {
     let registered: std::collections::BTreeSet<String> = world
@@ -788,6 +800,17 @@ pub fn plan(world: &World) -> Plan {
         }
     }
     let resolutions = resolve::resolve(&inputs, &nodes);
+    let vip_by_name: std::collections::HashMap<String, &VirtualIP> = world
+        .vips
+        .iter()
+        .map(|v| (v.name_any(), v.as_ref()))
+        .collect();
+    let node_names: Vec<String> = world.nodes.iter().map(|n| n.name_any()).collect();
+    let node_by_name: std::collections::HashMap<&str, &Node> = node_names
+        .iter()
+        .map(String::as_str)
+        .zip(world.nodes.iter().map(|n| n.as_ref()))
+        .collect();
     for n in world.nodes {
         out.configs.insert(n.name_any(), Vec::new());
     }
@@ -795,11 +818,7 @@ pub fn plan(world: &World) -> Plan {
         let Some(Resolution::Deployed { vrid, members }) = resolutions.get(&input.name) else {
             continue;
         };
-        let vip = world
-            .vips
-            .iter()
-            .find(|v| v.name_any() == input.name)
-            .expect("input from vips");
+        let vip = vip_by_name[input.name.as_str()];
         for m in members {
             let mut spec = input.spec.clone();
             spec.virtual_router_id = Some(*vrid);
@@ -812,11 +831,11 @@ pub fn plan(world: &World) -> Plan {
                 spec.health_checks = checks.clone();
             }
             spec.leave_cordoned_nodes = false;
-            let drain = world
-                .nodes
-                .iter()
-                .find(|n| n.name_any() == m.node)
-                .and_then(|n| drain_reason(n, input.spec.leave_cordoned_nodes));
+            spec.active_nodes = None;
+            let drain = node_by_name
+                .get(m.node.as_str())
+                .and_then(|n| drain_reason(n, input.spec.leave_cordoned_nodes))
+                .or_else(|| inactive_reason(&input.spec, &m.node));
             if spec.authentication.is_some() {
                 spec.authentication = Some(AuthenticationSpec {
                     password: passwords.get(&input.name).cloned().flatten(),
@@ -840,7 +859,7 @@ pub fn plan(world: &World) -> Plan {
     for c in world.configs {
         for e in &c.spec.virtual_ips {
             if invalid.contains_key(&e.name) {
-                let node = c.name_any();
+                let node = config_node(c);
                 if let Some(entries) = out.configs.get_mut(&node) {
                     entries.push(e.clone());
                     let k = kept
@@ -873,6 +892,79 @@ pub fn plan(world: &World) -> Plan {
         out.events.extend(events);
     }
     out
+}
+
+/// The most a node configuration object holds, by estimate (the API server's own limit is
+/// about 1.5 MiB; the controller keeps every object under 256 KiB).
+pub const SHARD_BYTES: usize = 192 * 1024;
+
+/// About how many bytes an entry takes as JSON, without serializing it (counted on every
+/// pass for every node).
+pub fn entry_size(e: &NodeVirtualIP) -> usize {
+    let s = &e.spec;
+    let list = |v: &[String]| v.iter().map(|a| a.len() + 3).sum::<usize>();
+    let json = |v: &dyn erased::Size| v.size();
+    1024 + e.name.len()
+        + e.drain.as_ref().map_or(0, String::len)
+        + list(&s.addresses)
+        + list(&s.excluded_addresses)
+        + list(&s.unicast_peers)
+        + json(&s.health_checks)
+        + json(&s.track_interfaces)
+        + json(&s.notify)
+        + json(&s.active_nodes)
+}
+
+mod erased {
+    pub trait Size {
+        fn size(&self) -> usize;
+    }
+    impl<T: serde::Serialize> Size for Vec<T> {
+        fn size(&self) -> usize {
+            if self.is_empty() {
+                0
+            } else {
+                serde_json::to_vec(self).map_or(0, |v| v.len())
+            }
+        }
+    }
+    impl<T: serde::Serialize> Size for Option<T> {
+        fn size(&self) -> usize {
+            self.as_ref()
+                .map_or(0, |v| serde_json::to_vec(v).map_or(0, |v| v.len()))
+        }
+    }
+}
+
+/// The name of a node's `n`-th configuration object (the first is named after the node).
+pub fn shard_name(node: &str, n: usize) -> String {
+    if n == 0 {
+        node.to_string()
+    } else {
+        format!("{node}.shard-{n}")
+    }
+}
+
+/// A node's entries (sorted by name) cut into objects of at most [`SHARD_BYTES`] each, in
+/// order; always at least one (the first carries the agent's registration).
+pub fn shard(entries: &[NodeVirtualIP]) -> Vec<Vec<NodeVirtualIP>> {
+    let mut out: Vec<Vec<NodeVirtualIP>> = vec![Vec::new()];
+    let mut size = 0;
+    for e in entries {
+        let n = entry_size(e);
+        if size + n > SHARD_BYTES && !out.last().expect("one").is_empty() {
+            out.push(Vec::new());
+            size = 0;
+        }
+        size += n;
+        out.last_mut().expect("one").push(e.clone());
+    }
+    out
+}
+
+/// The node a configuration object is for.
+pub fn config_node(c: &VirtualIPNodeConfig) -> String {
+    c.spec.node.clone().unwrap_or_else(|| c.name_any())
 }
 
 /// The controller-owned part of a status, to compare with what is written.

@@ -96,16 +96,42 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
             }
         }
     }
+    // A host address (/32, /128: a pool's Service addresses) says nothing about its segment:
+    // it counts as on every segment of its family, and every segment as on its.
     let segments_of = |addrs: &[VirtualAddress]| -> BTreeSet<(Family, u128, u8)> {
         let mut seen = BTreeSet::new();
         let mut fams = BTreeSet::new();
         for a in addrs {
             if fams.insert(a.family()) {
-                seen.insert(segment(a));
+                let full = match a.family() {
+                    Family::V4 => 32,
+                    Family::V6 => 128,
+                };
+                seen.insert(if a.prefix_len == full {
+                    (a.family(), 0, 0)
+                } else {
+                    segment(a)
+                });
             }
         }
         seen
     };
+    fn holder<'u>(
+        used: &'u BTreeMap<(Family, u128, u8), BTreeMap<u8, String>>,
+        seg: &(Family, u128, u8),
+        vrid: u8,
+    ) -> Option<&'u String> {
+        let any = (seg.0, 0u128, 0u8);
+        if *seg == any {
+            used.range((seg.0, 0u128, 0u8)..)
+                .take_while(|(k, _)| k.0 == seg.0)
+                .find_map(|(_, m)| m.get(&vrid))
+        } else {
+            used.get(seg)
+                .and_then(|m| m.get(&vrid))
+                .or_else(|| used.get(&any).and_then(|m| m.get(&vrid)))
+        }
+    }
     let mut chosen: BTreeMap<String, u8> = BTreeMap::new();
     for (v, addrs) in &parsed {
         if let Some(dup) = addrs
@@ -124,10 +150,7 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
         let wanted = v.spec.virtual_router_id.or(v.allocated_vrid);
         if let Some(vrid) = wanted {
             let segs = segments_of(addrs);
-            if let Some(holder) = segs
-                .iter()
-                .find_map(|s| used.get(s).and_then(|m| m.get(&vrid)))
-            {
+            if let Some(holder) = segs.iter().find_map(|s| holder(&used, s, vrid)) {
                 out.insert(
                     v.name.clone(),
                     rejected(
@@ -152,10 +175,7 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
             continue;
         }
         let segs = segments_of(addrs);
-        let free = (1..=255u8).find(|id| {
-            segs.iter()
-                .all(|s| used.get(s).is_none_or(|m| !m.contains_key(id)))
-        });
+        let free = (1..=255u8).find(|id| segs.iter().all(|s| holder(&used, s, *id).is_none()));
         match free {
             Some(vrid) => {
                 for s in segs {

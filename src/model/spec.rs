@@ -127,14 +127,34 @@ pub fn validate(
     if spec.addresses.is_empty() {
         return Err(("spec.addresses", "at least one address is required".into()));
     }
-    let mut addresses = Vec::new();
-    for a in &spec.addresses {
-        let v: VirtualAddress = a.parse().map_err(|e| ("spec.addresses", e))?;
-        if addresses.contains(&v) {
-            return Err(("spec.addresses", format!("{a} is listed twice")));
+    let mut addresses = Vec::with_capacity(spec.addresses.len() + spec.excluded_addresses.len());
+    let mut seen = std::collections::HashSet::new();
+    for (field, list) in [
+        ("spec.addresses", &spec.addresses),
+        ("spec.excludedAddresses", &spec.excluded_addresses),
+    ] {
+        for a in list {
+            let v: VirtualAddress = a.parse().map_err(|e| (field, e))?;
+            if !seen.insert(v.address) {
+                return Err((field, format!("{a} is listed twice")));
+            }
+            check_virtual_address(&v).map_err(|e| (field, e))?;
+            addresses.push(v);
         }
-        check_virtual_address(&v).map_err(|e| ("spec.addresses", e))?;
-        addresses.push(v);
+    }
+    if let Some(x) = addresses[spec.addresses.len()..].iter().find(|x| {
+        !addresses[..spec.addresses.len()]
+            .iter()
+            .any(|a| a.family() == x.family())
+    }) {
+        return Err((
+            "spec.excludedAddresses",
+            format!(
+                "{} has no {} address in spec.addresses to advertise: an advertisement lists at least one",
+                x.address,
+                x.family()
+            ),
+        ));
     }
     if spec.interface.as_deref() == Some("lo") {
         return Err((
@@ -302,6 +322,11 @@ impl VirtualIp {
             .filter(|a| a.family() == family)
             .collect();
         let mut c = InstanceConfig::new(self.vrid.unwrap_or(1), primary, addresses);
+        // `addresses` come first, then the excluded ones: only the first are advertised.
+        c.advertised = self.addresses[..self.spec.addresses.len()]
+            .iter()
+            .filter(|a| a.family() == family)
+            .count();
         c.version = self.version;
         c.max_learned_interval = Some(self.max_learned_interval);
         c.priority = priority;
@@ -379,6 +404,12 @@ impl VirtualIp {
                 .iter()
                 .filter(|a| !is_link_local(&a.address))
                 .find(|a| same_subnet(&a.address, &first.address, first.prefix_len))
+                // A host address (/32, /128) names no subnet: the node's subnet holding it.
+                .or_else(|| {
+                    own.iter()
+                        .filter(|a| !is_link_local(&a.address))
+                        .find(|a| same_subnet(&a.address, &first.address, a.prefix_len))
+                })
                 .and_then(|a| links.iter().find(|l| l.index == a.index))
                 .ok_or_else(|| {
                     format!(

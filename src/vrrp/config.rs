@@ -100,6 +100,9 @@ pub struct InstanceConfig {
     pub primary_address: IpAddr,
     /// All addresses the master owns (advertisements carry as many as fit in `mtu`).
     pub addresses: Vec<VirtualAddress>,
+    /// How many of `addresses` (the first) advertisements list; the rest are held but not
+    /// listed (keepalived `virtual_ipaddress_excluded`).
+    pub advertised: usize,
     /// VRRPv2 only.
     pub authentication: Authentication,
     /// Empty: multicast. Otherwise advertisements go to, and are accepted only from, these.
@@ -154,6 +157,7 @@ impl InstanceConfig {
             preempt_delay: Duration::ZERO,
             accept_mode: false,
             primary_address,
+            advertised: addresses.len(),
             addresses,
             authentication: Authentication::None,
             unicast_peers: Vec::new(),

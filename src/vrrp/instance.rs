@@ -704,7 +704,7 @@ impl Instance {
             .config
             .addresses
             .iter()
-            .take(fit)
+            .take(fit.min(self.config.advertised))
             .map(|v| v.address)
             .collect();
         Advertisement {
