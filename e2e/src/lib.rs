@@ -446,7 +446,11 @@ impl Lab {
             let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
                 .map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            write!(s, "GET {path} HTTP/1.1\r\nHost: lab\r\n\r\n").map_err(|e| e.to_string())?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+            )
+            .map_err(|e| e.to_string())?;
             let mut body = String::new();
             s.read_to_string(&mut body).map_err(|e| e.to_string())?;
             let (head, body) = body.split_once("\r\n\r\n").ok_or("no HTTP header")?;
