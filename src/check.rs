@@ -124,6 +124,8 @@ pub struct Outcome {
     pub text: String,
     pub errors: usize,
     pub objects: usize,
+    /// VirtualIPPools checked and valid (cluster YAML).
+    pub pools: usize,
 }
 
 fn line(out: &mut String, file: &str, e: &ConfigError) {
@@ -142,6 +144,7 @@ pub fn run(files: &[PathBuf], cluster: bool) -> Outcome {
         text: String::new(),
         errors: 0,
         objects: 0,
+        pools: 0,
     };
     for path in files {
         let file = path.display().to_string();
@@ -156,6 +159,38 @@ pub fn run(files: &[PathBuf], cluster: bool) -> Outcome {
         let mut good: Vec<VirtualIp> = Vec::new();
         let mut seen = 0;
         for d in documents(&text, rule) {
+            if cluster && d.kind.as_deref() == Some("VirtualIPPool") {
+                seen += 1;
+                let doc = serde_yaml::Deserializer::from_str(&text)
+                    .nth(d.index - 1)
+                    .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
+                let verdict = match doc {
+                    Some(Ok(pool)) => crate::controller::lb::check_pool(&pool),
+                    Some(Err(e)) => Err(e.to_string()),
+                    None => Err("cannot read the document".into()),
+                };
+                match verdict {
+                    Ok(summary) => {
+                        let _ = writeln!(
+                            out.text,
+                            "{file}: document {} ({:?}): ok: VirtualIPPool, {summary}",
+                            d.index,
+                            d.name.as_deref().unwrap_or_default()
+                        );
+                        out.pools += 1;
+                    }
+                    Err(e) => {
+                        let _ = writeln!(
+                            out.text,
+                            "{file}: document {} ({:?}): VirtualIPPool: {e}",
+                            d.index,
+                            d.name.as_deref().unwrap_or_default()
+                        );
+                        out.errors += 1;
+                    }
+                }
+                continue;
+            }
             if cluster && d.kind.as_deref().is_some_and(|k| k != KIND) {
                 let _ = writeln!(
                     out.text,
@@ -216,7 +251,7 @@ pub fn run(files: &[PathBuf], cluster: bool) -> Outcome {
             }
         }
         if seen == 0 {
-            let _ = writeln!(out.text, "{file}: no VirtualIP documents");
+            let _ = writeln!(out.text, "{file}: no VirtualIP or VirtualIPPool documents");
             out.errors += 1;
         }
     }

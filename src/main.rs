@@ -227,6 +227,9 @@ fn main() -> ExitCode {
             print!("{}", o.text);
             if o.errors == 0 {
                 println!("{} VirtualIP(s) valid", o.objects);
+                if o.pools > 0 {
+                    println!("{} VirtualIPPool(s) valid", o.pools);
+                }
                 ExitCode::SUCCESS
             } else {
                 println!("{} problem(s)", o.errors);

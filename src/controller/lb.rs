@@ -184,6 +184,44 @@ fn parse_range(text: &str) -> Result<Range, String> {
     })
 }
 
+/// A pool's address ranges, or what is wrong with it: its addresses, or its VRRP settings
+/// as every router of it would use them (the same rules as a VirtualIP's).
+fn parse_pool(p: &VirtualIPPool) -> Result<Vec<Range>, String> {
+    let ranges = p
+        .spec
+        .addresses
+        .iter()
+        .map(|a| parse_range(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("spec.addresses: {e}"))?;
+    for f in [Family::V4, Family::V6] {
+        let Some(r) = ranges.iter().find(|r| r.family == f) else {
+            continue;
+        };
+        let probe = router_spec(p, &[from_int(f, r.end)]);
+        crate::model::spec::validate(p.name_any(), probe, crate::model::spec::VridRule::Allocated)
+            .map_err(|(field, e)| format!("{}: {e}", field.replacen("spec.", "spec.vrrp.", 1)))?;
+    }
+    Ok(ranges)
+}
+
+/// Checks one pool on its own (`kube-vrrp check --cluster`): a summary, or the problem.
+pub fn check_pool(p: &VirtualIPPool) -> Result<String, String> {
+    let ranges = parse_pool(p)?;
+    let count = |f: Family| {
+        ranges
+            .iter()
+            .filter(|r| r.family == f)
+            .map(|r| (r.end - r.start).saturating_add(1))
+            .fold(0u128, u128::saturating_add)
+    };
+    Ok(format!(
+        "{} IPv4 and {} IPv6 address(es)",
+        count(Family::V4),
+        count(Family::V6)
+    ))
+}
+
 /// A usable pool.
 struct Pool<'a> {
     name: String,
@@ -470,17 +508,10 @@ pub fn plan(world: &LbWorld) -> LbPlan {
     let mut pools: Vec<Pool> = Vec::new();
     for p in order {
         let name = p.name_any();
-        let mut problem = None;
-        let mut ranges = Vec::new();
-        for a in &p.spec.addresses {
-            match parse_range(a) {
-                Ok(r) => ranges.push(r),
-                Err(e) => {
-                    problem = Some(format!("spec.addresses: {e}"));
-                    break;
-                }
-            }
-        }
+        let (ranges, mut problem) = match parse_pool(p) {
+            Ok(r) => (r, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
         if problem.is_none() {
             'overlap: for r in &ranges {
                 for other in &pools {
@@ -499,23 +530,6 @@ pub fn plan(world: &LbWorld) -> LbPlan {
                         ));
                         break 'overlap;
                     }
-                }
-            }
-        }
-        if problem.is_none() {
-            for f in [Family::V4, Family::V6] {
-                let Some(r) = ranges.iter().find(|r| r.family == f) else {
-                    continue;
-                };
-                let probe = router_spec(p, &[from_int(f, r.end)]);
-                if let Err((field, e)) = crate::model::spec::validate(
-                    name.clone(),
-                    probe,
-                    crate::model::spec::VridRule::Allocated,
-                ) {
-                    let field = field.replacen("spec.", "spec.vrrp.", 1);
-                    problem = Some(format!("{field}: {e}"));
-                    break;
                 }
             }
         }
