@@ -263,12 +263,14 @@ mod tests {
     use super::*;
 
     fn check(yaml: &str, cluster: bool) -> Outcome {
-        let dir = std::env::temp_dir().join(format!("kube-vrrp-check-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join(format!("{}.yaml", yaml.len()));
+        // One file per call: tests run in parallel.
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let f =
+            std::env::temp_dir().join(format!("kube-vrrp-check-{}-{n}.yaml", std::process::id()));
         std::fs::write(&f, yaml).unwrap();
-        let o = run(&[f], cluster);
-        std::fs::remove_dir_all(&dir).ok();
+        let o = run(std::slice::from_ref(&f), cluster);
+        std::fs::remove_file(&f).ok();
         o
     }
 
