@@ -582,5 +582,5 @@ fn external_traffic_policy_local_follows_the_ready_endpoints() {
     );
     let msg = announced(&v).unwrap()["message"].as_str().unwrap();
     assert!(msg.contains(&format!("{ip} is announced nowhere")), "{msg}");
-    assert_eq!(ingress(&v), [ip.clone()], "the address stays allocated");
+    assert_eq!(ingress(&v), vec![ip], "the address stays allocated");
 }

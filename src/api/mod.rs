@@ -185,9 +185,10 @@ pub struct VirtualIpSpec {
     /// More addresses held with `addresses` but not listed in advertisements (keepalived
     /// `virtual_ipaddress_excluded`): for more addresses than an advertisement carries. Same
     /// form as `addresses`; not checked by the API server (the controller reports a bad one).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Shared: the controller copies a router's spec into every node's entry.
+    #[serde(default, skip_serializing_if = "excluded_is_empty")]
     #[schemars(length(max = 4096), inner(length(max = 49)))]
-    pub excluded_addresses: Vec<String>,
+    pub excluded_addresses: std::sync::Arc<Vec<String>>,
     /// Cluster mode: when set, only the listed nodes may hold the addresses. The others keep
     /// running VRRP in FAULT (a weight-0 tracker named `node`): a master that is left out hands
     /// over gracefully, and a node that is listed again takes part without a restart. Set by
@@ -195,6 +196,10 @@ pub struct VirtualIpSpec {
     /// endpoint); an empty list holds the addresses nowhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_nodes: Option<ActiveNodes>,
+}
+
+fn excluded_is_empty(v: &std::sync::Arc<Vec<String>>) -> bool {
+    v.is_empty()
 }
 
 /// The nodes that may hold a VirtualIP's addresses, and why only those.

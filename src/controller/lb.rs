@@ -279,7 +279,7 @@ fn router_spec(pool: &VirtualIPPool, addrs: &[IpAddr]) -> VirtualIpSpec {
     let v = &pool.spec.vrrp;
     VirtualIpSpec {
         addresses: vec![host(addrs[0])],
-        excluded_addresses: addrs[1..].iter().map(|a| host(*a)).collect(),
+        excluded_addresses: Arc::new(addrs[1..].iter().map(|a| host(*a)).collect()),
         interface: v.interface.clone(),
         virtual_router_id: None,
         version: v.version,
@@ -378,7 +378,8 @@ struct Wants {
 }
 
 fn wants(svc: &Service) -> Result<Wants, String> {
-    let spec = svc.spec.as_ref().cloned().unwrap_or_default();
+    let empty = Default::default();
+    let spec: &k8s_openapi::api::core::v1::ServiceSpec = svc.spec.as_ref().unwrap_or(&empty);
     let ann = svc.annotations();
     let mut requested = BTreeMap::new();
     let text = ann
@@ -560,7 +561,12 @@ pub fn plan(world: &LbWorld) -> LbPlan {
         if v.labels().contains_key(LABEL_POOL) {
             continue;
         }
-        for a in v.spec.addresses.iter().chain(&v.spec.excluded_addresses) {
+        for a in v
+            .spec
+            .addresses
+            .iter()
+            .chain(v.spec.excluded_addresses.iter())
+        {
             if let Ok(va) = a.parse::<VirtualAddress>() {
                 reserved.insert(va.address);
             }
@@ -582,12 +588,15 @@ pub fn plan(world: &LbWorld) -> LbPlan {
 
     // Services: ours, oldest first.
     let mut services: Vec<&Arc<Service>> = world.services.iter().collect();
-    services.sort_by_key(|s| {
-        (
-            s.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            s.namespace(),
-            s.name_any(),
-        )
+    services.sort_by(|a, b| {
+        fn key(s: &Service) -> (Option<Timestamp>, Option<&str>, Option<&str>) {
+            (
+                s.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                s.metadata.namespace.as_deref(),
+                s.metadata.name.as_deref(),
+            )
+        }
+        key(a).cmp(&key(b))
     });
     let mut holders: HashMap<IpAddr, Vec<Holder>> = HashMap::new();
     let mut assigned: BTreeMap<(String, String), BTreeMap<Family, IpAddr>> = BTreeMap::new();
@@ -944,8 +953,10 @@ pub fn plan(world: &LbWorld) -> LbPlan {
     // Services' statuses.
     for (svc, w) in &parsed {
         let key = w.holder.service.clone();
-        let got = assigned.get(&key).cloned().unwrap_or_default();
-        let ingress: Vec<IpAddr> = got.values().copied().collect();
+        let ingress: Vec<IpAddr> = assigned
+            .get(&key)
+            .map(|got| got.values().copied().collect())
+            .unwrap_or_default();
         let (status, reason, message) = match failures.get(&key) {
             Some(e) if ingress.is_empty() => (false, "AllocationFailed", e.clone()),
             _ if ingress.is_empty() => (

@@ -364,7 +364,7 @@ impl Shell {
             let value = self.read_secret(&r).await;
             secrets.insert(r, value);
         }
-        let plan = plan::plan(&World {
+        let mut plan = plan::plan(&World {
             vips: &vips,
             nodes: &nodes,
             configs: &configs,
@@ -388,11 +388,11 @@ impl Shell {
             .collect();
         let mut wanted: HashSet<String> = HashSet::new();
         let mut changed = Vec::new();
-        for (node, entries) in &plan.configs {
+        for (node, entries) in std::mem::take(&mut plan.configs) {
             for (i, part) in plan::shard(entries).into_iter().enumerate() {
-                let name = plan::shard_name(node, i);
+                let name = plan::shard_name(&node, i);
                 wanted.insert(name.clone());
-                let label = crate::api::node_label_value(node);
+                let label = crate::api::node_label_value(&node);
                 let same = current.get(&name).is_some_and(|c| {
                     c.spec.virtual_ips == part
                         && c.labels().get(crate::api::LABEL_NODE) == Some(&label)
@@ -403,7 +403,7 @@ impl Shell {
                         node.clone(),
                         name,
                         part,
-                        current.contains_key(&plan::shard_name(node, i)),
+                        current.contains_key(&plan::shard_name(&node, i)),
                     ));
                 }
             }

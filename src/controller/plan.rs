@@ -947,17 +947,17 @@ pub fn shard_name(node: &str, n: usize) -> String {
 
 /// A node's entries (sorted by name) cut into objects of at most [`SHARD_BYTES`] each, in
 /// order; always at least one (the first carries the agent's registration).
-pub fn shard(entries: &[NodeVirtualIP]) -> Vec<Vec<NodeVirtualIP>> {
+pub fn shard(entries: Vec<NodeVirtualIP>) -> Vec<Vec<NodeVirtualIP>> {
     let mut out: Vec<Vec<NodeVirtualIP>> = vec![Vec::new()];
     let mut size = 0;
     for e in entries {
-        let n = entry_size(e);
+        let n = entry_size(&e);
         if size + n > SHARD_BYTES && !out.last().expect("one").is_empty() {
             out.push(Vec::new());
             size = 0;
         }
         size += n;
-        out.last_mut().expect("one").push(e.clone());
+        out.last_mut().expect("one").push(e);
     }
     out
 }

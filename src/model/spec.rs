@@ -130,8 +130,8 @@ pub fn validate(
     let mut addresses = Vec::with_capacity(spec.addresses.len() + spec.excluded_addresses.len());
     let mut seen = std::collections::HashSet::new();
     for (field, list) in [
-        ("spec.addresses", &spec.addresses),
-        ("spec.excludedAddresses", &spec.excluded_addresses),
+        ("spec.addresses", spec.addresses.as_slice()),
+        ("spec.excludedAddresses", spec.excluded_addresses.as_slice()),
     ] {
         for a in list {
             let v: VirtualAddress = a.parse().map_err(|e| (field, e))?;
