@@ -315,10 +315,16 @@ fn fnv(parts: &[&str]) -> u64 {
     h
 }
 
-/// Rendezvous ranking: each router prefers its own order of the nodes.
-fn spread_priorities(router: &str, nodes: &[&str]) -> Vec<NodePriority> {
-    let mut ranked: Vec<(u64, &str)> = nodes.iter().map(|n| (fnv(&[router, n]), *n)).collect();
+/// Rendezvous ranking of the nodes by `seed`, rotated by `rotate`: routers 0, 1, 2... of a
+/// pool and family (one seed) each put another node first, and a node joining or leaving
+/// shifts the order only around its own place.
+fn spread_priorities(seed: &str, rotate: usize, nodes: &[&str]) -> Vec<NodePriority> {
+    let mut ranked: Vec<(u64, &str)> = nodes.iter().map(|n| (fnv(&[seed, n]), *n)).collect();
     ranked.sort_unstable_by(|a, b| b.cmp(a));
+    if !ranked.is_empty() {
+        let k = rotate % ranked.len();
+        ranked.rotate_left(k);
+    }
     ranked
         .iter()
         .take(RANKED)
@@ -850,6 +856,9 @@ pub fn plan(world: &LbWorld) -> LbPlan {
         local: Option<String>,
         active: Option<BTreeSet<String>>,
         first_service: (String, String),
+        /// Rendezvous seed and rotation of its node order.
+        seed: String,
+        rotate: usize,
     }
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut router_of: HashMap<IpAddr, String> = HashMap::new();
@@ -859,21 +868,19 @@ pub fn plan(world: &LbWorld) -> LbPlan {
         let pool = &pools[i];
         let f = Family::of(ip);
         let local = hs[0].local.clone();
-        let name = match &local {
-            Some(l) => format!(
-                "{}-{}-local-{:08x}",
-                pool.name,
-                family_name(f),
-                fnv(&[l]) as u32
-            ),
+        let seed = format!("{}-{}", pool.name, family_name(f));
+        let (name, rotate) = match &local {
+            Some(l) => {
+                let h = fnv(&[l]) as u32;
+                (format!("{seed}-local-{h:08x}"), h as usize)
+            }
             None => {
                 let idx = pool.index_of(*ip).unwrap_or(0);
                 let set = idx / (pool.spread * ROUTER_ADDRESSES);
-                format!(
-                    "{}-{}-{}",
-                    pool.name,
-                    family_name(f),
-                    set * pool.spread + idx % pool.spread
+                let n = set * pool.spread + idx % pool.spread;
+                (
+                    format!("{seed}-{n}"),
+                    usize::try_from(n).unwrap_or_default(),
                 )
             }
         };
@@ -884,6 +891,8 @@ pub fn plan(world: &LbWorld) -> LbPlan {
             local: local.clone(),
             active: None,
             first_service: hs[0].service.clone(),
+            seed,
+            rotate,
         });
         g.addrs.insert(to_int(*ip));
         if local.is_some() {
@@ -922,7 +931,7 @@ pub fn plan(world: &LbWorld) -> LbPlan {
                 })
                 .map(|(_, name)| name.as_str())
                 .collect();
-            spec.priorities = spread_priorities(name, &eligible);
+            spec.priorities = spread_priorities(&g.seed, g.rotate, &eligible);
         }
         if g.local.is_some() {
             spec.active_nodes = Some(ActiveNodes {
@@ -1153,4 +1162,150 @@ pub fn plan(world: &LbWorld) -> LbPlan {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::VirtualIPPoolSpec;
+    use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn svc(i: usize) -> Arc<Service> {
+        Arc::new(Service {
+            metadata: ObjectMeta {
+                name: Some(format!("s{i:05}")),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(ServiceSpec {
+                type_: Some("LoadBalancer".into()),
+                ports: Some(vec![ServicePort {
+                    port: 80,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            status: None,
+        })
+    }
+
+    fn node(n: &str) -> Arc<Node> {
+        Arc::new(Node {
+            metadata: ObjectMeta {
+                name: Some(n.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    fn run(services: usize, classless: bool) -> LbPlan {
+        let pool = Arc::new(VirtualIPPool::new(
+            "p",
+            VirtualIPPoolSpec {
+                addresses: vec!["2001:db8:1::/112".into(), "198.51.100.64/30".into()],
+                auto_assign: true,
+                service_allocation: None,
+                spread: None,
+                vrrp: Default::default(),
+            },
+        ));
+        plan(&LbWorld {
+            pools: &[pool],
+            services: &(0..services).map(svc).collect::<Vec<_>>(),
+            slices: &[],
+            vips: &[],
+            nodes: &[node("n1"), node("n2")],
+            classless,
+            now: Timestamp::now(),
+        })
+    }
+
+    #[test]
+    fn any_number_of_services_rides_on_a_bounded_number_of_routers_spread_over_nodes() {
+        // IPv4 first: the /30's 4 addresses, then the Services get nothing more of IPv4.
+        let p = run(4, true);
+        assert_eq!(p.routers.len(), 2, "{:?}", p.routers.keys());
+        let first = |r: &Router| r.spec.priorities[0].node.clone();
+        let tops: BTreeSet<String> = p.routers.values().map(first).collect();
+        assert_eq!(tops.len(), 2, "each router puts another node first");
+        let p = run(5, true);
+        let refused = &p.services[&("default".to_string(), "s00004".to_string())];
+        assert!(refused.ingress.is_empty());
+        let c = refused.condition.as_ref().unwrap();
+        assert_eq!(c.reason, "AllocationFailed");
+        assert!(c.message.contains("no free IPv4 address"), "{}", c.message);
+        // Not ours: class-less Services when the controller serves no class-less ones.
+        assert!(run(3, false).services.is_empty());
+    }
+
+    #[test]
+    fn a_router_holds_at_most_its_share_and_advertises_one_address() {
+        let pool = Arc::new(VirtualIPPool::new(
+            "p",
+            VirtualIPPoolSpec {
+                addresses: vec!["2001:db8:1::/112".into()],
+                auto_assign: true,
+                service_allocation: None,
+                spread: None,
+                vrrp: Default::default(),
+            },
+        ));
+        let services: Vec<Arc<Service>> = (0..5000)
+            .map(|i| {
+                let mut s = (*svc(i)).clone();
+                s.spec.as_mut().unwrap().ip_families = Some(vec!["IPv6".into()]);
+                Arc::new(s)
+            })
+            .collect();
+        let p = plan(&LbWorld {
+            pools: &[pool],
+            services: &services,
+            slices: &[],
+            vips: &[],
+            nodes: &[node("n1"), node("n2")],
+            classless: true,
+            now: Timestamp::now(),
+        });
+        // 2 routers per 4,096 addresses: 5,000 take 4.
+        assert_eq!(
+            p.routers.keys().collect::<Vec<_>>(),
+            ["p-ipv6-0", "p-ipv6-1", "p-ipv6-2", "p-ipv6-3"]
+        );
+        for r in p.routers.values() {
+            assert_eq!(r.spec.addresses.len(), 1);
+            assert!(r.spec.excluded_addresses.len() < ROUTER_ADDRESSES as usize);
+        }
+        let held: usize = p
+            .routers
+            .values()
+            .map(|r| 1 + r.spec.excluded_addresses.len())
+            .sum();
+        assert_eq!(held, 5000);
+    }
+
+    #[test]
+    fn pools_ranges_parse_and_refuse_with_the_reason() {
+        assert_eq!(
+            parse_range("198.51.100.64/30").unwrap().end
+                - parse_range("198.51.100.64/30").unwrap().start,
+            3
+        );
+        assert!(
+            parse_range("198.51.100.65/30")
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(
+            parse_range("198.51.100.9-198.51.100.1")
+                .unwrap_err()
+                .contains("ends before")
+        );
+        assert!(
+            parse_range("198.51.100.1-2001:db8::1")
+                .unwrap_err()
+                .contains("mixes")
+        );
+    }
 }
