@@ -1,0 +1,320 @@
+//! LoadBalancer Services at scale on the namespace lab: the API stand-in, `kube-vrrp
+//! controller`, agents on n1 and n2, one `VirtualIPPool` (IPv6 2001:db8:1::1:0/116, v3 at
+//! 100 ms). It measures
+//!
+//! * a create burst of N Services (kube-rs from the client namespace, 16 in flight): from each
+//!   create request to `status.loadBalancer.ingress` set (a watch), and to its address bound on
+//!   a node (`ip monitor address` in each node), p50 / p99 / max;
+//! * a crash of the master of the most addresses (agent SIGKILLed, link cut): from the cut
+//!   until every one of the N addresses answers ICMPv6 echo from the client again (raw socket:
+//!   each round pings the addresses not yet answered since the cut). Target: 3 × 100 ms +
+//!   100 ms.
+//!
+//! Prints one JSON line. Usage: lb-bench [--services N]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::net::Ipv6Addr;
+use std::os::fd::AsFd;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, PostParams};
+use kube::runtime::watcher;
+use kube_vrrp_e2e::standin::{Api as StandIn, KUBE_VRRP_CRDS, with_client};
+use serde_json::{Value, json};
+
+type Seen = Arc<Mutex<BTreeMap<String, Instant>>>;
+
+const POOL: &str = "apiVersion: kube-vrrp.io/v1alpha1
+kind: VirtualIPPool
+metadata:
+  name: bench
+spec:
+  addresses: [2001:db8:1::1:0/116]
+  vrrp:
+    advertInterval: 100ms
+";
+
+fn monitor_addresses(ns: &str, seen: Seen) -> std::process::Child {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "ip", "-o", "monitor", "address"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ip monitor");
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            let now = Instant::now();
+            if line.starts_with("Deleted") {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            while let Some(w) = words.next() {
+                if w == "inet6"
+                    && let Some(a) = words.next()
+                {
+                    let a = a.split('/').next().unwrap_or_default().to_string();
+                    seen.lock().unwrap().entry(a).or_insert(now);
+                }
+            }
+        }
+    });
+    child
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn summary(mut v: Vec<f64>) -> Value {
+    v.sort_by(f64::total_cmp);
+    let r = |x: f64| (x * 10.0).round() / 10.0;
+    json!({
+        "n": v.len(),
+        "p50": r(percentile(&v, 50.0)),
+        "p99": r(percentile(&v, 99.0)),
+        "max": r(v.last().copied().unwrap_or(f64::NAN)),
+    })
+}
+
+fn service(i: usize) -> Service {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": format!("s{i:05}"), "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "kube-vrrp.io/vrrp",
+            "ipFamilies": ["IPv6"],
+            "ports": [{"port": 80, "protocol": "TCP"}],
+        }
+    }))
+    .unwrap()
+}
+
+/// From `start`, pings every address not yet answered since, round after round; returns when
+/// each first answered (None for those that never did within `limit`).
+fn until_all_answer(
+    ns: &str,
+    addrs: &[Ipv6Addr],
+    start: Instant,
+    limit: Duration,
+) -> BTreeMap<Ipv6Addr, Duration> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    let mut waiting: BTreeSet<Ipv6Addr> = addrs.iter().copied().collect();
+    let mut answered = BTreeMap::new();
+    let mut seq: u16 = 0;
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    while !waiting.is_empty() && start.elapsed() < limit {
+        seq = seq.wrapping_add(1);
+        for a in &waiting {
+            // Echo request: type 128, code 0, checksum by the kernel, id, sequence.
+            let pkt = [128u8, 0, 0, 0, 0x4b, 0x56, (seq >> 8) as u8, seq as u8];
+            let _ = sock.send_to(&pkt, &SockAddr::from(std::net::SocketAddrV6::new(*a, 0, 0, 0)));
+        }
+        let round_end = Instant::now() + Duration::from_millis(10);
+        while Instant::now() < round_end {
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    // SAFETY: recv_from initialised the first n bytes.
+                    let b: Vec<u8> = buf[..n].iter().map(|x| unsafe { x.assume_init() }).collect();
+                    if b.first() == Some(&129)
+                        && let Some(src) = from.as_socket_ipv6().map(|s| *s.ip())
+                        && waiting.remove(&src)
+                    {
+                        answered.insert(src, start.elapsed());
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    }
+    answered
+}
+
+fn main() {
+    let mut count = 2000;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--services" => {
+                count = args.next().and_then(|v| v.parse().ok()).expect("--services N")
+            }
+            other => {
+                eprintln!("usage: lb-bench [--services N] ({other}?)");
+                std::process::exit(2);
+            }
+        }
+    }
+    assert!((1..=4000).contains(&count), "the pool has 4,096 addresses");
+    let mut api = StandIn::start_lab(2, KUBE_VRRP_CRDS, &[]);
+    eprintln!("lab logs: {}", api.lab.dir().display());
+    api.add_nodes();
+    api.spawn_controller("c1", 9651);
+    let agents = [api.spawn_cluster_agent("n1"), api.spawn_cluster_agent("n2")];
+    api.wait_registered(&["n1", "n2"]);
+    let out = api.apply(POOL, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bound: Seen = Arc::default();
+    let mut monitors = vec![
+        monitor_addresses(&api.lab.node("n1").ns.clone(), bound.clone()),
+        monitor_addresses(&api.lab.node("n2").ns.clone(), bound.clone()),
+    ];
+    let bound_in = bound.clone();
+    let burst_started = Instant::now();
+    let (sent, ingress) = with_client(&api, move |client| async move {
+        let svcs: Api<Service> = Api::namespaced(client, "default");
+        let ingress: Arc<Mutex<BTreeMap<String, (Instant, String)>>> = Arc::default();
+        let seen = ingress.clone();
+        let watch = svcs.clone();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(watcher(watch, Default::default()));
+            while let Some(ev) = stream.next().await {
+                let now = Instant::now();
+                if let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = ev
+                    && let Some(ip) = s
+                        .status
+                        .as_ref()
+                        .and_then(|st| st.load_balancer.as_ref())
+                        .and_then(|l| l.ingress.as_ref())
+                        .and_then(|i| i.first())
+                        .and_then(|i| i.ip.clone())
+                {
+                    let name = s.metadata.name.clone().unwrap_or_default();
+                    seen.lock().unwrap().entry(name).or_insert((now, ip));
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sent: BTreeMap<String, Instant> = futures::stream::iter(0..count)
+            .map(|i| {
+                let svcs = svcs.clone();
+                async move {
+                    let t0 = Instant::now();
+                    svcs.create(&PostParams::default(), &service(i))
+                        .await
+                        .expect("create Service");
+                    (format!("s{i:05}"), t0)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let done = {
+                let ing = ingress.lock().unwrap();
+                let b = bound_in.lock().unwrap();
+                ing.len() >= count && ing.values().all(|(_, ip)| b.contains_key(ip))
+            };
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ingress = ingress.lock().unwrap().clone();
+        (sent, ingress)
+    });
+    let burst = burst_started.elapsed();
+    let bound_now = bound.lock().unwrap().clone();
+    let mut to_ingress = Vec::new();
+    let mut to_bound = Vec::new();
+    for (name, t0) in &sent {
+        if let Some((t, ip)) = ingress.get(name) {
+            to_ingress.push(t.duration_since(*t0).as_secs_f64() * 1000.0);
+            if let Some(b) = bound_now.get(ip) {
+                to_bound.push(b.saturating_duration_since(*t0).as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    // Routers and their masters.
+    let routers = api.json(&["get", "virtualips", "-l", "kube-vrrp.io/pool=bench"]);
+    let list: Vec<(String, Value, String, usize)> = routers["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                r["status"]["virtualRouterID"].clone(),
+                r["status"]["master"].as_str().unwrap_or_default().to_string(),
+                1 + r["spec"]["excludedAddresses"].as_array().map_or(0, Vec::len),
+            )
+        })
+        .collect();
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, _, m, n) in &list {
+        *per_node.entry(m.clone()).or_default() += n;
+    }
+    let victim = per_node
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(m, _)| m.clone())
+        .unwrap_or_else(|| "n1".into());
+    let addrs: Vec<Ipv6Addr> = ingress.values().filter_map(|(_, ip)| ip.parse().ok()).collect();
+    // Everything answers before the crash.
+    let client = api.lab.client.ns.clone();
+    let a2 = addrs.clone();
+    let before = std::thread::spawn(move || {
+        until_all_answer(&client, &a2, Instant::now(), Duration::from_secs(10))
+    })
+    .join()
+    .unwrap();
+    // Crash.
+    let pid = agents[if victim == "n1" { 0 } else { 1 }];
+    let client = api.lab.client.ns.clone();
+    let a2 = addrs.clone();
+    let cut = Instant::now();
+    api.lab.signal(pid, nix::sys::signal::Signal::SIGKILL);
+    api.lab.set_link(api.lab.node(&victim), false);
+    let after = std::thread::spawn(move || {
+        until_all_answer(&client, &a2, cut, Duration::from_secs(10))
+    })
+    .join()
+    .unwrap();
+    for m in &mut monitors {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    let last = after.values().max().copied();
+    let moved = list
+        .iter()
+        .filter(|(_, _, m, _)| *m == victim)
+        .map(|(_, _, _, n)| n)
+        .sum::<usize>();
+    if to_bound.len() < count || after.len() < addrs.len() {
+        eprintln!("{}", api.logs());
+    }
+    println!(
+        "{}",
+        json!({
+            "services": count,
+            "nodes": 2,
+            "advert_interval_ms": 100,
+            "burst_seconds": (burst.as_secs_f64() * 100.0).round() / 100.0,
+            "create_to_ingress_ms": summary(to_ingress),
+            "create_to_bound_ms": summary(to_bound),
+            "routers": list.iter().map(|(n, v, m, c)| json!({"name": n, "vrid": v, "master": m, "addresses": c})).collect::<Vec<_>>(),
+            "answering_before_crash": before.len(),
+            "crashed": victim,
+            "addresses_moved": moved,
+            "crash_to_last_address_answers_ms": last.map(|d| (d.as_secs_f64() * 10000.0).round() / 10.0),
+            "answering_after_crash": after.len(),
+            "target_ms": 400,
+        })
+    );
+}
