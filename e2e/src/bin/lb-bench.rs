@@ -87,6 +87,35 @@ fn summary(mut v: Vec<f64>) -> Value {
     })
 }
 
+/// Raises the (host-wide) IPv6 neighbour table limits; puts the old values back on drop.
+struct NeighbourRoom(Vec<(String, String)>);
+
+impl NeighbourRoom {
+    fn raise(entries: usize) -> NeighbourRoom {
+        let mut old = Vec::new();
+        for (k, mul) in [("gc_thresh1", 1), ("gc_thresh2", 2), ("gc_thresh3", 4)] {
+            let path = format!("/proc/sys/net/ipv6/neigh/default/{k}");
+            let was = std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let want = (entries * mul).max(was.parse().unwrap_or(0));
+            if std::fs::write(&path, want.to_string()).is_ok() {
+                old.push((path, was));
+            }
+        }
+        NeighbourRoom(old)
+    }
+}
+
+impl Drop for NeighbourRoom {
+    fn drop(&mut self) {
+        for (path, was) in &self.0 {
+            let _ = std::fs::write(path, was);
+        }
+    }
+}
+
 fn service(i: usize) -> Service {
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -124,14 +153,20 @@ fn until_all_answer(
         for a in &waiting {
             // Echo request: type 128, code 0, checksum by the kernel, id, sequence.
             let pkt = [128u8, 0, 0, 0, 0x4b, 0x56, (seq >> 8) as u8, seq as u8];
-            let _ = sock.send_to(&pkt, &SockAddr::from(std::net::SocketAddrV6::new(*a, 0, 0, 0)));
+            let _ = sock.send_to(
+                &pkt,
+                &SockAddr::from(std::net::SocketAddrV6::new(*a, 0, 0, 0)),
+            );
         }
         let round_end = Instant::now() + Duration::from_millis(10);
         while Instant::now() < round_end {
             match sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     // SAFETY: recv_from initialised the first n bytes.
-                    let b: Vec<u8> = buf[..n].iter().map(|x| unsafe { x.assume_init() }).collect();
+                    let b: Vec<u8> = buf[..n]
+                        .iter()
+                        .map(|x| unsafe { x.assume_init() })
+                        .collect();
                     if b.first() == Some(&129)
                         && let Some(src) = from.as_socket_ipv6().map(|s| *s.ip())
                         && waiting.remove(&src)
@@ -152,7 +187,10 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--services" => {
-                count = args.next().and_then(|v| v.parse().ok()).expect("--services N")
+                count = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--services N")
             }
             other => {
                 eprintln!("usage: lb-bench [--services N] ({other}?)");
@@ -168,7 +206,14 @@ fn main() {
     let agents = [api.spawn_cluster_agent("n1"), api.spawn_cluster_agent("n2")];
     api.wait_registered(&["n1", "n2"]);
     let out = api.apply(POOL, &[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The client talks to every address. The kernel's IPv6 neighbour table is one for all
+    // namespaces (gc_thresh3 1,024 by default): raised for the run, restored on exit.
+    let _room = NeighbourRoom::raise(4 * count);
     let bound: Seen = Arc::default();
     let mut monitors = vec![
         monitor_addresses(&api.lab.node("n1").ns.clone(), bound.clone()),
@@ -249,10 +294,18 @@ fn main() {
         .iter()
         .map(|r| {
             (
-                r["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                r["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
                 r["status"]["virtualRouterID"].clone(),
-                r["status"]["master"].as_str().unwrap_or_default().to_string(),
-                1 + r["spec"]["excludedAddresses"].as_array().map_or(0, Vec::len),
+                r["status"]["master"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                1 + r["spec"]["excludedAddresses"]
+                    .as_array()
+                    .map_or(0, Vec::len),
             )
         })
         .collect();
@@ -265,7 +318,10 @@ fn main() {
         .max_by_key(|(_, n)| **n)
         .map(|(m, _)| m.clone())
         .unwrap_or_else(|| "n1".into());
-    let addrs: Vec<Ipv6Addr> = ingress.values().filter_map(|(_, ip)| ip.parse().ok()).collect();
+    let addrs: Vec<Ipv6Addr> = ingress
+        .values()
+        .filter_map(|(_, ip)| ip.parse().ok())
+        .collect();
     // Everything answers before the crash.
     let client = api.lab.client.ns.clone();
     let a2 = addrs.clone();
@@ -278,19 +334,35 @@ fn main() {
     let pid = agents[if victim == "n1" { 0 } else { 1 }];
     let client = api.lab.client.ns.clone();
     let a2 = addrs.clone();
+    let survivor = if victim == "n1" { "n2" } else { "n1" };
+    let rebound: Seen = Arc::default();
+    monitors.push(monitor_addresses(
+        &api.lab.node(survivor).ns.clone(),
+        rebound.clone(),
+    ));
+    std::thread::sleep(Duration::from_millis(300));
     let cut = Instant::now();
     api.lab.signal(pid, nix::sys::signal::Signal::SIGKILL);
     api.lab.set_link(api.lab.node(&victim), false);
-    let after = std::thread::spawn(move || {
-        until_all_answer(&client, &a2, cut, Duration::from_secs(10))
-    })
-    .join()
-    .unwrap();
+    let after =
+        std::thread::spawn(move || until_all_answer(&client, &a2, cut, Duration::from_secs(10)))
+            .join()
+            .unwrap();
     for m in &mut monitors {
         let _ = m.kill();
         let _ = m.wait();
     }
     let last = after.values().max().copied();
+    let rebound = rebound.lock().unwrap().clone();
+    let moved_bound: Vec<f64> = rebound
+        .values()
+        .map(|t| t.saturating_duration_since(cut).as_secs_f64() * 1000.0)
+        .collect();
+    let moved_answer: Vec<f64> = after
+        .iter()
+        .filter(|(a, _)| rebound.contains_key(&a.to_string()))
+        .map(|(_, d)| d.as_secs_f64() * 1000.0)
+        .collect();
     let moved = list
         .iter()
         .filter(|(_, _, m, _)| *m == victim)
@@ -314,6 +386,8 @@ fn main() {
             "addresses_moved": moved,
             "crash_to_last_address_answers_ms": last.map(|d| (d.as_secs_f64() * 10000.0).round() / 10.0),
             "answering_after_crash": after.len(),
+            "crash_to_moved_bound_ms": summary(moved_bound),
+            "crash_to_moved_answers_ms": summary(moved_answer),
             "target_ms": 400,
         })
     );
