@@ -228,15 +228,30 @@ fn mismatched_password_is_never_adopted_as_master() {
     // ourselves (a split brain that the operator sees in the counters), never its backup.
     let ok = wait_for(WAIT, || ours(&lab, "n2", "ipv4")["state"] == "Master");
     assert!(ok.is_some(), "{}", ours(&lab, "n2", "ipv4"));
-    // keepalived advertises every second: at least three of them fail authentication here
-    // (waited for, not slept on: a fixed sleep raced keepalived's own timer).
-    let heard = wait_for(Duration::from_secs(8), || {
+    // keepalived advertises every second once it is master: at least three of its adverts
+    // fail authentication here. Both waits are for events, not sleeps: keepalived's start
+    // (its own 3 s master-down timer after a start that a loaded machine delays) raced a
+    // fixed window.
+    let ka_master = wait_for(Duration::from_secs(20), || {
+        lab.log("keepalived-n1.log")
+            .contains("Entering MASTER STATE")
+    });
+    assert!(
+        ka_master.is_some(),
+        "keepalived never became master\n{}",
+        lab.log("keepalived-n1.log")
+    );
+    let heard = wait_for(Duration::from_secs(10), || {
         ours(&lab, "n2", "ipv4")["counters"]["authFailures"]
             .as_u64()
             .is_some_and(|n| n >= 3)
     });
     let st = ours(&lab, "n2", "ipv4");
-    assert!(heard.is_some(), "{st}");
+    assert!(
+        heard.is_some(),
+        "{st}\n--- keepalived\n{}",
+        lab.log("keepalived-n1.log")
+    );
     assert_eq!(st["state"], "Master", "{st}");
     assert_eq!(st["counters"]["masterTransitions"], 1, "{st}");
     assert_eq!(st["master"], "198.51.100.12", "{st}");
