@@ -614,3 +614,128 @@ fn ipv6_virtual_mac_keeps_the_clients_neighbor_entry() {
         "the client's entry never changed"
     );
 }
+
+/// The standby links (`kvs-*`) in a node: (name, up, MAC).
+fn standby_links(lab: &Lab, node: &str) -> Vec<(String, bool, String)> {
+    let out = lab.exec(&lab.node(node).ns, &["ip", "-o", "link", "show"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let name = w.get(1)?.trim_end_matches(':').split('@').next()?;
+            if !name.starts_with("kvs-") {
+                return None;
+            }
+            let flags = w.get(2)?.trim_matches(|c| c == '<' || c == '>');
+            let up = flags.split(',').any(|f| f == "UP");
+            let mac = w
+                .iter()
+                .position(|x| *x == "link/ether")
+                .map(|i| w[i + 1])?;
+            Some((name.to_string(), up, mac.to_string()))
+        })
+        .collect()
+}
+
+/// 300 IPv6 excluded addresses: the backup binds them ahead on its standby link (down, so
+/// answering for none), and a crash of the master only sets that link up. All of them answer
+/// from the new master, the client's neighbour entries follow its announcement, a restarted
+/// agent removes the standby link its killed predecessor left, and a stopping agent removes
+/// its own.
+#[test]
+fn ipv6_bulk_addresses_stand_by_on_the_backup_and_move_at_once() {
+    let excluded: Vec<String> = (0..300).map(|i| format!("2001:db8:1::2:{i:x}")).collect();
+    let list: Vec<String> = excluded.iter().map(|a| format!("\"{a}/128\"")).collect();
+    let yaml = vip_yaml(
+        "bulk",
+        57,
+        &["2001:db8:1::50/64"],
+        &fast(&format!("  excludedAddresses: [{}]\n", list.join(", "))),
+    );
+    let (mut lab, cfg, p1, p2) = two_nodes(&yaml);
+    let (first, middle, last) = (&excluded[0], &excluded[150], &excluded[299]);
+    wait_holders(&lab, "2001:db8:1::50", &["n1"]);
+    for a in [first, middle, last] {
+        wait_holders(&lab, a, &["n1"]);
+    }
+    // n2 has every one of them bound, on a link that is down.
+    let n2_ns = lab.node("n2").ns.clone();
+    let ready = wait_for(WAIT, || excluded.iter().all(|a| lab.has_address(&n2_ns, a)));
+    assert!(ready.is_some(), "{}", lab.log("agent-n2.log"));
+    let links = standby_links(&lab, "n2");
+    assert!(
+        matches!(links.as_slice(), [(_, false, _)]),
+        "n2 standby links: {links:?}"
+    );
+    let n1_links = standby_links(&lab, "n1");
+    assert!(
+        matches!(n1_links.as_slice(), [(_, true, _)]),
+        "n1 standby links: {n1_links:?}"
+    );
+    let client = lab.client.ns.clone();
+    for a in [first, middle, last] {
+        let ping = lab.exec(&client, &["ping", "-6", "-c", "1", "-W", "2", a]);
+        assert!(ping.status.success(), "{a} does not answer");
+    }
+    assert_eq!(neighbor_mac(&lab, middle), Some(n1_links[0].2.clone()));
+    // The standby link never answers for the node's own addresses.
+    let n2_arp = lab.exec(
+        &client,
+        &["ip", "neigh", "show", &lab.node("n2").ipv4.clone()],
+    );
+    assert!(
+        !String::from_utf8_lossy(&n2_arp.stdout).contains(&links[0].2),
+        "the standby link answered ARP for the node"
+    );
+
+    crash(&mut lab, p1, "n1");
+    for a in [first, middle, last] {
+        let ok = wait_for(WAIT, || {
+            lab.exec(&client, &["ping", "-6", "-c", "1", "-W", "1", a])
+                .status
+                .success()
+        });
+        assert!(
+            ok.is_some(),
+            "{a} does not answer after the crash\n{}",
+            lab.log("agent-n2.log")
+        );
+    }
+    let links = standby_links(&lab, "n2");
+    assert!(matches!(links.as_slice(), [(_, true, _)]), "{links:?}");
+    let moved = wait_for(WAIT, || {
+        neighbor_mac(&lab, last) == Some(links[0].2.clone())
+    });
+    assert!(
+        moved.is_some(),
+        "client neighbour: {:?}",
+        neighbor_mac(&lab, last)
+    );
+    let log = lab.log("agent-n2.log");
+    assert!(log.contains("standby link up"), "{log}");
+
+    // n1 comes back: its predecessor's standby link (up, with 300 addresses) is removed,
+    // a new one is made, and n1 preempts.
+    let n1 = lab.node("n1").clone();
+    lab.set_link(&n1, true);
+    let _p1 = start_agent(&mut lab, "n1", &cfg);
+    for a in [first, last] {
+        wait_holders(&lab, a, &["n1"]);
+    }
+    let n1_links = standby_links(&lab, "n1");
+    assert!(
+        matches!(n1_links.as_slice(), [(_, true, _)]),
+        "n1 standby links after restart: {n1_links:?}"
+    );
+    let down = wait_for(WAIT, || {
+        matches!(standby_links(&lab, "n2").as_slice(), [(_, false, _)])
+    });
+    assert!(down.is_some(), "{:?}", standby_links(&lab, "n2"));
+
+    // A stopping agent takes its standby link and every address on it away.
+    lab.signal(p2, Signal::SIGTERM);
+    let gone = wait_for(WAIT, || {
+        standby_links(&lab, "n2").is_empty() && !lab.has_address(&n2_ns, middle)
+    });
+    assert!(gone.is_some(), "{:?}", standby_links(&lab, "n2"));
+}

@@ -418,8 +418,18 @@ impl Lab {
         ]);
     }
 
-    /// Whether `address` (no prefix) is bound anywhere in the namespace.
+    /// Whether `address` (no prefix) is bound in the namespace on an interface that is
+    /// administratively up (an agent's standby link holds addresses while down, answering
+    /// for none of them).
     pub fn holds(&self, ns: &str, address: &str) -> bool {
+        let out = self.exec(ns, &["ip", "-o", "addr", "show", "up"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|w| w.split('/').next() == Some(address))
+    }
+
+    /// Whether `address` is bound in the namespace at all (up or down).
+    pub fn has_address(&self, ns: &str, address: &str) -> bool {
         let out = self.exec(ns, &["ip", "-o", "addr", "show"]);
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()

@@ -445,6 +445,19 @@ impl Engine {
         for sk in slot.socket_keys() {
             self.demux.insert((sk, slot.resolved.config.vrid), id);
         }
+        if slot.vmac_link.is_none() {
+            // Bound ahead while backup, before anything can make this instance master (the
+            // data plane keeps each instance's commands in order).
+            let staged = super::dataplane::standby_addresses(&slot.resolved.config);
+            if !staged.is_empty() {
+                let _ = self.dataplane.send(DataplaneCmd::Stage {
+                    id,
+                    key: key.clone(),
+                    ifindex: slot.addr_ifindex,
+                    addresses: staged,
+                });
+            }
+        }
         info!(instance = %key, interface = %slot.resolved.interface, vrid = slot.resolved.config.vrid,
               priority = slot.resolved.config.priority, version = %slot.resolved.config.version, "starting");
         self.slots.insert(id, slot);

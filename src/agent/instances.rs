@@ -240,7 +240,7 @@ pub fn is_vmac_name(name: &str) -> bool {
     })
 }
 
-fn set_sysctl(path: &str, value: &str) {
+pub(super) fn set_sysctl(path: &str, value: &str) {
     let full = format!("/proc/sys/{path}");
     if let Err(e) = std::fs::write(&full, value) {
         warn!(sysctl = %full, error = %e, "cannot set sysctl");

@@ -189,7 +189,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     // Bound first, so a bad --listen fails before anything is touched.
     let listener = bind(opts.listen).await?;
     let metrics_listener = bind(opts.metrics_listen).await?;
-    remove_stale(&nl).await?;
+    // On a connection of its own: removing a link with many addresses floods the event one.
+    remove_stale(&Netlink::connect()?).await?;
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (dp_tx, dp_rx) = mpsc::unbounded_channel();
@@ -373,16 +374,16 @@ fn forward_signal(
 /// carrying our IFA_PROTO mark, and our virtual-MAC interfaces. Nothing else is touched, and
 /// only once this agent holds the node's lock.
 async fn remove_stale(nl: &Netlink) -> Result<(), AgentError> {
+    for l in nl.links().await? {
+        if instances::is_vmac_name(&l.name) || dataplane::is_standby_name(&l.name) {
+            warn!(link = %l.name, "removing a stale virtual-MAC or standby interface");
+            nl.delete_link(l.index).await?;
+        }
+    }
     for a in nl.addresses(None).await? {
         if a.is_ours() {
             warn!(address = %a.address, "removing a stale virtual address left by a previous run");
             nl.del_address(a.index, a.address, a.prefix_len).await?;
-        }
-    }
-    for l in nl.links().await? {
-        if instances::is_vmac_name(&l.name) {
-            warn!(link = %l.name, "removing a stale virtual-MAC interface");
-            nl.delete_link(l.index).await?;
         }
     }
     Ok(())
@@ -778,7 +779,7 @@ impl Agent {
             error!("the data plane did not finish releasing addresses in 10s");
         }
         for l in self.nl.links().await.unwrap_or_default() {
-            if instances::is_vmac_name(&l.name) {
+            if instances::is_vmac_name(&l.name) || dataplane::is_standby_name(&l.name) {
                 self.nl.delete_link(l.index).await.ok();
             }
         }

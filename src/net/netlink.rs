@@ -18,6 +18,9 @@ use rtnetlink::{LinkMacVlan, LinkUnspec};
 
 use crate::vrrp::VirtualAddress;
 
+/// The receive buffer of the event socket (SO_RCVBUFFORCE: beyond `rmem_max`).
+const EVENT_BUFFER: libc::c_int = 16 << 20;
+
 /// The `IFA_PROTO` value that marks addresses kube-vrrp added ("k").
 pub const ADDRESS_PROTO: u8 = 0x6b;
 
@@ -85,11 +88,33 @@ impl Netlink {
     /// goes, whoever did it.
     pub fn connect_with_events() -> Result<(Netlink, NetEvents), NetlinkError> {
         use rtnetlink::MulticastGroup;
-        let (conn, handle, messages) = rtnetlink::new_multicast_connection(&[
+        let (mut conn, handle, messages) = rtnetlink::new_multicast_connection(&[
             MulticastGroup::Link,
             MulticastGroup::Ipv4Ifaddr,
             MulticastGroup::Ipv6Ifaddr,
         ])?;
+        // Removing a link with a thousand addresses sends a thousand events at once. The
+        // default buffer (rmem_default) holds a few hundred; beyond it the kernel drops
+        // events, and with them the acknowledgements of requests on this socket.
+        {
+            use netlink_sys::AsyncSocket;
+            use std::os::fd::AsRawFd;
+            let fd = conn.socket_mut().socket_mut().as_raw_fd();
+            let size: libc::c_int = EVENT_BUFFER;
+            // SAFETY: a valid socket descriptor, an int option of the right size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                tracing::warn!(error = %io::Error::last_os_error(), "cannot enlarge the netlink event buffer");
+            }
+        }
         tokio::spawn(conn);
         Ok((Netlink { handle }, NetEvents { messages }))
     }
@@ -228,6 +253,34 @@ impl Netlink {
             .await
             .map_err(request_error)?;
         Ok(self.link_by_name(name).await?.index)
+    }
+
+    /// Creates the macvlan `name` on `parent` with a MAC the kernel picks, left down. Returns
+    /// its index and MAC.
+    pub async fn create_macvlan(
+        &self,
+        parent: u32,
+        name: &str,
+    ) -> Result<(u32, [u8; 6]), NetlinkError> {
+        let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private).build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(request_error)?;
+        let l = self.link_by_name(name).await?;
+        Ok((l.index, l.mac.unwrap_or_default()))
+    }
+
+    pub async fn set_down(&self, index: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(index).down().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(request_error)
     }
 
     pub async fn set_up(&self, index: u32) -> Result<(), NetlinkError> {
