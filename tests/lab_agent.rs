@@ -688,6 +688,41 @@ fn ipv6_bulk_addresses_stand_by_on_the_backup_and_move_at_once() {
         "the standby link answered ARP for the node"
     );
 
+    // Excluded addresses change in place (SIGHUP): no election, the master binds the new one
+    // and releases the old, the backup's standby link follows.
+    let transitions =
+        |lab: &Lab| instance(lab, "n1", "bulk/ipv6")["counters"]["masterTransitions"].clone();
+    let before = transitions(&lab);
+    let (dropped, added) = (&excluded[1], "2001:db8:1::3:1");
+    let list2: Vec<String> = excluded
+        .iter()
+        .filter(|a| *a != dropped)
+        .map(|a| format!("\"{a}/128\""))
+        .chain([format!("\"{added}/128\"")])
+        .collect();
+    let yaml2 = vip_yaml(
+        "bulk",
+        57,
+        &["2001:db8:1::50/64"],
+        &fast(&format!("  excludedAddresses: [{}]\n", list2.join(", "))),
+    );
+    std::fs::write(&cfg, yaml2).unwrap();
+    lab.signal(p1, Signal::SIGHUP);
+    lab.signal(p2, Signal::SIGHUP);
+    wait_holders(&lab, added, &["n1"]);
+    wait_holders(&lab, dropped, &[]);
+    let followed = wait_for(WAIT, || {
+        lab.has_address(&n2_ns, added) && !lab.has_address(&n2_ns, dropped)
+    });
+    assert!(followed.is_some(), "{}", lab.log("agent-n2.log"));
+    assert_eq!(transitions(&lab), before, "{}", lab.log("agent-n1.log"));
+    assert!(
+        lab.log("agent-n1.log")
+            .contains("excluded addresses changed in place")
+    );
+    let ping = lab.exec(&client, &["ping", "-6", "-c", "1", "-W", "2", added]);
+    assert!(ping.status.success(), "{added} does not answer");
+
     crash(&mut lab, p1, "n1");
     for a in [first, middle, last] {
         let ok = wait_for(WAIT, || {

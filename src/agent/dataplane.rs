@@ -48,18 +48,23 @@ const STANDBY_ANNOUNCE: u64 = 1 << 63;
 /// The addresses an instance binds ahead on a standby link: its IPv6 excluded addresses when
 /// there are at least [`STANDBY_MIN`], else none.
 pub fn standby_addresses(config: &InstanceConfig) -> Vec<VirtualAddress> {
-    let excluded: Vec<VirtualAddress> = config
-        .addresses
-        .iter()
-        .skip(config.advertised)
-        .filter(|a| a.address.is_ipv6() && !is_link_local(&a.address))
-        .copied()
-        .collect();
+    let excluded = excluded_ipv6(config);
     if excluded.len() >= STANDBY_MIN {
         excluded
     } else {
         Vec::new()
     }
+}
+
+/// An instance's IPv6 excluded addresses (what a standby link would hold).
+pub fn excluded_ipv6(config: &InstanceConfig) -> Vec<VirtualAddress> {
+    config
+        .addresses
+        .iter()
+        .skip(config.advertised)
+        .filter(|a| a.address.is_ipv6() && !is_link_local(&a.address))
+        .copied()
+        .collect()
 }
 
 /// The standby link of instance `id`.
@@ -81,6 +86,16 @@ pub enum DataplaneCmd {
         /// The interface the instance runs on (the standby link's parent).
         ifindex: u32,
         addresses: Vec<VirtualAddress>,
+    },
+    /// The instance's IPv6 excluded addresses changed in place: the standby link follows
+    /// them. An instance without one gets one once it has [`STANDBY_MIN`] of them: at once
+    /// when backup, when it next leaves master otherwise.
+    Restage {
+        id: u64,
+        key: String,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+        master: bool,
     },
     Bind {
         id: u64,
@@ -170,6 +185,7 @@ pub async fn run(
         };
         let id = match &cmd {
             DataplaneCmd::Stage { id, .. }
+            | DataplaneCmd::Restage { id, .. }
             | DataplaneCmd::Bind { id, .. }
             | DataplaneCmd::Unbind { id, .. }
             | DataplaneCmd::Announce { id, .. }
@@ -215,6 +231,8 @@ impl Standby {
 
 async fn worker(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<DataplaneCmd>) {
     let mut standby: Option<Standby> = None;
+    // A standby link to make once this instance leaves master: (interface, addresses).
+    let mut pending: Option<(u32, Vec<VirtualAddress>)> = None;
     while let Some(cmd) = rx.recv().await {
         match cmd {
             DataplaneCmd::Stage {
@@ -228,6 +246,20 @@ async fn worker(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<DataplaneCmd>) {
                 }
                 standby = stage(&ctx, id, &key, ifindex, &addresses).await;
             }
+            DataplaneCmd::Restage {
+                id,
+                key,
+                ifindex,
+                addresses,
+                master,
+            } => match standby.as_mut() {
+                Some(s) => restage(&ctx, id, &key, s, &addresses).await,
+                None if addresses.len() >= STANDBY_MIN && !master => {
+                    standby = stage(&ctx, id, &key, ifindex, &addresses).await;
+                }
+                None if addresses.len() >= STANDBY_MIN => pending = Some((ifindex, addresses)),
+                None => pending = None,
+            },
             DataplaneCmd::Bind {
                 id,
                 key,
@@ -289,6 +321,20 @@ async fn worker(ctx: Arc<Ctx>, mut rx: mpsc::UnboundedReceiver<DataplaneCmd>) {
                     drop_standby(&ctx, id, old).await;
                 }
                 unbind(&ctx, id, ifindex, &rest).await;
+                if let Some((parent, addresses)) = pending.take()
+                    && standby.is_none()
+                {
+                    let key = ctx
+                        .ledger
+                        .lock()
+                        .expect("ledger")
+                        .held
+                        .values()
+                        .find(|h| h.id == id)
+                        .map(|h| h.key.clone())
+                        .unwrap_or_default();
+                    standby = stage(&ctx, id, &key, parent, &addresses).await;
+                }
             }
             DataplaneCmd::Announce {
                 id,
@@ -482,6 +528,68 @@ async fn stage(
         addresses: staged,
         up: false,
     })
+}
+
+/// Brings a standby link to `addresses`: binds the new ones on it (announced when it is up),
+/// removes the ones no longer wanted.
+async fn restage(ctx: &Ctx, id: u64, key: &str, s: &mut Standby, addresses: &[VirtualAddress]) {
+    let wanted: HashSet<IpAddr> = addresses.iter().map(|a| a.address).collect();
+    let add: Vec<VirtualAddress> = addresses
+        .iter()
+        .filter(|a| !s.addresses.contains(&a.address))
+        .copied()
+        .collect();
+    let remove: Vec<(u32, VirtualAddress)> = {
+        let mut l = ctx.ledger.lock().expect("ledger");
+        let gone: Vec<IpAddr> = s
+            .addresses
+            .iter()
+            .filter(|a| !wanted.contains(a))
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for a in gone {
+            s.addresses.remove(&a);
+            // Out of the ledger first: our own delete event is not a loss.
+            if let Some(h) = l.held.remove(&(s.link, a)) {
+                out.push((
+                    s.link,
+                    VirtualAddress {
+                        address: a,
+                        prefix_len: h.prefix_len,
+                    },
+                ));
+            }
+        }
+        for a in &add {
+            l.held.insert(
+                (s.link, a.address),
+                Held {
+                    id,
+                    key: key.to_string(),
+                    prefix_len: a.prefix_len,
+                    mac: s.up.then_some(s.mac),
+                },
+            );
+        }
+        out
+    };
+    delete_all(ctx, remove).await;
+    let link = s.link;
+    let results: Vec<(VirtualAddress, _)> = futures::stream::iter(add.iter().copied())
+        .map(|a| async move { (a, ctx.nl.add_address(link, &a).await) })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    let mut l = ctx.ledger.lock().expect("ledger");
+    for (a, r) in results {
+        if r.is_ok() {
+            s.addresses.insert(a.address);
+        } else {
+            // Not on the standby link: it binds the usual way when master.
+            l.held.remove(&(link, a.address));
+        }
+    }
 }
 
 /// Removes a standby link and its addresses (one request for all of them).

@@ -14,7 +14,7 @@
 //!   transitions: logged (non-blocking writer) and AgentEvent::Changed
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,7 +31,9 @@ use crate::model::spec::{ResolvedInstance, family_label};
 use crate::net::announce::Mac;
 use crate::net::socket::{VrrpReceiver, VrrpSender};
 use crate::vrrp::priority::{Effective, Tracker, Trackers};
-use crate::vrrp::{Action, Advertisement, DecodeError, Family, Input, Instance, State};
+use crate::vrrp::{
+    Action, Advertisement, DecodeError, Family, Input, Instance, State, VirtualAddress,
+};
 
 /// A foreign router on our VRID is reported until it has been silent this long.
 const CONFLICT_HOLD: Duration = Duration::from_secs(10);
@@ -572,6 +574,90 @@ impl Engine {
         self.mark_changed();
     }
 
+    /// Excluded addresses changed in place: a master binds the new ones and releases the
+    /// old, the standby link follows, advertisements stay as they are.
+    fn readdress(&mut self, id: u64, resolved: &ResolvedInstance) {
+        let slot = self.slots.get_mut(&id).expect("slot");
+        let old: HashSet<IpAddr> = slot
+            .resolved
+            .config
+            .addresses
+            .iter()
+            .map(|a| a.address)
+            .collect();
+        let new: HashSet<IpAddr> = resolved
+            .config
+            .addresses
+            .iter()
+            .map(|a| a.address)
+            .collect();
+        let added: Vec<VirtualAddress> = resolved
+            .config
+            .addresses
+            .iter()
+            .filter(|a| !old.contains(&a.address))
+            .copied()
+            .collect();
+        let removed: Vec<VirtualAddress> = slot
+            .resolved
+            .config
+            .addresses
+            .iter()
+            .filter(|a| !new.contains(&a.address))
+            .copied()
+            .collect();
+        info!(instance = %resolved.key, added = added.len(), removed = removed.len(), "excluded addresses changed in place");
+        slot.instance
+            .reconfigure_excluded(resolved.config.addresses.clone());
+        let master = slot.instance.state() == State::Master;
+        if slot.vmac_link.is_none() {
+            let _ = self.dataplane.send(DataplaneCmd::Restage {
+                id,
+                key: resolved.key.clone(),
+                ifindex: slot.addr_ifindex,
+                addresses: super::dataplane::excluded_ipv6(&resolved.config),
+                master,
+            });
+        }
+        if !master {
+            return;
+        }
+        if !removed.is_empty() {
+            let _ = self.dataplane.send(DataplaneCmd::Unbind {
+                id,
+                ifindex: slot.addr_ifindex,
+                addresses: removed,
+            });
+        }
+        if !added.is_empty() {
+            let _ = self.dataplane.send(DataplaneCmd::Bind {
+                id,
+                key: resolved.key.clone(),
+                ifindex: slot.addr_ifindex,
+                addresses: added.clone(),
+            });
+            // The new ones now, then the whole list on the usual schedule.
+            let _ = self.dataplane.send(DataplaneCmd::Announce {
+                id,
+                key: resolved.key.clone(),
+                ifindex: slot.addr_ifindex,
+                mac: slot.announce_mac,
+                addresses: added,
+                garp: resolved.garp,
+                burst: true,
+            });
+        }
+        let _ = self.dataplane.send(DataplaneCmd::Announce {
+            id,
+            key: resolved.key.clone(),
+            ifindex: slot.addr_ifindex,
+            mac: slot.announce_mac,
+            addresses: resolved.config.addresses.clone(),
+            garp: resolved.garp,
+            burst: false,
+        });
+    }
+
     fn retire(&mut self, slot: Slot) {
         let _ = self.dataplane.send(DataplaneCmd::Forget { id: slot.id });
         let _ = self.agent.send(AgentEvent::Retired {
@@ -596,6 +682,10 @@ impl Engine {
             info!(instance = %resolved.key, from = old, to = new, "priority changed in place");
             slot.instance.reconfigure_priority(new);
         }
+        if slot.resolved.config.addresses != resolved.config.addresses {
+            self.readdress(id, &resolved);
+        }
+        let slot = self.slots.get_mut(&id).expect("slot");
         if slot.resolved.garp != resolved.garp && slot.instance.state() == State::Master {
             // The announcer takes the new timing from the next burst on.
             let _ = self.dataplane.send(DataplaneCmd::Announce {

@@ -25,7 +25,8 @@ pub enum Step {
     Stop(String),
     /// Start (after setup).
     Start(ResolvedInstance),
-    /// Priority and/or announcement timing only: in place, no handover and take-back.
+    /// Priority, announcement timing and/or excluded addresses only: in place, no handover
+    /// and take-back.
     Update(ResolvedInstance),
 }
 
@@ -36,6 +37,16 @@ fn same_but_in_place(a: &ResolvedInstance, b: &ResolvedInstance) -> bool {
     let mut b = b.clone();
     b.config.priority = a.config.priority;
     b.garp = a.garp;
+    // Excluded addresses are never advertised: they come and go without a restart (a pool
+    // router gains and loses Services all day).
+    let advertised = a.config.advertised;
+    if b.config.advertised == advertised
+        && a.config.addresses.len() >= advertised
+        && b.config.addresses.len() >= advertised
+        && a.config.addresses[..advertised] == b.config.addresses[..advertised]
+    {
+        b.config.addresses = a.config.addresses.clone();
+    }
     *a == b && owner_same
 }
 
@@ -310,6 +321,29 @@ mod tests {
         assert_eq!(
             diff(&running, &map(std::slice::from_ref(&owner))),
             vec![Step::Stop("a/ipv4".into()), Step::Start(owner)]
+        );
+    }
+
+    #[test]
+    fn excluded_addresses_change_in_place_advertised_ones_restart() {
+        let running = map(&[inst("a/ipv4", 1, 100)]);
+        let mut t = inst("a/ipv4", 1, 100);
+        t.config.addresses.push("198.51.100.60/32".parse().unwrap());
+        assert_eq!(
+            diff(&running, &map(std::slice::from_ref(&t))),
+            vec![Step::Update(t.clone())]
+        );
+        // And back: an excluded address goes in place too.
+        assert_eq!(
+            diff(&map(std::slice::from_ref(&t)), &running),
+            vec![Step::Update(inst("a/ipv4", 1, 100))]
+        );
+        // A new advertised address changes every advertisement: a restart.
+        let mut adv = t.clone();
+        adv.config.advertised = 2;
+        assert_eq!(
+            diff(&running, &map(std::slice::from_ref(&adv))),
+            vec![Step::Stop("a/ipv4".into()), Step::Start(adv)]
         );
     }
 

@@ -308,6 +308,15 @@ impl Instance {
         self.config.priority = priority;
         self.priority = priority.max(1);
     }
+    /// New excluded addresses (those after the advertised ones) at run time: advertisements
+    /// do not change; the caller binds and releases the difference when master.
+    pub fn reconfigure_excluded(&mut self, addresses: Vec<VirtualAddress>) {
+        debug_assert_eq!(
+            addresses[..self.config.advertised],
+            self.config.addresses[..self.config.advertised]
+        );
+        self.config.addresses = addresses;
+    }
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
