@@ -17,7 +17,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::Ipv6Addr;
-use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,6 +26,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 use kube_vrrp_e2e::standin::{Api as StandIn, KUBE_VRRP_CRDS, with_client};
+use kube_vrrp_e2e::{NeighbourRoom, until_all_answer};
 use serde_json::{Value, json};
 
 type Seen = Arc<Mutex<BTreeMap<String, Instant>>>;
@@ -114,35 +114,6 @@ fn summary(mut v: Vec<f64>) -> Value {
     })
 }
 
-/// Raises the (host-wide) IPv6 neighbour table limits; puts the old values back on drop.
-struct NeighbourRoom(Vec<(String, String)>);
-
-impl NeighbourRoom {
-    fn raise(entries: usize) -> NeighbourRoom {
-        let mut old = Vec::new();
-        for (k, mul) in [("gc_thresh1", 1), ("gc_thresh2", 2), ("gc_thresh3", 4)] {
-            let path = format!("/proc/sys/net/ipv6/neigh/default/{k}");
-            let was = std::fs::read_to_string(&path)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            let want = (entries * mul).max(was.parse().unwrap_or(0));
-            if std::fs::write(&path, want.to_string()).is_ok() {
-                old.push((path, was));
-            }
-        }
-        NeighbourRoom(old)
-    }
-}
-
-impl Drop for NeighbourRoom {
-    fn drop(&mut self) {
-        for (path, was) in &self.0 {
-            let _ = std::fs::write(path, was);
-        }
-    }
-}
-
 fn service(i: usize) -> Service {
     serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -156,73 +127,6 @@ fn service(i: usize) -> Service {
         }
     }))
     .unwrap()
-}
-
-/// From `start`, pings every address not yet answered since, round after round; returns when
-/// each first answered (None for those that never did within `limit`).
-fn until_all_answer(
-    ns: &str,
-    addrs: &[Ipv6Addr],
-    start: Instant,
-    limit: Duration,
-) -> BTreeMap<Ipv6Addr, Duration> {
-    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
-    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-    let sock = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6)).unwrap();
-    sock.set_nonblocking(true).unwrap();
-    // A round's thousand replies must fit (the default buffer holds ~200: the rest would
-    // be dropped and answer only rounds later, measuring the client, not the failover).
-    {
-        use std::os::fd::AsRawFd;
-        let size: libc::c_int = 16 << 20;
-        // SAFETY: a valid socket descriptor, an int option of the right size.
-        let rc = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUFFORCE,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
-    }
-    let mut waiting: BTreeSet<Ipv6Addr> = addrs.iter().copied().collect();
-    let mut answered = BTreeMap::new();
-    let mut seq: u16 = 0;
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-    while !waiting.is_empty() && start.elapsed() < limit {
-        seq = seq.wrapping_add(1);
-        for a in &waiting {
-            // Echo request: type 128, code 0, checksum by the kernel, id, sequence.
-            let pkt = [128u8, 0, 0, 0, 0x4b, 0x56, (seq >> 8) as u8, seq as u8];
-            let _ = sock.send_to(
-                &pkt,
-                &SockAddr::from(std::net::SocketAddrV6::new(*a, 0, 0, 0)),
-            );
-        }
-        let round_end = Instant::now() + Duration::from_millis(10);
-        while Instant::now() < round_end {
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    // SAFETY: recv_from initialised the first n bytes.
-                    let b: Vec<u8> = buf[..n]
-                        .iter()
-                        .map(|x| unsafe { x.assume_init() })
-                        .collect();
-                    if b.first() == Some(&129)
-                        && let Some(src) = from.as_socket_ipv6().map(|s| *s.ip())
-                        && waiting.remove(&src)
-                    {
-                        answered.insert(src, start.elapsed());
-                    }
-                }
-                Err(_) => std::thread::sleep(Duration::from_micros(200)),
-            }
-        }
-    }
-    answered
 }
 
 fn main() {
