@@ -282,3 +282,172 @@ fn usable(ip: IpAddr) -> bool {
     })
     .is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ANNOTATION_IPS, ANNOTATION_POOL, ANNOTATION_SHARED, VirtualIPPool};
+    use crate::controller::lb::pools::tests::pool;
+    use crate::controller::lb::services::tests::{lb_service, with_ingress};
+    use crate::controller::lb::services::wants;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// Allocates for these Services (ours, oldest first) from these pools.
+    fn run(pools: &[Arc<VirtualIPPool>], services: &[Service], reserved: &[&str]) -> Allocation {
+        let services: Vec<Arc<Service>> = services.iter().cloned().map(Arc::new).collect();
+        let parsed: Vec<(&Arc<Service>, Wants)> = services
+            .iter()
+            .map(|s| (s, wants(s).expect("readable")))
+            .collect();
+        let reserved: HashSet<IpAddr> = reserved.iter().map(|s| ip(s)).collect();
+        allocate(&Pools::read(pools), &reserved, &parsed, BTreeMap::new())
+    }
+
+    fn got(a: &Allocation, name: &str) -> Vec<IpAddr> {
+        a.assigned[&("default".to_string(), name.to_string())]
+            .values()
+            .copied()
+            .collect()
+    }
+
+    fn failure<'a>(a: &'a Allocation, name: &str) -> Option<&'a str> {
+        a.failures
+            .get(&("default".to_string(), name.to_string()))
+            .map(String::as_str)
+    }
+
+    #[test]
+    fn an_existing_address_is_kept_before_new_services_take_the_first_free() {
+        let pools = [pool("p", &["198.51.100.0/29"], 1)];
+        // 198.51.100.0 is the /29's network address but usable as a /32.
+        let young_has = with_ingress(lb_service("young", 20, &[]), &["198.51.100.0"]);
+        let a = run(&pools, &[lb_service("old", 10, &[]), young_has], &[]);
+        assert_eq!(got(&a, "young"), [ip("198.51.100.0")], "kept");
+        assert_eq!(got(&a, "old"), [ip("198.51.100.1")], "the first free one");
+    }
+
+    #[test]
+    fn an_address_no_longer_allowed_is_not_kept() {
+        let pools = [pool("p", &["198.51.100.0/29"], 1)];
+        // Outside every pool, and one of a user's VirtualIPs.
+        let outside = with_ingress(lb_service("a", 1, &[]), &["203.0.113.1"]);
+        let reserved = with_ingress(lb_service("b", 2, &[]), &["198.51.100.3"]);
+        // Another pool named than the one holding it.
+        let moved = with_ingress(
+            lb_service("c", 3, &[(ANNOTATION_POOL, "q")]),
+            &["198.51.100.4"],
+        );
+        let a = run(&pools, &[outside, reserved, moved], &["198.51.100.3"]);
+        assert_eq!(got(&a, "a"), [ip("198.51.100.0")]);
+        assert_eq!(got(&a, "b"), [ip("198.51.100.1")]);
+        assert_eq!(failure(&a, "c"), Some("pool \"q\" does not exist"));
+        assert!(
+            got(&a, "c").is_empty(),
+            "a Service with addresses keeps only what it may"
+        );
+    }
+
+    #[test]
+    fn requested_addresses_are_given_or_refused_with_the_reason() {
+        let pools = [pool("p", &["198.51.100.0/29"], 1)];
+        let a = run(
+            &pools,
+            &[
+                lb_service("mine", 1, &[(ANNOTATION_IPS, "198.51.100.5")]),
+                lb_service("taken", 2, &[(ANNOTATION_IPS, "198.51.100.5")]),
+                lb_service("vip", 3, &[(ANNOTATION_IPS, "198.51.100.6")]),
+                lb_service("nowhere", 4, &[(ANNOTATION_IPS, "203.0.113.1")]),
+            ],
+            &["198.51.100.6"],
+        );
+        assert_eq!(got(&a, "mine"), [ip("198.51.100.5")]);
+        assert!(
+            failure(&a, "taken")
+                .unwrap()
+                .starts_with("198.51.100.5 cannot be given")
+        );
+        assert_eq!(
+            failure(&a, "vip"),
+            Some("198.51.100.6 is held by a VirtualIP")
+        );
+        assert_eq!(
+            failure(&a, "nowhere"),
+            Some("203.0.113.1 is in no usable VirtualIPPool")
+        );
+    }
+
+    #[test]
+    fn services_with_one_key_share_an_address_when_their_ports_differ() {
+        let pools = [pool("p", &["198.51.100.0/29"], 1)];
+        let shared = |name: &str, age: i64, port: i32| {
+            let mut s = lb_service(name, age, &[(ANNOTATION_SHARED, "k")]);
+            s.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = port;
+            s
+        };
+        let a = run(
+            &pools,
+            &[shared("a", 1, 80), shared("b", 2, 443), shared("c", 3, 80)],
+            &[],
+        );
+        assert_eq!(got(&a, "a"), [ip("198.51.100.0")]);
+        assert_eq!(got(&a, "b"), [ip("198.51.100.0")], "shared");
+        assert_eq!(
+            got(&a, "c"),
+            [ip("198.51.100.1")],
+            "port 80 clashes: another address"
+        );
+        assert_eq!(a.holders.of(&ip("198.51.100.0")).len(), 2);
+    }
+
+    #[test]
+    fn a_new_service_gets_every_required_family_or_nothing() {
+        let pools = [pool("p", &["198.51.100.0/31"], 1)];
+        let mut dual = lb_service("dual", 1, &[]);
+        dual.spec.as_mut().unwrap().ip_families = Some(vec!["IPv4".into(), "IPv6".into()]);
+        let mut prefer = dual.clone();
+        prefer.metadata.name = Some("prefer".into());
+        prefer.spec.as_mut().unwrap().ip_family_policy = Some("PreferDualStack".into());
+        let a = run(&pools, &[dual, prefer], &[]);
+        assert!(got(&a, "dual").is_empty(), "its IPv4 address is given back");
+        assert_eq!(
+            failure(&a, "dual"),
+            Some("no VirtualIPPool with IPv6 addresses allows this Service")
+        );
+        assert_eq!(
+            got(&a, "prefer"),
+            [ip("198.51.100.0")],
+            "the IPv4 one it freed"
+        );
+        assert_eq!(failure(&a, "prefer"), None);
+        // Exhausted: the pool is named with its size.
+        let a = run(
+            &pools,
+            &[
+                lb_service("a", 1, &[]),
+                lb_service("b", 2, &[]),
+                lb_service("c", 3, &[]),
+            ],
+            &[],
+        );
+        assert_eq!(
+            failure(&a, "c"),
+            Some("no free IPv4 address in pool \"p\" (2 addresses, all in use)")
+        );
+    }
+
+    #[test]
+    fn users_virtual_ips_reserve_their_addresses_but_pool_routers_do_not() {
+        let spec: crate::api::VirtualIpSpec = serde_json::from_str(
+            r#"{"addresses":["198.51.100.1/24"],"excludedAddresses":["2001:db8::1/64"]}"#,
+        )
+        .unwrap();
+        let user = VirtualIP::new("user", spec.clone());
+        let mut router = VirtualIP::new("p-ipv4-0", spec);
+        router.metadata.labels = Some([(LABEL_POOL.to_string(), "p".to_string())].into());
+        let r = reserved(&[Arc::new(user), Arc::new(router)]);
+        assert_eq!(r, HashSet::from([ip("198.51.100.1"), ip("2001:db8::1")]));
+    }
+}
