@@ -1,0 +1,364 @@
+//! `VirtualIPPool`s: which are usable (valid addresses, valid VRRP settings, no overlap with
+//! an older pool) and which are frozen as they are; where an address sits in a pool; and the
+//! VirtualIP settings every router of a pool shares.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Service;
+use kube::ResourceExt;
+
+use super::ranges::{Range, from_int, host, parse_range};
+use crate::api::{VirtualIPPool, VirtualIpSpec};
+use crate::vrrp::Family;
+
+/// Default number of routers per pool and family that share out the masters.
+pub const DEFAULT_SPREAD: u8 = 2;
+
+/// A usable pool.
+pub(crate) struct Pool<'a> {
+    pub name: String,
+    pub obj: &'a VirtualIPPool,
+    pub ranges: Vec<Range>,
+    /// Routers per set of its Cluster-policy addresses (1 to 16).
+    pub spread: u128,
+}
+
+impl Pool<'_> {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.ranges.iter().any(|r| r.contains(ip))
+    }
+
+    /// Position among the pool's addresses of its family.
+    pub fn index_of(&self, ip: IpAddr) -> Option<u128> {
+        let n = super::ranges::to_int(ip);
+        let mut before = 0u128;
+        for r in self.ranges_of(Family::of(&ip)) {
+            if r.contains(ip) {
+                return Some(before + (n - r.start));
+            }
+            before = before.saturating_add(r.end - r.start + 1);
+        }
+        None
+    }
+
+    pub fn has(&self, f: Family) -> bool {
+        self.ranges.iter().any(|r| r.family == f)
+    }
+
+    /// The pool's ranges of one family, in the order the pool lists them.
+    pub fn ranges_of(&self, f: Family) -> Vec<&Range> {
+        self.ranges.iter().filter(|r| r.family == f).collect()
+    }
+
+    /// Whether its `serviceAllocation` lets `svc` take addresses from it.
+    pub fn allows(&self, svc: &Service) -> bool {
+        let Some(a) = &self.obj.spec.service_allocation else {
+            return true;
+        };
+        let ns = svc.namespace().unwrap_or_default();
+        (a.namespaces.is_empty() || a.namespaces.contains(&ns))
+            && a.service_selector
+                .iter()
+                .all(|(k, v)| svc.labels().get(k) == Some(v))
+    }
+
+    /// Addresses of both families, saturating at `u64::MAX`.
+    pub fn total(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|r| u64::try_from(r.size()).unwrap_or(u64::MAX))
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+/// A pool's address ranges, or what is wrong with it: its addresses, or its VRRP settings
+/// as every router of it would use them (the same rules as a VirtualIP's).
+pub(crate) fn parse_pool(p: &VirtualIPPool) -> Result<Vec<Range>, String> {
+    let ranges = p
+        .spec
+        .addresses
+        .iter()
+        .map(|a| parse_range(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("spec.addresses: {e}"))?;
+    for f in [Family::V4, Family::V6] {
+        let Some(r) = ranges.iter().find(|r| r.family == f) else {
+            continue;
+        };
+        let probe = router_spec(p, &[from_int(f, r.end)]);
+        crate::model::spec::validate(p.name_any(), probe, crate::model::spec::VridRule::Allocated)
+            .map_err(|(field, e)| format!("{}: {e}", field.replacen("spec.", "spec.vrrp.", 1)))?;
+    }
+    Ok(ranges)
+}
+
+/// Checks one pool on its own (`kube-vrrp check --cluster`): a summary, or the problem.
+pub fn check_pool(p: &VirtualIPPool) -> Result<String, String> {
+    let ranges = parse_pool(p)?;
+    let count = |f: Family| {
+        ranges
+            .iter()
+            .filter(|r| r.family == f)
+            .map(Range::size)
+            .fold(0u128, u128::saturating_add)
+    };
+    Ok(format!(
+        "{} IPv4 and {} IPv6 address(es)",
+        count(Family::V4),
+        count(Family::V6)
+    ))
+}
+
+/// The VirtualIP settings of a pool's router holding `addrs` (sorted, at least one): the
+/// first address advertised, the others host routes in `excludedAddresses`.
+pub(crate) fn router_spec(pool: &VirtualIPPool, addrs: &[IpAddr]) -> VirtualIpSpec {
+    let v = &pool.spec.vrrp;
+    VirtualIpSpec {
+        addresses: vec![host(addrs[0])],
+        excluded_addresses: Arc::new(addrs[1..].iter().map(|a| host(*a)).collect()),
+        interface: v.interface.clone(),
+        virtual_router_id: None,
+        version: v.version,
+        advert_interval: v.advert_interval.clone(),
+        max_learned_interval: None,
+        preempt: v.preempt,
+        preempt_delay: v.preempt_delay.clone(),
+        node_selector: v.node_selector.clone(),
+        priorities: v.priorities.clone(),
+        default_priority: 100,
+        unicast: v.unicast,
+        unicast_peers: Vec::new(),
+        virtual_mac: v.virtual_mac,
+        accept_mode: false,
+        garp: v.garp.clone(),
+        authentication: None,
+        health_checks: v.health_checks.clone(),
+        track_interfaces: v.track_interfaces.clone(),
+        notify: None,
+        leave_cordoned_nodes: v.leave_cordoned_nodes,
+        active_nodes: None,
+    }
+}
+
+/// Every pool not being deleted, read oldest first: the usable ones, and the frozen ones
+/// (invalid now: their routers and addresses stay as they are, last known good).
+pub(crate) struct Pools<'a> {
+    pub usable: Vec<Pool<'a>>,
+    /// Frozen pool name → what is wrong with it.
+    pub frozen: BTreeMap<String, String>,
+    /// The frozen pools' ranges that still parse: their addresses stay with whom they are.
+    frozen_ranges: Vec<Range>,
+}
+
+impl<'a> Pools<'a> {
+    /// Parses and checks every pool; a pool overlapping an older usable one is frozen.
+    pub fn read(all: &'a [Arc<VirtualIPPool>]) -> Pools<'a> {
+        let mut order: Vec<&Arc<VirtualIPPool>> = all
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        order.sort_by_key(|p| {
+            (
+                p.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                p.name_any(),
+            )
+        });
+        let mut out = Pools {
+            usable: Vec::new(),
+            frozen: BTreeMap::new(),
+            frozen_ranges: Vec::new(),
+        };
+        for p in order {
+            let name = p.name_any();
+            let checked = parse_pool(p).and_then(|ranges| match overlap(&ranges, &out.usable) {
+                Some(problem) => Err(problem),
+                None => Ok(ranges),
+            });
+            match checked {
+                Ok(ranges) => out.usable.push(Pool {
+                    name,
+                    obj: p,
+                    ranges,
+                    spread: u128::from(p.spec.spread.unwrap_or(DEFAULT_SPREAD).clamp(1, 16)),
+                }),
+                Err(problem) => {
+                    out.frozen_ranges
+                        .extend(p.spec.addresses.iter().filter_map(|a| parse_range(a).ok()));
+                    out.frozen.insert(name, problem);
+                }
+            }
+        }
+        out
+    }
+
+    /// The usable pool holding `ip`, as an index into `usable`.
+    pub fn pool_of(&self, ip: IpAddr) -> Option<usize> {
+        self.usable.iter().position(|p| p.contains(ip))
+    }
+
+    /// The usable pool of that name, as an index into `usable`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.usable.iter().position(|p| p.name == name)
+    }
+
+    pub fn is_frozen(&self, name: &str) -> bool {
+        self.frozen.contains_key(name)
+    }
+
+    /// Whether `ip` is in a frozen pool.
+    pub fn in_frozen(&self, ip: IpAddr) -> bool {
+        self.frozen_ranges.iter().any(|r| r.contains(ip))
+    }
+}
+
+/// The first of `ranges` that overlaps a range of an older usable pool, said as a problem.
+fn overlap(ranges: &[Range], older: &[Pool]) -> Option<String> {
+    for r in ranges {
+        for other in older {
+            if let Some(o) = other.ranges.iter().find(|o| r.overlaps(o)) {
+                return Some(format!(
+                    "spec.addresses: {}-{} overlaps pool {:?} ({}-{})",
+                    from_int(r.family, r.start),
+                    from_int(r.family, r.end),
+                    other.name,
+                    from_int(o.family, o.start),
+                    from_int(o.family, o.end)
+                ));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::api::{ServiceAllocation, VirtualIPPoolSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use k8s_openapi::jiff::Timestamp;
+
+    /// A pool of these addresses, created `age` seconds after the epoch.
+    pub(crate) fn pool(name: &str, addresses: &[&str], age: i64) -> Arc<VirtualIPPool> {
+        let mut p = VirtualIPPool::new(
+            name,
+            VirtualIPPoolSpec {
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                auto_assign: true,
+                service_allocation: None,
+                spread: None,
+                vrrp: Default::default(),
+            },
+        );
+        p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(age).unwrap()));
+        Arc::new(p)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_younger_of_two_overlapping_pools_is_frozen_and_its_addresses_stay_put() {
+        let all = [
+            pool(
+                "young",
+                &["198.51.100.2-198.51.100.5", "2001:db8::/126"],
+                20,
+            ),
+            pool("old", &["198.51.100.0/30"], 10),
+            pool("bad", &["198.51.100.300"], 5),
+        ];
+        let pools = Pools::read(&all);
+        assert_eq!(
+            pools
+                .usable
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["old"]
+        );
+        assert_eq!(
+            pools.frozen["young"],
+            "spec.addresses: 198.51.100.2-198.51.100.5 overlaps pool \"old\" (198.51.100.0-198.51.100.3)"
+        );
+        assert!(pools.frozen["bad"].starts_with("spec.addresses: "));
+        assert!(pools.is_frozen("young") && !pools.is_frozen("old"));
+        assert!(pools.in_frozen(ip("198.51.100.5")));
+        assert!(pools.in_frozen(ip("2001:db8::1")));
+        assert_eq!(pools.pool_of(ip("198.51.100.1")), Some(0));
+        assert_eq!(pools.pool_of(ip("198.51.100.5")), None);
+        assert_eq!(pools.position("old"), Some(0));
+        assert_eq!(pools.position("young"), None);
+    }
+
+    #[test]
+    fn a_pool_being_deleted_is_neither_usable_nor_frozen() {
+        let mut p = (*pool("p", &["198.51.100.0/30"], 1)).clone();
+        p.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(2).unwrap()));
+        let all = [Arc::new(p)];
+        let pools = Pools::read(&all);
+        assert!(pools.usable.is_empty() && pools.frozen.is_empty());
+    }
+
+    #[test]
+    fn index_counts_across_ranges_of_one_family_and_total_both() {
+        let all = [pool(
+            "p",
+            &[
+                "198.51.100.0/30",
+                "2001:db8::/127",
+                "198.51.100.10-198.51.100.11",
+            ],
+            1,
+        )];
+        let pools = Pools::read(&all);
+        let p = &pools.usable[0];
+        assert_eq!(p.index_of(ip("198.51.100.3")), Some(3));
+        assert_eq!(p.index_of(ip("198.51.100.11")), Some(5));
+        assert_eq!(p.index_of(ip("2001:db8::1")), Some(1));
+        assert_eq!(p.index_of(ip("198.51.100.9")), None);
+        assert_eq!(p.total(), 8);
+        assert!(p.has(Family::V6));
+        assert_eq!(p.ranges_of(Family::V4).len(), 2);
+        assert_eq!(p.spread, u128::from(DEFAULT_SPREAD));
+        assert_eq!(
+            check_pool(&all[0]).unwrap(),
+            "6 IPv4 and 2 IPv6 address(es)"
+        );
+    }
+
+    #[test]
+    fn service_allocation_limits_namespaces_and_labels() {
+        let mut p = (*pool("p", &["198.51.100.0/30"], 1)).clone();
+        p.spec.service_allocation = Some(ServiceAllocation {
+            namespaces: vec!["web".into()],
+            service_selector: [("tier".to_string(), "front".to_string())].into(),
+        });
+        let all = [Arc::new(p)];
+        let pools = Pools::read(&all);
+        let svc = |ns: &str, tier: Option<&str>| Service {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                labels: tier.map(|t| [("tier".to_string(), t.to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(pools.usable[0].allows(&svc("web", Some("front"))));
+        assert!(!pools.usable[0].allows(&svc("web", Some("back"))));
+        assert!(!pools.usable[0].allows(&svc("web", None)));
+        assert!(!pools.usable[0].allows(&svc("db", Some("front"))));
+    }
+
+    #[test]
+    fn a_router_advertises_its_first_address_and_excludes_the_rest() {
+        let p = pool("p", &["198.51.100.0/30"], 1);
+        let spec = router_spec(&p, &[ip("198.51.100.1"), ip("198.51.100.2")]);
+        assert_eq!(spec.addresses, ["198.51.100.1/32"]);
+        assert_eq!(*spec.excluded_addresses, ["198.51.100.2/32"]);
+        assert_eq!(spec.default_priority, 100);
+        assert!(spec.virtual_router_id.is_none() && spec.active_nodes.is_none());
+    }
+}

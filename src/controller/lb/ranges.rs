@@ -1,0 +1,284 @@
+//! A pool's address ranges: "198.51.100.64/26", "198.51.100.200-198.51.100.220" or one
+//! address, parsed into inclusive ranges of integers (IPv4 in the low bits), and a cursor that
+//! walks them forward in search of a free address.
+
+use std::net::IpAddr;
+
+use crate::vrrp::Family;
+
+/// Addresses of one family: `start..=end` as integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub family: Family,
+    pub start: u128,
+    pub end: u128,
+}
+
+impl Range {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (f, n) = (Family::of(&ip), to_int(ip));
+        self.family == f && self.start <= n && n <= self.end
+    }
+
+    /// Whether the two have an address in common.
+    pub fn overlaps(&self, other: &Range) -> bool {
+        other.family == self.family && other.start <= self.end && self.start <= other.end
+    }
+
+    /// How many addresses (saturating: `::/0` counts `u128::MAX`).
+    pub fn size(&self) -> u128 {
+        (self.end - self.start).saturating_add(1)
+    }
+}
+
+pub(crate) fn to_int(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+pub(crate) fn from_int(family: Family, n: u128) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::V4((n as u32).into()),
+        Family::V6 => IpAddr::V6(n.into()),
+    }
+}
+
+/// The address as a host route: `/32` or `/128`.
+pub(crate) fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("{ip}/32"),
+        IpAddr::V6(_) => format!("{ip}/128"),
+    }
+}
+
+/// "198.51.100.64/26", "198.51.100.200-198.51.100.220" or one address.
+pub(crate) fn parse_range(text: &str) -> Result<Range, String> {
+    let t = text.trim();
+    if let Some((a, b)) = t.split_once('-') {
+        let a: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: {a:?} is not an IP address"))?;
+        let b: IpAddr = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?}: {b:?} is not an IP address"))?;
+        if a.is_ipv4() != b.is_ipv4() {
+            return Err(format!("{text:?} mixes IPv4 and IPv6"));
+        }
+        let (s, e) = (to_int(a), to_int(b));
+        if s > e {
+            return Err(format!("{text:?} ends before it starts"));
+        }
+        return Ok(Range {
+            family: Family::of(&a),
+            start: s,
+            end: e,
+        });
+    }
+    let (addr, len) = match t.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (t, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?} is not a CIDR, a range or an address"))?;
+    let bits = if ip.is_ipv4() { 32u32 } else { 128 };
+    let len: u32 = match len {
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| *l <= bits)
+            .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {bits}"))?,
+        None => bits,
+    };
+    let host_bits = bits - len;
+    let mask: u128 = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    let start = to_int(ip) & !mask;
+    if start != to_int(ip) {
+        return Err(format!(
+            "{text:?} has host bits set: write {}/{len}",
+            from_int(Family::of(&ip), start)
+        ));
+    }
+    Ok(Range {
+        family: Family::of(&ip),
+        start,
+        end: start | mask,
+    })
+}
+
+/// A place among a pool's ranges of one family that only moves forward: within one plan,
+/// every address behind it is taken or unusable, so the next search starts here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    range: usize,
+    at: u128,
+}
+
+impl Cursor {
+    /// At the first address of `ranges`, which must not be empty (indexes `ranges[0]`).
+    pub fn start(ranges: &[&Range]) -> Cursor {
+        Cursor {
+            range: 0,
+            at: ranges[0].start,
+        }
+    }
+
+    /// The first address from here on that `usable` accepts, or `None` past the last range.
+    /// The cursor stays on the address found: once it is taken, the next search steps over it.
+    pub fn find(
+        &mut self,
+        family: Family,
+        ranges: &[&Range],
+        mut usable: impl FnMut(IpAddr) -> bool,
+    ) -> Option<IpAddr> {
+        while self.range < ranges.len() {
+            let r = ranges[self.range];
+            if self.at > r.end {
+                self.range += 1;
+                if self.range < ranges.len() {
+                    self.at = ranges[self.range].start;
+                }
+                continue;
+            }
+            let ip = from_int(family, self.at);
+            if usable(ip) {
+                return Some(ip);
+            }
+            self.at += 1;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn pools_ranges_parse_and_refuse_with_the_reason() {
+        assert_eq!(
+            parse_range("198.51.100.64/30").unwrap().end
+                - parse_range("198.51.100.64/30").unwrap().start,
+            3
+        );
+        assert!(
+            parse_range("198.51.100.65/30")
+                .unwrap_err()
+                .contains("host bits")
+        );
+        assert!(
+            parse_range("198.51.100.9-198.51.100.1")
+                .unwrap_err()
+                .contains("ends before")
+        );
+        assert!(
+            parse_range("198.51.100.1-2001:db8::1")
+                .unwrap_err()
+                .contains("mixes")
+        );
+    }
+
+    #[test]
+    fn a_single_address_a_whole_family_and_bad_prefixes() {
+        let one = parse_range(" 198.51.100.7 ").unwrap();
+        assert_eq!(
+            (one.start, one.end),
+            (to_int(ip("198.51.100.7")), one.start)
+        );
+        assert_eq!(one.size(), 1);
+        let v6 = parse_range("2001:db8::5").unwrap();
+        assert_eq!(v6.family, Family::V6);
+        assert_eq!(v6.size(), 1);
+        // /0: every address of the family; the count saturates for IPv6.
+        let all4 = parse_range("0.0.0.0/0").unwrap();
+        assert_eq!((all4.start, all4.end), (0, u128::from(u32::MAX)));
+        let all6 = parse_range("::/0").unwrap();
+        assert_eq!((all6.start, all6.end), (0, u128::MAX));
+        assert_eq!(all6.size(), u128::MAX);
+        assert!(
+            parse_range("198.51.100.0/33")
+                .unwrap_err()
+                .contains("0 to 32")
+        );
+        assert!(
+            parse_range("2001:db8::/129")
+                .unwrap_err()
+                .contains("0 to 128")
+        );
+        assert!(
+            parse_range("198.51.100.0/x")
+                .unwrap_err()
+                .contains("0 to 32")
+        );
+        assert!(
+            parse_range("pool")
+                .unwrap_err()
+                .contains("not a CIDR, a range or an address")
+        );
+        assert!(
+            parse_range("198.51.100.1-x")
+                .unwrap_err()
+                .contains("is not an IP address")
+        );
+        // A range of one address, spaces allowed around the dash.
+        let r = parse_range("198.51.100.9 - 198.51.100.9").unwrap();
+        assert_eq!(r.size(), 1);
+    }
+
+    #[test]
+    fn ranges_contain_and_overlap_only_within_their_family() {
+        let a = parse_range("198.51.100.0/30").unwrap();
+        let b = parse_range("198.51.100.3-198.51.100.9").unwrap();
+        let c = parse_range("198.51.100.4/30").unwrap();
+        assert!(a.overlaps(&b) && b.overlaps(&a));
+        assert!(!a.overlaps(&c));
+        assert!(a.contains(ip("198.51.100.3")));
+        assert!(!a.contains(ip("198.51.100.4")));
+        // ::c633:6400 is 198.51.100.0 as an integer, but of the other family.
+        let v6 = parse_range("::c633:6400/126").unwrap();
+        assert_eq!((v6.start, v6.end), (a.start, a.end));
+        assert!(!a.overlaps(&v6));
+        assert!(!v6.contains(ip("198.51.100.1")));
+        assert_eq!(host(ip("198.51.100.1")), "198.51.100.1/32");
+        assert_eq!(host(ip("2001:db8::1")), "2001:db8::1/128");
+    }
+
+    #[test]
+    fn the_cursor_walks_forward_across_ranges_and_stays_on_what_it_found() {
+        let a = parse_range("198.51.100.0-198.51.100.1").unwrap();
+        let b = parse_range("198.51.100.10").unwrap();
+        let ranges = [&a, &b];
+        let mut cur = Cursor::start(&ranges);
+        let mut taken = vec![ip("198.51.100.0")];
+        let next = |cur: &mut Cursor, taken: &mut Vec<IpAddr>| {
+            let found = cur.find(Family::V4, &ranges, |ip| !taken.contains(&ip));
+            taken.extend(found);
+            found
+        };
+        assert_eq!(next(&mut cur, &mut taken), Some(ip("198.51.100.1")));
+        assert_eq!(next(&mut cur, &mut taken), Some(ip("198.51.100.10")));
+        assert_eq!(next(&mut cur, &mut taken), None);
+        // Forward only: an address freed behind the cursor is not seen again.
+        taken.clear();
+        assert_eq!(cur.find(Family::V4, &ranges, |_| true), None);
+        // Unusable addresses are stepped over.
+        let mut cur = Cursor::start(&ranges);
+        assert_eq!(
+            cur.find(Family::V4, &ranges, |ip| ip
+                == "198.51.100.10".parse::<IpAddr>().unwrap()),
+            Some(ip("198.51.100.10"))
+        );
+    }
+}
