@@ -6,6 +6,7 @@
 //! controller moves no VIP. Two replicas elect one leader on a Lease; the other keeps its caches
 //! warm.
 
+pub mod conditions;
 pub mod lb;
 pub mod leader;
 pub mod plan;
