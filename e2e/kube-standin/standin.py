@@ -1115,7 +1115,13 @@ def json_patch(doc, ops):
             last = ps[-1] if ps else None
             kind = op["op"]
             if kind == "test":
-                if walk(doc, ps) != op["value"]:
+                # As the API server's JSON patch library: a missing path equals null (how
+                # kube-runtime's finalizer tests that no finalizer is set yet).
+                try:
+                    found = walk(doc, ps)
+                except (KeyError, IndexError, ValueError, TypeError):
+                    found = None
+                if found != op.get("value"):
                     raise ApiError(422, "Invalid", f"the test operation failed at {op['path']}")
             elif kind in ("add", "replace"):
                 if isinstance(parent, list):

@@ -239,7 +239,7 @@ pub async fn write_status(
                             match vips.patch_status(name, &pp, &Patch::Apply(&patch)).await {
                                 Ok(_) => Ok(()),
                                 // Gone: nothing left to report on.
-                                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                                Err(e) if crate::k8s::is_not_found(&e) => Ok(()),
                                 Err(e) => Err(e),
                             }
                         }

@@ -2,12 +2,12 @@
 //! over a deliberately tiny HTTP/1.1 responder (GET only, one request per connection).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde::Serialize;
 use tokio::net::TcpListener;
 
+use crate::telemetry::{Exposition, Kind, labels};
 use crate::vrrp::{Counters, State};
 
 /// One instance as reported.
@@ -110,27 +110,20 @@ fn state_label(s: State) -> &'static str {
 
 /// Prometheus text exposition of the status.
 pub fn render_metrics(s: &AgentStatus) -> String {
-    let mut out = String::new();
+    let mut out = Exposition::new();
     let mut family =
-        |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, v) in rows {
-                if labels.is_empty() {
-                    let _ = writeln!(out, "{name} {v}");
-                } else {
-                    let _ = writeln!(out, "{name}{{{labels}}} {v}");
-                }
-            }
+        |name: &str, kind: Kind, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
+            out.metric(name, kind, help, rows)
         };
     let inst = |i: &InstanceStatus| {
-        format!(
-            "instance=\"{}/{}\",vrid=\"{}\"",
-            i.name, i.family, i.virtual_router_id
-        )
+        labels(&[
+            ("instance", &format!("{}/{}", i.name, i.family)),
+            ("vrid", &i.virtual_router_id.to_string()),
+        ])
     };
     family(
         "kube_vrrp_instance_state",
-        "gauge",
+        Kind::Gauge,
         "1 for the state the instance is in.",
         &mut s.instances.values().flat_map(|i| {
             [
@@ -142,7 +135,7 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .into_iter()
             .map(move |st| {
                 (
-                    format!("{},state=\"{}\"", inst(i), state_label(st)),
+                    format!("{},{}", inst(i), labels(&[("state", state_label(st))])),
                     u64::from(i.state == st),
                 )
             })
@@ -150,7 +143,7 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     );
     family(
         "kube_vrrp_effective_priority",
-        "gauge",
+        Kind::Gauge,
         "Priority advertised now.",
         &mut s
             .instances
@@ -219,26 +212,25 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     for (name, help, get) in counters {
         family(
             &format!("kube_vrrp_{name}"),
-            "counter",
+            Kind::Counter,
             help,
             &mut s.instances.values().map(|i| (inst(i), get(&i.counters))),
         );
     }
     family(
         "kube_vrrp_addresses_restored_total",
-        "counter",
+        Kind::Counter,
         "Virtual addresses removed by someone else and put back.",
         &mut s
             .instances
             .values()
             .map(|i| (inst(i), i.addresses_restored)),
     );
-    let check = |vip: &str, c: &crate::api::CheckStatus| {
-        format!("virtual_ip=\"{vip}\",check=\"{}\"", c.name)
-    };
+    let check =
+        |vip: &str, c: &crate::api::CheckStatus| labels(&[("virtual_ip", vip), ("check", &c.name)]);
     family(
         "kube_vrrp_check_healthy",
-        "gauge",
+        Kind::Gauge,
         "1 while a health check (or tracked interface) passes, after fall / rise.",
         &mut s
             .checks
@@ -247,7 +239,7 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     );
     family(
         "kube_vrrp_check_fault",
-        "gauge",
+        Kind::Gauge,
         "1 while a failing weight-0 check holds its VirtualIP in FAULT.",
         &mut s
             .checks
@@ -256,70 +248,64 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     );
     family(
         "kube_vrrp_notify_total",
-        "counter",
+        Kind::Counter,
         "Notify commands run, by result.",
         &mut [
-            ("result=\"ok\"".to_string(), s.global.notify_ok),
-            ("result=\"failed\"".to_string(), s.global.notify_failed),
+            (labels(&[("result", "ok")]), s.global.notify_ok),
+            (labels(&[("result", "failed")]), s.global.notify_failed),
         ]
         .into_iter(),
     );
     family(
         "kube_vrrp_instance_errors",
-        "gauge",
+        Kind::Gauge,
         "Instances or VirtualIPs that cannot run on this node.",
         &mut std::iter::once((String::new(), s.errors.len() as u64)),
     );
     family(
         "kube_vrrp_unknown_vrid_total",
-        "counter",
+        Kind::Counter,
         "Valid VRRP packets for a virtual router this node does not run.",
         &mut std::iter::once((String::new(), s.global.unknown_vrid)),
     );
     family(
         "kube_vrrp_malformed_packets_total",
-        "counter",
+        Kind::Counter,
         "Undecodable VRRP packets not attributable to an instance.",
         &mut s
             .global
             .malformed
             .iter()
-            .map(|(k, v)| (format!("kind=\"{k}\""), *v)),
+            .map(|(k, v)| (labels(&[("kind", k)]), *v)),
     );
     family(
         "kube_vrrp_max_timer_lateness_microseconds",
-        "gauge",
+        Kind::Gauge,
         "The latest a protocol timer fired after it was due.",
         &mut std::iter::once((String::new(), s.global.max_timer_lateness_us)),
     );
     family(
         "kube_vrrp_max_engine_busy_microseconds",
-        "gauge",
+        Kind::Gauge,
         "The longest the VRRP engine spent on one event.",
         &mut std::iter::once((String::new(), s.global.max_engine_busy_us)),
     );
     family(
         "kube_vrrp_send_errors_total",
-        "counter",
+        Kind::Counter,
         "Advertisements or announcements the kernel refused.",
         &mut std::iter::once((String::new(), s.global.send_errors)),
     );
-    // Signed, so written out here.
-    let _ = writeln!(
-        out,
-        "# HELP kube_vrrp_check_contribution What a check adds to the priority now (negative: subtracts).\n# TYPE kube_vrrp_check_contribution gauge"
+    // Signed, so a family of its own.
+    out.metric(
+        "kube_vrrp_check_contribution",
+        Kind::Gauge,
+        "What a check adds to the priority now (negative: subtracts).",
+        s.checks
+            .iter()
+            .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), c.contribution))),
     );
-    for (v, cs) in &s.checks {
-        for c in cs {
-            let _ = writeln!(
-                out,
-                "kube_vrrp_check_contribution{{{}}} {}",
-                check(v, c),
-                c.contribution
-            );
-        }
-    }
-    out
+    out.finish()
 }
 
 /// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped;

@@ -1,0 +1,503 @@
+//! Summary: what the agents' believed entries say about one VirtualIP — where it runs, who is
+//! master (a takeover in progress is not a split brain), what is unhealthy and why, which
+//! checks fail, who has not reported, and the one-line `summary`. [`summarize`] runs these
+//! stages and hands the findings to [`super::verdict`] for phase, conditions and Events.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::super::conditions::reasons;
+use super::super::resolve::Resolution;
+use super::liveness::Agents;
+use super::verdict;
+use super::{HANDOVER_GRACE_MS, PlannedEvent};
+use crate::api::{NodeState, NodeStatus, VirtualIP, VirtualIPStatus};
+
+/// What the believed entries of the nodes an object runs on say.
+#[derive(Debug, Default)]
+pub(super) struct Findings<'a> {
+    /// The nodes it runs on.
+    pub(super) members: Vec<String>,
+    /// The members' believed entries.
+    pub(super) reports: Vec<&'a NodeStatus>,
+    /// The nodes that hold the addresses (more than one: a split brain).
+    pub(super) masters: Vec<&'a str>,
+    /// What is wrong, in words, worst first.
+    pub(super) unhealthy: Vec<String>,
+    /// Failing checks at a glance (`n1:nginx`).
+    pub(super) failing: Vec<String>,
+    /// Members with a live agent but no entry yet.
+    pub(super) unreported: Vec<String>,
+    /// Members whose instances do not run: silent, unreported or Error.
+    pub(super) not_running: usize,
+    /// A conflict with another object (from resolution) or a foreign router on the wire.
+    pub(super) conflict: Option<(&'static str, String)>,
+}
+
+/// The status fields the controller owns, for one object, from the agents' entries.
+pub(super) fn summarize(
+    vip: &VirtualIP,
+    resolution: Option<&Resolution>,
+    invalid: Option<&str>,
+    kept: Option<&(u8, Vec<String>)>,
+    silent_agents: &BTreeMap<String, i64>,
+    agents: &Agents,
+    now: Timestamp,
+) -> (VirtualIPStatus, Vec<PlannedEvent>) {
+    let old = vip.status.clone().unwrap_or_default();
+    let believed = agents.believed(&old.nodes, silent_agents);
+    let (vrid, members) = membership(resolution, kept);
+    let findings = find(
+        &old,
+        &believed,
+        members,
+        resolution,
+        silent_agents,
+        &agents.heartbeats,
+    );
+    let master = (findings.masters.len() == 1).then(|| findings.masters[0].to_string());
+    // An invalid edit of a deployed object is not Invalid: the last good one runs.
+    let blocking = if kept.is_some() { None } else { invalid };
+    let v = verdict::verdict(&findings, master.as_deref(), blocking, resolution);
+    let generation = vip.metadata.generation;
+    let conditions = verdict::conditions(
+        &old.conditions,
+        &findings,
+        &v,
+        master.is_some(),
+        invalid.map(|e| (e, kept.is_some())),
+        generation,
+        now,
+    );
+    let events = verdict::events(&vip.name_any(), &old, master.as_deref(), &findings, &v);
+    let status = VirtualIPStatus {
+        observed_generation: generation,
+        virtual_router_id: vrid,
+        master,
+        phase: Some(v.phase),
+        summary: summary_line(&findings.members, &findings.reports, silent_agents),
+        failing: (!findings.failing.is_empty()).then(|| findings.failing.join(",")),
+        nodes: Vec::new(),
+        conditions,
+    };
+    (status, events)
+}
+
+/// Every finding from the believed entries of the members.
+fn find<'a>(
+    old: &VirtualIPStatus,
+    believed: &'a [NodeStatus],
+    members: Vec<String>,
+    resolution: Option<&Resolution>,
+    silent_agents: &BTreeMap<String, i64>,
+    heartbeats: &BTreeMap<String, Timestamp>,
+) -> Findings<'a> {
+    let reports: Vec<&NodeStatus> = believed
+        .iter()
+        .filter(|r| members.contains(&r.node))
+        .collect();
+    let masters = masters(&reports, heartbeats);
+    let (failing, failing_words) = failing_checks(&reports);
+    let mut unhealthy = state_findings(&reports);
+    unhealthy.extend(failing_words);
+    if let Some(lost) = lost_mastership(old.master.as_deref(), &masters, &reports) {
+        unhealthy.insert(0, lost);
+    }
+    unhealthy.extend(silence_findings(&members, silent_agents, &old.nodes));
+    let unreported: Vec<String> = members
+        .iter()
+        .filter(|m| !reports.iter().any(|r| &r.node == *m))
+        .filter(|m| !silent_agents.contains_key(*m))
+        .cloned()
+        .collect();
+    // Programmed counts nodes whose instances run: not silent, not Error.
+    let not_running = unreported.len()
+        + members
+            .iter()
+            .filter(|m| silent_agents.contains_key(*m))
+            .count()
+        + reports
+            .iter()
+            .filter(|r| r.state == Some(NodeState::Error))
+            .count();
+    let conflict = conflict(resolution, &reports);
+    Findings {
+        members,
+        reports,
+        masters,
+        unhealthy,
+        failing,
+        unreported,
+        not_running,
+        conflict,
+    }
+}
+
+/// The virtual router ID and the nodes the object runs on: as resolved, or as it ran before
+/// an invalid edit (the last good configuration keeps running where it ran).
+fn membership(
+    resolution: Option<&Resolution>,
+    kept: Option<&(u8, Vec<String>)>,
+) -> (Option<u8>, Vec<String>) {
+    match (resolution, kept) {
+        (Some(Resolution::Deployed { vrid, members }), _) => (
+            Some(*vrid),
+            members.iter().map(|m| m.node.clone()).collect(),
+        ),
+        (_, Some((vrid, nodes))) => (Some(*vrid), nodes.clone()),
+        _ => (None, Vec::new()),
+    }
+}
+
+/// The members that hold the addresses.
+///
+/// Two nodes saying Master is usually a takeover not yet finished: after a preemption the
+/// old master steps down when it hears the newcomer; after a crash the old one's last word
+/// stays until its agent is found silent. It is a split brain only when an older master
+/// has provably spoken (its heartbeat) since the newcomer's transition plus a grace.
+fn masters<'a>(
+    reports: &[&'a NodeStatus],
+    heartbeats: &BTreeMap<String, Timestamp>,
+) -> Vec<&'a str> {
+    let claims = || {
+        reports
+            .iter()
+            .filter(|r| r.state == Some(NodeState::Master))
+    };
+    let masters: Vec<&str> = claims().map(|r| r.node.as_str()).collect();
+    if masters.len() <= 1 {
+        return masters;
+    }
+    let newest = claims()
+        .filter_map(|r| {
+            let t: Timestamp = r.last_transition_time.as_ref()?.parse().ok()?;
+            Some((t, r.node.as_str()))
+        })
+        .max();
+    let Some((t, node)) = newest else {
+        return masters;
+    };
+    let still_claims = |m: &&str| {
+        heartbeats
+            .get(*m)
+            .is_none_or(|hb| hb.as_millisecond() > t.as_millisecond() + HANDOVER_GRACE_MS)
+    };
+    if masters.iter().filter(|m| **m != node).any(still_claims) {
+        masters
+    } else {
+        vec![node]
+    }
+}
+
+fn down(r: &NodeStatus) -> bool {
+    matches!(r.state, Some(NodeState::Fault) | Some(NodeState::Error))
+}
+
+/// Nodes in FAULT or ERROR, and a master (or backup) whose other family cannot run.
+fn state_findings(reports: &[&NodeStatus]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in reports {
+        if down(r) {
+            out.push(format!(
+                "{} is {}: {}",
+                r.node,
+                r.state.map(|s| s.to_string()).unwrap_or_default(),
+                r.reason.as_deref().unwrap_or("no reason given")
+            ));
+            continue;
+        }
+        for f in r
+            .families
+            .iter()
+            .filter(|f| matches!(f.state, NodeState::Fault | NodeState::Error))
+        {
+            out.push(format!(
+                "{} {} is {}: {}",
+                r.node,
+                f.family,
+                f.state,
+                f.reason.as_deref().unwrap_or("no reason given")
+            ));
+        }
+    }
+    out
+}
+
+/// Failing checks: at a glance (`n1:nginx`), and in words for the Ready message. A node in
+/// FAULT already says which check put it there, so it has no words here.
+fn failing_checks(reports: &[&NodeStatus]) -> (Vec<String>, Vec<String>) {
+    let mut glance = Vec::new();
+    let mut words = Vec::new();
+    for r in reports {
+        for c in r.checks.iter().filter(|c| !c.healthy) {
+            glance.push(format!("{}:{}", r.node, c.name));
+            if down(r) {
+                continue;
+            }
+            let effect = match c.contribution {
+                0 => String::new(),
+                n => format!(" ({n:+})"),
+            };
+            words.push(format!(
+                "{} {} failing{effect}: {}",
+                r.node,
+                if c.name == "node" || c.name.starts_with("interface:") {
+                    c.name.clone()
+                } else {
+                    format!("check {}", c.name)
+                },
+                c.result.as_deref().unwrap_or("no result yet")
+            ));
+        }
+    }
+    (glance, words)
+}
+
+/// Why the previous master lost the addresses, if its checks or a FAULT say so.
+fn lost_mastership(
+    old_master: Option<&str>,
+    masters: &[&str],
+    reports: &[&NodeStatus],
+) -> Option<String> {
+    let old_master = old_master?;
+    if masters.contains(&old_master) {
+        return None;
+    }
+    let r = reports.iter().find(|r| r.node == old_master)?;
+    let cause = r
+        .checks
+        .iter()
+        .find(|c| !c.healthy)
+        .map(|c| {
+            let result = c.result.as_deref().unwrap_or("no result");
+            if c.name == "node" {
+                result.to_string()
+            } else if c.name.starts_with("interface:") {
+                format!("{}: {result}", c.name)
+            } else {
+                format!("check {} failed: {result}", c.name)
+            }
+        })
+        .or_else(|| {
+            matches!(r.state, Some(NodeState::Fault)).then(|| r.reason.clone().unwrap_or_default())
+        })?;
+    Some(format!("{old_master} lost mastership: {cause}"))
+}
+
+/// Members whose agent is silent, with what it last said.
+fn silence_findings(
+    members: &[String],
+    silent_agents: &BTreeMap<String, i64>,
+    entries: &[NodeStatus],
+) -> Vec<String> {
+    members
+        .iter()
+        .filter_map(|m| {
+            let secs = silent_agents.get(m)?;
+            let said = entries
+                .iter()
+                .find(|r| &r.node == m)
+                .and_then(|r| r.state.map(|s| s.to_string()))
+                .unwrap_or_else(|| "nothing".into());
+            Some(format!(
+                "{m}'s agent has been silent for {secs}s (it last said {said})"
+            ))
+        })
+        .collect()
+}
+
+/// `n1=Master(200),n2=Backup(100),n3=Silent`, or nothing when it runs nowhere.
+fn summary_line(
+    members: &[String],
+    reports: &[&NodeStatus],
+    silent_agents: &BTreeMap<String, i64>,
+) -> Option<String> {
+    if members.is_empty() {
+        return None;
+    }
+    let one = |m: &String| {
+        if silent_agents.contains_key(m) {
+            return format!("{m}=Silent");
+        }
+        match reports.iter().find(|r| &r.node == m) {
+            Some(r) => match (r.state, r.effective_priority) {
+                (Some(s), Some(p)) => format!("{m}={s}({p})"),
+                (Some(s), None) => format!("{m}={s}"),
+                (None, _) => format!("{m}=?"),
+            },
+            None => format!("{m}=?"),
+        }
+    };
+    Some(members.iter().map(one).collect::<Vec<_>>().join(","))
+}
+
+/// Ours (another object, found by resolution), or a foreign router on the wire that an agent
+/// heard: the reason and the message.
+fn conflict(
+    resolution: Option<&Resolution>,
+    reports: &[&NodeStatus],
+) -> Option<(&'static str, String)> {
+    let wire: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.conflict.as_ref().map(|c| format!("{} hears {c}", r.node)))
+        .collect();
+    match resolution {
+        Some(Resolution::Rejected { reason, message })
+            if [reasons::VRID_CONFLICT, reasons::DUPLICATE_ADDRESS].contains(reason) =>
+        {
+            Some((*reason, message.clone()))
+        }
+        _ if !wire.is_empty() => Some((reasons::FOREIGN_ROUTER, wire.join("; "))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CheckStatus;
+
+    fn entry(node: &str, state: NodeState) -> NodeStatus {
+        NodeStatus {
+            node: node.into(),
+            state: Some(state),
+            priority: Some(100),
+            effective_priority: Some(100),
+            last_transition_time: None,
+            reason: Some(format!("{state} because of a test")),
+            conflict: None,
+            checks: Vec::new(),
+            families: Vec::new(),
+        }
+    }
+
+    fn check(name: &str, result: &str, contribution: i32) -> CheckStatus {
+        CheckStatus {
+            name: name.into(),
+            healthy: false,
+            result: Some(result.into()),
+            consecutive: 3,
+            contribution,
+            fault: false,
+            last_transition_time: None,
+        }
+    }
+
+    fn at(t: &str) -> Timestamp {
+        t.parse().unwrap()
+    }
+
+    #[test]
+    fn a_newer_master_wins_unless_the_older_spoke_after_the_grace() {
+        let mut n1 = entry("n1", NodeState::Master);
+        n1.last_transition_time = Some("2026-11-21T23:59:00Z".into());
+        let mut n2 = entry("n2", NodeState::Master);
+        n2.last_transition_time = Some("2026-11-21T23:59:50Z".into());
+        let reports = [&n1, &n2];
+        let heard = |hb: &str| BTreeMap::from([("n1".to_string(), at(hb))]);
+        assert_eq!(masters(&reports, &heard("2026-11-21T23:59:52Z")), ["n2"]);
+        assert_eq!(
+            masters(&reports, &heard("2026-11-21T23:59:53Z")),
+            ["n1", "n2"]
+        );
+        // Without transition times nothing tells a takeover from a split brain.
+        let (a, b) = (
+            entry("n1", NodeState::Master),
+            entry("n2", NodeState::Master),
+        );
+        assert_eq!(masters(&[&a, &b], &BTreeMap::new()), ["n1", "n2"]);
+    }
+
+    #[test]
+    fn a_faulty_node_says_why_and_its_checks_are_not_repeated() {
+        let mut n1 = entry("n1", NodeState::Fault);
+        n1.checks = vec![check("nginx", "connection refused", -50)];
+        let mut n2 = entry("n2", NodeState::Backup);
+        n2.checks = vec![
+            check("interface:eth0", "down", 0),
+            check("disk", "exit status 1", -10),
+        ];
+        let reports = [&n1, &n2];
+        assert_eq!(
+            state_findings(&reports),
+            ["n1 is Fault: Fault because of a test"]
+        );
+        let (glance, words) = failing_checks(&reports);
+        assert_eq!(glance, ["n1:nginx", "n2:interface:eth0", "n2:disk"]);
+        assert_eq!(
+            words,
+            [
+                "n2 interface:eth0 failing: down",
+                "n2 check disk failing (-10): exit status 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lost_mastership_names_the_check_or_the_fault() {
+        let mut n1 = entry("n1", NodeState::Backup);
+        n1.checks = vec![check("nginx", "HTTP 500", -50)];
+        assert_eq!(
+            lost_mastership(Some("n1"), &["n2"], &[&n1]).as_deref(),
+            Some("n1 lost mastership: check nginx failed: HTTP 500")
+        );
+        let n1 = entry("n1", NodeState::Fault);
+        assert_eq!(
+            lost_mastership(Some("n1"), &[], &[&n1]).as_deref(),
+            Some("n1 lost mastership: Fault because of a test")
+        );
+        // Still master, or stepped down without a cause: nothing to say.
+        assert_eq!(lost_mastership(Some("n1"), &["n1"], &[&n1]), None);
+        let n1 = entry("n1", NodeState::Backup);
+        assert_eq!(lost_mastership(Some("n1"), &["n2"], &[&n1]), None);
+    }
+
+    #[test]
+    fn the_summary_line_shows_every_member() {
+        let n1 = entry("n1", NodeState::Master);
+        let mut n2 = entry("n2", NodeState::Backup);
+        n2.effective_priority = None;
+        let members: Vec<String> = ["n1", "n2", "n3", "n4"].map(String::from).to_vec();
+        let silent = BTreeMap::from([("n3".to_string(), 30)]);
+        assert_eq!(
+            summary_line(&members, &[&n1, &n2], &silent).as_deref(),
+            Some("n1=Master(100),n2=Backup,n3=Silent,n4=?")
+        );
+        assert_eq!(summary_line(&[], &[], &silent), None);
+        assert_eq!(
+            silence_findings(&members, &silent, &[entry("n3", NodeState::Master)]),
+            ["n3's agent has been silent for 30s (it last said Master)"]
+        );
+    }
+
+    #[test]
+    fn a_conflict_comes_from_resolution_or_from_the_wire() {
+        let rejected = |reason| Resolution::Rejected {
+            reason,
+            message: "taken".into(),
+        };
+        let mut n1 = entry("n1", NodeState::Backup);
+        n1.conflict = Some("198.51.100.99 advertises virtual router 1".into());
+        assert_eq!(
+            conflict(Some(&rejected("DuplicateAddress")), &[&n1]),
+            Some(("DuplicateAddress", "taken".to_string()))
+        );
+        assert_eq!(
+            conflict(Some(&rejected("NoEligibleNodes")), &[&n1]),
+            Some((
+                "ForeignRouter",
+                "n1 hears 198.51.100.99 advertises virtual router 1".to_string()
+            ))
+        );
+        assert_eq!(conflict(None, &[&entry("n1", NodeState::Backup)]), None);
+    }
+
+    #[test]
+    fn a_kept_configuration_keeps_its_members() {
+        let kept = (7, vec!["n1".to_string()]);
+        assert_eq!(membership(None, Some(&kept)), (Some(7), kept.1.clone()));
+        assert_eq!(membership(None, None), (None, Vec::new()));
+    }
+}
