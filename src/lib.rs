@@ -6,7 +6,7 @@ pub mod check;
 pub mod controller;
 pub mod health;
 pub mod http;
-pub mod import;
+pub mod keepalived;
 pub(crate) mod k8s;
 pub mod logging;
 pub mod manifest;

@@ -173,7 +173,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::ImportKeepalived { nodes, files } => {
-            let i = kube_vrrp::import::import(&files, &nodes);
+            let i = kube_vrrp::keepalived::import(&files, &nodes);
             for (kind, list) in [
                 ("error", &i.errors),
                 ("warning", &i.warnings),

@@ -1,0 +1,267 @@
+//! `kube-vrrp import-keepalived FILE... [--node NAME]...`: keepalived.conf files (one per
+//! node) → VirtualIP YAML. Parsed as keepalived parses them: `!` and `#` comments, double
+//! quotes, braces anywhere on a line, `include` with globs resolved against the including
+//! file's directory. Instances with the same virtual router ID (and family) in several files
+//! merge into one VirtualIP with per-node priorities. What cannot be carried over is a warning
+//! with file and line; an address that is not one, or a `track_script` naming no script, is an
+//! error with its line. Nothing is dropped silently.
+//!
+//! The rooms, in pipeline order: [`lexer`] (text → lines, includes), [`parser`] (lines →
+//! statements and blocks), [`scripts`] (`vrrp_script` → checks, commands → argv),
+//! [`convert`] (one file → its node's instances), [`merge`] (all nodes → VirtualIPs);
+//! [`report`] holds the messages, [`values`] the value conversions.
+
+mod convert;
+mod lexer;
+mod merge;
+mod parser;
+mod report;
+mod scripts;
+mod values;
+
+use std::path::PathBuf;
+
+use crate::api::VirtualIpDocument;
+
+use lexer::{Disk, Files};
+use report::Report;
+pub use report::{Message, Place};
+use values::dns_name;
+
+/// What an import produced.
+#[derive(Debug, Default)]
+pub struct Import {
+    pub documents: Vec<VirtualIpDocument>,
+    pub warnings: Vec<Message>,
+    pub notes: Vec<Message>,
+    pub errors: Vec<Message>,
+}
+
+impl Import {
+    /// The VirtualIPs as YAML documents.
+    pub fn yaml(&self) -> String {
+        self.documents
+            .iter()
+            .map(|d| {
+                let mut v = serde_yaml::to_value(d).unwrap_or_default();
+                prune(&mut v);
+                serde_yaml::to_string(&v).unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("---\n")
+    }
+}
+
+/// Leaves out what says nothing: `false` switches and zero weights (the defaults).
+fn prune(v: &mut serde_yaml::Value) {
+    match v {
+        serde_yaml::Value::Mapping(m) => {
+            m.retain(|k, v| {
+                !(matches!(v, serde_yaml::Value::Bool(false))
+                    || (k.as_str() == Some("weight") && v.as_i64() == Some(0)))
+            });
+            m.values_mut().for_each(prune);
+        }
+        serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(prune),
+        _ => {}
+    }
+}
+
+/// Imports keepalived.conf files; `nodes` names the files' nodes in order.
+pub fn import(files: &[PathBuf], nodes: &[String]) -> Import {
+    import_from(&Disk, files, nodes)
+}
+
+/// [`import`] of files read through `source`.
+fn import_from(source: &dyn Files, files: &[PathBuf], nodes: &[String]) -> Import {
+    let mut report = Report::default();
+    let mut instances = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let lines = lexer::read(path, source, &mut report);
+        let stmts = parser::parse(lines, &mut report);
+        // Without --node or router_id: the file's name.
+        let default_node = || {
+            path.file_stem()
+                .map(|s| dns_name(&s.to_string_lossy()))
+                .unwrap_or_else(|| format!("node{}", i + 1))
+        };
+        instances.extend(convert::file(
+            &stmts,
+            nodes.get(i).cloned(),
+            default_node,
+            &mut report,
+        ));
+    }
+    let documents = merge::merge(instances, &mut report);
+    Import {
+        documents,
+        warnings: report.warnings,
+        notes: report.notes,
+        errors: report.errors,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lexer::tests::Memory;
+    use report::tests::lines;
+
+    const LB: &str = "! node 1
+global_defs {
+   router_id LB1
+   smtp_server 127.0.0.1
+}
+vrrp_script chk_maint {
+    script \"[ ! -f /etc/keepalived/maint ]\"
+    weight -50
+}
+include conf.d/*.conf
+vrrp_instance VI_1 {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 101
+    advert_int 0.1
+    virtual_ipaddress {
+        192.0.2.50/24
+    }
+    track_script {
+        chk_maint
+    }
+}
+";
+
+    fn pair() -> Memory {
+        Memory::new(&[
+            ("/k/lb1.conf", LB),
+            (
+                "/k/lb2.conf",
+                &LB.replace("LB1", "LB2")
+                    .replace("priority 101", "priority 100"),
+            ),
+            (
+                "/k/conf.d/sync.conf",
+                "vrrp_sync_group VG_1 {\n  group {\n    VI_1\n  }\n}\n",
+            ),
+        ])
+    }
+
+    fn paths(p: &[&str]) -> Vec<PathBuf> {
+        p.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn two_nodes_files_import_as_one_virtual_ip() {
+        let i = import_from(
+            &pair(),
+            &paths(&["/k/lb1.conf", "/k/lb2.conf"]),
+            &["n1".into(), "n2".into()],
+        );
+        assert!(i.errors.is_empty(), "{:?}", i.errors);
+        assert_eq!(i.documents.len(), 1);
+        assert_eq!(
+            i.yaml(),
+            "apiVersion: kube-vrrp.io/v1alpha1
+kind: VirtualIP
+metadata:
+  name: vi-1
+spec:
+  addresses:
+  - 192.0.2.50/24
+  interface: eth0
+  virtualRouterID: 51
+  version: 2
+  advertInterval: 100ms
+  preempt: true
+  priorities:
+  - node: n1
+    priority: 101
+  - node: n2
+    priority: 100
+  defaultPriority: 100
+  healthChecks:
+  - name: chk-maint
+    weight: -50
+    file:
+      path: /etc/keepalived/maint
+      mode: Exists
+"
+        );
+    }
+
+    #[test]
+    fn warnings_and_notes_say_file_and_line() {
+        let i = import_from(&pair(), &paths(&["/k/lb1.conf", "/k/lb2.conf"]), &[]);
+        assert!(i.errors.is_empty(), "{:?}", i.errors);
+        assert_eq!(
+            lines(&i.warnings),
+            [
+                "/k/lb1.conf:4: global_defs smtp_server is not carried over",
+                "/k/conf.d/sync.conf:1: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
+                "/k/lb2.conf:4: global_defs smtp_server is not carried over",
+                "/k/conf.d/sync.conf:1: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
+            ]
+        );
+        assert_eq!(
+            lines(&i.notes),
+            [
+                "/k/lb1.conf:3: node name LB1 from router_id: pass --node NAME per file to use your Kubernetes node names",
+                "/k/lb1.conf:6: vrrp_script chk_maint: the script tests that /etc/keepalived/maint does not exist: imported as a native file check (mode Exists)",
+                "/k/lb1.conf:12: state MASTER: kube-vrrp starts every node as backup; the priority decides",
+                "/k/lb2.conf:3: node name LB2 from router_id: pass --node NAME per file to use your Kubernetes node names",
+                "/k/lb2.conf:6: vrrp_script chk_maint: the script tests that /etc/keepalived/maint does not exist: imported as a native file check (mode Exists)",
+                "/k/lb2.conf:12: state MASTER: kube-vrrp starts every node as backup; the priority decides",
+            ]
+        );
+        let p = &i.documents[0].spec.priorities;
+        assert_eq!((p[0].node.as_str(), p[1].node.as_str()), ("LB1", "LB2"));
+    }
+
+    #[test]
+    fn without_node_or_router_id_the_file_name_names_the_node() {
+        let files = Memory::new(&[(
+            "/k/Node_A.conf",
+            "vrrp_instance VI_1 {\n virtual_router_id 1\n virtual_ipaddress {\n 10.0.0.1/24\n }\n}\n",
+        )]);
+        let i = import_from(&files, &paths(&["/k/Node_A.conf"]), &[]);
+        assert_eq!(i.documents[0].spec.priorities[0].node, "node-a");
+    }
+
+    #[test]
+    fn errors_come_with_their_lines() {
+        let files = Memory::new(&[(
+            "/k/broken.conf",
+            "vrrp_instance VI_1 {\n virtual_router_id 51\n virtual_ipaddress {\n 198.51.100.300/24\n }\n track_script {\n chk_missing\n }\n}\n",
+        )]);
+        let i = import_from(&files, &paths(&["/k/broken.conf", "/k/gone.conf"]), &[]);
+        let errors = lines(&i.errors);
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "/k/broken.conf:4: 198.51.100.300/24: not an address: \"198.51.100.300/24\" is not an IP address (write ip/prefix, e.g. 192.0.2.10/24)"
+        );
+        assert_eq!(
+            errors[1],
+            "/k/broken.conf:7: track_script names chk_missing, which is not defined (vrrp_script / vrrp_track_file)"
+        );
+        assert_eq!(
+            errors[2],
+            "/k/broken.conf:1: vrrp_instance VI_1 has no virtual_ipaddress"
+        );
+        assert!(errors[3].starts_with("/k/gone.conf:0: cannot read /k/gone.conf: "));
+    }
+
+    #[test]
+    fn yaml_leaves_out_false_switches_and_zero_weights() {
+        let mut v: serde_yaml::Value = serde_yaml::from_str(
+            "a: false\nb: true\nweight: 0\nlist:\n- weight: 0\n  x: 1\n- weight: -5\nother: 0\n",
+        )
+        .unwrap();
+        prune(&mut v);
+        assert_eq!(
+            serde_yaml::to_string(&v).unwrap(),
+            "b: true\nlist:\n- x: 1\n- weight: -5\nother: 0\n"
+        );
+    }
+}
