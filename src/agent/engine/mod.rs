@@ -16,7 +16,7 @@
 //!
 //! This file is the loop and the command dispatch; each decision lives in a room of its own
 //! with its tests: [`handover`] (make before break), [`receiver`] (sockets → inputs),
-//! [`timers`], [`conflict`] (a foreign router on our VRID), [`readdress`] (changes in place),
+//! [`timers`], [`trackers`] (priority or FAULT), [`conflict`] (a foreign router on our VRID), [`readdress`] (changes in place),
 //! [`snapshot`] (status). The core is driven as [`crate::vrrp::driver`] says, like the
 //! simulator.
 
@@ -26,6 +26,7 @@ mod readdress;
 mod receiver;
 mod snapshot;
 mod timers;
+mod trackers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -43,14 +44,15 @@ use crate::health::notify::{NotifyMsg, Transition};
 use crate::model::spec::{ResolvedInstance, family_label};
 use crate::net::announce::Mac;
 use crate::net::socket::VrrpSender;
-use crate::vrrp::driver::{ArmedTimer, INTERFACE_TRACKER, tracker_inputs};
+use crate::vrrp::driver::{ArmedTimer, INTERFACE_TRACKER};
 use crate::vrrp::priority::{Tracker, Trackers};
 use crate::vrrp::{Action, Advertisement, Input, Instance, State};
 use conflict::ConflictReport;
-use handover::{HandoverHold, Leaving, defer_release, fault_keeps_addresses};
+use handover::{HandoverHold, Leaving, defer_release};
 use readdress::Placement;
 use receiver::LOG_SUMMARY;
 use timers::TimerWheel;
+use trackers::interface_down;
 
 /// A running instance and what the engine keeps beside it.
 struct Slot {
@@ -294,40 +296,6 @@ impl Engine {
         }
     }
 
-    /// A tracker of every instance of VirtualIP `vip` changed (`None`: it is gone).
-    fn vip_tracker(&mut self, vip: &str, name: &str, tracker: Option<Tracker>) {
-        let known = self.vip_trackers.entry(vip.to_string()).or_default();
-        match &tracker {
-            Some(t) => {
-                known.insert(name.to_string(), t.clone());
-            }
-            None => {
-                known.remove(name);
-            }
-        }
-        if known.is_empty() {
-            self.vip_trackers.remove(vip);
-        }
-        let prefix = format!("{vip}/");
-        let ids: Vec<u64> = self
-            .by_key
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, id)| *id)
-            .collect();
-        for id in ids {
-            let slot = self.slots.get_mut(&id).expect("slot");
-            let changed = match &tracker {
-                Some(t) => slot.trackers.put(name, t.clone()),
-                None => slot.trackers.remove(name),
-            };
-            if changed {
-                self.apply_trackers(id);
-                self.mark_changed();
-            }
-        }
-    }
-
     fn start_instance(&mut self, p: Prepared) {
         let key = p.resolved.key.clone();
         if self.by_key.contains_key(&key) {
@@ -395,39 +363,6 @@ impl Engine {
         self.mark_changed();
     }
 
-    /// Feeds the trackers' outcome to the state machine: priority in place, or FAULT.
-    fn apply_trackers(&mut self, id: u64) {
-        let now = self.now();
-        let slot = self.slots.get_mut(&id).expect("slot");
-        let inputs = tracker_inputs(
-            &slot.trackers,
-            slot.resolved.config.priority,
-            slot.instance.priority(),
-        );
-        for input in inputs {
-            let slot = self.slots.get_mut(&id).expect("slot");
-            match input {
-                Input::SetPriority(p) => {
-                    // Advertised from the next advertisement on, no state change.
-                    slot.instance.handle(now, Input::SetPriority(p));
-                    self.mark_changed();
-                }
-                fault @ Input::TrackedFault(Some(_)) => {
-                    // Make before break: a master leaving for a check (its link and addresses
-                    // being fine) hands over with priority 0 and keeps the addresses until the
-                    // new master is heard.
-                    let graceful = fault_keeps_addresses(slot.instance.state(), &slot.trackers);
-                    let mut actions = slot.instance.handle(now, fault);
-                    if graceful && let Some(addresses) = defer_release(&mut actions) {
-                        self.hold_addresses(id, addresses, now);
-                    }
-                    self.after_handle(id, actions);
-                }
-                other => self.handle(id, now, other),
-            }
-        }
-    }
-
     fn stop_instance(&mut self, key: &str) {
         let Some(id) = self.by_key.remove(key) else {
             return;
@@ -475,23 +410,6 @@ impl Engine {
         // The sender (shared, closed with its last user) and the rest go with the slot.
         info!(instance = %slot.resolved.key, "stopped");
         self.mark_changed();
-    }
-
-    fn link_changed(&mut self, ifindex: u32, up: bool) {
-        let ids: Vec<u64> = self
-            .slots
-            .values()
-            .filter(|s| s.resolved.ifindex == ifindex)
-            .map(|s| s.id)
-            .collect();
-        for id in ids {
-            let slot = self.slots.get_mut(&id).expect("slot");
-            let reason = interface_down(&slot.resolved.interface);
-            if slot.trackers.set(INTERFACE_TRACKER, 0, !up, &reason) {
-                info!(instance = %slot.resolved.key, interface = %slot.resolved.interface, up, "interface state changed");
-                self.apply_trackers(id);
-            }
-        }
     }
 
     fn handle(&mut self, id: u64, now: Duration, input: Input) {
@@ -584,11 +502,6 @@ impl Engine {
             task.abort();
         }
     }
-}
-
-/// The fault reason of an instance whose interface is down.
-fn interface_down(interface: &str) -> String {
-    format!("interface {interface} down")
 }
 
 /// Sends one advertisement to the group or every unicast peer; returns the failures.
