@@ -11,7 +11,7 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 use super::AgentError;
-use super::engine::{Prepared, SocketKey};
+use super::messages::{Prepared, SocketKey};
 use crate::model::spec::ResolvedInstance;
 use crate::net::netlink::{Link, Netlink};
 use crate::net::socket::{VrrpReceiver, VrrpSender};
@@ -39,12 +39,7 @@ fn same_but_in_place(a: &ResolvedInstance, b: &ResolvedInstance) -> bool {
     b.garp = a.garp;
     // Excluded addresses are never advertised: they come and go without a restart (a pool
     // router gains and loses Services all day).
-    let advertised = a.config.advertised;
-    if b.config.advertised == advertised
-        && a.config.addresses.len() >= advertised
-        && b.config.addresses.len() >= advertised
-        && a.config.addresses[..advertised] == b.config.addresses[..advertised]
-    {
+    if super::excluded::same_advertised(&a.config, &b.config) {
         b.config.addresses = a.config.addresses.clone();
     }
     *a == b && owner_same

@@ -18,12 +18,15 @@ pub mod announcer;
 pub mod cluster;
 pub mod dataplane;
 pub mod engine;
+mod excluded;
 pub mod health;
 pub mod instances;
 pub mod lock;
+pub mod messages;
 pub mod report;
 pub mod source;
 pub mod status;
+pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

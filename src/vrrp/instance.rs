@@ -1,8 +1,9 @@
 //! One virtual router on one node: the state machine of RFC 5798 §6 (VRRPv3) and RFC 3768 §6
 //! (VRRPv2), plus a Fault state for tracked failures.
 //!
-//! Sans-IO: [`Instance::handle`] takes the current time and one [`Input`] and returns the
-//! [`Action`]s the I/O shell must carry out. Time is a [`Duration`] since an arbitrary epoch
+//! Sans-IO: [`Instance::handle`] takes the current time and one [`Input`] and returns
+//! [`Action`]s: effects for the I/O shell to carry out, the timer to keep, transitions to
+//! report. [`super::driver`] is how the agent's engine and the simulator both drive it. Time is a [`Duration`] since an arbitrary epoch
 //! chosen by the caller (the agent's start, or 0 in a simulation), so the core never reads a
 //! clock and every rule can be tested on virtual time.
 //!
@@ -70,25 +71,35 @@ pub enum Input {
     },
     /// A packet for this instance that failed to decode: counted, never acted on.
     Malformed(DecodeError),
-    /// A timer armed by [`Action::ArmTimer`] fired. Stale expiries are ignored.
+    /// A timer armed by [`Action::ArmTimer`] fired. Stale expiries (re-armed or cancelled
+    /// since, or not due yet) are ignored.
     TimerExpired(TimerKind),
     /// The effective priority changed (health tracking). 0 is taken as 1: priority 0 on the
     /// wire means "leaving", which only Shutdown and Fault send.
     SetPriority(u8),
+    /// The interface went down: Fault, reason "interface down". The agent and the simulator
+    /// report their interface as a weight-0 tracker instead (`TrackedFault`, see
+    /// [`super::driver`]); this is for a shell without trackers.
     InterfaceDown,
+    /// The interface came back: Fault clears unless a tracked fault remains.
     InterfaceUp,
     /// A tracked check put the instance in Fault (`Some(reason)`) or released it (`None`).
     TrackedFault(Option<String>),
 }
 
-/// What the I/O shell must do, in order.
+/// What one input led to, in order: effects the I/O shell carries out (send, bind, release,
+/// announce), the timer it keeps ([`super::driver::ArmedTimer`] follows `ArmTimer` /
+/// `CancelTimer`), and a report (`StateChanged`) for logs, status and notifications. The agent
+/// may defer an effect: a master handing over keeps its addresses until its successor is heard
+/// (`RemoveAddresses` later, make before break).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Action {
     /// Send this advertisement (multicast, or to every unicast peer) with TTL 255.
     SendAdvertisement(Advertisement),
     /// Bind the virtual addresses. `accept` is RFC 5798 Accept_Mode (or owner): when false the
-    /// shell must drop traffic addressed to them other than what VRRP itself needs.
+    /// RFC has a master not accept traffic addressed to them; the agent binds them either way
+    /// and filters nothing (keepalived outside `vrrp_strict` does the same).
     AddAddresses {
         addresses: Vec<VirtualAddress>,
         accept: bool,
@@ -101,7 +112,9 @@ pub enum Action {
         kind: TimerKind,
         at: Duration,
     },
+    /// Disarm the protocol timer (Initialize, Fault).
     CancelTimer,
+    /// A transition happened (already done: this reports it).
     StateChanged(Transition),
 }
 
@@ -327,7 +340,8 @@ impl Instance {
     pub fn master(&self) -> Option<PeerMaster> {
         self.master
     }
-    /// The armed timer and when it fires.
+    /// The armed timer and when it fires (what [`Action::ArmTimer`] / [`Action::CancelTimer`]
+    /// last said, except that a timer that fired is spent).
     pub fn timer(&self) -> Option<(TimerKind, Duration)> {
         self.timer
     }

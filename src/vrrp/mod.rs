@@ -3,6 +3,7 @@
 //! the actions it returns.
 
 pub mod config;
+pub mod driver;
 pub mod instance;
 pub mod packet;
 pub mod priority;

@@ -3,6 +3,9 @@
 //! Every advertisement goes through the real codec (encoded by the sender with its source and
 //! the multicast group, decoded by each receiver), arrives after a fixed latency with TTL 255,
 //! and only reaches routers on the same side of a partition. Timers fire exactly when armed.
+//! Each router is driven as the agent's engine drives an instance ([`super::driver`]): its
+//! timer follows the `ArmTimer` / `CancelTimer` actions, and its interface is the weight-0
+//! interface tracker.
 //! This is how multi-router behaviour (election, failover, preemption, split brain) is tested
 //! without sockets, and what `kube-vrrp simulate` runs.
 
@@ -14,8 +17,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::config::{InstanceConfig, VirtualAddress, format_duration, parse_duration};
+use super::driver::{ArmedTimer, INTERFACE_TRACKER, tracker_inputs};
 use super::instance::{Action, Input, Instance, State, TimerKind};
 use super::packet::{Advertisement, VRRP_TTL, Version};
+use super::priority::Trackers;
+
+/// The fault reason of a router whose interface is down.
+const INTERFACE_DOWN: &str = "interface down";
 
 /// Something a scenario does to the routers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +45,8 @@ pub enum Command {
     Restart {
         router: String,
     },
+    /// The priority health tracking gives the router now (its trackers still apply: while
+    /// its interface is down it stays in Fault, and takes this priority when it comes back).
     SetPriority {
         router: String,
         priority: u8,
@@ -102,6 +112,27 @@ struct SimRouter {
     up: bool,
     /// Addresses currently bound by this router.
     bound: Vec<VirtualAddress>,
+    /// The protocol timer, as the router's actions armed it.
+    timer: ArmedTimer,
+    /// The router's interface, as a tracker.
+    trackers: Trackers,
+    /// The priority trackers move: the configured one, or the last `SetPriority`.
+    priority: u8,
+}
+
+impl SimRouter {
+    fn new(name: &str, config: InstanceConfig) -> SimRouter {
+        SimRouter {
+            name: name.to_string(),
+            instance: Instance::new(config.clone()),
+            priority: config.priority,
+            config,
+            up: true,
+            bound: Vec::new(),
+            timer: ArmedTimer::default(),
+            trackers: Trackers::default(),
+        }
+    }
 }
 
 /// The simulated segment.
@@ -135,13 +166,7 @@ impl Simulation {
     }
 
     pub fn add_router(&mut self, name: &str, config: InstanceConfig) {
-        self.routers.push(SimRouter {
-            name: name.to_string(),
-            instance: Instance::new(config.clone()),
-            config,
-            up: true,
-            bound: Vec::new(),
-        });
+        self.routers.push(SimRouter::new(name, config));
     }
 
     /// Queues a command at `at` (not before now).
@@ -202,7 +227,8 @@ impl Simulation {
                 self.feed(to, input)
             }
             Event::Timer { router, kind } => {
-                if self.routers[router].up {
+                let r = &mut self.routers[router];
+                if r.up && r.timer.expire(kind, self.now) {
                     self.feed(router, Input::TimerExpired(kind))?;
                 }
                 Ok(())
@@ -223,18 +249,16 @@ impl Simulation {
             Command::Restart { router } => {
                 let i = self.index(&router)?;
                 let r = &mut self.routers[i];
-                r.instance = Instance::new(r.config.clone());
-                r.bound.clear();
-                r.up = true;
+                *r = SimRouter::new(&r.name, r.config.clone());
                 self.feed(i, Input::Startup)
             }
             Command::SetPriority { router, priority } => {
-                self.feed(self.index(&router)?, Input::SetPriority(priority))
+                let i = self.index(&router)?;
+                self.routers[i].priority = priority;
+                self.apply_trackers(i)
             }
-            Command::InterfaceDown { router } => {
-                self.feed(self.index(&router)?, Input::InterfaceDown)
-            }
-            Command::InterfaceUp { router } => self.feed(self.index(&router)?, Input::InterfaceUp),
+            Command::InterfaceDown { router } => self.link(&router, false),
+            Command::InterfaceUp { router } => self.link(&router, true),
             Command::Partition { groups } => {
                 // Unlisted routers each get a group of their own.
                 let mut assigned: Vec<usize> =
@@ -254,6 +278,23 @@ impl Simulation {
         }
     }
 
+    fn link(&mut self, router: &str, up: bool) -> Result<(), SimError> {
+        let i = self.index(router)?;
+        self.routers[i]
+            .trackers
+            .set(INTERFACE_TRACKER, 0, !up, INTERFACE_DOWN);
+        self.apply_trackers(i)
+    }
+
+    /// Feeds what the trackers make of router `i`, as the engine does.
+    fn apply_trackers(&mut self, i: usize) -> Result<(), SimError> {
+        let r = &self.routers[i];
+        for input in tracker_inputs(&r.trackers, r.priority, r.instance.priority()) {
+            self.feed(i, input)?;
+        }
+        Ok(())
+    }
+
     fn hears(&self, from: usize, to: usize) -> bool {
         from != to && self.routers[to].up && self.groups.as_ref().is_none_or(|g| g[from] == g[to])
     }
@@ -261,6 +302,7 @@ impl Simulation {
     /// Feeds an input to one router and carries out its actions on the wire.
     pub fn feed(&mut self, i: usize, input: Input) -> Result<(), SimError> {
         let actions = self.routers[i].instance.handle(self.now, input);
+        self.routers[i].timer.follow(&actions);
         for action in actions {
             match action {
                 Action::SendAdvertisement(adv) => {

@@ -1,0 +1,187 @@
+//! Another VRRP router on our virtual router ID that is not one of ours: noticed from the
+//! counters an advertisement moves (address list, authentication, interval), reported in the
+//! status until it has been silent for [`CONFLICT_HOLD`]. Pure: the engine feeds it counters
+//! and the time.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::Engine;
+use crate::vrrp::Counters;
+
+/// A foreign router on our VRID is reported until it has been silent this long.
+pub(super) const CONFLICT_HOLD: Duration = Duration::from_secs(10);
+
+/// The counters that move when an advertisement for our VRID is not from one of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ForeignSigns {
+    address_list: u64,
+    authentication: u64,
+    interval: u64,
+}
+
+impl ForeignSigns {
+    pub fn of(c: &Counters) -> Self {
+        ForeignSigns {
+            address_list: c.address_list_errors,
+            authentication: c.auth_failures + c.auth_type_mismatch + c.invalid_auth_type,
+            interval: c.advert_interval_errors,
+        }
+    }
+
+    /// What the advertisement between `self` and `after` had that ours do not, if anything.
+    pub fn what_differs(&self, after: &ForeignSigns) -> Option<&'static str> {
+        if after.address_list != self.address_list {
+            Some("other addresses")
+        } else if after.authentication != self.authentication {
+            Some("another password")
+        } else if after.interval != self.interval {
+            Some("another advertisement interval")
+        } else {
+            None
+        }
+    }
+}
+
+/// The conflict line for the status.
+pub(super) fn describe(src: IpAddr, vrid: u8, what: &str) -> String {
+    format!("{src} advertises virtual router {vrid} with {what}")
+}
+
+/// The conflict an instance reports, and when it was last seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct ConflictReport(Option<(Duration, String)>);
+
+impl ConflictReport {
+    /// Seen again at `now`. Returns whether it is news (none before, or another one).
+    pub fn seen(&mut self, now: Duration, text: String) -> bool {
+        let new = self.0.as_ref().is_none_or(|(_, t)| *t != text);
+        self.0 = Some((now, text));
+        new
+    }
+
+    /// Forgets a conflict silent for longer than [`CONFLICT_HOLD`]. Returns whether it did.
+    pub fn expire(&mut self, now: Duration) -> bool {
+        let stale = self
+            .0
+            .as_ref()
+            .is_some_and(|(t, _)| now.saturating_sub(*t) > CONFLICT_HOLD);
+        if stale {
+            self.0 = None;
+        }
+        stale
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        self.0.as_ref().map(|(_, t)| t.as_str())
+    }
+}
+
+impl Engine {
+    /// Compares an instance's counters before and after one advertisement from `src`.
+    pub(super) fn note_conflict(
+        &mut self,
+        id: u64,
+        before: ForeignSigns,
+        src: IpAddr,
+        vrid: u8,
+        now: Duration,
+    ) {
+        let slot = self.slots.get_mut(&id).expect("slot");
+        let Some(what) = before.what_differs(&ForeignSigns::of(slot.instance.counters())) else {
+            return;
+        };
+        let text = describe(src, vrid, what);
+        if slot.conflict.seen(now, text.clone()) {
+            warn!(instance = %slot.resolved.key, conflict = %text, "another VRRP router uses this virtual router ID");
+            self.mark_changed();
+        }
+    }
+
+    pub(super) fn expire_conflicts(&mut self) {
+        let now = self.now();
+        let mut changed = false;
+        for s in self.slots.values_mut() {
+            changed |= s.conflict.expire(now);
+        }
+        if changed {
+            self.mark_changed();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_moved_counter_names_the_difference() {
+        let before = ForeignSigns::of(&Counters::default());
+        let mut c = Counters::default();
+        assert_eq!(before.what_differs(&ForeignSigns::of(&c)), None);
+        c.advert_interval_errors = 1;
+        assert_eq!(
+            before.what_differs(&ForeignSigns::of(&c)),
+            Some("another advertisement interval")
+        );
+        c.auth_type_mismatch = 1;
+        assert_eq!(
+            before.what_differs(&ForeignSigns::of(&c)),
+            Some("another password")
+        );
+        c.address_list_errors = 1;
+        assert_eq!(
+            before.what_differs(&ForeignSigns::of(&c)),
+            Some("other addresses")
+        );
+    }
+
+    #[test]
+    fn every_authentication_counter_counts() {
+        let before = ForeignSigns::of(&Counters::default());
+        for set in [
+            |c: &mut Counters| c.auth_failures = 1,
+            |c: &mut Counters| c.auth_type_mismatch = 1,
+            |c: &mut Counters| c.invalid_auth_type = 1,
+        ] {
+            let mut c = Counters::default();
+            set(&mut c);
+            assert_eq!(
+                before.what_differs(&ForeignSigns::of(&c)),
+                Some("another password")
+            );
+        }
+    }
+
+    #[test]
+    fn a_conflict_is_news_once_and_expires_after_the_hold() {
+        let mut r = ConflictReport::default();
+        let text = describe("10.0.0.9".parse().unwrap(), 7, "other addresses");
+        assert_eq!(
+            text,
+            "10.0.0.9 advertises virtual router 7 with other addresses"
+        );
+        assert!(r.seen(Duration::from_secs(1), text.clone()));
+        assert!(
+            !r.seen(Duration::from_secs(2), text.clone()),
+            "the same again"
+        );
+        assert!(
+            !r.expire(Duration::from_secs(12)),
+            "10 s after the last sight"
+        );
+        assert_eq!(r.text(), Some(text.as_str()));
+        assert!(r.expire(Duration::from_secs(13)));
+        assert_eq!(r.text(), None);
+        assert!(!r.expire(Duration::from_secs(14)));
+    }
+
+    #[test]
+    fn another_conflict_is_news() {
+        let mut r = ConflictReport::default();
+        assert!(r.seen(Duration::ZERO, "a".into()));
+        assert!(r.seen(Duration::ZERO, "b".into()));
+    }
+}

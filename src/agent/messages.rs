@@ -1,0 +1,113 @@
+//! Every message exchanged between the agent's tasks (see [`super::tasks`] for the diagram):
+//! what the run loop tells the engine, what a receiver task hands the engine, and, re-exported
+//! from where they are still defined, what the engine tells the data plane, the data plane the
+//! announcer, and every task the run loop.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::status::AgentStatus;
+use crate::model::spec::ResolvedInstance;
+use crate::net::announce::Mac;
+use crate::net::socket::VrrpSender;
+use crate::vrrp::priority::Tracker;
+use crate::vrrp::{Advertisement, DecodeError, Family};
+
+/// Defined beside their single reader; listed here so this module is the one place to look.
+pub use super::AgentEvent;
+pub use super::announcer::AnnounceCmd;
+pub use super::dataplane::DataplaneCmd;
+
+/// A receive socket: (interface index, address family). One per key, shared by every
+/// instance there.
+pub type SocketKey = (u32, Family);
+
+/// Everything an instance needs to run, made ready off the engine (`instances::prepare`).
+pub struct Prepared {
+    pub resolved: ResolvedInstance,
+    pub sender: Arc<VrrpSender>,
+    /// Receive sockets this instance needs (the engine keeps one per key and drops duplicates).
+    pub receivers: Vec<(SocketKey, socket2::Socket)>,
+    /// Where the VIPs are bound: the base interface or the virtual-MAC macvlan.
+    pub addr_ifindex: u32,
+    pub announce_mac: Mac,
+    pub vmac_link: Option<u32>,
+    pub base_up: bool,
+}
+
+/// Run loop, health checks and data plane → engine.
+pub enum EngineCmd {
+    Start(Box<Prepared>),
+    /// Hand over (priority 0) and stop; a master keeps its addresses until the new master is
+    /// heard, at most three intervals (make before break).
+    Stop(String),
+    /// Same instance, new priority, announcement settings and/or excluded addresses: applied
+    /// in place.
+    Update(ResolvedInstance),
+    /// An interface went up or down.
+    Link {
+        ifindex: u32,
+        up: bool,
+    },
+    /// An interface is gone: its instances are in FAULT until they are restarted on the new
+    /// one, and its receive sockets are closed.
+    LinkGone(u32),
+    /// A tracker of one instance changed (interface, address conflict, health checks).
+    Tracker {
+        key: String,
+        name: String,
+        weight: i16,
+        failing: bool,
+        reason: String,
+    },
+    /// A tracker of every instance of a VirtualIP (health checks, tracked interfaces, the
+    /// node's own condition) changed; `None`: it is gone. Kept for instances started later.
+    VipTracker {
+        vip: String,
+        name: String,
+        tracker: Option<Tracker>,
+    },
+    /// The data plane put back an address someone else removed.
+    Restored {
+        key: String,
+        address: IpAddr,
+    },
+    Snapshot(oneshot::Sender<AgentStatus>),
+    /// Hands every instance over; answers once every address release has been asked for.
+    StopAll(oneshot::Sender<()>),
+}
+
+impl EngineCmd {
+    /// A short name for the engine's slow-event warning.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            EngineCmd::Start(_) => "start",
+            EngineCmd::Stop(_) => "stop",
+            EngineCmd::Update(_) => "update",
+            EngineCmd::Link { .. } => "link",
+            EngineCmd::LinkGone(_) => "link-gone",
+            EngineCmd::Tracker { .. } => "tracker",
+            EngineCmd::VipTracker { .. } => "vip-tracker",
+            EngineCmd::Restored { .. } => "restored",
+            EngineCmd::Snapshot(_) => "snapshot",
+            EngineCmd::StopAll(_) => "stop-all",
+        }
+    }
+}
+
+/// Receiver task → engine.
+pub(crate) enum FromReceiver {
+    Advert {
+        socket: SocketKey,
+        src: IpAddr,
+        ttl: u8,
+        advertisement: Advertisement,
+    },
+    /// Undecodable packets since the last flush: (VRID octet, error) → count.
+    Malformed {
+        socket: SocketKey,
+        counts: Vec<(Option<u8>, DecodeError, u64)>,
+    },
+}
