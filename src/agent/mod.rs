@@ -164,6 +164,8 @@ struct Agent {
     /// The last configuration that was refused whole (the running one is older).
     config_error: Option<String>,
     announce_errors: Arc<AtomicU64>,
+    /// The data plane's failed kernel requests.
+    netlink_errors: Arc<AtomicU64>,
     snapshot_seq: u64,
     snapshot_applied: u64,
     /// Listeners not served yet: standalone, `/status` answers once the first setups are done,
@@ -196,6 +198,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let (dp_tx, dp_rx) = mpsc::unbounded_channel();
     let (ann_tx, ann_rx) = mpsc::unbounded_channel();
     let announce_errors = Arc::new(AtomicU64::new(0));
+    let netlink_errors = Arc::new(AtomicU64::new(0));
     let (notify_tx, notify_rx) = mpsc::unbounded_channel();
     let notify_counters = Arc::new(crate::health::notify::NotifyCounters::default());
     tokio::spawn(crate::health::notify::run(
@@ -211,6 +214,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         dp_rx,
         engine.clone(),
         ann_tx,
+        netlink_errors.clone(),
     ));
 
     let source = match client.clone() {
@@ -237,6 +241,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         errors: report::Errors::default(),
         config_error: None,
         announce_errors,
+        netlink_errors,
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
@@ -514,13 +519,16 @@ impl Agent {
     }
 
     /// What the loop adds to the engine's snapshot: node, errors, configuration error,
-    /// announcement failures.
+    /// announcement and data plane netlink failures.
     fn decorate(&self) -> impl FnOnce(&mut AgentStatus) + Send + 'static {
         let node = self.node.clone();
         let errors = self.errors.by_key();
         let config_error = self.config_error.clone();
         let announce_errors = self
             .announce_errors
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let netlink_errors = self
+            .netlink_errors
             .load(std::sync::atomic::Ordering::Relaxed);
         let checks = self.health.statuses(true);
         let notify = self.health.notify_counts();
@@ -529,6 +537,7 @@ impl Agent {
             s.errors = errors;
             s.config_error = config_error;
             s.global.send_errors += announce_errors;
+            s.global.netlink_errors += netlink_errors;
             s.checks = checks;
             s.global.notify_ok = notify.0;
             s.global.notify_failed = notify.1;
