@@ -108,8 +108,10 @@ pub(crate) mod fake {
         /// Links made by `create_macvlan`, and whether they are up.
         pub links: BTreeMap<u32, bool>,
         pub next_link: u32,
-        /// Requests on these interfaces fail (add, set up / down).
+        /// Address adds on these interfaces fail.
         pub failing: HashSet<u32>,
+        /// Setting these links up or down fails.
+        pub stuck: HashSet<u32>,
     }
 
     /// The recording fake kernel (cheap to clone: clones share one state).
@@ -144,12 +146,14 @@ pub(crate) mod fake {
                 .expect("bound")
         }
 
+        /// Address adds on `index` fail from now on.
         pub fn fail(&self, index: u32) {
             self.0.lock().unwrap().failing.insert(index);
         }
 
-        pub fn calls(&self) -> Vec<Call> {
-            self.0.lock().unwrap().calls.clone()
+        /// Setting link `index` up or down fails from now on.
+        pub fn stick(&self, index: u32) {
+            self.0.lock().unwrap().stuck.insert(index);
         }
 
         pub fn is_bound(&self, index: u32, address: IpAddr) -> bool {
@@ -168,7 +172,7 @@ pub(crate) mod fake {
 
         fn set_link(&self, call: Call, index: u32, up: bool) -> Result<(), NetlinkError> {
             let mut s = self.record(call);
-            if s.failing.contains(&index) {
+            if s.stuck.contains(&index) {
                 return Err(refused());
             }
             s.links.insert(index, up);
@@ -213,7 +217,11 @@ pub(crate) mod fake {
             Ok(())
         }
 
-        async fn create_macvlan(&self, parent: u32, name: &str) -> Result<(u32, Mac), NetlinkError> {
+        async fn create_macvlan(
+            &self,
+            parent: u32,
+            name: &str,
+        ) -> Result<(u32, Mac), NetlinkError> {
             let mut s = self.record(Call::CreateMacvlan(parent, name.to_string()));
             s.next_link += 1;
             let index = 100 + s.next_link;
@@ -237,7 +245,7 @@ pub(crate) mod fake {
         }
 
         fn set_sysctl(&self, path: &str, value: &str) {
-            self.record(Call::Sysctl(path.to_string(), value.to_string()));
+            drop(self.record(Call::Sysctl(path.to_string(), value.to_string())));
         }
     }
 }

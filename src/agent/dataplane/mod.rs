@@ -32,8 +32,8 @@ use crate::net::netlink::{Address, NetEvent};
 use crate::vrrp::VirtualAddress;
 pub(crate) use kernel::Kernel;
 use ledger::{Outcome, SharedLedger, add_all, delete_all};
-pub use standby::{STANDBY_MIN, excluded_ipv6, is_standby_name, standby_addresses, standby_name};
 use standby::{Restage, Standby, drop_standby, lower, raise, restage, restage_decision, stage};
+pub use standby::{STANDBY_MIN, excluded_ipv6, is_standby_name, standby_addresses, standby_name};
 
 /// The tracker an address conflict sets (weight 0: FAULT while it stands).
 pub const CONFLICT_TRACKER: &str = "address-conflict";
@@ -484,3 +484,6 @@ async fn release_all<K: Kernel>(ctx: &Ctx<K>) {
     let failed = delete_all(&ctx.kernel, all).await;
     ctx.count_netlink_errors(failed);
 }
+
+#[cfg(test)]
+mod tests;

@@ -362,7 +362,10 @@ mod tests {
         let n = STANDBY_MIN;
         assert_eq!(restage_decision(true, 0, true), Restage::Follow);
         assert_eq!(restage_decision(false, n, false), Restage::StageNow);
-        assert_eq!(restage_decision(false, n, true), Restage::StageOnLeavingMaster);
+        assert_eq!(
+            restage_decision(false, n, true),
+            Restage::StageOnLeavingMaster
+        );
         assert_eq!(restage_decision(false, n - 1, false), Restage::Nothing);
         assert_eq!(restage_decision(false, n - 1, true), Restage::Nothing);
     }
