@@ -190,7 +190,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         Some(_) => None,
         None => Some(kube::Client::try_default().await.map_err(AgentError::Api)?),
     };
-    let (nl, mut net_events) = Netlink::connect_with_events()?;
+    let (nl, net_events) = Netlink::connect_with_events()?;
     // Bound first, so a bad --listen fails before anything is touched.
     let listener = bind(opts.listen).await?;
     let metrics_listener = bind(opts.metrics_listen).await?;
@@ -257,36 +257,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         ),
     };
 
-    // Producers of events.
-    forward_signal(SignalKind::terminate(), &events_tx, || {
-        AgentEvent::Stop("SIGTERM")
-    });
-    forward_signal(SignalKind::interrupt(), &events_tx, || {
-        AgentEvent::Stop("SIGINT")
-    });
-    forward_signal(SignalKind::hangup(), &events_tx, || AgentEvent::Reload);
-    {
-        let tx = events_tx.clone();
-        tokio::spawn(async move {
-            while let Some(e) = net_events.next().await {
-                if tx.send(AgentEvent::Net(e)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(AgentEvent::NetLost);
-        });
-        let tx = events_tx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RESYNC);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if tx.send(AgentEvent::Resync).is_err() {
-                    return;
-                }
-            }
-        });
-    }
+    spawn_event_producers(&events_tx, net_events);
     let writer = match (&client, &agent.source) {
         (Some(client), Source::Cluster { report, .. }) => {
             let mut updates = cluster::watch_config(client.clone(), opts.node.clone());
@@ -324,6 +295,43 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// The producers of events that need nothing but the event channel: signals, the kernel's
+/// link and address events, and the resync tick.
+fn spawn_event_producers(
+    events_tx: &mpsc::UnboundedSender<AgentEvent>,
+    mut net_events: crate::net::netlink::NetEvents,
+) {
+    forward_signal(SignalKind::terminate(), events_tx, || {
+        AgentEvent::Stop("SIGTERM")
+    });
+    forward_signal(SignalKind::interrupt(), events_tx, || {
+        AgentEvent::Stop("SIGINT")
+    });
+    forward_signal(SignalKind::hangup(), events_tx, || AgentEvent::Reload);
+    {
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = net_events.next().await {
+                if tx.send(AgentEvent::Net(e)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(AgentEvent::NetLost);
+        });
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RESYNC);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if tx.send(AgentEvent::Resync).is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
 
