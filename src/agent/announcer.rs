@@ -14,10 +14,19 @@ use tracing::warn;
 use crate::model::spec::GarpConfig;
 use crate::net::announce::{FrameSender, Mac, announcement};
 
-pub enum AnnounceCmd {
+/// Whose announcements a schedule sends: an instance's addresses on its interface, or the
+/// addresses it holds on its standby link (announced with that link's MAC). One instance can
+/// have both at once, so they are two schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ScheduleId {
+    Instance(u64),
+    StandbyLink(u64),
+}
+
+pub(crate) enum AnnounceCmd {
     /// Announce now (when `burst`) and keep the schedule of `garp`.
     Start {
-        id: u64,
+        id: ScheduleId,
         key: String,
         ifindex: u32,
         mac: Mac,
@@ -32,7 +41,7 @@ pub enum AnnounceCmd {
         address: IpAddr,
     },
     Stop {
-        id: u64,
+        id: ScheduleId,
     },
 }
 
@@ -48,11 +57,11 @@ struct Schedule {
 
 /// Runs the announcer until every sender of commands is gone. `errors` counts frames the
 /// kernel refused.
-pub async fn run(
+pub(crate) async fn run(
     mut cmds: mpsc::UnboundedReceiver<AnnounceCmd>,
     errors: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let mut schedules: HashMap<u64, Schedule> = HashMap::new();
+    let mut schedules: HashMap<ScheduleId, Schedule> = HashMap::new();
     // One AF_PACKET socket per interface, kept: closing one costs milliseconds.
     let mut senders: HashMap<u32, FrameSender> = HashMap::new();
     let far = Duration::from_secs(3600);

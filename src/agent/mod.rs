@@ -15,8 +15,10 @@
 //! logging) happens beside it and reports back as an [`AgentEvent`].
 
 pub mod announcer;
+mod apply;
 pub mod cluster;
 pub mod dataplane;
+mod dispatch;
 pub mod engine;
 mod excluded;
 pub mod health;
@@ -25,6 +27,7 @@ pub mod lock;
 pub mod messages;
 pub mod report;
 pub mod source;
+mod stale;
 pub mod status;
 pub mod tasks;
 
@@ -39,10 +42,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::model::spec::{NodePlan, ResolvedInstance, VirtualIp, VridRule, resolve_all};
+use crate::model::spec::{ResolvedInstance, VirtualIp};
 use crate::net::netlink::{NetEvent, Netlink, NetlinkError};
 use engine::{EngineCmd, Prepared};
-use instances::{Sockets, Step};
+use instances::Sockets;
 use status::{AgentStatus, StatusRequest};
 
 /// Interface changes arrive as netlink events; a slow full re-read guards against a missed one.
@@ -167,6 +170,8 @@ struct Agent {
     /// The last configuration that was refused whole (the running one is older).
     config_error: Option<String>,
     announce_errors: Arc<AtomicU64>,
+    /// The data plane's failed kernel requests.
+    netlink_errors: Arc<AtomicU64>,
     snapshot_seq: u64,
     snapshot_applied: u64,
     /// Listeners not served yet: standalone, `/status` answers once the first setups are done,
@@ -188,17 +193,18 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         Some(_) => None,
         None => Some(kube::Client::try_default().await.map_err(AgentError::Api)?),
     };
-    let (nl, mut net_events) = Netlink::connect_with_events()?;
+    let (nl, net_events) = Netlink::connect_with_events()?;
     // Bound first, so a bad --listen fails before anything is touched.
     let listener = bind(opts.listen).await?;
     let metrics_listener = bind(opts.metrics_listen).await?;
     // On a connection of its own: removing a link with many addresses floods the event one.
-    remove_stale(&Netlink::connect()?).await?;
+    stale::remove_stale(&Netlink::connect()?).await?;
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (dp_tx, dp_rx) = mpsc::unbounded_channel();
     let (ann_tx, ann_rx) = mpsc::unbounded_channel();
     let announce_errors = Arc::new(AtomicU64::new(0));
+    let netlink_errors = Arc::new(AtomicU64::new(0));
     let (notify_tx, notify_rx) = mpsc::unbounded_channel();
     let notify_counters = Arc::new(crate::health::notify::NotifyCounters::default());
     tokio::spawn(crate::health::notify::run(
@@ -214,6 +220,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         dp_rx,
         engine.clone(),
         ann_tx,
+        netlink_errors.clone(),
     ));
 
     let source = match client.clone() {
@@ -240,6 +247,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         errors: report::Errors::default(),
         config_error: None,
         announce_errors,
+        netlink_errors,
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
@@ -252,36 +260,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         ),
     };
 
-    // Producers of events.
-    forward_signal(SignalKind::terminate(), &events_tx, || {
-        AgentEvent::Stop("SIGTERM")
-    });
-    forward_signal(SignalKind::interrupt(), &events_tx, || {
-        AgentEvent::Stop("SIGINT")
-    });
-    forward_signal(SignalKind::hangup(), &events_tx, || AgentEvent::Reload);
-    {
-        let tx = events_tx.clone();
-        tokio::spawn(async move {
-            while let Some(e) = net_events.next().await {
-                if tx.send(AgentEvent::Net(e)).is_err() {
-                    return;
-                }
-            }
-            let _ = tx.send(AgentEvent::NetLost);
-        });
-        let tx = events_tx.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RESYNC);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if tx.send(AgentEvent::Resync).is_err() {
-                    return;
-                }
-            }
-        });
-    }
+    spawn_event_producers(&events_tx, net_events);
     let writer = match (&client, &agent.source) {
         (Some(client), Source::Cluster { report, .. }) => {
             let mut updates = cluster::watch_config(client.clone(), opts.node.clone());
@@ -313,33 +292,49 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     info!(node = %opts.node, instances = agent.running.len(),
           mode = if client.is_some() { "cluster" } else { "standalone" }, "agent started");
 
-    let mut failure = None;
-    while let Some(event) = events.recv().await {
-        match event {
-            AgentEvent::Stop(why) => {
-                info!("{why}: handing over");
-                break;
-            }
-            AgentEvent::NetLost => {
-                error!("the kernel's event stream ended: handing over and stopping");
-                failure = Some(AgentError::EventsLost);
-                break;
-            }
-            AgentEvent::Resync if agent.engine.is_closed() => {
-                // The engine is gone (it cannot be, short of a bug): what it bound must not
-                // stay bound with nobody advertising it.
-                error!("the VRRP engine stopped: releasing every address and stopping");
-                failure = Some(AgentError::EngineLost);
-                break;
-            }
-            other => agent.dispatch(other).await,
-        }
-    }
+    let failure = agent.event_loop(&mut events).await;
     agent.stop(dp, writer).await;
     info!("stopped");
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// The producers of events that need nothing but the event channel: signals, the kernel's
+/// link and address events, and the resync tick.
+fn spawn_event_producers(
+    events_tx: &mpsc::UnboundedSender<AgentEvent>,
+    mut net_events: crate::net::netlink::NetEvents,
+) {
+    forward_signal(SignalKind::terminate(), events_tx, || {
+        AgentEvent::Stop("SIGTERM")
+    });
+    forward_signal(SignalKind::interrupt(), events_tx, || {
+        AgentEvent::Stop("SIGINT")
+    });
+    forward_signal(SignalKind::hangup(), events_tx, || AgentEvent::Reload);
+    {
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(e) = net_events.next().await {
+                if tx.send(AgentEvent::Net(e)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(AgentEvent::NetLost);
+        });
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(RESYNC);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if tx.send(AgentEvent::Resync).is_err() {
+                    return;
+                }
+            }
+        });
     }
 }
 
@@ -373,397 +368,7 @@ fn forward_signal(
     }
 }
 
-/// Removes the VIPs a previous run of this agent left bound (SIGKILL, crash): addresses
-/// carrying our IFA_PROTO mark, and our virtual-MAC interfaces. Nothing else is touched, and
-/// only once this agent holds the node's lock.
-async fn remove_stale(nl: &Netlink) -> Result<(), AgentError> {
-    for l in nl.links().await? {
-        if instances::is_vmac_name(&l.name) || dataplane::is_standby_name(&l.name) {
-            warn!(link = %l.name, "removing a stale virtual-MAC or standby interface");
-            nl.delete_link(l.index).await?;
-        }
-    }
-    for a in nl.addresses(None).await? {
-        if a.is_ours() {
-            warn!(address = %a.address, "removing a stale virtual address left by a previous run");
-            nl.del_address(a.index, a.address, a.prefix_len).await?;
-        }
-    }
-    Ok(())
-}
-
 impl Agent {
-    async fn dispatch(&mut self, event: AgentEvent) {
-        match event {
-            AgentEvent::Reload => {
-                if let Source::File(path) = &self.source {
-                    info!(config = %path.display(), "SIGHUP: reloading");
-                    match source::load(path) {
-                        Ok(vips) => {
-                            self.file_vips = vips;
-                            self.config_error = None;
-                            self.apply().await;
-                        }
-                        Err(e) => {
-                            error!(error = %e, "configuration rejected; the running configuration stays");
-                            self.config_error = Some(e.to_string());
-                        }
-                    }
-                }
-            }
-            AgentEvent::ClusterConfig(u) => {
-                if let Source::Cluster { config, epoch, .. } = &mut self.source {
-                    if u.relisted {
-                        *epoch += 1;
-                    }
-                    *config = u.config.map(Box::new);
-                }
-                self.apply().await;
-                self.request_report();
-            }
-            AgentEvent::Net(e) => self.on_net(e).await,
-            AgentEvent::Resync => self.resync().await,
-            AgentEvent::Prepared {
-                key,
-                generation,
-                result,
-            } => {
-                if self.generation.get(&key) != Some(&generation) {
-                    // Superseded while it was being set up: close it off this loop.
-                    if let Ok(p) = result {
-                        tokio::task::spawn_blocking(move || drop(p));
-                    }
-                    return;
-                }
-                match result {
-                    Ok(mut p) => {
-                        // A priority or GARP change may have come in during the setup (the
-                        // engine had nothing to update then): start with what is wanted now.
-                        if let Some(r) = self.running.get(&key) {
-                            p.resolved = r.clone();
-                        }
-                        self.errors.start.remove(&key);
-                        self.started.insert(key);
-                        let _ = self.engine.send(EngineCmd::Start(p));
-                    }
-                    Err(reason) => {
-                        error!(instance = %key, %reason, "cannot start");
-                        self.running.remove(&key);
-                        self.generation.remove(&key);
-                        self.started.remove(&key);
-                        self.errors.start.insert(key, reason);
-                        self.request_report();
-                    }
-                }
-                if !self.listeners.is_empty() {
-                    self.serve_when_ready();
-                }
-            }
-            AgentEvent::Changed => self.request_report(),
-            AgentEvent::Retired { key, vmac } => {
-                if let Some((index, name)) = vmac {
-                    let in_use = self.running.values().any(|r| {
-                        r.virtual_mac
-                            && instances::vmac_name(r.config.family(), r.config.vrid) == name
-                    });
-                    if !in_use {
-                        info!(instance = %key, link = %name, "removing the virtual-MAC interface");
-                        let nl = self.nl.clone();
-                        tokio::spawn(async move { nl.delete_link(index).await.ok() });
-                    }
-                }
-            }
-            AgentEvent::Snapshot(seq, snapshot) => {
-                if seq > self.snapshot_applied {
-                    self.snapshot_applied = seq;
-                    self.publish(*snapshot);
-                }
-            }
-            AgentEvent::Status(reply) => {
-                let (tx, rx) = oneshot::channel();
-                let _ = self.engine.send(EngineCmd::Snapshot(tx));
-                let extra = self.decorate();
-                tokio::spawn(async move {
-                    if let Ok(mut s) = rx.await {
-                        extra(&mut s);
-                        let _ = reply.send(s);
-                    }
-                });
-            }
-            AgentEvent::Stop(_) | AgentEvent::NetLost => unreachable!("handled by the loop"),
-        }
-    }
-
-    fn serve_when_ready(&mut self) {
-        let setting_up = self
-            .running
-            .keys()
-            .any(|k| self.generation.contains_key(k) && !self.started.contains(k));
-        if setting_up && matches!(self.source, Source::File(_)) {
-            return;
-        }
-        for (l, metrics_only) in std::mem::take(&mut self.listeners) {
-            let (tx, mut rx) = mpsc::channel::<StatusRequest>(16);
-            let ev = self.events.clone();
-            tokio::spawn(async move {
-                while let Some(r) = rx.recv().await {
-                    if ev.send(AgentEvent::Status(r)).is_err() {
-                        return;
-                    }
-                }
-            });
-            tokio::spawn(status::serve(l, tx, metrics_only));
-        }
-    }
-
-    /// What the loop adds to the engine's snapshot: node, errors, configuration error,
-    /// announcement failures.
-    fn decorate(&self) -> impl FnOnce(&mut AgentStatus) + Send + 'static {
-        let node = self.node.clone();
-        let errors = self.errors.by_key();
-        let config_error = self.config_error.clone();
-        let announce_errors = self
-            .announce_errors
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let checks = self.health.statuses(true);
-        let notify = self.health.notify_counts();
-        move |s: &mut AgentStatus| {
-            s.node = node;
-            s.errors = errors;
-            s.config_error = config_error;
-            s.global.send_errors += announce_errors;
-            s.checks = checks;
-            s.global.notify_ok = notify.0;
-            s.global.notify_failed = notify.1;
-        }
-    }
-
-    /// Cluster mode: a fresh snapshot, then a report (off this loop's path).
-    fn request_report(&mut self) {
-        if !matches!(self.source, Source::Cluster { .. }) {
-            return;
-        }
-        self.snapshot_seq += 1;
-        let seq = self.snapshot_seq;
-        let (tx, rx) = oneshot::channel();
-        let _ = self.engine.send(EngineCmd::Snapshot(tx));
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            if let Ok(s) = rx.await {
-                let _ = events.send(AgentEvent::Snapshot(seq, Box::new(s)));
-            }
-        });
-    }
-
-    fn publish(&mut self, mut snapshot: AgentStatus) {
-        self.decorate()(&mut snapshot);
-        let Source::Cluster {
-            config,
-            epoch,
-            report,
-        } = &self.source
-        else {
-            return;
-        };
-        let mut r = report::cluster_report(
-            &self.node,
-            &snapshot,
-            &self.errors,
-            config.as_ref().and_then(|c| c.metadata.generation),
-            *epoch,
-        );
-        let mut checks = self.health.statuses(false);
-        for (name, entry) in r.entries.iter_mut() {
-            entry.checks = checks.remove(name).unwrap_or_default();
-        }
-        report.send_if_modified(|old| {
-            let changed = *old != r;
-            *old = r;
-            changed
-        });
-    }
-
-    /// The VirtualIPs of the current source, validated.
-    fn desired(&mut self) -> Vec<VirtualIp> {
-        match &self.source {
-            Source::File(_) => self.file_vips.clone(),
-            Source::Cluster { config, .. } => {
-                self.errors.invalid.clear();
-                let mut out = Vec::new();
-                for e in config.iter().flat_map(|c| c.spec.virtual_ips.iter()) {
-                    match crate::model::spec::validate(
-                        e.name.clone(),
-                        e.spec.clone(),
-                        VridRule::Required,
-                    ) {
-                        Ok(v) => out.push(v),
-                        Err((field, reason)) => {
-                            warn!(virtual_ip = %e.name, %field, %reason, "invalid configuration");
-                            self.errors.invalid.insert(
-                                e.name.clone(),
-                                (e.spec.default_priority, format!("{field}: {reason}")),
-                            );
-                        }
-                    }
-                }
-                out
-            }
-        }
-    }
-
-    /// Makes the engine run what the source says, touching only what changed. A VirtualIP
-    /// (or one family of it) that cannot run here any more keeps its last good
-    /// configuration running, and says why.
-    async fn apply(&mut self) {
-        let vips = self.desired();
-        let (links, addrs) = match (self.nl.links().await, self.nl.addresses(None).await) {
-            (Ok(l), Ok(a)) => (l, a),
-            (Err(e), _) | (_, Err(e)) => {
-                error!(error = %e, "cannot read interfaces; configuration not applied");
-                return;
-            }
-        };
-        let NodePlan {
-            mut instances,
-            errors,
-        } = resolve_all(&vips, &self.node, &links, &addrs);
-        self.errors.resolve.clear();
-        for (name, family, reason) in errors {
-            let key = format!("{name}/{}", crate::model::spec::family_label(family));
-            let last_good = self.running.get(&key).cloned();
-            let kept = last_good.is_some();
-            if let Some(r) = last_good {
-                instances.insert(key.clone(), r);
-            }
-            warn!(instance = %key, %reason, kept_last_good = kept, "cannot run here");
-            self.errors.resolve.insert(key, (reason, kept));
-        }
-        // Invalid entries (cluster mode) keep what ran for them too.
-        for name in self.errors.invalid.keys() {
-            for (k, r) in &self.running {
-                if &r.name == name {
-                    instances.insert(k.clone(), r.clone());
-                }
-            }
-        }
-        self.errors.priorities = vips
-            .iter()
-            .map(|v| (v.name.clone(), v.priority_of(&self.node)))
-            .collect();
-        for step in instances::diff(&self.running, &instances) {
-            match step {
-                Step::Stop(key) => {
-                    self.running.remove(&key);
-                    self.generation.remove(&key);
-                    self.started.remove(&key);
-                    let _ = self.engine.send(EngineCmd::Stop(key));
-                }
-                Step::Update(r) => {
-                    let _ = self.engine.send(EngineCmd::Update(r.clone()));
-                    self.running.insert(r.key.clone(), r);
-                }
-                Step::Start(r) => {
-                    // Resolution found the link by this index in the same read.
-                    match links.iter().find(|l| l.index == r.ifindex) {
-                        Some(base) => self.start(r, base.clone()),
-                        None => {
-                            self.errors.start.insert(
-                                r.key.clone(),
-                                format!("no interface with index {}", r.ifindex),
-                            );
-                        }
-                    }
-                }
-            }
-        }
-        self.errors
-            .start
-            .retain(|k, _| instances.contains_key(k) && !self.running.contains_key(k));
-        // Health for what runs: a VirtualIP kept on its last good configuration keeps its
-        // checks as they were.
-        let kept: Vec<String> = self.errors.invalid.keys().cloned().collect();
-        let drains = match &self.source {
-            Source::Cluster { config, .. } => config
-                .iter()
-                .flat_map(|c| c.spec.virtual_ips.iter())
-                .filter_map(|e| Some((e.name.clone(), e.drain.clone()?)))
-                .collect(),
-            Source::File(_) => BTreeMap::new(),
-        };
-        self.health.sync(&vips, &kept, drains, &links);
-        self.request_report();
-    }
-
-    fn start(&mut self, r: ResolvedInstance, base: crate::net::netlink::Link) {
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        self.generation.insert(r.key.clone(), generation);
-        self.started.remove(&r.key);
-        self.running.insert(r.key.clone(), r.clone());
-        let (nl, sockets, events) = (self.nl.clone(), self.sockets.clone(), self.events.clone());
-        tokio::spawn(async move {
-            let key = r.key.clone();
-            let result = instances::prepare(&nl, &sockets, r, base)
-                .await
-                .map(Box::new)
-                .map_err(|e| e.to_string());
-            let _ = events.send(AgentEvent::Prepared {
-                key,
-                generation,
-                result,
-            });
-        });
-    }
-
-    async fn on_net(&mut self, e: NetEvent) {
-        match e {
-            NetEvent::Link(l) => {
-                let _ = self.engine.send(EngineCmd::Link {
-                    ifindex: l.index,
-                    up: l.up,
-                });
-                self.health.link(&l);
-                // An interface re-created under a name we run on: restart on the new one.
-                if self
-                    .running
-                    .values()
-                    .any(|r| r.interface == l.name && r.ifindex != l.index)
-                {
-                    info!(interface = %l.name, index = l.index, "interface re-created: restarting its instances");
-                    self.apply().await;
-                }
-            }
-            NetEvent::LinkGone(index) => {
-                self.health.link_gone(index);
-                self.sockets.forget_interface(index);
-                let _ = self.engine.send(EngineCmd::LinkGone(index));
-            }
-            e @ (NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_)) => {
-                let _ = self.dataplane.send(dataplane::DataplaneCmd::Event(e));
-            }
-        }
-    }
-
-    /// The safety net under link events, and a retry for what could not run.
-    async fn resync(&mut self) {
-        if let Ok(links) = self.nl.links().await {
-            self.health.links(&links);
-            let mut seen = std::collections::BTreeSet::new();
-            for r in self.running.values() {
-                if seen.insert(r.ifindex) {
-                    let up = links.iter().any(|l| l.index == r.ifindex && l.up);
-                    let _ = self.engine.send(EngineCmd::Link {
-                        ifindex: r.ifindex,
-                        up,
-                    });
-                }
-            }
-        }
-        if !self.errors.resolve.is_empty() || !self.errors.start.is_empty() {
-            self.apply().await;
-        }
-    }
-
     /// Hands everything over, releases every address, withdraws the status entries.
     async fn stop(
         &mut self,
@@ -781,11 +386,7 @@ impl Agent {
         {
             error!("the data plane did not finish releasing addresses in 10s");
         }
-        for l in self.nl.links().await.unwrap_or_default() {
-            if instances::is_vmac_name(&l.name) || dataplane::is_standby_name(&l.name) {
-                self.nl.delete_link(l.index).await.ok();
-            }
-        }
+        stale::remove_our_links(&self.nl).await;
         drop(dp);
         let source = std::mem::replace(&mut self.source, Source::File(PathBuf::new()));
         if let (

@@ -61,7 +61,8 @@ pub struct TransitionStatus {
     pub reason: String,
 }
 
-/// Packets no instance could take.
+/// Node-wide counters: packets no instance could take, send and netlink errors, engine
+/// timing, notify results.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GlobalCounters {
@@ -69,7 +70,9 @@ pub struct GlobalCounters {
     pub unknown_vrid: u64,
     /// Undecodable packets whose VRID we could not attribute, by error kind.
     pub malformed: BTreeMap<String, u64>,
+    /// Advertisements and announcements the kernel refused.
     pub send_errors: u64,
+    /// Data plane netlink requests (address binds and releases, standby links) that failed.
     pub netlink_errors: u64,
     /// The latest a protocol timer has fired after it was due, in microseconds: how well
     /// "VRRP timing never waits" holds on this node.
