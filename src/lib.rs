@@ -14,3 +14,4 @@ pub mod model;
 pub mod net;
 pub mod units;
 pub mod vrrp;
+pub mod yaml;
