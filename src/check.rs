@@ -1,101 +1,13 @@
 //! `kube-vrrp check FILE...` (keepalived `-t`): validates standalone files, or VirtualIP YAML
 //! meant for a cluster (`--cluster`), and prints every problem with its file, document, field
-//! and a hint. Also the error texts every reader of VirtualIP YAML shares: what a number out of
-//! range means for that field, which field a misspelt one probably is.
+//! and a hint. The documents are read by [`crate::yaml`], as the standalone agent reads them.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::agent::source::{ConfigError, cross_check, documents};
-use crate::api::{KIND, VirtualIP};
+use crate::api::KIND;
 use crate::model::spec::{VirtualIp, VridRule};
-
-/// A deserialization error in words for the field it is about.
-pub fn explain(path: &str, message: &str) -> String {
-    let field = path.rsplit('.').next().unwrap_or(path);
-    let field = field.split('[').next().unwrap_or(field);
-    let number = message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.starts_with("invalid value: integer"));
-    let range = match field {
-        "priority" | "defaultPriority" => {
-            Some("priorities are 1 to 255 (255 makes the node the address owner)")
-        }
-        "virtualRouterID" => Some("virtual router IDs are 1 to 255 (0 is reserved)"),
-        "version" => Some("the VRRP version is 2 or 3"),
-        "weight" => Some("weights are -253 to 253"),
-        "port" => Some("ports are 1 to 65535"),
-        "fall" | "rise" => Some("use 1 to 100"),
-        "masterRepeat" => Some("use 1 to 100"),
-        _ => None,
-    };
-    match (number, range) {
-        (Some(n), Some(r)) => format!("{n} is out of range: {r}"),
-        (Some(n), None) => format!("{n} is out of range ({message})"),
-        (None, _) if message.starts_with("invalid type: string") => {
-            let what = message
-                .split(", expected ")
-                .nth(1)
-                .unwrap_or("another type");
-            let value = message.split('"').nth(1).unwrap_or("");
-            let wanted = if what.starts_with('u') || what.starts_with('i') {
-                "a number"
-            } else {
-                what
-            };
-            format!("{value:?} is text: expected {wanted}")
-        }
-        _ => message.to_string(),
-    }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (
-        a.to_lowercase().chars().collect(),
-        b.to_lowercase().chars().collect(),
-    );
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
-/// The field a misspelt one (a path such as `spec.healthCheck` or
-/// `spec.healthChecks[0].intervall`) probably is, from the VirtualIP schema.
-pub fn suggest(path: &str) -> Option<String> {
-    use kube::CustomResourceExt;
-    let crd = serde_json::to_value(VirtualIP::crd()).ok()?;
-    let mut schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
-    let segments: Vec<&str> = path.split('.').collect();
-    let (last, parents) = segments.split_last()?;
-    for seg in parents {
-        // `healthChecks.0` (serde_ignored) or `healthChecks[0]` (serde_path_to_error).
-        if seg.parse::<usize>().is_ok() {
-            schema = &schema["items"];
-            continue;
-        }
-        let name = seg.split('[').next().unwrap_or(seg);
-        schema = &schema["properties"][name];
-        if seg.contains('[') {
-            schema = &schema["items"];
-        }
-    }
-    let last = last.split('[').next().unwrap_or(last);
-    schema["properties"]
-        .as_object()?
-        .keys()
-        .map(|k| (edit_distance(k, last), k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4) || k.eq_ignore_ascii_case(last))
-        .min()
-        .map(|(_, k)| k.clone())
-}
+use crate::yaml::{ConfigError, Document, cross_check, documents};
 
 /// Problems a valid VirtualIP may still have on every node.
 fn placement_problems(v: &VirtualIp) -> Vec<(String, String)> {
@@ -120,6 +32,7 @@ fn placement_problems(v: &VirtualIp) -> Vec<(String, String)> {
 }
 
 /// The outcome of checking files.
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub text: String,
     pub errors: usize,
@@ -135,127 +48,139 @@ fn line(out: &mut String, file: &str, e: &ConfigError) {
 /// Checks each file; `cluster`: VirtualIP YAML for the API server (VRIDs and Secrets may be
 /// left to the controller; other kinds are skipped), else standalone agent files.
 pub fn run(files: &[PathBuf], cluster: bool) -> Outcome {
+    let mut out = Outcome::default();
+    for path in files {
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => check_text(&mut out, &file, &text, cluster),
+            Err(e) => {
+                let _ = writeln!(out.text, "{file}: cannot read: {e}");
+                out.errors += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Checks the text of one file, adding what it found to `out`.
+fn check_text(out: &mut Outcome, file: &str, text: &str, cluster: bool) {
     let rule = if cluster {
         VridRule::Allocated
     } else {
         VridRule::Required
     };
-    let mut out = Outcome {
-        text: String::new(),
-        errors: 0,
-        objects: 0,
-        pools: 0,
-    };
-    for path in files {
-        let file = path.display().to_string();
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = writeln!(out.text, "{file}: cannot read: {e}");
-                out.errors += 1;
-                continue;
-            }
-        };
-        let mut good: Vec<VirtualIp> = Vec::new();
-        let mut seen = 0;
-        for d in documents(&text, rule) {
-            if cluster && d.kind.as_deref() == Some("VirtualIPPool") {
-                seen += 1;
-                let doc = serde_yaml::Deserializer::from_str(&text)
-                    .nth(d.index - 1)
-                    .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
-                let verdict = match doc {
-                    Some(Ok(pool)) => crate::controller::lb::check_pool(&pool),
-                    Some(Err(e)) => Err(e.to_string()),
-                    None => Err("cannot read the document".into()),
-                };
-                match verdict {
-                    Ok(summary) => {
-                        let _ = writeln!(
-                            out.text,
-                            "{file}: document {} ({:?}): ok: VirtualIPPool, {summary}",
-                            d.index,
-                            d.name.as_deref().unwrap_or_default()
-                        );
-                        out.pools += 1;
-                    }
-                    Err(e) => {
-                        let _ = writeln!(
-                            out.text,
-                            "{file}: document {} ({:?}): VirtualIPPool: {e}",
-                            d.index,
-                            d.name.as_deref().unwrap_or_default()
-                        );
-                        out.errors += 1;
-                    }
-                }
-                continue;
-            }
-            if cluster && d.kind.as_deref().is_some_and(|k| k != KIND) {
-                let _ = writeln!(
-                    out.text,
-                    "{file}: document {}: kind {} skipped",
-                    d.index,
-                    d.kind.as_deref().unwrap_or_default()
-                );
-                continue;
-            }
+    let mut good: Vec<VirtualIp> = Vec::new();
+    let mut seen = 0;
+    for d in documents(text, rule) {
+        if cluster && d.kind.as_deref() == Some("VirtualIPPool") {
             seen += 1;
-            let err = |field: &str, reason: String| ConfigError {
-                document: d.index,
-                name: d.name.clone(),
-                field: field.into(),
-                reason,
-            };
-            match d.result {
-                Err(e) => {
-                    line(&mut out.text, &file, &e);
-                    out.errors += 1;
-                }
-                Ok(v) => {
-                    let mut problems: Vec<ConfigError> = placement_problems(&v)
-                        .into_iter()
-                        .map(|(f, r)| err(&f, r))
-                        .collect();
-                    if !cluster && let Err((f, r)) = cross_check(&good, &v) {
-                        problems.push(err(f, r));
-                    }
-                    if problems.is_empty() {
-                        let _ = writeln!(
-                            out.text,
-                            "{file}: document {} ({:?}): ok: {}{}, {} address(es), {} check(s)",
-                            d.index,
-                            v.name,
-                            v.vrid
-                                .map(|r| format!("virtual router {r}"))
-                                .unwrap_or_else(
-                                    || "virtual router ID left to the controller".into()
-                                ),
-                            v.spec
-                                .interface
-                                .as_deref()
-                                .map(|i| format!(" on {i}"))
-                                .unwrap_or_default(),
-                            v.addresses.len(),
-                            v.health.checks.len()
-                        );
-                        out.objects += 1;
-                        good.push(v);
-                    } else {
-                        for p in &problems {
-                            line(&mut out.text, &file, p);
-                        }
-                        out.errors += problems.len();
-                    }
-                }
-            }
+            check_pool(out, file, text, &d);
+            continue;
         }
-        if seen == 0 {
-            let _ = writeln!(out.text, "{file}: no VirtualIP or VirtualIPPool documents");
+        if cluster && d.kind.as_deref().is_some_and(|k| k != KIND) {
+            let _ = writeln!(
+                out.text,
+                "{file}: document {}: kind {} skipped",
+                d.index,
+                d.kind.as_deref().unwrap_or_default()
+            );
+            continue;
+        }
+        seen += 1;
+        check_virtual_ip(out, file, d, cluster, &mut good);
+    }
+    if seen == 0 {
+        let _ = writeln!(out.text, "{file}: no VirtualIP or VirtualIPPool documents");
+        out.errors += 1;
+    }
+}
+
+/// A `VirtualIPPool` document of cluster YAML: its address count, or its problem.
+fn check_pool(out: &mut Outcome, file: &str, text: &str, d: &Document) {
+    let doc = serde_yaml::Deserializer::from_str(text)
+        .nth(d.index - 1)
+        .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
+    let verdict = match doc {
+        Some(Ok(pool)) => crate::controller::lb::check_pool(&pool),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("cannot read the document".into()),
+    };
+    let name = d.name.as_deref().unwrap_or_default();
+    match verdict {
+        Ok(summary) => {
+            let _ = writeln!(
+                out.text,
+                "{file}: document {} ({name:?}): ok: VirtualIPPool, {summary}",
+                d.index,
+            );
+            out.pools += 1;
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out.text,
+                "{file}: document {} ({name:?}): VirtualIPPool: {e}",
+                d.index,
+            );
             out.errors += 1;
         }
     }
-    out
+}
+
+/// A `VirtualIP` document: valid on its own, placeable, and (standalone files) not clashing
+/// with the valid ones before it, which `good` collects.
+fn check_virtual_ip(
+    out: &mut Outcome,
+    file: &str,
+    d: Document,
+    cluster: bool,
+    good: &mut Vec<VirtualIp>,
+) {
+    let v = match d.result {
+        Ok(v) => v,
+        Err(e) => {
+            line(&mut out.text, file, &e);
+            out.errors += 1;
+            return;
+        }
+    };
+    let err = |field: &str, reason: String| ConfigError {
+        document: d.index,
+        name: d.name.clone(),
+        field: field.into(),
+        reason,
+    };
+    let mut problems: Vec<ConfigError> = placement_problems(&v)
+        .into_iter()
+        .map(|(f, r)| err(&f, r))
+        .collect();
+    if !cluster && let Err((f, r)) = cross_check(good, &v) {
+        problems.push(err(f, r));
+    }
+    if !problems.is_empty() {
+        for p in &problems {
+            line(&mut out.text, file, p);
+        }
+        out.errors += problems.len();
+        return;
+    }
+    let _ = writeln!(
+        out.text,
+        "{file}: document {} ({:?}): ok: {}{}, {} address(es), {} check(s)",
+        d.index,
+        v.name,
+        v.vrid
+            .map(|r| format!("virtual router {r}"))
+            .unwrap_or_else(|| "virtual router ID left to the controller".into()),
+        v.spec
+            .interface
+            .as_deref()
+            .map(|i| format!(" on {i}"))
+            .unwrap_or_default(),
+        v.addresses.len(),
+        v.health.checks.len()
+    );
+    out.objects += 1;
+    good.push(v);
 }
 
 #[cfg(test)]

@@ -89,3 +89,30 @@ fn a_bad_file_exits_1_with_every_problem() {
     );
     assert!(text.contains("2 problem(s)"), "{text}");
 }
+
+#[test]
+fn a_check_named_like_an_agent_entry_is_refused() {
+    let f = std::env::temp_dir().join(format!(
+        "kube-vrrp-check-cli-reserved-{}.yaml",
+        std::process::id()
+    ));
+    std::fs::write(
+        &f,
+        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {name: a}\nspec:\n  addresses: [198.51.100.50/24]\n  \
+         virtualRouterID: 51\n  healthChecks: [{name: node, tcp: {port: 80}}]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--cluster"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&f).ok();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("document 1 (\"a\"), field spec.healthChecks: name \"node\" is reserved"),
+        "{text}"
+    );
+    assert!(text.contains("1 problem(s)"), "{text}");
+}

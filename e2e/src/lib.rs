@@ -681,15 +681,6 @@ pub fn kube_vrrp_binary() -> PathBuf {
     );
 }
 
-#[repr(C)]
-struct SchedParam {
-    sched_priority: i32,
-}
-
-unsafe extern "C" {
-    fn sched_setscheduler(pid: i32, policy: i32, param: *const SchedParam) -> i32;
-}
-
 /// The implementations the benchmarks compare in one lab.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Impl {
@@ -738,10 +729,10 @@ impl Capture {
                 nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
                 // The instrument must not be what is late: real-time priority, above the
                 // implementations measured (kube-vrrp's engine asks for 10).
-                let param = SchedParam { sched_priority: 20 };
-                unsafe {
-                    sched_setscheduler(0, 1 /* SCHED_FIFO */, &param)
-                };
+                let param = libc::sched_param { sched_priority: 20 };
+                // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is
+                // this thread. Failure (no CAP_SYS_NICE) leaves it at normal priority.
+                unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
                 let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
                 let s = Socket::new(domain, Type::RAW, Some(Protocol::from(112))).unwrap();
                 s.bind_device(Some(b"eth0")).unwrap();

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{GarpSpec, HealthCheckSpec, NodePriority, TrackInterfaceSpec};
+use crate::units::DURATION_PATTERN;
 
 /// The `spec.loadBalancerClass` of the Services kube-vrrp serves.
 pub const LOAD_BALANCER_CLASS: &str = "kube-vrrp.io/vrrp";
@@ -56,7 +57,7 @@ pub struct VirtualIPPoolSpec {
     pub addresses: Vec<String>,
     /// Services that name no pool and ask for no address get theirs from pools with
     /// autoAssign (the first by name that allows them). Default true.
-    #[serde(default = "super::default_true")]
+    #[serde(default = "super::virtualip::default_true")]
     pub auto_assign: bool,
     /// Which Services may use this pool. Default: every namespace, every Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,21 +99,21 @@ pub struct PoolVrrpSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// 3 (default) or 2 (IPv4 pools only).
-    #[serde(default = "super::default_version")]
+    #[serde(default = "super::virtualip::default_version")]
     #[schemars(range(min = 2, max = 3))]
     pub version: u8,
     /// Advertisement interval, e.g. "100ms". Default "1s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
-        regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"),
+        regex(pattern = DURATION_PATTERN),
         length(max = 32)
     )]
     pub advert_interval: Option<String>,
     /// Default true.
-    #[serde(default = "super::default_true")]
+    #[serde(default = "super::virtualip::default_true")]
     pub preempt: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
     pub preempt_delay: Option<String>,
     /// Only nodes with these labels answer for the pool's addresses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -23,7 +23,7 @@ use crate::vrrp::State;
 pub struct Transition {
     /// The VirtualIP's name.
     pub vip: String,
-    /// "ipv4" / "ipv6".
+    /// The family's key, [`Family::as_key`](crate::ids::Family::as_key): `ipv4` / `ipv6`.
     pub family: &'static str,
     /// `None`: the instance stopped.
     pub to: Option<State>,
@@ -136,7 +136,7 @@ mod tests {
         };
         let t = Transition {
             vip: "web".into(),
-            family: "ipv4",
+            family: crate::ids::Family::V4.as_key(),
             to: Some(State::Master),
             priority: 101,
         };

@@ -5,8 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::spec::{FieldError, bounded};
+use super::field::{FieldError, bounded};
 use crate::api::{FileMode, HealthCheckSpec, InitialState, NotifySpec, Scheme, VirtualIpSpec};
+use crate::ids::TrackerName;
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -178,6 +179,8 @@ pub fn parse_status(list: &[String]) -> Result<Vec<(u16, u16)>, String> {
 
 fn check(c: &HealthCheckSpec, standalone: bool) -> Result<Check, FieldError> {
     const F: &str = "spec.healthChecks";
+    // Before the character rule, so `interface:eth0` is told why, not just "no ':'".
+    TrackerName::check(&c.name).map_err(|e| (F, e.to_string()))?;
     if c.name.is_empty() || c.name.len() > 63 || c.name.contains([':', ',', '/', ' ']) {
         return Err((
             F,
@@ -507,5 +510,34 @@ mod tests {
             vec![(200, 200), (301, 302)]
         );
         assert!(parse_status(&["302-301".into()]).is_err());
+    }
+
+    fn error_of(yaml: &str) -> FieldError {
+        let spec: VirtualIpSpec =
+            serde_yaml::from_str(&format!("addresses: [192.0.2.10/24]\n{yaml}")).unwrap();
+        validate(&spec, true).unwrap_err()
+    }
+
+    #[test]
+    fn a_check_cannot_take_a_name_the_agent_reports_itself() {
+        for name in ["node", "notify", "interface:eth0"] {
+            let (field, why) = error_of(&format!(
+                "healthChecks: [{{name: \"{name}\", tcp: {{port: 80}}}}]"
+            ));
+            assert_eq!(field, "spec.healthChecks");
+            assert!(why.contains("is reserved"), "{name}: {why}");
+            assert!(why.contains(&format!("{name:?}")), "{name}: {why}");
+        }
+    }
+
+    #[test]
+    fn names_that_only_resemble_a_reserved_one_are_fine() {
+        for name in ["nodes", "notify-hook", "interface"] {
+            let spec: VirtualIpSpec = serde_yaml::from_str(&format!(
+                "addresses: [192.0.2.10/24]\nhealthChecks: [{{name: {name}, tcp: {{port: 80}}}}]"
+            ))
+            .unwrap();
+            assert!(validate(&spec, true).is_ok(), "{name}");
+        }
     }
 }

@@ -1,7 +1,10 @@
-//! The pure model the controller and the agent share: address rules, durations, and a
-//! `VirtualIP` spec turned into validated per-family instance configurations for one node.
-//! No I/O: what a node has (links, addresses) is passed in.
+//! The pure model the controller and the agent share: address rules, field errors, what a
+//! node has (links, addresses), and a `VirtualIP` spec turned into validated per-family
+//! instance configurations for one node. No I/O and no kernel types: what a node has is passed
+//! in.
 
 pub mod address;
+pub mod field;
 pub mod health;
+pub mod host;
 pub mod spec;

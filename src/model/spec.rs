@@ -7,10 +7,14 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet};
+pub use super::field::FieldError;
+use super::field::bounded;
+use super::health::Health;
+use super::host::{Address, Link};
 use crate::api::VirtualIpSpec;
-use crate::net::netlink::{Address, Link};
-use crate::vrrp::config::parse_duration;
-use crate::vrrp::{Authentication, Family, InstanceConfig, Version, VirtualAddress};
+use crate::ids::{Family, instance_key};
+use crate::units::parse_duration;
+use crate::vrrp::{Authentication, InstanceConfig, Version, VirtualAddress};
 
 /// Gratuitous ARP / NA timing of one instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +54,7 @@ pub struct VirtualIp {
     pub authentication: Authentication,
     pub garp: GarpConfig,
     /// Health checks, tracked interfaces, notify hooks.
-    pub health: super::health::Health,
+    pub health: Health,
 }
 
 /// One VRRP instance for this node: a `VirtualIP` and one address family.
@@ -66,9 +70,6 @@ pub struct ResolvedInstance {
     pub garp: GarpConfig,
 }
 
-/// A field path and what is wrong with it.
-pub type FieldError = (&'static str, String);
-
 /// Whether the virtual router ID must be in the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VridRule {
@@ -83,27 +84,6 @@ const MAX_PREEMPT_DELAY: Duration = Duration::from_secs(3600);
 const MAX_GARP_DELAY: Duration = Duration::from_secs(3600);
 const MIN_GARP_REFRESH: Duration = Duration::from_secs(1);
 const MAX_GARP_REFRESH: Duration = Duration::from_secs(24 * 3600);
-
-/// A duration field within `min..=max`, or what is wrong with it.
-pub(crate) fn bounded(
-    field: &'static str,
-    text: &str,
-    min: Duration,
-    max: Duration,
-) -> Result<Duration, FieldError> {
-    let d = parse_duration(text).map_err(|e| (field, e))?;
-    if d < min || d > max {
-        return Err((
-            field,
-            format!(
-                "{text:?} is out of range: use {} to {}",
-                crate::vrrp::config::format_duration(min),
-                crate::vrrp::config::format_duration(max)
-            ),
-        ));
-    }
-    Ok(d)
-}
 
 /// Validates one spec on its own (no node knowledge needed).
 pub fn validate(
@@ -454,7 +434,7 @@ impl VirtualIp {
             .validate()
             .map_err(|e| format!("{}: {e}", self.name))?;
         Ok(ResolvedInstance {
-            key: format!("{}/{}", self.name, family_label(family)),
+            key: instance_key(&self.name, family),
             name: self.name.clone(),
             interface: link.name.clone(),
             ifindex: link.index,
@@ -465,11 +445,9 @@ impl VirtualIp {
     }
 }
 
+/// The family's key (`ipv4`), as in instance keys: [`Family::as_key`].
 pub fn family_label(f: Family) -> &'static str {
-    match f {
-        Family::V4 => "ipv4",
-        Family::V6 => "ipv6",
-    }
+    f.as_key()
 }
 
 /// What one node runs of a set of VirtualIPs: the instances that resolved, and why the others

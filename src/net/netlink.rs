@@ -21,8 +21,8 @@ use crate::vrrp::VirtualAddress;
 /// The receive buffer of the event socket (SO_RCVBUFFORCE: beyond `rmem_max`).
 const EVENT_BUFFER: libc::c_int = 16 << 20;
 
-/// The `IFA_PROTO` value that marks addresses kube-vrrp added ("k").
-pub const ADDRESS_PROTO: u8 = 0x6b;
+// What a node has is plain data the pure model reads; the kernel fills it in here.
+pub use crate::model::host::{ADDRESS_PROTO, Address, Link};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -45,34 +45,6 @@ fn errno(e: &NetlinkError) -> Option<i32> {
     match e {
         NetlinkError::Io(io) => io.raw_os_error(),
         _ => None,
-    }
-}
-
-/// An interface as the agent needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Link {
-    pub index: u32,
-    pub name: String,
-    pub mac: Option<[u8; 6]>,
-    pub mtu: u32,
-    /// Administratively up with carrier (IFF_UP and IFF_LOWER_UP).
-    pub up: bool,
-    /// The parent of a macvlan / vlan.
-    pub parent: Option<u32>,
-}
-
-/// An address configured on an interface.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Address {
-    pub index: u32,
-    pub address: IpAddr,
-    pub prefix_len: u8,
-    pub proto: Option<u8>,
-}
-
-impl Address {
-    pub fn is_ours(&self) -> bool {
-        self.proto == Some(ADDRESS_PROTO)
     }
 }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::packet::{Advertisement, Authentication, Family, V3_MAX_INTERVAL_CS, Version};
+// Durations moved to `crate::units`; the old path stays for the protocol core's callers.
+pub use crate::units::{format_duration, parse_duration};
 
 /// A virtual address with the prefix length it is bound with, written `ip/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -225,64 +227,6 @@ impl InstanceConfig {
     }
 }
 
-/// Parses a duration as Kubernetes and keepalived users write it: `1s`, `100ms`, `1.5s`,
-/// `1m30s`, `250us`. A bare number is refused: the unit is never guessed.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration: write e.g. 1s or 100ms".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{text:?}: missing unit (use h, m, s, ms, us or ns)"))?;
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("{text:?}: {num:?} is not a number"))?;
-        let nanos_per_unit: f64 = match unit {
-            "h" => 3.6e12,
-            "m" => 6e10,
-            "s" => 1e9,
-            "ms" => 1e6,
-            "us" | "µs" => 1e3,
-            "ns" => 1.0,
-            other => {
-                return Err(format!(
-                    "{text:?}: unknown unit {other:?} (use h, m, s, ms, us or ns)"
-                ));
-            }
-        };
-        let nanos = value * nanos_per_unit;
-        if !nanos.is_finite() || nanos > 1e18 {
-            return Err(format!("{text:?} is too long"));
-        }
-        total += Duration::from_nanos(nanos.round() as u64);
-        rest = tail;
-    }
-    Ok(total)
-}
-
-/// Formats a duration the way [`parse_duration`] reads it back, exactly: `100ms`, `3s`, or
-/// decimal seconds such as `2.30334375s`.
-pub fn format_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos % 1_000_000_000 == 0 {
-        format!("{}s", nanos / 1_000_000_000)
-    } else if nanos % 1_000_000 == 0 && nanos < 1_000_000_000 {
-        format!("{}ms", nanos / 1_000_000)
-    } else {
-        let frac = format!("{:09}", nanos % 1_000_000_000);
-        format!("{}.{}s", nanos / 1_000_000_000, frac.trim_end_matches('0'))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,27 +251,6 @@ mod tests {
         assert!("192.0.2.1/33".parse::<VirtualAddress>().is_err());
         assert!("192.0.2/24".parse::<VirtualAddress>().is_err());
         assert!("224.0.0.18/32".parse::<VirtualAddress>().is_err());
-    }
-
-    #[test]
-    fn durations_round_trip() {
-        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
-        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
-        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert!(parse_duration("100").is_err());
-        assert!(parse_duration("1parsec").is_err());
-        assert!(parse_duration("").is_err());
-        for d in [
-            "0s",
-            "20ms",
-            "3s",
-            "0.00025s",
-            "2.30334375s",
-            "1.000000007s",
-        ] {
-            assert_eq!(format_duration(parse_duration(d).unwrap()), d);
-        }
     }
 
     #[test]

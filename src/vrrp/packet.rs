@@ -9,6 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+// The family is shared vocabulary (its text forms too); the codec adds its multicast group.
+pub use crate::ids::Family;
+
 /// IP protocol number of VRRP (both versions).
 pub const IPPROTO_VRRP: u8 = 112;
 /// TTL / hop limit every advertisement is sent with and must arrive with (RFC 5798 §5.1.1.3).
@@ -65,38 +68,13 @@ impl fmt::Display for Version {
     }
 }
 
-/// Address family of an instance and of the addresses its advertisements carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Family {
-    #[serde(rename = "ipv4")]
-    V4,
-    #[serde(rename = "ipv6")]
-    V6,
-}
-
 impl Family {
-    pub fn of(addr: &IpAddr) -> Family {
-        match addr {
-            IpAddr::V4(_) => Family::V4,
-            IpAddr::V6(_) => Family::V6,
-        }
-    }
-
     /// The VRRP multicast group of this family.
     pub fn multicast_group(self) -> IpAddr {
         match self {
             Family::V4 => IpAddr::V4(MULTICAST_V4),
             Family::V6 => IpAddr::V6(MULTICAST_V6),
         }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        })
     }
 }
 

@@ -1,0 +1,122 @@
+//! `kube-vrrp agent`: run VRRP on this node, from the Kubernetes API (cluster mode) or from
+//! a file of VirtualIP documents (`--standalone --config FILE`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::daemon::{LogArgs, finish, init_logging, parse_duration, runtime};
+
+// No doc comment: the help is the `Agent` variant's, in main.rs.
+#[derive(clap::Args)]
+pub(crate) struct AgentArgs {
+    /// Read VirtualIP documents from --config instead of the Kubernetes API.
+    #[arg(long, requires = "config")]
+    standalone: bool,
+    /// File of VirtualIP YAML documents (kube-vrrp.io/v1alpha1). SIGHUP reloads it.
+    #[arg(long, requires = "standalone")]
+    config: Option<PathBuf>,
+    /// This node's name (selects its priority / its configuration).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: String,
+    /// Serve /status (JSON), /metrics (Prometheus) and /healthz here. Loopback by
+    /// default: the status names every address and peer.
+    #[arg(long, default_value = "127.0.0.1:9650")]
+    listen: SocketAddr,
+    /// Also serve /metrics and /healthz (not /status) here, e.g. 0.0.0.0:9652 for a
+    /// scraper on the network.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Cluster mode: renew this node's registration this often; the controller stops
+    /// believing a node's reports after three periods of silence.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    heartbeat: std::time::Duration,
+    /// Cluster mode: programs `exec` health checks and notify hooks may run (exact
+    /// paths; repeat or comma-separate). A VirtualIP can be written by anyone allowed to
+    /// create one, and its commands run on every node: none runs unless listed here.
+    /// Standalone mode runs what its file says.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    allow_exec: Vec<PathBuf>,
+    /// Run `exec` checks and notify hooks as UID[:GID]. Default in cluster mode
+    /// 65534:65534 (nobody); standalone: the agent's own user. "root" or 0 keeps root.
+    #[arg(long)]
+    exec_user: Option<String>,
+    /// Cluster mode: the directory (on the node, mounted read-only) `file` checks and
+    /// `caFile`s must be in.
+    #[arg(long)]
+    check_files: Option<PathBuf>,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+pub(crate) fn run(args: AgentArgs) -> ExitCode {
+    let AgentArgs {
+        standalone,
+        config,
+        node_name,
+        listen,
+        metrics_listen,
+        heartbeat,
+        allow_exec,
+        exec_user,
+        check_files,
+        log,
+    } = args;
+    init_logging(&log);
+    // `--standalone` and `--config` require each other (clap refuses one without the other):
+    // the flag names the mode, the file is where its VirtualIPs come from.
+    let cluster = !standalone;
+    let run_as = match exec_user.as_deref().map(parse_user) {
+        None if cluster => Some((65534, 65534)),
+        None => None,
+        Some(Ok(u)) => u,
+        Some(Err(e)) => {
+            eprintln!("kube-vrrp: --exec-user: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let opts = kube_vrrp::agent::Options {
+        policy: kube_vrrp::health::Policy {
+            cluster,
+            allow_exec,
+            run_as,
+            files_dir: check_files,
+        },
+        config,
+        node: node_name,
+        listen: Some(listen),
+        metrics_listen,
+        heartbeat,
+    };
+    finish(runtime().block_on(kube_vrrp::agent::run(opts)))
+}
+
+/// "UID[:GID]" or "root"; root (0) means: do not change user.
+fn parse_user(s: &str) -> Result<Option<(u32, u32)>, String> {
+    if s == "root" {
+        return Ok(None);
+    }
+    let (u, g) = s.split_once(':').unwrap_or((s, s));
+    let num = |t: &str| {
+        t.parse::<u32>()
+            .map_err(|_| format!("{s:?}: use UID[:GID] with numbers, or root"))
+    };
+    let (u, g) = (num(u)?, num(g)?);
+    Ok((u != 0 || g != 0).then_some((u, g)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_user_is_uid_gid_or_root() {
+        assert_eq!(parse_user("root"), Ok(None));
+        assert_eq!(parse_user("0"), Ok(None));
+        assert_eq!(parse_user("0:0"), Ok(None));
+        assert_eq!(parse_user("65534"), Ok(Some((65534, 65534))));
+        assert_eq!(parse_user("1000:100"), Ok(Some((1000, 100))));
+        assert!(parse_user("nobody").unwrap_err().contains("UID[:GID]"));
+        assert!(parse_user("1000:").is_err());
+    }
+}

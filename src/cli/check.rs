@@ -1,0 +1,20 @@
+//! `kube-vrrp check`: validate VirtualIP files (keepalived `-t`) and exit 0 or 1. The checking
+//! itself is [`kube_vrrp::check`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub(crate) fn run(files: &[PathBuf], cluster: bool) -> ExitCode {
+    let o = kube_vrrp::check::run(files, cluster);
+    print!("{}", o.text);
+    if o.errors == 0 {
+        println!("{} VirtualIP(s) valid", o.objects);
+        if o.pools > 0 {
+            println!("{} VirtualIPPool(s) valid", o.pools);
+        }
+        ExitCode::SUCCESS
+    } else {
+        println!("{} problem(s)", o.errors);
+        ExitCode::from(1)
+    }
+}

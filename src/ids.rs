@@ -1,0 +1,204 @@
+//! The shared vocabulary: address families with their one text form each, instance keys and
+//! tracker names. Every module that writes or reads one of these goes through here, so a
+//! name is never built with `format!` in one place and taken apart in another.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Address family of an instance and of the addresses its advertisements carry.
+///
+/// Two text forms: the key ([`Family::as_key`], `ipv4`) in instance keys, notify
+/// environments and serialized configuration, and the label ([`Family::label`], `IPv4`, also
+/// its `Display`) in status, messages and the Kubernetes `ipFamilies` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Family {
+    #[serde(rename = "ipv4")]
+    V4,
+    #[serde(rename = "ipv6")]
+    V6,
+}
+
+impl Family {
+    /// Both families, IPv4 first.
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// `ipv4` / `ipv6`: instance keys (`web/ipv4`), `KUBE_VRRP_FAMILY`, serde.
+    pub fn as_key(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+
+    /// `IPv4` / `IPv6`: status, messages, Kubernetes `ipFamilies`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// A text that is neither form of a family.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an address family: use IPv4 or IPv6")]
+pub struct UnknownFamily(pub String);
+
+impl FromStr for Family {
+    type Err = UnknownFamily;
+
+    /// Either form: the key (`ipv4`) or the label (`IPv4`). Nothing else: `IPV4` or `4`
+    /// are not written anywhere, so reading them back would hide a bug.
+    fn from_str(s: &str) -> Result<Family, UnknownFamily> {
+        Family::ALL
+            .into_iter()
+            .find(|f| s == f.as_key() || s == f.label())
+            .ok_or_else(|| UnknownFamily(s.to_string()))
+    }
+}
+
+/// The key of one VRRP instance: a VirtualIP's name and one of its families, `web/ipv4`.
+pub fn instance_key(name: &str, family: Family) -> String {
+    format!("{name}/{}", family.as_key())
+}
+
+/// What moves a node's priority or puts it in FAULT, as named in its status entry
+/// (`status.nodes[].checks[].name`) and in the `Failing` column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TrackerName {
+    /// The node's own condition (cordoned, excluded, not in `activeNodes`): `node`.
+    Node,
+    /// The notify hooks' last outcome: `notify`.
+    Notify,
+    /// A tracked interface: `interface:NAME`.
+    Interface(String),
+    /// A user's health check, by its name.
+    Check(String),
+}
+
+impl TrackerName {
+    /// The name of the node's own condition.
+    pub const NODE: &'static str = "node";
+    /// The name of the notify hooks' entry.
+    pub const NOTIFY: &'static str = "notify";
+    /// The prefix of tracked interfaces.
+    pub const INTERFACE_PREFIX: &'static str = "interface:";
+
+    /// A user's check name, unless it would read as one of the names the agent writes
+    /// itself: the error says which and why.
+    pub fn check(name: &str) -> Result<TrackerName, ReservedName> {
+        match TrackerName::parse(name) {
+            TrackerName::Check(n) => Ok(TrackerName::Check(n)),
+            _ => Err(ReservedName(name.to_string())),
+        }
+    }
+
+    /// Reads a name the agent wrote back (the controller reads the status entries).
+    pub fn parse(name: &str) -> TrackerName {
+        match name {
+            TrackerName::NODE => TrackerName::Node,
+            TrackerName::NOTIFY => TrackerName::Notify,
+            _ => match name.strip_prefix(TrackerName::INTERFACE_PREFIX) {
+                Some(interface) => TrackerName::Interface(interface.to_string()),
+                None => TrackerName::Check(name.to_string()),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TrackerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrackerName::Node => f.write_str(TrackerName::NODE),
+            TrackerName::Notify => f.write_str(TrackerName::NOTIFY),
+            TrackerName::Interface(i) => write!(f, "{}{i}", TrackerName::INTERFACE_PREFIX),
+            TrackerName::Check(c) => f.write_str(c),
+        }
+    }
+}
+
+/// A health check named like an entry the agent writes itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "name {0:?} is reserved: the agent reports the node's own condition as \"node\", notify \
+     hooks as \"notify\" and tracked interfaces as \"interface:NAME\"; choose another name"
+)]
+pub struct ReservedName(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn family_text_forms_read_back() {
+        for f in Family::ALL {
+            assert_eq!(f.as_key().parse::<Family>(), Ok(f));
+            assert_eq!(f.label().parse::<Family>(), Ok(f));
+            assert_eq!(f.to_string(), f.label());
+            assert_eq!(
+                serde_json::to_string(&f).unwrap(),
+                format!("\"{}\"", f.as_key())
+            );
+        }
+        assert!("IPV4".parse::<Family>().is_err());
+        assert!("4".parse::<Family>().is_err());
+    }
+
+    #[test]
+    fn family_of_an_address() {
+        assert_eq!(Family::of(&"192.0.2.1".parse().unwrap()), Family::V4);
+        assert_eq!(Family::of(&"2001:db8::1".parse().unwrap()), Family::V6);
+    }
+
+    #[test]
+    fn instance_keys_use_the_family_key() {
+        assert_eq!(instance_key("web", Family::V6), "web/ipv6");
+    }
+
+    #[test]
+    fn tracker_names_read_back() {
+        for t in [
+            TrackerName::Node,
+            TrackerName::Notify,
+            TrackerName::Interface("eth1".into()),
+            TrackerName::Check("nginx".into()),
+        ] {
+            assert_eq!(TrackerName::parse(&t.to_string()), t);
+        }
+        assert_eq!(
+            TrackerName::Interface("eth1".into()).to_string(),
+            "interface:eth1"
+        );
+    }
+
+    #[test]
+    fn user_checks_cannot_take_reserved_names() {
+        assert_eq!(
+            TrackerName::check("nginx"),
+            Ok(TrackerName::Check("nginx".into()))
+        );
+        for name in ["node", "notify", "interface:eth0"] {
+            let e = TrackerName::check(name).unwrap_err();
+            assert!(e.to_string().contains("is reserved"), "{e}");
+        }
+        // Only the exact names: a check may still be called `nodes` or `notify-ok`.
+        assert!(TrackerName::check("nodes").is_ok());
+        assert!(TrackerName::check("notify-ok").is_ok());
+    }
+}

@@ -1,0 +1,197 @@
+//! `VirtualIP` YAML documents → validated [`VirtualIp`]s, with errors that name the document,
+//! the object and the field (and a hint for a misspelt field or a number out of range). Shared
+//! by `kube-vrrp check` and the standalone agent's file source: one reader, one set of
+//! messages. No file I/O: callers read the text.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::api::{API_VERSION, KIND, VirtualIpDocument};
+use crate::model::spec::{VirtualIp, VridRule, validate};
+
+mod hints;
+pub use hints::{explain, suggest};
+
+/// What is wrong, where: document number (1-based), object name when known, field path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub document: usize,
+    pub name: Option<String>,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "document {}", self.document)?;
+        if let Some(n) = &self.name {
+            write!(f, " ({n:?})")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ", field {}", self.field)?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}
+
+/// One document of a file, validated on its own.
+#[derive(Debug)]
+pub struct Document {
+    /// 1-based.
+    pub index: usize,
+    pub name: Option<String>,
+    /// `kind`, when the document has one.
+    pub kind: Option<String>,
+    pub result: Result<VirtualIp, ConfigError>,
+}
+
+/// Every document of a text, each validated alone (`rule`: standalone files need a VRID,
+/// cluster objects may leave it to the controller). Empty documents are skipped.
+pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
+    let mut out = Vec::new();
+    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = i + 1;
+        let value = match serde_yaml::Value::deserialize(de) {
+            Ok(v) => v,
+            Err(e) => {
+                out.push(Document {
+                    index: document,
+                    name: None,
+                    kind: None,
+                    result: Err(ConfigError {
+                        document,
+                        name: None,
+                        field: String::new(),
+                        reason: format!("not YAML: {e}"),
+                    }),
+                });
+                // The parser cannot resynchronise after a syntax error.
+                break;
+            }
+        };
+        if value.is_null() {
+            continue; // an empty document (e.g. a trailing ---)
+        }
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .map(String::from);
+        let kind = value.get("kind").and_then(|k| k.as_str()).map(String::from);
+        let result = document_of(value, document, name.clone(), rule);
+        out.push(Document {
+            index: document,
+            name,
+            kind,
+            result,
+        });
+    }
+    out
+}
+
+fn document_of(
+    value: serde_yaml::Value,
+    document: usize,
+    name: Option<String>,
+    rule: VridRule,
+) -> Result<VirtualIp, ConfigError> {
+    let err = |field: &str, reason: String| ConfigError {
+        document,
+        name: name.clone(),
+        field: field.to_string(),
+        reason,
+    };
+    // The CRD schema lets the API server reject unknown fields; a file has no server, so
+    // collect them here: a misspelt field must not silently fall back to a default.
+    let mut unknown = Vec::new();
+    let doc: VirtualIpDocument = serde_path_to_error::deserialize(
+        serde_ignored::Deserializer::new(value.clone(), &mut |path: serde_ignored::Path<'_>| {
+            unknown.push(path.to_string())
+        }),
+    )
+    .map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let reason = explain(&path, &e.into_inner().to_string());
+        err(&path, reason)
+    })?;
+    if let Some(path) = unknown.first() {
+        let field = path.rsplit('.').next().unwrap_or(path);
+        let hint = match suggest(path) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "check the spelling".to_string(),
+        };
+        return Err(err(path, format!("unknown field `{field}`: {hint}")));
+    }
+    if doc.api_version != API_VERSION {
+        return Err(err(
+            "apiVersion",
+            format!("must be {API_VERSION}, not {:?}", doc.api_version),
+        ));
+    }
+    if doc.kind != KIND {
+        return Err(err("kind", format!("must be {KIND}, not {:?}", doc.kind)));
+    }
+    if doc.metadata.name.is_empty() {
+        return Err(err("metadata.name", "must not be empty".into()));
+    }
+    validate(doc.metadata.name.clone(), doc.spec, rule).map_err(|(f, r)| err(f, r))
+}
+
+/// What a VirtualIP may not share with the ones before it in a file: its name, or its VRID
+/// on the same interface and family.
+pub fn cross_check(before: &[VirtualIp], v: &VirtualIp) -> Result<(), (&'static str, String)> {
+    if before.iter().any(|o| o.name == v.name) {
+        return Err(("metadata.name", format!("{:?} is defined twice", v.name)));
+    }
+    if let Some(other) = before.iter().find(|o| {
+        o.vrid.is_some()
+            && o.vrid == v.vrid
+            && o.spec.interface == v.spec.interface
+            && shares_family(o, v)
+    }) {
+        return Err((
+            "spec.virtualRouterID",
+            format!(
+                "{} is already used by {:?} on the same interface",
+                v.vrid.unwrap_or_default(),
+                other.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses and validates every document of a file. Any error rejects the whole file.
+pub fn parse(text: &str) -> Result<Vec<VirtualIp>, ConfigError> {
+    let mut out: Vec<VirtualIp> = Vec::new();
+    for d in documents(text, VridRule::Required) {
+        let v = d.result?;
+        cross_check(&out, &v).map_err(|(field, reason)| ConfigError {
+            document: d.index,
+            name: d.name.clone(),
+            field: field.into(),
+            reason,
+        })?;
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(ConfigError {
+            document: 0,
+            name: None,
+            field: String::new(),
+            reason: "no VirtualIP documents: the agent would run nothing".into(),
+        });
+    }
+    Ok(out)
+}
+
+fn shares_family(a: &VirtualIp, b: &VirtualIp) -> bool {
+    a.addresses
+        .iter()
+        .any(|x| b.addresses.iter().any(|y| x.family() == y.family()))
+}
+
+#[cfg(test)]
+mod tests;
