@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use tracing::{error, warn};
 
-use super::engine::EngineCmd;
 use super::instances::{self, Step};
+use super::messages::EngineCmd;
 use super::{Agent, AgentEvent, Source};
 use crate::model::spec::{NodePlan, ResolvedInstance, VirtualIp, VridRule, resolve_all};
 use crate::vrrp::Family;

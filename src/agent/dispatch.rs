@@ -5,7 +5,7 @@
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
-use super::engine::EngineCmd;
+use super::messages::EngineCmd;
 use super::status::{self, AgentStatus, StatusRequest};
 use super::{Agent, AgentError, AgentEvent, Source, dataplane, instances, report, source};
 use crate::net::netlink::NetEvent;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::AgentEvent;
-use super::engine::EngineCmd;
+use super::messages::EngineCmd;
 use crate::api::CheckStatus;
 use crate::health::notify::{NotifyCounters, NotifyMsg};
 use crate::health::{Policy, Sink, Store, rfc3339};

@@ -17,7 +17,7 @@ use crate::vrrp::{Advertisement, DecodeError, Family};
 
 /// Defined beside their single reader; listed here so this module is the one place to look.
 pub use super::AgentEvent;
-pub use super::announcer::AnnounceCmd;
+pub(crate) use super::announcer::AnnounceCmd;
 pub use super::dataplane::DataplaneCmd;
 
 /// A receive socket: (interface index, address family). One per key, shared by every

@@ -44,8 +44,8 @@ use tracing::{error, info, warn};
 
 use crate::model::spec::{ResolvedInstance, VirtualIp};
 use crate::net::netlink::{NetEvent, Netlink, NetlinkError};
-use engine::{EngineCmd, Prepared};
 use instances::Sockets;
+use messages::{EngineCmd, Prepared};
 use status::{AgentStatus, StatusRequest};
 
 /// Interface changes arrive as netlink events; a slow full re-read guards against a missed one.

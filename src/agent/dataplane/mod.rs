@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
-use super::announcer::{AnnounceCmd, ScheduleId};
-use super::engine::EngineCmd;
+use super::announcer::ScheduleId;
+use super::messages::AnnounceCmd;
+use super::messages::EngineCmd;
 use crate::model::spec::GarpConfig;
 use crate::net::announce::Mac;
 use crate::net::netlink::{Address, NetEvent};
