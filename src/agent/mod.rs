@@ -4,13 +4,15 @@
 //! ```text
 //!  sources: file (SIGHUP) | cluster watch ─┐                       ┌─▶ engine thread (VRRP: state
 //!  signals, kernel link/address events ────┼─▶ AgentEvent ─▶ loop ─┤     machines, timers, sockets,
-//!  setups finished, engine reports ────────┤   (this file)         │     adverts) ── DataplaneCmd ─┐
+//!  setups finished, engine reports ────────┤   (dispatch.rs)       │     adverts) ── DataplaneCmd ─┐
 //!  /status requests ───────────────────────┘                       └─▶ setups (instances.rs)      │
-//!                                                data plane (addresses, ledger, watch) ◀───────────┘
+//!                                      data plane (dataplane/: ledger, standby, watch) ◀───────────┘
 //!                                                   └─▶ announcer (GARP / NA bursts, refresh)
 //! ```
 //!
-//! The loop here only decides; nothing it does can delay an advertisement, because the
+//! This file wires the tasks together ([`run`]); the loop lives in `dispatch.rs`, applying a
+//! new configuration in `apply.rs`, and the cleanup of what a previous run left in
+//! `stale.rs`. The loop only decides; nothing it does can delay an advertisement, because the
 //! engine runs on its own thread and everything slow (socket setup, netlink, bursts, the API,
 //! logging) happens beside it and reports back as an [`AgentEvent`].
 
