@@ -330,6 +330,26 @@ mod tests {
     }
 
     #[test]
+    fn a_pool_without_the_familys_addresses_refuses_instead_of_panicking() {
+        // An IPv6-only pool named by a Service that wants IPv4 (the default family).
+        let pools = [pool("v6", &["2001:db8::/125"], 1)];
+        let a = run(
+            &pools,
+            &[lb_service("web", 1, &[(ANNOTATION_POOL, "v6")])],
+            &[],
+        );
+        assert!(got_none(&a, "web"), "no address of a family the pool lacks");
+        let why = failure(&a, "web").expect("the Service is told why");
+        assert!(why.contains("IPv4"), "{why}");
+    }
+
+    fn got_none(a: &Allocation, name: &str) -> bool {
+        a.assigned
+            .get(&("default".to_string(), name.to_string()))
+            .is_none_or(|m| m.is_empty())
+    }
+
+    #[test]
     fn an_address_no_longer_allowed_is_not_kept() {
         let pools = [pool("p", &["198.51.100.0/29"], 1)];
         // Outside every pool, and one of a user's VirtualIPs.

@@ -123,11 +123,12 @@ pub(crate) struct Cursor {
 }
 
 impl Cursor {
-    /// At the first address of `ranges`, which must not be empty (indexes `ranges[0]`).
+    /// At the first address of `ranges`; past the end when there are none (a pool without
+    /// addresses of this family), so `find` answers `None` instead of panicking.
     pub fn start(ranges: &[&Range]) -> Cursor {
         Cursor {
             range: 0,
-            at: ranges[0].start,
+            at: ranges.first().map_or(0, |r| r.start),
         }
     }
 
