@@ -6,10 +6,10 @@
 //! with file and line; an address that is not one, or a `track_script` naming no script, is an
 //! error with its line. Nothing is dropped silently.
 //!
-//! The rooms, in pipeline order: [`lexer`] (text → lines, includes), [`parser`] (lines →
-//! statements and blocks), [`scripts`] (`vrrp_script` → checks, commands → argv),
-//! [`convert`] (one file → its node's instances), [`merge`] (all nodes → VirtualIPs);
-//! [`report`] holds the messages, [`values`] the value conversions.
+//! The rooms, in pipeline order: `lexer` (text → lines, includes), `parser` (lines →
+//! statements and blocks), `scripts` (`vrrp_script` → checks, commands → argv),
+//! `convert` (one file → its node's instances), `merge` (all nodes → VirtualIPs);
+//! `report` holds the messages, `values` the value conversions.
 
 mod convert;
 mod lexer;
