@@ -281,4 +281,20 @@ mod tests {
             o.text
         );
     }
+
+    #[test]
+    fn a_text_is_checked_without_a_file() {
+        let mut o = Outcome::default();
+        check_text(&mut o, "f.yaml", "", false);
+        assert_eq!(o.errors, 1);
+        assert!(
+            o.text
+                .contains("f.yaml: no VirtualIP or VirtualIPPool documents")
+        );
+        let mut o = Outcome::default();
+        let pool = "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIPPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.10-192.0.2.20]}\n";
+        check_text(&mut o, "p.yaml", pool, true);
+        assert_eq!((o.errors, o.pools), (0, 1), "{}", o.text);
+        assert!(o.text.contains("ok: VirtualIPPool"), "{}", o.text);
+    }
 }

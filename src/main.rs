@@ -80,3 +80,26 @@ fn main() -> ExitCode {
         Command::Controller(args) => cli::controller::run(args),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn standalone_and_config_go_together() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from([&["kube-vrrp", "agent", "--node-name", "n1"], args].concat())
+        };
+        assert!(parse(&["--standalone", "--config", "/etc/vips.yaml"]).is_ok());
+        assert!(parse(&["--standalone"]).is_err());
+        assert!(parse(&["--config", "/etc/vips.yaml"]).is_err());
+        assert!(parse(&[]).is_ok());
+    }
+}
