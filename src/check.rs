@@ -97,7 +97,7 @@ fn check_text(out: &mut Outcome, file: &str, text: &str, cluster: bool) {
 
 /// A `VirtualIPPool` document of cluster YAML: its address count, or its problem.
 fn check_pool(out: &mut Outcome, file: &str, text: &str, d: &Document) {
-    let doc = serde_yaml::Deserializer::from_str(text)
+    let doc = yaml_serde::Deserializer::from_str(text)
         .nth(d.index - 1)
         .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
     let verdict = match doc {

@@ -127,7 +127,7 @@ mod tests {
             Path::new("/etc/kube-vrrp/control-plane.yaml"),
             "registry.example/kube-vrrp:0.1.0",
         );
-        let p: serde_json::Value = serde_yaml::from_str(&pod).unwrap();
+        let p: serde_json::Value = yaml_serde::from_str(&pod).unwrap();
         assert_eq!(p["spec"]["hostNetwork"], true);
         assert_eq!(
             p["spec"]["volumes"][0]["hostPath"]["path"],

@@ -43,7 +43,7 @@ fn render(extra: &[&str]) -> Vec<serde_json::Value> {
 }
 
 fn yaml_doc(doc: &str) -> Option<serde_json::Value> {
-    let v: serde_json::Value = serde_yaml::from_str(doc).ok()?;
+    let v: serde_json::Value = yaml_serde::from_str(doc).ok()?;
     (!v.is_null()).then_some(v)
 }
 
@@ -236,7 +236,7 @@ fn the_static_pod_manifest_is_a_valid_pod() {
         report.contains("passed") && !report.contains("ERROR"),
         "{report}"
     );
-    let pod: serde_json::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    let pod: serde_json::Value = yaml_serde::from_slice(&out.stdout).unwrap();
     assert_eq!(pod["spec"]["hostNetwork"], true);
     assert_eq!(pod["spec"]["containers"][0]["args"][1], "--standalone");
     let zero = std::env::temp_dir().join(format!("kube-vrrp-cp-{}.yaml", std::process::id()));

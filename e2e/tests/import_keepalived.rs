@@ -72,7 +72,7 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
     ]);
     assert!(ok, "{stderr}");
     // One VirtualIP for both files, per-node priorities, the checks as native ones.
-    let v: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    let v: serde_json::Value = yaml_serde::from_str(&yaml).unwrap();
     assert_eq!(v["metadata"]["name"], "vi-1", "{yaml}");
     let spec = &v["spec"];
     assert_eq!(

@@ -275,7 +275,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        let mut s: VirtualIpSpec = serde_yaml::from_str(&yaml).unwrap();
+        let mut s: VirtualIpSpec = yaml_serde::from_str(&yaml).unwrap();
         s.virtual_router_id = vrid;
         s
     }

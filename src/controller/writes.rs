@@ -613,7 +613,7 @@ mod tests {
     fn an_event_on_a_cluster_scoped_object_goes_to_the_default_namespace() {
         let mut vip = VirtualIP::new(
             "web",
-            serde_yaml::from_str("addresses: [198.51.100.50/24]").unwrap(),
+            yaml_serde::from_str("addresses: [198.51.100.50/24]").unwrap(),
         );
         vip.metadata.uid = Some("u1".into());
         let what = EventNote {

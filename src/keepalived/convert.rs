@@ -190,7 +190,7 @@ fn instance(
 }
 
 fn empty_spec() -> VirtualIpSpec {
-    serde_yaml::from_str("addresses: []").expect("an empty spec")
+    yaml_serde::from_str("addresses: []").expect("an empty spec")
 }
 
 /// One statement of a `vrrp_instance` into the draft.

@@ -43,9 +43,9 @@ impl Import {
         self.documents
             .iter()
             .map(|d| {
-                let mut v = serde_yaml::to_value(d).unwrap_or_default();
+                let mut v = yaml_serde::to_value(d).unwrap_or_default();
                 prune(&mut v);
-                serde_yaml::to_string(&v).unwrap_or_default()
+                yaml_serde::to_string(&v).unwrap_or_default()
             })
             .collect::<Vec<_>>()
             .join("---\n")
@@ -53,16 +53,16 @@ impl Import {
 }
 
 /// Leaves out what says nothing: `false` switches and zero weights (the defaults).
-fn prune(v: &mut serde_yaml::Value) {
+fn prune(v: &mut yaml_serde::Value) {
     match v {
-        serde_yaml::Value::Mapping(m) => {
+        yaml_serde::Value::Mapping(m) => {
             m.retain(|k, v| {
-                !(matches!(v, serde_yaml::Value::Bool(false))
+                !(matches!(v, yaml_serde::Value::Bool(false))
                     || (k.as_str() == Some("weight") && v.as_i64() == Some(0)))
             });
             m.values_mut().for_each(prune);
         }
-        serde_yaml::Value::Sequence(s) => s.iter_mut().for_each(prune),
+        yaml_serde::Value::Sequence(s) => s.iter_mut().for_each(prune),
         _ => {}
     }
 }
@@ -254,13 +254,13 @@ spec:
 
     #[test]
     fn yaml_leaves_out_false_switches_and_zero_weights() {
-        let mut v: serde_yaml::Value = serde_yaml::from_str(
+        let mut v: yaml_serde::Value = yaml_serde::from_str(
             "a: false\nb: true\nweight: 0\nlist:\n- weight: 0\n  x: 1\n- weight: -5\nother: 0\n",
         )
         .unwrap();
         prune(&mut v);
         assert_eq!(
-            serde_yaml::to_string(&v).unwrap(),
+            yaml_serde::to_string(&v).unwrap(),
             "b: true\nlist:\n- x: 1\n- weight: -5\nother: 0\n"
         );
     }

@@ -413,7 +413,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> VirtualIpSpec {
-        serde_yaml::from_str(&format!("addresses: [192.0.2.10/24]\n{yaml}")).unwrap()
+        yaml_serde::from_str(&format!("addresses: [192.0.2.10/24]\n{yaml}")).unwrap()
     }
 
     #[test]
@@ -514,7 +514,7 @@ mod tests {
 
     fn error_of(yaml: &str) -> FieldError {
         let spec: VirtualIpSpec =
-            serde_yaml::from_str(&format!("addresses: [192.0.2.10/24]\n{yaml}")).unwrap();
+            yaml_serde::from_str(&format!("addresses: [192.0.2.10/24]\n{yaml}")).unwrap();
         validate(&spec, true).unwrap_err()
     }
 
@@ -533,7 +533,7 @@ mod tests {
     #[test]
     fn names_that_only_resemble_a_reserved_one_are_fine() {
         for name in ["nodes", "notify-hook", "interface"] {
-            let spec: VirtualIpSpec = serde_yaml::from_str(&format!(
+            let spec: VirtualIpSpec = yaml_serde::from_str(&format!(
                 "addresses: [192.0.2.10/24]\nhealthChecks: [{{name: {name}, tcp: {{port: 80}}}}]"
             ))
             .unwrap();

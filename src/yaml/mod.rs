@@ -50,9 +50,9 @@ pub struct Document {
 /// cluster objects may leave it to the controller). Empty documents are skipped.
 pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
     let mut out = Vec::new();
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    for (i, de) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
-        let value = match serde_yaml::Value::deserialize(de) {
+        let value = match yaml_serde::Value::deserialize(de) {
             Ok(v) => v,
             Err(e) => {
                 out.push(Document {
@@ -91,7 +91,7 @@ pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
 }
 
 fn document_of(
-    value: serde_yaml::Value,
+    value: yaml_serde::Value,
     document: usize,
     name: Option<String>,
     rule: VridRule,

@@ -28,8 +28,8 @@ fn main() {
 /// The address to probe: the file's first VirtualIP's first IPv4 address, in the lab subnet.
 fn vip_of(yaml: &str) -> Result<String, String> {
     use serde::Deserialize;
-    let first = serde_yaml::Deserializer::from_str(yaml)
-        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+    let first = yaml_serde::Deserializer::from_str(yaml)
+        .filter_map(|d| yaml_serde::Value::deserialize(d).ok())
         .find(|d| d["kind"] == "VirtualIP")
         .ok_or("no VirtualIP document in the file")?;
     let name = first["metadata"]["name"]

@@ -94,7 +94,7 @@ mod tests {
     use std::sync::Arc;
 
     fn vip(yaml: &str) -> VirtualIP {
-        VirtualIP::new("v", serde_yaml::from_str(yaml).unwrap())
+        VirtualIP::new("v", yaml_serde::from_str(yaml).unwrap())
     }
 
     fn key(name: &str) -> SecretKeyRef {

@@ -83,7 +83,7 @@ mod tests {
     use super::*;
 
     fn entry(name: &str, addresses: usize) -> NodeVirtualIP {
-        let spec = serde_yaml::from_str("addresses: [198.51.100.50/24]").unwrap();
+        let spec = yaml_serde::from_str("addresses: [198.51.100.50/24]").unwrap();
         let mut e = NodeVirtualIP {
             name: name.into(),
             generation: None,

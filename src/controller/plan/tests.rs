@@ -10,7 +10,7 @@ use super::*;
 use crate::api::{NodeConfigStatus, NodeState, NodeStatus, Phase, VirtualIPNodeConfigSpec};
 
 fn vip(name: &str, created: &str, yaml: &str) -> Arc<VirtualIP> {
-    let mut v = VirtualIP::new(name, serde_yaml::from_str(yaml).unwrap());
+    let mut v = VirtualIP::new(name, yaml_serde::from_str(yaml).unwrap());
     v.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
     v.metadata.generation = Some(1);
     v.metadata.finalizers = Some(vec![FINALIZER.into()]);
