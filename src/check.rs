@@ -33,7 +33,7 @@ fn placement_problems(v: &VirtualIp) -> Vec<(String, String)> {
 
 /// The outcome of checking files.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct CheckReport {
     pub text: String,
     pub errors: usize,
     pub objects: usize,
@@ -47,8 +47,8 @@ fn line(out: &mut String, file: &str, e: &ConfigError) {
 
 /// Checks each file; `cluster`: VirtualIP YAML for the API server (VRIDs and Secrets may be
 /// left to the controller; other kinds are skipped), else standalone agent files.
-pub fn run(files: &[PathBuf], cluster: bool) -> Outcome {
-    let mut out = Outcome::default();
+pub fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
+    let mut out = CheckReport::default();
     for path in files {
         let file = path.display().to_string();
         match std::fs::read_to_string(path) {
@@ -63,7 +63,7 @@ pub fn run(files: &[PathBuf], cluster: bool) -> Outcome {
 }
 
 /// Checks the text of one file, adding what it found to `out`.
-fn check_text(out: &mut Outcome, file: &str, text: &str, cluster: bool) {
+fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     let rule = if cluster {
         VridRule::Allocated
     } else {
@@ -96,7 +96,7 @@ fn check_text(out: &mut Outcome, file: &str, text: &str, cluster: bool) {
 }
 
 /// A `VirtualIPPool` document of cluster YAML: its address count, or its problem.
-fn check_pool(out: &mut Outcome, file: &str, text: &str, d: &Document) {
+fn check_pool(out: &mut CheckReport, file: &str, text: &str, d: &Document) {
     let doc = yaml_serde::Deserializer::from_str(text)
         .nth(d.index - 1)
         .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
@@ -129,7 +129,7 @@ fn check_pool(out: &mut Outcome, file: &str, text: &str, d: &Document) {
 /// A `VirtualIP` document: valid on its own, placeable, and (standalone files) not clashing
 /// with the valid ones before it, which `good` collects.
 fn check_virtual_ip(
-    out: &mut Outcome,
+    out: &mut CheckReport,
     file: &str,
     d: Document,
     cluster: bool,
@@ -187,7 +187,7 @@ fn check_virtual_ip(
 mod tests {
     use super::*;
 
-    fn check(yaml: &str, cluster: bool) -> Outcome {
+    fn check(yaml: &str, cluster: bool) -> CheckReport {
         // One file per call: tests run in parallel.
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -284,14 +284,14 @@ mod tests {
 
     #[test]
     fn a_text_is_checked_without_a_file() {
-        let mut o = Outcome::default();
+        let mut o = CheckReport::default();
         check_text(&mut o, "f.yaml", "", false);
         assert_eq!(o.errors, 1);
         assert!(
             o.text
                 .contains("f.yaml: no VirtualIP or VirtualIPPool documents")
         );
-        let mut o = Outcome::default();
+        let mut o = CheckReport::default();
         let pool = "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIPPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.10-192.0.2.20]}\n";
         check_text(&mut o, "p.yaml", pool, true);
         assert_eq!((o.errors, o.pools), (0, 1), "{}", o.text);

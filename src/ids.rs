@@ -78,6 +78,17 @@ pub fn instance_key(name: &str, family: Family) -> String {
     format!("{name}/{}", family.as_key())
 }
 
+/// The VirtualIP name of an instance key (`web` of `web/ipv4`): the one place a key is read
+/// back (VirtualIP names are DNS names, so they hold no `/`).
+pub fn instance_name(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(name, _)| name)
+}
+
+/// The family of an instance key (`IPv4` of `web/ipv4`), if the key has one.
+pub fn instance_family(key: &str) -> Option<Family> {
+    key.rsplit_once('/').and_then(|(_, f)| f.parse().ok())
+}
+
 /// What moves a node's priority or puts it in FAULT, as named in its status entry
 /// (`status.nodes[].checks[].name`) and in the `Failing` column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -164,6 +175,15 @@ mod tests {
     fn family_of_an_address() {
         assert_eq!(Family::of(&"192.0.2.1".parse().unwrap()), Family::V4);
         assert_eq!(Family::of(&"2001:db8::1".parse().unwrap()), Family::V6);
+    }
+
+    #[test]
+    fn instance_keys_read_back() {
+        let key = instance_key("web", Family::V6);
+        assert_eq!(instance_name(&key), "web");
+        assert_eq!(instance_family(&key), Some(Family::V6));
+        assert_eq!(instance_name("bare"), "bare");
+        assert_eq!(instance_family("bare"), None);
     }
 
     #[test]

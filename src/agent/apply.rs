@@ -23,7 +23,7 @@ pub(super) fn keep_last_good<'a>(
 ) -> BTreeMap<String, (String, bool)> {
     let mut out = BTreeMap::new();
     for (name, family, reason) in resolve_errors {
-        let key = format!("{name}/{}", crate::model::spec::family_label(family));
+        let key = crate::ids::instance_key(&name, family);
         let last_good = running.get(&key).cloned();
         let kept = last_good.is_some();
         if let Some(r) = last_good {
@@ -174,7 +174,7 @@ mod tests {
     fn inst(key: &str) -> ResolvedInstance {
         ResolvedInstance {
             key: key.into(),
-            name: key.split('/').next().unwrap().into(),
+            name: crate::ids::instance_name(key).into(),
             interface: "eth0".into(),
             ifindex: 2,
             config: InstanceConfig::new(

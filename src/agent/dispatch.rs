@@ -144,7 +144,7 @@ impl Agent {
             AgentEvent::Status(reply) => {
                 let (tx, rx) = oneshot::channel();
                 let _ = self.engine.send(EngineCmd::Snapshot(tx));
-                let extra = self.decorate();
+                let extra = self.status_additions();
                 tokio::spawn(async move {
                     if let Ok(mut s) = rx.await {
                         extra(&mut s);
@@ -180,7 +180,7 @@ impl Agent {
 
     /// What the loop adds to the engine's snapshot: node, errors, configuration error,
     /// announcement and data plane netlink failures.
-    pub(super) fn decorate(&self) -> impl FnOnce(&mut AgentStatus) + Send + 'static {
+    pub(super) fn status_additions(&self) -> impl FnOnce(&mut AgentStatus) + Send + 'static {
         let node = self.node.clone();
         let errors = self.errors.by_key();
         let config_error = self.config_error.clone();
@@ -222,7 +222,7 @@ impl Agent {
     }
 
     pub(super) fn publish(&mut self, mut snapshot: AgentStatus) {
-        self.decorate()(&mut snapshot);
+        self.status_additions()(&mut snapshot);
         let Source::Cluster {
             config,
             epoch,

@@ -17,13 +17,14 @@ use super::messages::EngineCmd;
 use crate::api::CheckStatus;
 use crate::health::notify::{NotifyCounters, NotifyMsg};
 use crate::health::{Policy, Sink, Store, rfc3339};
+use crate::ids::TrackerName;
 use crate::model::health::Notify;
 use crate::model::spec::VirtualIp;
 use crate::net::netlink::Link;
 use crate::vrrp::priority::Tracker;
 
 /// The tracker the controller's drain sets (weight 0: FAULT, a graceful handover).
-pub const NODE_TRACKER: &str = "node";
+pub const NODE_TRACKER: &str = TrackerName::NODE;
 
 struct EngineSink {
     engine: mpsc::UnboundedSender<EngineCmd>,
@@ -155,7 +156,7 @@ impl Health {
         for (vip, list) in &self.interfaces {
             for (name, weight) in list {
                 desired.entry(vip.clone()).or_default().insert(
-                    format!("interface:{name}"),
+                    TrackerName::Interface(name.clone()).to_string(),
                     self.interface_tracker(name, *weight),
                 );
             }
@@ -246,7 +247,7 @@ impl Health {
         let mut desired: BTreeMap<String, BTreeMap<String, (Tracker, String)>> = BTreeMap::new();
         for (vip, m) in &self.own {
             for (name, o) in m {
-                let entry = match name.strip_prefix("interface:") {
+                let entry = match name.strip_prefix(TrackerName::INTERFACE_PREFIX) {
                     Some(iface) => {
                         let weight = o.tracker.weight;
                         self.interface_tracker(iface, weight)
@@ -322,7 +323,7 @@ impl Health {
         }
         for (vip, why) in &self.notify_refused {
             out.entry(vip.clone()).or_default().push(CheckStatus {
-                name: "notify".into(),
+                name: TrackerName::Notify.to_string(),
                 healthy: false,
                 result: Some(why.clone()),
                 consecutive: 0,

@@ -164,17 +164,19 @@ pub async fn prepare(
         // The base interface must never tie the VIPs to its own MAC: not by answering ARP
         // for them (arp_ignore), nor by using them as the sender of its own ARP requests
         // when replies from a VIP leave through it (arp_announce).
-        set_sysctl(&format!("net/ipv4/conf/{}/arp_ignore", base.name), "1");
-        set_sysctl(&format!("net/ipv4/conf/{}/arp_announce", base.name), "2");
+        crate::net::sysctl::set(&format!("net/ipv4/conf/{}/arp_ignore", base.name), "1");
+        crate::net::sysctl::set(&format!("net/ipv4/conf/{}/arp_announce", base.name), "2");
         // Both nodes have this interface with the same MAC: it must never speak on its
         // own. No IPv6 link-local (and so no DAD, MLD or router solicitation) for an IPv4
         // instance; for an IPv6 one no generated address, and our VIPs skip DAD.
         match family {
-            Family::V4 => set_sysctl(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1"),
+            Family::V4 => {
+                crate::net::sysctl::set(&format!("net/ipv6/conf/{name}/disable_ipv6"), "1")
+            }
             Family::V6 => {
-                set_sysctl(&format!("net/ipv6/conf/{name}/addr_gen_mode"), "1");
-                set_sysctl(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
-                set_sysctl(&format!("net/ipv6/conf/{name}/accept_dad"), "0");
+                crate::net::sysctl::set(&format!("net/ipv6/conf/{name}/addr_gen_mode"), "1");
+                crate::net::sysctl::set(&format!("net/ipv6/conf/{name}/accept_ra"), "0");
+                crate::net::sysctl::set(&format!("net/ipv6/conf/{name}/accept_dad"), "0");
             }
         }
         nl.set_up(index).await?;
@@ -246,13 +248,6 @@ pub fn is_vmac_name(name: &str) -> bool {
     })
 }
 
-pub(super) fn set_sysctl(path: &str, value: &str) {
-    let full = format!("/proc/sys/{path}");
-    if let Err(e) = std::fs::write(&full, value) {
-        warn!(sysctl = %full, error = %e, "cannot set sysctl");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +263,7 @@ mod tests {
         config.priority = priority;
         ResolvedInstance {
             key: key.into(),
-            name: key.split('/').next().unwrap().into(),
+            name: crate::ids::instance_name(key).into(),
             interface: "eth0".into(),
             ifindex: 2,
             config,

@@ -9,16 +9,16 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::status::AgentStatus;
-use crate::model::spec::ResolvedInstance;
+use crate::model::spec::{GarpConfig, ResolvedInstance};
 use crate::net::announce::Mac;
+use crate::net::netlink::NetEvent;
 use crate::net::socket::VrrpSender;
 use crate::vrrp::priority::Tracker;
-use crate::vrrp::{Advertisement, DecodeError, Family};
+use crate::vrrp::{Advertisement, DecodeError, Family, VirtualAddress};
 
 /// Defined beside their single reader; listed here so this module is the one place to look.
 pub use super::AgentEvent;
 pub(crate) use super::announcer::AnnounceCmd;
-pub use super::dataplane::DataplaneCmd;
 
 /// A receive socket: (interface index, address family). One per key, shared by every
 /// instance there.
@@ -110,4 +110,54 @@ pub(crate) enum FromReceiver {
         socket: SocketKey,
         counts: Vec<(Option<u8>, DecodeError, u64)>,
     },
+}
+
+/// Engine → data plane: what to bind, release and announce for one instance (`id`), and the
+/// kernel's address events from the watch.
+pub enum DataplaneCmd {
+    /// Bind `addresses` ahead on a standby link that stays down until the instance is master.
+    Stage {
+        id: u64,
+        key: String,
+        /// The interface the instance runs on (the standby link's parent).
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+    },
+    /// The instance's IPv6 excluded addresses changed in place: the standby link follows
+    /// them. An instance without one gets one once it has `STANDBY_MIN` (see the data plane) of them: at once
+    /// when backup, when it next leaves master otherwise.
+    Restage {
+        id: u64,
+        key: String,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+        master: bool,
+    },
+    Bind {
+        id: u64,
+        key: String,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+    },
+    Unbind {
+        id: u64,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+    },
+    Announce {
+        id: u64,
+        key: String,
+        ifindex: u32,
+        mac: Mac,
+        addresses: Vec<VirtualAddress>,
+        garp: GarpConfig,
+        /// Send a burst now (a new master), or only take the new timing.
+        burst: bool,
+    },
+    /// The instance is gone: its worker ends once its queue is done.
+    Forget { id: u64 },
+    /// A kernel address event.
+    Event(NetEvent),
+    /// Releases everything still bound (the agent is stopping) and answers.
+    ReleaseAll(oneshot::Sender<()>),
 }

@@ -168,7 +168,7 @@ struct Agent {
     started: std::collections::HashSet<String>,
     next_generation: u64,
     /// VirtualIPs (or families of them) that cannot run here, and why.
-    errors: report::Errors,
+    errors: report::ReportInputs,
     /// The last configuration that was refused whole (the running one is older).
     config_error: Option<String>,
     announce_errors: Arc<AtomicU64>,
@@ -246,7 +246,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         generation: HashMap::new(),
         started: Default::default(),
         next_generation: 1,
-        errors: report::Errors::default(),
+        errors: report::ReportInputs::default(),
         config_error: None,
         announce_errors,
         netlink_errors,

@@ -5,13 +5,12 @@ use std::collections::BTreeMap;
 
 use super::status::{AgentStatus, InstanceStatus};
 use crate::api::{FamilyStatus, NodeState, NodeStatus};
+use crate::ids::{Family, instance_family, instance_name};
 
-fn family_name(label: &str) -> String {
-    match label {
-        "ipv4" => "IPv4".into(),
-        "ipv6" => "IPv6".into(),
-        other => other.into(),
-    }
+/// The status' spelling (`IPv4`) of an instance's family key (`ipv4`).
+fn family_name(key: &str) -> String {
+    key.parse::<Family>()
+        .map_or_else(|_| key.to_string(), |f| f.label().to_string())
 }
 
 /// The node-level state of several families: Master when it holds any addresses (what split
@@ -24,9 +23,10 @@ pub fn node_state(states: impl IntoIterator<Item = NodeState>) -> Option<NodeSta
     states.into_iter().max()
 }
 
-/// Why things do not run here, by source of the problem.
+/// What the run loop adds to the engine snapshot for the status entries: why things do not run
+/// here, by source of the problem, and this node's configured priorities.
 #[derive(Debug, Clone, Default)]
-pub struct Errors {
+pub struct ReportInputs {
     /// VirtualIP name → (configured priority, reason): the configuration itself is invalid.
     pub invalid: BTreeMap<String, (u8, String)>,
     /// Instance key → (reason, whether the last good configuration still runs).
@@ -45,7 +45,7 @@ fn resolve_text(reason: &str, kept: bool) -> String {
     }
 }
 
-impl Errors {
+impl ReportInputs {
     /// Everything by instance key (or VirtualIP name), for `/status`.
     pub fn by_key(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
@@ -61,7 +61,7 @@ impl Errors {
         out
     }
 
-    /// Errors of one VirtualIP: (key or name, text, whether something still runs for it).
+    /// Problems of one VirtualIP: (key or name, text, whether something still runs for it).
     fn of(&self, name: &str) -> Vec<(String, String)> {
         let prefix = format!("{name}/");
         let mut out = Vec::new();
@@ -86,7 +86,7 @@ impl Errors {
 pub fn cluster_report(
     node: &str,
     snapshot: &AgentStatus,
-    errors: &Errors,
+    errors: &ReportInputs,
     config_generation: Option<i64>,
     epoch: u64,
 ) -> super::cluster::Report {
@@ -113,11 +113,12 @@ pub fn cluster_report(
             .collect();
         // A family that cannot run here beside one that does.
         for (k, r) in &problems {
-            if let Some(label) = k.strip_prefix(&format!("{name}/"))
-                && !families.iter().any(|f| f.family == family_name(label))
+            if instance_name(k) == name
+                && let Some(family) = instance_family(k)
+                && !families.iter().any(|f| f.family == family.label())
             {
                 families.push(FamilyStatus {
-                    family: family_name(label),
+                    family: family.label().to_string(),
                     state: NodeState::Error,
                     effective_priority: None,
                     reason: Some(r.clone()),
@@ -164,7 +165,7 @@ pub fn cluster_report(
                 .resolve
                 .keys()
                 .chain(errors.start.keys())
-                .filter_map(|k| k.split('/').next().map(String::from)),
+                .map(|k| instance_name(k).to_string()),
         )
         .collect::<std::collections::BTreeSet<String>>();
     for name in names {

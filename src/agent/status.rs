@@ -111,20 +111,33 @@ fn state_label(s: State) -> &'static str {
     }
 }
 
-/// Prometheus text exposition of the status.
+/// Prometheus text exposition of the status: the instances' families, the checks', the
+/// node's, in that order.
 pub fn render_metrics(s: &AgentStatus) -> String {
     let mut out = Exposition::new();
-    let mut family =
-        |name: &str, kind: Kind, help: &str, rows: &mut dyn Iterator<Item = (String, u64)>| {
-            out.metric(name, kind, help, rows)
-        };
-    let inst = |i: &InstanceStatus| {
-        labels(&[
-            ("instance", &format!("{}/{}", i.name, i.family)),
-            ("vrid", &i.virtual_router_id.to_string()),
-        ])
-    };
-    family(
+    instance_metrics(&mut out, s);
+    check_metrics(&mut out, s);
+    node_metrics(&mut out, s);
+    out.finish()
+}
+
+/// The `instance` and `vrid` labels of an instance's samples.
+fn instance_labels(i: &InstanceStatus) -> String {
+    labels(&[
+        ("instance", &format!("{}/{}", i.name, i.family)),
+        ("vrid", &i.virtual_router_id.to_string()),
+    ])
+}
+
+/// The `virtual_ip` and `check` labels of a check's samples.
+fn check_labels(vip: &str, c: &crate::api::CheckStatus) -> String {
+    labels(&[("virtual_ip", vip), ("check", &c.name)])
+}
+
+/// Per instance: state, priority, the RFC counters, addresses put back.
+fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
+    let inst = instance_labels;
+    out.metric(
         "kube_vrrp_instance_state",
         Kind::Gauge,
         "1 for the state the instance is in.",
@@ -144,7 +157,7 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             })
         }),
     );
-    family(
+    out.metric(
         "kube_vrrp_effective_priority",
         Kind::Gauge,
         "Priority advertised now.",
@@ -213,14 +226,14 @@ pub fn render_metrics(s: &AgentStatus) -> String {
         ),
     ];
     for (name, help, get) in counters {
-        family(
+        out.metric(
             &format!("kube_vrrp_{name}"),
             Kind::Counter,
             help,
             &mut s.instances.values().map(|i| (inst(i), get(&i.counters))),
         );
     }
-    family(
+    out.metric(
         "kube_vrrp_addresses_restored_total",
         Kind::Counter,
         "Virtual addresses removed by someone else and put back.",
@@ -229,9 +242,12 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .values()
             .map(|i| (inst(i), i.addresses_restored)),
     );
-    let check =
-        |vip: &str, c: &crate::api::CheckStatus| labels(&[("virtual_ip", vip), ("check", &c.name)]);
-    family(
+}
+
+/// Per health check (and tracked interface): healthy, fault, and what it adds to the priority.
+fn check_metrics(out: &mut Exposition, s: &AgentStatus) {
+    let check = check_labels;
+    out.metric(
         "kube_vrrp_check_healthy",
         Kind::Gauge,
         "1 while a health check (or tracked interface) passes, after fall / rise.",
@@ -240,7 +256,7 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .iter()
             .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), u64::from(c.healthy)))),
     );
-    family(
+    out.metric(
         "kube_vrrp_check_fault",
         Kind::Gauge,
         "1 while a failing weight-0 check holds its VirtualIP in FAULT.",
@@ -248,56 +264,6 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .checks
             .iter()
             .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), u64::from(c.fault)))),
-    );
-    family(
-        "kube_vrrp_notify_total",
-        Kind::Counter,
-        "Notify commands run, by result.",
-        &mut [
-            (labels(&[("result", "ok")]), s.global.notify_ok),
-            (labels(&[("result", "failed")]), s.global.notify_failed),
-        ]
-        .into_iter(),
-    );
-    family(
-        "kube_vrrp_instance_errors",
-        Kind::Gauge,
-        "Instances or VirtualIPs that cannot run on this node.",
-        &mut std::iter::once((String::new(), s.errors.len() as u64)),
-    );
-    family(
-        "kube_vrrp_unknown_vrid_total",
-        Kind::Counter,
-        "Valid VRRP packets for a virtual router this node does not run.",
-        &mut std::iter::once((String::new(), s.global.unknown_vrid)),
-    );
-    family(
-        "kube_vrrp_malformed_packets_total",
-        Kind::Counter,
-        "Undecodable VRRP packets not attributable to an instance.",
-        &mut s
-            .global
-            .malformed
-            .iter()
-            .map(|(k, v)| (labels(&[("kind", k)]), *v)),
-    );
-    family(
-        "kube_vrrp_max_timer_lateness_microseconds",
-        Kind::Gauge,
-        "The latest a protocol timer fired after it was due.",
-        &mut std::iter::once((String::new(), s.global.max_timer_lateness_us)),
-    );
-    family(
-        "kube_vrrp_max_engine_busy_microseconds",
-        Kind::Gauge,
-        "The longest the VRRP engine spent on one event.",
-        &mut std::iter::once((String::new(), s.global.max_engine_busy_us)),
-    );
-    family(
-        "kube_vrrp_send_errors_total",
-        Kind::Counter,
-        "Advertisements or announcements the kernel refused.",
-        &mut std::iter::once((String::new(), s.global.send_errors)),
     );
     // Signed, so a family of its own.
     out.metric(
@@ -308,7 +274,60 @@ pub fn render_metrics(s: &AgentStatus) -> String {
             .iter()
             .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), c.contribution))),
     );
-    out.finish()
+}
+
+/// The node's: notify hooks, errors, packets no instance took, engine timing, send errors.
+fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
+    out.metric(
+        "kube_vrrp_notify_total",
+        Kind::Counter,
+        "Notify commands run, by result.",
+        &mut [
+            (labels(&[("result", "ok")]), s.global.notify_ok),
+            (labels(&[("result", "failed")]), s.global.notify_failed),
+        ]
+        .into_iter(),
+    );
+    out.metric(
+        "kube_vrrp_instance_errors",
+        Kind::Gauge,
+        "Instances or VirtualIPs that cannot run on this node.",
+        &mut std::iter::once((String::new(), s.errors.len() as u64)),
+    );
+    out.metric(
+        "kube_vrrp_unknown_vrid_total",
+        Kind::Counter,
+        "Valid VRRP packets for a virtual router this node does not run.",
+        &mut std::iter::once((String::new(), s.global.unknown_vrid)),
+    );
+    out.metric(
+        "kube_vrrp_malformed_packets_total",
+        Kind::Counter,
+        "Undecodable VRRP packets not attributable to an instance.",
+        &mut s
+            .global
+            .malformed
+            .iter()
+            .map(|(k, v)| (labels(&[("kind", k)]), *v)),
+    );
+    out.metric(
+        "kube_vrrp_max_timer_lateness_microseconds",
+        Kind::Gauge,
+        "The latest a protocol timer fired after it was due.",
+        &mut std::iter::once((String::new(), s.global.max_timer_lateness_us)),
+    );
+    out.metric(
+        "kube_vrrp_max_engine_busy_microseconds",
+        Kind::Gauge,
+        "The longest the VRRP engine spent on one event.",
+        &mut std::iter::once((String::new(), s.global.max_engine_busy_us)),
+    );
+    out.metric(
+        "kube_vrrp_send_errors_total",
+        Kind::Counter,
+        "Advertisements or announcements the kernel refused.",
+        &mut std::iter::once((String::new(), s.global.send_errors)),
+    );
 }
 
 /// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped;

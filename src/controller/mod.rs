@@ -94,7 +94,9 @@ where
     store
 }
 
-struct Shell {
+/// What a pass reads (the watched stores) and writes through (the client): the controller's
+/// connection to the cluster.
+struct Context {
     client: Client,
     vips: Store<VirtualIP>,
     nodes: Store<Node>,
@@ -119,7 +121,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         None => None,
     };
     let notify = Arc::new(Notify::new());
-    let shell = Shell {
+    let ctx = Context {
         vips: mirror(Api::all(client.clone()), notify.clone()),
         nodes: mirror(Api::all(client.clone()), notify.clone()),
         configs: mirror(Api::all(client.clone()), notify.clone()),
@@ -132,7 +134,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         client: client.clone(),
     };
     if let Some(listener) = listener {
-        let metrics = shell.metrics.clone();
+        let metrics = ctx.metrics.clone();
         tokio::spawn(crate::http::serve(listener, move |path| {
             let body = metrics.lock().expect("metrics").render();
             async move {
@@ -154,12 +156,12 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
     let mut int = signal(SignalKind::interrupt()).expect("signal handler");
     info!(identity = %opts.identity, "waiting for the caches");
     let ready = async {
-        let _ = shell.vips.wait_until_ready().await;
-        let _ = shell.nodes.wait_until_ready().await;
-        let _ = shell.configs.wait_until_ready().await;
-        let _ = shell.pools.wait_until_ready().await;
-        let _ = shell.services.wait_until_ready().await;
-        let _ = shell.slices.wait_until_ready().await;
+        let _ = ctx.vips.wait_until_ready().await;
+        let _ = ctx.nodes.wait_until_ready().await;
+        let _ = ctx.configs.wait_until_ready().await;
+        let _ = ctx.pools.wait_until_ready().await;
+        let _ = ctx.services.wait_until_ready().await;
+        let _ = ctx.slices.wait_until_ready().await;
     };
     tokio::select! {
         _ = ready => {}
@@ -183,7 +185,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
             _ = lease_tick.tick() => {
                 let was = elector.is_leader();
                 let now = elector.tick().await;
-                shell.metrics.lock().expect("metrics").leader = now;
+                ctx.metrics.lock().expect("metrics").leader = now;
                 if now && !was {
                     dirty = true;
                 }
@@ -195,8 +197,8 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         }
         if dirty && retry_at.is_none() && elector.is_leader() {
             let started = std::time::Instant::now();
-            let result = shell.reconcile().await;
-            let mut m = shell.metrics.lock().expect("metrics");
+            let result = ctx.reconcile().await;
+            let mut m = ctx.metrics.lock().expect("metrics");
             m.reconciles += 1;
             m.last_reconcile_seconds = started.elapsed().as_secs_f64();
             match result {
@@ -214,7 +216,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
     Ok(())
 }
 
-impl Shell {
+impl Context {
     async fn read_secret(&self, r: &SecretKeyRef) -> SecretValue {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &r.namespace);
         let secret = api

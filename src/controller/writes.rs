@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::conditions::events as kinds;
 use super::metrics::Metrics;
 use super::plan::{self, FINALIZER, Plan};
-use super::{MANAGER, Shell, lb};
+use super::{Context, MANAGER, lb};
 use crate::api::{
     LABEL_NODE, LABEL_POOL, VirtualIP, VirtualIPNodeConfig, VirtualIPNodeConfigSpec, VirtualIPPool,
 };
@@ -161,7 +161,7 @@ fn json_patch(ops: serde_json::Value) -> Patch<()> {
     Patch::Json(serde_json::from_value(ops).expect("a JSON patch"))
 }
 
-impl Shell {
+impl Context {
     fn count_write(&self) {
         self.metrics.lock().expect("metrics").writes += 1;
     }

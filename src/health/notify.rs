@@ -20,7 +20,7 @@ use crate::vrrp::State;
 
 /// A transition, as the engine reports it.
 #[derive(Debug, Clone)]
-pub struct Transition {
+pub struct HookEvent {
     /// The VirtualIP's name.
     pub vip: String,
     /// The family's key, [`Family::as_key`](crate::ids::Family::as_key): `ipv4` / `ipv6`.
@@ -33,7 +33,7 @@ pub struct Transition {
 pub enum NotifyMsg {
     /// The hooks of every VirtualIP that has some (and is allowed to).
     Config(HashMap<String, Notify>),
-    Transition(Transition),
+    Transition(HookEvent),
 }
 
 #[derive(Debug, Default)]
@@ -52,7 +52,7 @@ fn word(to: Option<State>) -> &'static str {
 }
 
 /// The commands one transition runs, in order.
-pub fn commands(n: &Notify, t: &Transition) -> Vec<Vec<String>> {
+pub fn commands(n: &Notify, t: &HookEvent) -> Vec<Vec<String>> {
     let own = match t.to {
         Some(State::Master) => &n.master,
         Some(State::Backup) => &n.backup,
@@ -83,7 +83,7 @@ pub async fn run(
     counters: Arc<NotifyCounters>,
 ) {
     let mut hooks: HashMap<String, Notify> = HashMap::new();
-    let mut queues: HashMap<String, mpsc::UnboundedSender<(Notify, Transition)>> = HashMap::new();
+    let mut queues: HashMap<String, mpsc::UnboundedSender<(Notify, HookEvent)>> = HashMap::new();
     while let Some(msg) = rx.recv().await {
         match msg {
             NotifyMsg::Config(h) => {
@@ -93,7 +93,7 @@ pub async fn run(
             NotifyMsg::Transition(t) => {
                 let Some(n) = hooks.get(&t.vip) else { continue };
                 let q = queues.entry(t.vip.clone()).or_insert_with(|| {
-                    let (tx, mut rx) = mpsc::unbounded_channel::<(Notify, Transition)>();
+                    let (tx, mut rx) = mpsc::unbounded_channel::<(Notify, HookEvent)>();
                     let counters = counters.clone();
                     tokio::spawn(async move {
                         while let Some((n, t)) = rx.recv().await {
@@ -134,7 +134,7 @@ mod tests {
             any: vec!["/n".into(), "x".into()],
             ..Default::default()
         };
-        let t = Transition {
+        let t = HookEvent {
             vip: "web".into(),
             family: crate::ids::Family::V4.as_key(),
             to: Some(State::Master),
@@ -149,7 +149,7 @@ mod tests {
                     .to_vec()
             ]
         );
-        let t = Transition { to: None, ..t };
+        let t = HookEvent { to: None, ..t };
         assert_eq!(
             commands(&n, &t),
             vec![

@@ -256,11 +256,11 @@ pub fn validate(
         let probe = v.instance_config(family, 100, placeholder(family));
         probe.validate().map_err(|e| {
             let field = match e {
-                crate::vrrp::ConfigError::V2Interval(_)
-                | crate::vrrp::ConfigError::V3Interval(_) => "spec.advertInterval",
-                crate::vrrp::ConfigError::V3Authentication => "spec.authentication",
-                crate::vrrp::ConfigError::V2Ipv6(_) => "spec.version",
-                crate::vrrp::ConfigError::PeerFamily(..) => "spec.unicastPeers",
+                crate::vrrp::InstanceConfigError::V2Interval(_)
+                | crate::vrrp::InstanceConfigError::V3Interval(_) => "spec.advertInterval",
+                crate::vrrp::InstanceConfigError::V3Authentication => "spec.authentication",
+                crate::vrrp::InstanceConfigError::V2Ipv6(_) => "spec.version",
+                crate::vrrp::InstanceConfigError::PeerFamily(..) => "spec.unicastPeers",
                 _ => "spec",
             };
             (field, e.to_string())
@@ -443,11 +443,6 @@ impl VirtualIp {
             garp: self.garp,
         })
     }
-}
-
-/// The family's key (`ipv4`), as in instance keys: [`Family::as_key`].
-pub fn family_label(f: Family) -> &'static str {
-    f.as_key()
 }
 
 /// What one node runs of a set of VirtualIPs: the instances that resolved, and why the others

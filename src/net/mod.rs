@@ -4,6 +4,7 @@
 pub mod announce;
 pub mod netlink;
 pub mod socket;
+pub mod sysctl;
 
 /// The RFC 5798 §7.3 virtual MAC of a virtual router: 00-00-5E-00-01-{VRID} for IPv4,
 /// 00-00-5E-00-02-{VRID} for IPv6.

@@ -119,7 +119,7 @@ pub struct InstanceConfig {
 
 /// A configuration that can never work, with what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
+pub enum InstanceConfigError {
     #[error("virtual router ID 0 is reserved: use 1 to 255")]
     Vrid,
     #[error("priority 0 is reserved for a master leaving: use 1 to 255 (255 = address owner)")]
@@ -180,48 +180,54 @@ impl InstanceConfig {
         (self.advert_interval.as_millis() / 10).min(u128::from(u16::MAX)) as u16
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InstanceConfigError> {
         if self.vrid == 0 {
-            return Err(ConfigError::Vrid);
+            return Err(InstanceConfigError::Vrid);
         }
         if self.priority == 0 {
-            return Err(ConfigError::Priority);
+            return Err(InstanceConfigError::Priority);
         }
         let ms = self.advert_interval.as_millis();
         let exact_cs = self.advert_interval.as_nanos() % 10_000_000 == 0;
         match self.version {
             Version::V2 => {
                 if self.advert_interval.subsec_nanos() != 0 || !(1000..=255_000).contains(&ms) {
-                    return Err(ConfigError::V2Interval(self.advert_interval));
+                    return Err(InstanceConfigError::V2Interval(self.advert_interval));
                 }
             }
             Version::V3 => {
                 if !exact_cs || !(10..=u128::from(V3_MAX_INTERVAL_CS) * 10).contains(&ms) {
-                    return Err(ConfigError::V3Interval(self.advert_interval));
+                    return Err(InstanceConfigError::V3Interval(self.advert_interval));
                 }
                 if self.authentication != Authentication::None {
-                    return Err(ConfigError::V3Authentication);
+                    return Err(InstanceConfigError::V3Authentication);
                 }
             }
         }
-        let first = *self.addresses.first().ok_or(ConfigError::NoAddresses)?;
+        let first = *self
+            .addresses
+            .first()
+            .ok_or(InstanceConfigError::NoAddresses)?;
         let family = first.family();
         for a in &self.addresses {
             if a.family() != family {
-                return Err(ConfigError::MixedFamilies(*a, first));
+                return Err(InstanceConfigError::MixedFamilies(*a, first));
             }
         }
         if self.version == Version::V2 && family == Family::V6 {
-            return Err(ConfigError::V2Ipv6(first));
+            return Err(InstanceConfigError::V2Ipv6(first));
         }
         if Family::of(&self.primary_address) != family {
-            return Err(ConfigError::PrimaryFamily(self.primary_address, family));
+            return Err(InstanceConfigError::PrimaryFamily(
+                self.primary_address,
+                family,
+            ));
         }
         if let Some(p) = self.unicast_peers.iter().find(|p| Family::of(p) != family) {
-            return Err(ConfigError::PeerFamily(*p, family));
+            return Err(InstanceConfigError::PeerFamily(*p, family));
         }
         if Advertisement::max_addresses(self.version, family, self.mtu) == 0 {
-            return Err(ConfigError::Mtu(self.mtu));
+            return Err(InstanceConfigError::Mtu(self.mtu));
         }
         Ok(())
     }
@@ -258,42 +264,60 @@ mod tests {
         assert_eq!(cfg().validate(), Ok(()));
         let mut c = cfg();
         c.vrid = 0;
-        assert_eq!(c.validate(), Err(ConfigError::Vrid));
+        assert_eq!(c.validate(), Err(InstanceConfigError::Vrid));
         let mut c = cfg();
         c.priority = 0;
-        assert_eq!(c.validate(), Err(ConfigError::Priority));
+        assert_eq!(c.validate(), Err(InstanceConfigError::Priority));
         let mut c = cfg();
         c.version = Version::V2;
         c.advert_interval = Duration::from_millis(500);
-        assert!(matches!(c.validate(), Err(ConfigError::V2Interval(_))));
+        assert!(matches!(
+            c.validate(),
+            Err(InstanceConfigError::V2Interval(_))
+        ));
         let mut c = cfg();
         c.advert_interval = Duration::from_millis(5);
-        assert!(matches!(c.validate(), Err(ConfigError::V3Interval(_))));
+        assert!(matches!(
+            c.validate(),
+            Err(InstanceConfigError::V3Interval(_))
+        ));
         let mut c = cfg();
         c.advert_interval = Duration::from_millis(41_000);
-        assert!(matches!(c.validate(), Err(ConfigError::V3Interval(_))));
+        assert!(matches!(
+            c.validate(),
+            Err(InstanceConfigError::V3Interval(_))
+        ));
         let mut c = cfg();
         c.authentication = Authentication::password("s3cret");
-        assert_eq!(c.validate(), Err(ConfigError::V3Authentication));
+        assert_eq!(c.validate(), Err(InstanceConfigError::V3Authentication));
         let mut c = cfg();
         c.addresses.clear();
-        assert_eq!(c.validate(), Err(ConfigError::NoAddresses));
+        assert_eq!(c.validate(), Err(InstanceConfigError::NoAddresses));
         let mut c = cfg();
         c.addresses.push("2001:db8::1/64".parse().unwrap());
-        assert!(matches!(c.validate(), Err(ConfigError::MixedFamilies(..))));
+        assert!(matches!(
+            c.validate(),
+            Err(InstanceConfigError::MixedFamilies(..))
+        ));
         let mut c = cfg();
         c.version = Version::V2;
         c.addresses = vec!["2001:db8::1/64".parse().unwrap()];
         c.primary_address = "fe80::1".parse().unwrap();
-        assert!(matches!(c.validate(), Err(ConfigError::V2Ipv6(_))));
+        assert!(matches!(c.validate(), Err(InstanceConfigError::V2Ipv6(_))));
         let mut c = cfg();
         c.primary_address = "fe80::1".parse().unwrap();
-        assert!(matches!(c.validate(), Err(ConfigError::PrimaryFamily(..))));
+        assert!(matches!(
+            c.validate(),
+            Err(InstanceConfigError::PrimaryFamily(..))
+        ));
         let mut c = cfg();
         c.unicast_peers = vec!["2001:db8::2".parse().unwrap()];
-        assert!(matches!(c.validate(), Err(ConfigError::PeerFamily(..))));
+        assert!(matches!(
+            c.validate(),
+            Err(InstanceConfigError::PeerFamily(..))
+        ));
         let mut c = cfg();
         c.mtu = 30;
-        assert_eq!(c.validate(), Err(ConfigError::Mtu(30)));
+        assert_eq!(c.validate(), Err(InstanceConfigError::Mtu(30)));
     }
 }

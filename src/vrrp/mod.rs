@@ -9,7 +9,7 @@ pub mod packet;
 pub mod priority;
 pub mod sim;
 
-pub use config::{ConfigError, InstanceConfig, VirtualAddress};
+pub use config::{InstanceConfig, InstanceConfigError, VirtualAddress};
 pub use instance::{Action, Counters, Input, Instance, Reason, State, TimerKind, Transition};
 pub use packet::{
     Addresses, Advertisement, Authentication, DecodeError, EncodeError, Family, Version,

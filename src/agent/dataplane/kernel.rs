@@ -71,7 +71,7 @@ impl Kernel for Netlink {
     }
 
     fn set_sysctl(&self, path: &str, value: &str) {
-        super::super::instances::set_sysctl(path, value);
+        crate::net::sysctl::set(path, value);
     }
 }
 

@@ -26,6 +26,7 @@ use tracing::{error, info};
 
 use super::announcer::ScheduleId;
 use super::messages::AnnounceCmd;
+pub use super::messages::DataplaneCmd;
 use super::messages::EngineCmd;
 use crate::model::spec::GarpConfig;
 use crate::net::announce::Mac;
@@ -40,54 +41,6 @@ pub use standby::{STANDBY_MIN, excluded_ipv6, is_standby_name, standby_addresses
 pub const CONFLICT_TRACKER: &str = "address-conflict";
 /// A bind that failed for another reason than a foreign address is tried again after this.
 const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
-
-pub enum DataplaneCmd {
-    /// Bind `addresses` ahead on a standby link that stays down until the instance is master.
-    Stage {
-        id: u64,
-        key: String,
-        /// The interface the instance runs on (the standby link's parent).
-        ifindex: u32,
-        addresses: Vec<VirtualAddress>,
-    },
-    /// The instance's IPv6 excluded addresses changed in place: the standby link follows
-    /// them. An instance without one gets one once it has [`STANDBY_MIN`] of them: at once
-    /// when backup, when it next leaves master otherwise.
-    Restage {
-        id: u64,
-        key: String,
-        ifindex: u32,
-        addresses: Vec<VirtualAddress>,
-        master: bool,
-    },
-    Bind {
-        id: u64,
-        key: String,
-        ifindex: u32,
-        addresses: Vec<VirtualAddress>,
-    },
-    Unbind {
-        id: u64,
-        ifindex: u32,
-        addresses: Vec<VirtualAddress>,
-    },
-    Announce {
-        id: u64,
-        key: String,
-        ifindex: u32,
-        mac: Mac,
-        addresses: Vec<VirtualAddress>,
-        garp: GarpConfig,
-        /// Send a burst now (a new master), or only take the new timing.
-        burst: bool,
-    },
-    /// The instance is gone: its worker ends once its queue is done.
-    Forget { id: u64 },
-    /// A kernel address event.
-    Event(NetEvent),
-    /// Releases everything still bound (the agent is stopping) and answers.
-    ReleaseAll(oneshot::Sender<()>),
-}
 
 impl DataplaneCmd {
     /// The instance whose worker carries the command out (`None`: the data plane's own).

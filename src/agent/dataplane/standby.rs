@@ -134,24 +134,16 @@ pub(crate) fn split_foreign(
     (free, conflicts)
 }
 
-/// What a standby link holding `current` must add and remove to hold `wanted`.
+/// What a standby link holding `current` must add and remove to hold `wanted`: the agent's
+/// one excluded-address diff ([`crate::agent::excluded::change`]), removals in address order.
 pub(crate) fn restage_plan(
     current: &HashSet<IpAddr>,
     wanted: &[VirtualAddress],
 ) -> (Vec<VirtualAddress>, Vec<IpAddr>) {
-    let keep: HashSet<IpAddr> = wanted.iter().map(|a| a.address).collect();
-    let add = wanted
-        .iter()
-        .filter(|a| !current.contains(&a.address))
-        .copied()
-        .collect();
-    let mut remove: Vec<IpAddr> = current
-        .iter()
-        .filter(|a| !keep.contains(a))
-        .copied()
-        .collect();
+    let change = crate::agent::excluded::change(current.iter().copied(), wanted);
+    let mut remove = change.removed;
     remove.sort();
-    (add, remove)
+    (change.added, remove)
 }
 
 /// The fault reason of addresses already on the node and not ours.

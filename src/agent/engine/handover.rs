@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use super::{Engine, Slot};
+use super::{Engine, RunningInstance};
 use crate::agent::dataplane::CONFLICT_TRACKER;
 use crate::agent::messages::{DataplaneCmd, SocketKey};
 use crate::vrrp::driver::INTERFACE_TRACKER;
@@ -88,7 +88,7 @@ pub(super) fn same_virtual_router(
 
 /// A stopped master that waits for its successor before releasing its addresses.
 pub(super) struct Leaving {
-    pub slot: Slot,
+    pub slot: RunningInstance,
     pub hold: HandoverHold,
 }
 
@@ -154,7 +154,7 @@ impl Engine {
     }
 
     /// A running instance's hold ends without a release: it became master again.
-    pub(super) fn cancel_hold(&mut self, slot: &mut Slot) {
+    pub(super) fn cancel_hold(&mut self, slot: &mut RunningInstance) {
         if let Some(hold) = slot.handover.take() {
             self.handover_deadlines.remove(&(hold.until, slot.id));
         }

@@ -40,8 +40,8 @@ use tracing::{info, warn};
 use super::messages::{AgentEvent, DataplaneCmd, FromReceiver};
 pub(crate) use super::messages::{EngineCmd, Prepared, SocketKey};
 use super::status::GlobalCounters;
-use crate::health::notify::{NotifyMsg, Transition};
-use crate::model::spec::{ResolvedInstance, family_label};
+use crate::health::notify::{HookEvent, NotifyMsg};
+use crate::model::spec::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::net::socket::VrrpSender;
 use crate::vrrp::driver::{ArmedTimer, INTERFACE_TRACKER};
@@ -55,7 +55,7 @@ use timers::TimerWheel;
 use trackers::interface_down;
 
 /// A running instance and what the engine keeps beside it.
-struct Slot {
+struct RunningInstance {
     id: u64,
     resolved: ResolvedInstance,
     instance: Instance,
@@ -74,7 +74,7 @@ struct Slot {
     handover: Option<HandoverHold>,
 }
 
-impl Slot {
+impl RunningInstance {
     fn socket_keys(&self) -> Vec<SocketKey> {
         let family = self.resolved.config.family();
         let mut keys = vec![(self.resolved.ifindex, family)];
@@ -97,7 +97,7 @@ impl Slot {
 pub(crate) struct Engine {
     start: Instant,
     next_id: u64,
-    slots: HashMap<u64, Slot>,
+    slots: HashMap<u64, RunningInstance>,
     by_key: BTreeMap<String, u64>,
     demux: HashMap<(SocketKey, u8), u64>,
     leaving: Vec<Leaving>,
@@ -112,7 +112,7 @@ pub(crate) struct Engine {
     malformed_since_log: BTreeMap<String, u64>,
     /// Trackers per VirtualIP name, for its instances now and later.
     vip_trackers: HashMap<String, BTreeMap<String, Tracker>>,
-    /// Deadlines of the running instances' handover holds (see `Slot::handover`).
+    /// Deadlines of the running instances' handover holds (see `RunningInstance::handover`).
     handover_deadlines: BTreeSet<(Duration, u64)>,
     notify: mpsc::UnboundedSender<NotifyMsg>,
 }
@@ -322,7 +322,7 @@ impl Engine {
         {
             trackers.put(name, t.clone());
         }
-        let slot = Slot {
+        let slot = RunningInstance {
             id,
             instance: Instance::new(p.resolved.config.clone()),
             timer: ArmedTimer::default(),
@@ -398,7 +398,7 @@ impl Engine {
         self.mark_changed();
     }
 
-    fn retire(&mut self, slot: Slot) {
+    fn retire(&mut self, slot: RunningInstance) {
         let _ = self.dataplane.send(DataplaneCmd::Forget { id: slot.id });
         let _ = self.agent.send(AgentEvent::Retired {
             key: slot.resolved.key.clone(),
@@ -433,7 +433,7 @@ impl Engine {
 
     /// Carries out one instance's actions, in order. Adverts leave here; everything that
     /// may take time goes to the data plane. The timer actions are followed by the caller.
-    fn execute(&mut self, slot: &mut Slot, actions: Vec<Action>) {
+    fn execute(&mut self, slot: &mut RunningInstance, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::SendAdvertisement(adv) => {
@@ -472,9 +472,9 @@ impl Engine {
                     info!(instance = %slot.resolved.key, from = %t.from, to = %t.to, reason = %t.reason, "transition");
                     slot.last_transition_time = Some(SystemTime::now());
                     let c = slot.instance.config();
-                    let _ = self.notify.send(NotifyMsg::Transition(Transition {
+                    let _ = self.notify.send(NotifyMsg::Transition(HookEvent {
                         vip: slot.resolved.name.clone(),
-                        family: family_label(c.family()),
+                        family: c.family().as_key(),
                         to: (t.to != State::Initialize).then_some(t.to),
                         priority: slot.instance.priority(),
                     }));
@@ -505,7 +505,7 @@ impl Engine {
 }
 
 /// Sends one advertisement to the group or every unicast peer; returns the failures.
-fn send_advertisement(s: &Slot, adv: &Advertisement) -> u64 {
+fn send_advertisement(s: &RunningInstance, adv: &Advertisement) -> u64 {
     let c = s.instance.config();
     let src = c.primary_address;
     let multicast = [c.family().multicast_group()];

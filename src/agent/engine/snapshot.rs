@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
-use super::{Engine, Slot};
+use super::{Engine, RunningInstance};
 use crate::agent::status::{AgentStatus, InstanceStatus, TrackerStatus, TransitionStatus};
-use crate::model::spec::family_label;
 use crate::vrrp::State;
 use crate::vrrp::priority::Tracker;
 
@@ -35,7 +34,7 @@ impl Engine {
     }
 }
 
-fn instance_status(s: &Slot) -> InstanceStatus {
+fn instance_status(s: &RunningInstance) -> InstanceStatus {
     let c = s.instance.config();
     let (master, master_priority) = match s.instance.state() {
         State::Master => (Some(c.primary_address), Some(s.instance.priority())),
@@ -48,7 +47,7 @@ fn instance_status(s: &Slot) -> InstanceStatus {
     };
     InstanceStatus {
         name: s.resolved.name.clone(),
-        family: family_label(c.family()).to_string(),
+        family: c.family().as_key().to_string(),
         interface: s.resolved.interface.clone(),
         source: Some(c.primary_address),
         virtual_router_id: c.vrid,

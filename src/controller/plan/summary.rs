@@ -14,6 +14,7 @@ use super::liveness::Agents;
 use super::verdict;
 use super::{HANDOVER_GRACE_MS, PlannedEvent};
 use crate::api::{NodeState, NodeStatus, VirtualIP, VirtualIPStatus};
+use crate::ids::TrackerName;
 
 /// What the believed entries of the nodes an object runs on say.
 #[derive(Debug, Default)]
@@ -243,10 +244,9 @@ fn failing_checks(reports: &[&NodeStatus]) -> (Vec<String>, Vec<String>) {
             words.push(format!(
                 "{} {} failing{effect}: {}",
                 r.node,
-                if c.name == "node" || c.name.starts_with("interface:") {
-                    c.name.clone()
-                } else {
-                    format!("check {}", c.name)
+                match TrackerName::parse(&c.name) {
+                    TrackerName::Node | TrackerName::Interface(_) => c.name.clone(),
+                    TrackerName::Check(_) | TrackerName::Notify => format!("check {}", c.name),
                 },
                 c.result.as_deref().unwrap_or("no result yet")
             ));
@@ -272,12 +272,12 @@ fn lost_mastership(
         .find(|c| !c.healthy)
         .map(|c| {
             let result = c.result.as_deref().unwrap_or("no result");
-            if c.name == "node" {
-                result.to_string()
-            } else if c.name.starts_with("interface:") {
-                format!("{}: {result}", c.name)
-            } else {
-                format!("check {} failed: {result}", c.name)
+            match TrackerName::parse(&c.name) {
+                TrackerName::Node => result.to_string(),
+                TrackerName::Interface(_) => format!("{}: {result}", c.name),
+                TrackerName::Check(_) | TrackerName::Notify => {
+                    format!("check {} failed: {result}", c.name)
+                }
             }
         })
         .or_else(|| {
