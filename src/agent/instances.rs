@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 
 use super::AgentError;
 use super::messages::{Prepared, SocketKey};

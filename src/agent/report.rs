@@ -113,7 +113,7 @@ pub fn cluster_report(
             .collect();
         // A family that cannot run here beside one that does.
         for (k, r) in &problems {
-            if instance_name(k) == name
+            if instance_name(k) == *name
                 && let Some(family) = instance_family(k)
                 && !families.iter().any(|f| f.family == family.label())
             {

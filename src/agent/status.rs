@@ -141,7 +141,7 @@ fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_instance_state",
         Kind::Gauge,
         "1 for the state the instance is in.",
-        &mut s.instances.values().flat_map(|i| {
+        s.instances.values().flat_map(|i| {
             [
                 State::Initialize,
                 State::Backup,
@@ -161,8 +161,7 @@ fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_effective_priority",
         Kind::Gauge,
         "Priority advertised now.",
-        &mut s
-            .instances
+        s.instances
             .values()
             .map(|i| (inst(i), u64::from(i.effective_priority))),
     );
@@ -230,15 +229,14 @@ fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
             &format!("kube_vrrp_{name}"),
             Kind::Counter,
             help,
-            &mut s.instances.values().map(|i| (inst(i), get(&i.counters))),
+            s.instances.values().map(|i| (inst(i), get(&i.counters))),
         );
     }
     out.metric(
         "kube_vrrp_addresses_restored_total",
         Kind::Counter,
         "Virtual addresses removed by someone else and put back.",
-        &mut s
-            .instances
+        s.instances
             .values()
             .map(|i| (inst(i), i.addresses_restored)),
     );
@@ -251,8 +249,7 @@ fn check_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_check_healthy",
         Kind::Gauge,
         "1 while a health check (or tracked interface) passes, after fall / rise.",
-        &mut s
-            .checks
+        s.checks
             .iter()
             .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), u64::from(c.healthy)))),
     );
@@ -260,8 +257,7 @@ fn check_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_check_fault",
         Kind::Gauge,
         "1 while a failing weight-0 check holds its VirtualIP in FAULT.",
-        &mut s
-            .checks
+        s.checks
             .iter()
             .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), u64::from(c.fault)))),
     );
@@ -282,30 +278,28 @@ fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_notify_total",
         Kind::Counter,
         "Notify commands run, by result.",
-        &mut [
+        [
             (labels(&[("result", "ok")]), s.global.notify_ok),
             (labels(&[("result", "failed")]), s.global.notify_failed),
-        ]
-        .into_iter(),
+        ],
     );
     out.metric(
         "kube_vrrp_instance_errors",
         Kind::Gauge,
         "Instances or VirtualIPs that cannot run on this node.",
-        &mut std::iter::once((String::new(), s.errors.len() as u64)),
+        std::iter::once((String::new(), s.errors.len() as u64)),
     );
     out.metric(
         "kube_vrrp_unknown_vrid_total",
         Kind::Counter,
         "Valid VRRP packets for a virtual router this node does not run.",
-        &mut std::iter::once((String::new(), s.global.unknown_vrid)),
+        std::iter::once((String::new(), s.global.unknown_vrid)),
     );
     out.metric(
         "kube_vrrp_malformed_packets_total",
         Kind::Counter,
         "Undecodable VRRP packets not attributable to an instance.",
-        &mut s
-            .global
+        s.global
             .malformed
             .iter()
             .map(|(k, v)| (labels(&[("kind", k)]), *v)),
@@ -314,19 +308,19 @@ fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_max_timer_lateness_microseconds",
         Kind::Gauge,
         "The latest a protocol timer fired after it was due.",
-        &mut std::iter::once((String::new(), s.global.max_timer_lateness_us)),
+        std::iter::once((String::new(), s.global.max_timer_lateness_us)),
     );
     out.metric(
         "kube_vrrp_max_engine_busy_microseconds",
         Kind::Gauge,
         "The longest the VRRP engine spent on one event.",
-        &mut std::iter::once((String::new(), s.global.max_engine_busy_us)),
+        std::iter::once((String::new(), s.global.max_engine_busy_us)),
     );
     out.metric(
         "kube_vrrp_send_errors_total",
         Kind::Counter,
         "Advertisements or announcements the kernel refused.",
-        &mut std::iter::once((String::new(), s.global.send_errors)),
+        std::iter::once((String::new(), s.global.send_errors)),
     );
 }
 

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use super::announcer::ScheduleId;
@@ -30,7 +30,7 @@ pub use super::messages::DataplaneCmd;
 use super::messages::EngineCmd;
 use crate::model::spec::GarpConfig;
 use crate::net::announce::Mac;
-use crate::net::netlink::{Address, NetEvent};
+use crate::net::netlink::Address;
 use crate::vrrp::VirtualAddress;
 pub(crate) use kernel::Kernel;
 use ledger::{Outcome, SharedLedger, add_all, delete_all};

@@ -1,6 +1,7 @@
 //! The data plane's decisions against [`FakeKernel`]: the real task and workers, a kernel in
 //! memory, no root.
 
+use crate::net::netlink::NetEvent;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
