@@ -15,7 +15,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
-use super::family;
 use super::pools::{Pool, Pools, router_spec};
 use super::ranges::{from_int, to_int};
 use super::sharing::Holders;
@@ -54,11 +53,7 @@ pub(crate) struct Grouping {
 
 /// Where an address of `pool` goes: (router name, rendezvous seed, rotation).
 pub(crate) fn place(pool: &Pool, ip: IpAddr, local: Option<&str>) -> (String, String, usize) {
-    let seed = format!(
-        "{}-{}",
-        pool.name,
-        family::router_name_part(Family::of(&ip))
-    );
+    let seed = format!("{}-{}", pool.name, Family::of(&ip).as_key());
     match local {
         Some(l) => {
             let h = fnv(&[l]) as u32;

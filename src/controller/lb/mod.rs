@@ -27,7 +27,6 @@
 
 mod allocation;
 mod endpoints;
-mod family;
 mod grouping;
 mod pools;
 mod ranges;

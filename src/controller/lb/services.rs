@@ -10,7 +10,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::family;
 use super::sharing::Holder;
 use super::types::ServiceKey;
 use crate::api::{ANNOTATION_IPS, ANNOTATION_POOL, CONDITION_ANNOUNCED, LOAD_BALANCER_CLASS};
@@ -84,7 +83,7 @@ pub(crate) fn wants(svc: &Service) -> Result<Wants, String> {
         .ip_families
         .iter()
         .flatten()
-        .filter_map(|f| family::from_service_spec(f))
+        .filter_map(|f| Family::ALL.into_iter().find(|family| family.label() == f))
         .collect();
     if families.is_empty() {
         families = requested.keys().copied().collect();
