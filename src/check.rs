@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::api::KIND;
-use crate::model::spec::{VirtualIp, VridRule};
+use crate::model::spec::{ValidatedVirtualIp, VridRule};
 use crate::yaml::{ConfigError, Document, cross_check, documents};
 
 /// Problems a valid VirtualIP may still have on every node.
-fn placement_problems(v: &VirtualIp) -> Vec<(String, String)> {
+fn placement_problems(v: &ValidatedVirtualIp) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for (a, text) in v.addresses.iter().zip(&v.spec.addresses) {
         if !text.contains('/') && v.spec.interface.is_none() {
@@ -69,7 +69,7 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     } else {
         VridRule::Required
     };
-    let mut good: Vec<VirtualIp> = Vec::new();
+    let mut good: Vec<ValidatedVirtualIp> = Vec::new();
     let mut seen = 0;
     for d in documents(text, rule) {
         if cluster && d.kind.as_deref() == Some("VirtualIPPool") {
@@ -133,7 +133,7 @@ fn check_virtual_ip(
     file: &str,
     d: Document,
     cluster: bool,
-    good: &mut Vec<VirtualIp>,
+    good: &mut Vec<ValidatedVirtualIp>,
 ) {
     let v = match d.result {
         Ok(v) => v,

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::model::health::{CheckKind, Tls};
-use crate::model::spec::VirtualIp;
+use crate::model::spec::ValidatedVirtualIp;
 
 /// Everything the chart installs, rendered with its defaults (deploy/kube-vrrp.yaml, generated
 /// from the chart and checked in CI), for `kubectl apply` without Helm.
@@ -33,7 +33,7 @@ pub const READYZ_CHECK: &str = "  healthChecks:
 
 /// Whether a VirtualIP checks the local API server's /readyz with a weight that lets a lone
 /// node hold the address.
-pub fn readyz_problem(v: &VirtualIp) -> Option<String> {
+pub fn readyz_problem(v: &ValidatedVirtualIp) -> Option<String> {
     let check = v.health.checks.iter().find(|c| match &c.kind {
         CheckKind::Http(h) => {
             h.addr.port() == 6443 && h.path.starts_with("/readyz") && h.tls.is_some()

@@ -9,7 +9,7 @@ use tracing::{error, warn};
 use super::instances::{self, Step};
 use super::messages::EngineCmd;
 use super::{Agent, AgentEvent, Source};
-use crate::model::spec::{NodePlan, ResolvedInstance, VirtualIp, VridRule, resolve_all};
+use crate::model::spec::{NodePlan, ResolvedInstance, ValidatedVirtualIp, VridRule, resolve_all};
 use crate::vrrp::Family;
 
 /// Keeps what ran for what cannot run now: an instance that does not resolve here, and every
@@ -43,7 +43,7 @@ pub(super) fn keep_last_good<'a>(
 
 impl Agent {
     /// The VirtualIPs of the current source, validated.
-    pub(super) fn desired(&mut self) -> Vec<VirtualIp> {
+    pub(super) fn desired(&mut self) -> Vec<ValidatedVirtualIp> {
         match &self.source {
             Source::File(_) => self.file_vips.clone(),
             Source::Cluster { config, .. } => {

@@ -19,7 +19,7 @@ use crate::health::notify::{NotifyCounters, NotifyMsg};
 use crate::health::{Policy, Sink, Store, rfc3339};
 use crate::ids::TrackerName;
 use crate::model::health::Notify;
-use crate::model::spec::VirtualIp;
+use crate::model::spec::ValidatedVirtualIp;
 use crate::net::netlink::Link;
 use crate::vrrp::priority::Tracker;
 
@@ -96,7 +96,7 @@ impl Health {
     /// VirtualIP → why this node must hand over (cluster mode).
     pub fn sync(
         &mut self,
-        vips: &[VirtualIp],
+        vips: &[ValidatedVirtualIp],
         kept: &[String],
         drains: BTreeMap<String, String>,
         links: &[Link],

@@ -44,7 +44,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use crate::model::spec::{ResolvedInstance, VirtualIp};
+use crate::model::spec::{ResolvedInstance, ValidatedVirtualIp};
 use crate::net::netlink::{NetEvent, Netlink, NetlinkError};
 use instances::Sockets;
 use messages::{EngineCmd, Prepared};
@@ -159,7 +159,7 @@ struct Agent {
     events: mpsc::UnboundedSender<AgentEvent>,
     source: Source,
     /// The last valid file (standalone).
-    file_vips: Vec<VirtualIp>,
+    file_vips: Vec<ValidatedVirtualIp>,
     /// What the engine runs or is being prepared to run.
     running: BTreeMap<String, ResolvedInstance>,
     /// Setup generation per key: a finished setup that is no longer wanted is dropped.

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use crate::model::spec::VirtualIp;
+use crate::model::spec::ValidatedVirtualIp;
 pub use crate::yaml::{ConfigError, parse};
 
 /// Reads and validates a configuration file.
-pub fn load(path: &Path) -> Result<Vec<VirtualIp>, super::AgentError> {
+pub fn load(path: &Path) -> Result<Vec<ValidatedVirtualIp>, super::AgentError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| super::AgentError::Read {
         path: p.clone(),

@@ -26,6 +26,10 @@ pub mod reasons {
     pub const VRID_CONFLICT: &str = "VRIDConflict";
     /// Another VirtualIP holds one of the addresses.
     pub const DUPLICATE_ADDRESS: &str = "DuplicateAddress";
+    /// Every virtual router ID of the segment is taken.
+    pub const VRID_EXHAUSTED: &str = "VRIDExhausted";
+    /// No node can run the VirtualIP.
+    pub const NO_ELIGIBLE_NODES: &str = "NoEligibleNodes";
     /// A router outside the cluster advertises the virtual router ID.
     pub const FOREIGN_ROUTER: &str = "ForeignRouter";
     /// No conflict.

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use super::conditions::reasons;
 use crate::api::VirtualIpSpec;
 use crate::vrrp::{Family, VirtualAddress};
 
@@ -85,13 +86,13 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
             Ok(_) => {
                 out.insert(
                     v.name.clone(),
-                    rejected("Invalid", "spec.addresses is empty".into()),
+                    rejected(reasons::INVALID, "spec.addresses is empty".into()),
                 );
             }
             Err(e) => {
                 out.insert(
                     v.name.clone(),
-                    rejected("Invalid", format!("spec.addresses: {e}")),
+                    rejected(reasons::INVALID, format!("spec.addresses: {e}")),
                 );
             }
         }
@@ -141,7 +142,7 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
             out.insert(
                 v.name.clone(),
                 rejected(
-                    "DuplicateAddress",
+                    reasons::DUPLICATE_ADDRESS,
                     format!("{} is already held by VirtualIP {:?}", dup.0.address, dup.1),
                 ),
             );
@@ -154,7 +155,7 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
                 out.insert(
                     v.name.clone(),
                     rejected(
-                        "VRIDConflict",
+                        reasons::VRID_CONFLICT,
                         format!("virtual router ID {vrid} is already used on this segment by VirtualIP {holder:?}"),
                     ),
                 );
@@ -187,7 +188,7 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
                 out.insert(
                     v.name.clone(),
                     rejected(
-                        "VRIDExhausted",
+                        reasons::VRID_EXHAUSTED,
                         "all 255 virtual router IDs are in use on this segment".into(),
                     ),
                 );
@@ -211,7 +212,7 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
             out.insert(
                 v.name.clone(),
                 rejected(
-                    "NoEligibleNodes",
+                    reasons::NO_ELIGIBLE_NODES,
                     "no node matches spec.nodeSelector".into(),
                 ),
             );

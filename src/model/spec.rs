@@ -1,4 +1,4 @@
-//! A `VirtualIP` spec → a validated [`VirtualIp`] (the controller and the agent share these
+//! A `VirtualIP` spec → a validated [`ValidatedVirtualIp`] (the controller and the agent share these
 //! rules) → for one node, against its interfaces and addresses, validated per-family
 //! [`ResolvedInstance`]s.
 
@@ -40,7 +40,7 @@ impl Default for GarpConfig {
 
 /// A validated `VirtualIP`, not yet bound to a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VirtualIp {
+pub struct ValidatedVirtualIp {
     pub name: String,
     pub spec: VirtualIpSpec,
     pub version: Version,
@@ -90,7 +90,7 @@ pub fn validate(
     name: String,
     spec: VirtualIpSpec,
     rule: VridRule,
-) -> Result<VirtualIp, FieldError> {
+) -> Result<ValidatedVirtualIp, FieldError> {
     let version = Version::try_from(spec.version).map_err(|e| ("spec.version", e))?;
     let vrid = match (spec.virtual_router_id, rule) {
         (Some(0), _) => {
@@ -236,7 +236,7 @@ pub fn validate(
         }
     }
     let health = super::health::validate(&spec, rule == VridRule::Required)?;
-    let v = VirtualIp {
+    let v = ValidatedVirtualIp {
         health,
         name,
         version,
@@ -276,7 +276,7 @@ fn placeholder(family: Family) -> IpAddr {
     }
 }
 
-impl VirtualIp {
+impl ValidatedVirtualIp {
     /// The address families present, IPv4 first.
     pub fn families(&self) -> Vec<Family> {
         let mut f: Vec<Family> = self.addresses.iter().map(VirtualAddress::family).collect();
@@ -456,7 +456,12 @@ pub struct NodePlan {
 /// Resolves every `VirtualIP` for `node`. Each family of each VirtualIP stands alone; two
 /// instances on one resolved interface with one VRID and family refuse the later one (VRIDs are
 /// unique per segment whether the interface was named or found).
-pub fn resolve_all(vips: &[VirtualIp], node: &str, links: &[Link], addrs: &[Address]) -> NodePlan {
+pub fn resolve_all(
+    vips: &[ValidatedVirtualIp],
+    node: &str,
+    links: &[Link],
+    addrs: &[Address],
+) -> NodePlan {
     let mut plan = NodePlan::default();
     for v in vips {
         for (family, r) in v.resolve(node, links, addrs) {

@@ -1,4 +1,4 @@
-//! `VirtualIP` YAML documents → validated [`VirtualIp`]s, with errors that name the document,
+//! `VirtualIP` YAML documents → validated [`ValidatedVirtualIp`]s, with errors that name the document,
 //! the object and the field (and a hint for a misspelt field or a number out of range). Shared
 //! by `kube-vrrp check` and the standalone agent's file source: one reader, one set of
 //! messages. No file I/O: callers read the text.
@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::api::{API_VERSION, KIND, VirtualIpDocument};
-use crate::model::spec::{VirtualIp, VridRule, validate};
+use crate::model::spec::{ValidatedVirtualIp, VridRule, validate};
 
 mod hints;
 pub use hints::{explain, suggest};
@@ -43,7 +43,7 @@ pub struct Document {
     pub name: Option<String>,
     /// `kind`, when the document has one.
     pub kind: Option<String>,
-    pub result: Result<VirtualIp, ConfigError>,
+    pub result: Result<ValidatedVirtualIp, ConfigError>,
 }
 
 /// Every document of a text, each validated alone (`rule`: standalone files need a VRID,
@@ -95,7 +95,7 @@ fn document_of(
     document: usize,
     name: Option<String>,
     rule: VridRule,
-) -> Result<VirtualIp, ConfigError> {
+) -> Result<ValidatedVirtualIp, ConfigError> {
     let err = |field: &str, reason: String| ConfigError {
         document,
         name: name.clone(),
@@ -141,7 +141,10 @@ fn document_of(
 
 /// What a VirtualIP may not share with the ones before it in a file: its name, or its VRID
 /// on the same interface and family.
-pub fn cross_check(before: &[VirtualIp], v: &VirtualIp) -> Result<(), (&'static str, String)> {
+pub fn cross_check(
+    before: &[ValidatedVirtualIp],
+    v: &ValidatedVirtualIp,
+) -> Result<(), (&'static str, String)> {
     if before.iter().any(|o| o.name == v.name) {
         return Err(("metadata.name", format!("{:?} is defined twice", v.name)));
     }
@@ -164,8 +167,8 @@ pub fn cross_check(before: &[VirtualIp], v: &VirtualIp) -> Result<(), (&'static 
 }
 
 /// Parses and validates every document of a file. Any error rejects the whole file.
-pub fn parse(text: &str) -> Result<Vec<VirtualIp>, ConfigError> {
-    let mut out: Vec<VirtualIp> = Vec::new();
+pub fn parse(text: &str) -> Result<Vec<ValidatedVirtualIp>, ConfigError> {
+    let mut out: Vec<ValidatedVirtualIp> = Vec::new();
     for d in documents(text, VridRule::Required) {
         let v = d.result?;
         cross_check(&out, &v).map_err(|(field, reason)| ConfigError {
@@ -187,7 +190,7 @@ pub fn parse(text: &str) -> Result<Vec<VirtualIp>, ConfigError> {
     Ok(out)
 }
 
-fn shares_family(a: &VirtualIp, b: &VirtualIp) -> bool {
+fn shares_family(a: &ValidatedVirtualIp, b: &ValidatedVirtualIp) -> bool {
     a.addresses
         .iter()
         .any(|x| b.addresses.iter().any(|y| x.family() == y.family()))

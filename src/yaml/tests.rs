@@ -133,7 +133,7 @@ fn errors_name_document_field_and_reason() {
     );
     let bad = GOOD.replace(
         "kind: VirtualIP\nmetadata: {name: legacy}",
-        "kind: VirtualIp\nmetadata: {name: legacy}",
+        "kind: ValidatedVirtualIp\nmetadata: {name: legacy}",
     );
     assert!(error_of(&bad).contains("document 2 (\"legacy\"), field kind"));
     let bad = GOOD.replace("version: 2", "version: 3");
