@@ -283,11 +283,16 @@ impl Context {
         self.publish(std::mem::take(&mut plan.configs), &configs, &nodes)
             .await?;
         // After publishing (the data plane goes first): an object deleted before its finalizer
-        // is set simply leaves the configurations on the next pass.
-        self.add_finalizers(&plan.add_finalizer, &find).await?;
+        // is set simply leaves the configurations on the next pass. The finalizer patch is
+        // guarded by a `test` of the cached list, so a stale cache fails it: the pass still
+        // writes every status and fails afterwards, and the next pass retries.
+        let finalizers = self.add_finalizers(&plan.add_finalizer, &find).await.err();
 
         let mut events = Vec::new();
         let mut first_error = self.write_statuses(&plan, &find, &mut events).await.err();
+        if let Some(e) = finalizers {
+            first_error.get_or_insert(e);
+        }
         if let Err(e) = self.write_services(&lb, &mut events).await {
             first_error.get_or_insert(e);
         }
