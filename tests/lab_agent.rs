@@ -298,7 +298,7 @@ fn unicast_mode_sends_to_peers_only() {
 }
 
 #[test]
-fn stale_vips_are_removed_after_sigkill_and_nothing_else() {
+fn stale_vips_are_taken_over_after_sigkill_and_nothing_else() {
     let (mut lab, cfg, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")));
     wait_holders(&lab, VIP, &["n1"]);
     lab.signal(p1, Signal::SIGKILL);
@@ -312,7 +312,7 @@ fn stale_vips_are_removed_after_sigkill_and_nothing_else() {
     start_agent(&mut lab, "n1", &cfg);
     assert!(
         lab.log("agent-n1.log")
-            .contains("removing a stale virtual address"),
+            .contains("a virtual address left by a previous run"),
         "{}",
         lab.log("agent-n1.log")
     );

@@ -154,6 +154,13 @@ pub enum DataplaneCmd {
         /// Send a burst now (a new master), or only take the new timing.
         burst: bool,
     },
+    /// Another node is master of the instance: a previous run's copies of these addresses
+    /// (kept at start while the election decided) go now rather than when they expire.
+    Disown {
+        id: u64,
+        ifindex: u32,
+        addresses: Vec<VirtualAddress>,
+    },
     /// The instance is gone: its worker ends once its queue is done.
     Forget { id: u64 },
     /// A kernel address event.

@@ -200,7 +200,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let listener = bind(opts.listen).await?;
     let metrics_listener = bind(opts.metrics_listen).await?;
     // On a connection of its own: removing a link with many addresses floods the event one.
-    stale::remove_stale(&Netlink::connect()?).await?;
+    let inherited = stale::remove_stale(&Netlink::connect()?).await?;
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (dp_tx, dp_rx) = mpsc::unbounded_channel();
@@ -223,6 +223,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         engine.clone(),
         ann_tx,
         netlink_errors.clone(),
+        inherited,
     ));
 
     let source = match client.clone() {

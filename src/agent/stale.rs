@@ -7,30 +7,42 @@ use tracing::warn;
 use super::AgentError;
 use super::dataplane::is_standby_name;
 use super::instances::is_vmac_name;
-use crate::net::netlink::Netlink;
+use crate::model::address::is_link_local;
+use crate::net::netlink::{ADDRESS_LIFETIME, Address, Netlink};
+use crate::vrrp::VirtualAddress;
 
 /// Whether a link is one this agent makes (by name).
 pub(crate) fn is_our_link(name: &str) -> bool {
     is_vmac_name(name) || is_standby_name(name)
 }
 
-/// Removes the VIPs a previous run of this agent left bound (SIGKILL, crash): addresses
-/// carrying our IFA_PROTO mark, and our virtual-MAC interfaces. Nothing else is touched, and
-/// only once this agent holds the node's lock.
-pub(super) async fn remove_stale(nl: &Netlink) -> Result<(), AgentError> {
+/// Takes over what a previous run of this agent left (SIGKILL, crash), once this agent holds
+/// the node's lock: our virtual-MAC and standby interfaces are removed; addresses carrying
+/// our IFA_PROTO mark are kept, so a quickly restarted master goes on answering while the
+/// election decides, and returned to be recorded as inherited. Each gets a fresh lifetime
+/// (one left by an older version may have none) and is never renewed unless an instance binds
+/// it: what this run does not claim is gone within [`ADDRESS_LIFETIME`]. Nothing else is
+/// touched.
+pub(super) async fn remove_stale(nl: &Netlink) -> Result<Vec<Address>, AgentError> {
     for l in nl.links().await? {
         if is_our_link(&l.name) {
             warn!(link = %l.name, "removing a stale virtual-MAC or standby interface");
             nl.delete_link(l.index).await?;
         }
     }
+    let mut inherited = Vec::new();
     for a in nl.addresses(None).await? {
-        if a.is_ours() {
-            warn!(address = %a.address, "removing a stale virtual address left by a previous run");
-            nl.del_address(a.index, a.address, a.prefix_len).await?;
+        if a.is_ours() && !is_link_local(&a.address) {
+            warn!(address = %a.address, "a virtual address left by a previous run: kept while the election decides, gone in {:?} unless bound", ADDRESS_LIFETIME);
+            let vip = VirtualAddress {
+                address: a.address,
+                prefix_len: a.prefix_len,
+            };
+            nl.renew_address(a.index, &vip).await?;
+            inherited.push(a);
         }
     }
-    Ok(())
+    Ok(inherited)
 }
 
 /// Removes this agent's links (the agent stops; their addresses go with them).

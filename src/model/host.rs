@@ -2,9 +2,17 @@
 //! kernel shell (`net::netlink`) fills it in, the model and tests build it by hand.
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 /// The `IFA_PROTO` value that marks addresses kube-vrrp added ("k").
 pub const ADDRESS_PROTO: u8 = 0x6b;
+
+/// How long an address we bind lives unless renewed: a dead agent's addresses are gone this
+/// long after its last renewal (the kernel removes them: 4.2 s after a SIGKILL in
+/// `cargo test --test lab_hold a_dead_agents_vip_expires_by_itself -- --nocapture`).
+pub const ADDRESS_LIFETIME: Duration = Duration::from_secs(4);
+/// How often a live agent renews the lifetime of what it holds (three renewals may be missed).
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// An interface as the agent needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

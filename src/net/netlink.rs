@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use futures::TryStreamExt;
 use rtnetlink::Handle;
 use rtnetlink::packet_route::address::{
-    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol,
+    AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, CacheInfo,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
 use rtnetlink::{LinkMacVlan, LinkUnspec};
@@ -22,7 +22,7 @@ use crate::vrrp::VirtualAddress;
 const EVENT_BUFFER: libc::c_int = 16 << 20;
 
 // What a node has is plain data the pure model reads; the kernel fills it in here.
-pub use crate::model::host::{ADDRESS_PROTO, Address, Link};
+pub use crate::model::host::{ADDRESS_LIFETIME, ADDRESS_PROTO, Address, Link, RENEW_EVERY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -134,31 +134,62 @@ impl Netlink {
     }
 
     /// Binds a virtual address, marked as ours; IPv6 without duplicate address detection (the
-    /// VRRP election already made it unique, and DAD would delay it by a second).
-    /// `Ok(false)`: it was there already, and the caller must find out whose it is.
+    /// VRRP election already made it unique, and DAD would delay it by a second). It is
+    /// deprecated (preferred lifetime 0) and adds no prefix route, so the node's own addresses
+    /// and routes stay the source of what the node sends; and it lives [`ADDRESS_LIFETIME`]
+    /// unless [`renew_address`](Self::renew_address) extends it, so a dead agent's addresses
+    /// go by themselves. `Ok(false)`: it was there already, and the caller must find out whose
+    /// it is.
     pub async fn add_address(
         &self,
         index: u32,
         vip: &VirtualAddress,
     ) -> Result<bool, NetlinkError> {
+        match self.put_address(index, vip, false).await {
+            Ok(()) => Ok(true),
+            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives an address of ours a fresh [`ADDRESS_LIFETIME`] (and our flags). Only for an
+    /// address the caller knows is ours: the kernel would rewrite anyone's.
+    pub async fn renew_address(
+        &self,
+        index: u32,
+        vip: &VirtualAddress,
+    ) -> Result<(), NetlinkError> {
+        self.put_address(index, vip, true).await
+    }
+
+    async fn put_address(
+        &self,
+        index: u32,
+        vip: &VirtualAddress,
+        replace: bool,
+    ) -> Result<(), NetlinkError> {
         let mut req = self
             .handle
             .address()
             .add(index, vip.address, vip.prefix_len);
+        if replace {
+            req = req.replace();
+        }
         let msg = req.message_mut();
         msg.attributes
             .push(AddressAttribute::Protocol(AddressProtocol::Other(
                 ADDRESS_PROTO,
             )));
+        let mut flags = AddressFlags::Noprefixroute;
         if vip.address.is_ipv6() {
-            msg.attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            flags |= AddressFlags::Nodad;
         }
-        match req.execute().await.map_err(request_error) {
-            Ok(()) => Ok(true),
-            Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
-            Err(e) => Err(e),
-        }
+        msg.attributes.push(AddressAttribute::Flags(flags));
+        let mut life = CacheInfo::default();
+        life.ifa_preferred = 0;
+        life.ifa_valid = ADDRESS_LIFETIME.as_secs() as u32;
+        msg.attributes.push(AddressAttribute::CacheInfo(life));
+        req.execute().await.map_err(request_error)
     }
 
     /// Releases an address. Already gone is success.

@@ -21,6 +21,12 @@ pub(crate) trait Kernel: Send + Sync + 'static {
         index: u32,
         vip: VirtualAddress,
     ) -> impl Future<Output = Result<bool, NetlinkError>> + Send;
+    /// Gives an address of ours a fresh lifetime (only for one known to be ours).
+    fn renew_address(
+        &self,
+        index: u32,
+        vip: VirtualAddress,
+    ) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// Releases an address; already gone is success.
     fn del_address(
         &self,
@@ -48,6 +54,10 @@ impl Kernel for Netlink {
 
     async fn add_address(&self, index: u32, vip: VirtualAddress) -> Result<bool, NetlinkError> {
         Netlink::add_address(self, index, &vip).await
+    }
+
+    async fn renew_address(&self, index: u32, vip: VirtualAddress) -> Result<(), NetlinkError> {
+        Netlink::renew_address(self, index, &vip).await
     }
 
     async fn del_address(&self, index: u32, vip: VirtualAddress) -> Result<(), NetlinkError> {
@@ -92,6 +102,7 @@ pub(crate) mod fake {
     pub(crate) enum Call {
         Addresses(Option<u32>),
         Add(u32, IpAddr),
+        Renew(u32, IpAddr),
         Del(u32, IpAddr),
         CreateMacvlan(u32, String),
         SetUp(u32),
@@ -208,6 +219,20 @@ pub(crate) mod fake {
                 },
             );
             Ok(true)
+        }
+
+        async fn renew_address(&self, index: u32, v: VirtualAddress) -> Result<(), NetlinkError> {
+            let mut s = self.record(Call::Renew(index, v.address));
+            // As the kernel does: a replace rewrites whatever address is there (the caller
+            // must only renew its own; tests look for foreign ones turned ours).
+            let a = s.bound.entry((index, v.address)).or_insert(Address {
+                index,
+                address: v.address,
+                prefix_len: v.prefix_len,
+                proto: None,
+            });
+            a.proto = Some(ADDRESS_PROTO);
+            Ok(())
         }
 
         async fn del_address(&self, index: u32, v: VirtualAddress) -> Result<(), NetlinkError> {

@@ -18,14 +18,28 @@ use crate::vrrp::VirtualAddress;
 /// Netlink requests in flight per batch.
 const PARALLEL: usize = 64;
 
+/// The holder id of an address a previous run of this agent left (kept while the election
+/// decides, never renewed: it expires unless an instance binds it).
+pub(crate) const INHERITED: u64 = 0;
+
 /// Who holds an address of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Held {
+    /// The instance that bound it last (it announces it), or [`INHERITED`].
     pub id: u64,
     pub key: String,
     pub prefix_len: u8,
     /// The MAC it is announced with while its instance is master.
     pub mac: Option<Mac>,
+    /// Other instances that hold the same address (two VirtualIPs naming one address, or an
+    /// old instance still handing over beside its successor): it stays while any holds it.
+    pub others: Vec<(u64, String)>,
+}
+
+impl Held {
+    pub fn inherited(&self) -> bool {
+        self.id == INHERITED
+    }
 }
 
 /// What this agent bound: (interface, address) → holder.
@@ -38,9 +52,19 @@ pub(crate) struct Ledger {
 
 pub(crate) type SharedLedger = Arc<Mutex<Ledger>>;
 
+/// What letting go of one holder leaves.
+enum Let {
+    /// Not held by that instance.
+    NotHeld,
+    /// Another instance still holds it.
+    Kept,
+    /// Nobody holds it any more: it may be deleted.
+    Free(u8),
+}
+
 impl Ledger {
     /// Records `addresses` on `link` as instance `id`'s. Done before the request, so our own
-    /// address event finds them ours.
+    /// address event finds them ours. An instance already holding one keeps holding it too.
     pub fn hold(
         &mut self,
         link: u32,
@@ -50,6 +74,15 @@ impl Ledger {
         mac: Option<Mac>,
     ) {
         for a in addresses {
+            let mut others = Vec::new();
+            if let Some(old) = self.held.remove(&(link, a.address)) {
+                let inherited = old.inherited();
+                others = old.others;
+                if !inherited && old.id != id {
+                    others.push((old.id, old.key));
+                }
+                others.retain(|(o, _)| *o != id);
+            }
             self.held.insert(
                 (link, a.address),
                 Held {
@@ -57,25 +90,59 @@ impl Ledger {
                     key: key.to_string(),
                     prefix_len: a.prefix_len,
                     mac,
+                    others,
                 },
             );
         }
+    }
+
+    /// Records an address a previous run left bound, unless something of ours holds it.
+    pub fn inherit(&mut self, link: u32, vip: VirtualAddress) {
+        self.held.entry((link, vip.address)).or_insert(Held {
+            id: INHERITED,
+            key: String::new(),
+            prefix_len: vip.prefix_len,
+            mac: None,
+            others: Vec::new(),
+        });
     }
 
     pub fn get(&self, link: u32, address: IpAddr) -> Option<&Held> {
         self.held.get(&(link, address))
     }
 
-    /// Drops `address` on `link` if instance `id` holds it (a bind that failed).
-    pub fn unhold(&mut self, link: u32, id: u64, address: IpAddr) {
-        if self.get(link, address).is_some_and(|h| h.id == id) {
+    /// Instance `id` lets go of `address` on `link` (an inherited address goes with anyone).
+    fn let_go(&mut self, link: u32, id: u64, address: IpAddr) -> Let {
+        let Some(h) = self.held.get_mut(&(link, address)) else {
+            return Let::NotHeld;
+        };
+        if h.id == id || h.inherited() {
+            if let Some((next, key)) = h.others.pop() {
+                h.id = next;
+                h.key = key;
+                return Let::Kept;
+            }
+            let prefix_len = h.prefix_len;
             self.held.remove(&(link, address));
+            return Let::Free(prefix_len);
+        }
+        let before = h.others.len();
+        h.others.retain(|(o, _)| *o != id);
+        if h.others.len() < before {
+            Let::Kept
+        } else {
+            Let::NotHeld
         }
     }
 
-    /// Takes out of the ledger those of `addresses` that instance `id` holds on `link`, and
-    /// returns them: only those may be deleted. Out of the ledger first, so our own delete
-    /// event is not a loss.
+    /// Drops `address` on `link` if instance `id` holds it (a bind that failed).
+    pub fn unhold(&mut self, link: u32, id: u64, address: IpAddr) {
+        self.let_go(link, id, address);
+    }
+
+    /// Instance `id` lets go of `addresses` on `link`; returns those nobody holds any more:
+    /// only those may be deleted. Out of the ledger first, so our own delete event is not a
+    /// loss.
     pub fn release(
         &mut self,
         link: u32,
@@ -84,19 +151,71 @@ impl Ledger {
     ) -> Vec<(u32, VirtualAddress)> {
         addresses
             .into_iter()
-            .filter_map(|address| {
-                let h = self.held.get(&(link, address)).filter(|h| h.id == id)?;
-                let prefix_len = h.prefix_len;
-                self.held.remove(&(link, address));
-                Some((
+            .filter_map(|address| match self.let_go(link, id, address) {
+                Let::Free(prefix_len) => Some((
                     link,
                     VirtualAddress {
                         address,
                         prefix_len,
                     },
-                ))
+                )),
+                Let::NotHeld | Let::Kept => None,
             })
             .collect()
+    }
+
+    /// Instance `id` is gone: it lets go of everything it still holds; returns what nobody
+    /// holds any more (an agent never keeps an address no running instance owns).
+    pub fn forget_instance(&mut self, id: u64) -> Vec<(u32, VirtualAddress)> {
+        let mine: Vec<(u32, IpAddr)> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.id == id || h.others.iter().any(|(o, _)| *o == id))
+            .map(|(k, _)| *k)
+            .collect();
+        mine.into_iter()
+            .flat_map(|(link, address)| self.release(link, id, [address]))
+            .collect()
+    }
+
+    /// What a live instance holds: the addresses whose lifetime is renewed.
+    pub fn renewable(&self) -> Vec<(u32, VirtualAddress)> {
+        self.held
+            .iter()
+            .filter(|(_, h)| !h.inherited())
+            .map(|(&(link, address), h)| {
+                (
+                    link,
+                    VirtualAddress {
+                        address,
+                        prefix_len: h.prefix_len,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Takes out those of `addresses` on `link` that a previous run left and nothing of ours
+    /// bound since; returns them, to be deleted.
+    pub fn disown(
+        &mut self,
+        link: u32,
+        addresses: impl IntoIterator<Item = IpAddr>,
+    ) -> Vec<(u32, VirtualAddress)> {
+        let theirs: Vec<IpAddr> = addresses
+            .into_iter()
+            .filter(|a| self.get(link, *a).is_some_and(Held::inherited))
+            .collect();
+        self.release(link, INHERITED, theirs)
+    }
+
+    /// An inherited address went (it expired, or someone removed it): forgotten.
+    pub fn drop_inherited(&mut self, link: u32, address: IpAddr) -> bool {
+        if self.get(link, address).is_some_and(Held::inherited) {
+            self.held.remove(&(link, address));
+            return true;
+        }
+        false
     }
 
     /// Forgets everything on `link` (a standby link being removed with its addresses).
@@ -215,6 +334,70 @@ mod tests {
         // Same address, other interface: not this one.
         l.hold(3, 1, "a/ipv4", &[va("10.0.0.1")], None);
         assert!(l.release(2, 1, [va("10.0.0.1").address]).is_empty());
+    }
+
+    #[test]
+    fn two_holders_keep_an_address_until_both_let_go() {
+        // A VirtualIP handing over (1) and its successor on the same address (7).
+        let mut l = Ledger::default();
+        let a = va("198.51.100.50");
+        l.hold(2, 1, "old/ipv4", &[a], None);
+        l.hold(2, 7, "new/ipv4", &[a], None);
+        assert_eq!(
+            l.get(2, a.address).unwrap().id,
+            7,
+            "the newest binder announces"
+        );
+        assert!(l.release(2, 1, [a.address]).is_empty(), "7 still holds it");
+        assert_eq!(l.get(2, a.address).unwrap().others, vec![]);
+        assert_eq!(l.release(2, 7, [a.address]), vec![(2, a)]);
+        // The other order: the newest lets go first, the older one takes it back.
+        l.hold(2, 1, "old/ipv4", &[a], None);
+        l.hold(2, 7, "new/ipv4", &[a], None);
+        assert!(l.release(2, 7, [a.address]).is_empty());
+        assert_eq!(l.get(2, a.address).unwrap().id, 1);
+        assert_eq!(l.release(2, 1, [a.address]), vec![(2, a)]);
+        assert!(l.renewable().is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_instance_leaves_nothing_behind() {
+        let mut l = Ledger::default();
+        let (a, b) = (va("198.51.100.50"), va("198.51.100.51"));
+        l.hold(2, 1, "old/ipv4", &[a, b], None);
+        l.hold(2, 7, "new/ipv4", &[b], None);
+        let mut freed = l.forget_instance(1);
+        freed.sort();
+        assert_eq!(freed, vec![(2, a)], "b is still 7's");
+        assert_eq!(l.renewable(), vec![(2, b)]);
+        assert_eq!(l.forget_instance(7), vec![(2, b)]);
+        assert!(l.forget_instance(7).is_empty());
+    }
+
+    #[test]
+    fn inherited_addresses_are_not_renewed_and_go_with_any_instance() {
+        let mut l = Ledger::default();
+        let (a, b) = (va("198.51.100.50"), va("198.51.100.51"));
+        l.inherit(2, a);
+        l.inherit(2, b);
+        assert!(
+            l.renewable().is_empty(),
+            "a predecessor's addresses expire unless bound"
+        );
+        // An instance binds one: it is its own from now on, and renewed.
+        l.hold(2, 3, "x/ipv4", &[a], None);
+        assert_eq!(l.renewable(), vec![(2, a)]);
+        assert_eq!(l.get(2, a.address).unwrap().others, vec![]);
+        // An instance that stays backup lets go of the other: deleted.
+        assert_eq!(l.release(2, 4, [b.address]), vec![(2, b)]);
+        // Disown takes only what a previous run left, never what an instance holds.
+        l.inherit(2, b);
+        assert!(l.disown(2, [a.address]).is_empty());
+        assert_eq!(l.disown(2, [a.address, b.address]), vec![(2, b)]);
+        // Inherit never takes over what an instance holds.
+        l.inherit(2, a);
+        assert_eq!(l.get(2, a.address).unwrap().id, 3);
+        assert!(!l.drop_inherited(2, a.address));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod kernel;
 mod ledger;
+mod renew;
 mod standby;
 mod watch;
 
@@ -50,6 +51,7 @@ impl DataplaneCmd {
             | DataplaneCmd::Restage { id, .. }
             | DataplaneCmd::Bind { id, .. }
             | DataplaneCmd::Unbind { id, .. }
+            | DataplaneCmd::Disown { id, .. }
             | DataplaneCmd::Announce { id, .. }
             | DataplaneCmd::Forget { id } => Some(*id),
             DataplaneCmd::Event(_) | DataplaneCmd::ReleaseAll(_) => None,
@@ -83,14 +85,29 @@ pub(crate) async fn run<K: Kernel>(
     engine: mpsc::UnboundedSender<EngineCmd>,
     announcer: mpsc::UnboundedSender<AnnounceCmd>,
     netlink_errors: Arc<AtomicU64>,
+    inherited: Vec<Address>,
 ) {
+    let ledger = SharedLedger::default();
+    {
+        let mut l = ledger.lock().expect("ledger");
+        for a in &inherited {
+            l.inherit(
+                a.index,
+                VirtualAddress {
+                    address: a.address,
+                    prefix_len: a.prefix_len,
+                },
+            );
+        }
+    }
     let ctx = Arc::new(Ctx {
         kernel,
-        ledger: SharedLedger::default(),
+        ledger,
         engine,
         announcer,
         netlink_errors,
     });
+    let renewer = tokio::spawn(renew::run(ctx.clone()));
     let mut workers: HashMap<u64, mpsc::UnboundedSender<DataplaneCmd>> = HashMap::new();
     let mut handles: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     while let Some(cmd) = cmds.recv().await {
@@ -127,6 +144,7 @@ pub(crate) async fn run<K: Kernel>(
             workers.remove(&id);
         }
     }
+    renewer.abort();
 }
 
 /// A standby link to make once the instance leaves master.
@@ -184,10 +202,40 @@ impl<K: Kernel> Worker<K> {
                     burst,
                     ..
                 } => self.announce(key, ifindex, mac, addresses, garp, burst),
+                DataplaneCmd::Disown {
+                    ifindex, addresses, ..
+                } => {
+                    let left = self
+                        .ctx
+                        .ledger
+                        .lock()
+                        .expect("ledger")
+                        .disown(ifindex, addresses.iter().map(|a| a.address));
+                    let failed = delete_all(&self.ctx.kernel, left).await;
+                    self.ctx.count_netlink_errors(failed);
+                }
                 DataplaneCmd::Forget { .. } => {
                     let _ = self.ctx.announcer.send(AnnounceCmd::Stop {
                         id: ScheduleId::Instance(self.id),
                     });
+                    if let Some(old) = self.standby.take() {
+                        drop_standby(&self.ctx, self.id, old).await;
+                    }
+                    // Whatever it still holds that nobody else does goes with it.
+                    let left = self
+                        .ctx
+                        .ledger
+                        .lock()
+                        .expect("ledger")
+                        .forget_instance(self.id);
+                    if !left.is_empty() {
+                        info!(
+                            addresses = left.len(),
+                            "releasing what a removed instance still held"
+                        );
+                        let failed = delete_all(&self.ctx.kernel, left).await;
+                        self.ctx.count_netlink_errors(failed);
+                    }
                     break;
                 }
                 DataplaneCmd::Event(_) | DataplaneCmd::ReleaseAll(_) => {}
@@ -348,8 +396,16 @@ async fn bind<K: Kernel>(
             .addresses(Some(ifindex))
             .await
             .unwrap_or_default();
+        let theirs = foreign(&existed, &present);
+        // Ours already (a predecessor's, or our own racing event): a fresh lifetime now.
+        let ours: Vec<(u32, VirtualAddress)> = existed
+            .iter()
+            .filter(|a| !theirs.contains(a))
+            .map(|a| (ifindex, *a))
+            .collect();
+        ctx.count_netlink_errors(renew::renew_all(&ctx.kernel, ours).await);
         let mut l = ctx.ledger.lock().expect("ledger");
-        for a in foreign(&existed, &present) {
+        for a in theirs {
             failed.push((
                 a,
                 format!(

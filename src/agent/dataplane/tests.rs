@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::kernel::fake::{Call, FakeKernel};
 use super::*;
-use crate::net::netlink::ADDRESS_PROTO;
+use crate::net::netlink::{ADDRESS_PROTO, RENEW_EVERY};
 
 const ETH: u32 = 2;
 /// The index the fake gives the first link it makes.
@@ -27,7 +27,11 @@ struct Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let kernel = FakeKernel::default();
+        Rig::inheriting(FakeKernel::default(), Vec::new())
+    }
+
+    /// A data plane starting on `kernel`, with `inherited` left by a previous run.
+    fn inheriting(kernel: FakeKernel, inherited: Vec<Address>) -> Rig {
         let (cmds, rx) = mpsc::unbounded_channel();
         let (engine_tx, engine) = mpsc::unbounded_channel();
         let (announcer_tx, announcer) = mpsc::unbounded_channel();
@@ -38,6 +42,7 @@ impl Rig {
             engine_tx,
             announcer_tx,
             netlink_errors.clone(),
+            inherited,
         ));
         Rig {
             kernel,
@@ -58,9 +63,13 @@ impl Rig {
     }
 
     async fn bind(&self, addresses: &[VirtualAddress]) {
+        self.bind_as(1, KEY, addresses).await
+    }
+
+    async fn bind_as(&self, id: u64, key: &str, addresses: &[VirtualAddress]) {
         self.send(DataplaneCmd::Bind {
-            id: 1,
-            key: KEY.into(),
+            id,
+            key: key.into(),
             ifindex: ETH,
             addresses: addresses.to_vec(),
         })
@@ -68,8 +77,12 @@ impl Rig {
     }
 
     async fn unbind(&self, addresses: &[VirtualAddress]) {
+        self.unbind_as(1, addresses).await
+    }
+
+    async fn unbind_as(&self, id: u64, addresses: &[VirtualAddress]) {
         self.send(DataplaneCmd::Unbind {
-            id: 1,
+            id,
             ifindex: ETH,
             addresses: addresses.to_vec(),
         })
@@ -89,13 +102,25 @@ impl Rig {
         .await
     }
 
-    /// The kernel requests made since the last call (address reads left out).
+    /// The kernel requests made since the last call (address reads and the renewal task's
+    /// lifetime renewals left out).
     fn changes(&self) -> Vec<Call> {
         let mut s = self.kernel.0.lock().unwrap();
         std::mem::take(&mut s.calls)
             .into_iter()
-            .filter(|c| !matches!(c, Call::Addresses(_) | Call::Sysctl(..)))
+            .filter(|c| !matches!(c, Call::Addresses(_) | Call::Sysctl(..) | Call::Renew(..)))
             .collect()
+    }
+
+    /// The lifetime renewals made since the last call (other requests are dropped too).
+    fn renewals(&self) -> Vec<Call> {
+        let mut s = self.kernel.0.lock().unwrap();
+        let mut r: Vec<Call> = std::mem::take(&mut s.calls)
+            .into_iter()
+            .filter(|c| matches!(c, Call::Renew(..)))
+            .collect();
+        r.sort_by_key(|c| format!("{c:?}"));
+        r
     }
 
     /// The conflict tracker's latest setting: Some(failing, reason).
@@ -447,4 +472,119 @@ fn bind_outcomes_and_reasons() {
         ..ours.clone()
     };
     assert_eq!(foreign(&[v4(2), v4(3)], &[ours, theirs]), vec![v4(3)]);
+}
+
+fn ours(index: u32, vip: VirtualAddress) -> Address {
+    Address {
+        index,
+        address: vip.address,
+        prefix_len: vip.prefix_len,
+        proto: Some(ADDRESS_PROTO),
+    }
+}
+
+#[tokio::test]
+async fn a_vip_two_instances_hold_stays_until_the_last_lets_go() {
+    // The old VirtualIP still handing over while its successor on the same address binds.
+    let rig = Rig::new();
+    rig.bind_as(1, "old/ipv4", &[v4(50)]).await;
+    rig.bind_as(7, "new/ipv4", &[v4(50)]).await;
+    rig.changes();
+    rig.unbind_as(1, &[v4(50)]).await;
+    assert_eq!(rig.changes(), vec![], "the successor still holds it");
+    assert!(rig.kernel.is_bound(ETH, v4(50).address));
+    // The successor is removed without unbinding (deleted while backup, or before its
+    // handover ran): its worker's end releases it. Nothing is left answering.
+    rig.send(DataplaneCmd::Forget { id: 7 }).await;
+    assert_eq!(rig.changes(), vec![Call::Del(ETH, v4(50).address)]);
+    assert!(!rig.kernel.is_bound(ETH, v4(50).address));
+}
+
+#[tokio::test]
+async fn a_forgotten_instance_takes_its_addresses_with_it() {
+    let rig = Rig::new();
+    rig.bind(&[v4(1), v4(2)]).await;
+    rig.changes();
+    rig.send(DataplaneCmd::Forget { id: 1 }).await;
+    assert_eq!(
+        sorted(rig.changes()),
+        vec![Call::Del(ETH, v4(1).address), Call::Del(ETH, v4(2).address)]
+    );
+}
+
+#[tokio::test]
+async fn a_predecessors_address_is_kept_bound_by_a_master_and_dropped_by_a_backup() {
+    let kernel = FakeKernel::default();
+    kernel.foreign(ETH, v4(1).address, 24);
+    kernel.foreign(ETH, v4(2).address, 24);
+    let left: Vec<Address> = [v4(1), v4(2)].map(|v| ours(ETH, v)).to_vec();
+    for a in &left {
+        kernel
+            .0
+            .lock()
+            .unwrap()
+            .bound
+            .insert((ETH, a.address), a.clone());
+    }
+    let rig = Rig::inheriting(kernel, left);
+    // Nothing is deleted at start: the addresses keep answering while the election decides.
+    assert_eq!(rig.changes(), vec![]);
+    // Instance 1 becomes master of v4(1): it is there and ours, so it is kept and renewed at
+    // once, never deleted and added again.
+    rig.bind(&[v4(1)]).await;
+    let calls: Vec<Call> = std::mem::take(&mut rig.kernel.0.lock().unwrap().calls)
+        .into_iter()
+        .filter(|c| !matches!(c, Call::Addresses(_)))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            Call::Add(ETH, v4(1).address),
+            Call::Renew(ETH, v4(1).address)
+        ]
+    );
+    // Instance 2 learns another node is master of v4(2): it lets go, and the address goes.
+    rig.unbind_as(2, &[v4(2)]).await;
+    assert_eq!(rig.changes(), vec![Call::Del(ETH, v4(2).address)]);
+    assert!(rig.kernel.is_bound(ETH, v4(1).address));
+}
+
+#[tokio::test(start_paused = true)]
+async fn lifetimes_are_renewed_for_what_live_instances_hold_and_nothing_else() {
+    let kernel = FakeKernel::default();
+    // A predecessor's address nobody binds: not renewed, it expires by itself.
+    kernel
+        .0
+        .lock()
+        .unwrap()
+        .bound
+        .insert((ETH, v4(9).address), ours(ETH, v4(9)));
+    let rig = Rig::inheriting(kernel, vec![ours(ETH, v4(9))]);
+    // Someone else's address: never renewed (the kernel's replace would make it ours).
+    rig.kernel.foreign(ETH, v4(3).address, 24);
+    rig.bind(&[v4(1), v4(2), v4(3)]).await;
+    rig.bind_as(7, "other/ipv4", &[v4(4)]).await;
+    tokio::time::sleep(RENEW_EVERY * 2 + std::time::Duration::from_millis(10)).await;
+    let renewed = rig.renewals();
+    let once: Vec<Call> = [v4(1), v4(2), v4(4)]
+        .map(|v| Call::Renew(ETH, v.address))
+        .to_vec();
+    assert_eq!(renewed.len(), 6, "two rounds: {renewed:?}");
+    for c in &once {
+        assert_eq!(renewed.iter().filter(|r| *r == c).count(), 2, "{c:?}");
+    }
+    assert!(!rig.kernel.0.lock().unwrap().bound[&(ETH, v4(3).address)].is_ours());
+    // Instance 7 goes: its address is deleted and no longer renewed.
+    rig.send(DataplaneCmd::Forget { id: 7 }).await;
+    rig.renewals();
+    tokio::time::sleep(RENEW_EVERY).await;
+    let renewed = rig.renewals();
+    assert!(
+        !renewed.contains(&Call::Renew(ETH, v4(4).address)),
+        "{renewed:?}"
+    );
+    assert!(
+        renewed.contains(&Call::Renew(ETH, v4(1).address)),
+        "{renewed:?}"
+    );
 }

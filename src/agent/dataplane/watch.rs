@@ -39,6 +39,10 @@ pub(crate) fn decide(ledger: &mut Ledger, event: &NetEvent) -> Vec<WatchAction> 
     let mut out = Vec::new();
     match event {
         NetEvent::AddressRemoved(a) => {
+            // A predecessor's address expired (or was removed): nothing of ours wanted it.
+            if ledger.drop_inherited(a.index, a.address) {
+                return out;
+            }
             if let Some(h) = ledger.get(a.index, a.address) {
                 out.push(WatchAction::PutBack {
                     ifindex: a.index,

@@ -72,6 +72,10 @@ struct RunningInstance {
     /// A master that went to FAULT for a check (not for its link) keeps its addresses until
     /// the new master is heard, at most until the deadline: the handover loses nothing.
     handover: Option<HandoverHold>,
+    /// Whether the election has spoken since the instance started: it became master (its
+    /// addresses are bound), or it heard another master (a previous run's copies of its
+    /// addresses, kept at start, were disowned).
+    settled: bool,
 }
 
 impl RunningInstance {
@@ -336,6 +340,7 @@ impl Engine {
             conflict: ConflictReport::default(),
             restored: 0,
             handover: None,
+            settled: false,
         };
         for sk in slot.socket_keys() {
             self.demux.insert((sk, slot.resolved.config.vrid), id);
@@ -428,6 +433,9 @@ impl Engine {
         debug_assert_eq!(slot.timer.get(), slot.instance.timer());
         self.timers.rearm(id, before, slot.timer.deadline());
         self.execute(&mut slot, actions);
+        if !slot.settled {
+            self.settle(&mut slot);
+        }
         self.slots.insert(id, slot);
     }
 
@@ -481,6 +489,25 @@ impl Engine {
                     self.mark_changed();
                 }
             }
+        }
+    }
+
+    /// The first time the election speaks for a new instance: as master its addresses are
+    /// bound (a previous run's copies become its own); as a backup that hears another master,
+    /// a previous run's copies go at once rather than answer beside the master until they
+    /// expire.
+    fn settle(&mut self, slot: &mut RunningInstance) {
+        match slot.instance.state() {
+            State::Master => slot.settled = true,
+            State::Backup if slot.instance.master().is_some() => {
+                slot.settled = true;
+                let _ = self.dataplane.send(DataplaneCmd::Disown {
+                    id: slot.id,
+                    ifindex: slot.addr_ifindex,
+                    addresses: slot.instance.config().addresses.clone(),
+                });
+            }
+            _ => {}
         }
     }
 
