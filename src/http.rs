@@ -1,10 +1,14 @@
 //! A deliberately tiny HTTP/1.1 responder for `/metrics`, `/status` and `/healthz`: GET only,
 //! one request per connection. Enough for Prometheus and kubelet probes without a web stack.
-//! Bounded: at most [`MAX_CONNECTIONS`] at once (more are closed at once), 5 s to send the
-//! request and 5 s to take the answer, 8 KiB of request; an accept error (say, out of file
-//! descriptors) backs off instead of spinning, and is logged once a minute at most.
+//! Bounded: at most [`MAX_CONNECTIONS`] at once and [`PER_PEER`] from one address other than
+//! loopback (more are closed at once, so one host on the network cannot crowd out the
+//! others), 5 s to send the request and 5 s to take the answer, 8 KiB of request; an accept
+//! error (say, out of file descriptors) backs off instead of spinning, and is logged once a
+//! minute at most. Each listener has its own bounds: kubelet's probes go to the loopback one
+//! (the chart's probes use `host: 127.0.0.1`), which nothing on the network can reach.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +25,42 @@ pub fn not_found(hint: &str) -> Response {
 
 /// Connections served at once.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once from one peer address (loopback excepted).
+pub const PER_PEER: usize = 4;
+
+/// Connections open per peer address; a [`PeerSlot`] gives its place back when dropped.
+#[derive(Clone, Default)]
+struct Peers(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>);
+
+struct PeerSlot(Peers, IpAddr);
+
+impl Peers {
+    /// A place for one more connection from `peer`, unless it has [`PER_PEER`] already.
+    fn take(&self, peer: IpAddr) -> Option<Option<PeerSlot>> {
+        if peer.is_loopback() {
+            return Some(None);
+        }
+        let mut m = self.0.lock().expect("peers");
+        let n = m.entry(peer).or_default();
+        if *n >= PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(Some(PeerSlot(self.clone(), peer)))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.0.0.lock().expect("peers");
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
 
 /// Serves until the task is dropped. `/healthz` is answered here; other paths by `handler`.
 pub async fn serve<F, Fut>(listener: TcpListener, handler: F)
@@ -29,10 +69,11 @@ where
     Fut: Future<Output = Response> + Send,
 {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let peers = Peers::default();
     let mut last_error_log: Option<tokio::time::Instant> = None;
     loop {
-        let mut stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let (mut stream, peer) = match listener.accept().await {
+            Ok((s, peer)) => (s, peer),
             Err(e) => {
                 if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                     tracing::warn!(error = %e, "status listener: cannot accept; backing off");
@@ -42,13 +83,17 @@ where
                 continue;
             }
         };
+        let Some(peer_slot) = peers.take(peer.ip()) else {
+            drop(stream); // over its peer's cap: closed at once, nothing kept
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             drop(stream); // over the cap: closed at once, nothing kept
             continue;
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = (permit, peer_slot);
             let mut buf = vec![0u8; 8192];
             let mut len = 0;
             let read = tokio::time::timeout(Duration::from_secs(5), async {
@@ -91,5 +136,31 @@ where
             })
             .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_peer_gets_at_most_its_share_and_gives_it_back() {
+        let peers = Peers::default();
+        let a: IpAddr = "198.51.100.100".parse().unwrap();
+        let b: IpAddr = "198.51.100.101".parse().unwrap();
+        let held: Vec<_> = (0..PER_PEER).map(|_| peers.take(a).unwrap()).collect();
+        assert!(peers.take(a).is_none(), "a fifth connection from one host");
+        assert!(peers.take(b).is_some(), "another host is not crowded out");
+        // Loopback (kubelet's probes, a local scraper) is never capped per peer.
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!((0..100).all(|_| matches!(peers.take(lo), Some(None))));
+        drop(held);
+        let again = peers.take(a).unwrap();
+        assert_eq!(peers.0.lock().unwrap().get(&a), Some(&1));
+        drop(again);
+        assert!(
+            peers.0.lock().unwrap().is_empty(),
+            "nothing kept per departed peer"
+        );
     }
 }

@@ -195,3 +195,129 @@ fn a_restarted_backup_drops_its_predecessors_vip_when_it_hears_the_master() {
     eprintln!("the restarted backup dropped its predecessor's VIP {took:?} after start");
     assert!(took < Duration::from_secs(2), "{took:?}");
 }
+
+/// CPU time (user + system) a process used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .unwrap()
+        .unwrap() as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Item 5: with the chart's `--metrics-listen 0.0.0.0:9652`, a host on the network holding 100
+/// idle connections and reconnecting 70 more fails neither kubelet's probes (the chart sends
+/// them to the loopback listener, which the network cannot reach) nor another host's scrape
+/// (one peer gets at most 4 of the 64 connections). Before: 25 of 25 `/healthz` failed.
+#[test]
+fn connections_from_the_network_fail_neither_probes_nor_other_scrapers() {
+    // The chart's probes are what this test sends: loopback, the status port.
+    let chart = std::fs::read_to_string("charts/kube-vrrp/templates/agent.yaml").unwrap();
+    for probe in ["livenessProbe:", "readinessProbe:"] {
+        let at = chart.find(probe).unwrap();
+        let get = chart[at..].lines().nth(1).unwrap();
+        assert!(
+            get.contains("host: 127.0.0.1") && get.contains(".Values.agent.statusPort"),
+            "{probe} {get}"
+        );
+    }
+    let mut lab = Lab::new(2);
+    let cfg = write_config(
+        &lab,
+        "vips.yaml",
+        &vip_yaml("web", 51, &["198.51.100.50/24"], ""),
+    );
+    let ns = lab.node("n1").ns.clone();
+    let pid = lab.spawn(
+        &ns,
+        &[
+            BIN,
+            "agent",
+            "--standalone",
+            "--config",
+            &cfg,
+            "--node-name",
+            "n1",
+            "--listen",
+            AGENT_STATUS,
+            "--metrics-listen",
+            "0.0.0.0:9652",
+        ],
+        "agent-n1.log",
+    );
+    let loopback: SocketAddr = AGENT_STATUS.parse().unwrap();
+    assert!(wait_for(WAIT, || lab.http_get(&ns, loopback, "/healthz").is_ok()).is_some());
+    let metrics: SocketAddr = "198.51.100.11:9652".parse().unwrap();
+    let n2 = lab.node("n2").ns.clone();
+    assert!(lab.http_get(&n2, metrics, "/metrics").is_ok());
+
+    // The attacker: 100 idle connections, and 70 threads' worth of reconnecting ones.
+    let client = format!("/run/netns/{}", lab.client.ns);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attackers: Vec<_> = (0..2)
+        .map(|kind| {
+            let (client, stop) = (client.clone(), stop.clone());
+            std::thread::spawn(move || {
+                use std::os::fd::AsFd;
+                let f = std::fs::File::open(&client).unwrap();
+                nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                let mut held = Vec::new();
+                let mut opened = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    if kind == 0 && held.len() < 100 {
+                        if let Ok(c) = std::net::TcpStream::connect(metrics) {
+                            held.push(c);
+                            opened += 1;
+                        }
+                    } else if kind == 1 {
+                        if held.len() >= 70 {
+                            held.remove(0);
+                        }
+                        if let Ok(c) = std::net::TcpStream::connect(metrics) {
+                            held.push(c);
+                            opened += 1;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    } else {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                opened
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let cpu_before = cpu_time(pid);
+    let started = Instant::now();
+    let (mut probes_failed, mut scrapes_failed) = (0, 0);
+    for _ in 0..25 {
+        if lab.http_get(&ns, loopback, "/healthz").is_err() {
+            probes_failed += 1;
+        }
+        if lab.http_get(&n2, metrics, "/metrics").is_err() {
+            scrapes_failed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let cpu = cpu_time(pid) - cpu_before;
+    let window = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let opened: Vec<usize> = attackers.into_iter().map(|t| t.join().unwrap()).collect();
+    eprintln!(
+        "flood {opened:?} connections: probes failed {probes_failed}/25, another host's \
+         scrapes failed {scrapes_failed}/25, agent CPU {cpu:?} in {window:?}"
+    );
+    assert_eq!(probes_failed, 0, "{}", lab.log("agent-n1.log"));
+    assert_eq!(scrapes_failed, 0, "{}", lab.log("agent-n1.log"));
+    assert!(opened[1] > 100, "the reconnecting attacker ran: {opened:?}");
+    // The engine ran on: still master.
+    let web = &status(&lab, "n1")["instances"]["web/ipv4"];
+    assert_eq!(web["state"], "Master", "{web}");
+}
