@@ -321,3 +321,54 @@ fn connections_from_the_network_fail_neither_probes_nor_other_scrapers() {
     let web = &status(&lab, "n1")["instances"]["web/ipv4"];
     assert_eq!(web["state"], "Master", "{web}");
 }
+
+/// Processes whose command line holds `marker`, with their age in seconds.
+fn processes(marker: &str) -> Vec<(u64, String)> {
+    let ps = kube_vrrp_e2e::run(&["ps", "-eo", "etimes=,args="]);
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(marker))
+        .filter_map(|l| {
+            let (t, args) = l.trim().split_once(' ')?;
+            Some((t.parse().ok()?, args.to_string()))
+        })
+        .collect()
+}
+
+/// Item 7: an exec check and a notify hook that background, `setsid` or double-fork a child
+/// leave nothing running once they end. Before: 109 orphans per check per 10 s.
+#[test]
+fn what_checks_and_hooks_start_does_not_outlive_them() {
+    // Unique sleep lengths mark this test's processes.
+    let escape = "sleep 41.1 & setsid sleep 41.2 & (setsid sh -c 'sleep 41.3 & wait' &) ; exit 0";
+    let hook = "setsid sleep 41.4 & exit 0";
+    let extra = format!(
+        "  healthChecks:\n  - {{name: leaky, interval: 100ms, timeout: 2s, weight: -10, exec: {{command: [/bin/sh, -c, \"{escape}\"]}}}}\n  \
+         notify: {{any: [/bin/sh, -c, \"{hook}\"]}}\n"
+    );
+    let (lab, _, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &extra));
+    wait_holders(&lab, VIP, &["n1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    // About 30 runs on each node: anything older than a second escaped.
+    let old: Vec<(u64, String)> = processes("sleep 41.")
+        .into_iter()
+        .filter(|(age, _)| *age >= 1)
+        .collect();
+    assert!(old.is_empty(), "left behind: {old:?}");
+    let s = status(&lab, "n1");
+    assert_eq!(
+        s["checks"]["web"][0]["result"]
+            .as_str()
+            .map(|r| r.starts_with("exit status 0")),
+        Some(true),
+        "{s}"
+    );
+    assert!(s["global"]["notifyOk"].as_u64() >= Some(1), "{s}");
+    drop(lab);
+    let _ = p1;
+    assert!(
+        processes("sleep 41.").is_empty(),
+        "{:?}",
+        processes("sleep 41.")
+    );
+}

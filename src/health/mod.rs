@@ -177,6 +177,7 @@ impl Policy {
             CheckKind::File { path, mode } => Box::new(file::File {
                 path: path.clone(),
                 mode: *mode,
+                beneath: self.files_dir.clone().filter(|_| self.cluster),
             }),
         })
     }

@@ -1,6 +1,9 @@
 //! Notify hooks (keepalived `notify_master|backup|fault|stop` and `notify`): run on each
-//! transition, off the VRRP engine, one at a time per VirtualIP in the order the transitions
-//! happened, each with its timeout; outcomes logged and counted.
+//! transition, off the VRRP engine, one at a time per VirtualIP, each with its timeout;
+//! outcomes logged and counted. Coalesced: a VirtualIP's newest state is always the one
+//! delivered, at once. Transitions that arrive while a hook runs replace each other (only
+//! the newest waits), and the running hook, now out of date, is killed (with whatever it
+//! started) so that the newest runs without waiting on a hung one.
 //!
 //! As in keepalived, the state's own command runs as configured, and the generic one (`any`)
 //! gets four arguments appended: `INSTANCE <name> <MASTER|BACKUP|FAULT|STOP> <priority>`.
@@ -11,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::exec::{self, RunAs};
@@ -40,6 +43,8 @@ pub enum NotifyMsg {
 pub struct NotifyCounters {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
+    /// Hooks killed because a newer transition of their VirtualIP came.
+    pub superseded: AtomicU64,
 }
 
 fn word(to: Option<State>) -> &'static str {
@@ -83,42 +88,73 @@ pub async fn run(
     counters: Arc<NotifyCounters>,
 ) {
     let mut hooks: HashMap<String, Notify> = HashMap::new();
-    let mut queues: HashMap<String, mpsc::UnboundedSender<(Notify, HookEvent)>> = HashMap::new();
+    let mut latest: HashMap<String, watch::Sender<Option<(Notify, HookEvent)>>> = HashMap::new();
     while let Some(msg) = rx.recv().await {
         match msg {
             NotifyMsg::Config(h) => {
-                queues.retain(|vip, _| h.contains_key(vip));
+                latest.retain(|vip, _| h.contains_key(vip));
                 hooks = h;
             }
             NotifyMsg::Transition(t) => {
                 let Some(n) = hooks.get(&t.vip) else { continue };
-                let q = queues.entry(t.vip.clone()).or_insert_with(|| {
-                    let (tx, mut rx) = mpsc::unbounded_channel::<(Notify, HookEvent)>();
-                    let counters = counters.clone();
-                    tokio::spawn(async move {
-                        while let Some((n, t)) = rx.recv().await {
-                            for argv in commands(&n, &t) {
-                                let env = [
-                                    ("KUBE_VRRP_INSTANCE", t.vip.clone()),
-                                    ("KUBE_VRRP_FAMILY", t.family.to_string()),
-                                    ("KUBE_VRRP_STATE", word(t.to).to_string()),
-                                    ("KUBE_VRRP_PRIORITY", t.priority.to_string()),
-                                ];
-                                let o = exec::run(&argv, n.timeout, run_as, &env).await;
-                                if o.ok {
-                                    counters.ok.fetch_add(1, Ordering::Relaxed);
-                                    info!(virtual_ip = %t.vip, state = word(t.to), command = %argv[0], result = %o.text, "notify command ran");
-                                } else {
-                                    counters.failed.fetch_add(1, Ordering::Relaxed);
-                                    warn!(virtual_ip = %t.vip, state = word(t.to), command = %argv[0], result = %o.text, "notify command failed");
-                                }
-                            }
-                        }
-                    });
+                let slot = latest.entry(t.vip.clone()).or_insert_with(|| {
+                    let (tx, rx) = watch::channel(None);
+                    tokio::spawn(deliver(rx, run_as, counters.clone()));
                     tx
                 });
-                let _ = q.send((n.clone(), t));
+                // A transition not delivered yet is replaced by the newer one.
+                slot.send_replace(Some((n.clone(), t)));
             }
+        }
+    }
+}
+
+/// One VirtualIP's hooks: the newest transition, at once; a newer one supersedes the one
+/// running (killed) or waiting (skipped).
+async fn deliver(
+    mut rx: watch::Receiver<Option<(Notify, HookEvent)>>,
+    run_as: RunAs,
+    counters: Arc<NotifyCounters>,
+) {
+    let mut fresh = false;
+    loop {
+        if !fresh && rx.changed().await.is_err() {
+            return;
+        }
+        fresh = false;
+        let Some((n, t)) = rx.borrow_and_update().clone() else {
+            continue;
+        };
+        tokio::select! {
+            () = run_hooks(&n, &t, run_as, &counters) => {}
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                counters.superseded.fetch_add(1, Ordering::Relaxed);
+                warn!(virtual_ip = %t.vip, state = word(t.to), "notify command superseded by a newer transition: killed");
+                fresh = true;
+            }
+        }
+    }
+}
+
+/// Runs one transition's commands in order.
+async fn run_hooks(n: &Notify, t: &HookEvent, run_as: RunAs, counters: &NotifyCounters) {
+    for argv in commands(n, t) {
+        let env = [
+            ("KUBE_VRRP_INSTANCE", t.vip.clone()),
+            ("KUBE_VRRP_FAMILY", t.family.to_string()),
+            ("KUBE_VRRP_STATE", word(t.to).to_string()),
+            ("KUBE_VRRP_PRIORITY", t.priority.to_string()),
+        ];
+        let o = exec::run(&argv, n.timeout, run_as, &env).await;
+        if o.ok {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            info!(virtual_ip = %t.vip, state = word(t.to), command = %argv[0], result = %o.text, "notify command ran");
+        } else {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            warn!(virtual_ip = %t.vip, state = word(t.to), command = %argv[0], result = %o.text, "notify command failed");
         }
     }
 }
@@ -158,5 +194,62 @@ mod tests {
                     .to_vec()
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_hung_hook_never_delays_the_newest_state() {
+        let dir = std::env::temp_dir().join(format!("kube-vrrp-notify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("states");
+        // Every BACKUP hook hangs far past the test; MASTER returns at once.
+        let script = format!(
+            "echo \"$KUBE_VRRP_STATE\" >> {}; [ \"$KUBE_VRRP_STATE\" = BACKUP ] && exec sleep 30; true",
+            log.display()
+        );
+        let n = Notify {
+            any: vec!["/bin/sh".into(), "-c".into(), script],
+            timeout: std::time::Duration::from_secs(20),
+            ..Default::default()
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(NotifyCounters::default());
+        tokio::spawn(run(rx, None, counters.clone()));
+        tx.send(NotifyMsg::Config(HashMap::from([("web".to_string(), n)])))
+            .unwrap();
+        let event = |to| HookEvent {
+            vip: "web".into(),
+            family: crate::ids::Family::V4.as_key(),
+            to: Some(to),
+            priority: 100,
+        };
+        // Ten flaps (a spoofed master), each BACKUP hook hanging; the last state is MASTER.
+        for _ in 0..10 {
+            tx.send(NotifyMsg::Transition(event(State::Backup)))
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            tx.send(NotifyMsg::Transition(event(State::Master)))
+                .unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        tx.send(NotifyMsg::Transition(event(State::Backup)))
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let sent = std::time::Instant::now();
+        tx.send(NotifyMsg::Transition(event(State::Master)))
+            .unwrap();
+        let delivered = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() > 1 && text.lines().last() == Some("MASTER") {
+                break sent.elapsed();
+            }
+            assert!(sent.elapsed() < std::time::Duration::from_secs(5), "{text}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        assert!(
+            delivered < std::time::Duration::from_secs(1),
+            "{delivered:?}"
+        );
+        assert!(counters.superseded.load(Ordering::Relaxed) >= 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
