@@ -495,11 +495,13 @@ fn master_yields_to_a_higher_priority() {
             advertisement: adv,
         },
     );
-    assert_eq!(a[0], Action::RemoveAddresses(c.addresses.clone()));
-    assert!(sent(&a).is_empty());
+    // One parting advertisement at our own priority (the winner, if it never heard us,
+    // announces again), then the addresses go.
+    assert_eq!(sent(&a), vec![100]);
+    assert_eq!(a[1], Action::RemoveAddresses(c.addresses.clone()));
     // v3 learns the new master's interval: 3 * 200 ms + 156 * 200 ms / 256.
     assert_eq!(
-        a[1],
+        a[2],
         Action::ArmTimer {
             kind: TimerKind::MasterDown,
             at: at + ms(10) + ms(600) + Duration::from_micros(121_875)
@@ -517,8 +519,10 @@ fn master_yields_to_a_higher_priority() {
 fn master_equal_priority_tie_break_by_primary_address() {
     let c = v3(100);
     let (mut i, at) = master(c.clone());
-    assert!(
-        i.handle(at + ms(1), rx(&c, LOWER_ADDR, 100)).is_empty(),
+    // The lower address loses: no transition, nothing sent; we only re-announce.
+    assert_eq!(
+        i.handle(at + ms(1), rx(&c, LOWER_ADDR, 100)),
+        vec![Action::Announce(c.addresses.clone())],
         "lower address loses"
     );
     assert_eq!(i.state(), State::Master);
@@ -535,7 +539,10 @@ fn master_ipv6_tie_break_compares_128_bit_addresses() {
     let mut c = InstanceConfig::new(7, ip("fe80::2"), vec!["2001:db8:1::60/64".parse().unwrap()]);
     c.advert_interval = ms(100);
     let (mut i, at) = master(c.clone());
-    assert!(i.handle(at, rx(&c, "fe80::1", 100)).is_empty());
+    assert_eq!(
+        i.handle(at, rx(&c, "fe80::1", 100)),
+        vec![Action::Announce(c.addresses.clone())]
+    );
     assert_eq!(
         transition(&i.handle(at, rx(&c, "fe80::1:0:0:1", 100)))
             .unwrap()
@@ -545,11 +552,23 @@ fn master_ipv6_tie_break_compares_128_bit_addresses() {
 }
 
 #[test]
-fn master_discards_a_lower_priority() {
+fn master_discards_a_lower_priority_and_re_announces_at_most_once_a_second() {
     let c = v3(150);
     let (mut i, at) = master(c.clone());
-    assert!(i.handle(at + ms(1), rx(&c, HIGHER_ADDR, 100)).is_empty());
+    // Clients may have followed the other master (a split brain healing): announce again,
+    // as keepalived's garp_lower_prio_repeat does; nothing else changes.
+    assert_eq!(
+        i.handle(at + ms(1), rx(&c, HIGHER_ADDR, 100)),
+        vec![Action::Announce(c.addresses.clone())]
+    );
     assert_eq!(i.state(), State::Master);
+    assert!(i.handle(at + ms(101), rx(&c, HIGHER_ADDR, 100)).is_empty());
+    assert!(i.handle(at + ms(900), rx(&c, HIGHER_ADDR, 100)).is_empty());
+    assert_eq!(
+        i.handle(at + ms(1001), rx(&c, HIGHER_ADDR, 100)),
+        vec![Action::Announce(c.addresses.clone())]
+    );
+    assert_eq!(i.counters().lower_priority_masters, 4);
 }
 
 #[test]

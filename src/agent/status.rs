@@ -166,7 +166,7 @@ fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
             .map(|i| (inst(i), u64::from(i.effective_priority))),
     );
     type Counter = (&'static str, &'static str, fn(&Counters) -> u64);
-    let counters: [Counter; 12] = [
+    let counters: [Counter; 13] = [
         ("master_transitions_total", "Transitions to Master.", |c| {
             c.master_transitions
         }),
@@ -223,6 +223,11 @@ fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
             "Advertisements with another address list.",
             |c| c.address_list_errors,
         ),
+        (
+            "lower_priority_masters_total",
+            "Advertisements from another master with a lower priority heard while master (a split brain).",
+            |c| c.lower_priority_masters,
+        ),
     ];
     for (name, help, get) in counters {
         out.metric(
@@ -232,6 +237,14 @@ fn instance_metrics(out: &mut Exposition, s: &AgentStatus) {
             s.instances.values().map(|i| (inst(i), get(&i.counters))),
         );
     }
+    out.metric(
+        "kube_vrrp_instance_conflict",
+        Kind::Gauge,
+        "1 while another router on the virtual router ID is reported (status conflict): another password, address list or interval, or another master (split brain).",
+        s.instances
+            .values()
+            .map(|i| (inst(i), u64::from(i.conflict.is_some()))),
+    );
     out.metric(
         "kube_vrrp_addresses_restored_total",
         Kind::Counter,

@@ -205,6 +205,9 @@ pub enum NewMasterReason {
     MasterNoResponse,
 }
 
+/// A master re-announces its addresses for a lower-priority master at most this often.
+pub const REANNOUNCE_HOLD: Duration = Duration::from_secs(1);
+
 /// Per-instance statistics after RFC 6527 / RFC 9568 (`vrrpv3StatisticsEntry`) and RFC 2787
 /// (v2 authentication), plus what we send.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,6 +234,10 @@ pub struct Counters {
     pub unknown_peer: u64,
     /// Advertisements whose interval exceeded `max_learned_interval` (capped, not adopted).
     pub learned_interval_capped: u64,
+    /// Advertisements from another master with a lower priority heard while master: a split
+    /// brain (or a spoof) the election settles in our favour.
+    #[serde(default)]
+    pub lower_priority_masters: u64,
 }
 
 impl Counters {
@@ -275,6 +282,8 @@ pub struct Instance {
     preempt_hold_until: Option<Duration>,
     /// The master we follow while Backup.
     master: Option<PeerMaster>,
+    /// While master: when the addresses may be announced again for a lower-priority master.
+    next_reannounce: Duration,
     enabled: bool,
     interface_down: bool,
     tracked_fault: Option<String>,
@@ -297,6 +306,7 @@ impl Instance {
             takeover_reason: None,
             preempt_hold_until: None,
             master: None,
+            next_reannounce: Duration::ZERO,
             enabled: false,
             interface_down: false,
             tracked_fault: None,
@@ -628,8 +638,22 @@ impl Instance {
                 from: src,
             }
         } else {
-            return; // discard: we stay master, our next advertisement will correct them
+            // Discarded: we stay master and our next advertisement corrects them. But clients
+            // may have followed the other master (a split brain healing, or a spoof): announce
+            // again so they come back now (keepalived's `garp_lower_prio_repeat`), at most
+            // once per [`REANNOUNCE_HOLD`].
+            self.counters.lower_priority_masters += 1;
+            if now >= self.next_reannounce {
+                self.next_reannounce = now + REANNOUNCE_HOLD;
+                out.push(Action::Announce(self.config.addresses.clone()));
+            }
+            return;
         };
+        // One parting advertisement: the winner may never have heard us (a split brain
+        // healing, where its advertisement reached us first); hearing a lower-priority master
+        // makes it announce again, so clients that followed us go back at once. Backups that
+        // follow it discard a lower priority.
+        self.send_advertisement(self.priority, out);
         self.follow(src, priority, interval);
         self.change_state(now, State::Backup, reason, out);
     }

@@ -1,5 +1,6 @@
-//! Another VRRP router on our virtual router ID that is not one of ours: noticed from the
-//! counters an advertisement moves (address list, authentication, interval), reported in the
+//! Another VRRP router on our virtual router ID that is not one of ours, or another master
+//! while we are master (a split brain): noticed from the counters an advertisement moves
+//! (address list, authentication, interval, lower-priority master), reported in the
 //! status until it has been silent for [`CONFLICT_HOLD`]. Pure: the engine feeds it counters
 //! and the time.
 
@@ -20,6 +21,7 @@ pub(super) struct ForeignSigns {
     address_list: u64,
     authentication: u64,
     interval: u64,
+    lower_master: u64,
 }
 
 impl ForeignSigns {
@@ -28,6 +30,7 @@ impl ForeignSigns {
             address_list: c.address_list_errors,
             authentication: c.auth_failures + c.auth_type_mismatch + c.invalid_auth_type,
             interval: c.advert_interval_errors,
+            lower_master: c.lower_priority_masters,
         }
     }
 
@@ -39,6 +42,8 @@ impl ForeignSigns {
             Some("another password")
         } else if after.interval != self.interval {
             Some("another advertisement interval")
+        } else if after.lower_master != self.lower_master {
+            Some("a lower priority while this node is master (split brain)")
         } else {
             None
         }
@@ -121,6 +126,19 @@ mod tests {
         let before = ForeignSigns::of(&Counters::default());
         let mut c = Counters::default();
         assert_eq!(before.what_differs(&ForeignSigns::of(&c)), None);
+        c.lower_priority_masters = 1;
+        assert_eq!(
+            before.what_differs(&ForeignSigns::of(&c)),
+            Some("a lower priority while this node is master (split brain)")
+        );
+        assert_eq!(
+            describe(
+                "198.51.100.12".parse().unwrap(),
+                51,
+                "a lower priority while this node is master (split brain)"
+            ),
+            "198.51.100.12 advertises virtual router 51 with a lower priority while this node is master (split brain)"
+        );
         c.advert_interval_errors = 1;
         assert_eq!(
             before.what_differs(&ForeignSigns::of(&c)),
