@@ -214,3 +214,70 @@ mod tests {
         assert_eq!(q(""), "\"\"");
     }
 }
+
+/// Errors that recur every round (a configuration retried every few seconds) logged once per
+/// change: a key's text is news the first time and when it changes; a key that stops
+/// recurring is reported cleared with how many rounds it lasted.
+#[derive(Debug, Default)]
+pub struct Repeats {
+    seen: std::collections::HashMap<String, (String, u64)>,
+}
+
+impl Repeats {
+    /// Notes `text` for `key` this round; true when it should be logged.
+    pub fn is_news(&mut self, key: &str, text: &str) -> bool {
+        match self.seen.get_mut(key) {
+            Some((t, n)) if t == text => {
+                *n += 1;
+                false
+            }
+            _ => {
+                self.seen.insert(key.to_string(), (text.to_string(), 1));
+                true
+            }
+        }
+    }
+
+    /// Forgets the keys not among `current`; returns them with how many rounds they lasted.
+    pub fn cleared<'a>(
+        &mut self,
+        current: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<(String, u64)> {
+        let current: std::collections::HashSet<&str> = current.into_iter().collect();
+        let gone: Vec<String> = self
+            .seen
+            .keys()
+            .filter(|k| !current.contains(k.as_str()))
+            .cloned()
+            .collect();
+        let mut out: Vec<(String, u64)> = gone
+            .into_iter()
+            .filter_map(|k| self.seen.remove(&k).map(|(_, n)| (k, n)))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod repeats_tests {
+    use super::Repeats;
+
+    #[test]
+    fn a_recurring_error_is_news_once_per_change_and_clears_with_its_count() {
+        let mut r = Repeats::default();
+        assert!(r.is_news("web/ipv4", "no interface"));
+        for _ in 0..99 {
+            assert!(!r.is_news("web/ipv4", "no interface"));
+        }
+        assert!(r.is_news("web/ipv4", "another reason"), "a change is news");
+        assert!(!r.is_news("web/ipv4", "another reason"));
+        assert!(r.is_news("db/ipv4", "x"));
+        assert_eq!(r.cleared(["db/ipv4"]), vec![("web/ipv4".to_string(), 2)]);
+        assert_eq!(r.cleared([]), vec![("db/ipv4".to_string(), 1)]);
+        assert!(
+            r.is_news("web/ipv4", "no interface"),
+            "news again after clearing"
+        );
+    }
+}

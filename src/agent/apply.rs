@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::instances::{self, Step};
 use super::messages::EngineCmd;
@@ -92,8 +92,15 @@ impl Agent {
             &self.running,
             self.errors.invalid.keys(),
         );
+        // Retried every round: logged when it starts or changes, and when it clears.
         for (key, (reason, kept)) in &self.errors.resolve {
-            warn!(instance = %key, %reason, kept_last_good = kept, "cannot run here");
+            if self.repeats.is_news(&key.to_string(), reason) {
+                warn!(instance = %key, %reason, kept_last_good = kept, "cannot run here (logged again only if the reason changes)");
+            }
+        }
+        let current: Vec<String> = self.errors.resolve.keys().map(|k| k.to_string()).collect();
+        for (key, rounds) in self.repeats.cleared(current.iter().map(String::as_str)) {
+            info!(instance = %key, rounds, "runs here again");
         }
         self.errors.priorities = vips
             .iter()

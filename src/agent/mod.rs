@@ -169,6 +169,8 @@ struct Agent {
     next_generation: u64,
     /// VirtualIPs (or families of them) that cannot run here, and why.
     errors: report::ReportInputs,
+    /// "cannot run here" reasons already logged.
+    repeats: crate::logging::Repeats,
     /// The last configuration that was refused whole (the running one is older).
     config_error: Option<String>,
     announce_errors: Arc<AtomicU64>,
@@ -240,6 +242,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     };
     let mut agent = Agent {
         node: opts.node.clone(),
+        repeats: crate::logging::Repeats::default(),
         nl,
         sockets: Sockets::default(),
         engine: engine.clone(),
