@@ -463,3 +463,18 @@ fn a_healed_split_brain_brings_the_clients_back_at_once() {
         "{metrics}"
     );
 }
+
+/// Item 8: a VirtualIP that cannot run on a node is logged once, not every 2 s forever.
+#[test]
+fn a_virtual_ip_that_cannot_run_is_logged_once() {
+    let yaml = format!(
+        "{}---\n{}",
+        vip_yaml("web", 51, &["198.51.100.50/24"], ""),
+        vip_yaml("elsewhere", 52, &["203.0.113.50/24"], ""),
+    );
+    let (lab, _, _, _) = two_nodes(&yaml);
+    wait_holders(&lab, VIP, &["n1"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let log = lab.log("agent-n1.log");
+    assert_eq!(log.matches("cannot run here").count(), 1, "{log}");
+}
