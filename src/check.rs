@@ -177,7 +177,7 @@ fn check_virtual_ip(
             .map(|i| format!(" on {i}"))
             .unwrap_or_default(),
         v.addresses.len(),
-        v.health.checks.len()
+        v.tracking.checks.len()
     );
     out.objects += 1;
     good.push(v);

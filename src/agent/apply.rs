@@ -139,7 +139,7 @@ impl Agent {
                 .collect(),
             Source::File(_) => BTreeMap::new(),
         };
-        self.health.sync(&vips, &kept, drains, &links);
+        self.supervisor.sync(&vips, &kept, drains, &links);
         self.request_report();
     }
 

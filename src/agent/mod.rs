@@ -23,7 +23,6 @@ pub mod dataplane;
 mod dispatch;
 pub mod engine;
 mod excluded;
-pub mod health;
 pub mod instances;
 pub mod lock;
 pub mod messages;
@@ -31,6 +30,7 @@ pub mod report;
 pub mod source;
 mod stale;
 pub mod status;
+pub mod supervisor;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -103,7 +103,7 @@ pub struct Options {
     /// Cluster mode: how often the agent renews its registration.
     pub heartbeat: Duration,
     /// What VirtualIPs may run here (commands, files).
-    pub policy: crate::health::Policy,
+    pub policy: crate::checks::Policy,
 }
 
 /// Everything the agent's loop reacts to.
@@ -180,7 +180,7 @@ struct Agent {
     /// so an answer means the agent runs what its file says.
     listeners: Vec<(tokio::net::TcpListener, bool)>,
     /// Health checks, tracked interfaces, the node's condition, notify hooks.
-    health: health::Health,
+    supervisor: supervisor::Supervisor,
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
@@ -208,8 +208,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let announce_errors = Arc::new(AtomicU64::new(0));
     let netlink_errors = Arc::new(AtomicU64::new(0));
     let (notify_tx, notify_rx) = mpsc::unbounded_channel();
-    let notify_counters = Arc::new(crate::health::notify::NotifyCounters::default());
-    tokio::spawn(crate::health::notify::run(
+    let notify_counters = Arc::new(crate::hooks::NotifyCounters::default());
+    tokio::spawn(crate::hooks::run(
         notify_rx,
         opts.policy.run_as,
         notify_counters.clone(),
@@ -253,7 +253,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
-        health: health::Health::new(
+        supervisor: supervisor::Supervisor::new(
             opts.policy.clone(),
             engine.clone(),
             events_tx.clone(),

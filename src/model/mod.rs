@@ -5,6 +5,6 @@
 
 pub mod address;
 pub mod field;
-pub mod health;
 pub mod host;
 pub mod spec;
+pub mod tracking;

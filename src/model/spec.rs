@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet};
 pub use super::field::FieldError;
 use super::field::bounded;
-use super::health::Health;
 use super::host::{Address, Link};
+use super::tracking::Tracking;
 use crate::api::VirtualIpSpec;
 use crate::ids::{Family, instance_key};
 use crate::units::parse_duration;
@@ -54,7 +54,7 @@ pub struct ValidatedVirtualIp {
     pub authentication: Authentication,
     pub garp: GarpConfig,
     /// Health checks, tracked interfaces, notify hooks.
-    pub health: Health,
+    pub tracking: Tracking,
 }
 
 /// One VRRP instance for this node: a `VirtualIP` and one address family.
@@ -235,9 +235,9 @@ pub fn validate(
             ));
         }
     }
-    let health = super::health::validate(&spec, rule == VridRule::Required)?;
+    let tracking = super::tracking::validate(&spec, rule == VridRule::Required)?;
     let v = ValidatedVirtualIp {
-        health,
+        tracking,
         name,
         version,
         vrid,

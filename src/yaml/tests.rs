@@ -295,5 +295,5 @@ fn the_samples_are_valid_standalone_files() {
         assert_eq!(vips.len(), 1);
     }
     let checks = parse(include_str!("../../config/web-vip-checks.yaml")).unwrap();
-    assert_eq!(checks[0].health.checks.len(), 2);
+    assert_eq!(checks[0].tracking.checks.len(), 2);
 }

@@ -40,7 +40,7 @@ use tracing::{info, warn};
 use super::messages::{AgentEvent, DataplaneCmd, FromReceiver};
 pub(crate) use super::messages::{EngineCmd, Prepared, SocketKey};
 use super::status::GlobalCounters;
-use crate::health::notify::{HookEvent, NotifyMsg};
+use crate::hooks::{HookEvent, NotifyMsg};
 use crate::model::spec::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::net::socket::VrrpSender;
