@@ -6,5 +6,6 @@
 pub mod address;
 pub mod field;
 pub mod host;
+pub mod pool;
 pub mod spec;
 pub mod tracking;
