@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use tracing::{error, warn};
 
 use super::instances::{self, Step};
+use super::messages::AgentEvent;
 use super::messages::EngineCmd;
-use super::{Agent, AgentEvent, Source};
+use super::{Agent, Source};
 use crate::model::spec::{NodePlan, ResolvedInstance, ValidatedVirtualIp, VridRule, resolve_all};
 use crate::vrrp::Family;
 

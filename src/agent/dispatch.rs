@@ -6,8 +6,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
 use super::messages::EngineCmd;
+use super::messages::{AgentEvent, DataplaneCmd};
 use super::status::{self, AgentStatus, StatusRequest};
-use super::{Agent, AgentError, AgentEvent, Source, dataplane, instances, report, source};
+use super::{Agent, AgentError, Source, instances, report, source};
 use crate::net::netlink::NetEvent;
 
 /// What one event means for the loop itself.
@@ -273,7 +274,7 @@ impl Agent {
                 let _ = self.engine.send(EngineCmd::LinkGone(index));
             }
             e @ (NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_)) => {
-                let _ = self.dataplane.send(dataplane::DataplaneCmd::Event(e));
+                let _ = self.dataplane.send(DataplaneCmd::Event(e));
             }
         }
     }

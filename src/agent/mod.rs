@@ -45,10 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::model::spec::{ResolvedInstance, ValidatedVirtualIp};
-use crate::net::netlink::{NetEvent, Netlink, NetlinkError};
+use crate::net::netlink::{Netlink, NetlinkError};
 use instances::Sockets;
-use messages::{EngineCmd, Prepared};
-use status::{AgentStatus, StatusRequest};
+use messages::{AgentEvent, DataplaneCmd, EngineCmd};
 
 /// Interface changes arrive as netlink events; a slow full re-read guards against a missed one.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -106,40 +105,6 @@ pub struct Options {
     pub policy: crate::checks::Policy,
 }
 
-/// Everything the agent's loop reacts to.
-pub enum AgentEvent {
-    /// SIGHUP: read the file again.
-    Reload,
-    /// SIGTERM / SIGINT: hand over and stop.
-    Stop(&'static str),
-    /// Cluster mode: this node's configuration changed.
-    ClusterConfig(Box<cluster::ConfigUpdate>),
-    /// The kernel: a link or an address changed.
-    Net(NetEvent),
-    /// The kernel's event stream ended.
-    NetLost,
-    /// Periodic: links re-read, VirtualIPs that could not run retried.
-    Resync,
-    /// A setup finished.
-    Prepared {
-        key: String,
-        generation: u64,
-        result: Result<Box<Prepared>, String>,
-    },
-    /// The engine: something the status shows changed.
-    Changed,
-    /// The engine: an instance has stopped and released everything.
-    Retired {
-        key: String,
-        /// Its virtual-MAC interface (index, name), deleted unless another instance uses it.
-        vmac: Option<(u32, String)>,
-    },
-    /// A snapshot taken for the cluster report.
-    Snapshot(u64, Box<AgentStatus>),
-    /// `/status` or `/metrics` asks.
-    Status(StatusRequest),
-}
-
 /// Where the configuration comes from.
 enum Source {
     File(PathBuf),
@@ -155,7 +120,7 @@ struct Agent {
     nl: Netlink,
     sockets: Sockets,
     engine: mpsc::UnboundedSender<EngineCmd>,
-    dataplane: mpsc::UnboundedSender<dataplane::DataplaneCmd>,
+    dataplane: mpsc::UnboundedSender<DataplaneCmd>,
     events: mpsc::UnboundedSender<AgentEvent>,
     source: Source,
     /// The last valid file (standalone).
@@ -381,7 +346,7 @@ impl Agent {
         let _ = self.engine.send(EngineCmd::StopAll(tx));
         let _ = rx.await;
         let (tx, rx) = oneshot::channel();
-        let _ = self.dataplane.send(dataplane::DataplaneCmd::ReleaseAll(tx));
+        let _ = self.dataplane.send(DataplaneCmd::ReleaseAll(tx));
         if tokio::time::timeout(Duration::from_secs(10), rx)
             .await
             .is_err()

@@ -12,8 +12,7 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::AgentEvent;
-use super::messages::EngineCmd;
+use super::messages::{AgentEvent, EngineCmd};
 use crate::api::CheckStatus;
 use crate::checks::{Policy, Sink, Store, rfc3339};
 use crate::hooks::{NotifyCounters, NotifyMsg};

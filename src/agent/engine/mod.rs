@@ -37,8 +37,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::messages::{AgentEvent, DataplaneCmd, FromReceiver};
-pub(crate) use super::messages::{EngineCmd, Prepared, SocketKey};
+use super::messages::{AgentEvent, DataplaneCmd, EngineCmd, FromReceiver, Prepared, SocketKey};
 use super::status::GlobalCounters;
 use crate::hooks::{HookEvent, NotifyMsg};
 use crate::model::spec::ResolvedInstance;
