@@ -211,7 +211,7 @@ pub(crate) mod tests {
         Arc::new(p)
     }
 
-    fn ip(s: &str) -> IpAddr {
+    pub(crate) fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 

@@ -289,11 +289,7 @@ mod tests {
     use crate::api::{ANNOTATION_IPS, ANNOTATION_POOL, ANNOTATION_SHARED, VirtualIPPool};
     use crate::controller::lb::services::tests::{lb_service, with_ingress};
     use crate::controller::lb::services::wants;
-    use crate::model::pool::tests::pool;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
+    use crate::model::pool::tests::{ip, pool};
 
     /// Allocates for these Services (ours, oldest first) from these pools.
     fn run(pools: &[Arc<VirtualIPPool>], services: &[Service], reserved: &[&str]) -> Allocation {

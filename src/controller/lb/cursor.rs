@@ -54,10 +54,7 @@ impl Cursor {
 mod tests {
     use super::*;
     use crate::model::pool::parse_range;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
+    use crate::model::pool::tests::ip;
 
     #[test]
     fn the_cursor_walks_forward_across_ranges_and_stays_on_what_it_found() {

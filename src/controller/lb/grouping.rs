@@ -194,12 +194,8 @@ fn spread_priorities(seed: &str, rotate: usize, nodes: &[&str]) -> Vec<NodePrior
 mod tests {
     use super::*;
     use crate::controller::lb::sharing::Holder;
-    use crate::model::pool::tests::pool;
+    use crate::model::pool::tests::{ip, pool};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
 
     fn holder(name: &str, local: Option<&str>) -> Holder {
         Holder {

@@ -167,13 +167,9 @@ mod tests {
     use super::*;
     use crate::api::ServiceAllocation;
     use crate::model::pool::check_pool;
-    use crate::model::pool::tests::pool;
+    use crate::model::pool::tests::{ip, pool};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn the_younger_of_two_overlapping_pools_is_frozen_and_its_addresses_stay_put() {
