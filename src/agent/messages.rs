@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 
 use super::cluster::ConfigUpdate;
 use super::status::{AgentStatus, StatusRequest};
+use crate::ids::InstanceKey;
 use crate::model::spec::{GarpConfig, ResolvedInstance};
 use crate::net::announce::Mac;
 use crate::net::netlink::NetEvent;
@@ -206,7 +207,7 @@ pub enum AgentEvent {
     Resync,
     /// A setup finished.
     Prepared {
-        key: String,
+        key: InstanceKey,
         generation: u64,
         result: Result<Box<Prepared>, String>,
     },

@@ -44,6 +44,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::ids::InstanceKey;
 use crate::model::spec::{ResolvedInstance, ValidatedVirtualIp};
 use crate::net::netlink::{Netlink, NetlinkError};
 use instances::Sockets;
@@ -126,11 +127,11 @@ struct Agent {
     /// The last valid file (standalone).
     file_vips: Vec<ValidatedVirtualIp>,
     /// What the engine runs or is being prepared to run.
-    running: BTreeMap<String, ResolvedInstance>,
+    running: BTreeMap<InstanceKey, ResolvedInstance>,
     /// Setup generation per key: a finished setup that is no longer wanted is dropped.
-    generation: HashMap<String, u64>,
+    generation: HashMap<InstanceKey, u64>,
     /// Keys whose setup finished and that the engine was told to run.
-    started: std::collections::HashSet<String>,
+    started: std::collections::HashSet<InstanceKey>,
     next_generation: u64,
     /// VirtualIPs (or families of them) that cannot run here, and why.
     errors: report::ReportInputs,

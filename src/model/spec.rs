@@ -12,7 +12,7 @@ use super::field::bounded;
 use super::host::{Address, Link};
 use super::tracking::Tracking;
 use crate::api::VirtualIpSpec;
-use crate::ids::{Family, instance_key};
+use crate::ids::{Family, InstanceKey};
 use crate::units::parse_duration;
 use crate::vrrp::{Authentication, InstanceConfig, Version, VirtualAddress};
 
@@ -61,7 +61,7 @@ pub struct ValidatedVirtualIp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedInstance {
     /// `name/ipv4` or `name/ipv6`.
-    pub key: String,
+    pub key: InstanceKey,
     pub name: String,
     pub interface: String,
     pub ifindex: u32,
@@ -434,7 +434,7 @@ impl ValidatedVirtualIp {
             .validate()
             .map_err(|e| format!("{}: {e}", self.name))?;
         Ok(ResolvedInstance {
-            key: instance_key(&self.name, family),
+            key: InstanceKey::new(self.name.clone(), family),
             name: self.name.clone(),
             interface: link.name.clone(),
             ifindex: link.index,
@@ -449,7 +449,7 @@ impl ValidatedVirtualIp {
 /// cannot run here (VirtualIP name, family, reason).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePlan {
-    pub instances: BTreeMap<String, ResolvedInstance>,
+    pub instances: BTreeMap<InstanceKey, ResolvedInstance>,
     pub errors: Vec<(String, Family, String)>,
 }
 
