@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn instance_keys_sort_as_their_text() {
-        let mut keys = vec![
+        let mut keys = [
             InstanceKey::new("web", Family::V6),
             InstanceKey::new("web", Family::V4),
             InstanceKey::new("web-1", Family::V4),
