@@ -101,7 +101,7 @@ fn check_pool(out: &mut CheckReport, file: &str, text: &str, d: &Document) {
         .nth(d.index - 1)
         .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
     let verdict = match doc {
-        Some(Ok(pool)) => crate::controller::lb::check_pool(&pool),
+        Some(Ok(pool)) => crate::model::pool::check_pool(&pool),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("cannot read the document".into()),
     };
@@ -177,7 +177,7 @@ fn check_virtual_ip(
             .map(|i| format!(" on {i}"))
             .unwrap_or_default(),
         v.addresses.len(),
-        v.health.checks.len()
+        v.tracking.checks.len()
     );
     out.objects += 1;
     good.push(v);

@@ -73,20 +73,88 @@ impl FromStr for Family {
     }
 }
 
-/// The key of one VRRP instance: a VirtualIP's name and one of its families, `web/ipv4`.
-pub fn instance_key(name: &str, family: Family) -> String {
-    format!("{name}/{}", family.as_key())
+/// The key of one VRRP instance: a VirtualIP's name and one of its families. Its one text
+/// form is `web/ipv4` (`Display`, `FromStr`, serde): logs, `/status` and the errors it keys.
+/// VirtualIP names are DNS names, so they hold no `/` and the text reads back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    name: String,
+    family: Family,
 }
 
-/// The VirtualIP name of an instance key (`web` of `web/ipv4`): the one place a key is read
-/// back (VirtualIP names are DNS names, so they hold no `/`).
-pub fn instance_name(key: &str) -> &str {
-    key.rsplit_once('/').map_or(key, |(name, _)| name)
+impl InstanceKey {
+    pub fn new(name: impl Into<String>, family: Family) -> InstanceKey {
+        InstanceKey {
+            name: name.into(),
+            family,
+        }
+    }
+
+    /// The VirtualIP's name (`web` of `web/ipv4`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The text form's bytes, without building it: keys sort as their text does.
+    fn text_bytes(&self) -> impl Iterator<Item = u8> + '_ {
+        self.name
+            .bytes()
+            .chain(std::iter::once(b'/'))
+            .chain(self.family.as_key().bytes())
+    }
 }
 
-/// The family of an instance key (`IPv4` of `web/ipv4`), if the key has one.
-pub fn instance_family(key: &str) -> Option<Family> {
-    key.rsplit_once('/').and_then(|(_, f)| f.parse().ok())
+impl Ord for InstanceKey {
+    /// As the text form sorts (`web-1/ipv4` before `web/ipv4`), so every map of instances
+    /// keeps the order it had when keys were strings.
+    fn cmp(&self, other: &InstanceKey) -> std::cmp::Ordering {
+        self.text_bytes().cmp(other.text_bytes())
+    }
+}
+
+impl PartialOrd for InstanceKey {
+    fn partial_cmp(&self, other: &InstanceKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.name, self.family.as_key())
+    }
+}
+
+/// A text that is not `name/family`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an instance key (name/ipv4 or name/ipv6)")]
+pub struct BadInstanceKey(pub String);
+
+impl FromStr for InstanceKey {
+    type Err = BadInstanceKey;
+
+    fn from_str(s: &str) -> Result<InstanceKey, BadInstanceKey> {
+        s.rsplit_once('/')
+            .and_then(|(name, f)| Some(InstanceKey::new(name, f.parse().ok()?)))
+            .ok_or_else(|| BadInstanceKey(s.to_string()))
+    }
+}
+
+impl Serialize for InstanceKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<InstanceKey, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }
 
 /// What moves a node's priority or puts it in FAULT, as named in its status entry
@@ -179,16 +247,44 @@ mod tests {
 
     #[test]
     fn instance_keys_read_back() {
-        let key = instance_key("web", Family::V6);
-        assert_eq!(instance_name(&key), "web");
-        assert_eq!(instance_family(&key), Some(Family::V6));
-        assert_eq!(instance_name("bare"), "bare");
-        assert_eq!(instance_family("bare"), None);
+        let key = InstanceKey::new("web", Family::V6);
+        let back: InstanceKey = key.to_string().parse().unwrap();
+        assert_eq!(back.name(), "web");
+        assert_eq!(back.family(), Family::V6);
+        assert_eq!(back, key);
+        assert!("bare".parse::<InstanceKey>().is_err());
+        assert!("web/4".parse::<InstanceKey>().is_err());
     }
 
     #[test]
     fn instance_keys_use_the_family_key() {
-        assert_eq!(instance_key("web", Family::V6), "web/ipv6");
+        assert_eq!(InstanceKey::new("web", Family::V6).to_string(), "web/ipv6");
+        assert_eq!(
+            serde_json::to_string(&InstanceKey::new("web", Family::V4)).unwrap(),
+            "\"web/ipv4\""
+        );
+        let map = std::collections::BTreeMap::from([(InstanceKey::new("web", Family::V4), 1)]);
+        assert_eq!(serde_json::to_string(&map).unwrap(), r#"{"web/ipv4":1}"#);
+        let back: InstanceKey = serde_json::from_str("\"web/ipv6\"").unwrap();
+        assert_eq!(back, InstanceKey::new("web", Family::V6));
+    }
+
+    #[test]
+    fn instance_keys_sort_as_their_text() {
+        let mut keys = [
+            InstanceKey::new("web", Family::V6),
+            InstanceKey::new("web", Family::V4),
+            InstanceKey::new("web-1", Family::V4),
+            InstanceKey::new("web.a", Family::V4),
+            InstanceKey::new("we", Family::V6),
+        ];
+        let mut texts: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        keys.sort();
+        texts.sort();
+        assert_eq!(
+            keys.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            texts
+        );
     }
 
     #[test]

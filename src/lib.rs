@@ -3,8 +3,9 @@
 pub mod agent;
 pub mod api;
 pub mod check;
+pub mod checks;
 pub mod controller;
-pub mod health;
+pub mod hooks;
 pub mod http;
 pub mod ids;
 pub(crate) mod k8s;

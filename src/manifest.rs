@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use crate::model::health::{CheckKind, Tls};
 use crate::model::spec::ValidatedVirtualIp;
+use crate::model::tracking::{CheckKind, Tls};
 
 /// Everything the chart installs, rendered with its defaults (deploy/kube-vrrp.yaml, generated
 /// from the chart and checked in CI), for `kubectl apply` without Helm.
@@ -34,7 +34,7 @@ pub const READYZ_CHECK: &str = "  healthChecks:
 /// Whether a VirtualIP checks the local API server's /readyz with a weight that lets a lone
 /// node hold the address.
 pub fn readyz_problem(v: &ValidatedVirtualIp) -> Option<String> {
-    let check = v.health.checks.iter().find(|c| match &c.kind {
+    let check = v.tracking.checks.iter().find(|c| match &c.kind {
         CheckKind::Http(h) => {
             h.addr.port() == 6443 && h.path.starts_with("/readyz") && h.tls.is_some()
         }

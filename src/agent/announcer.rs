@@ -11,39 +11,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::warn;
 
+use super::messages::{AnnounceCmd, ScheduleId};
 use crate::model::spec::GarpConfig;
 use crate::net::announce::{FrameSender, Mac, announcement};
-
-/// Whose announcements a schedule sends: an instance's addresses on its interface, or the
-/// addresses it holds on its standby link (announced with that link's MAC). One instance can
-/// have both at once, so they are two schedules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum ScheduleId {
-    Instance(u64),
-    StandbyLink(u64),
-}
-
-pub(crate) enum AnnounceCmd {
-    /// Announce now (when `burst`) and keep the schedule of `garp`.
-    Start {
-        id: ScheduleId,
-        key: String,
-        ifindex: u32,
-        mac: Mac,
-        addresses: Vec<IpAddr>,
-        garp: GarpConfig,
-        burst: bool,
-    },
-    /// One address again (it was put back after someone removed it).
-    Once {
-        ifindex: u32,
-        mac: Mac,
-        address: IpAddr,
-    },
-    Stop {
-        id: ScheduleId,
-    },
-}
 
 struct Schedule {
     key: String,

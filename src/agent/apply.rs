@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use tracing::{error, info, warn};
 
 use super::instances::{self, Step};
+use super::messages::AgentEvent;
 use super::messages::EngineCmd;
-use super::{Agent, AgentEvent, Source};
+use super::{Agent, Source};
+use crate::ids::InstanceKey;
 use crate::model::spec::{NodePlan, ResolvedInstance, ValidatedVirtualIp, VridRule, resolve_all};
 use crate::vrrp::Family;
 
@@ -16,14 +18,14 @@ use crate::vrrp::Family;
 /// instance of a VirtualIP whose configuration is invalid (`invalid`: their names). Returns
 /// the resolve errors: instance key → (reason, whether its last good configuration runs).
 pub(super) fn keep_last_good<'a>(
-    instances: &mut BTreeMap<String, ResolvedInstance>,
+    instances: &mut BTreeMap<InstanceKey, ResolvedInstance>,
     resolve_errors: Vec<(String, Family, String)>,
-    running: &BTreeMap<String, ResolvedInstance>,
+    running: &BTreeMap<InstanceKey, ResolvedInstance>,
     invalid: impl Iterator<Item = &'a String>,
-) -> BTreeMap<String, (String, bool)> {
+) -> BTreeMap<InstanceKey, (String, bool)> {
     let mut out = BTreeMap::new();
     for (name, family, reason) in resolve_errors {
-        let key = crate::ids::instance_key(&name, family);
+        let key = InstanceKey::new(name, family);
         let last_good = running.get(&key).cloned();
         let kept = last_good.is_some();
         if let Some(r) = last_good {
@@ -112,7 +114,7 @@ impl Agent {
                     self.running.remove(&key);
                     self.generation.remove(&key);
                     self.started.remove(&key);
-                    let _ = self.engine.send(EngineCmd::Stop(key));
+                    let _ = self.engine.send(EngineCmd::Stop(key.to_string()));
                 }
                 Step::Update(r) => {
                     let _ = self.engine.send(EngineCmd::Update(r.clone()));
@@ -146,7 +148,7 @@ impl Agent {
                 .collect(),
             Source::File(_) => BTreeMap::new(),
         };
-        self.health.sync(&vips, &kept, drains, &links);
+        self.supervisor.sync(&vips, &kept, drains, &links);
         self.request_report();
     }
 
@@ -179,9 +181,10 @@ mod tests {
     use crate::vrrp::InstanceConfig;
 
     fn inst(key: &str) -> ResolvedInstance {
+        let key: InstanceKey = key.parse().unwrap();
         ResolvedInstance {
-            key: key.into(),
-            name: crate::ids::instance_name(key).into(),
+            name: key.name().into(),
+            key,
             interface: "eth0".into(),
             ifindex: 2,
             config: InstanceConfig::new(
@@ -194,7 +197,7 @@ mod tests {
         }
     }
 
-    fn map(v: &[ResolvedInstance]) -> BTreeMap<String, ResolvedInstance> {
+    fn map(v: &[ResolvedInstance]) -> BTreeMap<InstanceKey, ResolvedInstance> {
         v.iter().map(|r| (r.key.clone(), r.clone())).collect()
     }
 
@@ -212,8 +215,14 @@ mod tests {
             std::iter::empty(),
         );
         assert_eq!(plan, running);
-        assert_eq!(errors["a/ipv4"], ("no interface".to_string(), true));
-        assert_eq!(errors["b/ipv6"], ("no address".to_string(), false));
+        assert_eq!(
+            errors[&"a/ipv4".parse::<InstanceKey>().unwrap()],
+            ("no interface".to_string(), true)
+        );
+        assert_eq!(
+            errors[&"b/ipv6".parse::<InstanceKey>().unwrap()],
+            ("no address".to_string(), false)
+        );
     }
 
     #[test]

@@ -6,8 +6,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info};
 
 use super::messages::EngineCmd;
+use super::messages::{AgentEvent, DataplaneCmd};
 use super::status::{self, AgentStatus, StatusRequest};
-use super::{Agent, AgentError, AgentEvent, Source, dataplane, instances, report, source};
+use super::{Agent, AgentError, Source, instances, report, source};
 use crate::net::netlink::NetEvent;
 
 /// What one event means for the loop itself.
@@ -190,8 +191,8 @@ impl Agent {
         let netlink_errors = self
             .netlink_errors
             .load(std::sync::atomic::Ordering::Relaxed);
-        let checks = self.health.statuses(true);
-        let notify = self.health.notify_counts();
+        let checks = self.supervisor.statuses(true);
+        let notify = self.supervisor.notify_counts();
         move |s: &mut AgentStatus| {
             s.node = node;
             s.errors = errors;
@@ -238,7 +239,7 @@ impl Agent {
             config.as_ref().and_then(|c| c.metadata.generation),
             *epoch,
         );
-        let mut checks = self.health.statuses(false);
+        let mut checks = self.supervisor.statuses(false);
         for (name, entry) in r.entries.iter_mut() {
             entry.checks = checks.remove(name).unwrap_or_default();
         }
@@ -256,7 +257,7 @@ impl Agent {
                     ifindex: l.index,
                     up: l.up,
                 });
-                self.health.link(&l);
+                self.supervisor.link(&l);
                 // An interface re-created under a name we run on: restart on the new one.
                 if self
                     .running
@@ -268,12 +269,12 @@ impl Agent {
                 }
             }
             NetEvent::LinkGone(index) => {
-                self.health.link_gone(index);
+                self.supervisor.link_gone(index);
                 self.sockets.forget_interface(index);
                 let _ = self.engine.send(EngineCmd::LinkGone(index));
             }
             e @ (NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_)) => {
-                let _ = self.dataplane.send(dataplane::DataplaneCmd::Event(e));
+                let _ = self.dataplane.send(DataplaneCmd::Event(e));
             }
         }
     }
@@ -281,7 +282,7 @@ impl Agent {
     /// The safety net under link events, and a retry for what could not run.
     pub(super) async fn resync(&mut self) {
         if let Ok(links) = self.nl.links().await {
-            self.health.links(&links);
+            self.supervisor.links(&links);
             let mut seen = std::collections::BTreeSet::new();
             for r in self.running.values() {
                 if seen.insert(r.ifindex) {

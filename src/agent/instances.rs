@@ -12,6 +12,7 @@ use tracing::info;
 
 use super::AgentError;
 use super::messages::{Prepared, SocketKey};
+use crate::ids::InstanceKey;
 use crate::model::spec::ResolvedInstance;
 use crate::net::netlink::{Link, Netlink};
 use crate::net::socket::{VrrpReceiver, VrrpSender};
@@ -22,7 +23,7 @@ use crate::vrrp::Family;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Hand over and stop.
-    Stop(String),
+    Stop(InstanceKey),
     /// Start (after setup).
     Start(ResolvedInstance),
     /// Priority, announcement timing and/or excluded addresses only: in place, no handover
@@ -47,8 +48,8 @@ fn same_but_in_place(a: &ResolvedInstance, b: &ResolvedInstance) -> bool {
 
 /// Steps from `running` to `target`, stops first. Unchanged instances get no step at all.
 pub fn diff(
-    running: &BTreeMap<String, ResolvedInstance>,
-    target: &BTreeMap<String, ResolvedInstance>,
+    running: &BTreeMap<InstanceKey, ResolvedInstance>,
+    target: &BTreeMap<InstanceKey, ResolvedInstance>,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut starts = Vec::new();
@@ -261,9 +262,10 @@ mod tests {
             vec!["198.51.100.50/24".parse().unwrap()],
         );
         config.priority = priority;
+        let key: InstanceKey = key.parse().unwrap();
         ResolvedInstance {
-            key: key.into(),
-            name: crate::ids::instance_name(key).into(),
+            name: key.name().into(),
+            key,
             interface: "eth0".into(),
             ifindex: 2,
             config,
@@ -272,7 +274,7 @@ mod tests {
         }
     }
 
-    fn map(v: &[ResolvedInstance]) -> BTreeMap<String, ResolvedInstance> {
+    fn map(v: &[ResolvedInstance]) -> BTreeMap<InstanceKey, ResolvedInstance> {
         v.iter().map(|r| (r.key.clone(), r.clone())).collect()
     }
 
@@ -289,8 +291,8 @@ mod tests {
         assert_eq!(
             diff(&running, &target),
             vec![
-                Step::Stop("a/ipv4".into()),
-                Step::Stop("b/ipv4".into()),
+                Step::Stop("a/ipv4".parse().unwrap()),
+                Step::Stop("b/ipv4".parse().unwrap()),
                 Step::Start(inst("b/ipv4", 3, 100)),
                 Step::Start(inst("c/ipv4", 4, 100)),
             ]
@@ -310,7 +312,7 @@ mod tests {
         let owner = inst("a/ipv4", 1, 255);
         assert_eq!(
             diff(&running, &map(std::slice::from_ref(&owner))),
-            vec![Step::Stop("a/ipv4".into()), Step::Start(owner)]
+            vec![Step::Stop("a/ipv4".parse().unwrap()), Step::Start(owner)]
         );
     }
 
@@ -333,7 +335,7 @@ mod tests {
         adv.config.advertised = 2;
         assert_eq!(
             diff(&running, &map(std::slice::from_ref(&adv))),
-            vec![Step::Stop("a/ipv4".into()), Step::Start(adv)]
+            vec![Step::Stop("a/ipv4".parse().unwrap()), Step::Start(adv)]
         );
     }
 

@@ -1,24 +1,21 @@
 //! Every message exchanged between the agent's tasks (see [`super::tasks`] for the diagram):
-//! what the run loop tells the engine, what a receiver task hands the engine, and, re-exported
-//! from where they are still defined, what the engine tells the data plane, the data plane the
-//! announcer, and every task the run loop.
+//! what the run loop tells the engine, what a receiver task hands the engine, what the engine
+//! tells the data plane, the data plane the announcer, and every task the run loop.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::status::AgentStatus;
+use super::cluster::ConfigUpdate;
+use super::status::{AgentStatus, StatusRequest};
+use crate::ids::InstanceKey;
 use crate::model::spec::{GarpConfig, ResolvedInstance};
 use crate::net::announce::Mac;
 use crate::net::netlink::NetEvent;
 use crate::net::socket::VrrpSender;
 use crate::vrrp::priority::Tracker;
 use crate::vrrp::{Advertisement, DecodeError, Family, VirtualAddress};
-
-/// Defined beside their single reader; listed here so this module is the one place to look.
-pub use super::AgentEvent;
-pub(crate) use super::announcer::AnnounceCmd;
 
 /// A receive socket: (interface index, address family). One per key, shared by every
 /// instance there.
@@ -167,4 +164,70 @@ pub enum DataplaneCmd {
     Event(NetEvent),
     /// Releases everything still bound (the agent is stopping) and answers.
     ReleaseAll(oneshot::Sender<()>),
+}
+
+/// Whose announcements a schedule sends: an instance's addresses on its interface, or the
+/// addresses it holds on its standby link (announced with that link's MAC). One instance can
+/// have both at once, so they are two schedules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ScheduleId {
+    Instance(u64),
+    StandbyLink(u64),
+}
+
+/// Data plane → announcer.
+pub(crate) enum AnnounceCmd {
+    /// Announce now (when `burst`) and keep the schedule of `garp`.
+    Start {
+        id: ScheduleId,
+        key: String,
+        ifindex: u32,
+        mac: Mac,
+        addresses: Vec<IpAddr>,
+        garp: GarpConfig,
+        burst: bool,
+    },
+    /// One address again (it was put back after someone removed it).
+    Once {
+        ifindex: u32,
+        mac: Mac,
+        address: IpAddr,
+    },
+    Stop {
+        id: ScheduleId,
+    },
+}
+
+/// Every task → run loop: everything the agent's loop reacts to.
+pub enum AgentEvent {
+    /// SIGHUP: read the file again.
+    Reload,
+    /// SIGTERM / SIGINT: hand over and stop.
+    Stop(&'static str),
+    /// Cluster mode: this node's configuration changed.
+    ClusterConfig(Box<ConfigUpdate>),
+    /// The kernel: a link or an address changed.
+    Net(NetEvent),
+    /// The kernel's event stream ended.
+    NetLost,
+    /// Periodic: links re-read, VirtualIPs that could not run retried.
+    Resync,
+    /// A setup finished.
+    Prepared {
+        key: InstanceKey,
+        generation: u64,
+        result: Result<Box<Prepared>, String>,
+    },
+    /// The engine: something the status shows changed.
+    Changed,
+    /// The engine: an instance has stopped and released everything.
+    Retired {
+        key: String,
+        /// Its virtual-MAC interface (index, name), deleted unless another instance uses it.
+        vmac: Option<(u32, String)>,
+    },
+    /// A snapshot taken for the cluster report.
+    Snapshot(u64, Box<AgentStatus>),
+    /// `/status` or `/metrics` asks.
+    Status(StatusRequest),
 }

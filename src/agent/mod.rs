@@ -23,7 +23,6 @@ pub mod dataplane;
 mod dispatch;
 pub mod engine;
 mod excluded;
-pub mod health;
 pub mod instances;
 pub mod lock;
 pub mod messages;
@@ -31,6 +30,7 @@ pub mod report;
 pub mod source;
 mod stale;
 pub mod status;
+pub mod supervisor;
 pub mod tasks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,11 +44,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::ids::InstanceKey;
 use crate::model::spec::{ResolvedInstance, ValidatedVirtualIp};
-use crate::net::netlink::{NetEvent, Netlink, NetlinkError};
+use crate::net::netlink::{Netlink, NetlinkError};
 use instances::Sockets;
-use messages::{EngineCmd, Prepared};
-use status::{AgentStatus, StatusRequest};
+use messages::{AgentEvent, DataplaneCmd, EngineCmd};
 
 /// Interface changes arrive as netlink events; a slow full re-read guards against a missed one.
 const RESYNC: Duration = Duration::from_secs(2);
@@ -103,41 +103,7 @@ pub struct Options {
     /// Cluster mode: how often the agent renews its registration.
     pub heartbeat: Duration,
     /// What VirtualIPs may run here (commands, files).
-    pub policy: crate::health::Policy,
-}
-
-/// Everything the agent's loop reacts to.
-pub enum AgentEvent {
-    /// SIGHUP: read the file again.
-    Reload,
-    /// SIGTERM / SIGINT: hand over and stop.
-    Stop(&'static str),
-    /// Cluster mode: this node's configuration changed.
-    ClusterConfig(Box<cluster::ConfigUpdate>),
-    /// The kernel: a link or an address changed.
-    Net(NetEvent),
-    /// The kernel's event stream ended.
-    NetLost,
-    /// Periodic: links re-read, VirtualIPs that could not run retried.
-    Resync,
-    /// A setup finished.
-    Prepared {
-        key: String,
-        generation: u64,
-        result: Result<Box<Prepared>, String>,
-    },
-    /// The engine: something the status shows changed.
-    Changed,
-    /// The engine: an instance has stopped and released everything.
-    Retired {
-        key: String,
-        /// Its virtual-MAC interface (index, name), deleted unless another instance uses it.
-        vmac: Option<(u32, String)>,
-    },
-    /// A snapshot taken for the cluster report.
-    Snapshot(u64, Box<AgentStatus>),
-    /// `/status` or `/metrics` asks.
-    Status(StatusRequest),
+    pub policy: crate::checks::Policy,
 }
 
 /// Where the configuration comes from.
@@ -155,17 +121,17 @@ struct Agent {
     nl: Netlink,
     sockets: Sockets,
     engine: mpsc::UnboundedSender<EngineCmd>,
-    dataplane: mpsc::UnboundedSender<dataplane::DataplaneCmd>,
+    dataplane: mpsc::UnboundedSender<DataplaneCmd>,
     events: mpsc::UnboundedSender<AgentEvent>,
     source: Source,
     /// The last valid file (standalone).
     file_vips: Vec<ValidatedVirtualIp>,
     /// What the engine runs or is being prepared to run.
-    running: BTreeMap<String, ResolvedInstance>,
+    running: BTreeMap<InstanceKey, ResolvedInstance>,
     /// Setup generation per key: a finished setup that is no longer wanted is dropped.
-    generation: HashMap<String, u64>,
+    generation: HashMap<InstanceKey, u64>,
     /// Keys whose setup finished and that the engine was told to run.
-    started: std::collections::HashSet<String>,
+    started: std::collections::HashSet<InstanceKey>,
     next_generation: u64,
     /// VirtualIPs (or families of them) that cannot run here, and why.
     errors: report::ReportInputs,
@@ -182,7 +148,7 @@ struct Agent {
     /// so an answer means the agent runs what its file says.
     listeners: Vec<(tokio::net::TcpListener, bool)>,
     /// Health checks, tracked interfaces, the node's condition, notify hooks.
-    health: health::Health,
+    supervisor: supervisor::Supervisor,
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
@@ -214,8 +180,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let announce_errors = Arc::new(AtomicU64::new(0));
     let netlink_errors = Arc::new(AtomicU64::new(0));
     let (notify_tx, notify_rx) = mpsc::unbounded_channel();
-    let notify_counters = Arc::new(crate::health::notify::NotifyCounters::default());
-    tokio::spawn(crate::health::notify::run(
+    let notify_counters = Arc::new(crate::hooks::NotifyCounters::default());
+    tokio::spawn(crate::hooks::run(
         notify_rx,
         opts.policy.run_as,
         notify_counters.clone(),
@@ -261,7 +227,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
-        health: health::Health::new(
+        supervisor: supervisor::Supervisor::new(
             opts.policy.clone(),
             engine.clone(),
             events_tx.clone(),
@@ -389,7 +355,7 @@ impl Agent {
         let _ = self.engine.send(EngineCmd::StopAll(tx));
         let _ = rx.await;
         let (tx, rx) = oneshot::channel();
-        let _ = self.dataplane.send(dataplane::DataplaneCmd::ReleaseAll(tx));
+        let _ = self.dataplane.send(DataplaneCmd::ReleaseAll(tx));
         if tokio::time::timeout(Duration::from_secs(10), rx)
             .await
             .is_err()

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::status::{AgentStatus, InstanceStatus};
 use crate::api::{FamilyStatus, NodeState, NodeStatus};
-use crate::ids::{Family, instance_family, instance_name};
+use crate::ids::{Family, InstanceKey};
 
 /// The status' spelling (`IPv4`) of an instance's family key (`ipv4`).
 fn family_name(key: &str) -> String {
@@ -30,9 +30,9 @@ pub struct ReportInputs {
     /// VirtualIP name → (configured priority, reason): the configuration itself is invalid.
     pub invalid: BTreeMap<String, (u8, String)>,
     /// Instance key → (reason, whether the last good configuration still runs).
-    pub resolve: BTreeMap<String, (String, bool)>,
+    pub resolve: BTreeMap<InstanceKey, (String, bool)>,
     /// Instance key → reason its setup failed.
-    pub start: BTreeMap<String, String>,
+    pub start: BTreeMap<InstanceKey, String>,
     /// VirtualIP name → this node's configured priority.
     pub priorities: BTreeMap<String, u8>,
 }
@@ -53,29 +53,28 @@ impl ReportInputs {
             out.insert(name.clone(), reason.clone());
         }
         for (key, (reason, kept)) in &self.resolve {
-            out.insert(key.clone(), resolve_text(reason, *kept));
+            out.insert(key.to_string(), resolve_text(reason, *kept));
         }
         for (key, reason) in &self.start {
-            out.insert(key.clone(), reason.clone());
+            out.insert(key.to_string(), reason.clone());
         }
         out
     }
 
     /// Problems of one VirtualIP: (key or name, text, whether something still runs for it).
-    fn of(&self, name: &str) -> Vec<(String, String)> {
-        let prefix = format!("{name}/");
+    fn of(&self, name: &str) -> Vec<(String, Option<Family>, String)> {
         let mut out = Vec::new();
         if let Some((_, r)) = self.invalid.get(name) {
-            out.push((name.to_string(), r.clone()));
+            out.push((name.to_string(), None, r.clone()));
         }
         for (k, (r, kept)) in &self.resolve {
-            if k.starts_with(&prefix) {
-                out.push((k.clone(), resolve_text(r, *kept)));
+            if k.name() == name {
+                out.push((k.to_string(), Some(k.family()), resolve_text(r, *kept)));
             }
         }
         for (k, r) in &self.start {
-            if k.starts_with(&prefix) {
-                out.push((k.clone(), r.clone()));
+            if k.name() == name {
+                out.push((k.to_string(), Some(k.family()), r.clone()));
             }
         }
         out
@@ -112,9 +111,8 @@ pub fn cluster_report(
             })
             .collect();
         // A family that cannot run here beside one that does.
-        for (k, r) in &problems {
-            if instance_name(k) == *name
-                && let Some(family) = instance_family(k)
+        for (_, family, r) in &problems {
+            if let Some(family) = family
                 && !families.iter().any(|f| f.family == family.label())
             {
                 families.push(FamilyStatus {
@@ -128,7 +126,7 @@ pub fn cluster_report(
         if !problems.is_empty() {
             let text = problems
                 .iter()
-                .map(|(k, r)| format!("{k}: {r}"))
+                .map(|(k, _, r)| format!("{k}: {r}"))
                 .collect::<Vec<_>>()
                 .join("; ");
             reason = Some(match reason {
@@ -165,7 +163,7 @@ pub fn cluster_report(
                 .resolve
                 .keys()
                 .chain(errors.start.keys())
-                .map(|k| instance_name(k).to_string()),
+                .map(|k| k.name().to_string()),
         )
         .collect::<std::collections::BTreeSet<String>>();
     for name in names {
@@ -175,7 +173,7 @@ pub fn cluster_report(
         let text = errors
             .of(&name)
             .into_iter()
-            .map(|(k, r)| if k == name { r } else { format!("{k}: {r}") })
+            .map(|(k, _, r)| if k == name { r } else { format!("{k}: {r}") })
             .collect::<Vec<_>>()
             .join("; ");
         let priority = errors

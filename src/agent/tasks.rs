@@ -11,7 +11,7 @@
 //!  setup tasks (instances::prepare: sockets,         └──┬──────────────┬──────────────┬──────────┘
 //!   macvlan, DAD) ── AgentEvent::Prepared ──▶ run loop  │ EngineCmd    │ DataplaneCmd │ watch
 //!                                                       │ (start/stop/ │ (kernel      ▼
-//!  health checks (agent/health.rs) ── EngineCmd ────────┤  update/link)│  events)   cluster status
+//!  health checks (agent/supervisor.rs) ── EngineCmd ────┤  update/link)│  events)   cluster status
 //!   ::VipTracker; AgentEvent::Changed ──▶ run loop      ▼              │            writer (API)
 //!  ┌────────────── engine thread (own runtime, SCHED_FIFO) ──────────┐ │
 //!  │ receiver task per (ifindex, family) ── FromReceiver ──▶ engine  │ │

@@ -76,7 +76,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         }
     };
     let opts = kube_vrrp::agent::Options {
-        policy: kube_vrrp::health::Policy {
+        policy: kube_vrrp::checks::Policy {
             cluster,
             allow_exec,
             run_as,

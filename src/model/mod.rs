@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod field;
-pub mod health;
 pub mod host;
+pub mod pool;
 pub mod spec;
+pub mod tracking;

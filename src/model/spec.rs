@@ -9,10 +9,10 @@ use std::time::Duration;
 use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet};
 pub use super::field::FieldError;
 use super::field::bounded;
-use super::health::Health;
 use super::host::{Address, Link};
+use super::tracking::Tracking;
 use crate::api::VirtualIpSpec;
-use crate::ids::{Family, instance_key};
+use crate::ids::{Family, InstanceKey};
 use crate::units::parse_duration;
 use crate::vrrp::{Authentication, InstanceConfig, Version, VirtualAddress};
 
@@ -54,14 +54,14 @@ pub struct ValidatedVirtualIp {
     pub authentication: Authentication,
     pub garp: GarpConfig,
     /// Health checks, tracked interfaces, notify hooks.
-    pub health: Health,
+    pub tracking: Tracking,
 }
 
 /// One VRRP instance for this node: a `VirtualIP` and one address family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedInstance {
     /// `name/ipv4` or `name/ipv6`.
-    pub key: String,
+    pub key: InstanceKey,
     pub name: String,
     pub interface: String,
     pub ifindex: u32,
@@ -235,9 +235,9 @@ pub fn validate(
             ));
         }
     }
-    let health = super::health::validate(&spec, rule == VridRule::Required)?;
+    let tracking = super::tracking::validate(&spec, rule == VridRule::Required)?;
     let v = ValidatedVirtualIp {
-        health,
+        tracking,
         name,
         version,
         vrid,
@@ -434,7 +434,7 @@ impl ValidatedVirtualIp {
             .validate()
             .map_err(|e| format!("{}: {e}", self.name))?;
         Ok(ResolvedInstance {
-            key: instance_key(&self.name, family),
+            key: InstanceKey::new(self.name.clone(), family),
             name: self.name.clone(),
             interface: link.name.clone(),
             ifindex: link.index,
@@ -449,7 +449,7 @@ impl ValidatedVirtualIp {
 /// cannot run here (VirtualIP name, family, reason).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePlan {
-    pub instances: BTreeMap<String, ResolvedInstance>,
+    pub instances: BTreeMap<InstanceKey, ResolvedInstance>,
     pub errors: Vec<(String, Family, String)>,
 }
 

@@ -27,6 +27,11 @@ spec:
   authentication: {password: s3cret}
 "#;
 
+/// An instance key from its text.
+fn key(text: &str) -> crate::ids::InstanceKey {
+    text.parse().unwrap()
+}
+
 fn links() -> Vec<Link> {
     vec![
         Link {
@@ -72,22 +77,22 @@ fn parses_and_resolves_for_a_node() {
     assert!(plan.errors.is_empty(), "{:?}", plan.errors);
     let all = plan.instances;
     assert_eq!(
-        all.keys().collect::<Vec<_>>(),
+        all.keys().map(ToString::to_string).collect::<Vec<_>>(),
         vec!["legacy/ipv4", "web/ipv4", "web/ipv6"]
     );
-    let w4 = &all["web/ipv4"];
+    let w4 = &all[&key("web/ipv4")];
     assert_eq!((w4.interface.as_str(), w4.config.priority), ("eth0", 200));
     assert_eq!(
         w4.config.primary_address,
         "198.51.100.11".parse::<IpAddr>().unwrap()
     );
     assert_eq!(
-        all["web/ipv6"].config.primary_address,
+        all[&key("web/ipv6")].config.primary_address,
         "fe80::1".parse::<IpAddr>().unwrap()
     );
-    assert_eq!(all["legacy/ipv4"].config.priority, 100);
+    assert_eq!(all[&key("legacy/ipv4")].config.priority, 100);
     assert_eq!(
-        all["legacy/ipv4"].config.authentication,
+        all[&key("legacy/ipv4")].config.authentication,
         Authentication::password("s3cret")
     );
 }
@@ -181,7 +186,10 @@ fn one_family_failing_leaves_the_other_running() {
         .collect();
     let plan = resolve_all(&vips, "n1", &links(), &v4_only);
     assert_eq!(
-        plan.instances.keys().collect::<Vec<_>>(),
+        plan.instances
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         vec!["legacy/ipv4", "web/ipv4"]
     );
     assert_eq!(plan.errors.len(), 1);
@@ -199,7 +207,7 @@ fn one_family_failing_leaves_the_other_running() {
 fn a_host_address_is_never_taken_as_a_virtual_address() {
     let vips = parse(&GOOD.replace("198.51.100.60/24", "198.51.100.11/24")).unwrap();
     let plan = resolve_all(&vips, "n1", &links(), &addrs());
-    assert!(plan.instances.contains_key("web/ipv4"));
+    assert!(plan.instances.contains_key(&key("web/ipv4")));
     assert!(
         plan.errors[0]
             .2
@@ -295,5 +303,5 @@ fn the_samples_are_valid_standalone_files() {
         assert_eq!(vips.len(), 1);
     }
     let checks = parse(include_str!("../../config/web-vip-checks.yaml")).unwrap();
-    assert_eq!(checks[0].health.checks.len(), 2);
+    assert_eq!(checks[0].tracking.checks.len(), 2);
 }

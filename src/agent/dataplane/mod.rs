@@ -25,10 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
-use super::announcer::ScheduleId;
-use super::messages::AnnounceCmd;
-pub use super::messages::DataplaneCmd;
-use super::messages::EngineCmd;
+use super::messages::{AnnounceCmd, DataplaneCmd, EngineCmd, ScheduleId};
 use crate::model::spec::GarpConfig;
 use crate::net::announce::Mac;
 use crate::net::netlink::Address;

@@ -37,10 +37,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::messages::{AgentEvent, DataplaneCmd, FromReceiver};
-pub(crate) use super::messages::{EngineCmd, Prepared, SocketKey};
+use super::messages::{AgentEvent, DataplaneCmd, EngineCmd, FromReceiver, Prepared, SocketKey};
 use super::status::GlobalCounters;
-use crate::health::notify::{HookEvent, NotifyMsg};
+use crate::hooks::{HookEvent, NotifyMsg};
 use crate::model::spec::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::net::socket::VrrpSender;
@@ -301,7 +300,7 @@ impl Engine {
     }
 
     fn start_instance(&mut self, p: Prepared) {
-        let key = p.resolved.key.clone();
+        let key = p.resolved.key.to_string();
         if self.by_key.contains_key(&key) {
             // A restart: the old one hands over first.
             self.stop_instance(&key);
@@ -406,7 +405,7 @@ impl Engine {
     fn retire(&mut self, slot: RunningInstance) {
         let _ = self.dataplane.send(DataplaneCmd::Forget { id: slot.id });
         let _ = self.agent.send(AgentEvent::Retired {
-            key: slot.resolved.key.clone(),
+            key: slot.resolved.key.to_string(),
             vmac: slot.vmac_link.map(|i| {
                 let c = &slot.resolved.config;
                 (i, super::instances::vmac_name(c.family(), c.vrid))
@@ -452,7 +451,7 @@ impl Engine {
                     self.cancel_hold(slot);
                     let _ = self.dataplane.send(DataplaneCmd::Bind {
                         id: slot.id,
-                        key: slot.resolved.key.clone(),
+                        key: slot.resolved.key.to_string(),
                         ifindex: slot.addr_ifindex,
                         addresses,
                     });
@@ -467,7 +466,7 @@ impl Engine {
                 Action::Announce(addresses) => {
                     let _ = self.dataplane.send(DataplaneCmd::Announce {
                         id: slot.id,
-                        key: slot.resolved.key.clone(),
+                        key: slot.resolved.key.to_string(),
                         ifindex: slot.addr_ifindex,
                         mac: slot.announce_mac,
                         addresses,

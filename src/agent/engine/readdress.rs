@@ -37,7 +37,7 @@ pub(super) fn readdress_commands(
     if !at.vmac {
         out.push(DataplaneCmd::Restage {
             id: at.id,
-            key: new.key.clone(),
+            key: new.key.to_string(),
             ifindex: at.ifindex,
             addresses: excluded_ipv6(&new.config),
             master,
@@ -56,7 +56,7 @@ pub(super) fn readdress_commands(
     if !change.added.is_empty() {
         out.push(DataplaneCmd::Bind {
             id: at.id,
-            key: new.key.clone(),
+            key: new.key.to_string(),
             ifindex: at.ifindex,
             addresses: change.added.clone(),
         });
@@ -84,7 +84,7 @@ fn announce(
 ) -> DataplaneCmd {
     DataplaneCmd::Announce {
         id: at.id,
-        key: r.key.clone(),
+        key: r.key.to_string(),
         ifindex: at.ifindex,
         mac: at.mac,
         addresses,
@@ -96,7 +96,7 @@ fn announce(
 impl Engine {
     /// Same instance, new priority, announcement timing and/or excluded addresses.
     pub(super) fn update(&mut self, resolved: ResolvedInstance) {
-        let Some(&id) = self.by_key.get(&resolved.key) else {
+        let Some(&id) = self.by_key.get(&resolved.key.to_string()) else {
             return;
         };
         let slot = self.slots.get_mut(&id).expect("slot");
@@ -157,7 +157,7 @@ mod tests {
         );
         config.advertised = 1;
         ResolvedInstance {
-            key: "web/ipv6".into(),
+            key: "web/ipv6".parse().unwrap(),
             name: "web".into(),
             interface: "eth0".into(),
             ifindex: 2,

@@ -21,7 +21,7 @@ impl Engine {
             .iter()
             .map(|l| &l.slot)
             .chain(self.slots.values())
-            .map(|s| (s.resolved.key.clone(), instance_status(s)))
+            .map(|s| (s.resolved.key.to_string(), instance_status(s)))
             .collect();
         AgentStatus {
             node: String::new(),

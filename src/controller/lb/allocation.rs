@@ -10,8 +10,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 
+use super::cursor::Cursor;
 use super::pools::Pools;
-use super::ranges::Cursor;
 use super::services::{Wants, current_ingress};
 use super::sharing::{Holder, Holders, SharedAddresses};
 use super::types::ServiceKey;
@@ -287,13 +287,9 @@ fn usable(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
     use crate::api::{ANNOTATION_IPS, ANNOTATION_POOL, ANNOTATION_SHARED, VirtualIPPool};
-    use crate::controller::lb::pools::tests::pool;
     use crate::controller::lb::services::tests::{lb_service, with_ingress};
     use crate::controller::lb::services::wants;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
+    use crate::model::pool::tests::{ip, pool};
 
     /// Allocates for these Services (ours, oldest first) from these pools.
     fn run(pools: &[Arc<VirtualIPPool>], services: &[Service], reserved: &[&str]) -> Allocation {

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 
-use super::pools::{Pool, Pools, router_spec};
-use super::ranges::{from_int, to_int};
+use super::pools::{Pool, Pools};
 use super::sharing::Holders;
 use super::types::{Router, ServiceKey};
 use crate::api::{ActiveNodes, NodePriority};
+use crate::model::pool::{from_int, router_spec, to_int};
 use crate::vrrp::Family;
 
 /// Most addresses one router holds: its VirtualIP and each node's entry stay near 100 KB.
@@ -193,13 +193,9 @@ fn spread_priorities(seed: &str, rotate: usize, nodes: &[&str]) -> Vec<NodePrior
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::lb::pools::tests::pool;
     use crate::controller::lb::sharing::Holder;
+    use crate::model::pool::tests::{ip, pool};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
 
     fn holder(name: &str, local: Option<&str>) -> Holder {
         Holder {

@@ -20,23 +20,24 @@
 //!   `excludedAddresses` (keepalived `virtual_ipaddress_excluded`): advertisements stay one
 //!   address long.
 //!
-//! The pipeline, one room per stage: `pools` (which pools are usable, their `ranges`) →
-//! `services` (which Services are ours, what each asks for) → `allocation` (keep, then
-//! allocate, with `sharing` rules) → `endpoints` and `grouping` (routers and their
-//! nodes) → `status` (what each Service and pool says).
+//! The pipeline, one room per stage: `pools` (which pools are usable; a pool's ranges and
+//! rules are [`crate::model::pool`]'s) → `services` (which Services are ours, what each asks
+//! for) → `allocation` (keep, then allocate from a `cursor`, with `sharing` rules) →
+//! `endpoints` and `grouping` (routers and their nodes) → `status` (what each Service and
+//! pool says).
 
 mod allocation;
+mod cursor;
 mod endpoints;
 mod grouping;
 mod pools;
-mod ranges;
 mod services;
 mod sharing;
 mod status;
 mod types;
 
 pub use grouping::ROUTER_ADDRESSES;
-pub use pools::{DEFAULT_SPREAD, check_pool};
+pub use pools::DEFAULT_SPREAD;
 pub use services::{current_condition, current_ingress, is_ours};
 pub use types::{LbPlan, LbWorld, Router, ServiceOutcome};
 

@@ -1,6 +1,5 @@
-//! `VirtualIPPool`s: which are usable (valid addresses, valid VRRP settings, no overlap with
-//! an older pool) and which are frozen as they are; where an address sits in a pool; and the
-//! VirtualIP settings every router of a pool shares.
+//! `VirtualIPPool`s: which are usable (valid by [`crate::model::pool`]'s rules, no overlap
+//! with an older pool) and which are frozen as they are; where an address sits in a pool.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -9,8 +8,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use kube::ResourceExt;
 
-use super::ranges::{Range, from_int, host, parse_range};
-use crate::api::{VirtualIPPool, VirtualIpSpec};
+use crate::api::VirtualIPPool;
+use crate::model::pool::{Range, from_int, parse_pool, parse_range, to_int};
 use crate::vrrp::Family;
 
 /// Default number of routers per pool and family that share out the masters.
@@ -32,7 +31,7 @@ impl Pool<'_> {
 
     /// Position among the pool's addresses of its family.
     pub fn index_of(&self, ip: IpAddr) -> Option<u128> {
-        let n = super::ranges::to_int(ip);
+        let n = to_int(ip);
         let mut before = 0u128;
         for r in self.ranges_of(Family::of(&ip)) {
             if r.contains(ip) {
@@ -70,75 +69,6 @@ impl Pool<'_> {
             .iter()
             .map(|r| u64::try_from(r.size()).unwrap_or(u64::MAX))
             .fold(0u64, u64::saturating_add)
-    }
-}
-
-/// A pool's address ranges, or what is wrong with it: its addresses, or its VRRP settings
-/// as every router of it would use them (the same rules as a VirtualIP's).
-pub(crate) fn parse_pool(p: &VirtualIPPool) -> Result<Vec<Range>, String> {
-    let ranges = p
-        .spec
-        .addresses
-        .iter()
-        .map(|a| parse_range(a))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("spec.addresses: {e}"))?;
-    for f in [Family::V4, Family::V6] {
-        let Some(r) = ranges.iter().find(|r| r.family == f) else {
-            continue;
-        };
-        let probe = router_spec(p, &[from_int(f, r.end)]);
-        crate::model::spec::validate(p.name_any(), probe, crate::model::spec::VridRule::Allocated)
-            .map_err(|(field, e)| format!("{}: {e}", field.replacen("spec.", "spec.vrrp.", 1)))?;
-    }
-    Ok(ranges)
-}
-
-/// Checks one pool on its own (`kube-vrrp check --cluster`): a summary, or the problem.
-pub fn check_pool(p: &VirtualIPPool) -> Result<String, String> {
-    let ranges = parse_pool(p)?;
-    let count = |f: Family| {
-        ranges
-            .iter()
-            .filter(|r| r.family == f)
-            .map(Range::size)
-            .fold(0u128, u128::saturating_add)
-    };
-    Ok(format!(
-        "{} IPv4 and {} IPv6 address(es)",
-        count(Family::V4),
-        count(Family::V6)
-    ))
-}
-
-/// The VirtualIP settings of a pool's router holding `addrs` (sorted, at least one): the
-/// first address advertised, the others host routes in `excludedAddresses`.
-pub(crate) fn router_spec(pool: &VirtualIPPool, addrs: &[IpAddr]) -> VirtualIpSpec {
-    let v = &pool.spec.vrrp;
-    VirtualIpSpec {
-        addresses: vec![host(addrs[0])],
-        excluded_addresses: Arc::new(addrs[1..].iter().map(|a| host(*a)).collect()),
-        interface: v.interface.clone(),
-        virtual_router_id: None,
-        version: v.version,
-        advert_interval: v.advert_interval.clone(),
-        max_learned_interval: None,
-        preempt: v.preempt,
-        preempt_delay: v.preempt_delay.clone(),
-        node_selector: v.node_selector.clone(),
-        priorities: v.priorities.clone(),
-        default_priority: 100,
-        unicast: v.unicast,
-        unicast_peers: Vec::new(),
-        virtual_mac: v.virtual_mac,
-        accept_mode: false,
-        garp: v.garp.clone(),
-        authentication: None,
-        health_checks: v.health_checks.clone(),
-        track_interfaces: v.track_interfaces.clone(),
-        notify: None,
-        leave_cordoned_nodes: v.leave_cordoned_nodes,
-        active_nodes: None,
     }
 }
 
@@ -233,31 +163,13 @@ fn overlap(ranges: &[Range], older: &[Pool]) -> Option<String> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::api::{ServiceAllocation, VirtualIPPoolSpec};
+    use crate::api::ServiceAllocation;
+    use crate::model::pool::check_pool;
+    use crate::model::pool::tests::{ip, pool};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
-
-    /// A pool of these addresses, created `age` seconds after the epoch.
-    pub(crate) fn pool(name: &str, addresses: &[&str], age: i64) -> Arc<VirtualIPPool> {
-        let mut p = VirtualIPPool::new(
-            name,
-            VirtualIPPoolSpec {
-                addresses: addresses.iter().map(|a| a.to_string()).collect(),
-                auto_assign: true,
-                service_allocation: None,
-                spread: None,
-                vrrp: Default::default(),
-            },
-        );
-        p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(age).unwrap()));
-        Arc::new(p)
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn the_younger_of_two_overlapping_pools_is_frozen_and_its_addresses_stay_put() {
@@ -350,15 +262,5 @@ pub(crate) mod tests {
         assert!(!pools.usable[0].allows(&svc("web", Some("back"))));
         assert!(!pools.usable[0].allows(&svc("web", None)));
         assert!(!pools.usable[0].allows(&svc("db", Some("front"))));
-    }
-
-    #[test]
-    fn a_router_advertises_its_first_address_and_excludes_the_rest() {
-        let p = pool("p", &["198.51.100.0/30"], 1);
-        let spec = router_spec(&p, &[ip("198.51.100.1"), ip("198.51.100.2")]);
-        assert_eq!(spec.addresses, ["198.51.100.1/32"]);
-        assert_eq!(*spec.excluded_addresses, ["198.51.100.2/32"]);
-        assert_eq!(spec.default_priority, 100);
-        assert!(spec.virtual_router_id.is_none() && spec.active_nodes.is_none());
     }
 }

@@ -16,6 +16,8 @@ mod shards;
 mod summary;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
 mod verdict;
 
 use std::collections::{BTreeMap, HashMap};

@@ -356,22 +356,9 @@ fn conflict(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::node_status;
     use super::*;
     use crate::api::CheckStatus;
-
-    fn entry(node: &str, state: NodeState) -> NodeStatus {
-        NodeStatus {
-            node: node.into(),
-            state: Some(state),
-            priority: Some(100),
-            effective_priority: Some(100),
-            last_transition_time: None,
-            reason: Some(format!("{state} because of a test")),
-            conflict: None,
-            checks: Vec::new(),
-            families: Vec::new(),
-        }
-    }
 
     fn check(name: &str, result: &str, contribution: i32) -> CheckStatus {
         CheckStatus {
@@ -391,9 +378,9 @@ mod tests {
 
     #[test]
     fn a_newer_master_wins_unless_the_older_spoke_after_the_grace() {
-        let mut n1 = entry("n1", NodeState::Master);
+        let mut n1 = node_status("n1", NodeState::Master);
         n1.last_transition_time = Some("2026-11-21T23:59:00Z".into());
-        let mut n2 = entry("n2", NodeState::Master);
+        let mut n2 = node_status("n2", NodeState::Master);
         n2.last_transition_time = Some("2026-11-21T23:59:50Z".into());
         let reports = [&n1, &n2];
         let heard = |hb: &str| BTreeMap::from([("n1".to_string(), at(hb))]);
@@ -404,17 +391,17 @@ mod tests {
         );
         // Without transition times nothing tells a takeover from a split brain.
         let (a, b) = (
-            entry("n1", NodeState::Master),
-            entry("n2", NodeState::Master),
+            node_status("n1", NodeState::Master),
+            node_status("n2", NodeState::Master),
         );
         assert_eq!(masters(&[&a, &b], &BTreeMap::new()), ["n1", "n2"]);
     }
 
     #[test]
     fn a_faulty_node_says_why_and_its_checks_are_not_repeated() {
-        let mut n1 = entry("n1", NodeState::Fault);
+        let mut n1 = node_status("n1", NodeState::Fault);
         n1.checks = vec![check("nginx", "connection refused", -50)];
-        let mut n2 = entry("n2", NodeState::Backup);
+        let mut n2 = node_status("n2", NodeState::Backup);
         n2.checks = vec![
             check("interface:eth0", "down", 0),
             check("disk", "exit status 1", -10),
@@ -437,27 +424,27 @@ mod tests {
 
     #[test]
     fn a_lost_mastership_names_the_check_or_the_fault() {
-        let mut n1 = entry("n1", NodeState::Backup);
+        let mut n1 = node_status("n1", NodeState::Backup);
         n1.checks = vec![check("nginx", "HTTP 500", -50)];
         assert_eq!(
             lost_mastership(Some("n1"), &["n2"], &[&n1]).as_deref(),
             Some("n1 lost mastership: check nginx failed: HTTP 500")
         );
-        let n1 = entry("n1", NodeState::Fault);
+        let n1 = node_status("n1", NodeState::Fault);
         assert_eq!(
             lost_mastership(Some("n1"), &[], &[&n1]).as_deref(),
             Some("n1 lost mastership: Fault because of a test")
         );
         // Still master, or stepped down without a cause: nothing to say.
         assert_eq!(lost_mastership(Some("n1"), &["n1"], &[&n1]), None);
-        let n1 = entry("n1", NodeState::Backup);
+        let n1 = node_status("n1", NodeState::Backup);
         assert_eq!(lost_mastership(Some("n1"), &["n2"], &[&n1]), None);
     }
 
     #[test]
     fn the_summary_line_shows_every_member() {
-        let n1 = entry("n1", NodeState::Master);
-        let mut n2 = entry("n2", NodeState::Backup);
+        let n1 = node_status("n1", NodeState::Master);
+        let mut n2 = node_status("n2", NodeState::Backup);
         n2.effective_priority = None;
         let members: Vec<String> = ["n1", "n2", "n3", "n4"].map(String::from).to_vec();
         let silent = BTreeMap::from([("n3".to_string(), 30)]);
@@ -467,7 +454,7 @@ mod tests {
         );
         assert_eq!(summary_line(&[], &[], &silent), None);
         assert_eq!(
-            silence_findings(&members, &silent, &[entry("n3", NodeState::Master)]),
+            silence_findings(&members, &silent, &[node_status("n3", NodeState::Master)]),
             ["n3's agent has been silent for 30s (it last said Master)"]
         );
     }
@@ -478,7 +465,7 @@ mod tests {
             reason,
             message: "taken".into(),
         };
-        let mut n1 = entry("n1", NodeState::Backup);
+        let mut n1 = node_status("n1", NodeState::Backup);
         n1.conflict = Some("198.51.100.99 advertises virtual router 1".into());
         assert_eq!(
             conflict(Some(&rejected("DuplicateAddress")), &[&n1]),
@@ -491,7 +478,10 @@ mod tests {
                 "n1 hears 198.51.100.99 advertises virtual router 1".to_string()
             ))
         );
-        assert_eq!(conflict(None, &[&entry("n1", NodeState::Backup)]), None);
+        assert_eq!(
+            conflict(None, &[&node_status("n1", NodeState::Backup)]),
+            None
+        );
     }
 
     #[test]

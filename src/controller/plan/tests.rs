@@ -5,9 +5,10 @@ use std::sync::Arc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::liveness::replace_address;
+use super::testutil::node_status;
 use super::*;
 
-use crate::api::{NodeConfigStatus, NodeState, NodeStatus, Phase, VirtualIPNodeConfigSpec};
+use crate::api::{NodeConfigStatus, NodeStatus, Phase, VirtualIPNodeConfigSpec};
 
 fn vip(name: &str, created: &str, yaml: &str) -> Arc<VirtualIP> {
     let mut v = VirtualIP::new(name, yaml_serde::from_str(yaml).unwrap());
@@ -49,18 +50,10 @@ fn ip_of(node: &str) -> &'static str {
 }
 
 fn report(node: &str, state: &str) -> NodeStatus {
-    let state: NodeState = serde_json::from_value(serde_json::json!(state)).unwrap();
-    NodeStatus {
-        node: node.into(),
-        state: Some(state),
-        priority: Some(100),
-        effective_priority: Some(100),
-        last_transition_time: None,
-        reason: Some(format!("{state} because of a test")),
-        conflict: None,
-        checks: Vec::new(),
-        families: Vec::new(),
-    }
+    node_status(
+        node,
+        serde_json::from_value(serde_json::json!(state)).unwrap(),
+    )
 }
 
 fn two_node_vip(nodes: Vec<NodeStatus>, master: Option<&str>) -> Arc<VirtualIP> {

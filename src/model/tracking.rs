@@ -98,7 +98,7 @@ impl Notify {
 
 /// What a VirtualIP asks each node to watch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Health {
+pub struct Tracking {
     pub checks: Vec<Check>,
     /// (interface, weight)
     pub interfaces: Vec<(String, i16)>,
@@ -367,7 +367,7 @@ fn notify(n: &NotifySpec) -> Result<Notify, FieldError> {
 }
 
 /// Validates the health part of a spec. `standalone`: Secrets cannot be named.
-pub fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Health, FieldError> {
+pub fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Tracking, FieldError> {
     let mut checks: Vec<Check> = Vec::new();
     for c in &spec.health_checks {
         if checks.iter().any(|o| o.name == c.name) {
@@ -401,7 +401,7 @@ pub fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Health, FieldE
         interfaces.push((t.name.clone(), t.weight));
     }
     let notify = spec.notify.as_ref().map(notify).transpose()?;
-    Ok(Health {
+    Ok(Tracking {
         checks,
         interfaces,
         notify: notify.filter(|n| n.programs().next().is_some()),

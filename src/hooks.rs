@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::exec::{self, RunAs};
-use crate::model::health::Notify;
+use crate::checks::exec::{self, RunAs};
+use crate::model::tracking::Notify;
 use crate::vrrp::State;
 
 /// A transition, as the engine reports it.

@@ -15,7 +15,6 @@
 pub mod exec;
 pub mod file;
 pub mod http;
-pub mod notify;
 pub mod tcp;
 
 use std::collections::HashMap;
@@ -26,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::api::CheckStatus;
-use crate::model::health::{Check, CheckKind, Notify, Tls};
+use crate::model::tracking::{Check, CheckKind, Notify, Tls};
 use crate::vrrp::config::format_duration;
 use crate::vrrp::priority::Tracker;
 
@@ -491,7 +490,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::health::CheckKind;
+    use crate::model::tracking::CheckKind;
 
     fn check(fall: u32, rise: u32, weight: i16, initially_failing: bool) -> Check {
         Check {

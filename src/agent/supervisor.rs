@@ -1,4 +1,4 @@
-//! The agent's side of health: which checks run for which VirtualIP (started, restarted,
+//! The agent's check supervisor: which checks run for which VirtualIP (started, restarted,
 //! stopped as the configuration changes), tracked interfaces from link events, the node's
 //! own condition from the controller (cordoned, excluded), and the notify hooks' settings.
 //! Everything here ends as trackers the engine keeps per VirtualIP (`EngineCmd::VipTracker`)
@@ -12,14 +12,13 @@ use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::AgentEvent;
-use super::messages::EngineCmd;
+use super::messages::{AgentEvent, EngineCmd};
 use crate::api::CheckStatus;
-use crate::health::notify::{NotifyCounters, NotifyMsg};
-use crate::health::{Policy, Sink, Store, rfc3339};
+use crate::checks::{Policy, Sink, Store, rfc3339};
+use crate::hooks::{NotifyCounters, NotifyMsg};
 use crate::ids::TrackerName;
-use crate::model::health::Notify;
 use crate::model::spec::ValidatedVirtualIp;
+use crate::model::tracking::Notify;
 use crate::net::netlink::Link;
 use crate::vrrp::priority::Tracker;
 
@@ -52,7 +51,7 @@ struct Own {
     since: SystemTime,
 }
 
-pub struct Health {
+pub struct Supervisor {
     policy: Policy,
     store: Store,
     sink: Arc<dyn Sink>,
@@ -69,15 +68,15 @@ pub struct Health {
     notify_refused: BTreeMap<String, String>,
 }
 
-impl Health {
+impl Supervisor {
     pub fn new(
         policy: Policy,
         engine: mpsc::UnboundedSender<EngineCmd>,
         events: mpsc::UnboundedSender<AgentEvent>,
         notify: mpsc::UnboundedSender<NotifyMsg>,
         counters: Arc<NotifyCounters>,
-    ) -> Health {
-        Health {
+    ) -> Supervisor {
+        Supervisor {
             policy,
             store: Store::default(),
             sink: Arc::new(EngineSink { engine, events }),
@@ -107,7 +106,7 @@ impl Health {
         // Checks.
         for v in vips {
             let running = self.store.checks_of(&v.name);
-            for c in &v.health.checks {
+            for c in &v.tracking.checks {
                 if !running.contains(c) {
                     info!(virtual_ip = %v.name, check = %c.name, kind = c.kind.label(), "health check (re)started");
                     self.store
@@ -115,7 +114,7 @@ impl Health {
                 }
             }
             for r in running {
-                if !v.health.checks.iter().any(|c| c.name == r.name) {
+                if !v.tracking.checks.iter().any(|c| c.name == r.name) {
                     info!(virtual_ip = %v.name, check = %r.name, "health check removed");
                     self.store.remove(&v.name, &r.name, self.sink.as_ref());
                 }
@@ -131,8 +130,8 @@ impl Health {
         // Tracked interfaces and the node's condition.
         let mut interfaces = BTreeMap::new();
         for v in vips {
-            if !v.health.interfaces.is_empty() {
-                interfaces.insert(v.name.clone(), v.health.interfaces.clone());
+            if !v.tracking.interfaces.is_empty() {
+                interfaces.insert(v.name.clone(), v.tracking.interfaces.clone());
             }
         }
         for k in kept {
@@ -172,7 +171,7 @@ impl Health {
         let mut hooks: HashMap<String, Notify> = HashMap::new();
         let mut refused = BTreeMap::new();
         for v in vips {
-            if let Some(n) = &v.health.notify {
+            if let Some(n) = &v.tracking.notify {
                 match self.policy.admit_notify(n) {
                     Ok(()) => {
                         hooks.insert(v.name.clone(), n.clone());

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime, pem::PemObject};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::{BoxFuture, Checker, Outcome, io_text, ms};
-use crate::model::health::{HttpCheck, Tls};
+use crate::model::tracking::{HttpCheck, Tls};
 
 pub struct Http {
     check: HttpCheck,

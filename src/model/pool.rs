@@ -1,10 +1,15 @@
-//! A pool's address ranges: "198.51.100.64/26", "198.51.100.200-198.51.100.220" or one
-//! address, parsed into inclusive ranges of integers (IPv4 in the low bits), and a cursor that
-//! walks them forward in search of a free address.
+//! A `VirtualIPPool` on its own, pure: its address ranges ("198.51.100.64/26",
+//! "198.51.100.200-198.51.100.220" or one address, parsed into inclusive ranges of integers,
+//! IPv4 in the low bits), the VirtualIP settings every router of it shares, and whether it is
+//! valid (`kube-vrrp check` and the controller use the same rules).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use crate::vrrp::Family;
+use kube::ResourceExt;
+
+use crate::api::{VirtualIPPool, VirtualIpSpec};
+use crate::ids::Family;
 
 /// Addresses of one family: `start..=end` as integers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,56 +119,99 @@ pub(crate) fn parse_range(text: &str) -> Result<Range, String> {
     })
 }
 
-/// A place among a pool's ranges of one family that only moves forward: within one plan,
-/// every address behind it is taken or unusable, so the next search starts here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cursor {
-    range: usize,
-    at: u128,
+/// A pool's address ranges, or what is wrong with it: its addresses, or its VRRP settings
+/// as every router of it would use them (the same rules as a VirtualIP's).
+pub(crate) fn parse_pool(p: &VirtualIPPool) -> Result<Vec<Range>, String> {
+    let ranges = p
+        .spec
+        .addresses
+        .iter()
+        .map(|a| parse_range(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("spec.addresses: {e}"))?;
+    for f in [Family::V4, Family::V6] {
+        let Some(r) = ranges.iter().find(|r| r.family == f) else {
+            continue;
+        };
+        let probe = router_spec(p, &[from_int(f, r.end)]);
+        super::spec::validate(p.name_any(), probe, super::spec::VridRule::Allocated)
+            .map_err(|(field, e)| format!("{}: {e}", field.replacen("spec.", "spec.vrrp.", 1)))?;
+    }
+    Ok(ranges)
 }
 
-impl Cursor {
-    /// At the first address of `ranges`; past the end when there are none (a pool without
-    /// addresses of this family), so `find` answers `None` instead of panicking.
-    pub fn start(ranges: &[&Range]) -> Cursor {
-        Cursor {
-            range: 0,
-            at: ranges.first().map_or(0, |r| r.start),
-        }
-    }
+/// Checks one pool on its own (`kube-vrrp check --cluster`): a summary, or the problem.
+pub fn check_pool(p: &VirtualIPPool) -> Result<String, String> {
+    let ranges = parse_pool(p)?;
+    let count = |f: Family| {
+        ranges
+            .iter()
+            .filter(|r| r.family == f)
+            .map(Range::size)
+            .fold(0u128, u128::saturating_add)
+    };
+    Ok(format!(
+        "{} IPv4 and {} IPv6 address(es)",
+        count(Family::V4),
+        count(Family::V6)
+    ))
+}
 
-    /// The first address from here on that `usable` accepts, or `None` past the last range.
-    /// The cursor stays on the address found: once it is taken, the next search steps over it.
-    pub fn find(
-        &mut self,
-        family: Family,
-        ranges: &[&Range],
-        mut usable: impl FnMut(IpAddr) -> bool,
-    ) -> Option<IpAddr> {
-        while self.range < ranges.len() {
-            let r = ranges[self.range];
-            if self.at > r.end {
-                self.range += 1;
-                if self.range < ranges.len() {
-                    self.at = ranges[self.range].start;
-                }
-                continue;
-            }
-            let ip = from_int(family, self.at);
-            if usable(ip) {
-                return Some(ip);
-            }
-            self.at += 1;
-        }
-        None
+/// The VirtualIP settings of a pool's router holding `addrs` (sorted, at least one): the
+/// first address advertised, the others host routes in `excludedAddresses`.
+pub(crate) fn router_spec(pool: &VirtualIPPool, addrs: &[IpAddr]) -> VirtualIpSpec {
+    let v = &pool.spec.vrrp;
+    VirtualIpSpec {
+        addresses: vec![host(addrs[0])],
+        excluded_addresses: Arc::new(addrs[1..].iter().map(|a| host(*a)).collect()),
+        interface: v.interface.clone(),
+        virtual_router_id: None,
+        version: v.version,
+        advert_interval: v.advert_interval.clone(),
+        max_learned_interval: None,
+        preempt: v.preempt,
+        preempt_delay: v.preempt_delay.clone(),
+        node_selector: v.node_selector.clone(),
+        priorities: v.priorities.clone(),
+        default_priority: 100,
+        unicast: v.unicast,
+        unicast_peers: Vec::new(),
+        virtual_mac: v.virtual_mac,
+        accept_mode: false,
+        garp: v.garp.clone(),
+        authentication: None,
+        health_checks: v.health_checks.clone(),
+        track_interfaces: v.track_interfaces.clone(),
+        notify: None,
+        leave_cordoned_nodes: v.leave_cordoned_nodes,
+        active_nodes: None,
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::api::VirtualIPPoolSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
 
-    fn ip(s: &str) -> IpAddr {
+    /// A pool of these addresses, created `age` seconds after the epoch.
+    pub(crate) fn pool(name: &str, addresses: &[&str], age: i64) -> Arc<VirtualIPPool> {
+        let mut p = VirtualIPPool::new(
+            name,
+            VirtualIPPoolSpec {
+                addresses: addresses.iter().map(|a| a.to_string()).collect(),
+                auto_assign: true,
+                service_allocation: None,
+                spread: None,
+                vrrp: Default::default(),
+            },
+        );
+        p.metadata.creation_timestamp = Some(Time(Timestamp::from_second(age).unwrap()));
+        Arc::new(p)
+    }
+
+    pub(crate) fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -257,29 +305,12 @@ mod tests {
     }
 
     #[test]
-    fn the_cursor_walks_forward_across_ranges_and_stays_on_what_it_found() {
-        let a = parse_range("198.51.100.0-198.51.100.1").unwrap();
-        let b = parse_range("198.51.100.10").unwrap();
-        let ranges = [&a, &b];
-        let mut cur = Cursor::start(&ranges);
-        let mut taken = vec![ip("198.51.100.0")];
-        let next = |cur: &mut Cursor, taken: &mut Vec<IpAddr>| {
-            let found = cur.find(Family::V4, &ranges, |ip| !taken.contains(&ip));
-            taken.extend(found);
-            found
-        };
-        assert_eq!(next(&mut cur, &mut taken), Some(ip("198.51.100.1")));
-        assert_eq!(next(&mut cur, &mut taken), Some(ip("198.51.100.10")));
-        assert_eq!(next(&mut cur, &mut taken), None);
-        // Forward only: an address freed behind the cursor is not seen again.
-        taken.clear();
-        assert_eq!(cur.find(Family::V4, &ranges, |_| true), None);
-        // Unusable addresses are stepped over.
-        let mut cur = Cursor::start(&ranges);
-        assert_eq!(
-            cur.find(Family::V4, &ranges, |ip| ip
-                == "198.51.100.10".parse::<IpAddr>().unwrap()),
-            Some(ip("198.51.100.10"))
-        );
+    fn a_router_advertises_its_first_address_and_excludes_the_rest() {
+        let p = pool("p", &["198.51.100.0/30"], 1);
+        let spec = router_spec(&p, &[ip("198.51.100.1"), ip("198.51.100.2")]);
+        assert_eq!(spec.addresses, ["198.51.100.1/32"]);
+        assert_eq!(*spec.excluded_addresses, ["198.51.100.2/32"]);
+        assert_eq!(spec.default_priority, 100);
+        assert!(spec.virtual_router_id.is_none() && spec.active_nodes.is_none());
     }
 }
