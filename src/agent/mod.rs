@@ -155,8 +155,8 @@ struct Agent {
 pub async fn run(opts: Options) -> Result<(), AgentError> {
     // One agent per node: a second one would take the first one's addresses for stale.
     let _lock = lock::NodeLock::acquire()?;
-    // What checks and hooks start never outlives them (see `health::exec`).
-    if let Err(e) = crate::health::exec::contain_descendants() {
+    // What checks and hooks start never outlives them (see `checks::exec`).
+    if let Err(e) = crate::checks::exec::contain_descendants() {
         warn!(error = %e, "cannot become the reaper of what checks and hooks leave running");
     }
     let vips = match &opts.config {
