@@ -133,7 +133,10 @@ mod tests {
         assert_eq!(read(r#"{"d": "1s"}"#).unwrap().as_deref(), Some("1s"));
         assert_eq!(read("{}").unwrap(), None);
         let e = read(r#"{"d": 2}"#).unwrap_err().to_string();
-        assert!(e.contains("invalid type: integer `2`, expected a string"), "{e}");
+        assert!(
+            e.contains("invalid type: integer `2`, expected a string"),
+            "{e}"
+        );
     }
 
     #[test]
