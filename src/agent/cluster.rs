@@ -212,12 +212,7 @@ pub async fn write_status(
             }
             return;
         }
-        let retry = async {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let retry = sleep_until(retry_at);
         tokio::select! {
             Some((key, entry, result, generation)) = in_flight.next(), if !in_flight.is_empty() => {
                 flying.remove(&key);
@@ -252,6 +247,14 @@ pub async fn write_status(
             _ = retry => retry_at = None,
             _ = beat.tick(), if !closing => registered = None,
         }
+    }
+}
+
+/// Sleeps until `at`; never returns without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 
