@@ -143,6 +143,13 @@ fn merge(
     Some(out)
 }
 
+/// A registration as written: the configuration generation applied and the node's addresses.
+type Registration = (Option<i64>, Vec<String>);
+
+/// One write: `None` is the registration, `Some(name)` that VirtualIP's entry (with no
+/// entry: withdraw it).
+type Write = (Option<String>, Option<NodeStatus>);
+
 /// Writes reports until the sender is dropped, then makes one last attempt and returns. Writes
 /// are pipelined: each entry goes out as soon as it changes, up to `PARALLEL_WRITES` at once,
 /// always with the newest value, so one slow write never holds back the others. The
@@ -153,13 +160,16 @@ pub async fn write_status(
     mut rx: watch::Receiver<Report>,
     heartbeat: Duration,
 ) {
-    let vips: Api<VirtualIP> = Api::all(client.clone());
-    let configs: Api<VirtualIPNodeConfig> = Api::all(client);
-    let manager = field_manager(&node);
-    let pp = PatchParams::apply(&manager).force();
+    let writer = StatusWriter {
+        vips: Api::all(client.clone()),
+        configs: Api::all(client),
+        pp: PatchParams::apply(&field_manager(&node)).force(),
+        node,
+        heartbeat,
+    };
     // What the API holds, as far as we know.
     let mut written: BTreeMap<String, NodeStatus> = BTreeMap::new();
-    let mut registered: Option<(Option<i64>, Vec<String>)> = None;
+    let mut registered: Option<Registration> = None;
     let mut epoch = 0;
     let mut flying: std::collections::BTreeSet<Option<String>> = Default::default();
     let mut in_flight = futures::stream::FuturesUnordered::new();
@@ -177,73 +187,19 @@ pub async fn write_status(
             registered = None;
         }
         if retry_at.is_none() && closing_failures == 0 {
-            // The registration first, then changed entries, then withdrawn ones.
-            let mut todo: Vec<(Option<String>, Option<NodeStatus>)> = Vec::new();
-            if registered != Some((report.config_generation, report.addresses.clone())) {
-                todo.push((None, None));
-            }
-            todo.extend(
-                report
-                    .entries
-                    .iter()
-                    .filter(|(k, v)| written.get(*k) != Some(v))
-                    .map(|(k, v)| (Some(k.clone()), Some(v.clone()))),
-            );
-            todo.extend(
-                written
-                    .keys()
-                    .filter(|k| !report.entries.contains_key(*k))
-                    .map(|k| (Some(k.clone()), None)),
-            );
-            for (key, entry) in todo {
+            for (key, entry) in pending_writes(&report, &written, registered.as_ref()) {
                 if flying.len() >= PARALLEL_WRITES {
                     break;
                 }
                 if !flying.insert(key.clone()) {
                     continue; // its newest value goes out when the write in flight returns
                 }
-                let (vips, configs, pp, node) =
-                    (vips.clone(), configs.clone(), pp.clone(), node.clone());
+                let writer = writer.clone();
                 let generation = (report.config_generation, report.addresses.clone());
                 in_flight.push(async move {
-                    let result = match &key {
-                        None => {
-                            let patch = serde_json::json!({
-                                "apiVersion": crate::api::API_VERSION,
-                                "kind": "VirtualIPNodeConfig",
-                                "status": {
-                                    "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
-                                    "observedGeneration": generation.0,
-                                    "heartbeatTime": k8s_openapi::jiff::Timestamp::now().to_string(),
-                                    "heartbeatSeconds": heartbeat.as_secs().max(1),
-                                    "startedTime": started_time(),
-                                    "addresses": generation.1,
-                                },
-                            });
-                            configs
-                                .patch_status(&node, &pp, &Patch::Apply(&patch))
-                                .await
-                                .map(|_| ())
-                        }
-                        Some(name) => {
-                            // Applying no entry withdraws the one this manager owned.
-                            let status = match &entry {
-                                Some(e) => serde_json::json!({"nodes": [e]}),
-                                None => serde_json::json!({}),
-                            };
-                            let patch = serde_json::json!({
-                                "apiVersion": crate::api::API_VERSION,
-                                "kind": crate::api::KIND,
-                                "status": status,
-                            });
-                            match vips.patch_status(name, &pp, &Patch::Apply(&patch)).await {
-                                Ok(_) => Ok(()),
-                                // Gone: nothing left to report on.
-                                Err(e) if crate::k8s::is_not_found(&e) => Ok(()),
-                                Err(e) => Err(e),
-                            }
-                        }
-                    };
+                    let result = writer
+                        .write(key.as_deref(), entry.as_ref(), &generation)
+                        .await;
                     (key, entry, result, generation)
                 });
             }
@@ -256,12 +212,7 @@ pub async fn write_status(
             }
             return;
         }
-        let retry = async {
-            match retry_at {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let retry = sleep_until(retry_at);
         tokio::select! {
             Some((key, entry, result, generation)) = in_flight.next(), if !in_flight.is_empty() => {
                 flying.remove(&key);
@@ -296,5 +247,197 @@ pub async fn write_status(
             _ = retry => retry_at = None,
             _ = beat.tick(), if !closing => registered = None,
         }
+    }
+}
+
+/// Sleeps until `at`; never returns without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What `report` needs written, given what the API holds: the registration first (when it
+/// changed or is due), then changed entries, then withdrawn ones.
+fn pending_writes(
+    report: &Report,
+    written: &BTreeMap<String, NodeStatus>,
+    registered: Option<&Registration>,
+) -> Vec<Write> {
+    let mut todo: Vec<Write> = Vec::new();
+    if registered != Some(&(report.config_generation, report.addresses.clone())) {
+        todo.push((None, None));
+    }
+    todo.extend(
+        report
+            .entries
+            .iter()
+            .filter(|(k, v)| written.get(*k) != Some(v))
+            .map(|(k, v)| (Some(k.clone()), Some(v.clone()))),
+    );
+    todo.extend(
+        written
+            .keys()
+            .filter(|k| !report.entries.contains_key(*k))
+            .map(|k| (Some(k.clone()), None)),
+    );
+    todo
+}
+
+/// The registration in the configuration's status, as applied at `now`.
+fn registration_patch(
+    generation: &Registration,
+    heartbeat: Duration,
+    now: String,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": "VirtualIPNodeConfig",
+        "status": {
+            "agent": format!("kube-vrrp/{}", env!("CARGO_PKG_VERSION")),
+            "observedGeneration": generation.0,
+            "heartbeatTime": now,
+            "heartbeatSeconds": heartbeat.as_secs().max(1),
+            "startedTime": started_time(),
+            "addresses": generation.1,
+        },
+    })
+}
+
+/// This node's entry of a VirtualIP's `status.nodes[]`: applying no entry withdraws the one
+/// this manager owned.
+fn entry_patch(entry: Option<&NodeStatus>) -> serde_json::Value {
+    let status = match entry {
+        Some(e) => serde_json::json!({"nodes": [e]}),
+        None => serde_json::json!({}),
+    };
+    serde_json::json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": crate::api::KIND,
+        "status": status,
+    })
+}
+
+/// What every status write needs.
+#[derive(Clone)]
+struct StatusWriter {
+    vips: Api<VirtualIP>,
+    configs: Api<VirtualIPNodeConfig>,
+    pp: PatchParams,
+    node: String,
+    heartbeat: Duration,
+}
+
+impl StatusWriter {
+    /// One write (see [`Write`]); a VirtualIP that is gone needs no entry.
+    async fn write(
+        &self,
+        key: Option<&str>,
+        entry: Option<&NodeStatus>,
+        generation: &Registration,
+    ) -> Result<(), kube::Error> {
+        match key {
+            None => {
+                let now = k8s_openapi::jiff::Timestamp::now().to_string();
+                let patch = registration_patch(generation, self.heartbeat, now);
+                self.configs
+                    .patch_status(&self.node, &self.pp, &Patch::Apply(&patch))
+                    .await
+                    .map(|_| ())
+            }
+            Some(name) => {
+                let patch = entry_patch(entry);
+                match self
+                    .vips
+                    .patch_status(name, &self.pp, &Patch::Apply(&patch))
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // Gone: nothing left to report on.
+                    Err(e) if crate::k8s::is_not_found(&e) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(node: &str, priority: u8) -> NodeStatus {
+        serde_json::from_value(serde_json::json!({"node": node, "priority": priority})).unwrap()
+    }
+
+    fn report(entries: &[(&str, u8)]) -> Report {
+        Report {
+            entries: entries
+                .iter()
+                .map(|(vip, p)| (vip.to_string(), entry("n1", *p)))
+                .collect(),
+            config_generation: Some(3),
+            epoch: 0,
+            addresses: vec!["10.0.0.1".into()],
+        }
+    }
+
+    #[test]
+    fn the_registration_goes_first_then_changed_entries_then_withdrawn_ones() {
+        let r = report(&[("a", 100), ("b", 100)]);
+        let written = BTreeMap::from([
+            ("a".to_string(), entry("n1", 100)),
+            ("b".to_string(), entry("n1", 90)),
+            ("gone".to_string(), entry("n1", 100)),
+        ]);
+        let registration: Registration = (Some(3), vec!["10.0.0.1".into()]);
+        assert_eq!(
+            pending_writes(&r, &written, Some(&registration)),
+            vec![
+                (Some("b".to_string()), Some(entry("n1", 100))),
+                (Some("gone".to_string()), None),
+            ]
+        );
+        let older: Registration = (Some(2), vec!["10.0.0.1".into()]);
+        let todo = pending_writes(&r, &BTreeMap::new(), Some(&older));
+        assert_eq!(
+            todo[0],
+            (None, None),
+            "a new generation is registered first"
+        );
+        assert_eq!(todo.len(), 3);
+        assert_eq!(pending_writes(&r, &BTreeMap::new(), None)[0], (None, None));
+        let written: BTreeMap<_, _> = r.entries.clone();
+        assert!(pending_writes(&r, &written, Some(&registration)).is_empty());
+    }
+
+    #[test]
+    fn an_entry_is_applied_alone_and_withdrawn_by_applying_none() {
+        let e = entry("n1", 100);
+        assert_eq!(
+            entry_patch(Some(&e)),
+            serde_json::json!({
+                "apiVersion": "kube-vrrp.io/v1alpha1",
+                "kind": "VirtualIP",
+                "status": {"nodes": [{"node": "n1", "priority": 100}]},
+            })
+        );
+        assert_eq!(entry_patch(None)["status"], serde_json::json!({}));
+    }
+
+    #[test]
+    fn the_registration_says_generation_addresses_and_heartbeat() {
+        let p = registration_patch(
+            &(Some(7), vec!["10.0.0.1".into()]),
+            Duration::from_millis(500),
+            "2026-01-01T00:00:00Z".into(),
+        );
+        assert_eq!(p["kind"], "VirtualIPNodeConfig");
+        let s = &p["status"];
+        assert_eq!(s["observedGeneration"], 7);
+        assert_eq!(s["heartbeatTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(s["heartbeatSeconds"], 1, "at least a second");
+        assert_eq!(s["addresses"], serde_json::json!(["10.0.0.1"]));
     }
 }

@@ -95,106 +95,18 @@ pub fn cluster_report(
     }
     let mut entries = BTreeMap::new();
     for (name, instances) in &by_name {
-        let latest = instances
-            .iter()
-            .filter_map(|i| i.last_transition.as_ref())
-            .max_by(|a, b| a.time.total_cmp(&b.time));
-        let mut reason = latest.map(|t| t.reason.clone());
-        let problems = errors.of(name);
-        let mut families: Vec<FamilyStatus> = instances
-            .iter()
-            .map(|i| FamilyStatus {
-                family: family_name(&i.family),
-                state: i.state.into(),
-                effective_priority: Some(i.effective_priority),
-                reason: i.last_transition.as_ref().map(|t| t.reason.clone()),
-            })
-            .collect();
-        // A family that cannot run here beside one that does.
-        for (_, family, r) in &problems {
-            if let Some(family) = family
-                && !families.iter().any(|f| f.family == family.label())
-            {
-                families.push(FamilyStatus {
-                    family: family.label().to_string(),
-                    state: NodeState::Error,
-                    effective_priority: None,
-                    reason: Some(r.clone()),
-                });
-            }
-        }
-        if !problems.is_empty() {
-            let text = problems
-                .iter()
-                .map(|(k, _, r)| format!("{k}: {r}"))
-                .collect::<Vec<_>>()
-                .join("; ");
-            reason = Some(match reason {
-                Some(r) => format!("{r}; {text}"),
-                None => text,
-            });
-        }
         entries.insert(
             name.to_string(),
-            NodeStatus {
-                node: node.to_string(),
-                state: node_state(families.iter().map(|f| f.state)),
-                priority: Some(instances[0].priority),
-                effective_priority: Some(instances[0].effective_priority),
-                last_transition_time: latest.and_then(|t| {
-                    k8s_openapi::jiff::Timestamp::from_microsecond((t.time * 1e6) as i64)
-                        .ok()
-                        .map(|ts| ts.to_string())
-                }),
-                reason,
-                conflict: instances.iter().find_map(|i| i.conflict.clone()),
-                checks: Vec::new(),
-                families,
-            },
+            running_entry(node, name, instances, &errors.of(name)),
         );
     }
     // VirtualIPs with nothing running here: Error, with every reason.
-    let names = errors
-        .invalid
-        .keys()
-        .cloned()
-        .chain(
-            errors
-                .resolve
-                .keys()
-                .chain(errors.start.keys())
-                .map(|k| k.name().to_string()),
-        )
-        .collect::<std::collections::BTreeSet<String>>();
-    for name in names {
+    for name in names_with_problems(errors) {
         if by_name.contains_key(name.as_str()) {
             continue;
         }
-        let text = errors
-            .of(&name)
-            .into_iter()
-            .map(|(k, _, r)| if k == name { r } else { format!("{k}: {r}") })
-            .collect::<Vec<_>>()
-            .join("; ");
-        let priority = errors
-            .invalid
-            .get(&name)
-            .map(|(p, _)| *p)
-            .or_else(|| errors.priorities.get(&name).copied());
-        entries.insert(
-            name,
-            NodeStatus {
-                node: node.to_string(),
-                state: Some(NodeState::Error),
-                priority,
-                effective_priority: None,
-                last_transition_time: None,
-                reason: Some(text),
-                conflict: None,
-                checks: Vec::new(),
-                families: Vec::new(),
-            },
-        );
+        let entry = error_entry(node, &name, errors);
+        entries.insert(name, entry);
     }
     let mut addresses: Vec<String> = snapshot
         .instances
@@ -211,6 +123,130 @@ pub fn cluster_report(
     }
 }
 
+/// The entry of a VirtualIP with instances running here (`instances`, one per family, at
+/// least one): their states, and `problems` (of families that cannot run) in the reason.
+fn running_entry(
+    node: &str,
+    name: &str,
+    instances: &[&InstanceStatus],
+    problems: &[(String, Option<Family>, String)],
+) -> NodeStatus {
+    let latest = instances
+        .iter()
+        .filter_map(|i| i.last_transition.as_ref())
+        .max_by(|a, b| a.time.total_cmp(&b.time));
+    let families = family_statuses(name, instances, problems);
+    NodeStatus {
+        node: node.to_string(),
+        state: node_state(families.iter().map(|f| f.state)),
+        priority: Some(instances[0].priority),
+        effective_priority: Some(instances[0].effective_priority),
+        last_transition_time: latest.and_then(|t| {
+            k8s_openapi::jiff::Timestamp::from_microsecond((t.time * 1e6) as i64)
+                .ok()
+                .map(|ts| ts.to_string())
+        }),
+        reason: with_problems(latest.map(|t| t.reason.clone()), problems),
+        conflict: instances.iter().find_map(|i| i.conflict.clone()),
+        checks: Vec::new(),
+        families,
+    }
+}
+
+/// One status per family running, then an Error one per family of `name` that cannot run here
+/// beside one that does.
+fn family_statuses(
+    name: &str,
+    instances: &[&InstanceStatus],
+    problems: &[(String, Option<Family>, String)],
+) -> Vec<FamilyStatus> {
+    let mut families: Vec<FamilyStatus> = instances
+        .iter()
+        .map(|i| FamilyStatus {
+            family: family_name(&i.family),
+            state: i.state.into(),
+            effective_priority: Some(i.effective_priority),
+            reason: i.last_transition.as_ref().map(|t| t.reason.clone()),
+        })
+        .collect();
+    for (k, family, r) in problems {
+        if let Some(family) = family
+            && k.parse::<InstanceKey>().is_ok_and(|key| key.name() == name)
+            && !families.iter().any(|f| f.family == family.label())
+        {
+            families.push(FamilyStatus {
+                family: family.label().to_string(),
+                state: NodeState::Error,
+                effective_priority: None,
+                reason: Some(r.clone()),
+            });
+        }
+    }
+    families
+}
+
+/// The last transition's reason followed by every problem, `key: text`, `; `-separated.
+fn with_problems(
+    reason: Option<String>,
+    problems: &[(String, Option<Family>, String)],
+) -> Option<String> {
+    if problems.is_empty() {
+        return reason;
+    }
+    let text = problems
+        .iter()
+        .map(|(k, _, r)| format!("{k}: {r}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(match reason {
+        Some(r) => format!("{r}; {text}"),
+        None => text,
+    })
+}
+
+/// Every VirtualIP name some problem is about.
+fn names_with_problems(errors: &ReportInputs) -> std::collections::BTreeSet<String> {
+    errors
+        .invalid
+        .keys()
+        .cloned()
+        .chain(
+            errors
+                .resolve
+                .keys()
+                .chain(errors.start.keys())
+                .map(|k| k.name().to_string()),
+        )
+        .collect()
+}
+
+/// The entry of a VirtualIP with nothing running here: Error, with every reason (a problem of
+/// the whole object without its name), and the configured priority when known.
+fn error_entry(node: &str, name: &str, errors: &ReportInputs) -> NodeStatus {
+    let text = errors
+        .of(name)
+        .into_iter()
+        .map(|(k, _, r)| if k == name { r } else { format!("{k}: {r}") })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let priority = errors
+        .invalid
+        .get(name)
+        .map(|(p, _)| *p)
+        .or_else(|| errors.priorities.get(name).copied());
+    NodeStatus {
+        node: node.to_string(),
+        state: Some(NodeState::Error),
+        priority,
+        effective_priority: None,
+        last_transition_time: None,
+        reason: Some(text),
+        conflict: None,
+        checks: Vec::new(),
+        families: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,5 +260,70 @@ mod tests {
         assert_eq!(node_state([Backup, Initialize]), Some(Initialize));
         assert_eq!(node_state([Backup]), Some(Backup));
         assert_eq!(node_state([]), None);
+    }
+
+    fn problems(list: &[(&str, &str)]) -> Vec<(String, Option<Family>, String)> {
+        list.iter()
+            .map(|(k, r)| {
+                let family = k.parse::<InstanceKey>().ok().map(|k| k.family());
+                (k.to_string(), family, r.to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn problems_follow_the_transition_reason() {
+        assert_eq!(with_problems(Some("up".into()), &[]), Some("up".into()));
+        assert_eq!(with_problems(None, &[]), None);
+        let p = problems(&[("web/ipv6", "no address"), ("web/ipv4", "no link")]);
+        assert_eq!(
+            with_problems(Some("up".into()), &p),
+            Some("up; web/ipv6: no address; web/ipv4: no link".into())
+        );
+        assert_eq!(
+            with_problems(None, &p[..1]),
+            Some("web/ipv6: no address".into())
+        );
+    }
+
+    #[test]
+    fn a_family_that_cannot_run_is_an_error_family_of_its_own_object_only() {
+        let p = problems(&[("web/ipv6", "no address"), ("web", "bad"), ("db/ipv4", "x")]);
+        let f = family_statuses("web", &[], &p);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].family.as_str(), f[0].state, f[0].reason.as_deref()),
+            ("IPv6", NodeState::Error, Some("no address"))
+        );
+        assert_eq!(f[0].effective_priority, None);
+    }
+
+    #[test]
+    fn an_object_with_nothing_running_is_an_error_with_every_reason() {
+        let errors = ReportInputs {
+            invalid: BTreeMap::from([("bad".to_string(), (150, "spec.x: wrong".to_string()))]),
+            resolve: BTreeMap::from([("web/ipv4".parse().unwrap(), ("no link".to_string(), true))]),
+            start: BTreeMap::from([("web/ipv6".parse().unwrap(), "setup failed".to_string())]),
+            priorities: BTreeMap::from([("web".to_string(), 120)]),
+        };
+        assert_eq!(
+            names_with_problems(&errors).into_iter().collect::<Vec<_>>(),
+            ["bad", "web"]
+        );
+        let e = error_entry("n1", "bad", &errors);
+        assert_eq!(
+            (e.state, e.priority, e.reason.as_deref()),
+            (Some(NodeState::Error), Some(150), Some("spec.x: wrong"))
+        );
+        let e = error_entry("n1", "web", &errors);
+        assert_eq!(e.priority, Some(120));
+        assert_eq!(
+            e.reason.as_deref(),
+            Some(
+                "web/ipv4: no link (the last good configuration keeps running); \
+                 web/ipv6: setup failed"
+            )
+        );
+        assert!(e.families.is_empty());
     }
 }

@@ -3,42 +3,25 @@
 //! types by `kube-vrrp crd`, so both speak one schema. One file per kind: `virtualip`, `pool`,
 //! `nodeconfig`, the observed `status`; `reference` renders the Markdown field reference.
 
-use serde::Deserialize;
-
 pub const GROUP: &str = "kube-vrrp.io";
 pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "kube-vrrp.io/v1alpha1";
 pub const KIND: &str = "VirtualIP";
 
+mod duration;
 mod nodeconfig;
 mod pool;
 mod reference;
 mod status;
 mod virtualip;
 
+pub use duration::DurationText;
+use duration::duration_text;
 pub use nodeconfig::*;
 pub use pool::*;
 pub use reference::reference;
 pub use status::*;
 pub use virtualip::*;
-
-/// Durations are strings with a unit ("1s", "100ms"), matching
-/// [`DURATION_PATTERN`](crate::units::DURATION_PATTERN). A bare number is read as text so that
-/// validation can say the unit is missing, instead of a bare type error.
-fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        S(String),
-        I(i64),
-        F(f64),
-    }
-    Ok(Option::<Text>::deserialize(d)?.map(|t| match t {
-        Text::S(s) => s,
-        Text::I(i) => i.to_string(),
-        Text::F(f) => f.to_string(),
-    }))
-}
 
 /// The CustomResourceDefinitions as YAML (what `kube-vrrp crd` prints and `crds/` holds).
 pub fn crd_yaml() -> String {

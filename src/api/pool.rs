@@ -9,8 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{GarpSpec, HealthCheckSpec, NodePriority, TrackInterfaceSpec};
-use crate::units::DURATION_PATTERN;
+use super::{DurationText, GarpSpec, HealthCheckSpec, NodePriority, TrackInterfaceSpec};
 
 /// The `spec.loadBalancerClass` of the Services kube-vrrp serves.
 pub const LOAD_BALANCER_CLASS: &str = "kube-vrrp.io/vrrp";
@@ -103,18 +102,22 @@ pub struct PoolVrrpSpec {
     #[schemars(range(min = 2, max = 3))]
     pub version: u8,
     /// Advertisement interval, e.g. "100ms". Default "1s".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        regex(pattern = DURATION_PATTERN),
-        length(max = 32)
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "DurationText::strict"
     )]
-    pub advert_interval: Option<String>,
+    #[schemars(length(max = 32))]
+    pub advert_interval: Option<DurationText>,
     /// Default true.
     #[serde(default = "super::virtualip::default_true")]
     pub preempt: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub preempt_delay: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "DurationText::strict"
+    )]
+    pub preempt_delay: Option<DurationText>,
     /// Only nodes with these labels answer for the pool's addresses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,

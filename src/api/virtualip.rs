@@ -8,8 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::VirtualIPStatus;
-use crate::units::DURATION_PATTERN;
+use super::{DurationText, VirtualIPStatus};
 
 /// Desired state of a set of virtual addresses held by one VRRP virtual router.
 // clippy reads the repeated `type_ = "string"` of several printcolumns as duplicated attributes.
@@ -84,42 +83,23 @@ pub struct VirtualIpSpec {
     pub version: u8,
     /// Advertisement interval, e.g. "1s", "100ms". VRRPv3: 10ms to 40.95s in steps of 10ms;
     /// VRRPv2: whole seconds. Default "1s". A backup takes over after 3 intervals plus a skew.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::duration_text"
-    )]
-    #[schemars(
-        regex(pattern = DURATION_PATTERN),
-        length(max = 32)
-    )]
-    pub advert_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub advert_interval: Option<DurationText>,
     /// VRRPv3: the longest advertisement interval a backup adopts from a master (RFC 5798
     /// lets it learn any). Default: advertInterval itself, so one spoofed advertisement
     /// cannot make the backups wait minutes; raise it to follow a foreign master (say a
     /// keepalived) with a longer interval.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::duration_text"
-    )]
-    #[schemars(
-        regex(pattern = DURATION_PATTERN),
-        length(max = 32)
-    )]
-    pub max_learned_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub max_learned_interval: Option<DurationText>,
     /// A higher-priority node takes the addresses back from a lower-priority master.
     /// Default true. The address owner (priority 255) always preempts.
     #[serde(default = "default_true")]
     pub preempt: bool,
     /// Hold-off before preempting a lower-priority master after start-up, e.g. "30s".
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::duration_text"
-    )]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
-    pub preempt_delay: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt_delay: Option<DurationText>,
     /// Only nodes with these labels take part. Default: every node with an agent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
@@ -228,27 +208,13 @@ pub struct HealthCheckSpec {
     )]
     pub name: String,
     /// How often the check runs, e.g. "1s" (default), "500ms". 100ms to 1h.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::duration_text"
-    )]
-    #[schemars(
-        regex(pattern = DURATION_PATTERN),
-        length(max = 32)
-    )]
-    pub interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub interval: Option<DurationText>,
     /// How long one run may take before it counts as failed. Default: the interval.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::duration_text"
-    )]
-    #[schemars(
-        regex(pattern = DURATION_PATTERN),
-        length(max = 32)
-    )]
-    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub timeout: Option<DurationText>,
     /// Consecutive failures before the check is failing (keepalived `fall`), 1 to 100.
     /// Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -430,16 +396,9 @@ pub struct NotifySpec {
     #[schemars(length(max = 32), inner(length(max = 4096)))]
     pub any: Vec<String>,
     /// How long one command may run, default "10s".
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "super::duration_text"
-    )]
-    #[schemars(
-        regex(pattern = DURATION_PATTERN),
-        length(max = 32)
-    )]
-    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub timeout: Option<DurationText>,
 }
 
 pub(super) fn default_version() -> u8 {

@@ -67,121 +67,28 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
     let mut order: Vec<&VipInput> = vips.iter().collect();
     order.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
     let mut out = BTreeMap::new();
-    // segment -> VRIDs in use, and address -> owner.
-    let mut used: BTreeMap<(Family, u128, u8), BTreeMap<u8, String>> = BTreeMap::new();
-    let mut owners: BTreeMap<IpAddr, String> = BTreeMap::new();
-
+    let mut parsed: Vec<(&VipInput, Vec<VirtualAddress>)> = Vec::new();
+    for v in order {
+        match parse_addresses(&v.spec) {
+            Ok(addrs) => parsed.push((v, addrs)),
+            Err(r) => {
+                out.insert(v.name.clone(), r);
+            }
+        }
+    }
+    let mut used = VridTable::default();
     // Explicit VRIDs and kept allocations are claimed first, oldest first, so that a new object
     // can never take the VRID an older one already runs with.
-    let mut parsed: Vec<(&VipInput, Vec<VirtualAddress>)> = Vec::new();
-    for v in &order {
-        match v
-            .spec
-            .addresses
-            .iter()
-            .map(|a| a.parse::<VirtualAddress>())
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(addrs) if !addrs.is_empty() => parsed.push((v, addrs)),
-            Ok(_) => {
-                out.insert(
-                    v.name.clone(),
-                    rejected(reasons::INVALID, "spec.addresses is empty".into()),
-                );
-            }
-            Err(e) => {
-                out.insert(
-                    v.name.clone(),
-                    rejected(reasons::INVALID, format!("spec.addresses: {e}")),
-                );
-            }
-        }
-    }
-    // A host address (/32, /128: a pool's Service addresses) says nothing about its segment:
-    // it counts as on every segment of its family, and every segment as on its.
-    let segments_of = |addrs: &[VirtualAddress]| -> BTreeSet<(Family, u128, u8)> {
-        let mut seen = BTreeSet::new();
-        let mut fams = BTreeSet::new();
-        for a in addrs {
-            if fams.insert(a.family()) {
-                let full = match a.family() {
-                    Family::V4 => 32,
-                    Family::V6 => 128,
-                };
-                seen.insert(if a.prefix_len == full {
-                    (a.family(), 0, 0)
-                } else {
-                    segment(a)
-                });
-            }
-        }
-        seen
-    };
-    fn holder<'u>(
-        used: &'u BTreeMap<(Family, u128, u8), BTreeMap<u8, String>>,
-        seg: &(Family, u128, u8),
-        vrid: u8,
-    ) -> Option<&'u String> {
-        let any = (seg.0, 0u128, 0u8);
-        if *seg == any {
-            used.range((seg.0, 0u128, 0u8)..)
-                .take_while(|(k, _)| k.0 == seg.0)
-                .find_map(|(_, m)| m.get(&vrid))
-        } else {
-            used.get(seg)
-                .and_then(|m| m.get(&vrid))
-                .or_else(|| used.get(&any).and_then(|m| m.get(&vrid)))
-        }
-    }
-    let mut chosen: BTreeMap<String, u8> = BTreeMap::new();
-    for (v, addrs) in &parsed {
-        if let Some(dup) = addrs
-            .iter()
-            .find_map(|a| owners.get(&a.address).map(|o| (a, o)))
-        {
-            out.insert(
-                v.name.clone(),
-                rejected(
-                    reasons::DUPLICATE_ADDRESS,
-                    format!("{} is already held by VirtualIP {:?}", dup.0.address, dup.1),
-                ),
-            );
-            continue;
-        }
-        let wanted = v.spec.virtual_router_id.or(v.allocated_vrid);
-        if let Some(vrid) = wanted {
-            let segs = segments_of(addrs);
-            if let Some(holder) = segs.iter().find_map(|s| holder(&used, s, vrid)) {
-                out.insert(
-                    v.name.clone(),
-                    rejected(
-                        reasons::VRID_CONFLICT,
-                        format!("virtual router ID {vrid} is already used on this segment by VirtualIP {holder:?}"),
-                    ),
-                );
-                continue;
-            }
-            for s in segs {
-                used.entry(s).or_default().insert(vrid, v.name.clone());
-            }
-            chosen.insert(v.name.clone(), vrid);
-        }
-        for a in addrs {
-            owners.insert(a.address, v.name.clone());
-        }
-    }
+    let mut chosen = claim_wanted(&parsed, &mut used, &mut out);
     // Then allocate for the rest: the lowest VRID free on every segment of the object.
     for (v, addrs) in &parsed {
         if out.contains_key(&v.name) || chosen.contains_key(&v.name) {
             continue;
         }
         let segs = segments_of(addrs);
-        let free = (1..=255u8).find(|id| segs.iter().all(|s| holder(&used, s, *id).is_none()));
-        match free {
+        match used.lowest_free(&segs) {
             Some(vrid) => {
-                for s in segs {
-                    used.entry(s).or_default().insert(vrid, v.name.clone());
-                }
+                used.claim(segs, vrid, &v.name);
                 chosen.insert(v.name.clone(), vrid);
             }
             None => {
@@ -199,63 +106,201 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
         let Some(&vrid) = chosen.get(&v.name) else {
             continue;
         };
-        let eligible: Vec<&NodeInput> = nodes
+        let resolution = match members(&v.spec, addrs, nodes) {
+            Some(members) => Resolution::Deployed { vrid, members },
+            None => rejected(
+                reasons::NO_ELIGIBLE_NODES,
+                "no node matches spec.nodeSelector".into(),
+            ),
+        };
+        out.insert(v.name.clone(), resolution);
+    }
+    out
+}
+
+/// An object's addresses, or why it is rejected (none, or one unreadable).
+fn parse_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, Resolution> {
+    match spec
+        .addresses
+        .iter()
+        .map(|a| a.parse::<VirtualAddress>())
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
+        Ok(_) => Err(rejected(reasons::INVALID, "spec.addresses is empty".into())),
+        Err(e) => Err(rejected(reasons::INVALID, format!("spec.addresses: {e}"))),
+    }
+}
+
+/// The first pass, oldest first: each object's addresses are taken unless an older object holds
+/// one, and its explicit or kept VRID is claimed unless an older object uses it on one of its
+/// segments. Rejections go to `out`; the VRIDs claimed are returned by object name.
+fn claim_wanted(
+    parsed: &[(&VipInput, Vec<VirtualAddress>)],
+    used: &mut VridTable,
+    out: &mut BTreeMap<String, Resolution>,
+) -> BTreeMap<String, u8> {
+    let mut owners: BTreeMap<IpAddr, String> = BTreeMap::new();
+    let mut chosen: BTreeMap<String, u8> = BTreeMap::new();
+    for (v, addrs) in parsed {
+        if let Some(dup) = addrs
             .iter()
-            .filter(|n| {
-                v.spec
-                    .node_selector
-                    .iter()
-                    .all(|(k, val)| n.labels.get(k) == Some(val))
-            })
-            .collect();
-        if eligible.is_empty() {
+            .find_map(|a| owners.get(&a.address).map(|o| (a, o)))
+        {
             out.insert(
                 v.name.clone(),
                 rejected(
-                    reasons::NO_ELIGIBLE_NODES,
-                    "no node matches spec.nodeSelector".into(),
+                    reasons::DUPLICATE_ADDRESS,
+                    format!("{} is already held by VirtualIP {:?}", dup.0.address, dup.1),
                 ),
             );
             continue;
         }
-        let families: BTreeSet<Family> = addrs.iter().map(VirtualAddress::family).collect();
-        let members = eligible
-            .iter()
-            .map(|n| {
-                let priority = v
-                    .spec
-                    .priorities
-                    .iter()
-                    .find(|p| p.node == n.name)
-                    .map(|p| p.priority)
-                    .unwrap_or(v.spec.default_priority);
-                // The other eligible nodes with `unicast`, plus explicit peers (routers
-                // outside the cluster, say); never the node itself.
-                let mut unicast_peers: Vec<IpAddr> = if v.spec.unicast {
-                    eligible
-                        .iter()
-                        .filter(|o| o.name != n.name)
-                        .flat_map(|o| o.addresses.iter().copied())
-                        .filter(|a| families.contains(&Family::of(a)))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                for p in v.spec.unicast_peers.iter().filter_map(|p| p.parse().ok()) {
-                    if !unicast_peers.contains(&p) && !n.addresses.contains(&p) {
-                        unicast_peers.push(p);
-                    }
-                }
-                Member {
-                    node: n.name.clone(),
-                    priority,
-                    unicast_peers,
-                }
-            })
-            .collect();
-        out.insert(v.name.clone(), Resolution::Deployed { vrid, members });
+        let wanted = v.spec.virtual_router_id.or(v.allocated_vrid);
+        if let Some(vrid) = wanted {
+            let segs = segments_of(addrs);
+            if let Some(holder) = segs.iter().find_map(|s| used.holder(s, vrid)) {
+                out.insert(
+                    v.name.clone(),
+                    rejected(
+                        reasons::VRID_CONFLICT,
+                        format!("virtual router ID {vrid} is already used on this segment by VirtualIP {holder:?}"),
+                    ),
+                );
+                continue;
+            }
+            used.claim(segs, vrid, &v.name);
+            chosen.insert(v.name.clone(), vrid);
+        }
+        for a in addrs {
+            owners.insert(a.address, v.name.clone());
+        }
     }
-    out
+    chosen
+}
+
+/// A segment as the controller guesses it: family, network and prefix length of an address.
+/// `(family, 0, 0)` stands for any segment of the family.
+type Segment = (Family, u128, u8);
+
+/// The segments of an object: per family, that of its first address. A host address (/32,
+/// /128: a pool's Service addresses) says nothing about its segment: it counts as on every
+/// segment of its family, and every segment as on its.
+fn segments_of(addrs: &[VirtualAddress]) -> BTreeSet<Segment> {
+    let mut seen = BTreeSet::new();
+    let mut fams = BTreeSet::new();
+    for a in addrs {
+        if fams.insert(a.family()) {
+            let full = match a.family() {
+                Family::V4 => 32,
+                Family::V6 => 128,
+            };
+            seen.insert(if a.prefix_len == full {
+                (a.family(), 0, 0)
+            } else {
+                segment(a)
+            });
+        }
+    }
+    seen
+}
+
+/// The VRIDs in use, per segment, with the object using each.
+#[derive(Default)]
+struct VridTable(BTreeMap<Segment, BTreeMap<u8, String>>);
+
+impl VridTable {
+    /// Who uses `vrid` on `seg`: on "any segment" of a family, whoever uses it on one of the
+    /// family's segments; on a real segment, whoever uses it there or on "any segment".
+    fn holder(&self, seg: &Segment, vrid: u8) -> Option<&String> {
+        let any = (seg.0, 0u128, 0u8);
+        if *seg == any {
+            self.0
+                .range(any..)
+                .take_while(|(k, _)| k.0 == seg.0)
+                .find_map(|(_, m)| m.get(&vrid))
+        } else {
+            self.0
+                .get(seg)
+                .and_then(|m| m.get(&vrid))
+                .or_else(|| self.0.get(&any).and_then(|m| m.get(&vrid)))
+        }
+    }
+
+    /// The lowest VRID nobody uses on any of `segs`.
+    fn lowest_free(&self, segs: &BTreeSet<Segment>) -> Option<u8> {
+        (1..=255u8).find(|id| segs.iter().all(|s| self.holder(s, *id).is_none()))
+    }
+
+    fn claim(&mut self, segs: BTreeSet<Segment>, vrid: u8, name: &str) {
+        for s in segs {
+            self.0.entry(s).or_default().insert(vrid, name.to_string());
+        }
+    }
+}
+
+/// Each eligible node's part (the nodes `spec.nodeSelector` matches), in node order; `None`
+/// when no node matches.
+fn members(
+    spec: &VirtualIpSpec,
+    addrs: &[VirtualAddress],
+    nodes: &[NodeInput],
+) -> Option<Vec<Member>> {
+    let eligible: Vec<&NodeInput> = nodes
+        .iter()
+        .filter(|n| {
+            spec.node_selector
+                .iter()
+                .all(|(k, val)| n.labels.get(k) == Some(val))
+        })
+        .collect();
+    if eligible.is_empty() {
+        return None;
+    }
+    let families: BTreeSet<Family> = addrs.iter().map(VirtualAddress::family).collect();
+    Some(
+        eligible
+            .iter()
+            .map(|n| member(spec, n, &eligible, &families))
+            .collect(),
+    )
+}
+
+/// Node `n`'s priority and unicast peers: with `unicast` the other eligible nodes' addresses of
+/// the object's families, plus explicit peers (routers outside the cluster, say); never the
+/// node itself.
+fn member(
+    spec: &VirtualIpSpec,
+    n: &NodeInput,
+    eligible: &[&NodeInput],
+    families: &BTreeSet<Family>,
+) -> Member {
+    let priority = spec
+        .priorities
+        .iter()
+        .find(|p| p.node == n.name)
+        .map(|p| p.priority)
+        .unwrap_or(spec.default_priority);
+    let mut unicast_peers: Vec<IpAddr> = if spec.unicast {
+        eligible
+            .iter()
+            .filter(|o| o.name != n.name)
+            .flat_map(|o| o.addresses.iter().copied())
+            .filter(|a| families.contains(&Family::of(a)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for p in spec.unicast_peers.iter().filter_map(|p| p.parse().ok()) {
+        if !unicast_peers.contains(&p) && !n.addresses.contains(&p) {
+            unicast_peers.push(p);
+        }
+    }
+    Member {
+        node: n.name.clone(),
+        priority,
+        unicast_peers,
+    }
 }
 
 fn rejected(reason: &'static str, message: String) -> Resolution {
@@ -506,5 +551,105 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    fn addrs(list: &[&str]) -> Vec<VirtualAddress> {
+        list.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn addresses_that_cannot_be_read_reject_the_object() {
+        assert_eq!(
+            parse_addresses(&spec(&["192.0.2.1/24"], None))
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse_addresses(&spec(&[], None)),
+            Err(rejected(reasons::INVALID, "spec.addresses is empty".into()))
+        );
+        let Err(Resolution::Rejected { reason, message }) =
+            parse_addresses(&spec(&["192.0.2.1/24", "nonsense"], None))
+        else {
+            panic!("accepted")
+        };
+        assert_eq!(reason, reasons::INVALID);
+        assert!(message.starts_with("spec.addresses: "), "{message}");
+    }
+
+    #[test]
+    fn an_object_is_on_its_first_address_segment_per_family_and_a_host_address_on_any() {
+        let segs = segments_of(&addrs(&[
+            "192.0.2.1/24",
+            "198.51.100.1/24",
+            "2001:db8::1/64",
+        ]));
+        assert_eq!(segs.len(), 2, "one per family, from the first address");
+        assert!(segs.contains(&segment(&"192.0.2.1/24".parse().unwrap())));
+        let segs = segments_of(&addrs(&["192.0.2.1/32", "2001:db8::1/128"]));
+        assert_eq!(
+            segs,
+            BTreeSet::from([(Family::V4, 0, 0), (Family::V6, 0, 0)])
+        );
+    }
+
+    #[test]
+    fn a_vrid_on_any_segment_collides_with_every_segment_of_its_family() {
+        let seg_a = segment(&"192.0.2.1/24".parse().unwrap());
+        let seg_b = segment(&"198.51.100.1/24".parse().unwrap());
+        let any4 = (Family::V4, 0, 0);
+        let any6 = (Family::V6, 0, 0);
+        let mut used = VridTable::default();
+        used.claim(BTreeSet::from([seg_a]), 1, "a");
+        assert_eq!(used.holder(&seg_a, 1).map(String::as_str), Some("a"));
+        assert_eq!(used.holder(&seg_b, 1), None, "another segment");
+        assert_eq!(used.holder(&seg_a, 2), None, "another VRID");
+        assert_eq!(used.holder(&any4, 1).map(String::as_str), Some("a"));
+        assert_eq!(used.holder(&any6, 1), None, "another family");
+        used.claim(BTreeSet::from([any4]), 2, "host");
+        assert_eq!(used.holder(&seg_b, 2).map(String::as_str), Some("host"));
+        assert_eq!(used.lowest_free(&BTreeSet::from([seg_b])), Some(1));
+        assert_eq!(used.lowest_free(&BTreeSet::from([seg_a, seg_b])), Some(3));
+        assert_eq!(used.lowest_free(&BTreeSet::from([any6])), Some(1));
+    }
+
+    #[test]
+    fn a_member_has_its_priority_and_the_other_nodes_and_explicit_peers_of_its_families() {
+        let mut s = spec(&["192.0.2.10/24"], None);
+        s.unicast = true;
+        s.unicast_peers = vec!["203.0.113.9".into(), "10.0.0.1".into()];
+        s.priorities = vec![NodePriority {
+            node: "n1".into(),
+            priority: 200,
+        }];
+        let mut n2 = node("n2", "10.0.0.2", &[]);
+        n2.addresses.push("2001:db8::2".parse().unwrap());
+        let (n1, n3) = (node("n1", "10.0.0.1", &[]), node("n3", "10.0.0.3", &[]));
+        let eligible = [&n1, &n2, &n3];
+        let v4 = BTreeSet::from([Family::V4]);
+        let m = member(&s, &n1, &eligible, &v4);
+        assert_eq!(m.priority, 200);
+        let peers =
+            |list: &[&str]| -> Vec<IpAddr> { list.iter().map(|a| a.parse().unwrap()).collect() };
+        assert_eq!(
+            m.unicast_peers,
+            peers(&["10.0.0.2", "10.0.0.3", "203.0.113.9"])
+        );
+        let m = member(&s, &n3, &eligible, &v4);
+        assert_eq!(m.priority, s.default_priority);
+        assert_eq!(
+            m.unicast_peers,
+            peers(&["10.0.0.1", "10.0.0.2", "203.0.113.9"]),
+            "an explicit peer that is another node is not listed twice"
+        );
+        s.unicast = false;
+        assert_eq!(
+            member(&s, &n1, &eligible, &v4).unicast_peers,
+            peers(&["203.0.113.9"]),
+            "explicit peers only, never the node itself"
+        );
+        s.node_selector = BTreeMap::from([("role".to_string(), "edge".to_string())]);
+        assert_eq!(members(&s, &addrs(&["192.0.2.10/24"]), &[n1, n2, n3]), None);
     }
 }

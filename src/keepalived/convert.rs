@@ -215,10 +215,10 @@ fn option(c: &Stmt, draft: &mut Draft, scripts: &BTreeMap<String, Script>, repor
                 draft.priority = p;
             }
         }
-        "advert_int" => spec.advert_interval = c.arg(1).and_then(seconds),
+        "advert_int" => spec.advert_interval = c.arg(1).and_then(seconds).map(Into::into),
         "nopreempt" => spec.preempt = false,
         "preempt" => spec.preempt = true,
-        "preempt_delay" => spec.preempt_delay = c.arg(1).and_then(seconds),
+        "preempt_delay" => spec.preempt_delay = c.arg(1).and_then(seconds).map(Into::into),
         "use_vmac" => spec.virtual_mac = true,
         "accept" => spec.accept_mode = true,
         "no_accept" => spec.accept_mode = false,

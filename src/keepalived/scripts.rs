@@ -93,8 +93,8 @@ fn script_options(s: &Stmt, check: &mut HealthCheckSpec, report: &mut Report) ->
         let n = |c: &Stmt| c.arg(1).and_then(|v| v.parse::<f64>().ok());
         match c.key() {
             "script" => command = Some(c.rest()),
-            "interval" => check.interval = c.arg(1).and_then(seconds),
-            "timeout" => check.timeout = c.arg(1).and_then(seconds),
+            "interval" => check.interval = c.arg(1).and_then(seconds).map(Into::into),
+            "timeout" => check.timeout = c.arg(1).and_then(seconds).map(Into::into),
             "weight" => {
                 check.weight = c.arg(1).and_then(|w| w.parse().ok()).unwrap_or(0);
                 if c.arg(2) == Some("reverse") {

@@ -92,50 +92,8 @@ pub fn validate(
     rule: VridRule,
 ) -> Result<ValidatedVirtualIp, FieldError> {
     let version = Version::try_from(spec.version).map_err(|e| ("spec.version", e))?;
-    let vrid = match (spec.virtual_router_id, rule) {
-        (Some(0), _) => {
-            return Err(("spec.virtualRouterID", "0 is reserved: use 1 to 255".into()));
-        }
-        (None, VridRule::Required) => {
-            return Err((
-                "spec.virtualRouterID",
-                "required in standalone mode: 1 to 255".into(),
-            ));
-        }
-        (v, _) => v,
-    };
-    if spec.addresses.is_empty() {
-        return Err(("spec.addresses", "at least one address is required".into()));
-    }
-    let mut addresses = Vec::with_capacity(spec.addresses.len() + spec.excluded_addresses.len());
-    let mut seen = std::collections::HashSet::new();
-    for (field, list) in [
-        ("spec.addresses", spec.addresses.as_slice()),
-        ("spec.excludedAddresses", spec.excluded_addresses.as_slice()),
-    ] {
-        for a in list {
-            let v: VirtualAddress = a.parse().map_err(|e| (field, e))?;
-            if !seen.insert(v.address) {
-                return Err((field, format!("{a} is listed twice")));
-            }
-            check_virtual_address(&v).map_err(|e| (field, e))?;
-            addresses.push(v);
-        }
-    }
-    if let Some(x) = addresses[spec.addresses.len()..].iter().find(|x| {
-        !addresses[..spec.addresses.len()]
-            .iter()
-            .any(|a| a.family() == x.family())
-    }) {
-        return Err((
-            "spec.excludedAddresses",
-            format!(
-                "{} has no {} address in spec.addresses to advertise: an advertisement lists at least one",
-                x.address,
-                x.family()
-            ),
-        ));
-    }
+    let vrid = validate_vrid(spec.virtual_router_id, rule)?;
+    let addresses = validate_addresses(&spec)?;
     if spec.interface.as_deref() == Some("lo") {
         return Err((
             "spec.interface",
@@ -159,15 +117,109 @@ pub fn validate(
         Some(s) => bounded("spec.preemptDelay", s, Duration::ZERO, MAX_PREEMPT_DELAY)?,
         None => Duration::ZERO,
     };
+    let unicast_peers = validate_peers(&spec.unicast_peers)?;
+    let authentication = validate_authentication(spec.authentication.as_ref(), rule)?;
+    let garp = match &spec.garp {
+        Some(g) => validate_garp(g)?,
+        None => GarpConfig::default(),
+    };
+    check_priorities(&spec)?;
+    let tracking = super::tracking::validate(&spec, rule == VridRule::Required)?;
+    let v = ValidatedVirtualIp {
+        tracking,
+        name,
+        version,
+        vrid,
+        addresses,
+        advert_interval,
+        max_learned_interval,
+        preempt_delay,
+        unicast_peers,
+        authentication,
+        garp,
+        spec,
+    };
+    // Everything the protocol core checks, per family. The primary address is a node's and
+    // the VRID may be the controller's to choose: stand-ins that pass their own checks.
+    for family in v.families() {
+        let probe = v.instance_config(family, 100, placeholder(family));
+        probe
+            .validate()
+            .map_err(|e| (core_error_field(&e), e.to_string()))?;
+    }
+    Ok(v)
+}
+
+/// The virtual router ID: 1 to 255, or left to the controller where the rule allows.
+fn validate_vrid(vrid: Option<u8>, rule: VridRule) -> Result<Option<u8>, FieldError> {
+    match (vrid, rule) {
+        (Some(0), _) => Err(("spec.virtualRouterID", "0 is reserved: use 1 to 255".into())),
+        (None, VridRule::Required) => Err((
+            "spec.virtualRouterID",
+            "required in standalone mode: 1 to 255".into(),
+        )),
+        (v, _) => Ok(v),
+    }
+}
+
+/// `addresses` then `excludedAddresses`, parsed and checked: at least one address, none listed
+/// twice (across both lists), and no excluded address of a family with nothing to advertise.
+fn validate_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, FieldError> {
+    if spec.addresses.is_empty() {
+        return Err(("spec.addresses", "at least one address is required".into()));
+    }
+    let mut addresses = Vec::with_capacity(spec.addresses.len() + spec.excluded_addresses.len());
+    let mut seen = std::collections::HashSet::new();
+    for (field, list) in [
+        ("spec.addresses", spec.addresses.as_slice()),
+        ("spec.excludedAddresses", spec.excluded_addresses.as_slice()),
+    ] {
+        for a in list {
+            let v: VirtualAddress = a.parse().map_err(|e| (field, e))?;
+            if !seen.insert(v.address) {
+                return Err((field, format!("{a} is listed twice")));
+            }
+            check_virtual_address(&v).map_err(|e| (field, e))?;
+            addresses.push(v);
+        }
+    }
+    let (advertised, excluded) = addresses.split_at(spec.addresses.len());
+    if let Some(x) = excluded
+        .iter()
+        .find(|x| !advertised.iter().any(|a| a.family() == x.family()))
+    {
+        return Err((
+            "spec.excludedAddresses",
+            format!(
+                "{} has no {} address in spec.addresses to advertise: an advertisement lists at least one",
+                x.address,
+                x.family()
+            ),
+        ));
+    }
+    Ok(addresses)
+}
+
+/// `unicastPeers`: IP addresses a peer may have.
+fn validate_peers(peers: &[String]) -> Result<Vec<IpAddr>, FieldError> {
     let mut unicast_peers = Vec::new();
-    for p in &spec.unicast_peers {
+    for p in peers {
         let peer = p
             .parse::<IpAddr>()
             .map_err(|_| ("spec.unicastPeers", format!("{p:?} is not an IP address")))?;
         check_peer(&peer).map_err(|e| ("spec.unicastPeers", e))?;
         unicast_peers.push(peer);
     }
-    let authentication = match &spec.authentication {
+    Ok(unicast_peers)
+}
+
+/// `authentication`: a password of 1 to 8 characters, or (cluster objects only) a Secret's,
+/// which the controller reads and checks later.
+fn validate_authentication(
+    auth: Option<&crate::api::AuthenticationSpec>,
+    rule: VridRule,
+) -> Result<Authentication, FieldError> {
+    Ok(match auth {
         None => Authentication::None,
         // A cluster object: the controller reads the Secret and checks the password then.
         Some(a) if a.password_secret_ref.is_some() && rule == VridRule::Allocated => {
@@ -195,33 +247,40 @@ pub fn validate(
             }
             Some(p) => Authentication::password(p),
         },
-    };
+    })
+}
+
+/// `garp`: keepalived's defaults where a field is left out.
+fn validate_garp(g: &crate::api::GarpSpec) -> Result<GarpConfig, FieldError> {
     let mut garp = GarpConfig::default();
-    if let Some(g) = &spec.garp {
-        if let Some(d) = &g.master_delay {
-            garp.delay = bounded("spec.garp.masterDelay", d, Duration::ZERO, MAX_GARP_DELAY)?;
-        }
-        if let Some(r) = g.master_repeat {
-            if !(1..=100).contains(&r) {
-                return Err(("spec.garp.masterRepeat", "must be 1 to 100".into()));
-            }
-            garp.repeat = r;
-        }
-        if let Some(r) = &g.master_refresh {
-            let d = parse_duration(r).map_err(|e| ("spec.garp.masterRefresh", e))?;
-            // "0s" turns it off, as leaving it out does.
-            garp.refresh = if d.is_zero() {
-                d
-            } else {
-                bounded(
-                    "spec.garp.masterRefresh",
-                    r,
-                    MIN_GARP_REFRESH,
-                    MAX_GARP_REFRESH,
-                )?
-            };
-        }
+    if let Some(d) = &g.master_delay {
+        garp.delay = bounded("spec.garp.masterDelay", d, Duration::ZERO, MAX_GARP_DELAY)?;
     }
+    if let Some(r) = g.master_repeat {
+        if !(1..=100).contains(&r) {
+            return Err(("spec.garp.masterRepeat", "must be 1 to 100".into()));
+        }
+        garp.repeat = r;
+    }
+    if let Some(r) = &g.master_refresh {
+        let d = parse_duration(r).map_err(|e| ("spec.garp.masterRefresh", e))?;
+        // "0s" turns it off, as leaving it out does.
+        garp.refresh = if d.is_zero() {
+            d
+        } else {
+            bounded(
+                "spec.garp.masterRefresh",
+                r,
+                MIN_GARP_REFRESH,
+                MAX_GARP_REFRESH,
+            )?
+        };
+    }
+    Ok(garp)
+}
+
+/// No priority (per node or default) is 0, the one a leaving master sends.
+fn check_priorities(spec: &VirtualIpSpec) -> Result<(), FieldError> {
     for (node_priority, field) in spec
         .priorities
         .iter()
@@ -235,38 +294,19 @@ pub fn validate(
             ));
         }
     }
-    let tracking = super::tracking::validate(&spec, rule == VridRule::Required)?;
-    let v = ValidatedVirtualIp {
-        tracking,
-        name,
-        version,
-        vrid,
-        addresses,
-        advert_interval,
-        max_learned_interval,
-        preempt_delay,
-        unicast_peers,
-        authentication,
-        garp,
-        spec,
-    };
-    // Everything the protocol core checks, per family. The primary address is a node's and
-    // the VRID may be the controller's to choose: stand-ins that pass their own checks.
-    for family in v.families() {
-        let probe = v.instance_config(family, 100, placeholder(family));
-        probe.validate().map_err(|e| {
-            let field = match e {
-                crate::vrrp::InstanceConfigError::V2Interval(_)
-                | crate::vrrp::InstanceConfigError::V3Interval(_) => "spec.advertInterval",
-                crate::vrrp::InstanceConfigError::V3Authentication => "spec.authentication",
-                crate::vrrp::InstanceConfigError::V2Ipv6(_) => "spec.version",
-                crate::vrrp::InstanceConfigError::PeerFamily(..) => "spec.unicastPeers",
-                _ => "spec",
-            };
-            (field, e.to_string())
-        })?;
+    Ok(())
+}
+
+/// The spec field a protocol core refusal is about.
+fn core_error_field(e: &crate::vrrp::InstanceConfigError) -> &'static str {
+    use crate::vrrp::InstanceConfigError as E;
+    match e {
+        E::V2Interval(_) | E::V3Interval(_) => "spec.advertInterval",
+        E::V3Authentication => "spec.authentication",
+        E::V2Ipv6(_) => "spec.version",
+        E::PeerFamily(..) => "spec.unicastPeers",
+        _ => "spec",
     }
-    Ok(v)
 }
 
 fn placeholder(family: Family) -> IpAddr {
@@ -487,4 +527,145 @@ pub fn resolve_all(
         }
     }
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> VirtualIpSpec {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_vrid_is_1_to_255_and_required_only_in_standalone_mode() {
+        assert_eq!(validate_vrid(Some(7), VridRule::Required), Ok(Some(7)));
+        assert_eq!(validate_vrid(None, VridRule::Allocated), Ok(None));
+        let (field, why) = validate_vrid(None, VridRule::Required).unwrap_err();
+        assert_eq!(
+            (field, why.as_str()),
+            (
+                "spec.virtualRouterID",
+                "required in standalone mode: 1 to 255"
+            )
+        );
+        let (_, why) = validate_vrid(Some(0), VridRule::Allocated).unwrap_err();
+        assert_eq!(why, "0 is reserved: use 1 to 255");
+    }
+
+    #[test]
+    fn addresses_come_first_then_the_excluded_ones_each_once() {
+        let s = spec("addresses: [192.0.2.10/24]\nexcludedAddresses: [192.0.2.11/24]");
+        let a = validate_addresses(&s).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].address.to_string(), "192.0.2.11");
+        let s = spec("addresses: [192.0.2.10/24]\nexcludedAddresses: [192.0.2.10/24]");
+        assert_eq!(
+            validate_addresses(&s),
+            Err((
+                "spec.excludedAddresses",
+                "192.0.2.10/24 is listed twice".into()
+            ))
+        );
+        let s = spec("addresses: [192.0.2.10/24]\nexcludedAddresses: [2001:db8::1/64]");
+        let (field, why) = validate_addresses(&s).unwrap_err();
+        assert_eq!(field, "spec.excludedAddresses");
+        assert!(why.contains("has no"), "{why}");
+        let (field, _) = validate_addresses(&spec("addresses: []")).unwrap_err();
+        assert_eq!(field, "spec.addresses");
+    }
+
+    #[test]
+    fn peers_are_ip_addresses() {
+        assert_eq!(
+            validate_peers(&["192.0.2.2".into()]),
+            Ok(vec!["192.0.2.2".parse().unwrap()])
+        );
+        assert_eq!(
+            validate_peers(&["peer-1".into()]),
+            Err((
+                "spec.unicastPeers",
+                "\"peer-1\" is not an IP address".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn a_password_is_given_or_a_secret_in_a_cluster() {
+        let auth =
+            |yaml: &str| -> crate::api::AuthenticationSpec { yaml_serde::from_str(yaml).unwrap() };
+        assert_eq!(
+            validate_authentication(None, VridRule::Required),
+            Ok(Authentication::None)
+        );
+        assert_eq!(
+            validate_authentication(Some(&auth("password: secret1")), VridRule::Required),
+            Ok(Authentication::password("secret1"))
+        );
+        let secret = auth("passwordSecretRef: {namespace: n, name: s, key: k}");
+        assert!(validate_authentication(Some(&secret), VridRule::Allocated).is_ok());
+        let (field, _) = validate_authentication(Some(&secret), VridRule::Required).unwrap_err();
+        assert_eq!(field, "spec.authentication.passwordSecretRef");
+        for (yaml, why) in [
+            ("{}", "required when authentication is set"),
+            ("password: ninechars", "must be 1 to 8 characters"),
+        ] {
+            assert_eq!(
+                validate_authentication(Some(&auth(yaml)), VridRule::Required),
+                Err(("spec.authentication.password", why.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn garp_keeps_keepalived_defaults_and_0s_turns_refresh_off() {
+        let garp = |yaml: &str| validate_garp(&yaml_serde::from_str(yaml).unwrap());
+        assert_eq!(garp("{}"), Ok(GarpConfig::default()));
+        let g = garp("{masterDelay: 0s, masterRepeat: 2, masterRefresh: 1m}").unwrap();
+        assert_eq!(
+            g,
+            GarpConfig {
+                repeat: 2,
+                delay: Duration::ZERO,
+                refresh: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(garp("{masterRefresh: 0s}").unwrap().refresh, Duration::ZERO);
+        assert_eq!(
+            garp("{masterRefresh: 500ms}").unwrap_err().0,
+            "spec.garp.masterRefresh"
+        );
+        assert_eq!(
+            garp("{masterRepeat: 0}"),
+            Err(("spec.garp.masterRepeat", "must be 1 to 100".into()))
+        );
+    }
+
+    #[test]
+    fn priority_0_is_refused_per_node_and_as_the_default() {
+        assert_eq!(check_priorities(&spec("addresses: []")), Ok(()));
+        let s = spec("addresses: []\npriorities: [{node: a, priority: 0}]");
+        assert_eq!(check_priorities(&s).unwrap_err().0, "spec.priorities");
+        let s = spec("addresses: []\ndefaultPriority: 0");
+        assert_eq!(check_priorities(&s).unwrap_err().0, "spec.defaultPriority");
+    }
+
+    #[test]
+    fn core_refusals_name_the_field_they_are_about() {
+        use crate::vrrp::InstanceConfigError as E;
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            core_error_field(&E::V2Interval(second)),
+            "spec.advertInterval"
+        );
+        assert_eq!(
+            core_error_field(&E::V3Interval(second)),
+            "spec.advertInterval"
+        );
+        assert_eq!(
+            core_error_field(&E::V3Authentication),
+            "spec.authentication"
+        );
+        assert_eq!(core_error_field(&E::NoAddresses), "spec");
+    }
 }

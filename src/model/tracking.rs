@@ -6,7 +6,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::field::{FieldError, bounded};
-use crate::api::{FileMode, HealthCheckSpec, InitialState, NotifySpec, Scheme, VirtualIpSpec};
+use crate::api::{
+    FileMode, HealthCheckSpec, HttpCheckSpec, InitialState, NotifySpec, Scheme, VirtualIpSpec,
+};
 use crate::ids::TrackerName;
 
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -178,18 +180,7 @@ pub fn parse_status(list: &[String]) -> Result<Vec<(u16, u16)>, String> {
 }
 
 fn check(c: &HealthCheckSpec, standalone: bool) -> Result<Check, FieldError> {
-    const F: &str = "spec.healthChecks";
-    // Before the character rule, so `interface:eth0` is told why, not just "no ':'".
-    TrackerName::check(&c.name).map_err(|e| (F, e.to_string()))?;
-    if c.name.is_empty() || c.name.len() > 63 || c.name.contains([':', ',', '/', ' ']) {
-        return Err((
-            F,
-            format!(
-                "name {:?}: 1 to 63 characters, no ':', ',', '/' or spaces",
-                c.name
-            ),
-        ));
-    }
+    check_name(&c.name)?;
     let interval = match &c.interval {
         Some(t) => bounded("spec.healthChecks.interval", t, MIN_INTERVAL, MAX_INTERVAL)?,
         None => Duration::from_secs(1),
@@ -214,125 +205,7 @@ fn check(c: &HealthCheckSpec, standalone: bool) -> Result<Check, FieldError> {
             format!("{} is out of range: use -253 to 253", c.weight),
         ));
     }
-    let set: Vec<&str> = [
-        (c.http.is_some(), "http"),
-        (c.tcp.is_some(), "tcp"),
-        (c.exec.is_some(), "exec"),
-        (c.file.is_some(), "file"),
-    ]
-    .into_iter()
-    .filter(|(s, _)| *s)
-    .map(|(_, n)| n)
-    .collect();
-    let kind = match set.as_slice() {
-        [] => {
-            return Err((
-                F,
-                format!(
-                    "check {:?} needs one of http, tcp, exec or file: none is set",
-                    c.name
-                ),
-            ));
-        }
-        [_] => {
-            if let Some(h) = &c.http {
-                let https = h.scheme == Some(Scheme::Https);
-                let ip = host("spec.healthChecks.http.host", h.host.as_deref())?;
-                let path = h.path.clone().unwrap_or_else(|| "/".into());
-                if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
-                    return Err((
-                        "spec.healthChecks.http.path",
-                        format!("{path:?} must start with / and contain no spaces or line breaks"),
-                    ));
-                }
-                let expected = parse_status(&h.expected_status)
-                    .map_err(|e| ("spec.healthChecks.http.expectedStatus", e))?;
-                let tls_options = [
-                    h.ca_file.is_some(),
-                    h.ca_secret_ref.is_some(),
-                    h.ca_bundle.is_some(),
-                    h.insecure_skip_verify,
-                ]
-                .iter()
-                .filter(|b| **b)
-                .count();
-                let tls = if !https {
-                    if tls_options > 0 {
-                        return Err(("spec.healthChecks.http.scheme", "caFile, caSecretRef, caBundle and insecureSkipVerify are for HTTPS: set scheme HTTPS".into()));
-                    }
-                    None
-                } else {
-                    if tls_options != 1 {
-                        return Err(("spec.healthChecks.http", "HTTPS needs exactly one of caFile, caSecretRef, caBundle or insecureSkipVerify: true".into()));
-                    }
-                    Some(if h.insecure_skip_verify {
-                        Tls::Insecure
-                    } else if let Some(f) = &h.ca_file {
-                        Tls::CaFile(absolute("spec.healthChecks.http.caFile", "the CA file", f)?)
-                    } else if let Some(p) = &h.ca_bundle {
-                        if !p.contains("-----BEGIN CERTIFICATE-----") {
-                            return Err((
-                                "spec.healthChecks.http.caBundle",
-                                "not a PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-                            ));
-                        }
-                        Tls::CaPem(p.clone())
-                    } else if standalone {
-                        return Err(("spec.healthChecks.http.caSecretRef", "Secrets exist only in a cluster: in standalone mode use caFile or caBundle".into()));
-                    } else {
-                        Tls::CaSecret
-                    })
-                };
-                let host_header = match &h.host_header {
-                    Some(v) if v.is_empty() || v.contains(['\r', '\n', ' ', '/']) => {
-                        return Err((
-                            "spec.healthChecks.http.hostHeader",
-                            format!("{v:?} is not a host name"),
-                        ));
-                    }
-                    Some(v) => v.clone(),
-                    None => ip.to_string(),
-                };
-                CheckKind::Http(HttpCheck {
-                    addr: SocketAddr::new(ip, h.port),
-                    path,
-                    host: host_header,
-                    expected,
-                    tls,
-                })
-            } else if let Some(t) = &c.tcp {
-                let ip = host("spec.healthChecks.tcp.host", t.host.as_deref())?;
-                if t.port == 0 {
-                    return Err(("spec.healthChecks.tcp.port", "use 1 to 65535".into()));
-                }
-                CheckKind::Tcp(SocketAddr::new(ip, t.port))
-            } else if let Some(e) = &c.exec {
-                CheckKind::Exec(argv("spec.healthChecks.exec.command", &e.command)?)
-            } else if let Some(f) = &c.file {
-                CheckKind::File {
-                    path: absolute("spec.healthChecks.file.path", "the file", &f.path)?,
-                    mode: f.mode,
-                }
-            } else {
-                unreachable!("one kind is set")
-            }
-        }
-        many => {
-            return Err((
-                F,
-                format!(
-                    "check {:?} has exactly one of http, tcp, exec or file: this one sets {}",
-                    c.name,
-                    many.join(" and ")
-                ),
-            ));
-        }
-    };
-    if let CheckKind::Http(h) = &kind
-        && h.addr.port() == 0
-    {
-        return Err(("spec.healthChecks.http.port", "use 1 to 65535".into()));
-    }
+    let kind = check_kind(c, standalone)?;
     Ok(Check {
         name: c.name.clone(),
         interval,
@@ -343,6 +216,158 @@ fn check(c: &HealthCheckSpec, standalone: bool) -> Result<Check, FieldError> {
         initially_failing: c.initial_state == Some(InitialState::Failing),
         kind,
     })
+}
+
+/// A check's name: a tracker name of 1 to 63 characters without `:`, `,`, `/` or spaces.
+fn check_name(name: &str) -> Result<(), FieldError> {
+    const F: &str = "spec.healthChecks";
+    // Before the character rule, so `interface:eth0` is told why, not just "no ':'".
+    TrackerName::check(name).map_err(|e| (F, e.to_string()))?;
+    if name.is_empty() || name.len() > 63 || name.contains([':', ',', '/', ' ']) {
+        return Err((
+            F,
+            format!("name {name:?}: 1 to 63 characters, no ':', ',', '/' or spaces"),
+        ));
+    }
+    Ok(())
+}
+
+/// What the check does: exactly one of http, tcp, exec or file, validated.
+fn check_kind(c: &HealthCheckSpec, standalone: bool) -> Result<CheckKind, FieldError> {
+    const F: &str = "spec.healthChecks";
+    let set: Vec<&str> = [
+        (c.http.is_some(), "http"),
+        (c.tcp.is_some(), "tcp"),
+        (c.exec.is_some(), "exec"),
+        (c.file.is_some(), "file"),
+    ]
+    .into_iter()
+    .filter(|(s, _)| *s)
+    .map(|(_, n)| n)
+    .collect();
+    if set.is_empty() {
+        return Err((
+            F,
+            format!(
+                "check {:?} needs one of http, tcp, exec or file: none is set",
+                c.name
+            ),
+        ));
+    }
+    if set.len() > 1 {
+        return Err((
+            F,
+            format!(
+                "check {:?} has exactly one of http, tcp, exec or file: this one sets {}",
+                c.name,
+                set.join(" and ")
+            ),
+        ));
+    }
+    if let Some(h) = &c.http {
+        http_check(h, standalone).map(CheckKind::Http)
+    } else if let Some(t) = &c.tcp {
+        let ip = host("spec.healthChecks.tcp.host", t.host.as_deref())?;
+        if t.port == 0 {
+            return Err(("spec.healthChecks.tcp.port", "use 1 to 65535".into()));
+        }
+        Ok(CheckKind::Tcp(SocketAddr::new(ip, t.port)))
+    } else if let Some(e) = &c.exec {
+        Ok(CheckKind::Exec(argv(
+            "spec.healthChecks.exec.command",
+            &e.command,
+        )?))
+    } else if let Some(f) = &c.file {
+        Ok(CheckKind::File {
+            path: absolute("spec.healthChecks.file.path", "the file", &f.path)?,
+            mode: f.mode,
+        })
+    } else {
+        unreachable!("one kind is set")
+    }
+}
+
+/// An HTTP(S) check: address, path, expected status, TLS trust and `Host` header.
+fn http_check(h: &HttpCheckSpec, standalone: bool) -> Result<HttpCheck, FieldError> {
+    let ip = host("spec.healthChecks.http.host", h.host.as_deref())?;
+    let path = h.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+        return Err((
+            "spec.healthChecks.http.path",
+            format!("{path:?} must start with / and contain no spaces or line breaks"),
+        ));
+    }
+    let expected = parse_status(&h.expected_status)
+        .map_err(|e| ("spec.healthChecks.http.expectedStatus", e))?;
+    let tls = http_tls(h, standalone)?;
+    let host_header = match &h.host_header {
+        Some(v) if v.is_empty() || v.contains(['\r', '\n', ' ', '/']) => {
+            return Err((
+                "spec.healthChecks.http.hostHeader",
+                format!("{v:?} is not a host name"),
+            ));
+        }
+        Some(v) => v.clone(),
+        None => ip.to_string(),
+    };
+    if h.port == 0 {
+        return Err(("spec.healthChecks.http.port", "use 1 to 65535".into()));
+    }
+    Ok(HttpCheck {
+        addr: SocketAddr::new(ip, h.port),
+        path,
+        host: host_header,
+        expected,
+        tls,
+    })
+}
+
+/// How an HTTPS check trusts the server: exactly one of caFile, caSecretRef (cluster only),
+/// caBundle or insecureSkipVerify; none of them for plain HTTP (`None`).
+fn http_tls(h: &HttpCheckSpec, standalone: bool) -> Result<Option<Tls>, FieldError> {
+    let https = h.scheme == Some(Scheme::Https);
+    let tls_options = [
+        h.ca_file.is_some(),
+        h.ca_secret_ref.is_some(),
+        h.ca_bundle.is_some(),
+        h.insecure_skip_verify,
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
+    if !https {
+        if tls_options > 0 {
+            return Err(("spec.healthChecks.http.scheme", "caFile, caSecretRef, caBundle and insecureSkipVerify are for HTTPS: set scheme HTTPS".into()));
+        }
+        return Ok(None);
+    }
+    if tls_options != 1 {
+        return Err((
+            "spec.healthChecks.http",
+            "HTTPS needs exactly one of caFile, caSecretRef, caBundle or insecureSkipVerify: true"
+                .into(),
+        ));
+    }
+    Ok(Some(if h.insecure_skip_verify {
+        Tls::Insecure
+    } else if let Some(f) = &h.ca_file {
+        Tls::CaFile(absolute("spec.healthChecks.http.caFile", "the CA file", f)?)
+    } else if let Some(p) = &h.ca_bundle {
+        if !p.contains("-----BEGIN CERTIFICATE-----") {
+            return Err((
+                "spec.healthChecks.http.caBundle",
+                "not a PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        Tls::CaPem(p.clone())
+    } else if standalone {
+        return Err((
+            "spec.healthChecks.http.caSecretRef",
+            "Secrets exist only in a cluster: in standalone mode use caFile or caBundle".into(),
+        ));
+    } else {
+        Tls::CaSecret
+    }))
 }
 
 fn notify(n: &NotifySpec) -> Result<Notify, FieldError> {
@@ -539,5 +564,93 @@ mod tests {
             .unwrap();
             assert!(validate(&spec, true).is_ok(), "{name}");
         }
+    }
+
+    fn http(yaml: &str) -> HttpCheckSpec {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_check_name_is_a_tracker_name_without_separators() {
+        assert_eq!(check_name("web-1"), Ok(()));
+        for bad in ["", "a b", "a,b", "a/b", &"x".repeat(64)] {
+            assert_eq!(
+                check_name(bad).unwrap_err().0,
+                "spec.healthChecks",
+                "{bad:?}"
+            );
+        }
+        let (_, why) = check_name("interface:eth0").unwrap_err();
+        assert!(
+            !why.contains("no ':'"),
+            "told why, not the character rule: {why}"
+        );
+    }
+
+    #[test]
+    fn tls_trust_is_one_option_for_https_and_none_for_http() {
+        let tls = |yaml: &str, standalone| http_tls(&http(yaml), standalone);
+        assert_eq!(tls("port: 80", true), Ok(None));
+        assert_eq!(
+            tls("{port: 80, caFile: /ca.pem}", true).unwrap_err().0,
+            "spec.healthChecks.http.scheme"
+        );
+        assert_eq!(
+            tls("{port: 443, scheme: HTTPS}", true).unwrap_err().0,
+            "spec.healthChecks.http"
+        );
+        assert_eq!(
+            tls(
+                "{port: 443, scheme: HTTPS, insecureSkipVerify: true, caFile: /ca.pem}",
+                true
+            )
+            .unwrap_err()
+            .0,
+            "spec.healthChecks.http"
+        );
+        assert_eq!(
+            tls("{port: 443, scheme: HTTPS, insecureSkipVerify: true}", true),
+            Ok(Some(Tls::Insecure))
+        );
+        assert_eq!(
+            tls("{port: 443, scheme: HTTPS, caFile: /ca.pem}", true),
+            Ok(Some(Tls::CaFile("/ca.pem".into())))
+        );
+        assert_eq!(
+            tls("{port: 443, scheme: HTTPS, caBundle: nonsense}", true)
+                .unwrap_err()
+                .0,
+            "spec.healthChecks.http.caBundle"
+        );
+        let secret = "{port: 443, scheme: HTTPS, caSecretRef: {namespace: n, name: s, key: k}}";
+        assert_eq!(tls(secret, false), Ok(Some(Tls::CaSecret)));
+        assert_eq!(
+            tls(secret, true).unwrap_err().0,
+            "spec.healthChecks.http.caSecretRef"
+        );
+    }
+
+    #[test]
+    fn an_http_check_defaults_to_slash_on_localhost_and_checks_the_port_last() {
+        let h = http_check(&http("port: 8080"), true).unwrap();
+        assert_eq!(h.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!((h.path.as_str(), h.host.as_str()), ("/", "127.0.0.1"));
+        let h = http_check(&http("{port: 80, hostHeader: example.org}"), true).unwrap();
+        assert_eq!(h.host, "example.org");
+        assert_eq!(
+            http_check(&http("{port: 80, hostHeader: \"a b\"}"), true)
+                .unwrap_err()
+                .0,
+            "spec.healthChecks.http.hostHeader"
+        );
+        assert_eq!(
+            http_check(&http("port: 0"), true).unwrap_err().0,
+            "spec.healthChecks.http.port"
+        );
+        assert_eq!(
+            http_check(&http("{port: 0, path: x}"), true).unwrap_err().0,
+            "spec.healthChecks.http.path",
+            "the port is checked after the rest, as before"
+        );
     }
 }
