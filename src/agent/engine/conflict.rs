@@ -43,10 +43,30 @@ impl ForeignSigns {
         } else if after.interval != self.interval {
             Some("another advertisement interval")
         } else if after.lower_master != self.lower_master {
-            Some("a lower priority while this node is master (split brain)")
+            Some(SPLIT_BRAIN)
         } else {
             None
         }
+    }
+}
+
+/// What another master heard while master is called.
+pub(super) const SPLIT_BRAIN: &str = "a lower priority while this node is master (split brain)";
+
+/// Another master heard while master: since when, without a gap, from which address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct OtherMaster(Option<(IpAddr, Duration, Duration)>);
+
+impl OtherMaster {
+    /// Heard `src` at `now`; returns whether it has gone on for three intervals (a split
+    /// brain), not just the overlap of a preemption. A gap over three intervals starts over.
+    pub fn heard(&mut self, src: IpAddr, now: Duration, interval: Duration) -> bool {
+        let since = match self.0 {
+            Some((s, since, last)) if s == src && now.saturating_sub(last) <= interval * 3 => since,
+            _ => now,
+        };
+        self.0 = Some((src, since, now));
+        now.saturating_sub(since) >= interval * 3
     }
 }
 
@@ -98,6 +118,14 @@ impl Engine {
         let Some(what) = before.what_differs(&ForeignSigns::of(slot.instance.counters())) else {
             return;
         };
+        if what == SPLIT_BRAIN {
+            // Every preemption overlaps for about an interval (the old master advertises until
+            // it hears the new one): only another master that goes on is a split brain.
+            let interval = slot.instance.config().advert_interval;
+            if !slot.other_master.heard(src, now, interval) {
+                return;
+            }
+        }
         let text = describe(src, vrid, what);
         if slot.conflict.seen(now, text.clone()) {
             warn!(instance = %slot.resolved.key, conflict = %text, "another VRRP router uses this virtual router ID");
@@ -154,6 +182,27 @@ mod tests {
             before.what_differs(&ForeignSigns::of(&c)),
             Some("other addresses")
         );
+    }
+
+    #[test]
+    fn another_master_is_a_split_brain_only_when_it_goes_on() {
+        let (a, b): (IpAddr, IpAddr) = (
+            "198.51.100.11".parse().unwrap(),
+            "198.51.100.13".parse().unwrap(),
+        );
+        let i = Duration::from_millis(100);
+        let ms = Duration::from_millis;
+        let mut m = OtherMaster::default();
+        // A preemption's overlap: one or two advertisements.
+        assert!(!m.heard(a, ms(1000), i));
+        assert!(!m.heard(a, ms(1100), i));
+        // Much later, the same address again: starts over.
+        assert!(!m.heard(a, ms(5000), i));
+        assert!(!m.heard(a, ms(5100), i));
+        assert!(!m.heard(a, ms(5200), i));
+        assert!(m.heard(a, ms(5300), i), "three intervals without a gap");
+        // Another address starts over.
+        assert!(!m.heard(b, ms(5400), i));
     }
 
     #[test]

@@ -75,6 +75,8 @@ struct RunningInstance {
     /// addresses are bound), or it heard another master (a previous run's copies of its
     /// addresses, kept at start, were disowned).
     settled: bool,
+    /// Another master heard while master (a split brain once it goes on).
+    other_master: conflict::OtherMaster,
 }
 
 impl RunningInstance {
@@ -340,6 +342,7 @@ impl Engine {
             restored: 0,
             handover: None,
             settled: false,
+            other_master: conflict::OtherMaster::default(),
         };
         for sk in slot.socket_keys() {
             self.demux.insert((sk, slot.resolved.config.vrid), id);
