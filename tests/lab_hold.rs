@@ -219,7 +219,11 @@ fn cpu_time(pid: u32) -> Duration {
 #[test]
 fn connections_from_the_network_fail_neither_probes_nor_other_scrapers() {
     // The chart's probes are what this test sends: loopback, the status port.
-    let chart = std::fs::read_to_string("charts/kube-vrrp/templates/agent.yaml").unwrap();
+    let chart = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/charts/kube-vrrp/templates/agent.yaml"
+    ))
+    .unwrap();
     for probe in ["livenessProbe:", "readinessProbe:"] {
         let at = chart.find(probe).unwrap();
         let get = chart[at..].lines().nth(1).unwrap();
@@ -346,7 +350,7 @@ fn what_checks_and_hooks_start_does_not_outlive_them() {
         "  healthChecks:\n  - {{name: leaky, interval: 100ms, timeout: 2s, weight: -10, exec: {{command: [/bin/sh, -c, \"{escape}\"]}}}}\n  \
          notify: {{any: [/bin/sh, -c, \"{hook}\"]}}\n"
     );
-    let (lab, _, p1, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &extra));
+    let (lab, _, _, _) = two_nodes(&vip_yaml("web", 51, &["198.51.100.50/24"], &extra));
     wait_holders(&lab, VIP, &["n1"]);
     std::thread::sleep(Duration::from_secs(3));
     // About 30 runs on each node: anything older than a second escaped.
@@ -365,7 +369,6 @@ fn what_checks_and_hooks_start_does_not_outlive_them() {
     );
     assert!(s["global"]["notifyOk"].as_u64() >= Some(1), "{s}");
     drop(lab);
-    let _ = p1;
     assert!(
         processes("sleep 41.").is_empty(),
         "{:?}",
