@@ -497,6 +497,99 @@ fn two_virtualips_with_one_vrid_on_a_segment_conflict_and_nothing_flaps() {
 }
 
 #[test]
+fn a_nodes_address_is_refused_and_a_deleted_objects_address_waits_until_released() {
+    let api = cluster();
+    // A node's own address: refused for every node, with the reason, and bound nowhere.
+    let n1 = api.lab.node("n1").ipv4.clone();
+    apply(
+        &api,
+        &vip("steals-n1", &format!("  addresses: [\"{n1}/24\"]\n")),
+    );
+    let v = api.wait_vip("steals-n1", Duration::from_secs(10), "NodeAddress", |v| {
+        condition(v, "Ready").is_some_and(|c| c["reason"] == "NodeAddress")
+    });
+    assert_eq!(phase(&v), Some("Conflict"));
+    let msg = condition(&v, "Ready").unwrap()["message"].as_str().unwrap();
+    assert_eq!(
+        msg,
+        format!(
+            "{n1} is the InternalIP of node n1: a virtual address must not be a node's own address"
+        )
+    );
+    for n in ["n1", "n2"] {
+        let c = api.get_json("virtualipnodeconfig", n).unwrap();
+        assert!(
+            c["spec"]["virtualIPs"]
+                .as_array()
+                .is_none_or(|e| e.iter().all(|e| e["name"] != "steals-n1")),
+            "{c}"
+        );
+    }
+    assert!(!api.lab.holds(&api.lab.node("n2").ns, &n1));
+    api.ok(&["delete", "virtualip", "steals-n1"]);
+
+    // Two objects on one address: the newer waits. Deleting both (as `kubectl delete --all`
+    // does) must not start the newer on the older's VRID and address while a node still runs
+    // the older, and must leave the address bound nowhere.
+    const ADDR: &str = "198.51.100.90";
+    apply(
+        &api,
+        &vip(
+            "first",
+            &format!("  addresses: [\"{ADDR}/24\"]\n  advertInterval: 100ms\n"),
+        ),
+    );
+    api.wait_vip("first", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    apply(
+        &api,
+        &vip(
+            "second",
+            &format!("  addresses: [\"{ADDR}/24\"]\n  advertInterval: 100ms\n"),
+        ),
+    );
+    api.wait_vip("second", Duration::from_secs(10), "DuplicateAddress", |v| {
+        condition(v, "Ready").is_some_and(|c| c["reason"] == "DuplicateAddress")
+    });
+    api.ok(&["delete", "virtualip", "first", "--wait=false"]);
+    // Until "first" is gone, no node is given "second".
+    let mut seen_first = 0;
+    let gone = wait_for(Duration::from_secs(20), || {
+        let all = api.json(&["get", "virtualips,virtualipnodeconfigs", "-o", "json"]);
+        let items = all["items"].as_array().cloned().unwrap_or_default();
+        let first = items
+            .iter()
+            .any(|i| i["kind"] == "VirtualIP" && i["metadata"]["name"] == "first");
+        let second_deployed = items.iter().any(|i| {
+            i["kind"] == "VirtualIPNodeConfig"
+                && i["spec"]["virtualIPs"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["name"] == "second"))
+        });
+        if first {
+            seen_first += 1;
+            assert!(
+                !second_deployed,
+                "\"second\" was given to a node while \"first\" still runs:\n{all:#}"
+            );
+        }
+        !first
+    });
+    assert!(gone.is_some(), "\"first\" never released\n{}", api.logs());
+    assert!(seen_first > 0);
+    let v = api.wait_vip("second", Duration::from_secs(10), "Ready", |v| {
+        phase(v) == Some("Ready")
+    });
+    assert_eq!(api.lab.holders(ADDR).len(), 1, "{v:#}");
+    api.ok(&["delete", "virtualips", "--all"]);
+    wait_for(Duration::from_secs(15), || api.lab.holders(ADDR).is_empty())
+        .unwrap_or_else(|| panic!("{ADDR} still bound after delete --all\n{}", api.logs()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(api.lab.holders(ADDR), Vec::<String>::new());
+}
+
+#[test]
 fn invalid_objects_are_rejected_or_reported_with_the_reason() {
     let api = cluster();
     // The schema refuses what can never work.

@@ -26,6 +26,8 @@ pub mod reasons {
     pub const VRID_CONFLICT: &str = "VRIDConflict";
     /// Another VirtualIP holds one of the addresses.
     pub const DUPLICATE_ADDRESS: &str = "DuplicateAddress";
+    /// One of the addresses is a Node's own (InternalIP, ExternalIP).
+    pub const NODE_ADDRESS: &str = "NodeAddress";
     /// Every virtual router ID of the segment is taken.
     pub const VRID_EXHAUSTED: &str = "VRIDExhausted";
     /// No node can run the VirtualIP.

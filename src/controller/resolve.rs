@@ -36,6 +36,18 @@ pub struct NodeInput {
     pub addresses: Vec<IpAddr>,
 }
 
+/// What is taken before any live object asks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reserved {
+    /// Every Node's InternalIP and ExternalIP addresses, with what to call them ("node n1's
+    /// InternalIP"): never a virtual address, on whichever node it would run.
+    pub node_addresses: BTreeMap<IpAddr, String>,
+    /// Deleted objects that some node may still run (their finalizer waits for the nodes to
+    /// release them): their addresses and VRIDs stay theirs until then, so that no other
+    /// object starts on them while the old instances still hand over.
+    pub releasing: Vec<VipInput>,
+}
+
 /// One node's part in one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -63,13 +75,17 @@ pub enum Resolution {
 use crate::model::address::segment;
 
 /// Resolves every object; the result is keyed by object name.
-pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resolution> {
+pub fn resolve(
+    vips: &[VipInput],
+    nodes: &[NodeInput],
+    reserved: &Reserved,
+) -> BTreeMap<String, Resolution> {
     let mut order: Vec<&VipInput> = vips.iter().collect();
     order.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
     let mut out = BTreeMap::new();
     let mut parsed: Vec<(&VipInput, Vec<VirtualAddress>)> = Vec::new();
     for v in order {
-        match parse_addresses(&v.spec) {
+        match parse_addresses(&v.spec).and_then(|a| not_a_node_address(a, reserved)) {
             Ok(addrs) => parsed.push((v, addrs)),
             Err(r) => {
                 out.insert(v.name.clone(), r);
@@ -77,9 +93,23 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
         }
     }
     let mut used = VridTable::default();
-    // Explicit VRIDs and kept allocations are claimed first, oldest first, so that a new object
+    let mut owners = Owners::default();
+    // What objects being deleted still hold is claimed before anything else.
+    for v in &reserved.releasing {
+        let Ok(addrs) = parse_addresses(&v.spec) else {
+            continue;
+        };
+        if let Some(vrid) = v.spec.virtual_router_id.or(v.allocated_vrid) {
+            used.claim(segments_of(&addrs), vrid, &v.name);
+        }
+        for a in &addrs {
+            owners.insert(a.address, v.name.clone());
+        }
+        owners.releasing.insert(v.name.clone());
+    }
+    // Explicit VRIDs and kept allocations are claimed next, oldest first, so that a new object
     // can never take the VRID an older one already runs with.
-    let mut chosen = claim_wanted(&parsed, &mut used, &mut out);
+    let mut chosen = claim_wanted(&parsed, &mut used, &mut owners, &mut out);
     // Then allocate for the rest: the lowest VRID free on every segment of the object.
     for (v, addrs) in &parsed {
         if out.contains_key(&v.name) || chosen.contains_key(&v.name) {
@@ -118,6 +148,60 @@ pub fn resolve(vips: &[VipInput], nodes: &[NodeInput]) -> BTreeMap<String, Resol
     out
 }
 
+/// Refuses an object naming a Node's own address: deployed on another node it would take the
+/// node's address away (ARP), and on that node it could never run.
+fn not_a_node_address(
+    addrs: Vec<VirtualAddress>,
+    reserved: &Reserved,
+) -> Result<Vec<VirtualAddress>, Resolution> {
+    match addrs
+        .iter()
+        .find_map(|a| reserved.node_addresses.get(&a.address).map(|n| (a, n)))
+    {
+        Some((a, whose)) => Err(rejected(
+            reasons::NODE_ADDRESS,
+            format!(
+                "{} is {whose}: a virtual address must not be a node's own address",
+                a.address
+            ),
+        )),
+        None => Ok(addrs),
+    }
+}
+
+/// Who holds each address; some holders are objects being deleted.
+#[derive(Default)]
+struct Owners {
+    by_address: BTreeMap<IpAddr, String>,
+    releasing: BTreeSet<String>,
+}
+
+impl Owners {
+    fn insert(&mut self, a: IpAddr, name: String) {
+        self.by_address.insert(a, name);
+    }
+
+    /// Why `a` cannot be taken, if another object holds it.
+    fn taken(&self, a: IpAddr) -> Option<String> {
+        let o = self.by_address.get(&a)?;
+        Some(if self.releasing.contains(o) {
+            format!(
+                "{a} is still held by VirtualIP {o:?}, which is being deleted: it runs here once every node has released it"
+            )
+        } else {
+            format!("{a} is already held by VirtualIP {o:?}")
+        })
+    }
+
+    fn holder_text(&self, name: &str) -> String {
+        if self.releasing.contains(name) {
+            format!("VirtualIP {name:?}, which is being deleted (until every node has released it)")
+        } else {
+            format!("VirtualIP {name:?}")
+        }
+    }
+}
+
 /// An object's addresses, or why it is rejected (none, or one unreadable).
 fn parse_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, Resolution> {
     match spec
@@ -138,22 +222,13 @@ fn parse_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, Resoluti
 fn claim_wanted(
     parsed: &[(&VipInput, Vec<VirtualAddress>)],
     used: &mut VridTable,
+    owners: &mut Owners,
     out: &mut BTreeMap<String, Resolution>,
 ) -> BTreeMap<String, u8> {
-    let mut owners: BTreeMap<IpAddr, String> = BTreeMap::new();
     let mut chosen: BTreeMap<String, u8> = BTreeMap::new();
     for (v, addrs) in parsed {
-        if let Some(dup) = addrs
-            .iter()
-            .find_map(|a| owners.get(&a.address).map(|o| (a, o)))
-        {
-            out.insert(
-                v.name.clone(),
-                rejected(
-                    reasons::DUPLICATE_ADDRESS,
-                    format!("{} is already held by VirtualIP {:?}", dup.0.address, dup.1),
-                ),
-            );
+        if let Some(why) = addrs.iter().find_map(|a| owners.taken(a.address)) {
+            out.insert(v.name.clone(), rejected(reasons::DUPLICATE_ADDRESS, why));
             continue;
         }
         let wanted = v.spec.virtual_router_id.or(v.allocated_vrid);
@@ -164,7 +239,10 @@ fn claim_wanted(
                     v.name.clone(),
                     rejected(
                         reasons::VRID_CONFLICT,
-                        format!("virtual router ID {vrid} is already used on this segment by VirtualIP {holder:?}"),
+                        format!(
+                            "virtual router ID {vrid} is already used on this segment by {}",
+                            owners.holder_text(holder)
+                        ),
                     ),
                 );
                 continue;
@@ -380,11 +458,106 @@ mod tests {
                 spec(&["203.0.113.50/24"], None),
             ),
         ];
-        let r = resolve(&vips, &nodes());
+        let r = resolve(&vips, &nodes(), &Reserved::default());
         // b asked for 1 explicitly: a gets 2 on the same segment; c, another subnet, gets 1.
         assert_eq!(
             (vrid_of(&r, "a"), vrid_of(&r, "b"), vrid_of(&r, "c")),
             (Some(2), Some(1), Some(1))
+        );
+    }
+
+    #[test]
+    fn a_nodes_own_address_is_refused_whichever_node_it_would_run_on() {
+        let reserved = Reserved {
+            node_addresses: [(
+                "198.51.100.11".parse().unwrap(),
+                "the InternalIP of node n1".to_string(),
+            )]
+            .into(),
+            ..Reserved::default()
+        };
+        let vips = vec![
+            vip(
+                "takes-n1",
+                "2026-01-01T00:00:00Z",
+                spec(&["198.51.100.11/24"], None),
+            ),
+            vip(
+                "fine",
+                "2026-01-02T00:00:00Z",
+                spec(&["198.51.100.50/24"], None),
+            ),
+        ];
+        let r = resolve(&vips, &nodes(), &reserved);
+        match r.get("takes-n1") {
+            Some(Resolution::Rejected { reason, message }) => {
+                assert_eq!(*reason, reasons::NODE_ADDRESS);
+                assert_eq!(
+                    message,
+                    "198.51.100.11 is the InternalIP of node n1: a virtual address must not be a node's own address"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // It claims nothing: the next object gets VRID 1.
+        assert_eq!(vrid_of(&r, "fine"), Some(1));
+    }
+
+    #[test]
+    fn what_a_deleted_object_still_holds_is_not_handed_to_another() {
+        // "old" is being deleted and still runs on VRID 1 with .50; "waiting" was refused .50
+        // while "old" was live, and "new" wants any VRID.
+        let mut old = vip(
+            "old",
+            "2026-01-01T00:00:00Z",
+            spec(&["198.51.100.50/24"], None),
+        );
+        old.allocated_vrid = Some(1);
+        let reserved = Reserved {
+            releasing: vec![old],
+            ..Reserved::default()
+        };
+        let vips = vec![
+            vip(
+                "waiting",
+                "2026-01-02T00:00:00Z",
+                spec(&["198.51.100.50/24"], None),
+            ),
+            vip(
+                "new",
+                "2026-01-03T00:00:00Z",
+                spec(&["198.51.100.60/24"], None),
+            ),
+            vip(
+                "explicit",
+                "2026-01-04T00:00:00Z",
+                spec(&["198.51.100.70/24"], Some(1)),
+            ),
+        ];
+        let r = resolve(&vips, &nodes(), &reserved);
+        match r.get("waiting") {
+            Some(Resolution::Rejected { reason, message }) => {
+                assert_eq!(*reason, reasons::DUPLICATE_ADDRESS);
+                assert!(message.contains("which is being deleted"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(vrid_of(&r, "new"), Some(2));
+        match r.get("explicit") {
+            Some(Resolution::Rejected { reason, message }) => {
+                assert_eq!(*reason, reasons::VRID_CONFLICT);
+                assert!(
+                    message.contains("\"old\", which is being deleted"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once released, the waiting object runs, and the explicit one gets its VRID.
+        let r = resolve(&vips, &nodes(), &Reserved::default());
+        assert_eq!(
+            (vrid_of(&r, "waiting"), vrid_of(&r, "explicit")),
+            (Some(2), Some(1))
         );
     }
 
@@ -401,7 +574,7 @@ mod tests {
             "2026-01-01T00:00:00Z",
             spec(&["198.51.100.51/24"], None),
         );
-        let r = resolve(&[a, b], &nodes());
+        let r = resolve(&[a, b], &nodes(), &Reserved::default());
         assert_eq!((vrid_of(&r, "a"), vrid_of(&r, "b")), (Some(7), Some(1)));
     }
 
@@ -419,7 +592,7 @@ mod tests {
                 spec(&["198.51.100.50/24"], Some(9)),
             ),
         ];
-        let r = resolve(&vips, &nodes());
+        let r = resolve(&vips, &nodes(), &Reserved::default());
         assert_eq!(vrid_of(&r, "old"), Some(9));
         match &r["new"] {
             Resolution::Rejected { reason, message } => {
@@ -447,7 +620,7 @@ mod tests {
                 spec(&["198.51.100.50/24", "198.51.100.60/24"], None),
             ),
         ];
-        let r = resolve(&vips, &nodes());
+        let r = resolve(&vips, &nodes(), &Reserved::default());
         assert!(vrid_of(&r, "first").is_some());
         assert!(matches!(
             &r["second"],
@@ -467,7 +640,11 @@ mod tests {
             priority: 200,
         }];
         s.unicast = true;
-        let r = resolve(&[vip("a", "2026-01-01T00:00:00Z", s)], &nodes());
+        let r = resolve(
+            &[vip("a", "2026-01-01T00:00:00Z", s)],
+            &nodes(),
+            &Reserved::default(),
+        );
         let Resolution::Deployed { members, .. } = &r["a"] else {
             panic!("{r:?}")
         };
@@ -490,7 +667,11 @@ mod tests {
         );
         let mut s = spec(&["198.51.100.50/24"], None);
         s.node_selector = [("role".to_string(), "core".to_string())].into();
-        let r = resolve(&[vip("b", "2026-01-01T00:00:00Z", s)], &nodes());
+        let r = resolve(
+            &[vip("b", "2026-01-01T00:00:00Z", s)],
+            &nodes(),
+            &Reserved::default(),
+        );
         assert!(matches!(
             &r["b"],
             Resolution::Rejected {
@@ -519,7 +700,7 @@ mod tests {
                 spec(&["198.51.100.60/24"], None),
             ),
         ];
-        let r = resolve(&vips, &nodes());
+        let r = resolve(&vips, &nodes(), &Reserved::default());
         assert_eq!(
             (vrid_of(&r, "dual"), vrid_of(&r, "v6"), vrid_of(&r, "v4")),
             (Some(1), Some(2), Some(2))
@@ -537,7 +718,7 @@ mod tests {
                 )
             })
             .collect();
-        let r = resolve(&vips, &nodes());
+        let r = resolve(&vips, &nodes(), &Reserved::default());
         assert_eq!(
             r.values()
                 .filter(|x| matches!(x, Resolution::Deployed { .. }))

@@ -86,22 +86,27 @@ pub fn check_virtual_address(v: &VirtualAddress) -> Result<(), String> {
         return Err(format!("{v} is {why}: it cannot be a virtual address"));
     }
     if let IpAddr::V4(a) = v.address
-        && v.prefix_len <= 30
+        && let Some(edge) = subnet_edge(a, v.prefix_len)
     {
-        let mask = mask32(v.prefix_len);
-        let bits = u32::from(a);
-        if bits & !mask == !mask {
-            return Err(format!(
-                "{v} is the broadcast address of its subnet: it cannot be a virtual address"
-            ));
-        }
-        if bits & !mask == 0 {
-            return Err(format!(
-                "{v} is the network address of its subnet: it cannot be a virtual address"
-            ));
-        }
+        return Err(format!(
+            "{v} is the {edge} address of its subnet: it cannot be a virtual address"
+        ));
     }
     Ok(())
+}
+
+/// Whether `a` is the network or the broadcast address of its IPv4 subnet of `prefix_len`
+/// (/30 and wider; /31 and /32 have neither).
+pub fn subnet_edge(a: Ipv4Addr, prefix_len: u8) -> Option<&'static str> {
+    if prefix_len > 30 {
+        return None;
+    }
+    let host = !mask32(prefix_len);
+    match u32::from(a) & host {
+        0 => Some("network"),
+        h if h == host => Some("broadcast"),
+        _ => None,
+    }
 }
 
 /// Refuses unicast peers that cannot be a VRRP router's address.

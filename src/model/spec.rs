@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet};
+use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet, subnet_edge};
 pub use super::field::FieldError;
 use super::field::bounded;
 use super::host::{Address, Link};
@@ -411,6 +411,17 @@ impl ValidatedVirtualIp {
                 ));
             }
         }
+        // Nor the network or broadcast address of one of the node's own subnets: a /32 from
+        // a pool names no subnet, so only the node knows (binding it would answer for every
+        // host of the subnet, and steal the subnet's broadcast).
+        for v in self.addresses.iter().filter(|a| a.family() == family) {
+            if let Some((a, edge)) = node_subnet_edge(v, addrs) {
+                return Err(format!(
+                    "{}: {} is the {edge} address of node {node}'s subnet {}/{}: it cannot be a virtual address",
+                    self.name, v.address, a.address, a.prefix_len
+                ));
+            }
+        }
         // Our own VIPs are never a primary address, nor a reason to pick an interface.
         let own: Vec<&Address> = addrs
             .iter()
@@ -491,6 +502,22 @@ impl ValidatedVirtualIp {
 pub struct NodePlan {
     pub instances: BTreeMap<InstanceKey, ResolvedInstance>,
     pub errors: Vec<(String, Family, String)>,
+}
+
+/// The node's own address (not ours) whose IPv4 subnet has `v` as its network or broadcast
+/// address, with which of the two.
+fn node_subnet_edge<'a>(
+    v: &VirtualAddress,
+    addrs: &'a [Address],
+) -> Option<(&'a Address, &'static str)> {
+    let IpAddr::V4(va) = v.address else {
+        return None;
+    };
+    addrs
+        .iter()
+        .filter(|a| !a.is_ours() && a.address.is_ipv4())
+        .filter(|a| same_subnet(&a.address, &v.address, a.prefix_len))
+        .find_map(|a| subnet_edge(va, a.prefix_len).map(|e| (a, e)))
 }
 
 /// Resolves every `VirtualIP` for `node`. Each family of each VirtualIP stands alone; two

@@ -218,6 +218,32 @@ fn a_host_address_is_never_taken_as_a_virtual_address() {
 }
 
 #[test]
+fn the_edges_of_a_node_subnet_are_never_taken_even_as_a_host_address() {
+    // A /32 (as a pool hands out) names no subnet: the node's /24 makes .255 its broadcast.
+    for (vip, edge) in [
+        ("198.51.100.255/32", "broadcast"),
+        ("198.51.100.0/32", "network"),
+    ] {
+        let vips = parse(&GOOD.replace("198.51.100.60/24", vip)).unwrap();
+        let plan = resolve_all(&vips, "n1", &links(), &addrs());
+        assert!(plan.instances.contains_key(&key("web/ipv4")));
+        let want = format!(
+            "{} is the {edge} address of node n1's subnet 198.51.100.11/24",
+            vip.trim_end_matches("/32")
+        );
+        assert!(
+            plan.errors.iter().any(|e| e.2.contains(&want)),
+            "{want}: {:?}",
+            plan.errors
+        );
+    }
+    // Any other host of the subnet is fine.
+    let vips = parse(&GOOD.replace("198.51.100.60/24", "198.51.100.254/32")).unwrap();
+    let plan = resolve_all(&vips, "n1", &links(), &addrs());
+    assert!(plan.errors.is_empty(), "{:?}", plan.errors);
+}
+
+#[test]
 fn vrids_are_unique_per_resolved_interface() {
     // One names eth0, the other leaves it to be found: both end up on eth0.
     let yaml = GOOD

@@ -131,16 +131,52 @@ struct Admitted {
     passwords: BTreeMap<String, Option<String>>,
     checks: BTreeMap<String, Vec<HealthCheckSpec>>,
     invalid: BTreeMap<String, String>,
+    /// Node addresses, and what deleted objects still hold.
+    reserved: resolve::Reserved,
+}
+
+/// A VirtualIP as resolution takes it.
+fn input_of(vip: &VirtualIP) -> VipInput {
+    VipInput {
+        name: vip.name_any(),
+        created: vip
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string())
+            .unwrap_or_default(),
+        spec: vip.spec.clone(),
+        allocated_vrid: vip.status.as_ref().and_then(|s| s.virtual_router_id),
+    }
+}
+
+/// Every Node's own addresses (InternalIP, ExternalIP), named for a reason.
+fn node_addresses(world: &World) -> BTreeMap<IpAddr, String> {
+    let mut out = BTreeMap::new();
+    for n in world.nodes {
+        let addrs = n.status.as_ref().and_then(|s| s.addresses.as_ref());
+        for a in addrs.into_iter().flatten() {
+            if let ("InternalIP" | "ExternalIP", Ok(ip)) = (a.type_.as_str(), a.address.parse()) {
+                out.insert(ip, format!("the {} of node {}", a.type_, n.name_any()));
+            }
+        }
+    }
+    out
 }
 
 /// Stage 1: finalizers to drop (deleted and released) or to add (live), and validation.
 fn admit(world: &World, out: &mut Plan) -> Admitted {
     let mut a = Admitted::default();
+    a.reserved.node_addresses = node_addresses(world);
     for vip in world.vips {
         let name = vip.name_any();
         if vip.metadata.deletion_timestamp.is_some() {
-            if release_due(vip, world.now) && has_finalizer(vip) {
-                out.release.push(name);
+            if has_finalizer(vip) {
+                if release_due(vip, world.now) {
+                    out.release.push(name);
+                } else {
+                    a.reserved.releasing.push(input_of(vip));
+                }
             }
             continue;
         }
@@ -151,17 +187,7 @@ fn admit(world: &World, out: &mut Plan) -> Admitted {
             Ok((password, checks)) => {
                 a.passwords.insert(name.clone(), password);
                 a.checks.insert(name.clone(), checks);
-                a.inputs.push(VipInput {
-                    name,
-                    created: vip
-                        .metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .map(|t| t.0.to_string())
-                        .unwrap_or_default(),
-                    spec: vip.spec.clone(),
-                    allocated_vrid: vip.status.as_ref().and_then(|s| s.virtual_router_id),
-                });
+                a.inputs.push(input_of(vip));
             }
             Err(e) => {
                 a.invalid.insert(name, e);
@@ -273,7 +299,11 @@ fn keep_last_good(
 pub fn plan(world: &World) -> Plan {
     let mut out = Plan::default();
     let admitted = admit(world, &mut out);
-    let resolutions = resolve::resolve(&admitted.inputs, &nodes_with_agent(world));
+    let resolutions = resolve::resolve(
+        &admitted.inputs,
+        &nodes_with_agent(world),
+        &admitted.reserved,
+    );
     out.configs = world
         .nodes
         .iter()

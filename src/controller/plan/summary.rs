@@ -345,7 +345,12 @@ fn conflict(
         .collect();
     match resolution {
         Some(Resolution::Rejected { reason, message })
-            if [reasons::VRID_CONFLICT, reasons::DUPLICATE_ADDRESS].contains(reason) =>
+            if [
+                reasons::VRID_CONFLICT,
+                reasons::DUPLICATE_ADDRESS,
+                reasons::NODE_ADDRESS,
+            ]
+            .contains(reason) =>
         {
             Some((*reason, message.clone()))
         }
