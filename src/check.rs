@@ -137,9 +137,11 @@ fn check_virtual_ip(
 ) {
     let v = match d.result {
         Ok(v) => v,
-        Err(e) => {
-            line(&mut out.text, file, &e);
-            out.errors += 1;
+        Err(problems) => {
+            for p in &problems {
+                line(&mut out.text, file, p);
+            }
+            out.errors += problems.len();
             return;
         }
     };
@@ -280,6 +282,24 @@ mod tests {
             "{}",
             o.text
         );
+    }
+
+    #[test]
+    fn every_problem_of_one_document_is_listed() {
+        let yaml = format!(
+            "{HEAD}  addresses: [198.51.100.50/24]\n  virtualRouterID: 0\n  advertInterval: 1 second\n  preemptDelay: 2h\n  interface: lo\n  advertIntreval: 1s\n"
+        );
+        let o = check(&yaml, false);
+        assert_eq!(o.errors, 5, "{}", o.text);
+        for want in [
+            "field spec.advertIntreval: unknown field `advertIntreval`",
+            "field spec.virtualRouterID: 0 is reserved",
+            "field spec.interface: \"lo\" is the loopback interface",
+            "field spec.advertInterval:",
+            "field spec.preemptDelay: \"2h\" is out of range",
+        ] {
+            assert!(o.text.contains(want), "{want}\n{}", o.text);
+        }
     }
 
     #[test]

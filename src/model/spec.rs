@@ -85,46 +85,107 @@ const MAX_GARP_DELAY: Duration = Duration::from_secs(3600);
 const MIN_GARP_REFRESH: Duration = Duration::from_secs(1);
 const MAX_GARP_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
-/// Validates one spec on its own (no node knowledge needed).
+/// Validates one spec on its own (no node knowledge needed): the first problem.
 pub fn validate(
     name: String,
     spec: VirtualIpSpec,
     rule: VridRule,
 ) -> Result<ValidatedVirtualIp, FieldError> {
-    let version = Version::try_from(spec.version).map_err(|e| ("spec.version", e))?;
-    let vrid = validate_vrid(spec.virtual_router_id, rule)?;
-    let addresses = validate_addresses(&spec)?;
+    validate_all(name, spec, rule).map_err(|mut e| e.swap_remove(0))
+}
+
+/// The value of one check, its problem noted in `errs`.
+fn noted<T>(errs: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> {
+    r.map_err(|e| errs.push(e)).ok()
+}
+
+/// Validates one spec on its own, finding every problem of its fields (in field order; never
+/// empty when it fails). A field that fails is taken at its default for the checks after it.
+pub fn validate_all(
+    name: String,
+    spec: VirtualIpSpec,
+    rule: VridRule,
+) -> Result<ValidatedVirtualIp, Vec<FieldError>> {
+    let mut errs = Vec::new();
+    let e = &mut errs;
+    let version = noted(
+        e,
+        Version::try_from(spec.version).map_err(|x| ("spec.version", x)),
+    );
+    let vrid = noted(e, validate_vrid(spec.virtual_router_id, rule));
+    let addresses = noted(e, validate_addresses(&spec));
     if spec.interface.as_deref() == Some("lo") {
-        return Err((
+        e.push((
             "spec.interface",
             "\"lo\" is the loopback interface: VRRP needs a shared segment".into(),
         ));
     }
     let advert_interval = match &spec.advert_interval {
-        Some(s) => parse_duration(s).map_err(|e| ("spec.advertInterval", e))?,
-        None => Duration::from_secs(1),
+        Some(s) => noted(e, parse_duration(s).map_err(|x| ("spec.advertInterval", x))),
+        None => Some(Duration::from_secs(1)),
     };
+    let interval = advert_interval.unwrap_or(Duration::from_secs(1));
     let max_learned_interval = match &spec.max_learned_interval {
-        Some(s) => bounded(
-            "spec.maxLearnedInterval",
-            s,
-            advert_interval,
-            Duration::from_millis(40_950),
-        )?,
-        None => advert_interval,
+        Some(s) => noted(
+            e,
+            bounded(
+                "spec.maxLearnedInterval",
+                s,
+                interval,
+                Duration::from_millis(40_950),
+            ),
+        ),
+        None => Some(interval),
     };
     let preempt_delay = match &spec.preempt_delay {
-        Some(s) => bounded("spec.preemptDelay", s, Duration::ZERO, MAX_PREEMPT_DELAY)?,
-        None => Duration::ZERO,
+        Some(s) => noted(
+            e,
+            bounded("spec.preemptDelay", s, Duration::ZERO, MAX_PREEMPT_DELAY),
+        ),
+        None => Some(Duration::ZERO),
     };
-    let unicast_peers = validate_peers(&spec.unicast_peers)?;
-    let authentication = validate_authentication(spec.authentication.as_ref(), rule)?;
+    let unicast_peers = noted(e, validate_peers(&spec.unicast_peers));
+    let authentication = noted(
+        e,
+        validate_authentication(spec.authentication.as_ref(), rule),
+    );
     let garp = match &spec.garp {
-        Some(g) => validate_garp(g)?,
-        None => GarpConfig::default(),
+        Some(g) => noted(e, validate_garp(g)),
+        None => Some(GarpConfig::default()),
     };
-    check_priorities(&spec)?;
-    let tracking = super::tracking::validate(&spec, rule == VridRule::Required)?;
+    noted(e, check_priorities(&spec));
+    let tracking = noted(
+        e,
+        super::tracking::validate(&spec, rule == VridRule::Required),
+    );
+    let (
+        Some(version),
+        Some(vrid),
+        Some(addresses),
+        Some(advert_interval),
+        Some(max_learned_interval),
+        Some(preempt_delay),
+        Some(unicast_peers),
+        Some(authentication),
+        Some(garp),
+        Some(tracking),
+        true,
+    ) = (
+        version,
+        vrid,
+        addresses,
+        advert_interval,
+        max_learned_interval,
+        preempt_delay,
+        unicast_peers,
+        authentication,
+        garp,
+        tracking,
+        errs.is_empty(),
+    )
+    else {
+        return Err(errs);
+    };
     let v = ValidatedVirtualIp {
         tracking,
         name,
@@ -145,7 +206,7 @@ pub fn validate(
         let probe = v.instance_config(family, 100, placeholder(family));
         probe
             .validate()
-            .map_err(|e| (core_error_field(&e), e.to_string()))?;
+            .map_err(|x| vec![(core_error_field(&x), x.to_string())])?;
     }
     Ok(v)
 }

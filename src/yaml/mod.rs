@@ -8,7 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use crate::api::{API_VERSION, KIND, VirtualIpDocument};
-use crate::model::spec::{ValidatedVirtualIp, VridRule, validate};
+use crate::model::spec::{ValidatedVirtualIp, VridRule, validate_all};
 
 mod hints;
 pub use hints::{explain, suggest};
@@ -43,7 +43,8 @@ pub struct Document {
     pub name: Option<String>,
     /// `kind`, when the document has one.
     pub kind: Option<String>,
-    pub result: Result<ValidatedVirtualIp, ConfigError>,
+    /// The object, or every problem found in it (never empty).
+    pub result: Result<ValidatedVirtualIp, Vec<ConfigError>>,
 }
 
 /// Every document of a text, each validated alone (`rule`: standalone files need a VRID,
@@ -59,12 +60,12 @@ pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
                     index: document,
                     name: None,
                     kind: None,
-                    result: Err(ConfigError {
+                    result: Err(vec![ConfigError {
                         document,
                         name: None,
                         field: String::new(),
                         reason: format!("not YAML: {e}"),
-                    }),
+                    }]),
                 });
                 // The parser cannot resynchronise after a syntax error.
                 break;
@@ -95,7 +96,7 @@ fn document_of(
     document: usize,
     name: Option<String>,
     rule: VridRule,
-) -> Result<ValidatedVirtualIp, ConfigError> {
+) -> Result<ValidatedVirtualIp, Vec<ConfigError>> {
     let err = |field: &str, reason: String| ConfigError {
         document,
         name: name.clone(),
@@ -114,29 +115,39 @@ fn document_of(
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let reason = explain(&path, &e.into_inner().to_string());
-        err(&path, reason)
+        vec![err(&path, reason)]
     })?;
-    if let Some(path) = unknown.first() {
-        let field = path.rsplit('.').next().unwrap_or(path);
-        let hint = match suggest(path) {
-            Some(s) => format!("did you mean `{s}`?"),
-            None => "check the spelling".to_string(),
-        };
-        return Err(err(path, format!("unknown field `{field}`: {hint}")));
-    }
+    let mut errs: Vec<ConfigError> = unknown
+        .iter()
+        .map(|path| {
+            let field = path.rsplit('.').next().unwrap_or(path);
+            let hint = match suggest(path) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => "check the spelling".to_string(),
+            };
+            err(path, format!("unknown field `{field}`: {hint}"))
+        })
+        .collect();
     if doc.api_version != API_VERSION {
-        return Err(err(
+        errs.push(err(
             "apiVersion",
             format!("must be {API_VERSION}, not {:?}", doc.api_version),
         ));
     }
     if doc.kind != KIND {
-        return Err(err("kind", format!("must be {KIND}, not {:?}", doc.kind)));
+        errs.push(err("kind", format!("must be {KIND}, not {:?}", doc.kind)));
     }
     if doc.metadata.name.is_empty() {
-        return Err(err("metadata.name", "must not be empty".into()));
+        errs.push(err("metadata.name", "must not be empty".into()));
     }
-    validate(doc.metadata.name.clone(), doc.spec, rule).map_err(|(f, r)| err(f, r))
+    match validate_all(doc.metadata.name.clone(), doc.spec, rule) {
+        Ok(v) if errs.is_empty() => Ok(v),
+        Ok(_) => Err(errs),
+        Err(more) => {
+            errs.extend(more.into_iter().map(|(f, r)| err(f, r)));
+            Err(errs)
+        }
+    }
 }
 
 /// What a VirtualIP may not share with the ones before it in a file: its name, or its VRID
@@ -170,7 +181,7 @@ pub fn cross_check(
 pub fn parse(text: &str) -> Result<Vec<ValidatedVirtualIp>, ConfigError> {
     let mut out: Vec<ValidatedVirtualIp> = Vec::new();
     for d in documents(text, VridRule::Required) {
-        let v = d.result?;
+        let v = d.result.map_err(|mut e| e.swap_remove(0))?;
         cross_check(&out, &v).map_err(|(field, reason)| ConfigError {
             document: d.index,
             name: d.name.clone(),
