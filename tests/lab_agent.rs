@@ -1,74 +1,19 @@
 //! The standalone agent on real sockets, addresses and ARP caches, in network namespaces
 //! (needs root; fails, never skips, without it). Each test builds its own lab.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use kube_vrrp::vrrp::{Addresses, Advertisement, Authentication, Version};
-use kube_vrrp_e2e::{AGENT_STATUS, Lab, send_vrrp, wait_for};
+use kube_vrrp_e2e::{Lab, send_vrrp, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
-const VIP: &str = "198.51.100.50";
-const WAIT: Duration = Duration::from_secs(6);
-
-fn status_addr() -> SocketAddr {
-    AGENT_STATUS.parse().unwrap()
-}
-
-fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
-    let p = lab.dir().join(name);
-    std::fs::write(&p, yaml).unwrap();
-    p.display().to_string()
-}
-
-fn start_agent(lab: &mut Lab, node: &str, config: &str) -> u32 {
-    lab.spawn_agent_with_file(std::path::Path::new(BIN), node, config, true)
-}
-
-fn status(lab: &Lab, node: &str) -> Value {
-    let body = lab
-        .http_get(&lab.node(node).ns, status_addr(), "/status")
-        .unwrap();
-    serde_json::from_str(&body).unwrap()
-}
+mod common;
+use common::lab::*;
 
 fn instance(lab: &Lab, node: &str, key: &str) -> Value {
     status(lab, node)["instances"][key].clone()
-}
-
-/// A VirtualIP document; `extra` is appended to the spec (indented two spaces).
-fn vip_yaml(name: &str, vrid: u8, addresses: &[&str], extra: &str) -> String {
-    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: {name}}}\nspec:\n  addresses: [{}]\n  \
-         virtualRouterID: {vrid}\n  priorities: [{{node: n1, priority: 200}}, {{node: n2, priority: 150}}]\n{extra}",
-        addrs.join(", ")
-    )
-}
-
-fn fast(extra: &str) -> String {
-    format!("  advertInterval: 100ms\n{extra}")
-}
-
-fn two_nodes(yaml: &str) -> (Lab, String, u32, u32) {
-    let mut lab = Lab::new(2);
-    let cfg = write_config(&lab, "vips.yaml", yaml);
-    let p1 = start_agent(&mut lab, "n1", &cfg);
-    let p2 = start_agent(&mut lab, "n2", &cfg);
-    (lab, cfg, p1, p2)
-}
-
-fn wait_holders(lab: &Lab, vip: &str, expected: &[&str]) {
-    let ok = wait_for(WAIT, || lab.holders(vip) == expected);
-    assert!(
-        ok.is_some(),
-        "holders of {vip}: {:?}, expected {expected:?}\n--- n1\n{}\n--- n2\n{}",
-        lab.holders(vip),
-        lab.log("agent-n1.log"),
-        lab.log("agent-n2.log")
-    );
 }
 
 fn crash(lab: &mut Lab, pid: u32, node: &str) {
@@ -207,21 +152,6 @@ fn ipv6_election_failover_and_neighbor_advertisement() {
         "client neighbor: {:?}, n2 is {n2_mac}",
         neighbor_mac(&lab, v6)
     );
-}
-
-fn mac_of(lab: &Lab, node: &str) -> String {
-    let out = lab.exec(&lab.node(node).ns, &["cat", "/sys/class/net/eth0/address"]);
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn neighbor_mac(lab: &Lab, addr: &str) -> Option<String> {
-    let out = lab.exec(&lab.client.ns, &["ip", "neigh", "show", addr]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words
-        .iter()
-        .position(|w| *w == "lladdr")
-        .map(|i| words[i + 1].to_string())
 }
 
 #[test]

@@ -8,59 +8,13 @@ use std::time::{Duration, Instant};
 
 use kube_vrrp_e2e::{AGENT_STATUS, Lab, Prober, wait_for};
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
-const VIP: &str = "198.51.100.50";
-const WAIT: Duration = Duration::from_secs(6);
+mod common;
+use common::lab::*;
 
-fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
-    let p = lab.dir().join(name);
-    std::fs::write(&p, yaml).unwrap();
-    p.display().to_string()
-}
-
-fn start_agent(lab: &mut Lab, node: &str, config: &str) -> u32 {
-    lab.spawn_agent_with_file(std::path::Path::new(BIN), node, config, true)
-}
-
-fn status(lab: &Lab, node: &str) -> Value {
-    let addr: SocketAddr = AGENT_STATUS.parse().unwrap();
-    let body = lab.http_get(&lab.node(node).ns, addr, "/status").unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
-/// A VirtualIP document, n1 preferred; `extra` is appended to the spec.
+/// A VirtualIP document at 100 ms, n1 preferred; `extra` is appended to the spec.
 fn vip_yaml(name: &str, vrid: u8, addresses: &[&str], extra: &str) -> String {
-    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: {name}}}\nspec:\n  addresses: [{}]\n  \
-         virtualRouterID: {vrid}\n  advertInterval: 100ms\n  priorities: [{{node: n1, priority: 200}}, {{node: n2, priority: 150}}]\n{extra}",
-        addrs.join(", ")
-    )
-}
-
-fn two_nodes(yaml: &str) -> (Lab, String, u32, u32) {
-    let mut lab = Lab::new(2);
-    let cfg = write_config(&lab, "vips.yaml", yaml);
-    let p1 = start_agent(&mut lab, "n1", &cfg);
-    let p2 = start_agent(&mut lab, "n2", &cfg);
-    (lab, cfg, p1, p2)
-}
-
-fn wait_holders(lab: &Lab, vip: &str, expected: &[&str]) {
-    let ok = wait_for(WAIT, || lab.holders(vip) == expected);
-    assert!(
-        ok.is_some(),
-        "holders of {vip}: {:?}, expected {expected:?}\n--- n1\n{}\n--- n2\n{}",
-        lab.holders(vip),
-        lab.log("agent-n1.log"),
-        lab.log("agent-n2.log")
-    );
-}
-
-fn stdout(lab: &Lab, ns: &str, args: &[&str]) -> String {
-    String::from_utf8_lossy(&lab.exec(ns, args).stdout).into_owned()
+    common::lab::vip_yaml(name, vrid, addresses, &fast(extra))
 }
 
 /// The source address `ip route get` picks for `dst` in node `node`.
@@ -374,25 +328,6 @@ fn what_checks_and_hooks_start_does_not_outlive_them() {
         "{:?}",
         processes("sleep 41.")
     );
-}
-
-fn mac_of(lab: &Lab, node: &str) -> String {
-    stdout(
-        lab,
-        &lab.node(node).ns,
-        &["cat", "/sys/class/net/eth0/address"],
-    )
-    .trim()
-    .to_string()
-}
-
-fn neighbor_mac(lab: &Lab, addr: &str) -> Option<String> {
-    let text = stdout(lab, &lab.client.ns, &["ip", "neigh", "show", addr]);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    words
-        .iter()
-        .position(|w| *w == "lladdr")
-        .map(|i| words[i + 1].to_string())
 }
 
 /// Item 4: a split brain (VRRP dropped both ways at n2) heals; the winner hears the loser's

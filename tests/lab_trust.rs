@@ -1,30 +1,17 @@
 //! The agent touches only what is its own, puts back what others take, and says so: lab
 //! tests in network namespaces (root; fails, never skips, without it).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use kube_vrrp_e2e::{AGENT_STATUS, Lab, wait_for};
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
-const VIP: &str = "198.51.100.50";
-const WAIT: Duration = Duration::from_secs(6);
+mod common;
+use common::lab::*;
 
-fn status(lab: &Lab, node: &str) -> Value {
-    let addr: SocketAddr = AGENT_STATUS.parse().unwrap();
-    let body = lab.http_get(&lab.node(node).ns, addr, "/status").unwrap();
-    serde_json::from_str(&body).unwrap()
-}
-
+/// A VirtualIP document at 100 ms, n1 preferred; `extra` is appended to the spec.
 fn vip_yaml(name: &str, vrid: u8, addresses: &[&str], extra: &str) -> String {
-    let addrs: Vec<String> = addresses.iter().map(|a| format!("\"{a}\"")).collect();
-    format!(
-        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: {name}}}\nspec:\n  addresses: [{}]\n  \
-         virtualRouterID: {vrid}\n  advertInterval: 100ms\n  priorities: [{{node: n1, priority: 200}}, {{node: n2, priority: 150}}]\n{extra}",
-        addrs.join(", ")
-    )
+    common::lab::vip_yaml(name, vrid, addresses, &fast(extra))
 }
 
 fn start(lab: &mut Lab, node: &str, yaml: &str) -> u32 {

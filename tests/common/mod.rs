@@ -1,5 +1,6 @@
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod lab;
 pub mod pcap;
 
 use std::net::IpAddr;
