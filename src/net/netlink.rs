@@ -48,6 +48,17 @@ fn errno(e: &NetlinkError) -> Option<i32> {
     }
 }
 
+/// The lifetime our addresses get when bound or renewed, in seconds (see
+/// [`crate::model::host::renewal`]): set by the renewal task as the count of addresses
+/// changes. One agent per process.
+static LIFETIME_SECS: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(ADDRESS_LIFETIME.as_secs() as u32);
+
+/// Sets the lifetime addresses get from now on.
+pub fn set_address_lifetime(d: std::time::Duration) {
+    LIFETIME_SECS.store(d.as_secs() as u32, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A handle on the namespace's rtnetlink socket.
 #[derive(Clone)]
 pub struct Netlink {
@@ -187,7 +198,7 @@ impl Netlink {
         msg.attributes.push(AddressAttribute::Flags(flags));
         let mut life = CacheInfo::default();
         life.ifa_preferred = 0;
-        life.ifa_valid = ADDRESS_LIFETIME.as_secs() as u32;
+        life.ifa_valid = LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed);
         msg.attributes.push(AddressAttribute::CacheInfo(life));
         req.execute().await.map_err(request_error)
     }

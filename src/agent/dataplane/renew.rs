@@ -1,6 +1,7 @@
 //! Address lifetimes: every address we bind lives [`ADDRESS_LIFETIME`] unless renewed, and
-//! this task renews, every [`RENEW_EVERY`], what a live instance holds and the kernel shows
-//! as ours. A dead agent renews nothing, so its addresses go by themselves; an address no
+//! this task renews, every [`RENEW_EVERY`] (less often, with longer lifetimes, beyond
+//! [`RENEWALS_PER_SECOND`] addresses), what a live instance holds and the kernel shows as
+//! ours. A dead agent renews nothing, so its addresses go by themselves; an address no
 //! running instance holds is never renewed. Off the VRRP path: the engine never waits on it.
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tracing::warn;
 
 use super::Ctx;
 use super::kernel::Kernel;
+use crate::model::host::renewal;
 use crate::net::netlink::{Address, RENEW_EVERY};
 use crate::vrrp::VirtualAddress;
 
@@ -21,12 +23,30 @@ pub(crate) async fn run<K: Kernel>(ctx: Arc<Ctx<K>>) {
     let mut tick = tokio::time::interval(RENEW_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
+    let mut last: Option<tokio::time::Instant> = None;
+    let mut current = crate::net::netlink::ADDRESS_LIFETIME;
     loop {
         tick.tick().await;
         let wanted = ctx.ledger.lock().expect("ledger").renewable();
         if wanted.is_empty() {
             continue;
         }
+        // Many addresses: renewed less often, each with a longer lifetime (set before the
+        // renewal, so the addresses bound meanwhile get it too).
+        // A changed lifetime is given to every address at once: one bound with a shorter
+        // one must not expire before the next, rarer renewal.
+        let (every, lifetime) = renewal(wanted.len());
+        let changed = lifetime != current;
+        if changed {
+            crate::net::netlink::set_address_lifetime(lifetime);
+            current = lifetime;
+        }
+        let now = tokio::time::Instant::now();
+        // A tick's jitter must not skip a renewal: due at 90% of the period.
+        if !changed && last.is_some_and(|l| now - l < every.mul_f32(0.9)) {
+            continue;
+        }
+        last = Some(now);
         let present = match ctx.kernel.addresses(None).await {
             Ok(p) => p,
             Err(e) => {
