@@ -149,6 +149,7 @@ impl Agent {
             Source::File(_) => BTreeMap::new(),
         };
         self.supervisor.sync(&vips, &kept, drains, &links);
+        self.virtual_servers.sync(&vips);
         self.request_report();
     }
 

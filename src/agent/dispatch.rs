@@ -193,6 +193,7 @@ impl Agent {
             .load(std::sync::atomic::Ordering::Relaxed);
         let checks = self.supervisor.statuses(true);
         let notify = self.supervisor.notify_counts();
+        let virtual_servers = self.virtual_servers.statuses();
         move |s: &mut AgentStatus| {
             s.node = node;
             s.errors = errors;
@@ -200,6 +201,7 @@ impl Agent {
             s.global.send_errors += announce_errors;
             s.global.netlink_errors += netlink_errors;
             s.checks = checks;
+            s.virtual_servers = virtual_servers;
             s.global.notify_ok = notify.0;
             s.global.notify_failed = notify.1;
         }

@@ -32,6 +32,7 @@ mod stale;
 pub mod status;
 pub mod supervisor;
 pub mod tasks;
+pub mod virtualservers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -149,6 +150,8 @@ struct Agent {
     listeners: Vec<(tokio::net::TcpListener, bool)>,
     /// Health checks, tracked interfaces, the node's condition, notify hooks.
     supervisor: supervisor::Supervisor,
+    /// Virtual servers: real servers checked, our nftables table.
+    virtual_servers: virtualservers::VirtualServers,
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
@@ -227,6 +230,10 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
+        virtual_servers: virtualservers::VirtualServers::start(
+            opts.policy.clone(),
+            events_tx.clone(),
+        ),
         supervisor: supervisor::Supervisor::new(
             opts.policy.clone(),
             engine.clone(),
@@ -363,6 +370,7 @@ impl Agent {
             error!("the data plane did not finish releasing addresses in 10s");
         }
         stale::remove_our_links(&self.nl).await;
+        self.virtual_servers.stop().await;
         drop(dp);
         let source = std::mem::replace(&mut self.source, Source::File(PathBuf::new()));
         if let (

@@ -97,6 +97,10 @@ pub struct AgentStatus {
     /// Health checks, tracked interfaces and the node's condition, per VirtualIP (the latest
     /// result of each).
     pub checks: BTreeMap<String, Vec<crate::api::CheckStatus>>,
+    /// Virtual servers: their real servers' health and weights (every node checks; only the
+    /// master receives the traffic).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub virtual_servers: Vec<crate::api::VirtualServerStatus>,
 }
 
 /// A request for a status snapshot, answered by the agent's event loop.
@@ -117,6 +121,7 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     let mut out = Exposition::new();
     instance_metrics(&mut out, s);
     check_metrics(&mut out, s);
+    virtual_server_metrics(&mut out, s);
     node_metrics(&mut out, s);
     out.finish()
 }
@@ -282,6 +287,53 @@ fn check_metrics(out: &mut Exposition, s: &AgentStatus) {
         s.checks
             .iter()
             .flat_map(|(v, cs)| cs.iter().map(move |c| (check(v, c), c.contribution))),
+    );
+}
+
+/// Per real server: health, weight in force, transitions.
+fn virtual_server_metrics(out: &mut Exposition, s: &AgentStatus) {
+    let reals = || {
+        s.virtual_servers.iter().flat_map(|v| {
+            v.real_servers.iter().map(move |r| {
+                (
+                    labels(&[
+                        ("virtual_ip", &v.virtual_ip),
+                        ("virtual_server", &v.name),
+                        ("real_server", &r.address),
+                    ]),
+                    r,
+                )
+            })
+        })
+    };
+    out.metric(
+        "kube_vrrp_real_server_up",
+        Kind::Gauge,
+        "1 while a real server passes its check (or is unchecked).",
+        reals().map(|(l, r)| (l, u64::from(r.healthy))),
+    );
+    out.metric(
+        "kube_vrrp_real_server_weight",
+        Kind::Gauge,
+        "The weight in force of a real server (absent while taken out).",
+        reals().filter_map(|(l, r)| r.weight.map(|w| (l, u64::from(w)))),
+    );
+    out.metric(
+        "kube_vrrp_real_server_transitions_total",
+        Kind::Counter,
+        "How often a real server went down or came back.",
+        reals().map(|(l, r)| (l, r.transitions)),
+    );
+    out.metric(
+        "kube_vrrp_virtual_server_programmed",
+        Kind::Gauge,
+        "1 while a virtual server's rules are in force on this node.",
+        s.virtual_servers.iter().map(|v| {
+            (
+                labels(&[("virtual_ip", &v.virtual_ip), ("virtual_server", &v.name)]),
+                u64::from(v.programmed),
+            )
+        }),
     );
 }
 

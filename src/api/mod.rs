@@ -14,6 +14,7 @@ mod pool;
 mod reference;
 mod status;
 mod virtualip;
+mod virtualserver;
 
 pub use duration::DurationText;
 use duration::duration_text;
@@ -22,6 +23,7 @@ pub use pool::*;
 pub use reference::reference;
 pub use status::*;
 pub use virtualip::*;
+pub use virtualserver::*;
 
 /// The CustomResourceDefinitions as YAML (what `kube-vrrp crd` prints and `crds/` holds).
 pub fn crd_yaml() -> String {

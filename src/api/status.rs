@@ -120,6 +120,49 @@ pub struct CheckStatus {
     pub last_transition_time: Option<String>,
 }
 
+/// A virtual server as one node sees it: its real servers' health and the weights in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServerStatus {
+    /// The VirtualIP it belongs to.
+    pub virtual_ip: String,
+    /// `address:port/PROTOCOL`.
+    pub name: String,
+    /// Real servers up of all, e.g. "2/3".
+    pub up: String,
+    /// Where new connections go now: "real servers", "sorry server" or "nowhere".
+    pub serving: String,
+    /// Whether the rules are in force on this node (false: see `error`).
+    pub programmed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub real_servers: Vec<RealServerStatus>,
+}
+
+/// One real server's health and weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerStatus {
+    /// `address:port`.
+    pub address: String,
+    /// Passing its check (or unchecked).
+    pub healthy: bool,
+    /// The last check result in words; none when unchecked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// The weight in force: its weight while up, 0 while down with `inhibitOnFailure`; none:
+    /// taken out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// How often it went down or came back.
+    #[serde(default)]
+    pub transitions: u64,
+    /// When `healthy` last changed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
 /// A node's VRRP state for a VirtualIP (or one family of it).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,

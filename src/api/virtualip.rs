@@ -171,6 +171,12 @@ pub struct VirtualIpSpec {
     /// endpoint); an empty list holds the addresses nowhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_nodes: Option<ActiveNodes>,
+    /// Services on these addresses that the master spreads over checked real servers
+    /// (keepalived `virtual_server`), with nftables rules in a table of the agent's own. Every
+    /// node programs them; only the master receives the addresses' traffic.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub virtual_servers: Vec<super::VirtualServerSpec>,
 }
 
 fn excluded_is_empty(v: &std::sync::Arc<Vec<String>>) -> bool {

@@ -9,3 +9,4 @@ pub mod host;
 pub mod pool;
 pub mod spec;
 pub mod tracking;
+pub mod virtualserver;

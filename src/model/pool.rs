@@ -185,6 +185,7 @@ pub(crate) fn router_spec(pool: &VirtualIPPool, addrs: &[IpAddr]) -> VirtualIpSp
         notify: None,
         leave_cordoned_nodes: v.leave_cordoned_nodes,
         active_nodes: None,
+        virtual_servers: Vec::new(),
     }
 }
 

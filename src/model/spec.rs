@@ -55,6 +55,8 @@ pub struct ValidatedVirtualIp {
     pub garp: GarpConfig,
     /// Health checks, tracked interfaces, notify hooks.
     pub tracking: Tracking,
+    /// Services spread over real servers by the master.
+    pub virtual_servers: Vec<super::virtualserver::VirtualServer>,
 }
 
 /// One VRRP instance for this node: a `VirtualIP` and one address family.
@@ -158,6 +160,10 @@ pub fn validate_all(
         e,
         super::tracking::validate(&spec, rule == VridRule::Required),
     );
+    let virtual_servers = match &addresses {
+        Some(a) => noted(e, super::virtualserver::validate(&spec, a)),
+        None => Some(Vec::new()),
+    };
     let (
         Some(version),
         Some(vrid),
@@ -169,6 +175,7 @@ pub fn validate_all(
         Some(authentication),
         Some(garp),
         Some(tracking),
+        Some(virtual_servers),
         true,
     ) = (
         version,
@@ -181,6 +188,7 @@ pub fn validate_all(
         authentication,
         garp,
         tracking,
+        virtual_servers,
         errs.is_empty(),
     )
     else {
@@ -188,6 +196,7 @@ pub fn validate_all(
     };
     let v = ValidatedVirtualIp {
         tracking,
+        virtual_servers,
         name,
         version,
         vrid,

@@ -132,6 +132,11 @@ fn argv(field: &'static str, argv: &[String]) -> Result<Vec<String>, FieldError>
     Ok(argv.to_vec())
 }
 
+/// A program and its arguments as exec checks take them, or what is wrong.
+pub fn validate_argv(command: &[String]) -> Result<Vec<String>, String> {
+    argv("command", command).map_err(|e| e.1)
+}
+
 fn host(field: &'static str, h: Option<&str>) -> Result<IpAddr, FieldError> {
     match h {
         None => Ok(IpAddr::from([127, 0, 0, 1])),

@@ -3,6 +3,7 @@
 
 pub mod announce;
 pub mod netlink;
+pub mod nft;
 pub mod socket;
 pub mod sysctl;
 

@@ -54,7 +54,12 @@ pub fn fast(extra: &str) -> String {
 
 /// A lab of two nodes, each running an agent on one file of `yaml`: (lab, file, pids).
 pub fn two_nodes(yaml: &str) -> (Lab, String, u32, u32) {
-    let mut lab = Lab::new(2);
+    two_nodes_of(2, yaml)
+}
+
+/// A lab of `n` nodes, n1 and n2 running agents on one file of `yaml`.
+pub fn two_nodes_of(n: usize, yaml: &str) -> (Lab, String, u32, u32) {
+    let mut lab = Lab::new(n);
     let cfg = write_config(&lab, "vips.yaml", yaml);
     let p1 = start_agent(&mut lab, "n1", &cfg);
     let p2 = start_agent(&mut lab, "n2", &cfg);

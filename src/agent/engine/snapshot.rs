@@ -30,6 +30,7 @@ impl Engine {
             global: self.global.clone(),
             config_error: None,
             checks: BTreeMap::new(),
+            virtual_servers: Vec::new(),
         }
     }
 }

@@ -1,0 +1,379 @@
+//! Virtual servers, the agent's second job: check every real server (keepalived's
+//! `delay_loop`, `connect_timeout`, `retry`, `delay_before_retry`), spread new connections over
+//! those that are up, and keep our nftables table saying so (one transaction per change, see
+//! [`crate::net::nft`]). A task of its own: checks and `nft` runs never touch the VRRP engine,
+//! whose timing they cannot delay.
+//!
+//! ```text
+//!  sync(VirtualIPs) ─▶ desired ─▶ task: a checker per real server ─▶ results ─▶ CheckState
+//!                                   │ something changed: targets → nft -f - (our table only)
+//!                                   ▼
+//!                       statuses (/status, /metrics) + AgentEvent::Changed on a transition
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::messages::AgentEvent;
+use crate::api::{RealServerStatus, VirtualServerStatus};
+use crate::checks::{CheckState, Outcome, Policy, rfc3339};
+use crate::model::spec::ValidatedVirtualIp;
+use crate::model::virtualserver::{
+    RealCheck, ServiceKey, Targets, VirtualServer, targets, weights_in_force,
+};
+use crate::net::nft;
+
+/// VirtualIP name → its virtual servers.
+type Desired = BTreeMap<String, Vec<VirtualServer>>;
+
+/// One real server of one virtual server of one VirtualIP.
+type RealId = (String, ServiceKey, SocketAddr);
+
+pub struct VirtualServers {
+    /// `None` until the agent's first configuration.
+    desired: watch::Sender<Option<Desired>>,
+    status: Arc<Mutex<Vec<VirtualServerStatus>>>,
+    task: tokio::task::JoinHandle<()>,
+    nft: Option<PathBuf>,
+}
+
+impl VirtualServers {
+    pub fn start(policy: Policy, events: mpsc::UnboundedSender<AgentEvent>) -> VirtualServers {
+        let (desired, rx) = watch::channel(None);
+        let status = Arc::new(Mutex::new(Vec::new()));
+        let nft = nft::nft_program();
+        let task = tokio::spawn(run(policy, nft.clone(), rx, status.clone(), events));
+        VirtualServers {
+            desired,
+            status,
+            task,
+            nft,
+        }
+    }
+
+    /// What the VirtualIPs running here ask for.
+    pub fn sync(&self, vips: &[ValidatedVirtualIp]) {
+        let next: Desired = vips
+            .iter()
+            .filter(|v| !v.virtual_servers.is_empty())
+            .map(|v| (v.name.clone(), v.virtual_servers.clone()))
+            .collect();
+        self.desired.send_if_modified(|d| {
+            let changed = d.as_ref() != Some(&next);
+            *d = Some(next);
+            changed
+        });
+    }
+
+    pub fn statuses(&self) -> Vec<VirtualServerStatus> {
+        self.status.lock().expect("status").clone()
+    }
+
+    /// Stops checking and removes our table.
+    pub async fn stop(&self) {
+        self.task.abort();
+        if let Some(nft) = &self.nft
+            && let Err(e) = nft::apply(nft, &nft::script(&[])).await
+        {
+            warn!(error = %e, "cannot remove the virtual servers' table");
+        }
+    }
+}
+
+/// A real server's health; `state` none: unchecked, always up.
+struct Health {
+    state: Option<CheckState>,
+    transitions: u64,
+    since: SystemTime,
+}
+
+/// The task's state: every service with its real servers' health, and the checkers.
+#[derive(Default)]
+struct State {
+    services: BTreeMap<(String, ServiceKey), (VirtualServer, Vec<Health>)>,
+    checkers: HashMap<RealId, (RealCheck, tokio::task::JoinHandle<()>)>,
+    /// The last script `nft` took, and the last error.
+    applied: Option<String>,
+    error: Option<String>,
+    /// Programmed, but something on the node stands in the way (forwarding off).
+    warning: Option<String>,
+}
+
+/// Whether the node forwards what the rules send on: NAT routes every connection through.
+fn forwarding_off<'a>(services: impl Iterator<Item = &'a VirtualServer>) -> Option<String> {
+    let mut families: Vec<bool> = services.map(|v| v.address.is_ipv4()).collect();
+    families.sort();
+    families.dedup();
+    families.into_iter().rev().find_map(|v4| {
+        let path = if v4 {
+            "net/ipv4/ip_forward"
+        } else {
+            "net/ipv6/conf/all/forwarding"
+        };
+        let on = std::fs::read_to_string(format!("/proc/sys/{path}"))
+            .is_ok_and(|v| v.trim() == "1");
+        (!on).then(|| {
+            format!(
+                "{} is not 1 on this node: the connections the rules send to real servers are dropped (set it to 1)",
+                path.replace('/', ".")
+            )
+        })
+    })
+}
+
+async fn run(
+    policy: Policy,
+    nft: Option<PathBuf>,
+    mut desired: watch::Receiver<Option<Desired>>,
+    status: Arc<Mutex<Vec<VirtualServerStatus>>>,
+    events: mpsc::UnboundedSender<AgentEvent>,
+) {
+    let (results_tx, mut results) = mpsc::unbounded_channel::<(RealId, Outcome)>();
+    let mut st = State::default();
+    // Nothing is programmed before the agent's first configuration: a table a previous run
+    // left keeps serving until then, and the first round replaces (or removes) it.
+    loop {
+        let mut transition = false;
+        tokio::select! {
+            changed = desired.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let d = desired.borrow_and_update().clone();
+                if let Some(d) = d {
+                    st.sync(&d, &policy, &results_tx);
+                }
+            }
+            Some((id, o)) = results.recv() => {
+                transition = st.record(&id, o);
+            }
+        }
+        if desired.borrow().is_none() {
+            continue;
+        }
+        st.program(nft.as_deref()).await;
+        *status.lock().expect("status") = st.statuses(nft.is_some());
+        if transition {
+            let _ = events.send(AgentEvent::Changed);
+        }
+    }
+}
+
+impl State {
+    /// Takes the desired services: health kept for real servers whose check is unchanged,
+    /// checkers started and stopped to match.
+    fn sync(
+        &mut self,
+        desired: &Desired,
+        policy: &Policy,
+        results: &mpsc::UnboundedSender<(RealId, Outcome)>,
+    ) {
+        let now = SystemTime::now();
+        let mut old = std::mem::take(&mut self.services);
+        let mut wanted: HashMap<RealId, RealCheck> = HashMap::new();
+        for (vip, list) in desired {
+            for vs in list {
+                let key = vs.key();
+                let before = old.remove(&(vip.clone(), key));
+                let health = vs
+                    .reals
+                    .iter()
+                    .map(|r| {
+                        let kept = before.as_ref().and_then(|(b, h)| {
+                            let i = b.reals.iter().position(|o| o.addr == r.addr)?;
+                            (b.reals[i].check == r.check).then_some(i).map(|i| &h[i])
+                        });
+                        if let Some(c) = &r.check {
+                            wanted.insert((vip.clone(), key, r.addr), c.clone());
+                        }
+                        Health {
+                            state: kept.and_then(|h| h.state.clone()).or_else(|| {
+                                r.check.as_ref().map(|c| CheckState::new(&c.check, now))
+                            }),
+                            transitions: kept.map_or(0, |h| h.transitions),
+                            since: kept.map_or(now, |h| h.since),
+                        }
+                    })
+                    .collect();
+                self.services
+                    .insert((vip.clone(), key), (vs.clone(), health));
+            }
+        }
+        self.checkers.retain(|id, (c, task)| {
+            let keep = wanted.get(id) == Some(c);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (id, check) in wanted {
+            if self.checkers.contains_key(&id) {
+                continue;
+            }
+            let task = match policy.build(&check.check) {
+                Ok(checker) => tokio::spawn(check_loop(
+                    id.clone(),
+                    check.clone(),
+                    checker,
+                    results.clone(),
+                )),
+                Err(why) => {
+                    // Refused (e.g. an exec check this agent does not allow): down, saying why.
+                    let _ = results.send((id.clone(), Outcome::fail(why)));
+                    tokio::spawn(async {})
+                }
+            };
+            self.checkers.insert(id, (check, task));
+        }
+    }
+
+    /// Records a check result; true when the real server went down or came back.
+    fn record(&mut self, id: &RealId, o: Outcome) -> bool {
+        let Some((vs, health)) = self.services.get_mut(&(id.0.clone(), id.1)) else {
+            return false;
+        };
+        let Some(i) = vs.reals.iter().position(|r| r.addr == id.2) else {
+            return false;
+        };
+        let (Some(check), Some(state)) = (&vs.reals[i].check, health[i].state.as_mut()) else {
+            return false;
+        };
+        let text = o.text.clone();
+        let now = SystemTime::now();
+        if !state.record(&check.check, o, now) {
+            return false;
+        }
+        let healthy = state.healthy;
+        let h = &mut health[i];
+        h.transitions += 1;
+        h.since = now;
+        if healthy {
+            info!(virtual_ip = %id.0, virtual_server = %id.1, real_server = %id.2, result = %text, "real server up");
+        } else {
+            warn!(virtual_ip = %id.0, virtual_server = %id.1, real_server = %id.2, result = %text, "real server down: it gets no new connections");
+        }
+        true
+    }
+
+    fn up(health: &[Health]) -> Vec<bool> {
+        health
+            .iter()
+            .map(|h| h.state.as_ref().is_none_or(|s| s.healthy))
+            .collect()
+    }
+
+    /// Puts the rules in force when they changed.
+    async fn program(&mut self, nft: Option<&std::path::Path>) {
+        let programmed: Vec<nft::Programmed<'_>> = self
+            .services
+            .values()
+            .map(|(vs, health)| nft::Programmed {
+                vs,
+                targets: targets(vs, &weights_in_force(vs, &Self::up(health))),
+            })
+            .collect();
+        let script = nft::script(&programmed);
+        self.warning = forwarding_off(self.services.values().map(|(vs, _)| vs));
+        if self.applied.as_ref() == Some(&script) {
+            return;
+        }
+        let Some(nft) = nft else {
+            self.error = (!self.services.is_empty()).then(|| {
+                "the nft program (nftables) is not installed on this node: virtual servers need it".to_string()
+            });
+            return;
+        };
+        match nft::apply(nft, &script).await {
+            Ok(()) => {
+                self.applied = Some(script);
+                self.error = None;
+            }
+            Err(e) => {
+                if self.error.as_ref() != Some(&e) {
+                    warn!(error = %e, "cannot program the virtual servers");
+                }
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn statuses(&self, have_nft: bool) -> Vec<VirtualServerStatus> {
+        self.services
+            .iter()
+            .map(|((vip, key), (vs, health))| {
+                let up = Self::up(health);
+                let weights = weights_in_force(vs, &up);
+                let serving = match targets(vs, &weights) {
+                    Targets::None => "nowhere",
+                    Targets::One(a)
+                        if Some(a) == vs.sorry && !vs.reals.iter().any(|r| r.addr == a) =>
+                    {
+                        "sorry server"
+                    }
+                    _ => "real servers",
+                };
+                VirtualServerStatus {
+                    virtual_ip: vip.clone(),
+                    name: key.to_string(),
+                    up: format!("{}/{}", up.iter().filter(|u| **u).count(), up.len()),
+                    serving: serving.into(),
+                    programmed: have_nft && self.error.is_none() && self.applied.is_some(),
+                    error: self.error.clone().or_else(|| self.warning.clone()),
+                    real_servers: vs
+                        .reals
+                        .iter()
+                        .zip(health)
+                        .zip(weights)
+                        .map(|((r, h), w)| RealServerStatus {
+                            address: r.addr.to_string(),
+                            healthy: h.state.as_ref().is_none_or(|s| s.healthy),
+                            result: h
+                                .state
+                                .as_ref()
+                                .and_then(|s| s.last.as_ref())
+                                .map(|o| o.text.clone()),
+                            weight: w,
+                            transitions: h.transitions,
+                            last_transition_time: Some(rfc3339(h.since)),
+                        })
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Checks one real server until aborted: every `delayLoop`; after a failure, again
+/// `delayBeforeRetry` later until `retry` more attempts have failed.
+async fn check_loop(
+    id: RealId,
+    c: RealCheck,
+    checker: Box<dyn crate::checks::Checker>,
+    results: mpsc::UnboundedSender<(RealId, Outcome)>,
+) {
+    let mut failures = 0;
+    loop {
+        let o = checker.run(c.check.timeout).await;
+        let wait = if o.ok {
+            failures = 0;
+            c.check.interval
+        } else {
+            failures += 1;
+            if failures < c.check.fall {
+                c.retry_delay
+            } else {
+                c.check.interval
+            }
+        };
+        if results.send((id.clone(), o)).is_err() {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+    }
+}

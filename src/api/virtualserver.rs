@@ -1,0 +1,177 @@
+//! Virtual servers (keepalived `virtual_server` / `real_server`): the master of a VirtualIP
+//! spreads the connections to one of its addresses and a port over checked real servers, with
+//! nftables rules in a table of the agent's own.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DurationText, ExecCheckSpec, Scheme};
+
+/// One service on one of the VirtualIP's addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServerSpec {
+    /// One of the VirtualIP's addresses, without the prefix, e.g. 198.51.100.50.
+    #[schemars(length(max = 64))]
+    pub address: String,
+    /// TCP or UDP port, 1 to 65535.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// TCP (default) or UDP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
+    /// How new connections are spread: RoundRobin (default; keepalived `rr`),
+    /// WeightedRoundRobin (`wrr`) or SourceHash (`sh`: one client, one real server while the
+    /// set of servers stands). nftables decides per packet without state of its own, so
+    /// least-connection schedulers (`lc`, `wlc`, ...) cannot be built on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<Scheduler>,
+    /// NAT (default; keepalived `lb_kind NAT`: the real servers route their replies back
+    /// through the director), FullNAT (also the source is the director's address: works with
+    /// the real servers on the clients' segment) or DirectRouting (`DR`: not yet carried here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarding: Option<Forwarding>,
+    /// The real servers, up to 64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub real_servers: Vec<RealServerSpec>,
+    /// How each real server is checked (keepalived `HTTP_GET`, `SSL_GET`, `TCP_CHECK`,
+    /// `MISC_CHECK`). None: every real server counts as up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<RealServerCheckSpec>,
+    /// Where connections go while no real server is up (keepalived `sorry_server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<SorryServerSpec>,
+    /// A real server that fails its check keeps its place with weight 0 instead of being
+    /// removed (keepalived `inhibit_on_failure`). Either way it gets no new connections.
+    #[serde(default)]
+    pub inhibit_on_failure: bool,
+}
+
+/// The transport protocol of a virtual server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum Protocol {
+    #[default]
+    #[serde(rename = "TCP")]
+    Tcp,
+    #[serde(rename = "UDP")]
+    Udp,
+}
+
+/// How new connections are spread over the real servers that are up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum Scheduler {
+    #[default]
+    RoundRobin,
+    WeightedRoundRobin,
+    SourceHash,
+}
+
+/// How a connection reaches its real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub enum Forwarding {
+    #[default]
+    #[serde(rename = "NAT")]
+    Nat,
+    #[serde(rename = "FullNAT")]
+    FullNat,
+    DirectRouting,
+}
+
+/// One real server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerSpec {
+    /// Its IP address (of the virtual server's family).
+    #[schemars(length(max = 64))]
+    pub address: String,
+    /// Its port. Default: the virtual server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// 0 to 1000, default 1: its share of new connections (WeightedRoundRobin, SourceHash).
+    /// 0: it takes no new connections (drained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub weight: Option<u32>,
+    /// A check of its own instead of the virtual server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<RealServerCheckSpec>,
+}
+
+/// Where connections go while no real server is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SorryServerSpec {
+    #[schemars(length(max = 64))]
+    pub address: String,
+    /// Default: the virtual server's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+}
+
+/// A real server's check, with keepalived's timing: every `delayLoop`, one attempt of at most
+/// `connectTimeout`; after a failure up to `retry` more attempts `delayBeforeRetry` apart
+/// before the server is down; one success brings it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerCheckSpec {
+    /// Time between checks (keepalived `delay_loop`), 100ms to 1h. Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub delay_loop: Option<DurationText>,
+    /// How long one attempt may take (`connect_timeout`). Default 5s, at most `delayLoop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub connect_timeout: Option<DurationText>,
+    /// Attempts after a failure before the server is down (`retry`, `nb_get_retry`), 0 to
+    /// 10. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retry: Option<u32>,
+    /// Time between those attempts (`delay_before_retry`). Default 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub delay_before_retry: Option<DurationText>,
+    /// The port to check (`connect_port`). Default: the real server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// HTTP(S) GET of the real server (`HTTP_GET`, `SSL_GET`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<RealServerHttpCheck>,
+    /// TCP connect to the real server (`TCP_CHECK`): `tcp: {}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<RealServerTcpCheck>,
+    /// A program (`MISC_CHECK`), run on the director; as for `healthChecks`, in cluster mode
+    /// only on agents started with `--allow-exec` naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecCheckSpec>,
+}
+
+/// `GET scheme://realserver:port/path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerHttpCheck {
+    /// HTTP (default) or HTTPS (not verified: `SSL_GET` does not verify either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<Scheme>,
+    /// Request path (`url { path }`), default "/".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub path: Option<String>,
+    /// The Host header. Default: the real server's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub host_header: Option<String>,
+    /// Status codes that pass (`status_code`): codes ("200") or ranges ("200-299").
+    /// Default 200-299.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(max = 7)))]
+    pub expected_status: Vec<String>,
+}
+
+/// TCP connect: no settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+pub struct RealServerTcpCheck {}

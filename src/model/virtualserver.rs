@@ -1,0 +1,597 @@
+//! Virtual servers of a `VirtualIP` spec, validated (the same rules for the standalone file,
+//! the agent in a cluster and `check`), and the pure part of spreading connections: which real
+//! servers take new connections with which weight, given their health. Pure.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::field::{FieldError, bounded};
+use super::tracking::{Check, CheckKind, HttpCheck, MAX_INTERVAL, MIN_INTERVAL, MIN_TIMEOUT, Tls};
+use crate::api::{
+    Forwarding, Protocol, RealServerCheckSpec, Scheduler, Scheme, VirtualIpSpec, VirtualServerSpec,
+};
+use crate::vrrp::VirtualAddress;
+
+const FIELD: &str = "spec.virtualServers";
+pub const MAX_WEIGHT: u32 = 1000;
+const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(5);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RETRY: u32 = 1;
+const DEFAULT_DELAY_BEFORE_RETRY: Duration = Duration::from_secs(1);
+
+/// One validated virtual server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub scheduler: Scheduler,
+    pub forwarding: Forwarding,
+    pub reals: Vec<RealServer>,
+    pub sorry: Option<SocketAddr>,
+    pub inhibit_on_failure: bool,
+}
+
+/// One validated real server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealServer {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub check: Option<RealCheck>,
+}
+
+/// A real server's check: the tracker check model (interval = `delayLoop`, timeout =
+/// `connectTimeout`, fall = `retry` + 1, rise 1) and the wait between retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealCheck {
+    pub check: Check,
+    pub retry_delay: Duration,
+}
+
+/// What names a virtual server in the status and metrics: `198.51.100.50:80/TCP`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub addr: SocketAddr,
+    pub udp: bool,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, if self.udp { "UDP" } else { "TCP" })
+    }
+}
+
+impl VirtualServer {
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey {
+            addr: SocketAddr::new(self.address, self.port),
+            udp: self.protocol == Protocol::Udp,
+        }
+    }
+}
+
+/// Validates the virtual servers of a spec whose addresses are `addresses` (already
+/// validated).
+pub fn validate(
+    spec: &VirtualIpSpec,
+    addresses: &[VirtualAddress],
+) -> Result<Vec<VirtualServer>, FieldError> {
+    let mut out: Vec<VirtualServer> = Vec::new();
+    for (i, vs) in spec.virtual_servers.iter().enumerate() {
+        let v = one(vs, addresses).map_err(|e| (FIELD, format!("[{i}] {e}")))?;
+        if let Some(o) = out.iter().find(|o| o.key() == v.key()) {
+            return Err((FIELD, format!("[{i}] {} is listed twice", o.key())));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn ip(what: &str, text: &str) -> Result<IpAddr, String> {
+    text.parse()
+        .map_err(|_| format!("{what} {text:?} is not an IP address"))
+}
+
+fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualServer, String> {
+    let address = ip("address", &vs.address)?;
+    if !addresses.iter().any(|a| a.address == address) {
+        return Err(format!(
+            "address {address} is not one of spec.addresses: a virtual server is on the VirtualIP's own address"
+        ));
+    }
+    if vs.port == 0 {
+        return Err("port: use 1 to 65535".into());
+    }
+    let name = format!("{}", SocketAddr::new(address, vs.port));
+    let forwarding = vs.forwarding.unwrap_or_default();
+    if forwarding == Forwarding::DirectRouting {
+        return Err(format!(
+            "{name}: forwarding DirectRouting is not carried yet: use NAT or FullNAT"
+        ));
+    }
+    let default_check = vs
+        .check
+        .as_ref()
+        .map(|c| real_check(c, &name))
+        .transpose()?;
+    let mut reals: Vec<RealServer> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (j, r) in vs.real_servers.iter().enumerate() {
+        let a = ip(&format!("{name}: real server {j}: address"), &r.address)?;
+        if a.is_ipv4() != address.is_ipv4() {
+            return Err(format!(
+                "{name}: real server {a} is of the other address family"
+            ));
+        }
+        if a == address || addresses.iter().any(|v| v.address == a) {
+            return Err(format!(
+                "{name}: real server {a} is one of the VirtualIP's own addresses"
+            ));
+        }
+        let addr = SocketAddr::new(a, r.port.unwrap_or(vs.port));
+        if addr.port() == 0 {
+            return Err(format!("{name}: real server {a}: port: use 1 to 65535"));
+        }
+        if !seen.insert(addr) {
+            return Err(format!("{name}: real server {addr} is listed twice"));
+        }
+        let weight = r.weight.unwrap_or(1);
+        if weight > MAX_WEIGHT {
+            return Err(format!(
+                "{name}: real server {addr}: weight {weight} is out of range: use 0 to {MAX_WEIGHT}"
+            ));
+        }
+        let check = match &r.check {
+            Some(c) => Some(real_check(c, &name)?),
+            None => default_check.clone(),
+        }
+        .map(|c| c.aimed_at(addr));
+        reals.push(RealServer {
+            addr,
+            weight,
+            check,
+        });
+    }
+    let sorry = match &vs.sorry_server {
+        Some(s) => {
+            let a = ip(&format!("{name}: sorryServer: address"), &s.address)?;
+            if a.is_ipv4() != address.is_ipv4() {
+                return Err(format!(
+                    "{name}: sorry server {a} is of the other address family"
+                ));
+            }
+            Some(SocketAddr::new(a, s.port.unwrap_or(vs.port)))
+        }
+        None => None,
+    };
+    Ok(VirtualServer {
+        address,
+        port: vs.port,
+        protocol: vs.protocol.unwrap_or_default(),
+        scheduler: vs.scheduler.unwrap_or_default(),
+        forwarding,
+        reals,
+        sorry,
+        inhibit_on_failure: vs.inhibit_on_failure,
+    })
+}
+
+/// A check spec as a check of no particular server yet (its address is set per real server).
+fn real_check(c: &RealServerCheckSpec, name: &str) -> Result<RealCheck, String> {
+    let at = |e: FieldError| format!("{name}: check.{}: {}", e.0, e.1);
+    let interval = match &c.delay_loop {
+        Some(s) => bounded("delayLoop", s, MIN_INTERVAL, MAX_INTERVAL).map_err(at)?,
+        None => DEFAULT_DELAY_LOOP,
+    };
+    let timeout = match &c.connect_timeout {
+        Some(s) => bounded("connectTimeout", s, MIN_TIMEOUT, interval).map_err(at)?,
+        None => DEFAULT_CONNECT_TIMEOUT.min(interval),
+    };
+    let retry = c.retry.unwrap_or(DEFAULT_RETRY);
+    if retry > 10 {
+        return Err(format!(
+            "{name}: check.retry: {retry} is out of range: use 0 to 10"
+        ));
+    }
+    let retry_delay = match &c.delay_before_retry {
+        Some(s) => bounded("delayBeforeRetry", s, MIN_TIMEOUT, MAX_INTERVAL).map_err(at)?,
+        None => DEFAULT_DELAY_BEFORE_RETRY,
+    };
+    let set = [c.http.is_some(), c.tcp.is_some(), c.exec.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set != 1 {
+        return Err(format!(
+            "{name}: check: set exactly one of http, tcp or exec ({set} set)"
+        ));
+    }
+    // The address is a placeholder until `aimed_at`; the port, if given, stays.
+    let placeholder = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), c.port.unwrap_or(0));
+    let kind = if let Some(h) = &c.http {
+        let path = h.path.clone().unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+            return Err(format!(
+                "{name}: check.http.path: {path:?} must start with / and contain no spaces or line breaks"
+            ));
+        }
+        let mut expected = super::tracking::parse_status(&h.expected_status)
+            .map_err(|e| format!("{name}: check.http.expectedStatus: {e}"))?;
+        if h.expected_status.is_empty() {
+            expected = vec![(200, 299)];
+        }
+        if let Some(v) = &h.host_header
+            && (v.is_empty() || v.contains(['\r', '\n', ' ', '/']))
+        {
+            return Err(format!(
+                "{name}: check.http.hostHeader: {v:?} is not a host name"
+            ));
+        }
+        CheckKind::Http(HttpCheck {
+            addr: placeholder,
+            path,
+            host: h.host_header.clone().unwrap_or_default(),
+            expected,
+            tls: (h.scheme == Some(Scheme::Https)).then_some(Tls::Insecure),
+        })
+    } else if c.tcp.is_some() {
+        CheckKind::Tcp(placeholder)
+    } else {
+        let e = c.exec.as_ref().expect("one kind is set");
+        let argv = super::tracking::validate_argv(&e.command)
+            .map_err(|e| format!("{name}: check.exec.command: {e}"))?;
+        CheckKind::Exec(argv)
+    };
+    Ok(RealCheck {
+        check: Check {
+            name: String::new(),
+            interval,
+            timeout,
+            fall: retry + 1,
+            rise: 1,
+            weight: 0,
+            initially_failing: false,
+            kind,
+        },
+        retry_delay,
+    })
+}
+
+impl RealCheck {
+    /// This check aimed at one real server: its address (and port, unless the check names
+    /// one), its name, and the Host header if none was given.
+    fn aimed_at(mut self, addr: SocketAddr) -> RealCheck {
+        let aim = |a: &mut SocketAddr| {
+            let port = if a.port() == 0 { addr.port() } else { a.port() };
+            *a = SocketAddr::new(addr.ip(), port);
+        };
+        match &mut self.check.kind {
+            CheckKind::Http(h) => {
+                aim(&mut h.addr);
+                if h.host.is_empty() {
+                    h.host = addr.ip().to_string();
+                }
+            }
+            CheckKind::Tcp(a) => aim(a),
+            CheckKind::Exec(_) | CheckKind::File { .. } => {}
+        }
+        self.check.name = addr.to_string();
+        self
+    }
+}
+
+/// The weight each real server has in force, given whether each is up: a server that is down
+/// has 0 (`inhibitOnFailure`) or is left out (`None`).
+pub fn weights_in_force(vs: &VirtualServer, up: &[bool]) -> Vec<Option<u32>> {
+    vs.reals
+        .iter()
+        .zip(up)
+        .map(|(r, up)| match (up, vs.inhibit_on_failure) {
+            (true, _) => Some(r.weight),
+            (false, true) => Some(0),
+            (false, false) => None,
+        })
+        .collect()
+}
+
+/// Where new connections go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Targets {
+    /// Nowhere: nothing is programmed, so the director's own stack answers (TCP reset, ICMP
+    /// port unreachable).
+    None,
+    /// One server (a single real server, or the sorry server).
+    One(SocketAddr),
+    /// A counter over `slots` slots (round robin: one per server; weighted: `weight` each),
+    /// each range of slots to one server.
+    Counter(Vec<(u32, u32, SocketAddr)>),
+    /// A hash of the client's address into [`HASH_BUCKETS`] buckets, each to one server.
+    Hash(Vec<SocketAddr>),
+}
+
+/// Buckets of a source hash: a server that leaves moves only its own buckets (rendezvous
+/// hashing), so every other client keeps its server.
+pub const HASH_BUCKETS: u32 = 64;
+
+/// Where new connections go, given the weights in force.
+pub fn targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
+    let live: Vec<(SocketAddr, u32)> = vs
+        .reals
+        .iter()
+        .zip(weights)
+        .filter_map(|(r, w)| w.filter(|w| *w > 0).map(|w| (r.addr, w)))
+        .collect();
+    if live.is_empty() {
+        return vs.sorry.map(Targets::One).unwrap_or(Targets::None);
+    }
+    if live.len() == 1 {
+        return Targets::One(live[0].0);
+    }
+    match vs.scheduler {
+        Scheduler::RoundRobin => Targets::Counter(
+            live.iter()
+                .enumerate()
+                .map(|(i, (a, _))| (i as u32, i as u32, *a))
+                .collect(),
+        ),
+        Scheduler::WeightedRoundRobin => {
+            let mut at = 0;
+            Targets::Counter(
+                live.iter()
+                    .map(|(a, w)| {
+                        let r = (at, at + w - 1, *a);
+                        at += w;
+                        r
+                    })
+                    .collect(),
+            )
+        }
+        Scheduler::SourceHash => {
+            Targets::Hash((0..HASH_BUCKETS).map(|b| rendezvous(b, &live)).collect())
+        }
+    }
+}
+
+/// The server of bucket `b`: the highest weighted score (weighted rendezvous hashing).
+fn rendezvous(b: u32, live: &[(SocketAddr, u32)]) -> SocketAddr {
+    let score = |a: &SocketAddr, w: u32| {
+        let h = fnv1a(&[&b.to_be_bytes()[..], a.to_string().as_bytes()].concat());
+        // -w / ln(u), u in (0, 1): the weighted rendezvous score.
+        let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        -(f64::from(w)) / u.ln()
+    };
+    live.iter()
+        .map(|(a, w)| (score(a, *w), *a))
+        .max_by(|x, y| x.0.total_cmp(&y.0))
+        .map(|(_, a)| a)
+        .expect("at least one server")
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same buckets across agents and restarts).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> VirtualIpSpec {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    fn vss(yaml: &str) -> Result<Vec<VirtualServer>, FieldError> {
+        let s = spec(yaml);
+        let addrs: Vec<VirtualAddress> = s.addresses.iter().map(|a| a.parse().unwrap()).collect();
+        validate(&s, &addrs)
+    }
+
+    const BASE: &str =
+        "addresses: [198.51.100.50/24]\nvirtualServers:\n- address: 198.51.100.50\n  port: 80\n";
+
+    #[test]
+    fn defaults_follow_keepalived() {
+        let v = vss(&format!(
+            "{BASE}  realServers: [{{address: 198.51.100.21}}, {{address: 198.51.100.22, port: 8080, weight: 3}}]\n  check: {{tcp: {{}}}}\n"
+        ))
+        .unwrap();
+        let v = &v[0];
+        assert_eq!(v.key().to_string(), "198.51.100.50:80/TCP");
+        assert_eq!(
+            (v.protocol, v.scheduler, v.forwarding),
+            (Protocol::Tcp, Scheduler::RoundRobin, Forwarding::Nat)
+        );
+        assert_eq!(v.reals[0].addr, "198.51.100.21:80".parse().unwrap());
+        assert_eq!(v.reals[1].weight, 3);
+        let c = v.reals[1].check.as_ref().unwrap();
+        assert_eq!(
+            c.check.kind,
+            CheckKind::Tcp("198.51.100.22:8080".parse().unwrap())
+        );
+        assert_eq!(c.check.name, "198.51.100.22:8080");
+        assert_eq!(
+            (
+                c.check.interval,
+                c.check.timeout,
+                c.check.fall,
+                c.check.rise,
+                c.retry_delay
+            ),
+            (
+                Duration::from_secs(5),
+                Duration::from_secs(5),
+                2,
+                1,
+                Duration::from_secs(1)
+            )
+        );
+    }
+
+    #[test]
+    fn an_http_check_is_aimed_at_each_server_with_its_host() {
+        let v = vss(&format!(
+            "{BASE}  realServers: [{{address: 198.51.100.21}}]\n  check: {{delayLoop: 1s, connectTimeout: 300ms, retry: 0, port: 8081, http: {{path: /healthz, expectedStatus: ['200']}}}}\n"
+        ))
+        .unwrap();
+        let c = v[0].reals[0].check.as_ref().unwrap();
+        match &c.check.kind {
+            CheckKind::Http(h) => {
+                assert_eq!(h.addr, "198.51.100.21:8081".parse().unwrap());
+                assert_eq!(
+                    (h.path.as_str(), h.host.as_str()),
+                    ("/healthz", "198.51.100.21")
+                );
+                assert_eq!(h.expected, vec![(200, 200)]);
+                assert_eq!(h.tls, None);
+            }
+            k => panic!("{k:?}"),
+        }
+        assert_eq!(
+            (c.check.fall, c.check.timeout),
+            (1, Duration::from_millis(300))
+        );
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_reason() {
+        for (yaml, want) in [
+            (
+                "addresses: [198.51.100.50/24]\nvirtualServers:\n- {address: 198.51.100.51, port: 80}\n",
+                "not one of spec.addresses",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 2001:db8::1}}]\n"),
+                "other address family",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 198.51.100.50}}]\n"),
+                "VirtualIP's own addresses",
+            ),
+            (
+                &format!(
+                    "{BASE}  realServers: [{{address: 198.51.100.21}}, {{address: 198.51.100.21}}]\n"
+                ),
+                "listed twice",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 198.51.100.21, weight: 1001}}]\n"),
+                "weight 1001 is out of range",
+            ),
+            (
+                &format!("{BASE}  check: {{}}\n"),
+                "exactly one of http, tcp or exec (0 set)",
+            ),
+            (
+                &format!("{BASE}  check: {{connectTimeout: 10s, delayLoop: 1s, tcp: {{}}}}\n"),
+                "check.connectTimeout",
+            ),
+            (
+                &format!("{BASE}  check: {{exec: {{command: [true]}}}}\n"),
+                "absolute path",
+            ),
+            (
+                &format!("{BASE}  forwarding: DirectRouting\n"),
+                "DirectRouting is not carried yet",
+            ),
+            (
+                &format!("{BASE}- address: 198.51.100.50\n  port: 80\n"),
+                "198.51.100.50:80/TCP is listed twice",
+            ),
+        ] {
+            let (field, why) = vss(yaml).unwrap_err();
+            assert_eq!(field, FIELD);
+            assert!(why.contains(want), "{want}: {why}");
+        }
+    }
+
+    fn vs(scheduler: Scheduler, weights: &[u32]) -> VirtualServer {
+        VirtualServer {
+            address: "198.51.100.50".parse().unwrap(),
+            port: 80,
+            protocol: Protocol::Tcp,
+            scheduler,
+            forwarding: Forwarding::Nat,
+            reals: weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| RealServer {
+                    addr: format!("198.51.100.{}:80", 21 + i).parse().unwrap(),
+                    weight: *w,
+                    check: None,
+                })
+                .collect(),
+            sorry: None,
+            inhibit_on_failure: false,
+        }
+    }
+
+    fn a(i: u8) -> SocketAddr {
+        format!("198.51.100.{i}:80").parse().unwrap()
+    }
+
+    #[test]
+    fn schedulers_spread_over_the_servers_in_force() {
+        let v = vs(Scheduler::RoundRobin, &[1, 5, 1]);
+        let w = weights_in_force(&v, &[true, true, true]);
+        assert_eq!(
+            targets(&v, &w),
+            Targets::Counter(vec![(0, 0, a(21)), (1, 1, a(22)), (2, 2, a(23))])
+        );
+        let v = vs(Scheduler::WeightedRoundRobin, &[1, 5, 0]);
+        let w = weights_in_force(&v, &[true, true, true]);
+        assert_eq!(
+            targets(&v, &w),
+            Targets::Counter(vec![(0, 0, a(21)), (1, 5, a(22))])
+        );
+        // Down: left out, or kept at weight 0 (inhibit): either way no new connections.
+        let mut v = vs(Scheduler::RoundRobin, &[1, 1]);
+        assert_eq!(weights_in_force(&v, &[false, true]), vec![None, Some(1)]);
+        assert_eq!(
+            targets(&v, &weights_in_force(&v, &[false, true])),
+            Targets::One(a(22))
+        );
+        v.inhibit_on_failure = true;
+        assert_eq!(weights_in_force(&v, &[false, true]), vec![Some(0), Some(1)]);
+        assert_eq!(targets(&v, &[None, None]), Targets::None);
+        v.sorry = Some(a(99));
+        assert_eq!(targets(&v, &[Some(0), Some(0)]), Targets::One(a(99)));
+    }
+
+    #[test]
+    fn a_leaving_server_moves_only_its_own_hash_buckets() {
+        let v = vs(Scheduler::SourceHash, &[1, 1, 1, 1]);
+        let Targets::Hash(all) = targets(&v, &weights_in_force(&v, &[true; 4])) else {
+            panic!()
+        };
+        // Every server gets a share.
+        for i in 21..=24 {
+            let n = all.iter().filter(|s| **s == a(i)).count();
+            assert!(n >= 6, "{i}: {n} of {HASH_BUCKETS}");
+        }
+        let Targets::Hash(less) = targets(&v, &weights_in_force(&v, &[true, false, true, true]))
+        else {
+            panic!()
+        };
+        for (before, after) in all.iter().zip(&less) {
+            if *before != a(22) {
+                assert_eq!(before, after);
+            } else {
+                assert_ne!(*after, a(22));
+            }
+        }
+        // Weights count: 3:1 gives the first about three quarters.
+        let v = vs(Scheduler::SourceHash, &[3, 1]);
+        let Targets::Hash(b) = targets(&v, &weights_in_force(&v, &[true, true])) else {
+            panic!()
+        };
+        let n = b.iter().filter(|s| **s == a(21)).count();
+        assert!((38..=58).contains(&n), "{n}");
+    }
+}

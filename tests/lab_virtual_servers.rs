@@ -1,0 +1,244 @@
+//! Virtual servers (keepalived's `virtual_server`) in the namespace lab: n1 and n2 are the
+//! directors (n1 preferred), n3..n5 run real nginx real servers, the client sends real HTTP to
+//! the VIP. Needs root, nginx and nft; fails, never skips, without them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kube_vrrp_e2e::{Lab, wait_for};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+mod common;
+use common::lab::*;
+
+const PORT: u16 = 80;
+
+fn vip_addr() -> SocketAddr {
+    SocketAddr::new(VIP.parse().unwrap(), PORT)
+}
+
+/// A VirtualIP at 100 ms with one virtual server on VIP:80; `vs` is appended to it.
+fn config(vs: &str) -> String {
+    vip_yaml(
+        "web",
+        51,
+        &["198.51.100.50/24"],
+        &fast(&format!(
+            "  virtualServers:\n  - address: {VIP}\n    port: {PORT}\n{vs}"
+        )),
+    )
+}
+
+/// Real servers n3, n4, n5 on port 80, each answering its name.
+fn real_servers(lab: &mut Lab) -> BTreeMap<&'static str, u32> {
+    ["n3", "n4", "n5"]
+        .into_iter()
+        .map(|n| (n, lab.spawn_nginx(n, PORT, None)))
+        .collect()
+}
+
+/// Forwarding on in the directors (NAT routes every connection through them).
+fn forward(lab: &Lab) {
+    for n in ["n1", "n2"] {
+        lab.exec(&lab.node(n).ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    }
+}
+
+/// `n` requests from the client to the VIP: how many each real server answered, and the
+/// failures.
+fn requests(lab: &Lab, n: usize) -> (BTreeMap<String, usize>, Vec<String>) {
+    let mut seen = BTreeMap::new();
+    let mut failed = Vec::new();
+    for _ in 0..n {
+        match lab.http_get(&lab.client.ns, vip_addr(), "/") {
+            Ok(body) => *seen.entry(body.trim().to_string()).or_default() += 1,
+            Err(e) => failed.push(e),
+        }
+    }
+    (seen, failed)
+}
+
+fn virtual_server(lab: &Lab, node: &str) -> Value {
+    status(lab, node)["virtualServers"][0].clone()
+}
+
+fn wait_up(lab: &Lab, node: &str, up: &str) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_for(Duration::from_secs(10), || {
+        last = virtual_server(lab, node);
+        last["up"] == up && last["programmed"] == true
+    });
+    assert!(
+        ok.is_some(),
+        "{node}: not {up} up: {last:#}\n{}",
+        lab.log(&format!("agent-{node}.log"))
+    );
+    last
+}
+
+/// Round robin reaches every real server in turn; a stopped nginx is taken out within its
+/// check's time and then no request fails; it comes back; with none left, the sorry server
+/// answers. Full NAT: everything on one segment.
+#[test]
+fn round_robin_takes_a_dead_real_server_out_and_the_sorry_server_answers_when_none_is_left() {
+    let yaml = config(
+        "    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}, {address: 198.51.100.15}]\n    \
+         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 1, delayBeforeRetry: 100ms, http: {path: /}}\n    \
+         sorryServer: {address: 198.51.100.16, port: 8080}\n",
+    );
+    let (mut lab, _, _, _) = two_nodes_of(6, &yaml);
+    forward(&lab);
+    let mut nginx = real_servers(&mut lab);
+    lab.spawn_nginx("n6", 8080, None);
+    wait_holders(&lab, VIP, &["n1"]);
+    let vs = wait_up(&lab, "n1", "3/3");
+    assert_eq!(vs["name"], "198.51.100.50:80/TCP");
+    assert!(vs["error"].is_null(), "{vs:#}");
+
+    let (seen, failed) = requests(&lab, 30);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        seen,
+        [("n3", 10), ("n4", 10), ("n5", 10)]
+            .map(|(n, c)| (n.to_string(), c))
+            .into(),
+        "round robin"
+    );
+
+    // nginx on n4 stops: out after two failed attempts 100 ms apart.
+    let pid = nginx.remove("n4").unwrap();
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    let vs = wait_up(&lab, "n1", "2/3");
+    let n4 = &vs["realServers"][1];
+    assert_eq!(
+        (&n4["address"], &n4["healthy"], &n4["transitions"]),
+        (
+            &Value::from("198.51.100.14:80"),
+            &Value::from(false),
+            &Value::from(1)
+        ),
+        "{vs:#}"
+    );
+    assert!(n4["weight"].is_null(), "taken out: {vs:#}");
+    let (seen, failed) = requests(&lab, 20);
+    assert!(failed.is_empty(), "after the removal: {failed:?}");
+    assert!(!seen.contains_key("n4"), "{seen:?}");
+    assert_eq!(seen.values().sum::<usize>(), 20);
+    let metrics = lab
+        .http_get(&lab.node("n1").ns, status_addr(), "/metrics")
+        .unwrap();
+    assert!(
+        metrics.contains("kube_vrrp_real_server_up{virtual_ip=\"web\",virtual_server=\"198.51.100.50:80/TCP\",real_server=\"198.51.100.14:80\"} 0"),
+        "{metrics}"
+    );
+
+    // It comes back.
+    nginx.insert("n4", lab.spawn_nginx("n4", PORT, None));
+    wait_up(&lab, "n1", "3/3");
+    let (seen, failed) = requests(&lab, 30);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen.get("n4"), Some(&10), "{seen:?}");
+
+    // None left: the sorry server answers.
+    for (_, pid) in nginx {
+        lab.signal_tree(pid, Signal::SIGKILL);
+        lab.signal(pid, Signal::SIGKILL);
+    }
+    let vs = wait_up(&lab, "n1", "0/3");
+    assert_eq!(vs["serving"], "sorry server", "{vs:#}");
+    let (seen, failed) = requests(&lab, 5);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen, [("n6".to_string(), 5)].into());
+}
+
+/// NAT proper: the client is on another subnet and the real servers route it through the
+/// VIP, so replies come back through the director; weights are followed (1:3); the backup
+/// director has the same rules ready and carries the service when the master crashes.
+#[test]
+fn nat_follows_weights_and_a_director_crash_moves_the_service() {
+    let yaml = config(
+        "    scheduler: WeightedRoundRobin\n    realServers: [{address: 198.51.100.13, weight: 1}, {address: 198.51.100.14, weight: 3}]\n    \
+         check: {delayLoop: 500ms, tcp: {}}\n",
+    );
+    let (mut lab, _, p1, _) = two_nodes_of(4, &yaml);
+    forward(&lab);
+    real_servers_on(&mut lab, &["n3", "n4"]);
+    // The client at 203.0.113.100 reaches the VIP on the segment; the directors reach the
+    // client on the segment; the real servers send the client's replies to the VIP.
+    let client = lab.client.ns.clone();
+    lab.exec(
+        &client,
+        &["ip", "addr", "add", "203.0.113.100/24", "dev", "eth0"],
+    );
+    lab.exec(
+        &client,
+        &[
+            "ip",
+            "route",
+            "replace",
+            "198.51.100.50/32",
+            "dev",
+            "eth0",
+            "src",
+            "203.0.113.100",
+        ],
+    );
+    for n in ["n1", "n2"] {
+        lab.exec(
+            &lab.node(n).ns,
+            &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
+        );
+    }
+    for n in ["n3", "n4"] {
+        lab.exec(
+            &lab.node(n).ns,
+            &[
+                "ip",
+                "route",
+                "add",
+                "203.0.113.0/24",
+                "via",
+                "198.51.100.50",
+            ],
+        );
+    }
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_up(&lab, "n1", "2/2");
+    wait_up(&lab, "n2", "2/2");
+    let (seen, failed) = requests(&lab, 40);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        seen,
+        [("n3".to_string(), 10), ("n4".to_string(), 30)].into(),
+        "weights 1:3"
+    );
+    // The real servers saw the client's own address (NAT, not full NAT).
+    let log = lab.exec(&lab.node("n4").ns, &["ss", "-tn", "state", "time-wait"]);
+    assert!(
+        String::from_utf8_lossy(&log.stdout).contains("203.0.113.100"),
+        "{}",
+        String::from_utf8_lossy(&log.stdout)
+    );
+
+    // The master director crashes: n2 takes the VIP and serves at once.
+    lab.signal(p1, Signal::SIGKILL);
+    let n1 = lab.node("n1").clone();
+    lab.set_link(&n1, false);
+    wait_holders(&lab, VIP, &["n2"]);
+    let served = wait_for(Duration::from_secs(5), || {
+        lab.http_get(&lab.client.ns, vip_addr(), "/").is_ok()
+    });
+    assert!(served.is_some(), "{}", lab.log("agent-n2.log"));
+    let (seen, failed) = requests(&lab, 8);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen.values().sum::<usize>(), 8);
+}
+
+fn real_servers_on(lab: &mut Lab, nodes: &[&str]) {
+    for n in nodes {
+        lab.spawn_nginx(n, PORT, None);
+    }
+}
