@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Assembles the image's root filesystem in image/rootfs: the release binary (stripped), the
-# shared libraries it links (as `ldd` names them, from this build machine, so binary and libc
+# Assembles the image's root filesystem in image/rootfs: the release binary (stripped), nft,
+# the shared libraries they link (as `ldd` names them, from this build machine, so binary and libc
 # always match), /etc/passwd and /etc/group with root and nobody, and an empty /tmp. No shell,
 # no package manager: the Dockerfile copies this tree onto `scratch`.
 #
@@ -20,6 +20,16 @@ cp "$bin" "$root/usr/local/bin/kube-vrrp"
 strip "$root/usr/local/bin/kube-vrrp"
 # Every library the dynamic loader resolves, and the loader itself, at the same paths.
 for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+# nft (nftables), which the agent runs to program virtual servers (`nft -f -`): a separate
+# program (GPL-2.0) shipped beside ours, not linked; with the libraries it links.
+nft=$(command -v nft || echo /usr/sbin/nft)
+[ -x "$nft" ] || { echo "nft missing: install nftables (bash .ci/deps)"; exit 1; }
+mkdir -p "$root/usr/sbin"
+cp -L "$nft" "$root/usr/sbin/nft"
+for lib in $(ldd "$nft" | grep -o '/[^ ]*'); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done

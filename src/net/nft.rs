@@ -144,7 +144,8 @@ pub async fn apply(nft: &Path, script: &str) -> Result<(), String> {
     let mut child = tokio::process::Command::new(nft)
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        // Piped, not null: a bare root filesystem may have no /dev/null.
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
