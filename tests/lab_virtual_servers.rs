@@ -242,3 +242,55 @@ fn real_servers_on(lab: &mut Lab, nodes: &[&str]) {
         lab.spawn_nginx(n, PORT, None);
     }
 }
+
+/// keepalived.conf of a classic director pair (the tutorials' LVS-DR in front of nginx),
+/// imported with `import-keepalived` and run unchanged: DR is carried as full NAT (said on
+/// stderr), the HTTP checks take a dead real server out, and the service answers.
+#[test]
+fn a_keepalived_director_pair_is_imported_and_runs() {
+    let conf = |state: &str, priority: u8| {
+        format!(
+            "vrrp_instance VI_1 {{\n  state {state}\n  interface eth0\n  virtual_router_id 51\n  priority {priority}\n  advert_int 1\n  \
+             virtual_ipaddress {{\n    198.51.100.50/24\n  }}\n}}\n\
+             virtual_server 198.51.100.50 80 {{\n  delay_loop 1\n  lb_algo rr\n  lb_kind DR\n  protocol TCP\n\
+             real_server 198.51.100.13 80 {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /\n        status_code 200\n      }}\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n\
+             real_server 198.51.100.14 80 {{\n    weight 1\n    HTTP_GET {{\n      url {{\n        path /\n        status_code 200\n      }}\n      connect_timeout 1\n      retry 1\n      delay_before_retry 1\n    }}\n  }}\n}}\n"
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("kube-vrrp-lvs-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (lb1, lb2) = (dir.join("lb1.conf"), dir.join("lb2.conf"));
+    std::fs::write(&lb1, conf("MASTER", 150)).unwrap();
+    std::fs::write(&lb2, conf("BACKUP", 100)).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["import-keepalived", "--node", "n1", "--node", "n2"])
+        .args([&lb1, &lb2])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("lb1.conf:14: warning: lb_kind DR: not carried yet: imported as FullNAT"),
+        "{stderr}"
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    forward(&lab);
+    let mut nginx: Vec<u32> = ["n3", "n4"]
+        .iter()
+        .map(|n| lab.spawn_nginx(n, PORT, None))
+        .collect();
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_up(&lab, "n1", "2/2");
+    let (seen, failed) = requests(&lab, 10);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen, [("n3".to_string(), 5), ("n4".to_string(), 5)].into());
+    let pid = nginx.remove(1);
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "1/2");
+    let (seen, failed) = requests(&lab, 6);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen, [("n3".to_string(), 6)].into());
+}

@@ -92,6 +92,18 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
     assert_eq!(spec["healthChecks"][1]["file"]["mode"], "Exists", "{yaml}");
     assert_eq!(spec["healthChecks"][1]["weight"], -50);
     assert_eq!(spec["notify"]["any"][1], "INSTANCE_ALL");
+    // The LVS half: the virtual server on the instance's address.
+    let vs = &spec["virtualServers"][0];
+    assert_eq!(
+        (vs["address"].as_str(), vs["port"].as_u64()),
+        (Some("198.51.100.50"), Some(80)),
+        "{yaml}"
+    );
+    assert_eq!(
+        (vs["scheduler"].as_str(), vs["forwarding"].as_str()),
+        (Some("WeightedRoundRobin"), Some("FullNAT"))
+    );
+    assert_eq!(vs["realServers"][0]["check"]["delayLoop"], "6s", "{yaml}");
     // Nothing dropped silently: each of these is a warning with its file and line.
     let lb1s = lb1.display().to_string();
     for (line, what) in [
@@ -99,7 +111,7 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
         (9, "global_defs smtp_server is not carried over"),
         (37, "label eth0:1 is not carried over"),
         (39, "virtual_ipaddress_excluded"),
-        (49, "virtual_server (LVS) is not carried over"),
+        (52, "lb_kind DR: not carried yet: imported as FullNAT"),
     ] {
         let expected = format!("{lb1s}:{line}: warning: ");
         assert!(

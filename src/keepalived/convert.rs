@@ -50,18 +50,17 @@ pub(crate) fn file(
     let node = defs.node.unwrap_or_else(default_node);
     note_untracked_scripts(stmts, &defs.scripts, report);
     let mut instances = Vec::new();
+    let mut servers = Vec::new();
     for s in stmts {
         match s.key() {
             "global_defs" | "vrrp_script" | "vrrp_track_file" => {}
             "vrrp_instance" => {
                 instances.extend(instance(s, &node, defs.version, &defs.scripts, report))
             }
-            "virtual_server" | "virtual_server_group" => report.warning(
+            "virtual_server" => servers.extend(super::lvs::virtual_server(s, report)),
+            "virtual_server_group" => report.warning(
                 &s.at,
-                format!(
-                    "{} (LVS) is not carried over: kube-vrrp holds addresses, it does not load-balance",
-                    s.key()
-                ),
+                "virtual_server_group is not carried over: list each virtual server on its own",
             ),
             "vrrp_sync_group" => report.warning(
                 &s.at,
@@ -70,7 +69,35 @@ pub(crate) fn file(
             other => report.warning(&s.at, format!("{other} is not carried over")),
         }
     }
+    attach_servers(&mut instances, servers, report);
     instances
+}
+
+/// Each virtual server goes to the instance holding its address.
+fn attach_servers(
+    instances: &mut [Instance],
+    servers: Vec<super::lvs::Imported>,
+    report: &mut Report,
+) {
+    for v in servers {
+        let holds = |i: &&mut Instance| {
+            i.spec
+                .addresses
+                .iter()
+                .chain(i.spec.excluded_addresses.iter())
+                .any(|a| a.split('/').next() == Some(v.spec.address.as_str()))
+        };
+        match instances.iter_mut().find(|i| holds(i)) {
+            Some(i) => i.spec.virtual_servers.push(v.spec),
+            None => report.warning(
+                &v.at,
+                format!(
+                    "virtual_server {} {}: no vrrp_instance of this file holds {}: not carried over (a virtual server runs on a VirtualIP's address)",
+                    v.spec.address, v.spec.port, v.spec.address
+                ),
+            ),
+        }
+    }
 }
 
 /// Globals and scripts, in file order (keepalived reads the whole file before it starts
@@ -730,16 +757,17 @@ vrrp_instance VI_1 {
     #[test]
     fn top_level_blocks_not_carried_over_are_warnings() {
         let (i, r) = convert(
-            "virtual_server 10.0.0.1 80 {\n}\nvrrp_sync_group VG {\n}\nstatic_routes {\n}\n",
+            "virtual_server 10.0.0.1 80 {\n}\nvrrp_sync_group VG {\n}\nstatic_routes {\n}\nvirtual_server_group G {\n}\n",
             Some("n1"),
         );
         assert!(i.is_empty());
         assert_eq!(
             lines(&r.warnings),
             [
-                "k.conf:1: virtual_server (LVS) is not carried over: kube-vrrp holds addresses, it does not load-balance",
                 "k.conf:3: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
                 "k.conf:5: static_routes is not carried over",
+                "k.conf:7: virtual_server_group is not carried over: list each virtual server on its own",
+                "k.conf:1: virtual_server 10.0.0.1 80: no vrrp_instance of this file holds 10.0.0.1: not carried over (a virtual server runs on a VirtualIP's address)",
             ]
         );
     }

@@ -69,6 +69,15 @@ fn groups(instances: Vec<Instance>, report: &mut Report) -> Vec<Group> {
                 ),
             );
         }
+        if group.first.spec.virtual_servers != inst.spec.virtual_servers {
+            report.warning(
+                &inst.at,
+                format!(
+                    "{} on node {} has other virtual servers than on {}: the first file's are kept",
+                    inst.name, inst.node, group.first.node
+                ),
+            );
+        }
         group.priorities.push(NodePriority {
             node: inst.node,
             priority: inst.priority,

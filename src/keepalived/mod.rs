@@ -13,6 +13,7 @@
 
 mod convert;
 mod lexer;
+mod lvs;
 mod merge;
 mod parser;
 mod report;

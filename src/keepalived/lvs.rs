@@ -1,0 +1,377 @@
+//! `virtual_server` blocks → virtual servers of the VirtualIP holding their address: the
+//! scheduler (`lb_algo`), forwarding (`lb_kind`), `persistence_timeout`, `sorry_server`,
+//! `inhibit_on_failure`, and each `real_server` with its `weight` and its check (`HTTP_GET`,
+//! `SSL_GET`, `TCP_CHECK`, `MISC_CHECK` with `delay_loop`, `connect_timeout`, `retry` /
+//! `nb_get_retry`, `delay_before_retry`, `connect_port`). What nftables cannot do, or we do
+//! not carry yet, is a warning with its line; nothing is dropped silently.
+
+use crate::api::{
+    ExecCheckSpec, Forwarding, Protocol, RealServerCheckSpec, RealServerHttpCheck, RealServerSpec,
+    RealServerTcpCheck, Scheduler, Scheme, SorryServerSpec, VirtualServerSpec,
+};
+
+use super::parser::Stmt;
+use super::report::{Place, Report};
+use super::scripts::command_argv;
+use super::values::seconds;
+
+/// A virtual server read from a file, with where it was.
+pub(crate) struct Imported {
+    pub(crate) spec: VirtualServerSpec,
+    pub(crate) at: Place,
+}
+
+/// One `virtual_server`; `None` (a warning) when it cannot be carried at all.
+pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> {
+    let (Some(address), Some(port)) = (s.arg(1), s.arg(2)) else {
+        report.warning(
+            &s.at,
+            "virtual_server without an address and a port is not carried over",
+        );
+        return None;
+    };
+    if matches!(address, "fwmark" | "group") {
+        report.warning(
+            &s.at,
+            format!("virtual_server {address} {port} is not carried over: kube-vrrp's virtual servers are an address and a port"),
+        );
+        return None;
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        report.warning(
+            &s.at,
+            format!("virtual_server {address} {port}: the port is not a number: not carried over"),
+        );
+        return None;
+    };
+    let mut spec = VirtualServerSpec {
+        address: address.to_string(),
+        port,
+        protocol: None,
+        scheduler: None,
+        forwarding: None,
+        real_servers: Vec::new(),
+        check: None,
+        sorry_server: None,
+        inhibit_on_failure: false,
+    };
+    let mut delay_loop: Option<String> = None;
+    let mut persistence = false;
+    let mut inhibit_some = false;
+    for c in s.children() {
+        match c.key() {
+            "delay_loop" => delay_loop = c.arg(1).and_then(seconds),
+            "lb_algo" | "lvs_sched" => spec.scheduler = scheduler(c, report),
+            "lb_kind" | "lvs_method" => spec.forwarding = forwarding(c, report),
+            "protocol" => match c.arg(1) {
+                Some("TCP") => spec.protocol = Some(Protocol::Tcp),
+                Some("UDP") => spec.protocol = Some(Protocol::Udp),
+                other => {
+                    report.warning(&c.at, format!("protocol {}: only TCP and UDP are carried: virtual server not carried over", other.unwrap_or_default()));
+                    return None;
+                }
+            },
+            "persistence_timeout" => persistence = true,
+            "sorry_server" => {
+                spec.sorry_server = c.arg(1).map(|a| SorryServerSpec {
+                    address: a.to_string(),
+                    port: c.arg(2).and_then(|p| p.parse().ok()),
+                })
+            }
+            "inhibit_on_failure" => spec.inhibit_on_failure = true,
+            "real_server" => {
+                if let Some((r, inhibit)) = real_server(c, delay_loop.as_deref(), report) {
+                    inhibit_some |= inhibit;
+                    spec.real_servers.push(r);
+                }
+            }
+            other => report.warning(&c.at, format!("virtual_server {other} is not carried over")),
+        }
+    }
+    if persistence {
+        let at = s
+            .children()
+            .iter()
+            .find(|c| c.key() == "persistence_timeout")
+            .map(|c| c.at.clone())
+            .unwrap_or(s.at.clone());
+        report.note(
+            &at,
+            "persistence_timeout: carried as scheduler SourceHash (one client, one real server while the set of servers stands; nftables keeps no per-client timeout)",
+        );
+        spec.scheduler = Some(Scheduler::SourceHash);
+    }
+    if inhibit_some && !spec.inhibit_on_failure {
+        report.note(
+            &s.at,
+            "inhibit_on_failure of a real_server: carried for the whole virtual server",
+        );
+        spec.inhibit_on_failure = true;
+    }
+    Some(Imported {
+        spec,
+        at: s.at.clone(),
+    })
+}
+
+fn scheduler(c: &Stmt, report: &mut Report) -> Option<Scheduler> {
+    let algo = c.arg(1).unwrap_or_default();
+    match algo {
+        "rr" => Some(Scheduler::RoundRobin),
+        "wrr" => Some(Scheduler::WeightedRoundRobin),
+        "sh" => Some(Scheduler::SourceHash),
+        "wlc" | "lblc" | "lblcr" | "sed" | "nq" | "ovf" | "fo" | "mh" | "dh" => {
+            report.warning(
+                &c.at,
+                format!("lb_algo {algo}: nftables keeps no connection counts: carried as wrr (weights kept)"),
+            );
+            Some(Scheduler::WeightedRoundRobin)
+        }
+        "lc" => {
+            report.warning(
+                &c.at,
+                "lb_algo lc: nftables keeps no connection counts: carried as rr",
+            );
+            Some(Scheduler::RoundRobin)
+        }
+        other => {
+            report.warning(&c.at, format!("lb_algo {other} is unknown: rr used"));
+            None
+        }
+    }
+}
+
+fn forwarding(c: &Stmt, report: &mut Report) -> Option<Forwarding> {
+    match c.arg(1).unwrap_or_default() {
+        "NAT" => Some(Forwarding::Nat),
+        kind @ ("DR" | "TUN") => {
+            report.warning(
+                &c.at,
+                format!("lb_kind {kind}: not carried yet: imported as FullNAT (the real servers need no VIP and see the director's address instead of the client's)"),
+            );
+            Some(Forwarding::FullNat)
+        }
+        other => {
+            report.warning(&c.at, format!("lb_kind {other} is unknown: NAT used"));
+            None
+        }
+    }
+}
+
+/// One `real_server ADDR PORT { ... }`, and whether it asked for `inhibit_on_failure`.
+fn real_server(
+    s: &Stmt,
+    delay_loop: Option<&str>,
+    report: &mut Report,
+) -> Option<(RealServerSpec, bool)> {
+    let Some(address) = s.arg(1) else {
+        report.warning(&s.at, "real_server without an address is not carried over");
+        return None;
+    };
+    let mut r = RealServerSpec {
+        address: address.to_string(),
+        port: s.arg(2).and_then(|p| p.parse().ok()),
+        weight: None,
+        check: None,
+    };
+    let mut inhibit = false;
+    for c in s.children() {
+        match c.key() {
+            "weight" => r.weight = c.arg(1).and_then(|w| w.parse().ok()),
+            "inhibit_on_failure" => inhibit = true,
+            "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" => {
+                if r.check.is_some() {
+                    report.warning(
+                        &c.at,
+                        format!(
+                            "{}: one check per real server is carried: the first is kept",
+                            c.key()
+                        ),
+                    );
+                    continue;
+                }
+                r.check = Some(check(c, delay_loop, report));
+            }
+            other => report.warning(&c.at, format!("real_server {other} is not carried over")),
+        }
+    }
+    Some((r, inhibit))
+}
+
+/// A check block with the virtual server's `delay_loop`.
+fn check(c: &Stmt, delay_loop: Option<&str>, report: &mut Report) -> RealServerCheckSpec {
+    let mut out = RealServerCheckSpec {
+        delay_loop: delay_loop.map(Into::into),
+        connect_timeout: None,
+        retry: None,
+        delay_before_retry: None,
+        port: None,
+        http: None,
+        tcp: None,
+        exec: None,
+    };
+    match c.key() {
+        "HTTP_GET" | "SSL_GET" => {
+            out.http = Some(RealServerHttpCheck {
+                scheme: (c.key() == "SSL_GET").then_some(Scheme::Https),
+                path: None,
+                host_header: None,
+                expected_status: Vec::new(),
+            })
+        }
+        "TCP_CHECK" => out.tcp = Some(RealServerTcpCheck {}),
+        _ => {}
+    }
+    let mut urls = 0;
+    for o in c.children() {
+        match o.key() {
+            "connect_timeout" | "misc_timeout" => {
+                out.connect_timeout = o.arg(1).and_then(seconds).map(Into::into)
+            }
+            "retry" | "nb_get_retry" => out.retry = o.arg(1).and_then(|v| v.parse().ok()),
+            "delay_before_retry" => {
+                out.delay_before_retry = o.arg(1).and_then(seconds).map(Into::into)
+            }
+            "connect_port" => out.port = o.arg(1).and_then(|v| v.parse().ok()),
+            "virtualhost" => {
+                if let Some(h) = out.http.as_mut() {
+                    h.host_header = o.arg(1).map(String::from);
+                }
+            }
+            "url" => {
+                urls += 1;
+                if urls > 1 {
+                    report.warning(
+                        &o.at,
+                        "url: one URL per check is carried: the first is kept",
+                    );
+                    continue;
+                }
+                if let Some(h) = out.http.as_mut() {
+                    url(o, h, report);
+                }
+            }
+            "misc_path" => {
+                let argv = command_argv(&o.rest(), &o.at, report);
+                out.exec = Some(ExecCheckSpec {
+                    command: argv.words,
+                });
+            }
+            other => report.warning(&o.at, format!("{} {other} is not carried over", c.key())),
+        }
+    }
+    out
+}
+
+fn url(u: &Stmt, h: &mut RealServerHttpCheck, report: &mut Report) {
+    for o in u.children() {
+        match o.key() {
+            "path" => h.path = o.arg(1).map(String::from),
+            "status_code" => h.expected_status.extend(o.words[1..].iter().cloned()),
+            "digest" => report.warning(
+                &o.at,
+                "digest is not carried over: the status code decides (a body digest needs the whole page read on every check)",
+            ),
+            other => report.warning(&o.at, format!("url {other} is not carried over")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keepalived::parser::tests::parse_text;
+
+    fn import(text: &str) -> (Option<VirtualServerSpec>, Report) {
+        let (stmts, mut report) = parse_text("k.conf", text);
+        let v = virtual_server(&stmts[0], &mut report).map(|i| i.spec);
+        (v, report)
+    }
+
+    fn said(r: &Report) -> Vec<String> {
+        r.warnings
+            .iter()
+            .chain(&r.notes)
+            .map(|m| format!("{}: {}", m.at, m.text))
+            .collect()
+    }
+
+    #[test]
+    fn a_classic_nat_director_is_carried_whole() {
+        let (v, r) = import(
+            "virtual_server 198.51.100.50 80 {\n  delay_loop 6\n  lb_algo wrr\n  lb_kind NAT\n  protocol TCP\n  sorry_server 198.51.100.99 8080\n\
+             real_server 198.51.100.21 80 {\n    weight 3\n    HTTP_GET {\n      url {\n        path /healthz\n        status_code 200\n      }\n      connect_timeout 3\n      nb_get_retry 2\n      delay_before_retry 1\n    }\n  }\n\
+             real_server 198.51.100.22 8080 {\n    TCP_CHECK {\n      connect_port 8080\n      connect_timeout 2\n    }\n  }\n}\n",
+        );
+        assert!(said(&r).is_empty(), "{:?}", said(&r));
+        let v = v.unwrap();
+        assert_eq!((v.address.as_str(), v.port), ("198.51.100.50", 80));
+        assert_eq!(
+            (v.scheduler, v.forwarding, v.protocol),
+            (
+                Some(Scheduler::WeightedRoundRobin),
+                Some(Forwarding::Nat),
+                Some(Protocol::Tcp)
+            )
+        );
+        assert_eq!(v.sorry_server.as_ref().unwrap().port, Some(8080));
+        let a = &v.real_servers[0];
+        assert_eq!((a.weight, a.port), (Some(3), Some(80)));
+        let c = a.check.as_ref().unwrap();
+        assert_eq!(c.delay_loop.as_deref(), Some("6s"));
+        assert_eq!(c.connect_timeout.as_deref(), Some("3s"));
+        assert_eq!(
+            (c.retry, c.delay_before_retry.as_deref()),
+            (Some(2), Some("1s"))
+        );
+        let h = c.http.as_ref().unwrap();
+        assert_eq!(
+            (h.path.as_deref(), h.expected_status.clone()),
+            (Some("/healthz"), vec!["200".to_string()])
+        );
+        let b = v.real_servers[1].check.as_ref().unwrap();
+        assert_eq!((b.tcp.is_some(), b.port), (true, Some(8080)));
+    }
+
+    #[test]
+    fn what_cannot_be_carried_is_said_with_its_line() {
+        let (v, r) = import(
+            "virtual_server 198.51.100.50 443 {\n  lb_algo wlc\n  lb_kind DR\n  persistence_timeout 300\n  ha_suspend\n\
+             real_server 198.51.100.21 443 {\n    inhibit_on_failure\n    SSL_GET {\n      url {\n        path /\n        digest abc\n      }\n    }\n  }\n}\n",
+        );
+        let v = v.unwrap();
+        let s = said(&r);
+        for want in [
+            "k.conf:2: lb_algo wlc: nftables keeps no connection counts",
+            "k.conf:3: lb_kind DR: not carried yet: imported as FullNAT",
+            "k.conf:4: persistence_timeout: carried as scheduler SourceHash",
+            "k.conf:5: virtual_server ha_suspend is not carried over",
+            "k.conf:11: digest is not carried over",
+            "k.conf:1: inhibit_on_failure of a real_server: carried for the whole virtual server",
+        ] {
+            assert!(s.iter().any(|m| m.starts_with(want)), "{want}\n{s:#?}");
+        }
+        assert_eq!(
+            (v.scheduler, v.forwarding, v.inhibit_on_failure),
+            (Some(Scheduler::SourceHash), Some(Forwarding::FullNat), true)
+        );
+        assert_eq!(
+            v.real_servers[0]
+                .check
+                .as_ref()
+                .unwrap()
+                .http
+                .as_ref()
+                .unwrap()
+                .scheme,
+            Some(Scheme::Https)
+        );
+        let (v, r) = import("virtual_server fwmark 1 {\n}\n");
+        assert!(v.is_none());
+        assert!(
+            said(&r)[0].contains("virtual_server fwmark 1 is not carried over"),
+            "{:?}",
+            said(&r)
+        );
+    }
+}
