@@ -242,8 +242,10 @@ impl Agent {
             *epoch,
         );
         let mut checks = self.supervisor.statuses(false);
+        let servers = self.virtual_servers.statuses();
         for (name, entry) in r.entries.iter_mut() {
             entry.checks = checks.remove(name).unwrap_or_default();
+            entry.virtual_servers = crate::agent::virtualservers::steady(&servers, name);
         }
         report.send_if_modified(|old| {
             let changed = *old != r;

@@ -150,6 +150,7 @@ fn running_entry(
         conflict: instances.iter().find_map(|i| i.conflict.clone()),
         checks: Vec::new(),
         families,
+        virtual_servers: Vec::new(),
     }
 }
 
@@ -244,6 +245,7 @@ fn error_entry(node: &str, name: &str, errors: &ReportInputs) -> NodeStatus {
         conflict: None,
         checks: Vec::new(),
         families: Vec::new(),
+        virtual_servers: Vec::new(),
     }
 }
 

@@ -86,6 +86,24 @@ impl VirtualServers {
     }
 }
 
+/// The cluster report's view of one VirtualIP's virtual servers: what changes only on a
+/// transition (a passing check's latency is left out, so a check every second does not
+/// rewrite the status every second).
+pub fn steady(all: &[VirtualServerStatus], vip: &str) -> Vec<VirtualServerStatus> {
+    all.iter()
+        .filter(|v| v.virtual_ip == vip)
+        .map(|v| {
+            let mut v = v.clone();
+            for r in &mut v.real_servers {
+                if r.healthy {
+                    r.result = None;
+                }
+            }
+            v
+        })
+        .collect()
+}
+
 /// A real server's health; `state` none: unchecked, always up.
 struct Health {
     state: Option<CheckState>,

@@ -33,6 +33,9 @@ pub struct VirtualIPStatus {
     /// `n1:nginx,n2:uplink`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failing: Option<String>,
+    /// Real servers up of all, as the master sees them, e.g. `2/3 up` (virtual servers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servers: Option<String>,
     /// One entry per eligible node, each written by that node's agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["node"]))]
@@ -92,6 +95,11 @@ pub struct NodeStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["family"]))]
     pub families: Vec<FamilyStatus>,
+    /// The VirtualIP's virtual servers as this node checks them (the master's view is the
+    /// one in force): each real server's health and weight.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub virtual_servers: Vec<VirtualServerStatus>,
 }
 
 /// One health check (or tracked interface, or Kubernetes condition) on one node.

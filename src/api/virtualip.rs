@@ -33,6 +33,7 @@ use super::{DurationText, VirtualIPStatus};
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Nodes", type_ = "string", json_path = ".status.summary"),
     printcolumn(name = "Failing", type_ = "string", json_path = ".status.failing"),
+    printcolumn(name = "Servers", type_ = "string", json_path = ".status.servers"),
     printcolumn(
         name = "Age",
         type_ = "date",

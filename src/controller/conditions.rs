@@ -54,6 +54,10 @@ pub mod reasons {
     pub const SEVERAL_MASTERS: &str = "SeveralMasters";
     /// SplitBrain condition: at most one master.
     pub const SINGLE_MASTER: &str = "SingleMaster";
+    /// A virtual server's real server went down (Event).
+    pub const REAL_SERVER_DOWN: &str = "RealServerDown";
+    /// A virtual server's real servers came back (Event).
+    pub const REAL_SERVER_UP: &str = "RealServerUp";
     /// Event: another node (or a first one) holds the addresses.
     pub const MASTER_CHANGED: &str = "MasterChanged";
 }

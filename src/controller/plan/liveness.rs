@@ -202,15 +202,11 @@ mod tests {
 
     fn entry(node: &str, since: Option<&str>) -> NodeStatus {
         NodeStatus {
-            node: node.into(),
-            state: Some(NodeState::Master),
             priority: None,
             effective_priority: None,
             last_transition_time: since.map(String::from),
             reason: Some("preempted by fe80::1".into()),
-            conflict: None,
-            checks: Vec::new(),
-            families: Vec::new(),
+            ..super::super::testutil::node_status(node, NodeState::Master)
         }
     }
 

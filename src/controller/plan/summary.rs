@@ -72,7 +72,15 @@ pub(super) fn summarize(
         generation,
         now,
     );
-    let events = verdict::events(&vip.name_any(), &old, master.as_deref(), &findings, &v);
+    let mut events = verdict::events(&vip.name_any(), &old, master.as_deref(), &findings, &v);
+    let servers = servers_line(master.as_deref(), &findings.reports);
+    events.extend(server_events(
+        &vip.name_any(),
+        old.servers.as_deref(),
+        servers.as_ref(),
+        master.as_deref(),
+        &findings.reports,
+    ));
     let status = VirtualIPStatus {
         observed_generation: generation,
         virtual_router_id: vrid,
@@ -80,10 +88,100 @@ pub(super) fn summarize(
         phase: Some(v.phase),
         summary: summary_line(&findings.members, &findings.reports, silent_agents),
         failing: (!findings.failing.is_empty()).then(|| findings.failing.join(",")),
+        servers: servers.map(|s| s.to_string()),
         nodes: Vec::new(),
         conditions,
     };
     (status, events)
+}
+
+/// Real servers up of all on the master, over its virtual servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Servers {
+    up: usize,
+    all: usize,
+}
+
+impl std::fmt::Display for Servers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} up", self.up, self.all)
+    }
+}
+
+impl Servers {
+    /// Reads back `status.servers` as written by `Display`.
+    fn parse(s: &str) -> Option<Servers> {
+        let (up, all) = s.strip_suffix(" up")?.split_once('/')?;
+        Some(Servers {
+            up: up.parse().ok()?,
+            all: all.parse().ok()?,
+        })
+    }
+}
+
+/// The master's real servers at a glance; none without a master or virtual servers.
+fn servers_line(master: Option<&str>, reports: &[&NodeStatus]) -> Option<Servers> {
+    let m = reports.iter().find(|r| Some(r.node.as_str()) == master)?;
+    let reals = m.virtual_servers.iter().flat_map(|v| &v.real_servers);
+    let all = reals.clone().count();
+    (!m.virtual_servers.is_empty()).then(|| Servers {
+        up: reals.filter(|r| r.healthy).count(),
+        all,
+    })
+}
+
+/// An Event when the master's count of real servers up falls (naming those down and why) or
+/// rises.
+fn server_events(
+    vip: &str,
+    old: Option<&str>,
+    new: Option<&Servers>,
+    master: Option<&str>,
+    reports: &[&NodeStatus],
+) -> Vec<PlannedEvent> {
+    let (Some(old), Some(new)) = (old.and_then(Servers::parse), new) else {
+        return Vec::new();
+    };
+    let down: Vec<String> = reports
+        .iter()
+        .filter(|r| Some(r.node.as_str()) == master)
+        .flat_map(|r| &r.virtual_servers)
+        .flat_map(|v| {
+            v.real_servers.iter().filter(|r| !r.healthy).map(move |r| {
+                format!(
+                    "{} of {} ({})",
+                    r.address,
+                    v.name,
+                    r.result.as_deref().unwrap_or("failing")
+                )
+            })
+        })
+        .collect();
+    let (warning, reason, note) = if new.up < old.up {
+        (
+            true,
+            reasons::REAL_SERVER_DOWN,
+            format!(
+                "{new} on {}: down: {}",
+                master.unwrap_or("?"),
+                down.join(", ")
+            ),
+        )
+    } else if new.up > old.up {
+        (
+            false,
+            reasons::REAL_SERVER_UP,
+            format!("{new} on {}", master.unwrap_or("?")),
+        )
+    } else {
+        return Vec::new();
+    };
+    vec![PlannedEvent {
+        vip: vip.to_string(),
+        warning,
+        reason,
+        note,
+    }]
 }
 
 /// Every finding from the believed entries of the members.
@@ -379,6 +477,57 @@ mod tests {
 
     fn at(t: &str) -> Timestamp {
         t.parse().unwrap()
+    }
+
+    fn with_servers(node: &str, state: NodeState, healthy: &[bool]) -> NodeStatus {
+        let mut n = node_status(node, state);
+        n.virtual_servers = vec![crate::api::VirtualServerStatus {
+            virtual_ip: "web".into(),
+            name: "198.51.100.50:80/TCP".into(),
+            up: String::new(),
+            serving: "real servers".into(),
+            programmed: true,
+            error: None,
+            real_servers: healthy
+                .iter()
+                .enumerate()
+                .map(|(i, h)| crate::api::RealServerStatus {
+                    address: format!("198.51.100.{}:80", 21 + i),
+                    healthy: *h,
+                    result: (!h).then(|| "connection refused".to_string()),
+                    weight: h.then_some(1),
+                    transitions: 0,
+                    last_transition_time: None,
+                })
+                .collect(),
+        }];
+        n
+    }
+
+    #[test]
+    fn the_masters_real_servers_are_counted_and_a_fall_is_an_event_naming_them() {
+        let m = with_servers("n1", NodeState::Master, &[true, false, true]);
+        let b = with_servers("n2", NodeState::Backup, &[false, false, false]);
+        let reports = [&m, &b];
+        let s = servers_line(Some("n1"), &reports).unwrap();
+        assert_eq!(s.to_string(), "2/3 up");
+        assert_eq!(Servers::parse("2/3 up"), Some(s));
+        assert_eq!(servers_line(None, &reports), None);
+        let e = server_events("web", Some("3/3 up"), Some(&s), Some("n1"), &reports);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].warning);
+        assert_eq!(e[0].reason, reasons::REAL_SERVER_DOWN);
+        assert_eq!(
+            e[0].note,
+            "2/3 up on n1: down: 198.51.100.22:80 of 198.51.100.50:80/TCP (connection refused)"
+        );
+        let e = server_events("web", Some("1/3 up"), Some(&s), Some("n1"), &reports);
+        assert_eq!(
+            (e[0].warning, e[0].reason),
+            (false, reasons::REAL_SERVER_UP)
+        );
+        assert!(server_events("web", Some("2/3 up"), Some(&s), Some("n1"), &reports).is_empty());
+        assert!(server_events("web", None, Some(&s), Some("n1"), &reports).is_empty());
     }
 
     #[test]

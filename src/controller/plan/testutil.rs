@@ -14,5 +14,6 @@ pub(crate) fn node_status(node: &str, state: NodeState) -> NodeStatus {
         conflict: None,
         checks: Vec::new(),
         families: Vec::new(),
+        virtual_servers: Vec::new(),
     }
 }

@@ -271,15 +271,10 @@ mod tests {
 
     fn master_entry(node: &str) -> NodeStatus {
         NodeStatus {
-            node: node.into(),
-            state: Some(NodeState::Master),
             priority: None,
             effective_priority: None,
-            last_transition_time: None,
             reason: Some("higher priority".into()),
-            conflict: None,
-            checks: Vec::new(),
-            families: Vec::new(),
+            ..super::super::testutil::node_status(node, NodeState::Master)
         }
     }
 
