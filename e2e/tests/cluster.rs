@@ -986,3 +986,50 @@ fn checks_show_in_the_status_exec_needs_the_allowlist_and_a_cordoned_master_hand
     );
     wait_held(&api, VIP4, "n1", Duration::from_secs(10));
 }
+
+/// A virtual server in the cluster: the master's count of real servers up is the `Servers`
+/// column, each node's entry lists its real servers, and a real server that dies is a
+/// RealServerDown Event naming it and why.
+#[test]
+fn a_virtual_servers_real_servers_show_in_the_status_and_a_dead_one_is_an_event() {
+    let (mut api, _, _) = cluster_of(3);
+    let nginx = api.lab.spawn_nginx("n3", 80, None);
+    apply(
+        &api,
+        &vip(
+            "lb",
+            "  addresses: [\"198.51.100.60/24\"]\n  advertInterval: 100ms\n  virtualServers:\n  - address: 198.51.100.60\n    port: 80\n    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13}]\n    check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, http: {path: /}}\n",
+        ),
+    );
+    let v = api.wait_vip("lb", Duration::from_secs(15), "1/1 up", |v| {
+        v["status"]["servers"] == "1/1 up"
+    });
+    let master = master(&v).unwrap().to_string();
+    let reals = &entry(&v, &master).unwrap()["virtualServers"][0]["realServers"][0];
+    assert_eq!(
+        (&reals["address"], &reals["healthy"], &reals["weight"]),
+        (
+            &Value::from("198.51.100.13:80"),
+            &Value::from(true),
+            &Value::from(1)
+        ),
+        "{v:#}"
+    );
+    let table = api.ok(&["get", "virtualip", "lb"]);
+    assert!(
+        table.lines().next().unwrap().contains("SERVERS") && table.contains("1/1 up"),
+        "{table}"
+    );
+    api.lab
+        .signal_tree(nginx, nix::sys::signal::Signal::SIGKILL);
+    api.lab.signal(nginx, nix::sys::signal::Signal::SIGKILL);
+    api.wait_vip("lb", Duration::from_secs(15), "0/1 up", |v| {
+        v["status"]["servers"] == "0/1 up"
+    });
+    let down = wait_for(Duration::from_secs(10), || {
+        events(&api, "lb").iter().any(|(r, note)| {
+            r == "RealServerDown" && note.contains("198.51.100.13:80 of 198.51.100.60:80/TCP")
+        })
+    });
+    assert!(down.is_some(), "{:?}\n{}", events(&api, "lb"), api.logs());
+}
