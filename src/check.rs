@@ -167,7 +167,7 @@ fn check_virtual_ip(
     }
     let _ = writeln!(
         out.text,
-        "{file}: document {} ({:?}): ok: {}{}, {} address(es), {} check(s)",
+        "{file}: document {} ({:?}): ok: {}{}, {} address(es), {} check(s){}",
         d.index,
         v.name,
         v.vrid
@@ -179,7 +179,14 @@ fn check_virtual_ip(
             .map(|i| format!(" on {i}"))
             .unwrap_or_default(),
         v.addresses.len(),
-        v.tracking.checks.len()
+        v.tracking.checks.len(),
+        match v.virtual_servers.len() {
+            0 => String::new(),
+            n => format!(
+                ", {n} virtual server(s) over {} real server(s)",
+                v.virtual_servers.iter().map(|s| s.reals.len()).sum::<usize>()
+            ),
+        }
     );
     out.objects += 1;
     good.push(v);
