@@ -184,7 +184,10 @@ fn check_virtual_ip(
             0 => String::new(),
             n => format!(
                 ", {n} virtual server(s) over {} real server(s)",
-                v.virtual_servers.iter().map(|s| s.reals.len()).sum::<usize>()
+                v.virtual_servers
+                    .iter()
+                    .map(|s| s.reals.len())
+                    .sum::<usize>()
             ),
         }
     );

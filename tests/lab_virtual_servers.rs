@@ -88,8 +88,15 @@ fn round_robin_takes_a_dead_real_server_out_and_the_sorry_server_answers_when_no
          check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 1, delayBeforeRetry: 100ms, http: {path: /}}\n    \
          sorryServer: {address: 198.51.100.16, port: 8080}\n",
     );
-    let (mut lab, _, _, _) = two_nodes_of(6, &yaml);
+    let (mut lab, _, p1, _) = two_nodes_of(6, &yaml);
     forward(&lab);
+    // Someone else's table on the director: never touched.
+    let n1ns = lab.node("n1").ns.clone();
+    let foreign = "table inet theirs {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 9999 counter accept\n\t}\n}";
+    lab.exec(&n1ns, &["nft", foreign]);
+    let theirs = |lab: &Lab| stdout(lab, &n1ns, &["nft", "list", "table", "inet", "theirs"]);
+    let before = theirs(&lab);
+    assert!(before.contains("tcp dport 9999"), "{before}");
     let mut nginx = real_servers(&mut lab);
     lab.spawn_nginx("n6", 8080, None);
     wait_holders(&lab, VIP, &["n1"]);
@@ -106,6 +113,10 @@ fn round_robin_takes_a_dead_real_server_out_and_the_sorry_server_answers_when_no
             .into(),
         "round robin"
     );
+
+    // The director itself reaches the service too (the output chain).
+    let from_director = lab.http_get(&n1ns, vip_addr(), "/");
+    assert!(from_director.is_ok(), "{from_director:?}");
 
     // nginx on n4 stops: out after two failed attempts 100 ms apart.
     let pid = nginx.remove("n4").unwrap();
@@ -152,6 +163,15 @@ fn round_robin_takes_a_dead_real_server_out_and_the_sorry_server_answers_when_no
     let (seen, failed) = requests(&lab, 5);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(seen, [("n6".to_string(), 5)].into());
+
+    // Stopped, the agent removes its table and only its table.
+    assert!(stdout(&lab, &n1ns, &["nft", "list", "tables"]).contains("kube_vrrp"));
+    lab.signal(p1, Signal::SIGTERM);
+    let gone = wait_for(Duration::from_secs(10), || {
+        !stdout(&lab, &n1ns, &["nft", "list", "tables"]).contains("kube_vrrp")
+    });
+    assert!(gone.is_some(), "{}", lab.log("agent-n1.log"));
+    assert_eq!(theirs(&lab), before);
 }
 
 /// NAT proper: the client is on another subnet and the real servers route it through the
