@@ -35,6 +35,7 @@ fn samples_apply_and_print_columns() {
             "PHASE",
             "NODES",
             "FAILING",
+            "SERVERS",
             "AGE"
         ],
         "{table}"
