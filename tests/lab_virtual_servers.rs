@@ -118,18 +118,22 @@ fn round_robin_takes_a_dead_real_server_out_and_the_sorry_server_answers_when_no
     let from_director = lab.http_get(&n1ns, vip_addr(), "/");
     assert!(from_director.is_ok(), "{from_director:?}");
 
-    // nginx on n4 stops: out after two failed attempts 100 ms apart.
+    // nginx on n4 stops: out after two failed attempts 100 ms apart. (Its count of
+    // transitions may already include the start, when the checks ran before nginx did.)
+    let n4_before = virtual_server(&lab, "n1")["realServers"][1]["transitions"]
+        .as_u64()
+        .unwrap();
     let pid = nginx.remove("n4").unwrap();
     lab.signal_tree(pid, Signal::SIGKILL);
     lab.signal(pid, Signal::SIGKILL);
     let vs = wait_up(&lab, "n1", "2/3");
     let n4 = &vs["realServers"][1];
     assert_eq!(
-        (&n4["address"], &n4["healthy"], &n4["transitions"]),
+        (&n4["address"], &n4["healthy"], n4["transitions"].as_u64()),
         (
             &Value::from("198.51.100.14:80"),
             &Value::from(false),
-            &Value::from(1)
+            Some(n4_before + 1)
         ),
         "{vs:#}"
     );
@@ -263,9 +267,9 @@ fn real_servers_on(lab: &mut Lab, nodes: &[&str]) {
     }
 }
 
-/// keepalived.conf of a classic director pair (the tutorials' LVS-DR in front of nginx),
-/// imported with `import-keepalived` and run unchanged: DR is carried as full NAT (said on
-/// stderr), the HTTP checks take a dead real server out, and the service answers.
+/// keepalived.conf of a classic director pair (the tutorials' LVS-DR in front of nginx, the
+/// real servers holding the VIP on `lo` with `arp_ignore`), imported with `import-keepalived`
+/// and run unchanged: direct routing carries the HTTP, the checks take a dead real server out.
 #[test]
 fn a_keepalived_director_pair_is_imported_and_runs() {
     let conf = |state: &str, priority: u8| {
@@ -290,22 +294,17 @@ fn a_keepalived_director_pair_is_imported_and_runs() {
     std::fs::remove_dir_all(&dir).ok();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("lb1.conf:14: warning: lb_kind DR: not carried yet: imported as FullNAT"),
-        "{stderr}"
-    );
+    assert!(!stderr.contains("lb_kind"), "DR is carried: {stderr}");
     let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(yaml.contains("forwarding: DirectRouting"), "{yaml}");
     let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
-    forward(&lab);
-    let mut nginx: Vec<u32> = ["n3", "n4"]
-        .iter()
-        .map(|n| lab.spawn_nginx(n, PORT, None))
-        .collect();
-    wait_holders(&lab, VIP, &["n1"]);
+    let mut nginx = dr_real_servers(&mut lab, &["n3", "n4"]);
+    let n1ns = lab.node("n1").ns.clone();
+    assert!(wait_for(WAIT, || lab.holds(&n1ns, VIP)).is_some());
     wait_up(&lab, "n1", "2/2");
-    let (seen, failed) = requests(&lab, 10);
+    let (seen, failed) = requests(&lab, 20);
     assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(seen, [("n3".to_string(), 5), ("n4".to_string(), 5)].into());
+    assert!(seen.len() == 2, "both real servers take flows: {seen:?}");
     let pid = nginx.remove(1);
     lab.signal_tree(pid, Signal::SIGKILL);
     lab.signal(pid, Signal::SIGKILL);
@@ -313,4 +312,85 @@ fn a_keepalived_director_pair_is_imported_and_runs() {
     let (seen, failed) = requests(&lab, 6);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(seen, [("n3".to_string(), 6)].into());
+}
+
+/// Direct routing: the real servers hold the VIP on `lo` (answering no ARP for it) and reply
+/// to the client themselves; the director only rewrites each frame's MACs, by a hash of the
+/// flow, and sends it straight out. The switch keeps learning the client's MAC on the client's
+/// port (the source MAC is rewritten too). A dead real server's flows move to the others.
+#[test]
+fn direct_routing_carries_http_and_the_switch_never_learns_the_client_on_the_director() {
+    let yaml = config(
+        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}]\n    \
+         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
+    );
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    let mut nginx = dr_real_servers(&mut lab, &["n3", "n4"]);
+    // (n3 and n4 hold the VIP too, on lo.)
+    let n1ns = lab.node("n1").ns.clone();
+    assert!(wait_for(WAIT, || lab.holds(&n1ns, VIP)).is_some());
+    let vs = wait_up(&lab, "n1", "2/2");
+    // Both MACs known: both take flows.
+    let weights: Vec<&Value> = vs["realServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["weight"])
+        .collect();
+    assert_eq!(weights, [&Value::from(1), &Value::from(1)], "{vs:#}");
+    let (seen, failed) = requests(&lab, 30);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(
+        seen.get("n3").is_some_and(|c| *c > 0) && seen.get("n4").is_some_and(|c| *c > 0),
+        "{seen:?}"
+    );
+    let table = stdout(
+        &lab,
+        &lab.node("n1").ns,
+        &["nft", "list", "table", "netdev", "kube_vrrp"],
+    );
+    assert!(table.contains("ether saddr set"), "{table}");
+    // The bridge learned the client's MAC on the client's own port only.
+    let client_mac = stdout(
+        &lab,
+        &lab.client.ns,
+        &["cat", "/sys/class/net/eth0/address"],
+    );
+    let fdb = stdout(
+        &lab,
+        &lab.bridge_ns,
+        &["bridge", "fdb", "show", "br", "br0"],
+    );
+    let ports: Vec<&str> = fdb
+        .lines()
+        .filter(|l| l.starts_with(client_mac.trim()))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(ports, [lab.client.port.as_str()], "{fdb}");
+
+    // n4 dies: its flows go to n3.
+    let pid = nginx.remove(1);
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "1/2");
+    let (seen, failed) = requests(&lab, 10);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen, [("n3".to_string(), 10)].into());
+}
+
+/// Real servers for direct routing: the VIP on `lo`, answering no ARP for it, and nginx.
+fn dr_real_servers(lab: &mut Lab, nodes: &[&str]) -> Vec<u32> {
+    nodes
+        .iter()
+        .map(|n| {
+            let ns = lab.node(n).ns.clone();
+            lab.exec(
+                &ns,
+                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+            );
+            lab.exec(&ns, &["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"]);
+            lab.exec(&ns, &["sysctl", "-qw", "net.ipv4.conf.all.arp_announce=2"]);
+            lab.spawn_nginx(n, PORT, None)
+        })
+        .collect()
 }

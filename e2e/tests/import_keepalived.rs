@@ -101,7 +101,7 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
     );
     assert_eq!(
         (vs["scheduler"].as_str(), vs["forwarding"].as_str()),
-        (Some("WeightedRoundRobin"), Some("FullNAT"))
+        (Some("WeightedRoundRobin"), Some("DirectRouting"))
     );
     assert_eq!(vs["realServers"][0]["check"]["delayLoop"], "6s", "{yaml}");
     // Nothing dropped silently: each of these is a warning with its file and line.
@@ -111,7 +111,6 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
         (9, "global_defs smtp_server is not carried over"),
         (37, "label eth0:1 is not carried over"),
         (39, "virtual_ipaddress_excluded"),
-        (52, "lb_kind DR: not carried yet: imported as FullNAT"),
     ] {
         let expected = format!("{lb1s}:{line}: warning: ");
         assert!(

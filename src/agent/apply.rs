@@ -149,7 +149,16 @@ impl Agent {
             Source::File(_) => BTreeMap::new(),
         };
         self.supervisor.sync(&vips, &kept, drains, &links);
-        self.virtual_servers.sync(&vips);
+        // Direct routing sends frames out of the interface each VirtualIP's family runs on.
+        let on: BTreeMap<(String, bool), (String, [u8; 6])> = instances
+            .values()
+            .filter_map(|r| {
+                let mac = links.iter().find(|l| l.index == r.ifindex)?.mac?;
+                let v4 = r.config.family() == crate::vrrp::Family::V4;
+                Some(((r.name.clone(), v4), (r.interface.clone(), mac)))
+            })
+            .collect();
+        self.virtual_servers.sync(&vips, on);
         self.request_report();
     }
 

@@ -21,16 +21,22 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::messages::AgentEvent;
+use crate::api::Forwarding;
 use crate::api::{RealServerStatus, VirtualServerStatus};
 use crate::checks::{CheckState, Outcome, Policy, rfc3339};
 use crate::model::spec::ValidatedVirtualIp;
 use crate::model::virtualserver::{
-    RealCheck, ServiceKey, Targets, VirtualServer, targets, weights_in_force,
+    RealCheck, ServiceKey, Targets, VirtualServer, dr_targets, targets, weights_in_force,
 };
 use crate::net::nft;
 
-/// VirtualIP name → its virtual servers.
-type Desired = BTreeMap<String, Vec<VirtualServer>>;
+/// VirtualIP name → its virtual servers; and (VirtualIP, IPv4?) → the interface it runs on and
+/// its MAC (direct routing sends frames out of it).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Desired {
+    services: BTreeMap<String, Vec<VirtualServer>>,
+    links: BTreeMap<(String, bool), (String, [u8; 6])>,
+}
 
 /// One real server of one virtual server of one VirtualIP.
 type RealId = (String, ServiceKey, SocketAddr);
@@ -58,12 +64,21 @@ impl VirtualServers {
     }
 
     /// What the VirtualIPs running here ask for.
-    pub fn sync(&self, vips: &[ValidatedVirtualIp]) {
-        let next: Desired = vips
+    pub fn sync(
+        &self,
+        vips: &[ValidatedVirtualIp],
+        links: BTreeMap<(String, bool), (String, [u8; 6])>,
+    ) {
+        let services: BTreeMap<String, Vec<VirtualServer>> = vips
             .iter()
             .filter(|v| !v.virtual_servers.is_empty())
             .map(|v| (v.name.clone(), v.virtual_servers.clone()))
             .collect();
+        let links = links
+            .into_iter()
+            .filter(|((v, _), _)| services.contains_key(v))
+            .collect();
+        let next = Desired { services, links };
         self.desired.send_if_modified(|d| {
             let changed = d.as_ref() != Some(&next);
             *d = Some(next);
@@ -121,6 +136,10 @@ struct State {
     error: Option<String>,
     /// Programmed, but something on the node stands in the way (forwarding off).
     warning: Option<String>,
+    /// (VirtualIP, IPv4?) → interface and MAC, for direct routing.
+    links: BTreeMap<(String, bool), (String, [u8; 6])>,
+    /// The neighbour tables' MACs (direct routing), read before each programming.
+    macs: BTreeMap<std::net::IpAddr, [u8; 6]>,
 }
 
 /// Whether the node forwards what the rules send on: NAT routes every connection through.
@@ -195,7 +214,8 @@ impl State {
         let now = SystemTime::now();
         let mut old = std::mem::take(&mut self.services);
         let mut wanted: HashMap<RealId, RealCheck> = HashMap::new();
-        for (vip, list) in desired {
+        self.links = desired.links.clone();
+        for (vip, list) in &desired.services {
             for vs in list {
                 let key = vs.key();
                 let before = old.remove(&(vip.clone(), key));
@@ -286,16 +306,63 @@ impl State {
             .collect()
     }
 
+    /// Direct routing's view of which real servers are up: also a MAC address must be known.
+    fn routable(&self, vs: &VirtualServer, health: &[Health]) -> Vec<bool> {
+        let up = Self::up(health);
+        if vs.forwarding != Forwarding::DirectRouting {
+            return up;
+        }
+        vs.reals
+            .iter()
+            .zip(up)
+            .map(|(r, u)| u && self.macs.contains_key(&r.addr.ip()))
+            .collect()
+    }
+
     /// Puts the rules in force when they changed.
     async fn program(&mut self, nft: Option<&std::path::Path>) {
-        let programmed: Vec<nft::Programmed<'_>> = self
+        if self
             .services
             .values()
-            .map(|(vs, health)| nft::Programmed {
-                vs,
-                targets: targets(vs, &weights_in_force(vs, &Self::up(health))),
-            })
-            .collect();
+            .any(|(v, _)| v.forwarding == Forwarding::DirectRouting)
+        {
+            self.macs = neighbour_macs().await;
+        }
+        let programmed: Vec<nft::Programmed<'_>> =
+            self.services
+                .iter()
+                .map(|((vip, _), (vs, health))| {
+                    let weights = weights_in_force(vs, &self.routable(vs, health));
+                    if vs.forwarding != Forwarding::DirectRouting {
+                        return nft::Programmed {
+                            vs,
+                            targets: targets(vs, &weights),
+                            link: None,
+                        };
+                    }
+                    let link = self.links.get(&(vip.clone(), vs.address.is_ipv4())).map(
+                        |(interface, mac)| nft::DrLink {
+                            interface: interface.clone(),
+                            mac: *mac,
+                            macs: self.macs.clone(),
+                        },
+                    );
+                    nft::Programmed {
+                        vs,
+                        // Not running here (no interface): nothing to send it out of.
+                        targets: if link.is_some() {
+                            dr_targets(vs, &weights)
+                        } else {
+                            Targets::None
+                        },
+                        link: link.or(Some(nft::DrLink {
+                            interface: String::new(),
+                            mac: [0; 6],
+                            macs: BTreeMap::new(),
+                        })),
+                    }
+                })
+                .collect();
         let script = nft::script(&programmed);
         self.warning = forwarding_off(self.services.values().map(|(vs, _)| vs));
         if self.applied.as_ref() == Some(&script) {
@@ -326,7 +393,7 @@ impl State {
             .iter()
             .map(|((vip, key), (vs, health))| {
                 let up = Self::up(health);
-                let weights = weights_in_force(vs, &up);
+                let weights = weights_in_force(vs, &self.routable(vs, health));
                 let serving = match targets(vs, &weights) {
                     Targets::None => "nowhere",
                     Targets::One(a)
@@ -365,6 +432,17 @@ impl State {
             })
             .collect()
     }
+}
+
+/// The MACs the kernel's neighbour tables know (the checks' connections fill them).
+async fn neighbour_macs() -> BTreeMap<std::net::IpAddr, [u8; 6]> {
+    let Ok(nl) = crate::net::netlink::Netlink::connect() else {
+        return BTreeMap::new();
+    };
+    nl.neighbours()
+        .await
+        .map(|n| n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect())
+        .unwrap_or_default()
 }
 
 /// Checks one real server until aborted: every `delayLoop`; after a failure, again

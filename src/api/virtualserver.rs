@@ -28,7 +28,9 @@ pub struct VirtualServerSpec {
     pub scheduler: Option<Scheduler>,
     /// NAT (default; keepalived `lb_kind NAT`: the real servers route their replies back
     /// through the director), FullNAT (also the source is the director's address: works with
-    /// the real servers on the clients' segment) or DirectRouting (`DR`: not yet carried here).
+    /// the real servers on the clients' segment) or DirectRouting (`DR`: the real servers hold
+    /// the address on a non-ARPing interface and answer the clients themselves; the director
+    /// rewrites the frames' MACs, needs a check and keeps the port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
     /// The real servers, up to 64.

@@ -101,6 +101,21 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
         );
         spec.scheduler = Some(Scheduler::SourceHash);
     }
+    if spec.forwarding == Some(Forwarding::DirectRouting)
+        && spec.real_servers.iter().any(|r| r.check.is_none())
+    {
+        let at = s
+            .children()
+            .iter()
+            .find(|c| matches!(c.key(), "lb_kind" | "lvs_method"))
+            .map(|c| c.at.clone())
+            .unwrap_or(s.at.clone());
+        report.warning(
+            &at,
+            "lb_kind DR with a real server that has no check: direct routing learns each real server's MAC from its check: imported as FullNAT",
+        );
+        spec.forwarding = Some(Forwarding::FullNat);
+    }
     if inhibit_some && !spec.inhibit_on_failure {
         report.note(
             &s.at,
@@ -144,10 +159,11 @@ fn scheduler(c: &Stmt, report: &mut Report) -> Option<Scheduler> {
 fn forwarding(c: &Stmt, report: &mut Report) -> Option<Forwarding> {
     match c.arg(1).unwrap_or_default() {
         "NAT" => Some(Forwarding::Nat),
-        kind @ ("DR" | "TUN") => {
+        "DR" => Some(Forwarding::DirectRouting),
+        "TUN" => {
             report.warning(
                 &c.at,
-                format!("lb_kind {kind}: not carried yet: imported as FullNAT (the real servers need no VIP and see the director's address instead of the client's)"),
+                "lb_kind TUN: tunnels are not carried: imported as FullNAT (the real servers need no VIP and see the director's address instead of the client's)",
             );
             Some(Forwarding::FullNat)
         }
@@ -336,14 +352,14 @@ mod tests {
     #[test]
     fn what_cannot_be_carried_is_said_with_its_line() {
         let (v, r) = import(
-            "virtual_server 198.51.100.50 443 {\n  lb_algo wlc\n  lb_kind DR\n  persistence_timeout 300\n  ha_suspend\n\
+            "virtual_server 198.51.100.50 443 {\n  lb_algo wlc\n  lb_kind TUN\n  persistence_timeout 300\n  ha_suspend\n\
              real_server 198.51.100.21 443 {\n    inhibit_on_failure\n    SSL_GET {\n      url {\n        path /\n        digest abc\n      }\n    }\n  }\n}\n",
         );
         let v = v.unwrap();
         let s = said(&r);
         for want in [
             "k.conf:2: lb_algo wlc: nftables keeps no connection counts",
-            "k.conf:3: lb_kind DR: not carried yet: imported as FullNAT",
+            "k.conf:3: lb_kind TUN: tunnels are not carried: imported as FullNAT",
             "k.conf:4: persistence_timeout: carried as scheduler SourceHash",
             "k.conf:5: virtual_server ha_suspend is not carried over",
             "k.conf:11: digest is not carried over",
@@ -366,6 +382,20 @@ mod tests {
                 .scheme,
             Some(Scheme::Https)
         );
+        // Direct routing learns MACs from the checks: without one, full NAT.
+        let (v, r) = import(
+            "virtual_server 198.51.100.50 80 {\n  lb_kind DR\n  real_server 198.51.100.21 80 {\n  }\n}\n",
+        );
+        assert_eq!(v.unwrap().forwarding, Some(Forwarding::FullNat));
+        assert!(
+            said(&r)[0].starts_with("k.conf:2: lb_kind DR with a real server that has no check"),
+            "{:?}",
+            said(&r)
+        );
+        let (v, _) = import(
+            "virtual_server 198.51.100.50 80 {\n  lb_kind DR\n  real_server 198.51.100.21 80 {\n    TCP_CHECK {\n    }\n  }\n}\n",
+        );
+        assert_eq!(v.unwrap().forwarding, Some(Forwarding::DirectRouting));
         let (v, r) = import("virtual_server fwmark 1 {\n}\n");
         assert!(v.is_none());
         assert!(

@@ -106,11 +106,7 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
     }
     let name = format!("{}", SocketAddr::new(address, vs.port));
     let forwarding = vs.forwarding.unwrap_or_default();
-    if forwarding == Forwarding::DirectRouting {
-        return Err(format!(
-            "{name}: forwarding DirectRouting is not carried yet: use NAT or FullNAT"
-        ));
-    }
+    let dr = forwarding == Forwarding::DirectRouting;
     let default_check = vs
         .check
         .as_ref()
@@ -137,6 +133,17 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
         if !seen.insert(addr) {
             return Err(format!("{name}: real server {addr} is listed twice"));
         }
+        if dr && addr.port() != vs.port {
+            return Err(format!(
+                "{name}: real server {addr}: direct routing cannot change the port: use {}",
+                vs.port
+            ));
+        }
+        if dr && r.check.is_none() && vs.check.is_none() {
+            return Err(format!(
+                "{name}: real server {addr}: direct routing needs a check (the director learns each real server's MAC address from it)"
+            ));
+        }
         let weight = r.weight.unwrap_or(1);
         if weight > MAX_WEIGHT {
             return Err(format!(
@@ -162,7 +169,14 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
                     "{name}: sorry server {a} is of the other address family"
                 ));
             }
-            Some(SocketAddr::new(a, s.port.unwrap_or(vs.port)))
+            let port = s.port.unwrap_or(vs.port);
+            if dr && port != vs.port {
+                return Err(format!(
+                    "{name}: sorry server {a}: direct routing cannot change the port: use {}",
+                    vs.port
+                ));
+            }
+            Some(SocketAddr::new(a, port))
         }
         None => None,
     };
@@ -354,6 +368,24 @@ pub fn targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
     }
 }
 
+/// Where new flows go with direct routing. It is stateless: every packet of a connection
+/// must reach the same server, so flows are always hashed into [`HASH_BUCKETS`] buckets (by
+/// client address and port; with SourceHash by address alone), and a server that leaves moves
+/// only its own buckets.
+pub fn dr_targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
+    let live: Vec<(SocketAddr, u32)> = vs
+        .reals
+        .iter()
+        .zip(weights)
+        .filter_map(|(r, w)| w.filter(|w| *w > 0).map(|w| (r.addr, w)))
+        .collect();
+    match live.len() {
+        0 => vs.sorry.map(Targets::One).unwrap_or(Targets::None),
+        1 => Targets::One(live[0].0),
+        _ => Targets::Hash((0..HASH_BUCKETS).map(|b| rendezvous(b, &live)).collect()),
+    }
+}
+
 /// The server of bucket `b`: the highest weighted score (weighted rendezvous hashing).
 fn rendezvous(b: u32, live: &[(SocketAddr, u32)]) -> SocketAddr {
     let score = |a: &SocketAddr, w: u32| {
@@ -497,8 +529,16 @@ mod tests {
                 "absolute path",
             ),
             (
-                &format!("{BASE}  forwarding: DirectRouting\n"),
-                "DirectRouting is not carried yet",
+                &format!(
+                    "{BASE}  forwarding: DirectRouting\n  realServers: [{{address: 198.51.100.21}}]\n"
+                ),
+                "direct routing needs a check",
+            ),
+            (
+                &format!(
+                    "{BASE}  forwarding: DirectRouting\n  check: {{tcp: {{}}}}\n  realServers: [{{address: 198.51.100.21, port: 8080}}]\n"
+                ),
+                "direct routing cannot change the port: use 80",
             ),
             (
                 &format!("{BASE}- address: 198.51.100.50\n  port: 80\n"),

@@ -144,6 +144,50 @@ impl Netlink {
         Ok(msgs.iter().filter_map(address_of).collect())
     }
 
+    /// The link-layer addresses the kernel's neighbour tables know (reachable, stale, ...; not
+    /// failed or incomplete): (interface, address, MAC).
+    pub async fn neighbours(&self) -> Result<Vec<(u32, IpAddr, [u8; 6])>, NetlinkError> {
+        use rtnetlink::packet_route::neighbour::{
+            NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState,
+        };
+        let msgs: Vec<NeighbourMessage> = self
+            .handle
+            .neighbours()
+            .get()
+            .execute()
+            .try_collect()
+            .await
+            .map_err(request_error)?;
+        Ok(msgs
+            .iter()
+            .filter(|m| {
+                !matches!(
+                    m.header.state,
+                    NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::None
+                )
+            })
+            .filter_map(|m| {
+                let mut ip = None;
+                let mut mac = None;
+                for a in &m.attributes {
+                    match a {
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet(v)) => {
+                            ip = Some(IpAddr::V4(*v))
+                        }
+                        NeighbourAttribute::Destination(NeighbourAddress::Inet6(v)) => {
+                            ip = Some(IpAddr::V6(*v))
+                        }
+                        NeighbourAttribute::LinkLayerAddress(l) => {
+                            mac = <[u8; 6]>::try_from(l.as_slice()).ok()
+                        }
+                        _ => {}
+                    }
+                }
+                Some((m.header.ifindex, ip?, mac?))
+            })
+            .collect())
+    }
+
     /// Binds a virtual address, marked as ours; IPv6 without duplicate address detection (the
     /// VRRP election already made it unique, and DAD would delay it by a second). It is
     /// deprecated (preferred lifetime 0) and adds no prefix route, so the node's own addresses

@@ -27,17 +27,43 @@ const NFT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Programmed<'a> {
     pub vs: &'a VirtualServer,
     pub targets: Targets,
+    /// Direct routing: the interface the address is on, its MAC, and the real servers' MACs
+    /// (targets without one are never given).
+    pub link: Option<DrLink>,
+}
+
+/// What direct routing rewrites frames with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrLink {
+    pub interface: String,
+    pub mac: [u8; 6],
+    pub macs: std::collections::BTreeMap<IpAddr, [u8; 6]>,
+}
+
+fn mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The script that replaces our table with these rules (or removes it, when there are none).
 pub fn script(services: &[Programmed<'_>]) -> String {
-    let mut s = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
+    let mut s = format!(
+        "add table inet {TABLE}\ndelete table inet {TABLE}\nadd table netdev {TABLE}\ndelete table netdev {TABLE}\n"
+    );
     if services.is_empty() {
+        return s;
+    }
+    let (routed, nat): (Vec<&Programmed<'_>>, Vec<&Programmed<'_>>) =
+        services.iter().partition(|p| p.link.is_some());
+    s.push_str(&direct_routing(&routed));
+    if nat.is_empty() {
         return s;
     }
     let mut dnat = String::new();
     let mut snat = String::new();
-    for p in services {
+    for p in nat {
         let Some(to) = target_expr(p) else { continue };
         let (fam, l4) = match_of(p.vs);
         let _ = writeln!(
@@ -66,6 +92,69 @@ pub fn script(services: &[Programmed<'_>]) -> String {
         s,
         "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{snat}\t}}"
     );
+    s.push_str("}\n");
+    s
+}
+
+/// Direct routing: a netdev table with an ingress chain per interface that rewrites the
+/// frames for the address to a real server's MAC (and the source to the director's, so the
+/// switch does not learn the client on the director's port) and sends them straight out.
+fn direct_routing(services: &[&Programmed<'_>]) -> String {
+    let mut chains: std::collections::BTreeMap<&str, String> = Default::default();
+    for p in services {
+        let link = p.link.as_ref().expect("direct routing");
+        let (fam, l4) = match_of(p.vs);
+        let lookup = |a: &SocketAddr| link.macs.get(&a.ip()).map(mac);
+        let to = match &p.targets {
+            Targets::None => continue,
+            Targets::One(a) => match lookup(a) {
+                Some(m) => m,
+                None => continue,
+            },
+            Targets::Hash(buckets) => {
+                let Some(items) = buckets
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| lookup(a).map(|m| format!("{i} : {m}")))
+                    .collect::<Option<Vec<_>>>()
+                else {
+                    continue;
+                };
+                let key = if p.vs.scheduler == crate::api::Scheduler::SourceHash {
+                    format!("{fam} saddr")
+                } else {
+                    format!("{fam} saddr . {l4} sport")
+                };
+                format!(
+                    "jhash {key} mod {HASH_BUCKETS} seed 0x6b757665 map {{ {} }}",
+                    items.join(", ")
+                )
+            }
+            Targets::Counter(_) => continue,
+        };
+        let _ = writeln!(
+            chains.entry(link.interface.as_str()).or_default(),
+            "\t\t{fam} daddr {} {l4} dport {} ether saddr set {} ether daddr set {to} fwd to \"{}\"",
+            p.vs.address,
+            p.vs.port,
+            mac(&link.mac),
+            link.interface
+        );
+    }
+    if chains.is_empty() {
+        return String::new();
+    }
+    let mut s = format!("table netdev {TABLE} {{\n");
+    for (dev, rules) in chains {
+        let name: String = dev
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let _ = writeln!(
+            s,
+            "\tchain in_{name} {{\n\t\ttype filter hook ingress device \"{dev}\" priority -300; policy accept;\n{rules}\t}}"
+        );
+    }
     s.push_str("}\n");
     s
 }
@@ -194,7 +283,7 @@ mod tests {
     fn no_services_removes_the_table() {
         assert_eq!(
             script(&[]),
-            "add table inet kube_vrrp\ndelete table inet kube_vrrp\n"
+            "add table inet kube_vrrp\ndelete table inet kube_vrrp\nadd table netdev kube_vrrp\ndelete table netdev kube_vrrp\n"
         );
     }
 
@@ -210,14 +299,17 @@ mod tests {
                     (0, 0, "198.51.100.21:8080".parse().unwrap()),
                     (1, 3, "198.51.100.22:8080".parse().unwrap()),
                 ]),
+                link: None,
             },
             Programmed {
                 vs: &b,
                 targets: Targets::One("[2001:db8:1::21]:80".parse().unwrap()),
+                link: None,
             },
             Programmed {
                 vs: &c,
                 targets: Targets::None,
+                link: None,
             },
         ]);
         assert!(s.contains(
@@ -235,5 +327,46 @@ mod tests {
         assert!(!s.contains("198.51.100.51"), "nowhere: no rule\n{s}");
         // The same rules for clients and for the director itself.
         assert_eq!(s.matches("dnat ip to numgen").count(), 2, "{s}");
+    }
+
+    #[test]
+    fn direct_routing_rewrites_both_macs_and_hashes_flows() {
+        let mut v = vs("198.51.100.50", Forwarding::DirectRouting);
+        let r1: SocketAddr = "198.51.100.21:80".parse().unwrap();
+        let r2: SocketAddr = "198.51.100.22:80".parse().unwrap();
+        let link = DrLink {
+            interface: "eth0".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            macs: [
+                (r1.ip(), [2, 0, 0, 0, 0, 0x21]),
+                (r2.ip(), [2, 0, 0, 0, 0, 0x22]),
+            ]
+            .into(),
+        };
+        let s = script(&[Programmed {
+            vs: &v,
+            targets: Targets::Hash(vec![r1, r2]),
+            link: Some(link.clone()),
+        }]);
+        assert!(s.contains(
+            "\tchain in_eth0 {\n\t\ttype filter hook ingress device \"eth0\" priority -300; policy accept;\n\t\tip daddr 198.51.100.50 tcp dport 80 ether saddr set 02:00:00:00:00:01 ether daddr set jhash ip saddr . tcp sport mod 64 seed 0x6b757665 map { 0 : 02:00:00:00:00:21, 1 : 02:00:00:00:00:22 } fwd to \"eth0\"\n"
+        ), "{s}");
+        assert!(!s.contains("table inet kube_vrrp {"), "no NAT table: {s}");
+        v.scheduler = Scheduler::SourceHash;
+        let s = script(&[Programmed {
+            vs: &v,
+            targets: Targets::Hash(vec![r1, r2]),
+            link: Some(link.clone()),
+        }]);
+        assert!(s.contains("jhash ip saddr mod 64"), "{s}");
+        // A real server whose MAC is unknown is never a target.
+        let mut unknown = link;
+        unknown.macs.clear();
+        let s = script(&[Programmed {
+            vs: &v,
+            targets: Targets::One(r1),
+            link: Some(unknown),
+        }]);
+        assert!(!s.contains("ether daddr set"), "{s}");
     }
 }
