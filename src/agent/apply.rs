@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::instances::{self, Step};
 use super::messages::AgentEvent;
 use super::messages::EngineCmd;
+use super::virtualservers;
 use super::{Agent, Source};
 use crate::ids::InstanceKey;
 use crate::model::spec::{NodePlan, ResolvedInstance, ValidatedVirtualIp, VridRule, resolve_all};
@@ -150,12 +151,26 @@ impl Agent {
         };
         self.supervisor.sync(&vips, &kept, drains, &links);
         // Direct routing sends frames out of the interface each VirtualIP's family runs on.
-        let on: BTreeMap<(String, bool), (String, [u8; 6])> = instances
+        // Frames for the address come to the MAC it answers with: the virtual MAC
+        // (00:00:5e:00:01|02:VRID) or the interface's own.
+        let on: BTreeMap<(String, bool), virtualservers::OnLink> = instances
             .values()
             .filter_map(|r| {
                 let mac = links.iter().find(|l| l.index == r.ifindex)?.mac?;
                 let v4 = r.config.family() == crate::vrrp::Family::V4;
-                Some(((r.name.clone(), v4), (r.interface.clone(), mac)))
+                let answers = if r.virtual_mac {
+                    [0, 0, 0x5e, 0, if v4 { 1 } else { 2 }, r.config.vrid]
+                } else {
+                    mac
+                };
+                Some((
+                    (r.name.clone(), v4),
+                    virtualservers::OnLink {
+                        interface: r.interface.clone(),
+                        mac,
+                        answers,
+                    },
+                ))
             })
             .collect();
         self.virtual_servers.sync(&vips, on);

@@ -35,7 +35,16 @@ use crate::net::nft;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Desired {
     services: BTreeMap<String, Vec<VirtualServer>>,
-    links: BTreeMap<(String, bool), (String, [u8; 6])>,
+    links: BTreeMap<(String, bool), OnLink>,
+}
+
+/// Where a VirtualIP's family runs: its interface, that interface's MAC, and the MAC the
+/// address answers with (the virtual MAC, or the interface's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnLink {
+    pub interface: String,
+    pub mac: [u8; 6],
+    pub answers: [u8; 6],
 }
 
 /// One real server of one virtual server of one VirtualIP.
@@ -64,11 +73,7 @@ impl VirtualServers {
     }
 
     /// What the VirtualIPs running here ask for.
-    pub fn sync(
-        &self,
-        vips: &[ValidatedVirtualIp],
-        links: BTreeMap<(String, bool), (String, [u8; 6])>,
-    ) {
+    pub fn sync(&self, vips: &[ValidatedVirtualIp], links: BTreeMap<(String, bool), OnLink>) {
         let services: BTreeMap<String, Vec<VirtualServer>> = vips
             .iter()
             .filter(|v| !v.virtual_servers.is_empty())
@@ -136,8 +141,8 @@ struct State {
     error: Option<String>,
     /// Programmed, but something on the node stands in the way (forwarding off).
     warning: Option<String>,
-    /// (VirtualIP, IPv4?) → interface and MAC, for direct routing.
-    links: BTreeMap<(String, bool), (String, [u8; 6])>,
+    /// (VirtualIP, IPv4?) → where it runs, for direct routing.
+    links: BTreeMap<(String, bool), OnLink>,
     /// The neighbour tables' MACs (direct routing), read before each programming.
     macs: BTreeMap<std::net::IpAddr, [u8; 6]>,
 }
@@ -328,41 +333,44 @@ impl State {
         {
             self.macs = neighbour_macs().await;
         }
-        let programmed: Vec<nft::Programmed<'_>> =
-            self.services
-                .iter()
-                .map(|((vip, _), (vs, health))| {
-                    let weights = weights_in_force(vs, &self.routable(vs, health));
-                    if vs.forwarding != Forwarding::DirectRouting {
-                        return nft::Programmed {
-                            vs,
-                            targets: targets(vs, &weights),
-                            link: None,
-                        };
-                    }
-                    let link = self.links.get(&(vip.clone(), vs.address.is_ipv4())).map(
-                        |(interface, mac)| nft::DrLink {
-                            interface: interface.clone(),
-                            mac: *mac,
-                            macs: self.macs.clone(),
-                        },
-                    );
-                    nft::Programmed {
+        let programmed: Vec<nft::Programmed<'_>> = self
+            .services
+            .iter()
+            .map(|((vip, _), (vs, health))| {
+                let weights = weights_in_force(vs, &self.routable(vs, health));
+                if vs.forwarding != Forwarding::DirectRouting {
+                    return nft::Programmed {
                         vs,
-                        // Not running here (no interface): nothing to send it out of.
-                        targets: if link.is_some() {
-                            dr_targets(vs, &weights)
-                        } else {
-                            Targets::None
-                        },
-                        link: link.or(Some(nft::DrLink {
-                            interface: String::new(),
-                            mac: [0; 6],
-                            macs: BTreeMap::new(),
-                        })),
-                    }
-                })
-                .collect();
+                        targets: targets(vs, &weights),
+                        link: None,
+                    };
+                }
+                let link = self
+                    .links
+                    .get(&(vip.clone(), vs.address.is_ipv4()))
+                    .map(|on| nft::DrLink {
+                        interface: on.interface.clone(),
+                        mac: on.mac,
+                        answers: on.answers,
+                        macs: self.macs.clone(),
+                    });
+                nft::Programmed {
+                    vs,
+                    // Not running here (no interface): nothing to send it out of.
+                    targets: if link.is_some() {
+                        dr_targets(vs, &weights)
+                    } else {
+                        Targets::None
+                    },
+                    link: link.or(Some(nft::DrLink {
+                        interface: String::new(),
+                        mac: [0; 6],
+                        answers: [0; 6],
+                        macs: BTreeMap::new(),
+                    })),
+                }
+            })
+            .collect();
         let script = nft::script(&programmed);
         self.warning = forwarding_off(self.services.values().map(|(vs, _)| vs));
         if self.applied.as_ref() == Some(&script) {

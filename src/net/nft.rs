@@ -37,6 +37,9 @@ pub struct Programmed<'a> {
 pub struct DrLink {
     pub interface: String,
     pub mac: [u8; 6],
+    /// The MAC the address answers with: only frames sent to it are ours to forward (a
+    /// frame a switch floods also reaches the backups, which must not send it on too).
+    pub answers: [u8; 6],
     pub macs: std::collections::BTreeMap<IpAddr, [u8; 6]>,
 }
 
@@ -134,7 +137,8 @@ fn direct_routing(services: &[&Programmed<'_>]) -> String {
         };
         let _ = writeln!(
             chains.entry(link.interface.as_str()).or_default(),
-            "\t\t{fam} daddr {} {l4} dport {} ether saddr set {} ether daddr set {to} fwd to \"{}\"",
+            "\t\tether daddr {} {fam} daddr {} {l4} dport {} ether saddr set {} ether daddr set {to} fwd to \"{}\"",
+            mac(&link.answers),
             p.vs.address,
             p.vs.port,
             mac(&link.mac),
@@ -337,6 +341,7 @@ mod tests {
         let link = DrLink {
             interface: "eth0".into(),
             mac: [2, 0, 0, 0, 0, 1],
+            answers: [2, 0, 0, 0, 0, 1],
             macs: [
                 (r1.ip(), [2, 0, 0, 0, 0, 0x21]),
                 (r2.ip(), [2, 0, 0, 0, 0, 0x22]),
@@ -349,7 +354,7 @@ mod tests {
             link: Some(link.clone()),
         }]);
         assert!(s.contains(
-            "\tchain in_eth0 {\n\t\ttype filter hook ingress device \"eth0\" priority -300; policy accept;\n\t\tip daddr 198.51.100.50 tcp dport 80 ether saddr set 02:00:00:00:00:01 ether daddr set jhash ip saddr . tcp sport mod 64 seed 0x6b757665 map { 0 : 02:00:00:00:00:21, 1 : 02:00:00:00:00:22 } fwd to \"eth0\"\n"
+            "\tchain in_eth0 {\n\t\ttype filter hook ingress device \"eth0\" priority -300; policy accept;\n\t\tether daddr 02:00:00:00:00:01 ip daddr 198.51.100.50 tcp dport 80 ether saddr set 02:00:00:00:00:01 ether daddr set jhash ip saddr . tcp sport mod 64 seed 0x6b757665 map { 0 : 02:00:00:00:00:21, 1 : 02:00:00:00:00:22 } fwd to \"eth0\"\n"
         ), "{s}");
         assert!(!s.contains("table inet kube_vrrp {"), "no NAT table: {s}");
         v.scheduler = Scheduler::SourceHash;

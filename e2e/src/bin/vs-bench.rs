@@ -2,7 +2,8 @@
 //! namespace lab: directors n1 (master) and n2 running `kube-vrrp agent` with one virtual
 //! server (VIP:80, round robin, HTTP check every 200 ms, retry 1 after 100 ms) over nginx on
 //! n3 and n4; a client at 203.0.113.100 (real servers route it through the VIP, so NAT works).
-//! For each forwarding (NAT, FullNAT) it measures, with 4 client threads opening a new
+//! For each forwarding (NAT, FullNAT, DirectRouting: the real servers hold the VIP on `lo`)
+//! it measures, with 4 client threads opening a new
 //! connection per request (a virtual server balances connections):
 //!
 //! * requests per second and p50 / p99 latency through the director, and the same straight to
@@ -13,7 +14,7 @@
 //!   client saw no successful request.
 //!
 //! keepalived cannot be compared: its load balancing is IPVS, which this kernel lacks.
-//! Prints JSON lines. Needs root, nginx and nft. Usage: vs-bench [--seconds S]
+//! Prints JSON lines. Needs root, nginx and nft. Usage: vs-bench [--seconds S] [--only NAT|FullNAT|DirectRouting]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -167,7 +168,21 @@ fn lab(forwarding: &str) -> (Lab, u32, Vec<u32>) {
     }
     for n in ["n3", "n4"] {
         let ns = lab.node(n).ns.clone();
-        sh(&ns, &["ip", "route", "add", "203.0.113.0/24", "via", VIP]);
+        if forwarding == "DirectRouting" {
+            // The real servers hold the VIP on lo and answer the client themselves.
+            sh(
+                &ns,
+                &["ip", "addr", "add", &format!("{VIP}/32"), "dev", "lo"],
+            );
+            sh(&ns, &["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"]);
+            sh(&ns, &["sysctl", "-qw", "net.ipv4.conf.all.arp_announce=2"]);
+            sh(
+                &ns,
+                &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
+            );
+        } else {
+            sh(&ns, &["ip", "route", "add", "203.0.113.0/24", "via", VIP]);
+        }
     }
     (lab, n1, nginx)
 }
@@ -218,10 +233,18 @@ fn main() {
     let window = Duration::from_secs(seconds);
     let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
     let direct: SocketAddr = "198.51.100.13:80".parse().unwrap();
-    for forwarding in ["NAT", "FullNAT"] {
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    for forwarding in ["NAT", "FullNAT", "DirectRouting"] {
+        if only.as_deref().is_some_and(|o| o != forwarding) {
+            continue;
+        }
         let (mut lab, n1, mut nginx) = lab(forwarding);
         let ready = wait_for(Duration::from_secs(10), || {
-            up(&lab, "n1") == "2/2" && lab.holders(VIP) == ["n1"]
+            up(&lab, "n1") == "2/2" && lab.holds(&lab.node("n1").ns, VIP)
         });
         assert!(
             ready.is_some(),
@@ -283,7 +306,7 @@ fn main() {
             json!({"forwarding": forwarding, "event": "master director crashed (VRRPv3 100 ms)",
                 "client_outage_ms": ms(longest_gap(&samples, crashed)),
                 "failed": samples.iter().filter(|s| !s.2 && s.0 >= crashed).count(),
-                "holder_after": lab.holders(VIP)})
+                "n2_holds": lab.holds(&lab.node("n2").ns.clone(), VIP)})
         );
         let _ = nginx;
     }
