@@ -394,3 +394,52 @@ fn dr_real_servers(lab: &mut Lab, nodes: &[&str]) -> Vec<u32> {
         })
         .collect()
 }
+
+/// IPv6: a full NAT virtual server on an IPv6 VIP spreads over the real servers' IPv6
+/// addresses, and takes a dead one out.
+#[test]
+fn an_ipv6_virtual_server_spreads_and_takes_a_dead_real_server_out() {
+    const VIP6: &str = "2001:db8:1::50";
+    let yaml = vip_yaml(
+        "web6",
+        61,
+        &["2001:db8:1::50/64"],
+        &fast(&format!(
+            "  virtualServers:\n  - address: \"{VIP6}\"\n    port: {PORT}\n    forwarding: FullNAT\n    \
+             realServers: [{{address: \"2001:db8:1::13\"}}, {{address: \"2001:db8:1::14\"}}]\n    \
+             check: {{delayLoop: 200ms, connectTimeout: 100ms, retry: 0, http: {{path: /}}}}\n"
+        )),
+    );
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    for n in ["n1", "n2"] {
+        lab.exec(
+            &lab.node(n).ns,
+            &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"],
+        );
+    }
+    let mut nginx: Vec<u32> = ["n3", "n4"]
+        .iter()
+        .map(|n| lab.spawn_nginx(n, PORT, None))
+        .collect();
+    wait_holders(&lab, VIP6, &["n1"]);
+    let vs = wait_up(&lab, "n1", "2/2");
+    assert_eq!(vs["name"], "[2001:db8:1::50]:80/TCP", "{vs:#}");
+    let target = SocketAddr::new(VIP6.parse().unwrap(), PORT);
+    let ask = |lab: &Lab, n: usize| {
+        let mut seen = BTreeMap::<String, usize>::new();
+        for _ in 0..n {
+            let body = lab.http_get(&lab.client.ns, target, "/").unwrap();
+            *seen.entry(body.trim().to_string()).or_default() += 1;
+        }
+        seen
+    };
+    assert_eq!(
+        ask(&lab, 10),
+        [("n3".to_string(), 5), ("n4".to_string(), 5)].into()
+    );
+    let pid = nginx.remove(1);
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "1/2");
+    assert_eq!(ask(&lab, 6), [("n3".to_string(), 6)].into());
+}
