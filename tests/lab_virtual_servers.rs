@@ -443,3 +443,32 @@ fn an_ipv6_virtual_server_spreads_and_takes_a_dead_real_server_out() {
     wait_up(&lab, "n1", "1/2");
     assert_eq!(ask(&lab, 6), [("n3".to_string(), 6)].into());
 }
+
+/// UDP: a full NAT virtual server on UDP port 53 spreads datagrams round robin over two UDP
+/// responders (each answers with its node's name).
+#[test]
+fn a_udp_virtual_server_spreads_datagrams() {
+    let yaml = config(
+        "    protocol: UDP\n    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13, port: 5353}, {address: 198.51.100.14, port: 5353}]\n",
+    )
+    .replace(&format!("port: {PORT}\n    protocol"), "port: 53\n    protocol");
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    forward(&lab);
+    for n in ["n3", "n4"] {
+        let ns = lab.node(n).ns.clone();
+        let code = format!(
+            "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\nwhile True:\n  d,a=s.recvfrom(512)\n  s.sendto(b'{n}',a)\n"
+        );
+        lab.spawn(&ns, &["python3", "-c", &code], &format!("udp-{n}.log"));
+    }
+    wait_holders(&lab, VIP, &["n1"]);
+    let vs = wait_up(&lab, "n1", "2/2");
+    assert_eq!(vs["name"], "198.51.100.50:53/UDP", "{vs:#}");
+    // Each datagram from a new source port is a new flow.
+    let client = lab.client.ns.clone();
+    let script = format!(
+        "import socket,collections,time\n# The responders are up first (python starts in tens of ms).\nfor rs in ['198.51.100.13','198.51.100.14']:\n  for t in range(50):\n    s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n    s.settimeout(0.1)\n    s.sendto(b'q',(rs,5353))\n    try:\n      s.recv(64)\n      break\n    except Exception:\n      pass\nc=collections.Counter()\nfor i in range(10):\n  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n  s.settimeout(1)\n  s.sendto(b'q',('{VIP}',53))\n  try:\n    c[s.recv(64).decode()]+=1\n  except Exception as e:\n    c['lost']+=1\nprint(sorted(c.items()))\n"
+    );
+    let out = stdout(&lab, &client, &["python3", "-c", &script]);
+    assert_eq!(out.trim(), "[('n3', 5), ('n4', 5)]", "{out}");
+}
