@@ -26,7 +26,7 @@ use crate::api::{RealServerStatus, VirtualServerStatus};
 use crate::checks::{CheckState, Outcome, Policy, rfc3339};
 use crate::model::spec::ValidatedVirtualIp;
 use crate::model::virtualserver::{
-    RealCheck, ServiceKey, Targets, VirtualServer, dr_targets, targets, weights_in_force,
+    RealCheck, ServiceKey, Targets, VirtualServer, targets, weights_in_force,
 };
 use crate::net::nft;
 
@@ -145,6 +145,8 @@ struct State {
     links: BTreeMap<(String, bool), OnLink>,
     /// The neighbour tables' MACs (direct routing), read before each programming.
     macs: BTreeMap<std::net::IpAddr, [u8; 6]>,
+    /// Opened when direct routing first needs the neighbour tables.
+    netlink: Option<crate::net::netlink::Netlink>,
 }
 
 /// Whether the node forwards what the rules send on: NAT routes every connection through.
@@ -311,6 +313,21 @@ impl State {
             .collect()
     }
 
+    /// The MACs the kernel's neighbour tables know (the checks' connections fill them), on a
+    /// netlink connection kept for it.
+    async fn neighbour_macs(&mut self) -> BTreeMap<std::net::IpAddr, [u8; 6]> {
+        if self.netlink.is_none() {
+            self.netlink = crate::net::netlink::Netlink::connect().ok();
+        }
+        let Some(nl) = &self.netlink else {
+            return BTreeMap::new();
+        };
+        nl.neighbours()
+            .await
+            .map(|n| n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect())
+            .unwrap_or_default()
+    }
+
     /// Direct routing's view of which real servers are up: also a MAC address must be known.
     fn routable(&self, vs: &VirtualServer, health: &[Health]) -> Vec<bool> {
         let up = Self::up(health);
@@ -331,44 +348,23 @@ impl State {
             .values()
             .any(|(v, _)| v.forwarding == Forwarding::DirectRouting)
         {
-            self.macs = neighbour_macs().await;
+            self.macs = self.neighbour_macs().await;
         }
         let programmed: Vec<nft::Programmed<'_>> = self
             .services
             .iter()
-            .map(|((vip, _), (vs, health))| {
-                let weights = weights_in_force(vs, &self.routable(vs, health));
-                if vs.forwarding != Forwarding::DirectRouting {
-                    return nft::Programmed {
-                        vs,
-                        targets: targets(vs, &weights),
-                        link: None,
-                    };
-                }
-                let link = self
-                    .links
-                    .get(&(vip.clone(), vs.address.is_ipv4()))
+            .map(|((vip, _), (vs, health))| nft::Programmed {
+                vs,
+                targets: targets(vs, &weights_in_force(vs, &self.routable(vs, health))),
+                link: (vs.forwarding == Forwarding::DirectRouting)
+                    .then(|| self.links.get(&(vip.clone(), vs.address.is_ipv4())))
+                    .flatten()
                     .map(|on| nft::DrLink {
                         interface: on.interface.clone(),
                         mac: on.mac,
                         answers: on.answers,
                         macs: self.macs.clone(),
-                    });
-                nft::Programmed {
-                    vs,
-                    // Not running here (no interface): nothing to send it out of.
-                    targets: if link.is_some() {
-                        dr_targets(vs, &weights)
-                    } else {
-                        Targets::None
-                    },
-                    link: link.or(Some(nft::DrLink {
-                        interface: String::new(),
-                        mac: [0; 6],
-                        answers: [0; 6],
-                        macs: BTreeMap::new(),
-                    })),
-                }
+                    }),
             })
             .collect();
         let script = nft::script(&programmed);
@@ -440,17 +436,6 @@ impl State {
             })
             .collect()
     }
-}
-
-/// The MACs the kernel's neighbour tables know (the checks' connections fill them).
-async fn neighbour_macs() -> BTreeMap<std::net::IpAddr, [u8; 6]> {
-    let Ok(nl) = crate::net::netlink::Netlink::connect() else {
-        return BTreeMap::new();
-    };
-    nl.neighbours()
-        .await
-        .map(|n| n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect())
-        .unwrap_or_default()
 }
 
 /// Checks one real server until aborted: every `delayLoop`; after a failure, again

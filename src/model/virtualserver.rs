@@ -329,7 +329,9 @@ pub enum Targets {
 /// hashing), so every other client keeps its server.
 pub const HASH_BUCKETS: u32 = 64;
 
-/// Where new connections go, given the weights in force.
+/// Where new connections go, given the weights in force. Direct routing is stateless: every
+/// packet of a connection must reach the same server, so its flows are always hashed into
+/// [`HASH_BUCKETS`] buckets (by client address and port; with SourceHash by address alone).
 pub fn targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
     let live: Vec<(SocketAddr, u32)> = vs
         .reals
@@ -343,7 +345,9 @@ pub fn targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
     if live.len() == 1 {
         return Targets::One(live[0].0);
     }
+    let hashed = vs.forwarding == Forwarding::DirectRouting;
     match vs.scheduler {
+        _ if hashed => Targets::Hash((0..HASH_BUCKETS).map(|b| rendezvous(b, &live)).collect()),
         Scheduler::RoundRobin => Targets::Counter(
             live.iter()
                 .enumerate()
@@ -365,24 +369,6 @@ pub fn targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
         Scheduler::SourceHash => {
             Targets::Hash((0..HASH_BUCKETS).map(|b| rendezvous(b, &live)).collect())
         }
-    }
-}
-
-/// Where new flows go with direct routing. It is stateless: every packet of a connection
-/// must reach the same server, so flows are always hashed into [`HASH_BUCKETS`] buckets (by
-/// client address and port; with SourceHash by address alone), and a server that leaves moves
-/// only its own buckets.
-pub fn dr_targets(vs: &VirtualServer, weights: &[Option<u32>]) -> Targets {
-    let live: Vec<(SocketAddr, u32)> = vs
-        .reals
-        .iter()
-        .zip(weights)
-        .filter_map(|(r, w)| w.filter(|w| *w > 0).map(|w| (r.addr, w)))
-        .collect();
-    match live.len() {
-        0 => vs.sorry.map(Targets::One).unwrap_or(Targets::None),
-        1 => Targets::One(live[0].0),
-        _ => Targets::Hash((0..HASH_BUCKETS).map(|b| rendezvous(b, &live)).collect()),
     }
 }
 
@@ -602,6 +588,11 @@ mod tests {
         assert_eq!(targets(&v, &[None, None]), Targets::None);
         v.sorry = Some(a(99));
         assert_eq!(targets(&v, &[Some(0), Some(0)]), Targets::One(a(99)));
+        // Direct routing keeps no state: round robin becomes a hash of the flow.
+        v.forwarding = Forwarding::DirectRouting;
+        assert!(
+            matches!(targets(&v, &[Some(1), Some(1)]), Targets::Hash(b) if b.len() == HASH_BUCKETS as usize)
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub struct Programmed<'a> {
     pub vs: &'a VirtualServer,
     pub targets: Targets,
     /// Direct routing: the interface the address is on, its MAC, and the real servers' MACs
-    /// (targets without one are never given).
+    /// (targets without one are never given); none where the address does not run.
     pub link: Option<DrLink>,
 }
 
@@ -58,8 +58,9 @@ pub fn script(services: &[Programmed<'_>]) -> String {
     if services.is_empty() {
         return s;
     }
-    let (routed, nat): (Vec<&Programmed<'_>>, Vec<&Programmed<'_>>) =
-        services.iter().partition(|p| p.link.is_some());
+    let (routed, nat): (Vec<&Programmed<'_>>, Vec<&Programmed<'_>>) = services
+        .iter()
+        .partition(|p| p.vs.forwarding == Forwarding::DirectRouting);
     s.push_str(&direct_routing(&routed));
     if nat.is_empty() {
         return s;
@@ -105,7 +106,10 @@ pub fn script(services: &[Programmed<'_>]) -> String {
 fn direct_routing(services: &[&Programmed<'_>]) -> String {
     let mut chains: std::collections::BTreeMap<&str, String> = Default::default();
     for p in services {
-        let link = p.link.as_ref().expect("direct routing");
+        // Not running on this node (no interface): nothing to send frames out of.
+        let Some(link) = p.link.as_ref() else {
+            continue;
+        };
         let (fam, l4) = match_of(p.vs);
         let lookup = |a: &SocketAddr| link.macs.get(&a.ip()).map(mac);
         let to = match &p.targets {
