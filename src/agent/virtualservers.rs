@@ -412,7 +412,14 @@ impl State {
                     name: key.to_string(),
                     up: format!("{}/{}", up.iter().filter(|u| **u).count(), up.len()),
                     serving: serving.into(),
-                    programmed: have_nft && self.error.is_none() && self.applied.is_some(),
+                    // Direct routing has rules only where the address runs on an interface.
+                    programmed: have_nft
+                        && self.error.is_none()
+                        && self.applied.is_some()
+                        && (vs.forwarding != Forwarding::DirectRouting
+                            || self
+                                .links
+                                .contains_key(&(vip.clone(), vs.address.is_ipv4()))),
                     error: self.error.clone().or_else(|| self.warning.clone()),
                     real_servers: vs
                         .reals
