@@ -247,6 +247,25 @@ fn nat_follows_weights_and_a_director_crash_moves_the_service() {
         String::from_utf8_lossy(&log.stdout)
     );
 
+    // A real server is a client of its own service (a hairpin): its connections are
+    // masqueraded, so the reply comes back through the director whichever real server (n4,
+    // or n3 itself) answers.
+    let n3 = lab.node("n3").ns.clone();
+    let mut hairpin = BTreeMap::<String, usize>::new();
+    for _ in 0..8 {
+        let body = lab.http_get(&n3, vip_addr(), "/");
+        *hairpin.entry(format!("{body:?}")).or_default() += 1;
+    }
+    assert_eq!(
+        hairpin,
+        [
+            (r#"Ok("n3\n")"#.to_string(), 2),
+            (r#"Ok("n4\n")"#.to_string(), 6)
+        ]
+        .into(),
+        "from real server n3"
+    );
+
     // The master director crashes: n2 takes the VIP and serves at once.
     lab.signal(p1, Signal::SIGKILL);
     let n1 = lab.node("n1").clone();
@@ -471,4 +490,132 @@ fn a_udp_virtual_server_spreads_datagrams() {
     );
     let out = stdout(&lab, &client, &["python3", "-c", &script]);
     assert_eq!(out.trim(), "[('n3', 5), ('n4', 5)]", "{out}");
+}
+
+/// `GET path` over HTTPS (certificate not verified) from namespace `ns`: the body.
+fn https_get(lab: &Lab, ns: &str, addr: SocketAddr, path: &str) -> Result<String, String> {
+    let out = lab.exec(
+        ns,
+        &[
+            "bash",
+            "-c",
+            &format!(
+                "printf 'GET {path} HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n' | timeout 5 openssl s_client -quiet -connect {addr} 2>/dev/null"
+            ),
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.trim().to_string()),
+        _ => Err(format!("{text:?} ({})", out.status)),
+    }
+}
+
+/// A self-signed certificate and its key in the lab's directory.
+fn self_signed(lab: &Lab) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (crt, key) = (lab.dir().join("api.crt"), lab.dir().join("api.key"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kube-apiserver",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (crt, key)
+}
+
+/// kube-vip's control-plane load balancing, from a standalone file as the static pod runs it:
+/// the address spreads HTTPS over every control-plane node's API server (HTTPS nginx on 6443
+/// stands in for kube-apiserver), each checked with `/readyz`; the directors are real servers
+/// too, and a real server that is a client of the address (a kubelet, a controller manager on
+/// a control-plane node) reaches it, the director itself included. One that fails `/readyz`
+/// is taken out.
+#[test]
+fn a_control_plane_address_balances_over_every_api_server_the_directors_included() {
+    const API: u16 = 6443;
+    let api = SocketAddr::new(VIP.parse().unwrap(), API);
+    let yaml = vip_yaml(
+        "control-plane",
+        52,
+        &["198.51.100.50/24"],
+        &fast(&format!(
+            "{}  virtualServers:\n  - address: {VIP}\n    port: {API}\n    forwarding: FullNAT\n    \
+             realServers: [{{address: 198.51.100.11}}, {{address: 198.51.100.12}}, {{address: 198.51.100.13}}]\n    \
+             check: {{delayLoop: 200ms, connectTimeout: 150ms, retry: 0, http: {{scheme: HTTPS, path: /readyz}}}}\n",
+            kube_vrrp::manifest::READYZ_CHECK
+        )),
+    );
+    let (mut lab, cfg, _, _) = two_nodes_of(3, &yaml);
+    // The file is what `manifest static-pod` accepts for a control-plane address.
+    let manifest = std::process::Command::new(BIN)
+        .args(["manifest", "static-pod", "--config", &cfg])
+        .output()
+        .unwrap();
+    assert!(
+        manifest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&manifest.stderr)
+    );
+    forward(&lab);
+    let (crt, key) = self_signed(&lab);
+    let mut servers: BTreeMap<&str, u32> = ["n1", "n2", "n3"]
+        .into_iter()
+        .map(|n| (n, lab.spawn_nginx(n, API, Some((&crt, &key)))))
+        .collect();
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_up(&lab, "n1", "3/3");
+    let spread = |lab: &Lab, ns: &str, n: usize| {
+        let mut seen = BTreeMap::<String, usize>::new();
+        for _ in 0..n {
+            let r = https_get(lab, ns, api, "/readyz");
+            *seen.entry(r.unwrap_or_else(|e| e)).or_default() += 1;
+        }
+        seen
+    };
+    let each = |n: usize, nodes: &[&str]| -> BTreeMap<String, usize> {
+        nodes.iter().map(|x| (x.to_string(), n)).collect()
+    };
+    let client = lab.client.ns.clone();
+    assert_eq!(
+        spread(&lab, &client, 6),
+        each(2, &["n1", "n2", "n3"]),
+        "client"
+    );
+    for from in ["n1", "n2", "n3"] {
+        let ns = lab.node(from).ns.clone();
+        assert_eq!(
+            spread(&lab, &ns, 3),
+            each(1, &["n1", "n2", "n3"]),
+            "from {from}\n{}",
+            lab.log("agent-n1.log")
+        );
+    }
+    // n3's API server stops: out after one failed /readyz; nobody notices.
+    let pid = servers.remove("n3").unwrap();
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "2/3");
+    assert_eq!(spread(&lab, &client, 4), each(2, &["n1", "n2"]));
+    let n2 = lab.node("n2").ns.clone();
+    assert_eq!(spread(&lab, &n2, 4), each(2, &["n1", "n2"]));
 }

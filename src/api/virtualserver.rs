@@ -37,6 +37,12 @@ pub struct VirtualServerSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub real_servers: Vec<RealServerSpec>,
+    /// Real servers given as Nodes (cluster only): every Node the selector matches, at its
+    /// InternalIP of the virtual server's family, joins `realServers` and follows the Nodes as
+    /// they come and go. A control-plane address balances over every API server with
+    /// `{nodeSelector: {node-role.kubernetes.io/control-plane: ""}, port: 6443}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub real_server_nodes: Option<RealServerNodesSpec>,
     /// How each real server is checked (keepalived `HTTP_GET`, `SSL_GET`, `TCP_CHECK`,
     /// `MISC_CHECK`). None: every real server counts as up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +105,24 @@ pub struct RealServerSpec {
     /// A check of its own instead of the virtual server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<RealServerCheckSpec>,
+}
+
+/// Real servers given as the Nodes a selector matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RealServerNodesSpec {
+    /// Node labels that must all match (an empty map: every Node).
+    #[serde(default)]
+    #[schemars(extend("maxProperties" = 16))]
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    /// Their port. Default: the virtual server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<u16>,
+    /// Each one's weight, 0 to 1000, default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub weight: Option<u32>,
 }
 
 /// Where connections go while no real server is up.

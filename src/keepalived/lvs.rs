@@ -51,6 +51,7 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
         scheduler: None,
         forwarding: None,
         real_servers: Vec::new(),
+        real_server_nodes: None,
         check: None,
         sorry_server: None,
         inhibit_on_failure: false,

@@ -161,7 +161,10 @@ pub fn validate_all(
         super::tracking::validate(&spec, rule == VridRule::Required),
     );
     let virtual_servers = match &addresses {
-        Some(a) => noted(e, super::virtualserver::validate(&spec, a)),
+        Some(a) => noted(
+            e,
+            super::virtualserver::validate(&spec, a, rule == VridRule::Allocated),
+        ),
         None => Some(Vec::new()),
     };
     let (

@@ -73,20 +73,63 @@ impl VirtualServer {
 }
 
 /// Validates the virtual servers of a spec whose addresses are `addresses` (already
-/// validated).
+/// validated). `cluster`: a user's object in a cluster, where the controller turns
+/// `realServerNodes` into real servers; elsewhere (a standalone file, a node's resolved
+/// configuration) there are no Nodes to select.
 pub fn validate(
     spec: &VirtualIpSpec,
     addresses: &[VirtualAddress],
+    cluster: bool,
 ) -> Result<Vec<VirtualServer>, FieldError> {
     let mut out: Vec<VirtualServer> = Vec::new();
     for (i, vs) in spec.virtual_servers.iter().enumerate() {
-        let v = one(vs, addresses).map_err(|e| (FIELD, format!("[{i}] {e}")))?;
+        let v = one(vs, addresses)
+            .and_then(|v| {
+                real_server_nodes(vs, cluster)?;
+                Ok(v)
+            })
+            .map_err(|e| (FIELD, format!("[{i}] {e}")))?;
         if let Some(o) = out.iter().find(|o| o.key() == v.key()) {
             return Err((FIELD, format!("[{i}] {} is listed twice", o.key())));
         }
         out.push(v);
     }
     Ok(out)
+}
+
+/// `realServerNodes`: only in a cluster, with a port and weight in range, and (direct routing)
+/// a check.
+fn real_server_nodes(vs: &VirtualServerSpec, cluster: bool) -> Result<(), String> {
+    let Some(n) = &vs.real_server_nodes else {
+        return Ok(());
+    };
+    let name = format!("{}:{}", vs.address, vs.port);
+    if !cluster {
+        return Err(format!(
+            "{name}: realServerNodes: Nodes exist only in a cluster: in standalone mode (a static pod too) list the nodes' addresses in realServers"
+        ));
+    }
+    if n.port == Some(0) {
+        return Err(format!("{name}: realServerNodes.port: use 1 to 65535"));
+    }
+    let dr = vs.forwarding == Some(Forwarding::DirectRouting);
+    if dr && n.port.is_some_and(|p| p != vs.port) {
+        return Err(format!(
+            "{name}: realServerNodes.port: direct routing cannot change the port: use {}",
+            vs.port
+        ));
+    }
+    if dr && vs.check.is_none() {
+        return Err(format!(
+            "{name}: realServerNodes: direct routing needs a check (the director learns each real server's MAC address from it)"
+        ));
+    }
+    match n.weight {
+        Some(w) if w > MAX_WEIGHT => Err(format!(
+            "{name}: realServerNodes.weight: {w} is out of range: use 0 to {MAX_WEIGHT}"
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn ip(what: &str, text: &str) -> Result<IpAddr, String> {
@@ -406,9 +449,38 @@ mod tests {
     }
 
     fn vss(yaml: &str) -> Result<Vec<VirtualServer>, FieldError> {
+        vss_in(yaml, false)
+    }
+
+    fn vss_in(yaml: &str, cluster: bool) -> Result<Vec<VirtualServer>, FieldError> {
         let s = spec(yaml);
         let addrs: Vec<VirtualAddress> = s.addresses.iter().map(|a| a.parse().unwrap()).collect();
-        validate(&s, &addrs)
+        validate(&s, &addrs, cluster)
+    }
+
+    #[test]
+    fn nodes_as_real_servers_are_for_the_cluster_and_follow_the_real_server_rules() {
+        let nodes = "  realServerNodes: {nodeSelector: {role: web}}\n";
+        let ok = format!("{BASE}{nodes}");
+        assert!(vss_in(&ok, true).is_ok());
+        let e = vss_in(&ok, false).unwrap_err();
+        assert!(
+            e.1.contains("Nodes exist only in a cluster") && e.1.contains("realServers"),
+            "{e:?}"
+        );
+        let heavy = format!("{BASE}  realServerNodes: {{weight: 1001}}\n");
+        assert!(vss_in(&heavy, true).unwrap_err().1.contains("0 to 1000"));
+        let dr = format!("{BASE}  forwarding: DirectRouting\n{nodes}");
+        assert!(vss_in(&dr, true).unwrap_err().1.contains("needs a check"));
+        let dr_port = format!(
+            "{BASE}  forwarding: DirectRouting\n  check: {{tcp: {{}}}}\n  realServerNodes: {{port: 8080}}\n"
+        );
+        assert!(
+            vss_in(&dr_port, true)
+                .unwrap_err()
+                .1
+                .contains("cannot change the port")
+        );
     }
 
     const BASE: &str =

@@ -75,13 +75,27 @@ pub fn script(services: &[Programmed<'_>]) -> String {
             "\t\t{fam} daddr {} {l4} dport {} dnat {fam} to {to}",
             p.vs.address, p.vs.port
         );
-        if p.vs.forwarding == Forwarding::FullNat {
-            let _ = writeln!(
-                snat,
-                "\t\tmeta l4proto {l4} ct original {fam} daddr {} ct original proto-dst {} masquerade",
-                p.vs.address, p.vs.port
-            );
-        }
+        // Full NAT: every connection comes from the director. NAT: only those of a real
+        // server that is a client of its own service (a control-plane node reaching the API
+        // through the address), which would otherwise get their reply from another real
+        // server, or their own packet back, as kube-proxy's hairpin masquerade avoids.
+        let from = match p.vs.forwarding {
+            Forwarding::FullNat => String::new(),
+            _ => {
+                let reals: std::collections::BTreeSet<IpAddr> =
+                    p.vs.reals.iter().map(|r| r.addr.ip()).collect();
+                if reals.is_empty() {
+                    continue;
+                }
+                let list: Vec<String> = reals.iter().map(IpAddr::to_string).collect();
+                format!("{fam} saddr {{ {} }} ", list.join(", "))
+            }
+        };
+        let _ = writeln!(
+            snat,
+            "\t\t{from}meta l4proto {l4} ct original {fam} daddr {} ct original proto-dst {} masquerade",
+            p.vs.address, p.vs.port
+        );
     }
     let _ = writeln!(s, "table inet {TABLE} {{");
     // prerouting: clients; output: the director itself (a hairpin).
@@ -297,7 +311,14 @@ mod tests {
 
     #[test]
     fn the_rules_say_what_the_model_decided() {
-        let a = vs("198.51.100.50", Forwarding::Nat);
+        let mut a = vs("198.51.100.50", Forwarding::Nat);
+        a.reals = ["198.51.100.22:8080", "198.51.100.21:8080"]
+            .map(|r| RealServer {
+                addr: r.parse().unwrap(),
+                weight: 1,
+                check: None,
+            })
+            .into();
         let b = vs("2001:db8:1::50", Forwarding::FullNat);
         let c = vs("198.51.100.51", Forwarding::Nat);
         let s = script(&[
@@ -332,6 +353,11 @@ mod tests {
         assert!(s.contains(
             "\t\tmeta l4proto tcp ct original ip6 daddr 2001:db8:1::50 ct original proto-dst 80 masquerade\n"
         ), "{s}");
+        // NAT: a real server reaching its own service is masqueraded (a hairpin).
+        assert!(s.contains(
+            "\t\tip saddr { 198.51.100.21, 198.51.100.22 } meta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 80 masquerade\n"
+        ), "{s}");
+        assert_eq!(s.matches("masquerade").count(), 2, "{s}");
         assert!(!s.contains("198.51.100.51"), "nowhere: no rule\n{s}");
         // The same rules for clients and for the director itself.
         assert_eq!(s.matches("dnat ip to numgen").count(), 2, "{s}");

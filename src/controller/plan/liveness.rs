@@ -11,6 +11,8 @@ use kube::ResourceExt;
 
 use super::super::resolve::NodeInput;
 use super::World;
+use k8s_openapi::api::core::v1::Node;
+
 use crate::api::NodeStatus;
 
 /// Nodes whose agent has registered in its configuration's status.
@@ -25,22 +27,27 @@ pub(super) fn nodes_with_agent(world: &World) -> Vec<NodeInput> {
         .nodes
         .iter()
         .filter(|n| registered.contains(&n.name_any()))
-        .map(|n| NodeInput {
-            name: n.name_any(),
-            labels: n.labels().clone(),
-            addresses: n
-                .status
-                .as_ref()
-                .and_then(|s| s.addresses.as_ref())
-                .into_iter()
-                .flatten()
-                .filter(|a| a.type_ == "InternalIP")
-                .filter_map(|a| a.address.parse::<IpAddr>().ok())
-                .collect(),
-        })
+        .map(|n| node_input(n))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// What resolution needs of one Node: its name, labels and InternalIP addresses.
+pub(super) fn node_input(n: &Node) -> NodeInput {
+    NodeInput {
+        name: n.name_any(),
+        labels: n.labels().clone(),
+        addresses: n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.type_ == "InternalIP")
+            .filter_map(|a| a.address.parse::<IpAddr>().ok())
+            .collect(),
+    }
 }
 
 /// Slack on a heartbeat before its agent counts as silent (API and clock skew).

@@ -11,6 +11,7 @@
 //! [`verdict`] (phase, conditions, Events), [`shards`] (entries cut into objects).
 
 mod liveness;
+mod realservers;
 mod secrets;
 mod shards;
 mod summary;
@@ -168,6 +169,11 @@ fn node_addresses(world: &World) -> BTreeMap<IpAddr, String> {
 fn admit(world: &World, out: &mut Plan) -> Admitted {
     let mut a = Admitted::default();
     a.reserved.node_addresses = node_addresses(world);
+    let nodes: Vec<resolve::NodeInput> = world
+        .nodes
+        .iter()
+        .map(|n| liveness::node_input(n))
+        .collect();
     for vip in world.vips {
         let name = vip.name_any();
         if vip.metadata.deletion_timestamp.is_some() {
@@ -187,7 +193,9 @@ fn admit(world: &World, out: &mut Plan) -> Admitted {
             Ok((password, checks)) => {
                 a.passwords.insert(name.clone(), password);
                 a.checks.insert(name.clone(), checks);
-                a.inputs.push(input_of(vip));
+                let mut input = input_of(vip);
+                realservers::spell_out(&mut input.spec, &nodes);
+                a.inputs.push(input);
             }
             Err(e) => {
                 a.invalid.insert(name, e);
