@@ -987,18 +987,22 @@ fn checks_show_in_the_status_exec_needs_the_allowlist_and_a_cordoned_master_hand
     wait_held(&api, VIP4, "n1", Duration::from_secs(10));
 }
 
-/// A virtual server in the cluster: the master's count of real servers up is the `Servers`
-/// column, each node's entry lists its real servers, and a real server that dies is a
-/// RealServerDown Event naming it and why.
+/// A virtual server in the cluster whose real servers are the Nodes a selector matches: they
+/// follow the labels, the master's count of real servers up is the `Servers` column, each
+/// node's entry lists its real servers, and a real server that dies is a RealServerDown Event
+/// naming it and why.
 #[test]
-fn a_virtual_servers_real_servers_show_in_the_status_and_a_dead_one_is_an_event() {
+fn a_virtual_servers_real_servers_follow_the_nodes_show_in_the_status_and_a_dead_one_is_an_event() {
     let (mut api, _, _) = cluster_of(3);
     let nginx = api.lab.spawn_nginx("n3", 80, None);
+    // The real servers are the Nodes labelled role=web, n3 for now (a Node without an agent).
+    api.add_some_nodes(&["n3"]);
+    api.ok(&["label", "node", "n3", "role=web"]);
     apply(
         &api,
         &vip(
             "lb",
-            "  addresses: [\"198.51.100.60/24\"]\n  advertInterval: 100ms\n  virtualServers:\n  - address: 198.51.100.60\n    port: 80\n    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13}]\n    check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, http: {path: /}}\n",
+            "  addresses: [\"198.51.100.60/24\"]\n  advertInterval: 100ms\n  virtualServers:\n  - address: 198.51.100.60\n    port: 80\n    forwarding: FullNAT\n    realServerNodes: {nodeSelector: {role: web}}\n    check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, http: {path: /}}\n",
         ),
     );
     let v = api.wait_vip("lb", Duration::from_secs(15), "1/1 up", |v| {
@@ -1020,6 +1024,29 @@ fn a_virtual_servers_real_servers_show_in_the_status_and_a_dead_one_is_an_event(
         table.lines().next().unwrap().contains("SERVERS") && table.contains("1/1 up"),
         "{table}"
     );
+    // n2 gets the label: it joins (no web server there: down); n3 stays up.
+    api.ok(&["label", "node", "n2", "role=web"]);
+    let v = api.wait_vip("lb", Duration::from_secs(15), "1/2 up", |v| {
+        v["status"]["servers"] == "1/2 up"
+    });
+    let reals = &entry(&v, &master).unwrap()["virtualServers"][0]["realServers"];
+    assert_eq!(
+        (
+            &reals[0]["address"],
+            &reals[1]["address"],
+            &reals[1]["healthy"]
+        ),
+        (
+            &Value::from("198.51.100.12:80"),
+            &Value::from("198.51.100.13:80"),
+            &Value::from(true)
+        ),
+        "{v:#}"
+    );
+    api.ok(&["label", "node", "n2", "role-"]);
+    api.wait_vip("lb", Duration::from_secs(15), "1/1 up again", |v| {
+        v["status"]["servers"] == "1/1 up"
+    });
     api.lab
         .signal_tree(nginx, nix::sys::signal::Signal::SIGKILL);
     api.lab.signal(nginx, nix::sys::signal::Signal::SIGKILL);
