@@ -386,6 +386,21 @@ fn direct_routing_carries_http_and_the_switch_never_learns_the_client_on_the_dir
         .filter_map(|l| l.split_whitespace().nth(2))
         .collect();
     assert_eq!(ports, [lab.client.port.as_str()], "{fdb}");
+    // The directors' own connections (a hairpin: they never cross the ingress) are NATed in
+    // their output chain and reach the real servers too.
+    for from in ["n1", "n2"] {
+        let ns = lab.node(from).ns.clone();
+        let mut bodies = Vec::new();
+        for _ in 0..4 {
+            bodies.push(lab.http_get(&ns, vip_addr(), "/"));
+        }
+        assert!(
+            bodies
+                .iter()
+                .all(|b| matches!(b.as_deref(), Ok("n3\n" | "n4\n"))),
+            "from {from}: {bodies:?}"
+        );
+    }
 
     // n4 dies: its flows go to n3.
     let pid = nginx.remove(1);

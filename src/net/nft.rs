@@ -58,30 +58,40 @@ pub fn script(services: &[Programmed<'_>]) -> String {
     if services.is_empty() {
         return s;
     }
-    let (routed, nat): (Vec<&Programmed<'_>>, Vec<&Programmed<'_>>) = services
+    let routed: Vec<&Programmed<'_>> = services
         .iter()
-        .partition(|p| p.vs.forwarding == Forwarding::DirectRouting);
+        .filter(|p| p.vs.forwarding == Forwarding::DirectRouting)
+        .collect();
     s.push_str(&direct_routing(&routed));
-    if nat.is_empty() {
-        return s;
-    }
     let mut dnat = String::new();
+    let mut local = String::new();
     let mut snat = String::new();
-    for p in nat {
+    for p in services {
+        let dr = p.vs.forwarding == Forwarding::DirectRouting;
+        if dr && p.link.is_none() {
+            continue;
+        }
         let Some(to) = target_expr(p) else { continue };
         let (fam, l4) = match_of(p.vs);
-        let _ = writeln!(
-            dnat,
-            "\t\t{fam} daddr {} {l4} dport {} dnat {fam} to {to}",
+        let rule = format!(
+            "\t\t{fam} daddr {} {l4} dport {} dnat {fam} to {to}\n",
             p.vs.address, p.vs.port
         );
-        // Full NAT: every connection comes from the director. NAT: only those of a real
-        // server that is a client of its own service (a control-plane node reaching the API
-        // through the address), which would otherwise get their reply from another real
-        // server, or their own packet back, as kube-proxy's hairpin masquerade avoids.
+        // Direct routing forwards frames before the IP stack sees them; the director's own
+        // connections never cross that ingress, so they are NATed here instead.
+        if !dr {
+            dnat.push_str(&rule);
+        }
+        local.push_str(&rule);
+        // Full NAT, and the director's own connections by direct routing (a real server
+        // would answer the address it holds itself): every connection comes from the
+        // director. NAT: only those of a real server that is a client of its own service (a
+        // control-plane node reaching the API through the address), which would otherwise get
+        // their reply from another real server, or their own packet back, as kube-proxy's
+        // hairpin masquerade avoids.
         let from = match p.vs.forwarding {
-            Forwarding::FullNat => String::new(),
-            _ => {
+            Forwarding::FullNat | Forwarding::DirectRouting => String::new(),
+            Forwarding::Nat => {
                 let reals: std::collections::BTreeSet<IpAddr> =
                     p.vs.reals.iter().map(|r| r.addr.ip()).collect();
                 if reals.is_empty() {
@@ -97,13 +107,16 @@ pub fn script(services: &[Programmed<'_>]) -> String {
             p.vs.address, p.vs.port
         );
     }
+    if local.is_empty() {
+        return s;
+    }
     let _ = writeln!(s, "table inet {TABLE} {{");
     // prerouting: clients; output: the director itself (a hairpin).
     // (`dstnat` names -100 only for prerouting.)
-    for (chain, priority) in [("prerouting", "dstnat"), ("output", "-100")] {
+    for (chain, priority, rules) in [("prerouting", "dstnat", &dnat), ("output", "-100", &local)] {
         let _ = writeln!(
             s,
-            "\tchain {chain} {{\n\t\ttype nat hook {chain} priority {priority}; policy accept;\n{dnat}\t}}"
+            "\tchain {chain} {{\n\t\ttype nat hook {chain} priority {priority}; policy accept;\n{rules}\t}}"
         );
     }
     let _ = writeln!(
@@ -386,7 +399,17 @@ mod tests {
         assert!(s.contains(
             "\tchain in_eth0 {\n\t\ttype filter hook ingress device \"eth0\" priority -300; policy accept;\n\t\tether daddr 02:00:00:00:00:01 ip daddr 198.51.100.50 tcp dport 80 ether saddr set 02:00:00:00:00:01 ether daddr set jhash ip saddr . tcp sport mod 64 seed 0x6b757665 map { 0 : 02:00:00:00:00:21, 1 : 02:00:00:00:00:22 } fwd to \"eth0\"\n"
         ), "{s}");
-        assert!(!s.contains("table inet kube_vrrp {"), "no NAT table: {s}");
+        // The director's own connections: NAT in its output chain only, from its address.
+        let (head, inet) = s.split_once("table inet kube_vrrp {").expect("the hairpin");
+        assert!(!head.contains("dnat"), "{s}");
+        let (pre, rest) = inet.split_once("chain output").unwrap();
+        assert!(!pre.contains("dnat"), "no DNAT of forwarded traffic: {s}");
+        assert!(rest.contains(
+            "\t\tip daddr 198.51.100.50 tcp dport 80 dnat ip to jhash ip saddr mod 64 seed 0x6b757665 map { 0 : 198.51.100.21 . 80, 1 : 198.51.100.22 . 80 }\n"
+        ), "{s}");
+        assert!(rest.contains(
+            "\t\tmeta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 80 masquerade\n"
+        ), "{s}");
         v.scheduler = Scheduler::SourceHash;
         let s = script(&[Programmed {
             vs: &v,
