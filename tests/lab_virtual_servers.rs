@@ -634,3 +634,39 @@ fn a_control_plane_address_balances_over_every_api_server_the_directors_included
     let n2 = lab.node("n2").ns.clone();
     assert_eq!(spread(&lab, &n2, 4), each(2, &["n1", "n2"]));
 }
+
+/// keepalived's `digest`: the page must also have this MD5. Each nginx answers its own name, so
+/// a digest of "n3\n" keeps only n3; n4's result says why it is out.
+#[test]
+fn a_digest_check_keeps_only_the_real_servers_whose_page_matches() {
+    let yaml = config(&format!(
+        "    forwarding: FullNAT\n    realServers: [{{address: 198.51.100.13}}, {{address: 198.51.100.14}}]\n    \
+         check: {{delayLoop: 200ms, connectTimeout: 100ms, retry: 0, http: {{path: /, digest: {}}}}}\n",
+        md5_of("n3\n")
+    ));
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    forward(&lab);
+    real_servers_on(&mut lab, &["n3", "n4"]);
+    wait_holders(&lab, VIP, &["n1"]);
+    let vs = wait_up(&lab, "n1", "1/2");
+    let n4 = &vs["realServers"][1];
+    assert_eq!(n4["healthy"], false, "{vs:#}");
+    assert!(
+        n4["result"]
+            .as_str()
+            .is_some_and(|t| t.contains("the page's MD5 is")),
+        "{vs:#}"
+    );
+    let (seen, failed) = requests(&lab, 6);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen, [("n3".to_string(), 6)].into());
+}
+
+/// MD5 in hex, by `md5sum` (not our code).
+fn md5_of(text: &str) -> String {
+    let out = std::process::Command::new("bash")
+        .args(["-c", &format!("printf '%s' '{text}' | md5sum")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)[..32].to_string()
+}

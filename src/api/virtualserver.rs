@@ -196,6 +196,11 @@ pub struct RealServerHttpCheck {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 7)))]
     pub expected_status: Vec<String>,
+    /// The MD5 of the whole body, in hex (keepalived `url { digest }`, as `genhash` prints
+    /// it): the page must also read exactly this. The body is read up to 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 32, max = 32))]
+    pub digest: Option<String>,
 }
 
 /// TCP connect: no settings.

@@ -32,9 +32,19 @@ impl Http {
         Ok(Http { check, tls })
     }
 
-    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(&self, mut s: S) -> Result<u16, String> {
+    /// Sends the request; the status code and, when a digest is asked for, the body's MD5.
+    /// A digest check asks with HTTP/1.0, so that the body comes whole (never chunked).
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut s: S,
+    ) -> Result<(u16, Option<String>), String> {
+        let version = if self.check.digest.is_some() {
+            "1.0"
+        } else {
+            "1.1"
+        };
         let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: kube-vrrp/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            "GET {} HTTP/{version}\r\nHost: {}\r\nUser-Agent: kube-vrrp/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
             self.check.path,
             self.check.host,
             env!("CARGO_PKG_VERSION")
@@ -42,31 +52,75 @@ impl Http {
         s.write_all(req.as_bytes()).await.map_err(|e| io_text(&e))?;
         s.flush().await.map_err(|e| io_text(&e))?;
         let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 256];
-        while !buf.contains(&b'\n') && buf.len() < 1024 {
-            let n = s.read(&mut chunk).await.map_err(|e| io_text(&e))?;
+        let mut chunk = [0u8; 4096];
+        let whole = self.check.digest.is_some();
+        let cap = if whole { MAX_READ } else { 1024 };
+        while (whole || !buf.contains(&b'\n')) && buf.len() < cap {
+            let n = match s.read(&mut chunk).await {
+                Ok(n) => n,
+                // A server that closes without TLS close_notify has still sent its body.
+                Err(e)
+                    if whole
+                        && !buf.is_empty()
+                        && e.kind() == std::io::ErrorKind::UnexpectedEof =>
+                {
+                    0
+                }
+                Err(e) => return Err(io_text(&e)),
+            };
             if n == 0 {
                 break;
             }
             buf.extend_from_slice(&chunk[..n]);
         }
-        let line = String::from_utf8_lossy(&buf);
-        let line = line.lines().next().unwrap_or("");
-        if line.is_empty() {
-            return Err("the server closed the connection without answering".into());
+        let code = status_code(&buf)?;
+        if !whole {
+            return Ok((code, None));
         }
-        let mut parts = line.split_whitespace();
-        match (
-            parts.next(),
-            parts.next().and_then(|c| c.parse::<u16>().ok()),
-        ) {
-            (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
-            _ => Err(format!(
-                "not an HTTP answer: {:?}",
-                line.chars().take(40).collect::<String>()
-            )),
+        if buf.len() >= MAX_READ {
+            return Err(format!(
+                "HTTP {code}: the page is over 1 MiB: no digest taken"
+            ));
         }
+        let body = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| &buf[i + 4..])
+            .ok_or("the answer's header never ends")?;
+        Ok((code, Some(md5_hex(body))))
     }
+}
+
+/// What a digest check reads at most (a header line alone: 1 KiB).
+const MAX_READ: usize = 1 << 20;
+
+/// The status code of the answer's first line.
+fn status_code(buf: &[u8]) -> Result<u16, String> {
+    let line = String::from_utf8_lossy(&buf[..buf.len().min(1024)]);
+    let line = line.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err("the server closed the connection without answering".into());
+    }
+    let mut parts = line.split_whitespace();
+    match (
+        parts.next(),
+        parts.next().and_then(|c| c.parse::<u16>().ok()),
+    ) {
+        (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
+        _ => Err(format!(
+            "not an HTTP answer: {:?}",
+            line.chars().take(40).collect::<String>()
+        )),
+    }
+}
+
+/// MD5 in lowercase hex, as keepalived's `genhash` prints it.
+fn md5_hex(body: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(body)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Checker for Http {
@@ -89,17 +143,21 @@ impl Checker for Http {
                 }
             };
             match tokio::time::timeout(timeout, attempt).await {
-                Ok(Ok(code)) => {
+                Ok(Ok((code, digest))) => {
                     let took = ms(t0.elapsed());
-                    if self
+                    let expected = self
                         .check
                         .expected
                         .iter()
-                        .any(|(a, b)| (*a..=*b).contains(&code))
-                    {
-                        Outcome::pass(format!("HTTP {code} in {took}"))
-                    } else {
-                        Outcome::fail(format!("HTTP {code} in {took} (unexpected status)"))
+                        .any(|(a, b)| (*a..=*b).contains(&code));
+                    match (&self.check.digest, digest) {
+                        _ if !expected => {
+                            Outcome::fail(format!("HTTP {code} in {took} (unexpected status)"))
+                        }
+                        (Some(want), Some(got)) if *want != got => Outcome::fail(format!(
+                            "HTTP {code} in {took}, but the page's MD5 is {got}, not {want}"
+                        )),
+                        _ => Outcome::pass(format!("HTTP {code} in {took}")),
                     }
                 }
                 Ok(Err(e)) => Outcome::fail(e),
@@ -193,5 +251,67 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// A server on loopback that answers every connection with `answer`, and the request it
+    /// was sent.
+    async fn serve(answer: &'static str) -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let mut req = vec![0u8; 1024];
+                let n = s.read(&mut req).await.unwrap_or(0);
+                let _ = tx
+                    .send(String::from_utf8_lossy(&req[..n]).into_owned())
+                    .await;
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+        });
+        (addr, rx)
+    }
+
+    fn check(addr: SocketAddr, digest: Option<&str>) -> HttpCheck {
+        HttpCheck {
+            addr,
+            path: "/".into(),
+            host: "lab".into(),
+            expected: vec![(200, 299)],
+            tls: None,
+            digest: digest.map(String::from),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_digest_is_the_md5_of_the_whole_body_as_genhash_prints_it() {
+        // `printf 'hello\n' | md5sum`
+        let (addr, mut req) =
+            serve("HTTP/1.1 200 OK\r\nContent-Length: 6\r\nX-A: b\r\n\r\nhello\n").await;
+        let t = Duration::from_secs(2);
+        let good = Http::new(check(addr, Some("b1946ac92492d2347c6235b4d2611184"))).unwrap();
+        let o = good.run(t).await;
+        assert!(o.ok, "{o:?}");
+        assert!(req.recv().await.unwrap().starts_with("GET / HTTP/1.0\r\n"));
+        let bad = Http::new(check(addr, Some("00000000000000000000000000000000"))).unwrap();
+        let o = bad.run(t).await;
+        assert!(
+            !o.ok
+                && o.text.contains(
+                    "the page's MD5 is b1946ac92492d2347c6235b4d2611184, not 00000000000000000000000000000000"
+                ),
+            "{o:?}"
+        );
+        // Without a digest: HTTP/1.1 and the status line decides.
+        let plain = Http::new(check(addr, None)).unwrap();
+        assert!(plain.run(t).await.ok);
+        let _ = req.recv().await;
+        assert!(req.recv().await.unwrap().starts_with("GET / HTTP/1.1\r\n"));
     }
 }

@@ -234,6 +234,7 @@ fn check(c: &Stmt, delay_loop: Option<&str>, report: &mut Report) -> RealServerC
                 path: None,
                 host_header: None,
                 expected_status: Vec::new(),
+                digest: None,
             })
         }
         "TCP_CHECK" => out.tcp = Some(RealServerTcpCheck {}),
@@ -285,10 +286,7 @@ fn url(u: &Stmt, h: &mut RealServerHttpCheck, report: &mut Report) {
         match o.key() {
             "path" => h.path = o.arg(1).map(String::from),
             "status_code" => h.expected_status.extend(o.words[1..].iter().cloned()),
-            "digest" => report.warning(
-                &o.at,
-                "digest is not carried over: the status code decides (a body digest needs the whole page read on every check)",
-            ),
+            "digest" => h.digest = o.arg(1).map(String::from),
             other => report.warning(&o.at, format!("url {other} is not carried over")),
         }
     }
@@ -354,7 +352,7 @@ mod tests {
     fn what_cannot_be_carried_is_said_with_its_line() {
         let (v, r) = import(
             "virtual_server 198.51.100.50 443 {\n  lb_algo wlc\n  lb_kind TUN\n  persistence_timeout 300\n  ha_suspend\n\
-             real_server 198.51.100.21 443 {\n    inhibit_on_failure\n    SSL_GET {\n      url {\n        path /\n        digest abc\n      }\n    }\n  }\n}\n",
+             real_server 198.51.100.21 443 {\n    inhibit_on_failure\n    SSL_GET {\n      url {\n        path /\n        digest b1946ac92492d2347c6235b4d2611184\n      }\n    }\n  }\n}\n",
         );
         let v = v.unwrap();
         let s = said(&r);
@@ -363,7 +361,6 @@ mod tests {
             "k.conf:3: lb_kind TUN: tunnels are not carried: imported as FullNAT",
             "k.conf:4: persistence_timeout: carried as scheduler SourceHash",
             "k.conf:5: virtual_server ha_suspend is not carried over",
-            "k.conf:11: digest is not carried over",
             "k.conf:1: inhibit_on_failure of a real_server: carried for the whole virtual server",
         ] {
             assert!(s.iter().any(|m| m.starts_with(want)), "{want}\n{s:#?}");
@@ -383,6 +380,13 @@ mod tests {
                 .scheme,
             Some(Scheme::Https)
         );
+        let http = v.real_servers[0].check.as_ref().unwrap().http.as_ref();
+        assert_eq!(
+            http.unwrap().digest.as_deref(),
+            Some("b1946ac92492d2347c6235b4d2611184"),
+            "digest carried"
+        );
+        assert!(!s.iter().any(|m| m.contains("digest")), "{s:#?}");
         // Direct routing learns MACs from the checks: without one, full NAT.
         let (v, r) = import(
             "virtual_server 198.51.100.50 80 {\n  lb_kind DR\n  real_server 198.51.100.21 80 {\n  }\n}\n",

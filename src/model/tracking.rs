@@ -59,6 +59,8 @@ pub struct HttpCheck {
     /// Inclusive ranges of passing status codes.
     pub expected: Vec<(u16, u16)>,
     pub tls: Option<Tls>,
+    /// The MD5 the whole body must have (lowercase hex), read then up to 1 MiB.
+    pub digest: Option<String>,
 }
 
 /// How an HTTPS server is verified.
@@ -324,6 +326,7 @@ fn http_check(h: &HttpCheckSpec, standalone: bool) -> Result<HttpCheck, FieldErr
         host: host_header,
         expected,
         tls,
+        digest: None,
     })
 }
 

@@ -286,7 +286,19 @@ fn real_check(c: &RealServerCheckSpec, name: &str) -> Result<RealCheck, String> 
                 "{name}: check.http.hostHeader: {v:?} is not a host name"
             ));
         }
+        let digest = match &h.digest {
+            Some(d) if d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Some(d.to_ascii_lowercase())
+            }
+            Some(d) => {
+                return Err(format!(
+                    "{name}: check.http.digest: {d:?} is not an MD5 in hex (32 hex digits, as keepalived's genhash prints it)"
+                ));
+            }
+            None => None,
+        };
         CheckKind::Http(HttpCheck {
+            digest,
             addr: placeholder,
             path,
             host: h.host_header.clone().unwrap_or_default(),
@@ -456,6 +468,36 @@ mod tests {
         let s = spec(yaml);
         let addrs: Vec<VirtualAddress> = s.addresses.iter().map(|a| a.parse().unwrap()).collect();
         validate(&s, &addrs, cluster)
+    }
+
+    #[test]
+    fn a_digest_is_32_hex_digits_kept_in_lowercase() {
+        let with = |d: &str| {
+            vss(&format!(
+                "{BASE}  realServers: [{{address: 198.51.100.21}}]\n  check: {{http: {{digest: \"{d}\"}}}}\n"
+            ))
+        };
+        let v = with("B1946AC92492D2347C6235B4D2611184").unwrap();
+        let Some(RealCheck {
+            check:
+                Check {
+                    kind: CheckKind::Http(h),
+                    ..
+                },
+            ..
+        }) = &v[0].reals[0].check
+        else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            h.digest.as_deref(),
+            Some("b1946ac92492d2347c6235b4d2611184")
+        );
+        let e = with("abc").unwrap_err();
+        assert!(
+            e.1.contains("check.http.digest: \"abc\" is not an MD5 in hex"),
+            "{e:?}"
+        );
     }
 
     #[test]
