@@ -670,3 +670,64 @@ fn md5_of(text: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout)[..32].to_string()
 }
+
+/// Direct routing over IPv6: the real servers hold the address on `lo` (Linux answers neighbour
+/// solicitations only for addresses of the interface asked on, so no `arp_ignore` is needed);
+/// the director learns their MACs from the neighbour table and rewrites the frames.
+#[test]
+fn ipv6_direct_routing_carries_http_and_takes_a_dead_real_server_out() {
+    const VIP6: &str = "2001:db8:1::51";
+    let yaml = vip_yaml(
+        "web6",
+        62,
+        &["2001:db8:1::51/64"],
+        &fast(&format!(
+            "  virtualServers:\n  - address: \"{VIP6}\"\n    port: {PORT}\n    forwarding: DirectRouting\n    \
+             realServers: [{{address: \"2001:db8:1::13\"}}, {{address: \"2001:db8:1::14\"}}]\n    \
+             check: {{delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {{}}}}\n"
+        )),
+    );
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    let mut nginx: Vec<u32> = ["n3", "n4"]
+        .iter()
+        .map(|n| {
+            let ns = lab.node(n).ns.clone();
+            let a = format!("{VIP6}/128");
+            lab.exec(&ns, &["ip", "-6", "addr", "add", &a, "dev", "lo", "nodad"]);
+            lab.spawn_nginx(n, PORT, None)
+        })
+        .collect();
+    // (n3 and n4 hold the address too, on lo.)
+    let n1ns = lab.node("n1").ns.clone();
+    assert!(wait_for(WAIT, || lab.holds(&n1ns, VIP6)).is_some());
+    let vs = wait_up(&lab, "n1", "2/2");
+    // Direct routing needs no IP forwarding (it is off here): no warning says it does.
+    assert!(vs["error"].is_null(), "{vs:#}");
+    let target = SocketAddr::new(VIP6.parse().unwrap(), PORT);
+    let ask = |lab: &Lab, n: usize| {
+        let mut seen = BTreeMap::<String, usize>::new();
+        for _ in 0..n {
+            let body = lab.http_get(&lab.client.ns, target, "/");
+            *seen
+                .entry(body.map(|b| b.trim().to_string()).unwrap_or_else(|e| e))
+                .or_default() += 1;
+        }
+        seen
+    };
+    let seen = ask(&lab, 20);
+    assert!(
+        seen.keys().all(|k| k == "n3" || k == "n4") && seen.len() == 2,
+        "{seen:?}"
+    );
+    let table = stdout(
+        &lab,
+        &lab.node("n1").ns,
+        &["nft", "list", "table", "netdev", "kube_vrrp"],
+    );
+    assert!(table.contains("ip6 daddr 2001:db8:1::51"), "{table}");
+    let pid = nginx.remove(1);
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "1/2");
+    assert_eq!(ask(&lab, 6), [("n3".to_string(), 6)].into());
+}

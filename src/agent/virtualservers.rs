@@ -139,8 +139,9 @@ struct State {
     /// The last script `nft` took, and the last error.
     applied: Option<String>,
     error: Option<String>,
-    /// Programmed, but something on the node stands in the way (forwarding off).
-    warning: Option<String>,
+    /// Programmed, but something on the node stands in the way: forwarding off, by family
+    /// (IPv4?), for the services that route through the director (not direct routing).
+    warnings: BTreeMap<bool, String>,
     /// (VirtualIP, IPv4?) → where it runs, for direct routing.
     links: BTreeMap<(String, bool), OnLink>,
     /// The neighbour tables' MACs (direct routing), read before each programming.
@@ -149,26 +150,34 @@ struct State {
     netlink: Option<crate::net::netlink::Netlink>,
 }
 
-/// Whether the node forwards what the rules send on: NAT routes every connection through.
-fn forwarding_off<'a>(services: impl Iterator<Item = &'a VirtualServer>) -> Option<String> {
-    let mut families: Vec<bool> = services.map(|v| v.address.is_ipv4()).collect();
-    families.sort();
-    families.dedup();
-    families.into_iter().rev().find_map(|v4| {
-        let path = if v4 {
-            "net/ipv4/ip_forward"
-        } else {
-            "net/ipv6/conf/all/forwarding"
-        };
-        let on = std::fs::read_to_string(format!("/proc/sys/{path}"))
-            .is_ok_and(|v| v.trim() == "1");
-        (!on).then(|| {
-            format!(
-                "{} is not 1 on this node: the connections the rules send to real servers are dropped (set it to 1)",
-                path.replace('/', ".")
-            )
+/// Whether the node forwards what NAT sends on (every NAT connection is routed through the
+/// director; direct routing forwards frames and needs no IP forwarding), per family (IPv4?).
+fn forwarding_off<'a>(services: impl Iterator<Item = &'a VirtualServer>) -> BTreeMap<bool, String> {
+    let families: std::collections::BTreeSet<bool> = services
+        .filter(|v| v.forwarding != Forwarding::DirectRouting)
+        .map(|v| v.address.is_ipv4())
+        .collect();
+    families
+        .into_iter()
+        .filter_map(|v4| {
+            let path = if v4 {
+                "net/ipv4/ip_forward"
+            } else {
+                "net/ipv6/conf/all/forwarding"
+            };
+            let on = std::fs::read_to_string(format!("/proc/sys/{path}"))
+                .is_ok_and(|v| v.trim() == "1");
+            (!on).then(|| {
+                (
+                    v4,
+                    format!(
+                        "{} is not 1 on this node: the connections the rules send to real servers are dropped (set it to 1)",
+                        path.replace('/', ".")
+                    ),
+                )
+            })
         })
-    })
+        .collect()
 }
 
 async fn run(
@@ -368,7 +377,7 @@ impl State {
             })
             .collect();
         let script = nft::script(&programmed);
-        self.warning = forwarding_off(self.services.values().map(|(vs, _)| vs));
+        self.warnings = forwarding_off(self.services.values().map(|(vs, _)| vs));
         if self.applied.as_ref() == Some(&script) {
             return;
         }
@@ -420,7 +429,11 @@ impl State {
                             || self
                                 .links
                                 .contains_key(&(vip.clone(), vs.address.is_ipv4()))),
-                    error: self.error.clone().or_else(|| self.warning.clone()),
+                    error: self.error.clone().or_else(|| {
+                        (vs.forwarding != Forwarding::DirectRouting)
+                            .then(|| self.warnings.get(&vs.address.is_ipv4()).cloned())
+                            .flatten()
+                    }),
                     real_servers: vs
                         .reals
                         .iter()
