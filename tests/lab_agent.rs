@@ -188,6 +188,18 @@ fn unicast_mode_sends_to_peers_only() {
     assert_eq!(web["master"], "198.51.100.11", "{web}");
     let received = web["counters"]["advertsReceived"].as_u64().unwrap();
     assert!(received > 0, "{web}");
+    // /status says where each node advertises: the other node, never itself.
+    assert_eq!(
+        web["advertisedTo"],
+        serde_json::json!(["198.51.100.11"]),
+        "{web}"
+    );
+    let n1 = instance(&lab, "n1", "uni/ipv4");
+    assert_eq!(
+        n1["advertisedTo"],
+        serde_json::json!(["198.51.100.12"]),
+        "{n1}"
+    );
     // The client (not a peer) sees no VRRP at all: nothing went to the multicast group.
     let cap = lab.exec(
         &lab.client.ns,

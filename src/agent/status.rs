@@ -19,6 +19,8 @@ pub struct InstanceStatus {
     pub interface: String,
     /// The address this instance's advertisements come from.
     pub source: Option<IpAddr>,
+    /// Where they go: the multicast group (224.0.0.18, ff02::12), or each unicast peer.
+    pub advertised_to: Vec<IpAddr>,
     pub virtual_router_id: u8,
     pub version: u8,
     pub state: State,

@@ -1,6 +1,6 @@
 //! Several nodes' instances → VirtualIPs. Instances with one virtual router ID, address family
-//! and interface across files are one VirtualIP, with each node's priority; the first file's
-//! spec is kept, and a node that lists other addresses is a warning. One router ID twice on
+//! and interface across files are one VirtualIP, with each node's priority and every file's
+//! unicast peers; otherwise the first file's spec is kept, and a node that lists other addresses is a warning. One router ID twice on
 //! one node is an error.
 
 use crate::api::{NodePriority, ObjectMeta, VirtualIpDocument, VirtualIpSpec};
@@ -77,6 +77,13 @@ fn groups(instances: Vec<Instance>, report: &mut Report) -> Vec<Group> {
                     inst.name, inst.node, group.first.node
                 ),
             );
+        }
+        // Each file lists the other nodes as its peers: the VirtualIP needs them all (each
+        // node leaves out its own addresses).
+        for p in &inst.spec.unicast_peers {
+            if !group.first.spec.unicast_peers.contains(p) {
+                group.first.spec.unicast_peers.push(p.clone());
+            }
         }
         group.priorities.push(NodePriority {
             node: inst.node,
@@ -177,6 +184,30 @@ mod tests {
         assert_eq!(docs[0].api_version, crate::api::API_VERSION);
         assert_eq!(priorities(&docs[0]), [("n1", 101), ("n2", 100)]);
         assert_eq!(docs[0].spec.addresses, ["192.0.2.10/24"]);
+    }
+
+    #[test]
+    fn every_files_unicast_peers_are_kept() {
+        let mut report = Report::default();
+        let with_peer = |prio: u8, src: &str, peer: &str| {
+            vrrp_instance("VI_1", 51, prio, "192.0.2.10/24").replace(
+                " priority",
+                &format!(" unicast_src_ip {src}\n unicast_peer {{\n {peer}\n }}\n priority"),
+            )
+        };
+        let lb1 = with_peer(101, "198.51.100.11", "198.51.100.12");
+        let lb2 = with_peer(100, "198.51.100.12", "198.51.100.11");
+        let i = instances(
+            &[("lb1.conf", "n1", &lb1), ("lb2.conf", "n2", &lb2)],
+            &mut report,
+        );
+        let docs = merge(i, &mut report);
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(
+            docs[0].spec.unicast_peers,
+            ["198.51.100.12", "198.51.100.11"],
+            "both nodes' peers: each leaves out its own address"
+        );
     }
 
     #[test]

@@ -554,6 +554,19 @@ impl ValidatedVirtualIp {
         config
             .unicast_peers
             .retain(|p| !addrs.iter().any(|a| a.address == *p));
+        let given: Vec<String> = self
+            .unicast_peers
+            .iter()
+            .filter(|p| Family::of(p) == family)
+            .map(IpAddr::to_string)
+            .collect();
+        if !given.is_empty() && config.unicast_peers.is_empty() {
+            return Err(format!(
+                "{}: spec.unicastPeers lists only node {node}'s own addresses ({}): it would have no peer to advertise to; list the other nodes' addresses too",
+                self.name,
+                given.join(", ")
+            ));
+        }
         config
             .validate()
             .map_err(|e| format!("{}: {e}", self.name))?;

@@ -331,3 +331,29 @@ fn the_samples_are_valid_standalone_files() {
     let checks = parse(include_str!("../../config/web-vip-checks.yaml")).unwrap();
     assert_eq!(checks[0].tracking.checks.len(), 2);
 }
+
+#[test]
+fn a_node_is_not_its_own_unicast_peer_and_needs_another() {
+    let peers = |list: &str| {
+        let vips = parse(&GOOD.replace(
+            "virtualRouterID: 52",
+            &format!("virtualRouterID: 52\n  unicastPeers: [{list}]"),
+        ))
+        .unwrap();
+        resolve_all(&vips, "n1", &links(), &addrs())
+    };
+    let plan = peers("198.51.100.11, 198.51.100.12");
+    assert_eq!(
+        plan.instances[&key("legacy/ipv4")].config.unicast_peers,
+        ["198.51.100.12".parse::<IpAddr>().unwrap()]
+    );
+    let plan = peers("198.51.100.11");
+    assert!(!plan.instances.contains_key(&key("legacy/ipv4")));
+    let e = &plan.errors[0].2;
+    assert!(
+        e.contains(
+            "spec.unicastPeers lists only node n1's own addresses (198.51.100.11): it would have no peer to advertise to"
+        ),
+        "{e}"
+    );
+}

@@ -533,18 +533,21 @@ impl Engine {
     }
 }
 
+/// Where an instance's advertisements go: every unicast peer, or else the family's group.
+pub(super) fn destinations(c: &crate::vrrp::InstanceConfig) -> std::borrow::Cow<'_, [IpAddr]> {
+    if c.unicast_peers.is_empty() {
+        std::borrow::Cow::Owned(vec![c.family().multicast_group()])
+    } else {
+        std::borrow::Cow::Borrowed(&c.unicast_peers)
+    }
+}
+
 /// Sends one advertisement to the group or every unicast peer; returns the failures.
 fn send_advertisement(s: &RunningInstance, adv: &Advertisement) -> u64 {
     let c = s.instance.config();
     let src = c.primary_address;
-    let multicast = [c.family().multicast_group()];
-    let dsts: &[IpAddr] = if c.unicast_peers.is_empty() {
-        &multicast
-    } else {
-        &c.unicast_peers
-    };
     let mut errors = 0;
-    for &dst in dsts {
+    for &dst in destinations(c).iter() {
         let sent = adv
             .encode(src, dst)
             .map_err(|e| e.to_string())
