@@ -1060,3 +1060,22 @@ fn a_virtual_servers_real_servers_follow_the_nodes_show_in_the_status_and_a_dead
     });
     assert!(down.is_some(), "{:?}\n{}", events(&api, "lb"), api.logs());
 }
+
+/// Nodes but no agent running (what an image that cannot be pulled looks like): the object
+/// says that no agent runs and where to look, not that no node matches a selector it does not
+/// have.
+#[test]
+fn without_agents_the_status_says_no_agent_runs() {
+    let mut api = Api::start_lab(2, KUBE_VRRP_CRDS, &[]);
+    api.add_some_nodes(&["n1", "n2"]);
+    api.spawn_controller("c1", 9651);
+    apply(&api, &vip("idle", "  addresses: [\"198.51.100.61/24\"]\n"));
+    let v = api.wait_vip("idle", Duration::from_secs(15), "NoEligibleNodes", |v| {
+        condition(v, "Ready").is_some_and(|c| c["reason"] == "NoEligibleNodes")
+    });
+    let message = condition(&v, "Ready").unwrap()["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("no kube-vrrp agent runs on any of the 2 nodes: check the kube-vrrp agent DaemonSet's pods"),
+        "{message}"
+    );
+}

@@ -34,6 +34,8 @@ pub struct NodeInput {
     pub labels: BTreeMap<String, String>,
     /// InternalIP addresses (unicast peers).
     pub addresses: Vec<IpAddr>,
+    /// Its agent has registered: only such a node runs virtual routers.
+    pub agent: bool,
 }
 
 /// What is taken before any live object asks.
@@ -138,10 +140,7 @@ pub fn resolve(
         };
         let resolution = match members(&v.spec, addrs, nodes) {
             Some(members) => Resolution::Deployed { vrid, members },
-            None => rejected(
-                reasons::NO_ELIGIBLE_NODES,
-                "no node matches spec.nodeSelector".into(),
-            ),
+            None => rejected(reasons::NO_ELIGIBLE_NODES, no_members(&v.spec, nodes)),
         };
         out.insert(v.name.clone(), resolution);
     }
@@ -317,8 +316,47 @@ impl VridTable {
     }
 }
 
-/// Each eligible node's part (the nodes `spec.nodeSelector` matches), in node order; `None`
-/// when no node matches.
+/// Whether `spec.nodeSelector` matches node `n`.
+fn selected(spec: &VirtualIpSpec, n: &NodeInput) -> bool {
+    spec.node_selector
+        .iter()
+        .all(|(k, val)| n.labels.get(k) == Some(val))
+}
+
+/// Why no node can run an object, and what to look at.
+fn no_members(spec: &VirtualIpSpec, nodes: &[NodeInput]) -> String {
+    let matching: Vec<&str> = nodes
+        .iter()
+        .filter(|n| selected(spec, n))
+        .map(|n| n.name.as_str())
+        .collect();
+    let selector: Vec<String> = spec
+        .node_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let agents = "check the kube-vrrp agent DaemonSet's pods (kubectl get pods -A -l app.kubernetes.io/component=agent: ImagePullBackOff? Pending?)";
+    match (nodes.is_empty(), matching.is_empty(), selector.is_empty()) {
+        (true, _, _) => "the cluster has no Nodes yet".into(),
+        (false, true, _) => format!(
+            "no node matches spec.nodeSelector {} (of {} nodes): label the nodes that should hold the addresses, or change the selector",
+            selector.join(","),
+            nodes.len()
+        ),
+        (false, false, true) => format!(
+            "no kube-vrrp agent runs on any of the {} nodes: {agents}",
+            nodes.len()
+        ),
+        (false, false, false) => format!(
+            "the nodes spec.nodeSelector {} matches ({}) run no kube-vrrp agent: {agents}",
+            selector.join(","),
+            matching.join(", ")
+        ),
+    }
+}
+
+/// Each eligible node's part (the nodes with an agent `spec.nodeSelector` matches), in node
+/// order; `None` when no node is eligible.
 fn members(
     spec: &VirtualIpSpec,
     addrs: &[VirtualAddress],
@@ -326,11 +364,7 @@ fn members(
 ) -> Option<Vec<Member>> {
     let eligible: Vec<&NodeInput> = nodes
         .iter()
-        .filter(|n| {
-            spec.node_selector
-                .iter()
-                .all(|(k, val)| n.labels.get(k) == Some(val))
-        })
+        .filter(|n| n.agent && selected(spec, n))
         .collect();
     if eligible.is_empty() {
         return None;
@@ -421,6 +455,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             addresses: vec![ip.parse().unwrap()],
+            agent: true,
         }
     }
 
@@ -672,13 +707,42 @@ mod tests {
             &nodes(),
             &Reserved::default(),
         );
-        assert!(matches!(
-            &r["b"],
+        let message = |r: &BTreeMap<String, Resolution>| match &r["b"] {
             Resolution::Rejected {
                 reason: "NoEligibleNodes",
-                ..
-            }
-        ));
+                message,
+            } => message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            message(&r),
+            "no node matches spec.nodeSelector role=core (of 3 nodes): label the nodes that should hold the addresses, or change the selector"
+        );
+        // Nodes, but no agent running (what ImagePullBackOff looks like): said so, with or
+        // without a selector.
+        let mut idle = nodes();
+        idle.iter_mut().for_each(|n| n.agent = false);
+        let none = |s: VirtualIpSpec| {
+            message(&resolve(
+                &[vip("b", "2026-01-01T00:00:00Z", s)],
+                &idle,
+                &Reserved::default(),
+            ))
+        };
+        let plain = none(spec(&["198.51.100.50/24"], None));
+        assert!(
+            plain.starts_with("no kube-vrrp agent runs on any of the 3 nodes: check the kube-vrrp agent DaemonSet's pods"),
+            "{plain}"
+        );
+        let mut s = spec(&["198.51.100.50/24"], None);
+        s.node_selector = [("role".to_string(), "edge".to_string())].into();
+        let edge = none(s);
+        assert!(
+            edge.starts_with(
+                "the nodes spec.nodeSelector role=edge matches (n1, n2) run no kube-vrrp agent"
+            ),
+            "{edge}"
+        );
     }
 
     #[test]

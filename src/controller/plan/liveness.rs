@@ -15,8 +15,9 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::api::NodeStatus;
 
-/// Nodes whose agent has registered in its configuration's status.
-pub(super) fn nodes_with_agent(world: &World) -> Vec<NodeInput> {
+/// Every Node, in name order, marked when its agent has registered in its configuration's
+/// status.
+pub(super) fn nodes(world: &World) -> Vec<NodeInput> {
     let registered: BTreeSet<String> = world
         .configs
         .iter()
@@ -26,8 +27,11 @@ pub(super) fn nodes_with_agent(world: &World) -> Vec<NodeInput> {
     let mut out: Vec<NodeInput> = world
         .nodes
         .iter()
-        .filter(|n| registered.contains(&n.name_any()))
-        .map(|n| node_input(n))
+        .map(|n| {
+            let mut i = node_input(n);
+            i.agent = registered.contains(&i.name);
+            i
+        })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -47,6 +51,7 @@ pub(super) fn node_input(n: &Node) -> NodeInput {
             .filter(|a| a.type_ == "InternalIP")
             .filter_map(|a| a.address.parse::<IpAddr>().ok())
             .collect(),
+        agent: false,
     }
 }
 

@@ -33,7 +33,7 @@ use crate::api::{
     AuthenticationSpec, HealthCheckSpec, NodeVirtualIP, SecretKeyRef, VirtualIP,
     VirtualIPNodeConfig, VirtualIPStatus,
 };
-use liveness::{Agents, nodes_with_agent, silent_agents};
+use liveness::{Agents, silent_agents};
 pub use secrets::{SecretValue, secret_refs};
 pub use shards::{SHARD_BYTES, config_node, entry_size, shard, shard_name};
 
@@ -309,7 +309,7 @@ pub fn plan(world: &World) -> Plan {
     let admitted = admit(world, &mut out);
     let resolutions = resolve::resolve(
         &admitted.inputs,
-        &nodes_with_agent(world),
+        &liveness::nodes(world),
         &admitted.reserved,
     );
     out.configs = world

@@ -68,6 +68,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            agent: false,
         }
     }
 
