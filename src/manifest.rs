@@ -14,7 +14,18 @@ const DEPLOY: &str = include_str!("../deploy/kube-vrrp.yaml");
 
 /// `kube-vrrp manifest daemonset --image IMAGE`.
 pub fn daemonset(image: &str) -> String {
-    DEPLOY.replace("REGISTRY/kube-vrrp:0.1.0", image)
+    DEPLOY.replace("REGISTRY/kube-vrrp:0.1.0", &pinned(image))
+}
+
+/// An image reference with a tag: one given without a tag or digest gets this release's
+/// version (a runtime would otherwise pull `:latest`, whatever that is on the day).
+pub fn pinned(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if last.contains(':') || last.contains('@') {
+        image.to_string()
+    } else {
+        format!("{image}:{}", env!("CARGO_PKG_VERSION"))
+    }
 }
 
 /// The check a control-plane VirtualIP should carry, as YAML to paste under `spec:`.
@@ -62,11 +73,13 @@ pub fn readyz_problem(v: &ValidatedVirtualIp) -> Option<String> {
 /// The static pod's manifest for the configuration at `config` (an absolute path on the node).
 pub fn static_pod(config: &Path, image: &str) -> String {
     let config = config.display();
+    let image = pinned(image);
     format!(
         r#"# kube-vrrp as a static pod: a highly available address for the Kubernetes API
 # (kubeadm --control-plane-endpoint). Put this file in /etc/kubernetes/manifests on every
-# control-plane node, and {config} beside it (the same VirtualIP on each node; the priorities
-# list the nodes). Standalone mode: it needs no API access; it runs before the API exists.
+# control-plane node, and the configuration at {config} on each of them (this very path:
+# the hostPath below; the same VirtualIP on each node, its priorities list the nodes).
+# Standalone mode: it needs no API access; it runs before the API exists.
 apiVersion: v1
 kind: Pod
 metadata:
@@ -115,6 +128,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_image_without_a_tag_gets_this_release_s_version() {
+        let v = env!("CARGO_PKG_VERSION");
+        assert_eq!(pinned("kube-vrrp"), format!("kube-vrrp:{v}"));
+        assert_eq!(
+            pinned("registry.example:5000/ops/kube-vrrp"),
+            format!("registry.example:5000/ops/kube-vrrp:{v}")
+        );
+        for kept in [
+            "registry.example:5000/ops/kube-vrrp:1.2",
+            "kube-vrrp@sha256:0123",
+        ] {
+            assert_eq!(pinned(kept), kept);
+        }
+        let pod = static_pod(
+            Path::new("/etc/kube-vrrp/c.yaml"),
+            "registry.example/kube-vrrp",
+        );
+        assert!(pod.contains(&format!("image: registry.example/kube-vrrp:{v}\n")));
+        assert!(
+            daemonset("registry.example/kube-vrrp")
+                .contains(&format!("image: registry.example/kube-vrrp:{v}"))
+        );
+    }
+
+    #[test]
     fn the_sample_control_plane_vip_passes_and_weight_zero_is_refused() {
         let v =
             crate::agent::source::parse(include_str!("../config/control-plane-vip.yaml")).unwrap();
@@ -138,5 +176,7 @@ mod tests {
             serde_json::json!(["NET_ADMIN", "NET_RAW"])
         );
         assert!(p["spec"]["serviceAccountName"].is_null());
+        assert!(pod.contains("configuration at /etc/kube-vrrp/control-plane.yaml on each"));
+        assert!(!pod.contains("beside"));
     }
 }

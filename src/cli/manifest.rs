@@ -11,15 +11,17 @@ pub(crate) enum ManifestKind {
     /// Everything the Helm chart installs with its defaults (CRDs, namespace kube-vrrp-system,
     /// RBAC, the controller Deployment, the agent DaemonSet), for kubectl apply without Helm.
     Daemonset {
-        /// The image your nodes pull (see README: In a cluster).
+        /// The image your nodes pull (see README: In a cluster); without a tag, this
+        /// release's version.
         #[arg(long)]
         image: String,
     },
     /// A static pod running the agent standalone for a highly available kube-apiserver
     /// address (kubeadm --control-plane-endpoint): put it in /etc/kubernetes/manifests.
     StaticPod {
-        /// The VirtualIP file on the node (absolute path); it is validated, and checked for an
-        /// HTTPS /readyz check that lets the first node take the address.
+        /// The VirtualIP file, read here and mounted from this same path on every
+        /// control-plane node (made absolute); it is validated, and checked for an HTTPS
+        /// /readyz check that lets the first node take the address.
         #[arg(long)]
         config: PathBuf,
         /// The image your nodes pull (see README: In a cluster).
