@@ -1,4 +1,4 @@
-//! A deliberately tiny HTTP/1.1 responder for `/metrics`, `/status` and `/healthz`: GET only,
+//! A deliberately tiny HTTP/1.1 responder for `/metrics`, `/status` and the probes: GET only,
 //! one request per connection. Enough for Prometheus and kubelet probes without a web stack.
 //! Bounded: at most [`MAX_CONNECTIONS`] at once and [`PER_PEER`] from one address other than
 //! loopback (more are closed at once, so one host on the network cannot crowd out the
@@ -62,7 +62,7 @@ impl Drop for PeerSlot {
     }
 }
 
-/// Serves until the task is dropped. `/healthz` is answered here; other paths by `handler`.
+/// Serves until the task is dropped; every GET is answered by `handler`.
 pub async fn serve<F, Fut>(listener: TcpListener, handler: F)
 where
     F: Fn(String) -> Fut + Clone + Send + 'static,
@@ -117,7 +117,6 @@ where
             let mut parts = request.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             let (code, ctype, body) = match (method, path) {
-                ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
                 ("GET", p) => handler(p.to_string()).await,
                 _ => (
                     "405 Method Not Allowed",

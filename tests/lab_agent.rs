@@ -716,3 +716,74 @@ fn ipv6_bulk_addresses_stand_by_on_the_backup_and_move_at_once() {
     });
     assert!(gone.is_some(), "{:?}", standby_links(&lab, "n2"));
 }
+
+/// What a GET answers: status line and body.
+fn probe(lab: &Lab, node: &str, path: &str) -> String {
+    let ns = lab.node(node).ns.clone();
+    let out = lab.exec(
+        &ns,
+        &[
+            "bash",
+            "-c",
+            &format!(
+                "exec 3<>/dev/tcp/127.0.0.1/9650; printf 'GET {path} HTTP/1.1\\r\\n\\r\\n' >&3; cat <&3"
+            ),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Liveness is the engine answering; readiness is running what the node should run. An agent
+/// without its capabilities (every setup refused) is alive but not ready, and says why.
+#[test]
+fn an_agent_that_can_run_nothing_is_alive_but_not_ready() {
+    let yaml = vip_yaml("web", 71, &["198.51.100.71/24"], &fast(""));
+    let mut lab = Lab::new(2);
+    let cfg = write_config(&lab, "vips.yaml", &yaml);
+    // The unprivileged agent reads the file too.
+    std::fs::set_permissions(
+        lab.dir(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    start_agent(&mut lab, "n1", &cfg);
+    let ns2 = lab.node("n2").ns.clone();
+    lab.spawn(
+        &ns2,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            BIN,
+            "agent",
+            "--standalone",
+            "--config",
+            &cfg,
+            "--node-name",
+            "n2",
+            "--listen",
+            "127.0.0.1:9650",
+        ],
+        "agent-n2.log",
+    );
+    wait_holders(&lab, "198.51.100.71", &["n1"]);
+    let ok = probe(&lab, "n1", "/readyz");
+    assert!(
+        ok.starts_with("HTTP/1.1 200") && ok.ends_with("ready\n"),
+        "{ok}"
+    );
+    let mut not_ready = String::new();
+    let up = wait_for(WAIT, || {
+        not_ready = probe(&lab, "n2", "/readyz");
+        not_ready.starts_with("HTTP/1.1 503")
+    });
+    assert!(up.is_some(), "{not_ready}\n{}", lab.log("agent-n2.log"));
+    assert!(
+        not_ready.contains("not ready: 1 of what this node should run cannot start")
+            && not_ready.contains("web/ipv4: VRRP receive socket on eth0: Operation not permitted"),
+        "{not_ready}"
+    );
+    let alive = probe(&lab, "n2", "/healthz");
+    assert!(alive.starts_with("HTTP/1.1 200"), "{alive}");
+}

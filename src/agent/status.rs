@@ -391,8 +391,27 @@ fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
     );
 }
 
-/// Serves `/status` (JSON), `/metrics` (Prometheus) and `/healthz` until the task is dropped;
-/// with `metrics_only`, `/metrics` and `/healthz` alone (for a listener on the network).
+/// Whether the agent is ready: nothing it should run fails to start. The reasons, unless
+/// `brief` (a listener on the network gets the count only).
+pub fn readiness(s: &AgentStatus, brief: bool) -> crate::http::Response {
+    if s.errors.is_empty() {
+        return ("200 OK", "text/plain", "ready\n".to_string());
+    }
+    let mut body = format!(
+        "not ready: {} of what this node should run cannot start\n",
+        s.errors.len()
+    );
+    if !brief {
+        for (k, e) in &s.errors {
+            body.push_str(&format!("{k}: {e}\n"));
+        }
+    }
+    ("503 Service Unavailable", "text/plain", body)
+}
+
+/// Serves `/status` (JSON), `/metrics` (Prometheus), `/healthz` (liveness) and `/readyz`
+/// (readiness) until the task is dropped; with `metrics_only`, all but `/status` (for a
+/// listener on the network).
 pub async fn serve(
     listener: TcpListener,
     agent: tokio::sync::mpsc::Sender<StatusRequest>,
@@ -425,6 +444,17 @@ pub async fn serve(
                 },
                 "/metrics" => match snapshot().await {
                     Some(s) => ("200 OK", crate::http::PROMETHEUS, render_metrics(&s)),
+                    None => unavailable,
+                },
+                // Liveness: the event loop and the VRRP engine answer.
+                "/healthz" => match snapshot().await {
+                    Some(_) => ("200 OK", "text/plain", "ok\n".to_string()),
+                    None => unavailable,
+                },
+                // Readiness: every instance this node should run runs (or keeps its last good
+                // configuration, which is not an error here).
+                "/readyz" => match snapshot().await {
+                    Some(s) => readiness(&s, metrics_only),
                     None => unavailable,
                 },
                 _ if metrics_only => crate::http::not_found("try /metrics"),

@@ -19,11 +19,12 @@ pub(crate) struct AgentArgs {
     /// This node's name (selects its priority / its configuration).
     #[arg(long, env = "NODE_NAME")]
     node_name: String,
-    /// Serve /status (JSON), /metrics (Prometheus) and /healthz here. Loopback by
+    /// Serve /status (JSON), /metrics (Prometheus), /healthz (alive: the engine answers)
+    /// and /readyz (ready: every VirtualIP this node should run runs) here. Loopback by
     /// default: the status names every address and peer.
     #[arg(long, default_value = "127.0.0.1:9650")]
     listen: SocketAddr,
-    /// Also serve /metrics and /healthz (not /status) here, e.g. 0.0.0.0:9652 for a
+    /// Also serve /metrics, /healthz and /readyz (not /status) here, e.g. 0.0.0.0:9652 for a
     /// scraper on the network.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,

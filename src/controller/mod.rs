@@ -140,6 +140,8 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
             async move {
                 match path.as_str() {
                     "/metrics" => ("200 OK", crate::http::PROMETHEUS, body),
+                    // The process answers: its loops are tokio tasks of this runtime.
+                    "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
                     _ => crate::http::not_found("try /metrics"),
                 }
             }
