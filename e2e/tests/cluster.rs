@@ -713,6 +713,18 @@ fn a_crashed_node_is_not_believed_once_its_agent_falls_silent() {
     api.lab.signal(n1_agent, nix::sys::signal::Signal::SIGKILL);
     api.lab.set_link(api.lab.node("n1"), false);
     wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
+    // From n2's report on, n1 is not shown as master: n2 took over because n1's
+    // advertisements stopped (before, "n1=Master(200),n2=Master(150)" stood until n1's
+    // heartbeat was late, about 3 s).
+    let v = api.wait_vip("web", Duration::from_secs(5), "master n2", |v| {
+        master(v) == Some("n2")
+    });
+    let summary = v["status"]["summary"].as_str().unwrap_or_default();
+    if entry(&v, "n1").is_some_and(|e| e["state"] == "Master") && !summary.contains("n1=Silent") {
+        assert!(summary.contains("n1=Unheard"), "{v:#}");
+        assert_eq!(phase(&v), Some("Degraded"), "{v:#}");
+    }
+    assert!(!summary.contains("n1=Master"), "{v:#}");
     // n1's last word was "Master": believed, that would be a split brain. After three missed
     // heartbeats (1 s here) it is not believed any more.
     let v = api.wait_vip(

@@ -166,6 +166,10 @@ pub enum Reason {
     FaultCleared,
 }
 
+/// How [`Reason::MasterDown`] begins: a backup took over because the master's
+/// advertisements stopped.
+pub const MASTER_DOWN: &str = "master down timer expired";
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -173,7 +177,7 @@ impl fmt::Display for Reason {
             Reason::AddressOwner => write!(f, "address owner (priority 255)"),
             Reason::MasterDown { interval } => write!(
                 f,
-                "master down timer expired (no advertisement for {:.3}s)",
+                "{MASTER_DOWN} (no advertisement for {:.3}s)",
                 interval.as_secs_f64()
             ),
             Reason::PriorityZeroHandover { from } => write!(f, "priority-0 handover from {from}"),

@@ -25,6 +25,9 @@ pub(super) struct Findings<'a> {
     pub(super) reports: Vec<&'a NodeStatus>,
     /// The nodes that hold the addresses (more than one: a split brain).
     pub(super) masters: Vec<&'a str>,
+    /// Nodes whose last word is Master but whose successor took over because their
+    /// advertisements stopped: not master now, whatever their agent last said.
+    pub(super) unheard: Vec<String>,
     /// What is wrong, in words, worst first.
     pub(super) unhealthy: Vec<String>,
     /// Failing checks at a glance (`n1:nginx`).
@@ -86,7 +89,12 @@ pub(super) fn summarize(
         virtual_router_id: vrid,
         master,
         phase: Some(v.phase),
-        summary: summary_line(&findings.members, &findings.reports, silent_agents),
+        summary: summary_line(
+            &findings.members,
+            &findings.reports,
+            silent_agents,
+            &findings.unheard,
+        ),
         failing: (!findings.failing.is_empty()).then(|| findings.failing.join(",")),
         servers: servers.map(|s| s.to_string()),
         nodes: Vec::new(),
@@ -198,8 +206,10 @@ fn find<'a>(
         .filter(|r| members.contains(&r.node))
         .collect();
     let masters = masters(&reports, heartbeats);
+    let (unheard, unheard_words) = unheard(&reports, &masters);
     let (failing, failing_words) = failing_checks(&reports);
-    let mut unhealthy = state_findings(&reports);
+    let mut unhealthy = unheard_words;
+    unhealthy.extend(state_findings(&reports));
     unhealthy.extend(failing_words);
     if let Some(lost) = lost_mastership(old.master.as_deref(), &masters, &reports) {
         unhealthy.insert(0, lost);
@@ -226,6 +236,7 @@ fn find<'a>(
         members,
         reports,
         masters,
+        unheard,
         unhealthy,
         failing,
         unreported,
@@ -288,6 +299,36 @@ fn masters<'a>(
     } else {
         vec![node]
     }
+}
+
+/// Older masters that the one master took over from because their advertisements stopped:
+/// they are not master now (a crash, a cut link), although their agent's last word, until it
+/// is found silent, still says so. With their findings.
+fn unheard(reports: &[&NodeStatus], masters: &[&str]) -> (Vec<String>, Vec<String>) {
+    let [master] = masters else {
+        return Default::default();
+    };
+    let Some(reason) = reports
+        .iter()
+        .find(|r| r.node == *master)
+        .and_then(|r| r.reason.as_deref())
+        .filter(|r| r.starts_with(crate::vrrp::instance::MASTER_DOWN))
+    else {
+        return Default::default();
+    };
+    reports
+        .iter()
+        .filter(|r| r.node != *master && r.state == Some(NodeState::Master))
+        .map(|r| {
+            (
+                r.node.clone(),
+                format!(
+                    "{} is not heard: {master} took over when its advertisements stopped ({reason})",
+                    r.node
+                ),
+            )
+        })
+        .unzip()
 }
 
 fn down(r: &NodeStatus) -> bool {
@@ -406,11 +447,12 @@ fn silence_findings(
         .collect()
 }
 
-/// `n1=Master(200),n2=Backup(100),n3=Silent`, or nothing when it runs nowhere.
+/// `n1=Master(200),n2=Backup(100),n3=Silent,n4=Unheard`, or nothing when it runs nowhere.
 fn summary_line(
     members: &[String],
     reports: &[&NodeStatus],
     silent_agents: &BTreeMap<String, i64>,
+    unheard: &[String],
 ) -> Option<String> {
     if members.is_empty() {
         return None;
@@ -418,6 +460,9 @@ fn summary_line(
     let one = |m: &String| {
         if silent_agents.contains_key(m) {
             return format!("{m}=Silent");
+        }
+        if unheard.contains(m) {
+            return format!("{m}=Unheard");
         }
         match reports.iter().find(|r| &r.node == m) {
             Some(r) => match (r.state, r.effective_priority) {
@@ -603,10 +648,10 @@ mod tests {
         let members: Vec<String> = ["n1", "n2", "n3", "n4"].map(String::from).to_vec();
         let silent = BTreeMap::from([("n3".to_string(), 30)]);
         assert_eq!(
-            summary_line(&members, &[&n1, &n2], &silent).as_deref(),
+            summary_line(&members, &[&n1, &n2], &silent, &[]).as_deref(),
             Some("n1=Master(100),n2=Backup,n3=Silent,n4=?")
         );
-        assert_eq!(summary_line(&[], &[], &silent), None);
+        assert_eq!(summary_line(&[], &[], &silent, &[]), None);
         assert_eq!(
             silence_findings(&members, &silent, &[node_status("n3", NodeState::Master)]),
             ["n3's agent has been silent for 30s (it last said Master)"]

@@ -314,6 +314,42 @@ fn a_restarted_agent_is_not_a_split_brain() {
 }
 
 #[test]
+fn a_master_whose_successor_stopped_hearing_it_is_not_shown_as_master() {
+    // n1 crashed: its agent's last word (Master) stands until its heartbeat is late, but n2
+    // took over because n1's advertisements stopped. n1 has not spoken since.
+    let mut n1 = report("n1", "Master");
+    n1.last_transition_time = Some("2026-11-21T23:00:00Z".into());
+    let mut n2 = report("n2", "Master");
+    n2.last_transition_time = Some("2026-11-21T23:59:58Z".into());
+    n2.reason = Some("master down timer expired (no advertisement for 0.341s)".into());
+    let mut n1_cfg = (*registered("n1")).clone();
+    n1_cfg.status.as_mut().unwrap().heartbeat_time = Some("2026-11-21T23:59:57Z".into());
+    let configs = [Arc::new(n1_cfg), registered("n2")];
+    let p = world_plan(
+        &[two_node_vip(vec![n1.clone(), n2.clone()], Some("n1"))],
+        &configs,
+    );
+    let s = &p.statuses["web"];
+    assert_eq!(s.master.as_deref(), Some("n2"));
+    assert_eq!(s.summary.as_deref(), Some("n1=Unheard,n2=Master(100)"));
+    assert_eq!(s.phase, Some(Phase::Degraded));
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(
+        ready
+            .message
+            .contains("n1 is not heard: n2 took over when its advertisements stopped"),
+        "{ready:?}"
+    );
+    // A takeover for another reason (a preemption) is a handover in progress: both stay.
+    n2.reason = Some("preempting lower priority master 198.51.100.11".into());
+    let p = world_plan(&[two_node_vip(vec![n1, n2], Some("n1"))], &configs);
+    assert_eq!(
+        p.statuses["web"].summary.as_deref(),
+        Some("n1=Master(100),n2=Master(100)")
+    );
+}
+
+#[test]
 fn programmed_counts_only_nodes_whose_instances_run() {
     let v = two_node_vip(vec![report("n1", "Error"), report("n2", "Error")], None);
     let p = world_plan(&[v], &[registered("n1"), registered("n2")]);
