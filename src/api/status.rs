@@ -26,7 +26,8 @@ pub struct VirtualIPStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// Every node at a glance, as believed now: `n1=Master(200),n2=Backup(100)`; a silent
-    /// agent shows as `n1=Silent`, a node with no report yet as `n1=?`.
+    /// agent shows as `n1=Silent`, a master whose successor took over because its
+    /// advertisements stopped as `n1=Unheard`, a node with no report yet as `n1=?`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<String>,
     /// Failing health checks and tracked interfaces at a glance, as `node:check`, e.g.
