@@ -72,22 +72,42 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     let mut good: Vec<ValidatedVirtualIp> = Vec::new();
     let mut seen = 0;
     for d in documents(text, rule) {
-        if cluster && d.kind.as_deref() == Some("VirtualIPPool") {
-            seen += 1;
-            check_pool(out, file, text, &d);
-            continue;
-        }
-        if cluster && d.kind.as_deref().is_some_and(|k| k != KIND) {
-            let _ = writeln!(
-                out.text,
-                "{file}: document {}: kind {} skipped",
-                d.index,
-                d.kind.as_deref().unwrap_or_default()
-            );
-            continue;
+        // Each document by its kind: a pool is checked as a pool in either mode (and said to
+        // be for a cluster only when standalone), a Secret or another kind is skipped in a
+        // cluster and refused standalone, as the agent refuses it.
+        match d.kind.as_deref() {
+            Some("VirtualIPPool") => {
+                seen += 1;
+                check_pool(out, file, text, &d, cluster);
+                continue;
+            }
+            Some(k) if k != KIND && cluster => {
+                let why = if k == "Secret" {
+                    " (a VirtualIP may name it in passwordSecretRef or caSecretRef)"
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out.text,
+                    "{file}: document {}: kind {k} skipped{why}",
+                    d.index
+                );
+                continue;
+            }
+            _ => {}
         }
         seen += 1;
+        let (index, name, failed) = (d.index, d.name.clone(), d.result.is_err());
         check_virtual_ip(out, file, d, cluster, &mut good);
+        // A standalone file's VirtualIP that is wrong only for a standalone agent (no VRID, a
+        // Secret) is said to be valid in a cluster.
+        if failed && !cluster && cluster_valid(text, index) {
+            let _ = writeln!(
+                out.text,
+                "{file}: document {index} ({:?}): valid in a cluster, though (kube-vrrp check --cluster, then kubectl apply)",
+                name.unwrap_or_default()
+            );
+        }
     }
     if seen == 0 {
         let _ = writeln!(out.text, "{file}: no VirtualIP or VirtualIPPool documents");
@@ -95,8 +115,16 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     }
 }
 
-/// A `VirtualIPPool` document of cluster YAML: its address count, or its problem.
-fn check_pool(out: &mut CheckReport, file: &str, text: &str, d: &Document) {
+/// Whether document `index` of `text` is a valid VirtualIP for the API server.
+fn cluster_valid(text: &str, index: usize) -> bool {
+    documents(text, VridRule::Allocated)
+        .into_iter()
+        .any(|d| d.index == index && d.result.is_ok())
+}
+
+/// A `VirtualIPPool` document: its address count, or its problem; standalone, a valid pool is
+/// still a problem (only a cluster reads pools).
+fn check_pool(out: &mut CheckReport, file: &str, text: &str, d: &Document, cluster: bool) {
     let doc = yaml_serde::Deserializer::from_str(text)
         .nth(d.index - 1)
         .map(<crate::api::VirtualIPPool as serde::Deserialize>::deserialize);
@@ -107,6 +135,15 @@ fn check_pool(out: &mut CheckReport, file: &str, text: &str, d: &Document) {
     };
     let name = d.name.as_deref().unwrap_or_default();
     match verdict {
+        Ok(summary) if !cluster => {
+            let _ = writeln!(
+                out.text,
+                "{file}: document {} ({name:?}): VirtualIPPool ({summary}): {}",
+                d.index,
+                crate::yaml::other_kind("VirtualIPPool")
+            );
+            out.errors += 1;
+        }
         Ok(summary) => {
             let _ = writeln!(
                 out.text,
@@ -269,6 +306,38 @@ mod tests {
         );
         let o = check(&yaml, false);
         assert_eq!(o.errors, 2, "{}", o.text);
+        assert!(
+            o.text
+                .contains("document 1 (\"web\"): valid in a cluster, though")
+                && o.text
+                    .contains("field kind: Secret is valid only in a cluster"),
+            "{}",
+            o.text
+        );
+        assert!(!o.text.contains("missing field"), "{}", o.text);
+    }
+
+    #[test]
+    fn each_document_is_read_by_its_kind() {
+        let pool = include_str!("../config/loadbalancer-pool.yaml");
+        let o = check(pool, false);
+        assert_eq!(o.errors, 1, "{}", o.text);
+        assert!(
+            o.text.contains("VirtualIPPool (40 IPv4 and 256 IPv6 address(es)): VirtualIPPool is valid only in a cluster"),
+            "{}",
+            o.text
+        );
+        assert!(!o.text.contains("unknown field"), "{}", o.text);
+        let o = check(pool, true);
+        assert_eq!((o.errors, o.pools), (0, 1), "{}", o.text);
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
+        let o = check(cm, false);
+        assert!(
+            o.text
+                .contains("ConfigMap: a standalone agent reads VirtualIP documents only"),
+            "{}",
+            o.text
+        );
     }
 
     #[test]

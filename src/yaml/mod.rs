@@ -80,7 +80,16 @@ pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
             .and_then(|n| n.as_str())
             .map(String::from);
         let kind = value.get("kind").and_then(|k| k.as_str()).map(String::from);
-        let result = document_of(value, document, name.clone(), rule);
+        let result = match kind.as_deref() {
+            // Another kind is not read as a VirtualIP: one sentence, not every field wrong.
+            Some(k) if k != KIND => Err(vec![ConfigError {
+                document,
+                name: name.clone(),
+                field: "kind".into(),
+                reason: other_kind(k),
+            }]),
+            _ => document_of(value, document, name.clone(), rule),
+        };
         out.push(Document {
             index: document,
             name,
@@ -89,6 +98,16 @@ pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
         });
     }
     out
+}
+
+/// Why a document of another kind is not run here.
+pub fn other_kind(kind: &str) -> String {
+    match kind {
+        "VirtualIPPool" | "Secret" => format!(
+            "{kind} is valid only in a cluster (kube-vrrp check --cluster, then kubectl apply): a standalone agent reads VirtualIP documents only"
+        ),
+        _ => format!("{kind}: a standalone agent reads VirtualIP documents only"),
+    }
 }
 
 fn document_of(
