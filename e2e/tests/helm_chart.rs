@@ -86,8 +86,38 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
                 && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
         "{agent}"
     );
+    // Every pod under the runtime's seccomp profile; /metrics on the node's own address,
+    // not every address (the VIPs included).
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert!(pod["hostPID"].is_null());
+    assert!(
+        agent["args"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("--metrics-listen=$(HOST_IP):9652")),
+        "{agent}"
+    );
+    assert!(
+        agent["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "HOST_IP"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP"),
+        "{agent}"
+    );
     let deploy = find(&docs, "Deployment", "vips-controller");
     assert_eq!(deploy["spec"]["replicas"], 2);
+    let spread = &deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(spread["topologyKey"], "kubernetes.io/hostname", "{deploy}");
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let controller = &deploy["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(controller["args"][0], "controller");
     assert!(
@@ -115,6 +145,19 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
     find(&docs, "Service", "vips-controller-metrics");
     let role = find(&docs, "Role", "vips-controller-lease");
     assert_eq!(role["metadata"]["namespace"], "kube-vrrp-system");
+    // Real-time priority and the host's processes are choices, off by default.
+    let docs = render(&[
+        "--set",
+        "agent.realtime=true",
+        "--set",
+        "agent.hostPID=true",
+    ]);
+    let pod = &find(&docs, "DaemonSet", "vips-agent")["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["NET_ADMIN", "NET_RAW", "SYS_NICE"])
+    );
+    assert_eq!(pod["hostPID"], true);
     // VirtualIPs with a virtual MAC need writable sysctls: privileged on request.
     let docs = render(&["--set", "agent.privileged=true"]);
     let ds = find(&docs, "DaemonSet", "vips-agent");

@@ -24,9 +24,11 @@ pub(crate) struct AgentArgs {
     /// default: the status names every address and peer.
     #[arg(long, default_value = "127.0.0.1:9650")]
     listen: SocketAddr,
-    /// Also serve /metrics, /healthz and /readyz (not /status) here, e.g. 0.0.0.0:9652 for a
-    /// scraper on the network.
-    #[arg(long)]
+    /// Also serve /metrics, /healthz and /readyz (not /status) here, e.g. 198.51.100.11:9652
+    /// (the node's address) for a scraper on the network. A bare IPv6 address is taken too
+    /// (2001:db8::11:9652: the last colon starts the port), as the chart passes the node's
+    /// address from the downward API.
+    #[arg(long, value_parser = parse_listen)]
     metrics_listen: Option<SocketAddr>,
     /// Cluster mode: renew this node's registration this often; the controller stops
     /// believing a node's reports after three periods of silence.
@@ -106,6 +108,20 @@ fn parse_user(s: &str) -> Result<Option<(u32, u32)>, String> {
     Ok((u != 0 || g != 0).then_some((u, g)))
 }
 
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare IPv6 address and its port after the last colon.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    let bad =
+        || format!("{text:?} is not ADDRESS:PORT (e.g. 198.51.100.11:9652, [2001:db8::11]:9652)");
+    let (ip, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    Ok(SocketAddr::new(
+        ip.parse().map_err(|_| bad())?,
+        port.parse().map_err(|_| bad())?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +135,14 @@ mod tests {
         assert_eq!(parse_user("1000:100"), Ok(Some((1000, 100))));
         assert!(parse_user("nobody").unwrap_err().contains("UID[:GID]"));
         assert!(parse_user("1000:").is_err());
+    }
+
+    #[test]
+    fn a_listen_address_may_be_a_bare_ipv6_address_and_port() {
+        let p = |t: &str| super::parse_listen(t).map(|a| a.to_string());
+        assert_eq!(p("198.51.100.11:9652").unwrap(), "198.51.100.11:9652");
+        assert_eq!(p("[2001:db8::11]:9652").unwrap(), "[2001:db8::11]:9652");
+        assert_eq!(p("2001:db8::11:9652").unwrap(), "[2001:db8::11]:9652");
+        assert!(p("node1:9652").unwrap_err().contains("is not ADDRESS:PORT"));
     }
 }
