@@ -165,9 +165,25 @@ fn exec_check(name: &str, command: &str, at: &Place, report: &mut Report) -> Exe
             "vrrp_script {name}: an exec check of {program}: in a cluster it runs only on agents started with --allow-exec {program}"
         ),
     );
+    if let Some(p) = process_probe(command) {
+        report.warning(
+            at,
+            format!(
+                "vrrp_script {name}: {p} looks at the node's processes: in a cluster the agent's pod sees them only with the chart's agent.hostPID=true, and the image has no {p} (mount it and list it in agent.allowExec); a check of the service itself (http, tcp) needs neither"
+            ),
+        );
+    }
     ExecCheckSpec {
         command: argv.words,
     }
+}
+
+/// The process-table program a script runs (`killall -0 nginx`, `pidof haproxy`, `pgrep`).
+fn process_probe(command: &str) -> Option<&'static str> {
+    let words = command.split(|c: char| c.is_whitespace() || "|;&()".contains(c));
+    words
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .find_map(|w| ["killall", "pidof", "pgrep"].into_iter().find(|p| *p == w))
 }
 
 /// A `vrrp_track_file` block; `None` (an error) without a `file`.
@@ -607,6 +623,14 @@ mod tests {
                 "k.conf:1: vrrp_script chk: an exec check of /bin/sh: in a cluster it runs only on agents started with --allow-exec /bin/sh",
             ]
         );
+        assert_eq!(
+            lines(&r.warnings),
+            [
+                "k.conf:1: vrrp_script chk: pidof looks at the node's processes: in a cluster the agent's pod sees them only with the chart's agent.hostPID=true, and the image has no pidof (mount it and list it in agent.allowExec); a check of the service itself (http, tcp) needs neither"
+            ]
+        );
+        let (_, r) = script_of("vrrp_script chk {\n script \"/usr/bin/killall -0 nginx\"\n}\n");
+        assert!(lines(&r.warnings)[0].contains("killall looks at the node's processes"));
     }
 
     #[test]
