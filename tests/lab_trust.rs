@@ -183,6 +183,8 @@ fn a_second_agent_on_a_node_refuses_to_start() {
             "n1",
             "--listen",
             "127.0.0.1:9651",
+            "--lock-wait",
+            "1s",
         ],
     );
     assert!(!out.status.success());
@@ -308,5 +310,55 @@ fn the_status_listener_is_local_bounded_and_survives_a_connection_flood() {
     assert_eq!(
         status(&lab, "n1")["instances"]["web/ipv4"]["state"],
         "Master"
+    );
+}
+
+/// A DaemonSet's rolling update starts the new agent while the old one, after SIGTERM, still
+/// hands over (priority 0, then its addresses until a new master is heard, at most three
+/// intervals: 3 s here, with no backup left). The new agent waits for it instead of failing,
+/// then holds the address again.
+#[test]
+fn an_agent_started_right_after_sigterm_waits_for_the_handover() {
+    let yaml = common::lab::vip_yaml("web", 52, &["198.51.100.52/24"], "");
+    let (mut lab, cfg, p1, p2) = two_nodes(&yaml);
+    wait_holders(&lab, "198.51.100.52", &["n1"]);
+    // No backup to hand over to: the old agent keeps the address for its three intervals.
+    lab.signal(p2, Signal::SIGKILL);
+    let ns = lab.node("n1").ns.clone();
+    // (`Lab::signal` would wait for the old agent to exit.)
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(p1 as i32), Signal::SIGTERM).unwrap();
+    lab.spawn(
+        &ns,
+        &[
+            BIN,
+            "agent",
+            "--standalone",
+            "--config",
+            &cfg,
+            "--node-name",
+            "n1",
+            "--listen",
+            AGENT_STATUS,
+        ],
+        "agent-n1-new.log",
+    );
+    let log = || lab.log("agent-n1-new.log");
+    let started = wait_for(Duration::from_secs(10), || log().contains("agent started"));
+    assert!(started.is_some(), "{}", log());
+    assert!(
+        log().contains(
+            "another kube-vrrp agent holds this node (a predecessor handing over?): waiting for it"
+        ),
+        "the old agent was gone already: nothing shown\n{}\n--- old\n{}",
+        log(),
+        lab.log("agent-n1.log")
+    );
+    // It runs: n1 holds the address again.
+    assert!(
+        wait_for(Duration::from_secs(10), || lab.holders("198.51.100.52")
+            == ["n1"])
+        .is_some(),
+        "{}",
+        log()
     );
 }

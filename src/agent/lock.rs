@@ -23,6 +23,29 @@ pub struct NodeLock {
 }
 
 impl NodeLock {
+    /// [`acquire`](Self::acquire), waiting up to `wait` while another agent holds the node:
+    /// an agent started right after its predecessor's SIGTERM waits for that one's handover
+    /// (at most three advertisement intervals) instead of failing.
+    pub async fn acquire_waiting(wait: std::time::Duration) -> Result<NodeLock, LockError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut said = false;
+        loop {
+            match Self::acquire() {
+                Err(LockError::Held) if tokio::time::Instant::now() < deadline => {
+                    if !said {
+                        tracing::info!(
+                            wait = %crate::units::format_duration(wait),
+                            "another kube-vrrp agent holds this node (a predecessor handing over?): waiting for it"
+                        );
+                        said = true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     pub fn acquire() -> Result<NodeLock, LockError> {
         let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {

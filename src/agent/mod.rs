@@ -103,6 +103,8 @@ pub struct Options {
     pub metrics_listen: Option<SocketAddr>,
     /// Cluster mode: how often the agent renews its registration.
     pub heartbeat: Duration,
+    /// How long to wait for another agent of this node to finish (its handover).
+    pub lock_wait: Duration,
     /// What VirtualIPs may run here (commands, files).
     pub policy: crate::checks::Policy,
 }
@@ -157,7 +159,7 @@ struct Agent {
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
 pub async fn run(opts: Options) -> Result<(), AgentError> {
     // One agent per node: a second one would take the first one's addresses for stale.
-    let _lock = lock::NodeLock::acquire()?;
+    let _lock = lock::NodeLock::acquire_waiting(opts.lock_wait).await?;
     // What checks and hooks start never outlives them (see `checks::exec`).
     if let Err(e) = crate::checks::exec::contain_descendants() {
         warn!(error = %e, "cannot become the reaper of what checks and hooks leave running");
@@ -321,13 +323,24 @@ fn spawn_event_producers(
     }
 }
 
+/// Binds a status listener. A predecessor that just released the node lock may still hold
+/// the port for a moment while its process exits: a port in use is tried again for 2 s.
 async fn bind(addr: Option<SocketAddr>) -> Result<Option<tokio::net::TcpListener>, AgentError> {
-    match addr {
-        Some(addr) => tokio::net::TcpListener::bind(addr)
-            .await
-            .map(Some)
-            .map_err(|source| AgentError::Listen { addr, source }),
-        None => Ok(None),
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(Some(l)),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < until =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(source) => return Err(AgentError::Listen { addr, source }),
+        }
     }
 }
 

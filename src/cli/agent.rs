@@ -34,6 +34,10 @@ pub(crate) struct AgentArgs {
     /// believing a node's reports after three periods of silence.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     heartbeat: std::time::Duration,
+    /// While another agent holds this node (a predecessor handing over after SIGTERM: at most
+    /// three advertisement intervals), wait this long for it before giving up.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    lock_wait: std::time::Duration,
     /// Cluster mode: programs `exec` health checks and notify hooks may run (exact
     /// paths; repeat or comma-separate). A VirtualIP can be written by anyone allowed to
     /// create one, and its commands run on every node: none runs unless listed here.
@@ -60,6 +64,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         listen,
         metrics_listen,
         heartbeat,
+        lock_wait,
         allow_exec,
         exec_user,
         check_files,
@@ -90,6 +95,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         listen: Some(listen),
         metrics_listen,
         heartbeat,
+        lock_wait,
     };
     finish(runtime().block_on(kube_vrrp::agent::run(opts)))
 }
