@@ -268,7 +268,7 @@ mod tests {
             ),
             (
                 "  addresses: [198.51.100.50/24]\n  virtualRouterID: 51\n  advertInterval: 5\n",
-                "\"5\": missing unit",
+                "\"5\" is not a duration",
             ),
             (
                 "  addresses: [198.51.100.50/24]\n  virtualRouterID: 51\n  healthCheck: []\n",

@@ -4,42 +4,56 @@
 use std::time::Duration;
 
 /// The grammar of a duration, as the CRD's OpenAPI pattern: numbers each followed by a unit.
-/// [`parse_duration`] reads exactly these (and also `µs`).
+/// [`parse_duration`] reads exactly these.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$";
 
+/// What every reader says of a text that is no duration (the CRD's rule says it too, so a
+/// refusal reads the same from `kubectl apply`, `check` and the agent): preceded by the text
+/// in double quotes.
+pub const NOT_A_DURATION: &str = "is not a duration: write numbers each with a unit, e.g. 1s, 100ms or 1m30s (units h, m, s, ms, us, ns)";
+
+/// `"TEXT" is not a duration: ...`.
+pub fn not_a_duration(text: &str) -> String {
+    format!("\"{text}\" {NOT_A_DURATION}")
+}
+
 /// Parses a duration as Kubernetes and keepalived users write it: `1s`, `100ms`, `1.5s`,
-/// `1m30s`, `250us`. A bare number is refused: the unit is never guessed.
+/// `1m30s`, `250us`, exactly what [`DURATION_PATTERN`] matches. A bare number is refused: the
+/// unit is never guessed.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let s = text.trim();
-    if s.is_empty() {
-        return Err("empty duration: write e.g. 1s or 100ms".into());
+    let bad = || not_a_duration(text);
+    if text.is_empty() {
+        return Err(bad());
     }
     let mut total = Duration::ZERO;
-    let mut rest = s;
+    let mut rest = text;
     while !rest.is_empty() {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("{text:?}: missing unit (use h, m, s, ms, us or ns)"))?;
+            .ok_or_else(bad)?;
         let (num, tail) = rest.split_at(num_len);
         let unit_len = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("{text:?}: {num:?} is not a number"))?;
+        // The pattern's number: digits, optionally a point and more digits.
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        let well_formed = match num.split_once('.') {
+            Some((a, b)) => digits(a) && digits(b),
+            None => digits(num),
+        };
+        if !well_formed {
+            return Err(bad());
+        }
+        let value: f64 = num.parse().map_err(|_| bad())?;
         let nanos_per_unit: f64 = match unit {
             "h" => 3.6e12,
             "m" => 6e10,
             "s" => 1e9,
             "ms" => 1e6,
-            "us" | "µs" => 1e3,
+            "us" => 1e3,
             "ns" => 1.0,
-            other => {
-                return Err(format!(
-                    "{text:?}: unknown unit {other:?} (use h, m, s, ms, us or ns)"
-                ));
-            }
+            _ => return Err(bad()),
         };
         let nanos = value * nanos_per_unit;
         if !nanos.is_finite() || nanos > 1e18 {
@@ -105,22 +119,56 @@ mod tests {
 
     #[test]
     fn bad_durations_say_what_is_wrong() {
-        assert!(parse_duration("100").unwrap_err().contains("missing unit"));
-        assert!(
-            parse_duration("1parsec")
-                .unwrap_err()
-                .contains("unknown unit")
-        );
-        assert!(
-            parse_duration("1..5s")
-                .unwrap_err()
-                .contains("not a number")
-        );
+        for bad in [
+            "100", "1parsec", "1..5s", ".5s", "5.s", "", " 2s ", "2µs", "s",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert_eq!(e, format!("\"{bad}\" {NOT_A_DURATION}"));
+            // The CRD's pattern refuses exactly these too.
+            assert!(!pattern_matches(bad), "{bad}");
+        }
         assert!(
             parse_duration("99999999999h")
                 .unwrap_err()
                 .contains("too long")
         );
-        assert_eq!(parse_duration(" 2s ").unwrap(), Duration::from_secs(2));
+        for good in ["1s", "1.5s", "1m30s", "250us", "0.00025s"] {
+            assert!(
+                pattern_matches(good) && parse_duration(good).is_ok(),
+                "{good}"
+            );
+        }
+    }
+
+    /// DURATION_PATTERN by hand (no regex crate): (digits(.digits)?unit)+.
+    fn pattern_matches(t: &str) -> bool {
+        let mut rest = t;
+        if rest.is_empty() {
+            return false;
+        }
+        while !rest.is_empty() {
+            let n = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if n == 0 {
+                return false;
+            }
+            rest = &rest[n..];
+            if let Some(r) = rest.strip_prefix('.') {
+                let n = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+                if n == 0 {
+                    return false;
+                }
+                rest = &r[n..];
+            }
+            let Some(u) = ["ms", "us", "ns", "h", "m", "s"]
+                .into_iter()
+                .find(|u| rest.starts_with(u))
+            else {
+                return false;
+            };
+            rest = &rest[u.len()..];
+        }
+        true
     }
 }

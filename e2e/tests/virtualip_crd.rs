@@ -149,3 +149,45 @@ fn impossible_objects_are_refused_with_the_reason() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One rule set: a refusal reads the same from `check --cluster`, `kubectl apply` (the CRD's
+/// rule, through the stand-in as an API server runs it) and a standalone file (what the agent
+/// reads), never the schema's regular expression.
+#[test]
+fn a_refusal_reads_the_same_from_check_kubectl_and_the_agent() {
+    let api = Api::start_full(CRDS, &[]);
+    let dir = std::env::temp_dir().join(format!("kube-vrrp-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (field, value) in [
+        ("advertInterval", "1x"),
+        ("advertInterval", "100"),
+        ("preemptDelay", "soon"),
+    ] {
+        let sentence = format!(
+            "\"{value}\" is not a duration: write numbers each with a unit, e.g. 1s, 100ms or 1m30s (units h, m, s, ms, us, ns)"
+        );
+        let spec = format!("  addresses: [\"198.51.100.50/24\"]\n  {field}: \"{value}\"\n");
+        let out = api.apply(&vip("bad", &spec), &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(&sentence),
+            "kubectl: {err}"
+        );
+        assert!(!err.contains("should match"), "{err}");
+        let file = dir.join("bad.yaml");
+        std::fs::write(&file, vip("bad", &format!("{spec}  virtualRouterID: 7\n"))).unwrap();
+        for args in [vec!["check", "--cluster"], vec!["check"]] {
+            let out = std::process::Command::new(kube_vrrp_e2e::kube_vrrp_binary())
+                .args(&args)
+                .arg(&file)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                !out.status.success() && text.contains(&format!("field spec.{field}: {sentence}")),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -69,9 +69,15 @@ impl JsonSchema for DurationText {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // A rule rather than a bare pattern: the API server then refuses with the sentence
+        // every reader uses (`units::NOT_A_DURATION`), not with the regular expression.
+        let message = format!("'\"' + self + '\" {}'", crate::units::NOT_A_DURATION);
         json_schema!({
             "type": "string",
-            "pattern": DURATION_PATTERN,
+            "x-kubernetes-validations": [{
+                "rule": format!("self.matches('{}')", DURATION_PATTERN.replace('\\', "\\\\")),
+                "messageExpression": message,
+            }],
         })
     }
 }

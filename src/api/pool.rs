@@ -117,6 +117,7 @@ pub struct PoolVrrpSpec {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "DurationText::strict"
     )]
+    #[schemars(length(max = 32))]
     pub preempt_delay: Option<DurationText>,
     /// Only nodes with these labels answer for the pool's addresses.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -100,6 +100,7 @@ pub struct VirtualIpSpec {
     pub preempt: bool,
     /// Hold-off before preempting a lower-priority master after start-up, e.g. "30s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     pub preempt_delay: Option<DurationText>,
     /// Only nodes with these labels take part. Default: every node with an agent.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -106,7 +106,7 @@ fn errors_name_document_field_and_reason() {
     let bad = GOOD.replace("advertInterval: 100ms", "advertInterval: 100");
     assert_eq!(
         error_of(&bad),
-        "document 1 (\"web\"), field spec.advertInterval: \"100\": missing unit (use h, m, s, ms, us or ns)"
+        "document 1 (\"web\"), field spec.advertInterval: \"100\" is not a duration: write numbers each with a unit, e.g. 1s, 100ms or 1m30s (units h, m, s, ms, us, ns)"
     );
     let bad = GOOD.replace("version: 2", "version: 2\n  advertInterval: 500ms");
     assert!(
