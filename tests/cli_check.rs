@@ -116,3 +116,43 @@ fn a_check_named_like_an_agent_entry_is_refused() {
     );
     assert!(text.contains("1 problem(s)"), "{text}");
 }
+
+/// Every program of the repository answers `--help` with its usage (exit 0), and none starts
+/// a run or reads `--help` as a file.
+#[test]
+fn every_program_answers_help() {
+    let e2e_bins = [
+        "lab-demo",
+        "cluster-demo",
+        "apply-bench",
+        "bulk-bench",
+        "failover-bench",
+        "health-bench",
+        "lb-bench",
+        "reload-bench",
+        "resource-bench",
+        "vs-bench",
+    ];
+    let dir = std::path::Path::new(env!("CARGO_BIN_EXE_kube-vrrp"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    // The e2e programs are built by the workspace (`cargo test --workspace` builds them).
+    let mut programs = vec![
+        env!("CARGO_BIN_EXE_kube-vrrp").to_string(),
+        env!("CARGO_BIN_EXE_scale-bench").to_string(),
+    ];
+    programs.extend(e2e_bins.map(|b| dir.join(b).display().to_string()));
+    for p in programs {
+        let out = std::process::Command::new(&p)
+            .arg("--help")
+            .output()
+            .unwrap_or_else(|e| panic!("{p}: {e} (build the workspace: cargo build --workspace)"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("Usage:") && text.contains("--help"),
+            "{p}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

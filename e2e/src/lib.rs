@@ -665,6 +665,28 @@ fn ones_complement(b: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// `kube-vrrp check [--cluster] FILE` before a demo runs it: its findings when it fails.
+pub fn check_file(path: &Path, cluster: bool) -> Result<(), String> {
+    let mut cmd = Command::new(kube_vrrp_binary());
+    cmd.arg("check");
+    if cluster {
+        cmd.arg("--cluster");
+    }
+    let out = cmd
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run kube-vrrp check: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} does not pass kube-vrrp check{}:\n{}",
+        path.display(),
+        if cluster { " --cluster" } else { "" },
+        String::from_utf8_lossy(&out.stdout).trim_end()
+    ))
+}
+
 /// The kube-vrrp binary built next to the running executable (`cargo build` puts them in the
 /// same target directory).
 pub fn kube_vrrp_binary() -> PathBuf {

@@ -220,15 +220,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The controller's plan at scale: how long one pass takes for SERVICES Services over NODES
+/// nodes, without I/O. Prints JSON lines.
+#[derive(clap::Parser)]
+struct Args {
+    /// SERVICESxNODES sizes, comma-separated.
+    #[arg(long, default_value = "1000x50,1000x500,10000x50,10000x500")]
+    sizes: String,
+    /// Passes per size.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let sizes = arg("--sizes").unwrap_or_else(|| "1000x50,1000x500,10000x50,10000x500".into());
-    let runs: usize = arg("--runs").and_then(|r| r.parse().ok()).unwrap_or(5);
+    let Args { sizes, runs } = clap::Parser::parse();
     let now = Timestamp::now();
     for size in sizes.split(',') {
         let (s, n) = size.split_once('x').expect("SERVICESxNODES");

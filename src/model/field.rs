@@ -44,6 +44,9 @@ mod tests {
         assert_eq!(field, "spec.x");
         assert_eq!(why, "\"10ms\" is out of range: use 100ms to 3600s");
         let (_, why) = bounded("spec.x", "10", min, max).unwrap_err();
-        assert!(why.contains("is not a duration: write numbers each with a unit"), "{why}");
+        assert!(
+            why.contains("is not a duration: write numbers each with a unit"),
+            "{why}"
+        );
     }
 }

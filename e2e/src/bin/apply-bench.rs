@@ -199,22 +199,20 @@ fn run(count: usize, mode: &str) -> Value {
     })
 }
 
+/// Applies VirtualIPs through the API stand-in and times each until its address answers
+/// (kube-vrrp only: keepalived has no API). Prints JSON lines. Needs root.
+#[derive(clap::Parser)]
+struct Args {
+    /// VirtualIPs to apply, 1 to 150.
+    #[arg(long, default_value_t = 100)]
+    count: usize,
+    /// sequential, burst or both.
+    #[arg(long, default_value = "both")]
+    mode: String,
+}
+
 fn main() {
-    let mut count = 100;
-    let mut mode = "both".to_string();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--count" => count = args.next().and_then(|v| v.parse().ok()).expect("--count N"),
-            "--mode" => mode = args.next().expect("--mode sequential|burst|both"),
-            other => {
-                eprintln!(
-                    "usage: apply-bench [--count N] [--mode sequential|burst|both] ({other}?)"
-                );
-                std::process::exit(2);
-            }
-        }
-    }
+    let Args { count, mode } = clap::Parser::parse();
     assert!(
         (1..=150).contains(&count),
         "addresses 198.51.100.101.. must stay in the segment: --count 1 to 150"

@@ -47,9 +47,30 @@ fn show(api: &Api, title: &str) {
     }
 }
 
+/// The operator in a namespace lab, no cluster needed: the API stand-in, the controller, two
+/// cluster-mode agents and kubectl. Applies a VirtualIP (default: config/web-vip.yaml), crashes
+/// the master while a client probes the address, and shows what the status and Events say.
+/// Needs root, python3 with PyYAML and cel-python, and kubectl (`bash .ci/deps`).
+#[derive(clap::Parser)]
+struct Args {
+    /// A VirtualIP file for the cluster, checked first as `kube-vrrp check --cluster` does.
+    config: Option<std::path::PathBuf>,
+}
+
 fn main() {
-    let yaml = match std::env::args().nth(1) {
-        Some(p) => std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {p}: {e}")),
+    let args: Args = clap::Parser::parse();
+    let yaml = match &args.config {
+        Some(p) => {
+            let yaml = std::fs::read_to_string(p).unwrap_or_else(|e| {
+                eprintln!("cluster-demo: cannot read {}: {e}", p.display());
+                std::process::exit(1)
+            });
+            if let Err(e) = kube_vrrp_e2e::check_file(p, true) {
+                eprintln!("cluster-demo: {e}");
+                std::process::exit(1);
+            }
+            yaml
+        }
         None => DEFAULT.to_string(),
     };
     let mut api = Api::start_lab(2, KUBE_VRRP_CRDS, &[]);

@@ -115,26 +115,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx]
 }
 
+/// Failover of kube-vrrp and keepalived in the same lab: the master crashes (process killed,
+/// link cut) or stops gracefully; a client probes the VIP every 10 ms. Prints JSON lines, then
+/// the ratios. Needs root and keepalived.
+#[derive(clap::Parser)]
+struct Args {
+    /// Trials per case.
+    #[arg(long, default_value_t = 5)]
+    trials: usize,
+    /// kube-vrrp or keepalived only.
+    #[arg(long)]
+    only: Option<String>,
+    /// Leave out the VRRPv2 1 s cases.
+    #[arg(long)]
+    quick: bool,
+    /// crash, graceful or graceful-vmac only.
+    #[arg(long = "case")]
+    only_case: Option<String>,
+}
+
 fn main() {
+    let Args {
+        trials,
+        only,
+        quick,
+        only_case,
+    } = clap::Parser::parse();
     kube_vrrp_e2e::require_root();
-    let args: Vec<String> = std::env::args().collect();
-    let trials: usize = args
-        .iter()
-        .position(|a| a == "--trials")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only_case = args
-        .iter()
-        .position(|a| a == "--case")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
     let mut cases = vec![];
     for (version, advert_ms) in [(3u8, 100u64), (3, 20), (2, 1000)] {
         if quick && advert_ms == 1000 {

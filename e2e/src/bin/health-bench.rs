@@ -90,17 +90,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// A failing health check moves the master: nginx stops on the master, its tcp check (1 s,
+/// fall 2) takes the priority down, the backup takes over. kube-vrrp against keepalived in
+/// the same run. Prints JSON lines. Needs root, keepalived and nginx.
+#[derive(clap::Parser)]
+struct Args {
+    /// Trials per implementation.
+    #[arg(long, default_value_t = 5)]
+    trials: usize,
+    /// kube-vrrp or keepalived only.
+    #[arg(long)]
+    only: Option<String>,
+}
+
 fn main() {
+    let Args { trials, only } = clap::Parser::parse();
     kube_vrrp_e2e::require_root();
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let trials: usize = arg("--trials").and_then(|v| v.parse().ok()).unwrap_or(5);
-    let only = arg("--only");
     let mut summary = Vec::new();
     for which in [Impl::KubeVrrp, Impl::Keepalived] {
         if only.as_deref().is_some_and(|o| o != which.name()) {

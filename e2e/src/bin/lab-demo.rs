@@ -13,9 +13,20 @@ use nix::sys::signal::Signal;
 
 const DEFAULT_CONFIG: &str = include_str!("../../../config/web-vip.yaml");
 
+/// Two kube-vrrp agents in a namespace lab on a VirtualIP file (default: the embedded
+/// config/web-vip.yaml): shows who holds the address, crashes the master (agent killed, link
+/// cut) and prints the measured takeover. Needs root.
+#[derive(clap::Parser)]
+struct Args {
+    /// A standalone VirtualIP file, checked first as `kube-vrrp check` does; its first
+    /// VirtualIP's first IPv4 address, in 198.51.100.0/24, is the one probed.
+    config: Option<std::path::PathBuf>,
+}
+
 fn main() {
+    let args: Args = clap::Parser::parse();
     // Every failure returns through `run`, so the lab (namespaces, processes) is dropped.
-    let code = match run() {
+    let code = match run(args) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("lab-demo: {e}");
@@ -51,10 +62,13 @@ fn vip_of(yaml: &str) -> Result<String, String> {
     Ok(ip.to_string())
 }
 
-fn run() -> Result<(), String> {
-    let yaml = match std::env::args().nth(1) {
+fn run(args: Args) -> Result<(), String> {
+    let yaml = match &args.config {
         Some(path) => {
-            std::fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?
+            let yaml = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            kube_vrrp_e2e::check_file(path, false)?;
+            yaml
         }
         None => DEFAULT_CONFIG.to_string(),
     };

@@ -129,23 +129,17 @@ fn service(i: usize) -> Service {
     .unwrap()
 }
 
+/// LoadBalancer Services through the API stand-in: time until every Service has its address
+/// and the address answers. Prints JSON lines. Needs root.
+#[derive(clap::Parser)]
+struct Args {
+    /// Services, 1 to 4000.
+    #[arg(long, default_value_t = 2000)]
+    services: usize,
+}
+
 fn main() {
-    let mut count = 2000;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--services" => {
-                count = args
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .expect("--services N")
-            }
-            other => {
-                eprintln!("usage: lb-bench [--services N] ({other}?)");
-                std::process::exit(2);
-            }
-        }
-    }
+    let Args { services: count } = clap::Parser::parse();
     assert!((1..=4000).contains(&count), "the pool has 4,096 addresses");
     let mut api = StandIn::start_lab(2, KUBE_VRRP_CRDS, &[]);
     eprintln!("lab logs: {}", api.lab.dir().display());

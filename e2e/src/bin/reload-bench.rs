@@ -460,23 +460,37 @@ fn big_case(which: Impl) -> serde_json::Value {
     })
 }
 
+/// Reloads and floods: untouched instances keep their timing while others are reloaded
+/// (SIGHUP), and a flood of foreign advertisements causes no takeover. kube-vrrp against
+/// keepalived in the same run. Prints JSON lines. Needs root and keepalived.
+#[derive(clap::Parser)]
+struct Args {
+    /// Reloads in the reload case.
+    #[arg(long, default_value_t = 10)]
+    reloads: usize,
+    /// Seconds of flood.
+    #[arg(long, default_value_t = 10)]
+    flood_secs: u64,
+    /// reload, flood or big only (default: reload and flood).
+    #[arg(long)]
+    case: Option<String>,
+    /// kube-vrrp or keepalived only.
+    #[arg(long)]
+    only: Option<String>,
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let reloads: usize = arg("--reloads").and_then(|s| s.parse().ok()).unwrap_or(10);
-    let secs: u64 = arg("--flood-secs")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
-    let cases: Vec<String> = match arg("--case") {
+    let Args {
+        reloads,
+        flood_secs: secs,
+        case,
+        only,
+    } = clap::Parser::parse();
+    let cases: Vec<String> = match case {
         Some(c) => vec![c],
         None => vec!["reload".into(), "flood".into()],
     };
-    let impls: Vec<Impl> = match arg("--only").as_deref() {
+    let impls: Vec<Impl> = match only.as_deref() {
         Some("kube-vrrp") => vec![Impl::KubeVrrp],
         Some("keepalived") => vec![Impl::Keepalived],
         _ => vec![Impl::KubeVrrp, Impl::Keepalived],

@@ -209,35 +209,26 @@ fn longest_gap(samples: &[Sample], from: Instant) -> Duration {
     gap
 }
 
+/// Virtual servers: HTTP through the director against HTTP straight to one real server, per
+/// forwarding (NAT, FullNAT, DirectRouting): the overhead, the failed requests when a real
+/// server dies, the outage when the master director crashes. Prints JSON lines. Needs root,
+/// nginx and nft.
+#[derive(clap::Parser)]
+struct Args {
+    /// Seconds of load per measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// NAT, FullNAT or DirectRouting only.
+    #[arg(long)]
+    only: Option<String>,
+}
+
 fn main() {
+    let Args { seconds, only } = clap::Parser::parse();
     kube_vrrp_e2e::require_root();
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "{}",
-            include_str!("vs-bench.rs")
-                .lines()
-                .take_while(|l| l.starts_with("//!"))
-                .map(|l| l.trim_start_matches("//!").trim_start())
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        return;
-    }
-    let seconds: u64 = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
     let window = Duration::from_secs(seconds);
     let vip: SocketAddr = format!("{VIP}:80").parse().unwrap();
     let direct: SocketAddr = "198.51.100.13:80".parse().unwrap();
-    let only = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .cloned();
     for forwarding in ["NAT", "FullNAT", "DirectRouting"] {
         if only.as_deref().is_some_and(|o| o != forwarding) {
             continue;
