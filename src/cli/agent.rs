@@ -31,7 +31,8 @@ pub(crate) struct AgentArgs {
     #[arg(long, value_parser = parse_listen)]
     metrics_listen: Option<SocketAddr>,
     /// Cluster mode: renew this node's registration this often; the controller stops
-    /// believing a node's reports after three periods of silence.
+    /// believing a node's reports once a renewal is late by more than 2 s (one period plus
+    /// 2 s).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     heartbeat: std::time::Duration,
     /// While another agent holds this node (a predecessor handing over after SIGTERM: at most
