@@ -52,6 +52,17 @@ pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     out
 }
 
+/// `kube_vrrp_build_info{version="..."} 1`: which release a process runs (agent and
+/// controller alike).
+pub(crate) fn build_info(out: &mut Exposition) {
+    out.metric(
+        "kube_vrrp_build_info",
+        Kind::Gauge,
+        "Always 1; the version label is the running release.",
+        std::iter::once((labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1)),
+    );
+}
+
 /// An exposition being written.
 #[derive(Debug, Default)]
 pub(crate) struct Exposition {

@@ -41,10 +41,12 @@ fn election_and_crash_failover() {
         .unwrap();
     assert!(
         metrics.contains(
-            "kube_vrrp_instance_state{instance=\"web/ipv4\",vrid=\"51\",state=\"master\"} 1"
+            "kube_vrrp_instance_state{vrrp_instance=\"web/ipv4\",vrid=\"51\",state=\"master\"} 1"
         ),
         "{metrics}"
     );
+    // Prometheus' linter finds nothing to say (base units, no `instance` label clash).
+    kube_vrrp_e2e::promtool_check(&metrics).unwrap();
     let web = instance(&lab, "n2", "web/ipv4");
     assert_eq!(
         web["lastTransition"]["reason"],

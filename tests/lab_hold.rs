@@ -403,7 +403,7 @@ fn a_healed_split_brain_brings_the_clients_back_at_once() {
     let addr: SocketAddr = AGENT_STATUS.parse().unwrap();
     let metrics = lab.http_get(&lab.node("n1").ns, addr, "/metrics").unwrap();
     assert!(
-        metrics.contains("kube_vrrp_instance_conflict{instance=\"web/ipv4\",vrid=\"51\"} 1"),
+        metrics.contains("kube_vrrp_instance_conflict{vrrp_instance=\"web/ipv4\",vrid=\"51\"} 1"),
         "{metrics}"
     );
     // n1 announces again while it goes on: the client stays with it.

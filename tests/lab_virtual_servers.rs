@@ -331,6 +331,12 @@ fn a_keepalived_director_pair_is_imported_and_runs() {
     let (seen, failed) = requests(&lab, 6);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(seen, [("n3".to_string(), 6)].into());
+    // The real servers' metrics pass Prometheus' linter too.
+    let metrics = lab
+        .http_get(&lab.node("n1").ns, status_addr(), "/metrics")
+        .unwrap();
+    assert!(metrics.contains("kube_vrrp_real_server_up"), "{metrics}");
+    kube_vrrp_e2e::promtool_check(&metrics).unwrap();
 }
 
 /// Direct routing: the real servers hold the VIP on `lo` (answering no ARP for it) and reply

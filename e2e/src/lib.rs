@@ -665,6 +665,35 @@ fn ones_complement(b: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// `promtool check metrics` (Prometheus' own linter: base units, names, types, help) on an
+/// exposition; its complaints when it has any.
+pub fn promtool_check(metrics: &str) -> Result<(), String> {
+    use std::io::Write as _;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run promtool (bash .ci/deps installs it): {e}"))?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
 /// `kube-vrrp check [--cluster] FILE` before a demo runs it: its findings when it fails.
 pub fn check_file(path: &Path, cluster: bool) -> Result<(), String> {
     let mut cmd = Command::new(kube_vrrp_binary());

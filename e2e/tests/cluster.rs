@@ -366,6 +366,16 @@ fn restarting_or_replacing_the_controller_moves_no_vip() {
             .collect()
     };
     let led = wait_for(Duration::from_secs(5), || leaders(&api) == vec![9651]);
+    // The controller's exposition passes Prometheus' linter.
+    let metrics = api
+        .lab
+        .http_get(
+            &api.lab.client.ns,
+            "127.0.0.1:9651".parse().unwrap(),
+            "/metrics",
+        )
+        .unwrap();
+    kube_vrrp_e2e::promtool_check(&metrics).unwrap();
     assert!(
         led.is_some(),
         "c1 started first and leads, c2 stands by: {:?}\n{}\n{}",

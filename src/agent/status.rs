@@ -121,6 +121,7 @@ fn state_label(s: State) -> &'static str {
 /// node's, in that order.
 pub fn render_metrics(s: &AgentStatus) -> String {
     let mut out = Exposition::new();
+    crate::telemetry::build_info(&mut out);
     instance_metrics(&mut out, s);
     check_metrics(&mut out, s);
     virtual_server_metrics(&mut out, s);
@@ -128,10 +129,11 @@ pub fn render_metrics(s: &AgentStatus) -> String {
     out.finish()
 }
 
-/// The `instance` and `vrid` labels of an instance's samples.
+/// The `vrrp_instance` and `vrid` labels of an instance's samples (not `instance`:
+/// Prometheus gives every target that label of its own).
 fn instance_labels(i: &InstanceStatus) -> String {
     labels(&[
-        ("instance", &format!("{}/{}", i.name, i.family)),
+        ("vrrp_instance", &format!("{}/{}", i.name, i.family)),
         ("vrid", &i.virtual_router_id.to_string()),
     ])
 }
@@ -371,17 +373,19 @@ fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
             .iter()
             .map(|(k, v)| (labels(&[("kind", k)]), *v)),
     );
+    // Base units: seconds, as Prometheus names them.
+    let seconds = |us: u64| us as f64 / 1e6;
     out.metric(
-        "kube_vrrp_max_timer_lateness_microseconds",
+        "kube_vrrp_max_timer_lateness_seconds",
         Kind::Gauge,
         "The latest a protocol timer fired after it was due.",
-        std::iter::once((String::new(), s.global.max_timer_lateness_us)),
+        std::iter::once((String::new(), seconds(s.global.max_timer_lateness_us))),
     );
     out.metric(
-        "kube_vrrp_max_engine_busy_microseconds",
+        "kube_vrrp_max_engine_busy_seconds",
         Kind::Gauge,
         "The longest the VRRP engine spent on one event.",
-        std::iter::once((String::new(), s.global.max_engine_busy_us)),
+        std::iter::once((String::new(), seconds(s.global.max_engine_busy_us))),
     );
     out.metric(
         "kube_vrrp_send_errors_total",

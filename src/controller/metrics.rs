@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn render(&self) -> String {
         let mut e = Exposition::new();
+        crate::telemetry::build_info(&mut e);
         let one = |v: String| [(String::new(), v)];
         e.metric(
             "kube_vrrp_controller_leader",
@@ -113,7 +114,12 @@ mod tests {
             ..Default::default()
         };
         let text = m.render();
-        assert!(text.starts_with(
+        assert!(text.starts_with("# HELP kube_vrrp_build_info "));
+        assert!(text.contains(&format!(
+            "kube_vrrp_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains(
             "# HELP kube_vrrp_controller_leader 1 while this replica holds the lease.\n\
              # TYPE kube_vrrp_controller_leader gauge\nkube_vrrp_controller_leader 1\n"
         ));
@@ -123,6 +129,6 @@ mod tests {
             "# TYPE kube_vrrp_virtualips gauge\nkube_vrrp_virtualips{phase=\"Degraded\"} 1\n\
              kube_vrrp_virtualips{phase=\"Ready\"} 3\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 7);
+        assert_eq!(text.matches("# TYPE ").count(), 8);
     }
 }
