@@ -71,6 +71,8 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     };
     let mut good: Vec<ValidatedVirtualIp> = Vec::new();
     let mut seen = 0;
+    // Standalone: which documents the API server would take, read once when first asked.
+    let mut cluster_ok: Option<Vec<usize>> = None;
     for d in documents(text, rule) {
         // Each document by its kind: a pool is checked as a pool in either mode (and said to
         // be for a cluster only when standalone), a Secret or another kind is skipped in a
@@ -101,7 +103,12 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
         check_virtual_ip(out, file, d, cluster, &mut good);
         // A standalone file's VirtualIP that is wrong only for a standalone agent (no VRID, a
         // Secret) is said to be valid in a cluster.
-        if failed && !cluster && cluster_valid(text, index) {
+        if failed
+            && !cluster
+            && cluster_ok
+                .get_or_insert_with(|| cluster_valid(text))
+                .contains(&index)
+        {
             let _ = writeln!(
                 out.text,
                 "{file}: document {index} ({:?}): valid in a cluster, though (kube-vrrp check --cluster, then kubectl apply)",
@@ -115,11 +122,13 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     }
 }
 
-/// Whether document `index` of `text` is a valid VirtualIP for the API server.
-fn cluster_valid(text: &str, index: usize) -> bool {
+/// The documents of `text` that are valid VirtualIPs for the API server, by index.
+fn cluster_valid(text: &str) -> Vec<usize> {
     documents(text, VridRule::Allocated)
         .into_iter()
-        .any(|d| d.index == index && d.result.is_ok())
+        .filter(|d| d.result.is_ok())
+        .map(|d| d.index)
+        .collect()
 }
 
 /// A `VirtualIPPool` document: its address count, or its problem; standalone, a valid pool is

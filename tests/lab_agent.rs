@@ -750,25 +750,14 @@ fn an_agent_that_can_run_nothing_is_alive_but_not_ready() {
     .unwrap();
     start_agent(&mut lab, "n1", &cfg);
     let ns2 = lab.node("n2").ns.clone();
-    lab.spawn(
-        &ns2,
-        &[
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            BIN,
-            "agent",
-            "--standalone",
-            "--config",
-            &cfg,
-            "--node-name",
-            "n2",
-            "--listen",
-            "127.0.0.1:9650",
-        ],
-        "agent-n2.log",
-    );
+    let mut argv = vec![
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ];
+    argv.extend(agent_argv(&cfg, "n2"));
+    lab.spawn(&ns2, &argv, "agent-n2.log");
     wait_holders(&lab, "198.51.100.71", &["n1"]);
     let ok = probe(&lab, "n1", "/readyz");
     assert!(

@@ -13,6 +13,9 @@ use kube_vrrp_e2e::{AGENT_STATUS, Lab, Prober, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+mod common;
+use common::lab::openssl;
+
 const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
 const VIP: &str = "198.51.100.50";
 /// The VRRP advertisement interval of every scenario.
@@ -224,19 +227,6 @@ fn a_maintenance_file_lowers_the_priority_and_the_same_on_the_backup_brings_it_b
     assert_eq!(
         status(&lab, "n2")["instances"]["web/ipv4"]["effectivePriority"],
         50
-    );
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -193,23 +193,9 @@ fn connections_from_the_network_fail_neither_probes_nor_other_scrapers() {
         &vip_yaml("web", 51, &["198.51.100.50/24"], ""),
     );
     let ns = lab.node("n1").ns.clone();
-    let pid = lab.spawn(
-        &ns,
-        &[
-            BIN,
-            "agent",
-            "--standalone",
-            "--config",
-            &cfg,
-            "--node-name",
-            "n1",
-            "--listen",
-            AGENT_STATUS,
-            "--metrics-listen",
-            "0.0.0.0:9652",
-        ],
-        "agent-n1.log",
-    );
+    let mut argv = agent_argv(&cfg, "n1");
+    argv.extend(["--metrics-listen", "0.0.0.0:9652"]);
+    let pid = lab.spawn(&ns, &argv, "agent-n1.log");
     let loopback: SocketAddr = AGENT_STATUS.parse().unwrap();
     assert!(wait_for(WAIT, || lab.http_get(&ns, loopback, "/healthz").is_ok()).is_some());
     let metrics: SocketAddr = "198.51.100.11:9652".parse().unwrap();

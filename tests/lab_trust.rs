@@ -327,21 +327,7 @@ fn an_agent_started_right_after_sigterm_waits_for_the_handover() {
     let ns = lab.node("n1").ns.clone();
     // (`Lab::signal` would wait for the old agent to exit.)
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(p1 as i32), Signal::SIGTERM).unwrap();
-    lab.spawn(
-        &ns,
-        &[
-            BIN,
-            "agent",
-            "--standalone",
-            "--config",
-            &cfg,
-            "--node-name",
-            "n1",
-            "--listen",
-            AGENT_STATUS,
-        ],
-        "agent-n1-new.log",
-    );
+    lab.spawn(&ns, &agent_argv(&cfg, "n1"), "agent-n1-new.log");
     let log = || lab.log("agent-n1-new.log");
     let started = wait_for(Duration::from_secs(10), || log().contains("agent started"));
     assert!(started.is_some(), "{}", log());

@@ -49,10 +49,16 @@ fn forward(lab: &Lab) {
 /// `n` requests from the client to the VIP: how many each real server answered, and the
 /// failures.
 fn requests(lab: &Lab, n: usize) -> (BTreeMap<String, usize>, Vec<String>) {
+    requests_to(lab, vip_addr(), n)
+}
+
+/// `n` requests from the client to `target`: how many each real server answered, and the
+/// failures.
+fn requests_to(lab: &Lab, target: SocketAddr, n: usize) -> (BTreeMap<String, usize>, Vec<String>) {
     let mut seen = BTreeMap::new();
     let mut failed = Vec::new();
     for _ in 0..n {
-        match lab.http_get(&lab.client.ns, vip_addr(), "/") {
+        match lab.http_get(&lab.client.ns, target, "/") {
             Ok(body) => *seen.entry(body.trim().to_string()).or_default() += 1,
             Err(e) => failed.push(e),
         }
@@ -466,11 +472,8 @@ fn an_ipv6_virtual_server_spreads_and_takes_a_dead_real_server_out() {
     assert_eq!(vs["name"], "[2001:db8:1::50]:80/TCP", "{vs:#}");
     let target = SocketAddr::new(VIP6.parse().unwrap(), PORT);
     let ask = |lab: &Lab, n: usize| {
-        let mut seen = BTreeMap::<String, usize>::new();
-        for _ in 0..n {
-            let body = lab.http_get(&lab.client.ns, target, "/").unwrap();
-            *seen.entry(body.trim().to_string()).or_default() += 1;
-        }
+        let (seen, failed) = requests_to(lab, target, n);
+        assert!(failed.is_empty(), "{failed:?}");
         seen
     };
     assert_eq!(
@@ -534,35 +537,19 @@ fn https_get(lab: &Lab, ns: &str, addr: SocketAddr, path: &str) -> Result<String
 
 /// A self-signed certificate and its key in the lab's directory.
 fn self_signed(lab: &Lab) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (crt, key) = (lab.dir().join("api.crt"), lab.dir().join("api.key"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kube-apiserver",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (crt, key)
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend(["-days", "2", "-subj", "/CN=kube-apiserver"]);
+    args.extend(["-keyout", "api.key", "-out", "api.crt"]);
+    openssl(lab.dir(), &args);
+    (lab.dir().join("api.crt"), lab.dir().join("api.key"))
 }
 
 /// kube-vip's control-plane load balancing, from a standalone file as the static pod runs it:
@@ -711,13 +698,8 @@ fn ipv6_direct_routing_carries_http_and_takes_a_dead_real_server_out() {
     assert!(vs["error"].is_null(), "{vs:#}");
     let target = SocketAddr::new(VIP6.parse().unwrap(), PORT);
     let ask = |lab: &Lab, n: usize| {
-        let mut seen = BTreeMap::<String, usize>::new();
-        for _ in 0..n {
-            let body = lab.http_get(&lab.client.ns, target, "/");
-            *seen
-                .entry(body.map(|b| b.trim().to_string()).unwrap_or_else(|e| e))
-                .or_default() += 1;
-        }
+        let (seen, failed) = requests_to(lab, target, n);
+        assert!(failed.is_empty(), "{failed:?}");
         seen
     };
     let seen = ask(&lab, 20);

@@ -665,6 +665,17 @@ fn ones_complement(b: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// The options of every benchmark that runs kube-vrrp against keepalived in trials.
+#[derive(clap::Args)]
+pub struct Versus {
+    /// Trials per case and implementation.
+    #[arg(long, default_value_t = 5)]
+    pub trials: usize,
+    /// kube-vrrp or keepalived only.
+    #[arg(long)]
+    pub only: Option<String>,
+}
+
 /// `promtool check metrics` (Prometheus' own linter: base units, names, types, help) on an
 /// exposition; its complaints when it has any.
 pub fn promtool_check(metrics: &str) -> Result<(), String> {

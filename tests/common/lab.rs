@@ -23,6 +23,36 @@ pub fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
     p.display().to_string()
 }
 
+/// `kube-vrrp agent --standalone --config CONFIG --node-name NODE --listen` (the status
+/// address), for a test that starts an agent its own way (another log, a user, a flag).
+pub fn agent_argv<'a>(config: &'a str, node: &'a str) -> Vec<&'a str> {
+    vec![
+        BIN,
+        "agent",
+        "--standalone",
+        "--config",
+        config,
+        "--node-name",
+        node,
+        "--listen",
+        AGENT_STATUS,
+    ]
+}
+
+/// Runs `openssl ARGS` in `dir`; panics with its stderr when it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A standalone agent on `node` reading `config`, its status listener on.
 pub fn start_agent(lab: &mut Lab, node: &str, config: &str) -> u32 {
     lab.spawn_agent_with_file(std::path::Path::new(BIN), node, config, true)

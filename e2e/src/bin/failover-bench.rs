@@ -120,12 +120,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// the ratios. Needs root and keepalived.
 #[derive(clap::Parser)]
 struct Args {
-    /// Trials per case.
-    #[arg(long, default_value_t = 5)]
-    trials: usize,
-    /// kube-vrrp or keepalived only.
-    #[arg(long)]
-    only: Option<String>,
+    #[command(flatten)]
+    versus: kube_vrrp_e2e::Versus,
     /// Leave out the VRRPv2 1 s cases.
     #[arg(long)]
     quick: bool,
@@ -136,8 +132,7 @@ struct Args {
 
 fn main() {
     let Args {
-        trials,
-        only,
+        versus: kube_vrrp_e2e::Versus { trials, only },
         quick,
         only_case,
     } = clap::Parser::parse();

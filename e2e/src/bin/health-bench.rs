@@ -95,16 +95,14 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// the same run. Prints JSON lines. Needs root, keepalived and nginx.
 #[derive(clap::Parser)]
 struct Args {
-    /// Trials per implementation.
-    #[arg(long, default_value_t = 5)]
-    trials: usize,
-    /// kube-vrrp or keepalived only.
-    #[arg(long)]
-    only: Option<String>,
+    #[command(flatten)]
+    versus: kube_vrrp_e2e::Versus,
 }
 
 fn main() {
-    let Args { trials, only } = clap::Parser::parse();
+    let Args {
+        versus: kube_vrrp_e2e::Versus { trials, only },
+    } = clap::Parser::parse();
     kube_vrrp_e2e::require_root();
     let mut summary = Vec::new();
     for which in [Impl::KubeVrrp, Impl::Keepalived] {

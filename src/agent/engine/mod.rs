@@ -533,13 +533,14 @@ impl Engine {
     }
 }
 
-/// Where an instance's advertisements go: every unicast peer, or else the family's group.
-pub(super) fn destinations(c: &crate::vrrp::InstanceConfig) -> std::borrow::Cow<'_, [IpAddr]> {
-    if c.unicast_peers.is_empty() {
-        std::borrow::Cow::Owned(vec![c.family().multicast_group()])
-    } else {
-        std::borrow::Cow::Borrowed(&c.unicast_peers)
-    }
+/// Where an instance's advertisements go: every unicast peer, or else the family's group
+/// (no allocation: this is on every advertisement's path).
+pub(super) fn destinations(c: &crate::vrrp::InstanceConfig) -> impl Iterator<Item = IpAddr> + '_ {
+    let group = c
+        .unicast_peers
+        .is_empty()
+        .then(|| c.family().multicast_group());
+    c.unicast_peers.iter().copied().chain(group)
 }
 
 /// Sends one advertisement to the group or every unicast peer; returns the failures.
@@ -547,7 +548,7 @@ fn send_advertisement(s: &RunningInstance, adv: &Advertisement) -> u64 {
     let c = s.instance.config();
     let src = c.primary_address;
     let mut errors = 0;
-    for &dst in destinations(c).iter() {
+    for dst in destinations(c) {
         let sent = adv
             .encode(src, dst)
             .map_err(|e| e.to_string())

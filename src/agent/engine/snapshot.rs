@@ -51,7 +51,7 @@ fn instance_status(s: &RunningInstance) -> InstanceStatus {
         family: c.family().as_key().to_string(),
         interface: s.resolved.interface.clone(),
         source: Some(c.primary_address),
-        advertised_to: super::destinations(c).to_vec(),
+        advertised_to: super::destinations(c).collect(),
         virtual_router_id: c.vrid,
         version: u8::from(c.version),
         state: s.instance.state(),

@@ -38,7 +38,7 @@ pub(super) fn nodes(world: &World) -> Vec<NodeInput> {
 }
 
 /// What resolution needs of one Node: its name, labels and InternalIP addresses.
-pub(super) fn node_input(n: &Node) -> NodeInput {
+fn node_input(n: &Node) -> NodeInput {
     NodeInput {
         name: n.name_any(),
         labels: n.labels().clone(),

@@ -166,14 +166,9 @@ fn node_addresses(world: &World) -> BTreeMap<IpAddr, String> {
 }
 
 /// Stage 1: finalizers to drop (deleted and released) or to add (live), and validation.
-fn admit(world: &World, out: &mut Plan) -> Admitted {
+fn admit(world: &World, nodes: &[resolve::NodeInput], out: &mut Plan) -> Admitted {
     let mut a = Admitted::default();
     a.reserved.node_addresses = node_addresses(world);
-    let nodes: Vec<resolve::NodeInput> = world
-        .nodes
-        .iter()
-        .map(|n| liveness::node_input(n))
-        .collect();
     for vip in world.vips {
         let name = vip.name_any();
         if vip.metadata.deletion_timestamp.is_some() {
@@ -194,7 +189,7 @@ fn admit(world: &World, out: &mut Plan) -> Admitted {
                 a.passwords.insert(name.clone(), password);
                 a.checks.insert(name.clone(), checks);
                 let mut input = input_of(vip);
-                realservers::spell_out(&mut input.spec, &nodes);
+                realservers::spell_out(&mut input.spec, nodes);
                 a.inputs.push(input);
             }
             Err(e) => {
@@ -306,12 +301,10 @@ fn keep_last_good(
 /// The whole pipeline for one moment of the world.
 pub fn plan(world: &World) -> Plan {
     let mut out = Plan::default();
-    let admitted = admit(world, &mut out);
-    let resolutions = resolve::resolve(
-        &admitted.inputs,
-        &liveness::nodes(world),
-        &admitted.reserved,
-    );
+    // Every Node once: resolution places on those with an agent, real servers come from all.
+    let nodes = liveness::nodes(world);
+    let admitted = admit(world, &nodes, &mut out);
+    let resolutions = resolve::resolve(&admitted.inputs, &nodes, &admitted.reserved);
     out.configs = world
         .nodes
         .iter()
