@@ -15,18 +15,24 @@ fault injection (pause, fail, drop watches, restart from the state file).
 Usage:
   standin.py --listen 203.0.113.1:6443 --crds DIR [--state FILE] [--kubeconfig FILE]
 
-Plain HTTP, no authentication. Fault injection: POST /_standin/fault with JSON
+Plain HTTP. Without --rbac every request is allowed; with --rbac FILE (a rendered manifest)
+requests are authenticated by ServiceAccount token and authorized by the manifest's RBAC
+rules as kube-apiserver does (401, 403 with its message), and GET /_standin/rbac lists the
+denied requests and the granted rules no request used. Fault injection: POST /_standin/fault with JSON
 {"mode": "pause" | "fail" | "fail-watches" | "none", "code": 503}; POST /_standin/drop-watches
 ends every open watch; GET /_standin/stats counts the 410 Gone answers given. Restart: kill the
 process and start it again with the same --state file.
 """
 
 import argparse
+import base64
 import copy
 import datetime
 import json
 import os
 import re
+import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -683,6 +689,7 @@ class Api:
         self.resources = resources
         self.store = store
         self.fault = {"mode": "none", "code": 503}
+        self.rbac = None
         self.stats = {"gone": 0, "watches": 0}
         self.paused = threading.Event()
         self.paused.set()
@@ -1215,6 +1222,132 @@ def to_table(res, objs, list_rv):
             "columnDefinitions": cols, "rows": rows}
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Authentication and RBAC (--rbac): ServiceAccount tokens, and the RBAC authorizer's rules
+
+
+class Rbac:
+    """RBAC as kube-apiserver enforces it, for the roles and bindings of one rendered manifest.
+
+    Each ServiceAccount of the manifest gets a token (and a kubeconfig beside --kubeconfig);
+    the stand-in's own kubeconfig is a member of system:masters. A request without a token is
+    system:anonymous, with an unknown one 401. Resource requests are allowed only by a rule
+    of a (Cluster)Role bound to the user or one of its groups (a RoleBinding only in its
+    namespace); otherwise 403 with kube-apiserver's message. Every rule a request used is
+    remembered, so that GET /_standin/rbac can list the grants nothing used."""
+
+    ADMIN = ("kube-standin-admin", ["system:masters", "system:authenticated"])
+
+    def __init__(self, docs, kept=None):
+        """`kept`: tokens by user from an earlier run (a restarted API server keeps them)."""
+        kept = kept or {}
+        self.accounts, self.roles, self.bindings = [], {}, []
+        for d in docs:
+            kind, meta = d.get("kind"), d.get("metadata") or {}
+            ns, name = meta.get("namespace", ""), meta.get("name")
+            if kind == "ServiceAccount":
+                self.accounts.append((ns, name))
+            elif kind in ("Role", "ClusterRole"):
+                self.roles[(kind, ns if kind == "Role" else "", name)] = d.get("rules") or []
+            elif kind in ("RoleBinding", "ClusterRoleBinding"):
+                self.bindings.append((kind, ns if kind == "RoleBinding" else "", d["roleRef"], d.get("subjects") or []))
+        self.tokens = {kept.get("standin") or "admin-" + uuid.uuid4().hex: self.ADMIN}
+        self.account_tokens = {}
+        for ns, name in self.accounts:
+            token = kept.get(name) or f"sa-{name}-" + uuid.uuid4().hex
+            user = f"system:serviceaccount:{ns}:{name}"
+            self.tokens[token] = (user, ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"])
+            self.account_tokens[(ns, name)] = token
+        self.used, self.denied, self.lock = set(), [], threading.Lock()
+
+    def admin_token(self):
+        return next(t for t, who in self.tokens.items() if who == self.ADMIN)
+
+    def identify(self, header):
+        if not header:
+            return ("system:anonymous", ["system:unauthenticated"])
+        kind, _, token = header.partition(" ")
+        if kind.lower() != "bearer" or token.strip() not in self.tokens:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        return self.tokens[token.strip()]
+
+    def grants(self):
+        """Every (role, rule index, group, resource, verb) the manifest grants."""
+        out = set()
+        for (kind, ns, name), rules in self.roles.items():
+            for i, rule in enumerate(rules):
+                for g in rule.get("apiGroups") or []:
+                    for r in rule.get("resources") or []:
+                        for v in rule.get("verbs") or []:
+                            out.add((kind, ns, name, i, g, r, v))
+        return out
+
+    @staticmethod
+    def describe(grant):
+        kind, ns, name, _, group, resource, verb = grant
+        where = f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+        return f"{where}: {verb} {resource}" + (f".{group}" if group else "")
+
+    def bound_roles(self, user, groups, namespace):
+        for kind, ns, ref, subjects in self.bindings:
+            if kind == "RoleBinding" and ns != namespace:
+                continue
+            for sub in subjects:
+                sk, sname = sub.get("kind"), sub.get("name")
+                if ((sk == "ServiceAccount" and user == f"system:serviceaccount:{sub.get('namespace', ns)}:{sname}")
+                        or (sk == "User" and user == sname) or (sk == "Group" and sname in groups)):
+                    role_ns = ns if ref["kind"] == "Role" else ""
+                    yield (ref["kind"], role_ns, ref["name"])
+                    break
+
+    def authorize(self, who, verb, res, namespace, name, sub):
+        user, groups = who
+        if "system:masters" in groups:
+            return
+        resource = res.plural + (f"/{sub}" if sub else "")
+        for role in self.bound_roles(user, groups, namespace):
+            for i, rule in enumerate(self.roles.get(role, [])):
+                if not ({res.group, "*"} & set(rule.get("apiGroups") or [])):
+                    continue
+                if not ({resource, "*"} & set(rule.get("resources") or [])):
+                    continue
+                if not ({verb, "*"} & set(rule.get("verbs") or [])):
+                    continue
+                names = rule.get("resourceNames") or []
+                if names and name not in names:
+                    continue
+                with self.lock:
+                    self.used.add(role + (i, res.group, resource, verb))
+                return
+        scope = f"in the namespace \"{namespace}\"" if namespace else "at the cluster scope"
+        reason = f"User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{res.group}\" {scope}"
+        qualified = res.plural + (f".{res.group}" if res.group else "")
+        message = (f"{qualified} \"{name}\" is forbidden: {reason}" if name else f"{qualified} is forbidden: {reason}")
+        with self.lock:
+            self.denied.append(message)
+        raise ApiError(403, "Forbidden", message, {"name": name or "", "group": res.group, "kind": res.plural})
+
+    def report(self):
+        with self.lock:
+            used = set(self.used)
+            denied = list(self.denied)
+        grants = self.grants()
+        return {"denied": denied,
+                "used": sorted(self.describe(g) for g in grants if g in used),
+                "unused": sorted(self.describe(g) for g in grants if g not in used)}
+
+
+def request_verb(method, name, q):
+    if method == "GET":
+        if q.get("watch", ["false"])[0] in ("true", "1"):
+            return "watch"
+        return "get" if name else "list"
+    if method == "DELETE" and not name:
+        return "deletecollection"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+
+
 ROUTE = re.compile(r"^/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
                    r"(?:/namespaces/(?P<ns>[^/]+))?(?:/(?P<plural>[^/]+))?(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$")
 
@@ -1267,6 +1400,7 @@ def make_handler(api):
             try:
                 if url.path.startswith("/_standin/"):
                     return self.control(url.path, method)
+                self.who = api.rbac.identify(self.headers.get("Authorization")) if api.rbac else Rbac.ADMIN
                 api.paused.wait()
                 if api.fault["mode"] == "fail-watches" and q.get("watch", ["false"])[0] in ("true", "1"):
                     raise ApiError(api.fault["code"], "ServiceUnavailable", "injected watch failure (kube-standin fault injection)")
@@ -1292,6 +1426,10 @@ def make_handler(api):
                 return self.send_json(200, api.fault)
             if path == "/_standin/stats":
                 return self.send_json(200, api.stats)
+            if path == "/_standin/rbac":
+                if not api.rbac:
+                    raise ApiError(404, "NotFound", "RBAC is not enforced: start the stand-in with --rbac")
+                return self.send_json(200, api.rbac.report())
             if path == "/_standin/drop-watches" and method == "POST":
                 with store.lock:
                     store.watch_epoch += 1
@@ -1300,6 +1438,10 @@ def make_handler(api):
             raise ApiError(404, "NotFound", "unknown control endpoint")
 
         def route(self, method, path, q):
+            if (api.rbac and "system:authenticated" not in self.who[1] and not ROUTE.match(path)
+                    and path not in ("/version", "/healthz", "/readyz", "/livez")):
+                # kube-apiserver's default roles: discovery for authenticated users only.
+                raise ApiError(403, "Forbidden", f"forbidden: User \"{self.who[0]}\" cannot {method.lower()} path \"{path}\"")
             if path == "/version":
                 return self.send_json(200, {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kube-standin",
                                             "platform": "linux/amd64", "goVersion": "n/a", "compiler": "n/a",
@@ -1343,6 +1485,15 @@ def make_handler(api):
             if sub and (sub != "status" or not res.status_subresource):
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource ({sub})")
             ns = ns or ""
+            if api.rbac:
+                api.rbac.authorize(self.who, request_verb(method, name, q), res, ns, name, sub)
+                if method == "PATCH" and "apply-patch" in (self.headers.get("Content-Type") or "") and not sub:
+                    # Server-side apply that makes the object is authorized as create as well
+                    # (API concepts, "Patch and apply").
+                    with store.lock:
+                        exists = (ns, name) in store.table(res)
+                    if not exists:
+                        api.rbac.authorize(self.who, "create", res, ns, name, sub)
             if name is None:
                 if method == "GET":
                     if q.get("watch", ["false"])[0] in ("true", "1"):
@@ -1460,6 +1611,9 @@ def main():
     ap.add_argument("--crds", help="directory of CustomResourceDefinition YAML files")
     ap.add_argument("--state", help="state journal (JSON lines): replayed on start, appended on every change")
     ap.add_argument("--kubeconfig", help="write a kubeconfig for this server here")
+    ap.add_argument("--rbac", help="a rendered manifest (e.g. helm template): enforce its Roles, ClusterRoles and "
+                                   "bindings; each ServiceAccount's kubeconfig is written beside --kubeconfig as "
+                                   "kubeconfig-NAMESPACE-NAME")
     args = ap.parse_args()
     host, port = args.listen.rsplit(":", 1)
     crds = load_crds(args.crds)
@@ -1470,6 +1624,20 @@ def main():
         resources += crd_resources(crd)
     store = Store(resources, args.state)
     api = Api(resources, store)
+    if args.rbac:
+        kept = {}
+        if args.kubeconfig:
+            folder = os.path.dirname(os.path.abspath(args.kubeconfig))
+            for fn in os.listdir(folder):
+                if fn.startswith("kubeconfig"):
+                    try:
+                        with open(os.path.join(folder, fn)) as f:
+                            user = yaml.safe_load(f)["users"][0]
+                        kept[user["name"]] = user["user"]["token"]
+                    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+                        pass
+        with open(args.rbac) as f:
+            api.rbac = Rbac([d for d in yaml.safe_load_all(f) if isinstance(d, dict)], kept)
     # The CRDs themselves are visible as objects, as in a cluster.
     crd_res = api.find("apiextensions.k8s.io", "v1", "customresourcedefinitions")
     with store.lock:
@@ -1479,7 +1647,8 @@ def main():
                 api.prepare_new(crd_res, obj, "", "kube-standin")
                 api.write(crd_res, None, obj, "kube-standin", "Update")
         ns_res = api.find("", "v1", "namespaces")
-        for n in ("default", "kube-system"):
+        account_namespaces = sorted({ns for ns, _ in api.rbac.accounts}) if api.rbac else []
+        for n in ["default", "kube-system"] + account_namespaces:
             if ("", n) not in store.table(ns_res):
                 obj = {"metadata": {"name": n}, "status": {"phase": "Active"}}
                 api.prepare_new(ns_res, obj, "", "kube-standin")
@@ -1487,14 +1656,52 @@ def main():
     server = ThreadingHTTPServer((host, int(port)), make_handler(api))
     server.daemon_threads = True
     url = f"http://{args.listen}"
-    kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "standin",
-                  "clusters": [{"name": "standin", "cluster": {"server": url}}],
-                  "users": [{"name": "standin", "user": {}}],
-                  "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": "standin", "namespace": "default"}}]}
-    text = yaml.safe_dump(kubeconfig, sort_keys=False)
+    ca_data = None
+    if api.rbac:
+        # Tokens travel over TLS only (kubectl sends none over plain HTTP): a CA of its own and
+        # a certificate for the listening address, kept across restarts like the tokens.
+        folder = os.path.dirname(os.path.abspath(args.kubeconfig or args.state or "."))
+        ca, cert, key = (os.path.join(folder, n) for n in ("standin-ca.crt", "standin.crt", "standin.key"))
+        if not all(os.path.exists(p) for p in (ca, cert, key)):
+            # A CA and a server certificate it signs (rustls refuses a CA as the server's).
+            san = ("IP:" if re.fullmatch(r"[0-9.]+|.*:.*", host) else "DNS:") + host
+            ca_key, csr, ext = (os.path.join(folder, n) for n in ("standin-ca.key", "standin.csr", "standin.ext"))
+            with open(ext, "w") as f:
+                f.write(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+            ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+            for argv in (["openssl", "req", "-x509", *ec, "-days", "2", "-subj", "/CN=kube-standin-ca",
+                          "-keyout", ca_key, "-out", ca],
+                         ["openssl", "req", *ec, "-subj", "/CN=kube-standin", "-keyout", key, "-out", csr],
+                         ["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+                          "-days", "2", "-extfile", ext, "-out", cert]):
+                subprocess.run(argv, check=True, capture_output=True)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        # The handshake happens in each connection's thread, not in the accepting one.
+        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        url = f"https://{args.listen}"
+        with open(ca, "rb") as f:
+            ca_data = base64.b64encode(f.read()).decode()
+
+    def kubeconfig_for(user, token, namespace):
+        return yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "standin",
+            "clusters": [{"name": "standin", "cluster": {"server": url, **({"certificate-authority-data": ca_data} if ca_data else {})}}],
+            "users": [{"name": user, "user": {"token": token} if token else {}}],
+            "contexts": [{"name": "standin", "context": {"cluster": "standin", "user": user, "namespace": namespace}}]},
+            sort_keys=False)
+
+    if args.kubeconfig and api.rbac:
+        # Written first: the admin's kubeconfig appearing means every file is there.
+        for (ns, name), token in api.rbac.account_tokens.items():
+            path = os.path.join(os.path.dirname(os.path.abspath(args.kubeconfig)), f"kubeconfig-{ns}-{name}")
+            with open(path, "w") as f:
+                f.write(kubeconfig_for(name, token, ns))
+    text = kubeconfig_for("standin", api.rbac.admin_token() if api.rbac else None, "default")
     if args.kubeconfig:
-        with open(args.kubeconfig, "w") as f:
+        with open(args.kubeconfig + ".tmp", "w") as f:
             f.write(text)
+        os.replace(args.kubeconfig + ".tmp", args.kubeconfig)
     print(text, flush=True)
     print(f"kube-standin serving {url} ({len(resources)} resources)", file=sys.stderr, flush=True)
     server.serve_forever()

@@ -19,6 +19,11 @@ pub struct Api {
     state: String,
     pub pid: u32,
     api_ns: String,
+    /// The rendered chart whose RBAC the stand-in enforces (kube-vrrp's own tests): the
+    /// controller and the agents then present their ServiceAccounts' tokens.
+    pub rbac: Option<String>,
+    /// Refusals a test provokes on purpose (substrings of the 403 message).
+    pub expected_denials: Vec<String>,
 }
 
 impl Api {
@@ -49,6 +54,8 @@ impl Api {
                 state: String::new(),
                 pid: 0,
                 api_ns,
+                rbac: None,
+                expected_denials: Vec::new(),
             };
         }
         let api = lab.add_management();
@@ -62,6 +69,8 @@ impl Api {
             state,
             pid: 0,
             api_ns: api.ns,
+            rbac: (crds == KUBE_VRRP_CRDS).then(|| DEPLOY.to_string()),
+            expected_denials: Vec::new(),
         };
         api.crds = crds.to_string();
         api.pid = api.spawn(env);
@@ -86,6 +95,9 @@ impl Api {
             ]
             .map(String::from),
         );
+        if let Some(manifest) = &self.rbac {
+            args.extend(["--rbac".to_string(), manifest.clone()]);
+        }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let ns = self.api_ns.clone();
         let pid = self.lab.spawn(&ns, &refs, "standin.log");
@@ -154,11 +166,13 @@ impl Api {
     pub fn control(&self, path: &str, body: &str) {
         let file = self.lab.dir().join("control.json");
         std::fs::write(&file, body).unwrap();
-        let url = format!("http://203.0.113.1:6443{path}");
+        // Under RBAC the stand-in speaks TLS (its own certificate; control paths need no token).
+        let scheme = if self.rbac.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://203.0.113.1:6443{path}");
         let out = self.lab.exec(
             &self.lab.client.ns,
             &["python3", "-c", &format!(
-                "import urllib.request;urllib.request.urlopen(urllib.request.Request('{url}',data=open('{}','rb').read(),method='POST'),timeout=5).read()",
+                "import ssl,urllib.request;urllib.request.urlopen(urllib.request.Request('{url}',data=open('{}','rb').read(),method='POST'),timeout=5,context=ssl._create_unverified_context()).read()",
                 file.display()
             )],
         );
@@ -222,6 +236,13 @@ where
 /// The repository's generated CRDs (VirtualIP, VirtualIPNodeConfig).
 pub const KUBE_VRRP_CRDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds");
 
+/// The chart rendered (helm_chart.rs keeps it equal to `helm template`): its ServiceAccounts,
+/// Roles and bindings are what the stand-in enforces in kube-vrrp's tests.
+pub const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kube-vrrp.yaml");
+
+/// The chart's release namespace in [`DEPLOY`].
+pub const RELEASE_NAMESPACE: &str = "kube-vrrp-system";
+
 impl Api {
     /// Registers the lab's nodes as `Node` objects (InternalIP on the data segment, label
     /// `lab.kube-vrrp.io/node=nK`).
@@ -255,14 +276,19 @@ impl Api {
 
     /// Starts the kube-vrrp binary with `args` in namespace `ns`, with this API's kubeconfig
     /// and RUST_LOG (default info), logging to `log`.
-    fn spawn_kube_vrrp(&mut self, ns: &str, args: &[&str], log: &str) -> u32 {
+    fn spawn_kube_vrrp(&mut self, ns: &str, account: &str, args: &[&str], log: &str) -> u32 {
         let bin = crate::kube_vrrp_binary().display().to_string();
-        let kubeconfig = format!("KUBECONFIG={}", self.kubeconfig);
+        let kubeconfig = format!("KUBECONFIG={}", self.kubeconfig_of(account));
         let rust_log = format!(
             "RUST_LOG={}",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())
         );
+        // As the chart does (downward API): the release namespace holds the Lease.
+        let namespace = format!("POD_NAMESPACE={RELEASE_NAMESPACE}");
         let mut full = vec!["env", kubeconfig.as_str(), rust_log.as_str(), bin.as_str()];
+        if self.rbac.is_some() {
+            full.insert(1, namespace.as_str());
+        }
         full.extend_from_slice(args);
         self.lab.spawn(ns, &full, log)
     }
@@ -281,7 +307,12 @@ impl Api {
             "--listen",
             &listen,
         ];
-        self.spawn_kube_vrrp(&ns, &args, &format!("controller-{identity}.log"))
+        self.spawn_kube_vrrp(
+            &ns,
+            "controller",
+            &args,
+            &format!("controller-{identity}.log"),
+        )
     }
 
     /// Starts `kube-vrrp agent` (cluster mode, 1 s heartbeat) on a lab node, /status on
@@ -303,7 +334,7 @@ impl Api {
             "1s",
         ];
         args.extend_from_slice(extra);
-        self.spawn_kube_vrrp(&ns, &args, &format!("agent-{node}.log"))
+        self.spawn_kube_vrrp(&ns, "agent", &args, &format!("agent-{node}.log"))
     }
 
     /// Waits until the agents of `nodes` have registered in their configurations' status
@@ -320,6 +351,28 @@ impl Api {
             "agents did not register:\n{}",
             self.logs()
         );
+    }
+
+    /// The kubeconfig the chart's ServiceAccount `kube-vrrp-ROLE` would use: its token's
+    /// under RBAC, else the stand-in's (or the real cluster's) own.
+    pub fn kubeconfig_of(&self, role: &str) -> String {
+        match &self.rbac {
+            Some(_) => self
+                .lab
+                .dir()
+                .join(format!("kubeconfig-{RELEASE_NAMESPACE}-kube-vrrp-{role}"))
+                .display()
+                .to_string(),
+            None => self.kubeconfig.clone(),
+        }
+    }
+
+    /// What the stand-in's RBAC saw: `denied` (the 403 messages), `used` and `unused`
+    /// grants ("ClusterRole kube-vrrp-agent: patch virtualips/status.kube-vrrp.io"). None
+    /// without RBAC.
+    pub fn rbac_report(&self) -> Option<serde_json::Value> {
+        self.rbac.as_ref()?;
+        Some(serde_json::from_str(&self.ok(&["get", "--raw", "/_standin/rbac"])).unwrap())
     }
 
     /// One object as JSON, or None when it does not exist.
@@ -376,5 +429,39 @@ impl Api {
             }
         }
         out
+    }
+}
+
+impl Drop for Api {
+    /// Under RBAC, a request the chart does not allow fails the test that made it, even when
+    /// the test would not notice otherwise (an Event never written, a retried patch).
+    fn drop(&mut self) {
+        if self.rbac.is_none() || std::thread::panicking() {
+            return;
+        }
+        let out = self.kubectl(&["get", "--raw", "/_standin/rbac"]);
+        let Ok(report) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return;
+        };
+        let denied: Vec<_> = report["denied"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|d| {
+                let d = d.as_str().unwrap_or_default();
+                !self.expected_denials.iter().any(|e| d.contains(e.as_str()))
+            })
+            .collect();
+        assert!(
+            denied.is_empty(),
+            "the chart's RBAC refused {} request(s) (charts/kube-vrrp/templates/rbac.yaml):\n{}",
+            denied.len(),
+            denied
+                .iter()
+                .map(|d| d.as_str().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 }

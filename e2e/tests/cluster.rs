@@ -607,24 +607,53 @@ fn a_nodes_address_is_refused_and_a_deleted_objects_address_waits_until_released
 
 #[test]
 fn invalid_objects_are_rejected_or_reported_with_the_reason() {
-    let api = cluster();
+    let mut api = cluster();
     // The schema refuses what can never work.
     let out = api.apply(&vip("bad", "  addresses: [\"198.51.100.50/24\"]\n  version: 3\n  authentication: {password: secret}\n"), &[]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("authentication exists only in VRRPv2"));
+    // A Secret where the chart lets the controller read none: the status says which value
+    // of the chart to change (the stand-in enforces the chart's RBAC).
+    if api.rbac.is_some() {
+        api.expected_denials
+            .push("secrets \"vrrp\" is forbidden".into());
+        apply(
+            &api,
+            &vip(
+                "v2",
+                "  addresses: [\"198.51.100.80/24\"]\n  version: 2\n  authentication:\n    passwordSecretRef: {name: vrrp, namespace: default, key: password}\n",
+            ),
+        );
+        let v = api.wait_vip("v2", Duration::from_secs(10), "refused the Secret", |v| {
+            condition(v, "Ready").is_some_and(|c| c["reason"] == "Invalid")
+        });
+        let msg = condition(&v, "Ready").unwrap()["message"].as_str().unwrap();
+        assert!(
+            msg.contains("may not read Secrets in namespace \"default\"")
+                && msg.contains("controller.secretNamespaces"),
+            "{msg}"
+        );
+    }
     // A Secret that is missing is reported in the status, and nothing runs.
     apply(
         &api,
         &vip(
             "v2",
-            "  addresses: [\"198.51.100.80/24\"]\n  version: 2\n  authentication:\n    passwordSecretRef: {name: vrrp, namespace: default, key: password}\n",
+            "  addresses: [\"198.51.100.80/24\"]\n  version: 2\n  authentication:\n    passwordSecretRef: {name: vrrp, namespace: kube-vrrp-system, key: password}\n",
         ),
     );
     let v = api.wait_vip(
         "v2",
         Duration::from_secs(10),
         "Pending for the Secret",
-        |v| condition(v, "Ready").is_some_and(|c| c["reason"] == "Invalid"),
+        |v| {
+            condition(v, "Ready").is_some_and(|c| {
+                c["reason"] == "Invalid"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("kube-vrrp-system"))
+            })
+        },
     );
     // Nothing of it ever ran: Invalid (an edit of a running object keeps the last good one).
     assert_eq!(phase(&v), Some("Invalid"));
@@ -633,13 +662,16 @@ fn invalid_objects_are_rejected_or_reported_with_the_reason() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(msg.contains("Secret default/vrrp not found"), "{msg}");
+    assert!(
+        msg.contains("Secret kube-vrrp-system/vrrp not found"),
+        "{msg}"
+    );
     assert_eq!(api.lab.holders("198.51.100.80"), Vec::<String>::new());
     // Once it exists, the password travels to the nodes and VRRPv2 runs with it.
     // (base64 of "s3cret"; kubectl's `create secret` speaks protobuf, which the stand-in does not.)
     apply(
         &api,
-        "apiVersion: v1\nkind: Secret\nmetadata: {name: vrrp, namespace: default}\ndata: {password: czNjcmV0}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: vrrp, namespace: kube-vrrp-system}\ndata: {password: czNjcmV0}\n",
     );
     // The controller reads Secrets on its resync; touching the object triggers a pass at once.
     api.ok(&["annotate", "virtualip", "v2", "touch=1"]);

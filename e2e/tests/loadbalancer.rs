@@ -595,3 +595,99 @@ fn external_traffic_policy_local_follows_the_ready_endpoints() {
     assert!(msg.contains(&format!("{ip} is announced nowhere")), "{msg}");
     assert_eq!(ingress(&v), vec![ip], "the address stays allocated");
 }
+
+/// Grants of the chart (deploy/kube-vrrp.yaml) that the lifecycle below never uses, and why
+/// each stays. Every other grant must be used: an unused one is dropped from the chart.
+const UNUSED_AND_WHY: &[(&str, &str)] = &[];
+
+/// The stand-in enforces the chart's RBAC (ServiceAccount tokens, Roles, bindings) for every
+/// test here and in cluster.rs; a refused request fails the test that made it. This one walks
+/// the whole lifecycle (a VirtualIP with a Secret, a Service with externalTrafficPolicy Local,
+/// deletions of both and of a Node, leader election) and then asks which grants nothing used.
+#[test]
+fn the_charts_rbac_grants_what_the_controller_and_agents_use_and_no_more() {
+    let (mut api, _, _) = cluster();
+    assert!(
+        api.rbac.is_some(),
+        "the stand-in must enforce the chart's RBAC"
+    );
+    // A VRRPv2 password from a Secret in the release namespace (the chart's default).
+    apply(
+        &api,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: vrrp, namespace: kube-vrrp-system}\ndata: {password: czNjcmV0}\n",
+    );
+    apply(
+        &api,
+        "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: plain\nspec:\n  addresses: [\"198.51.100.80/24\"]\n  version: 2\n  authentication:\n    passwordSecretRef: {name: vrrp, namespace: kube-vrrp-system, key: password}\n",
+    );
+    api.wait_vip("plain", Duration::from_secs(20), "Ready", |v| {
+        v["status"]["phase"] == "Ready"
+    });
+    // A Service whose endpoints are on n2 only.
+    apply(
+        &api,
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: local-abc\n  namespace: default\n  labels: {kubernetes.io/service-name: local}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n  - {addresses: [\"10.0.0.1\"], nodeName: n2, conditions: {ready: true}}\n",
+    );
+    apply(
+        &api,
+        &service("local", "", "  externalTrafficPolicy: Local\n"),
+    );
+    wait_service(&api, "local", Duration::from_secs(10), "announced", |v| {
+        announced(v).is_some_and(|c| c["status"] == "True")
+    });
+    // Deleting the Service deletes its router; deleting the VirtualIP releases its finalizer;
+    // deleting a Node deletes its configuration.
+    api.ok(&["delete", "service", "local", "-n", "default"]);
+    let gone = wait_for(Duration::from_secs(10), || {
+        api.json(&["get", "virtualips", "-l", "kube-vrrp.io/pool=web"])["items"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+    });
+    assert!(
+        gone.is_some(),
+        "the router outlived its Service\n{}",
+        api.logs()
+    );
+    api.ok(&["delete", "virtualip", "plain", "--wait=false"]);
+    let gone = wait_for(Duration::from_secs(20), || {
+        api.get_json("virtualip", "plain").is_none()
+    });
+    assert!(gone.is_some(), "plain was not released\n{}", api.logs());
+    api.ok(&["delete", "node", "n2"]);
+    let gone = wait_for(Duration::from_secs(10), || {
+        api.get_json("virtualipnodeconfig", "n2").is_none()
+    });
+    assert!(gone.is_some(), "n2's configuration stayed\n{}", api.logs());
+    // An agent's token reads no VirtualIP: kubectl shows kube-apiserver's refusal.
+    let agent = api.kubeconfig_of("agent");
+    let out = api.lab.exec(
+        &api.lab.client.ns,
+        &["kubectl", "--kubeconfig", &agent, "get", "virtualips"],
+    );
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "Error from server (Forbidden): virtualips.kube-vrrp.io is forbidden: User \"system:serviceaccount:kube-vrrp-system:kube-vrrp-agent\" cannot list resource \"virtualips\" in API group \"kube-vrrp.io\" at the cluster scope"
+    );
+    api.expected_denials
+        .push("cannot list resource \"virtualips\"".into());
+    // The 5 s lease has been renewed by now (the lifecycle takes longer).
+    let report = api.rbac_report().unwrap();
+    let list = |k: &str| -> Vec<String> {
+        report[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    eprintln!("RBAC used:\n  {}", list("used").join("\n  "));
+    eprintln!("RBAC granted, unused:\n  {}", list("unused").join("\n  "));
+    assert_eq!(list("denied").len(), 1, "{:?}", list("denied"));
+    let explained: Vec<String> = UNUSED_AND_WHY.iter().map(|(g, _)| g.to_string()).collect();
+    assert_eq!(
+        list("unused"),
+        explained,
+        "every grant of the chart is used, or stays for the reason UNUSED_AND_WHY gives"
+    );
+}

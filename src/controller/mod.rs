@@ -224,7 +224,14 @@ impl Context {
         let secret = api
             .get_opt(&r.name)
             .await
-            .map_err(|e| format!("cannot read Secret {}/{}: {e}", r.namespace, r.name))?
+            .map_err(|e| match e {
+                kube::Error::Api(s) if s.code == 403 => format!(
+                    "the controller may not read Secrets in namespace {:?} (Secret {}/{}): \
+                     add {:?} to the chart's controller.secretNamespaces, or move the Secret",
+                    r.namespace, r.namespace, r.name, r.namespace
+                ),
+                e => format!("cannot read Secret {}/{}: {e}", r.namespace, r.name),
+            })?
             .ok_or_else(|| format!("Secret {}/{} not found", r.namespace, r.name))?;
         let bytes = secret
             .data
