@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::VirtualIPStatus;
-use crate::telemetry::{Exposition, Kind, labels};
+use crate::telemetry::{Exposition, Kind, labels, none};
 
 /// Counters and gauges of one controller replica.
 #[derive(Debug, Default)]
@@ -23,42 +23,42 @@ impl Metrics {
     pub(crate) fn render(&self) -> String {
         let mut e = Exposition::new();
         crate::telemetry::build_info(&mut e);
-        let one = |v: String| [(String::new(), v)];
+        let one = |v: f64| [(none(), v)];
         e.metric(
             "kube_vrrp_controller_leader",
             Kind::Gauge,
             "1 while this replica holds the lease.",
-            one(u8::from(self.leader).to_string()),
+            one(f64::from(u8::from(self.leader))),
         );
         e.metric(
             "kube_vrrp_controller_reconciles_total",
             Kind::Counter,
             "Pipeline runs over the whole cluster.",
-            one(self.reconciles.to_string()),
+            one(self.reconciles as f64),
         );
         e.metric(
             "kube_vrrp_controller_reconcile_errors_total",
             Kind::Counter,
             "Pipeline runs that failed to write (retried).",
-            one(self.reconcile_errors.to_string()),
+            one(self.reconcile_errors as f64),
         );
         e.metric(
             "kube_vrrp_controller_writes_total",
             Kind::Counter,
             "Objects written (configurations, statuses, finalizers).",
-            one(self.writes.to_string()),
+            one(self.writes as f64),
         );
         e.metric(
             "kube_vrrp_controller_events_total",
             Kind::Counter,
             "Events emitted.",
-            one(self.events.to_string()),
+            one(self.events as f64),
         );
         e.metric(
             "kube_vrrp_controller_last_reconcile_seconds",
             Kind::Gauge,
             "Duration of the last pipeline run.",
-            one(format!("{:.6}", self.last_reconcile_seconds)),
+            one(self.last_reconcile_seconds),
         );
         e.metric(
             "kube_vrrp_virtualips",
@@ -124,11 +124,13 @@ mod tests {
              # TYPE kube_vrrp_controller_leader gauge\nkube_vrrp_controller_leader 1\n"
         ));
         assert!(text.contains("kube_vrrp_controller_reconciles_total 7\n"));
-        assert!(text.contains("kube_vrrp_controller_last_reconcile_seconds 0.250000\n"));
-        assert!(text.ends_with(
+        assert!(text.contains("kube_vrrp_controller_last_reconcile_seconds 0.25\n"));
+        assert!(text.contains(
             "# TYPE kube_vrrp_virtualips gauge\nkube_vrrp_virtualips{phase=\"Degraded\"} 1\n\
              kube_vrrp_virtualips{phase=\"Ready\"} 3\n"
         ));
-        assert_eq!(text.matches("# TYPE ").count(), 8);
+        // Eight families of the controller's, then the process' own.
+        assert_eq!(text.matches("# TYPE kube_vrrp_").count(), 8);
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge\n"));
     }
 }
