@@ -1,4 +1,4 @@
-//! README.md's "Layout" block is checked against the tree: every path it names exists, and
+//! docs/layout.md's "Layout" block is checked against the tree: every path it names exists, and
 //! every room of `src/` (each directory, and each file directly in `src/`) is named in it, so
 //! the map a newcomer reads cannot drift from the house.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 fn layout_paths(readme: &str) -> Vec<String> {
     let start = readme
         .find("\n## Layout")
-        .expect("README.md has a '## Layout' section");
+        .expect("docs/layout.md has a '## Layout' section");
     let rest = &readme[start..];
     let open = rest
         .find("```\n")
@@ -53,21 +53,21 @@ fn rooms(root: &Path) -> BTreeSet<String> {
 #[test]
 fn every_path_in_the_layout_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/layout.md")).unwrap();
     let missing: Vec<String> = layout_paths(&readme)
         .into_iter()
         .filter(|p| !root.join(p.trim_end_matches('/')).exists())
         .collect();
     assert!(
         missing.is_empty(),
-        "README.md's Layout names paths that do not exist: {missing:?}"
+        "docs/layout.md's Layout names paths that do not exist: {missing:?}"
     );
 }
 
 #[test]
 fn every_room_of_src_is_in_the_layout() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/layout.md")).unwrap();
     let listed = layout_paths(&readme);
     // A room is named when the Layout lists it, or a file or room inside it (`src/agent/`
     // is named by `src/agent/mod.rs`).
@@ -81,6 +81,6 @@ fn every_room_of_src_is_in_the_layout() {
         .collect();
     assert!(
         unnamed.is_empty(),
-        "rooms of src/ that README.md's Layout does not name: {unnamed:?}"
+        "rooms of src/ that docs/layout.md's Layout does not name: {unnamed:?}"
     );
 }

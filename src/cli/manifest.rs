@@ -11,7 +11,7 @@ pub(crate) enum ManifestKind {
     /// Everything the Helm chart installs with its defaults (CRDs, namespace kube-vrrp-system,
     /// RBAC, the controller Deployment, the agent DaemonSet), for kubectl apply without Helm.
     Daemonset {
-        /// The image your nodes pull (see README: In a cluster); without a tag, this
+        /// The image your nodes pull (see README: Quick start on a cluster); without a tag, this
         /// release's version.
         #[arg(long)]
         image: String,
@@ -24,7 +24,7 @@ pub(crate) enum ManifestKind {
         /// /readyz check that lets the first node take the address.
         #[arg(long)]
         config: PathBuf,
-        /// The image your nodes pull (see README: In a cluster).
+        /// The image your nodes pull (see README: Quick start on a cluster).
         #[arg(long, default_value = "kube-vrrp:0.1.0")]
         image: String,
     },
