@@ -380,7 +380,14 @@ fn restarting_or_replacing_the_controller_moves_no_vip() {
         led.is_some(),
         "c1 started first and leads, c2 stands by: {:?}\n{}\n{}",
         leaders(&api),
-        api.ok(&["get", "lease", "-n", "default", "-o", "yaml"]),
+        api.ok(&[
+            "get",
+            "lease",
+            "-n",
+            kube_vrrp_e2e::standin::RELEASE_NAMESPACE,
+            "-o",
+            "yaml"
+        ]),
         api.logs()
     );
     let config_versions = |api: &Api| -> Vec<Value> {
