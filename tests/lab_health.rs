@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 mod common;
-use common::lab::openssl;
+use common::lab::{EC_P256, openssl};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kube-vrrp");
 const VIP: &str = "198.51.100.50";
@@ -232,13 +232,7 @@ fn a_maintenance_file_lowers_the_priority_and_the_same_on_the_backup_brings_it_b
 
 /// A CA and a server certificate for 127.0.0.1 signed by it; a second, unrelated CA.
 fn certificates(dir: &Path) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
+    let ec = EC_P256;
     for ca in ["ca", "other-ca"] {
         let (key, crt, subj) = (
             format!("{ca}.key"),

@@ -537,13 +537,7 @@ fn https_get(lab: &Lab, ns: &str, addr: SocketAddr, path: &str) -> Result<String
 
 /// A self-signed certificate and its key in the lab's directory.
 fn self_signed(lab: &Lab) -> (std::path::PathBuf, std::path::PathBuf) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
+    let ec = EC_P256;
     let mut args = vec!["req", "-x509"];
     args.extend(ec);
     args.extend(["-days", "2", "-subj", "/CN=kube-apiserver"]);

@@ -293,17 +293,9 @@ impl Lab {
         let ns = self.node(node).ns.clone();
         let log = format!("agent-{node}.log");
         let bin = bin.display().to_string();
-        let mut args = vec![
-            bin.as_str(),
-            "agent",
-            "--standalone",
-            "--config",
-            config,
-            "--node-name",
-            node,
-        ];
-        if listen {
-            args.extend_from_slice(&["--listen", AGENT_STATUS]);
+        let mut args = standalone_agent_argv(&bin, config, node);
+        if !listen {
+            args.truncate(args.len() - 2); // without the `--listen ADDRESS` pair
         }
         let pid = self.spawn(&ns, &args, &log);
         if listen {
@@ -729,6 +721,22 @@ pub fn check_file(path: &Path, cluster: bool) -> Result<(), String> {
 
 /// The kube-vrrp binary built next to the running executable (`cargo build` puts them in the
 /// same target directory).
+/// `BIN agent --standalone --config CONFIG --node-name NODE --listen AGENT_STATUS`, for a
+/// test that starts an agent its own way (another log, a user, a flag).
+pub fn standalone_agent_argv<'a>(bin: &'a str, config: &'a str, node: &'a str) -> Vec<&'a str> {
+    vec![
+        bin,
+        "agent",
+        "--standalone",
+        "--config",
+        config,
+        "--node-name",
+        node,
+        "--listen",
+        AGENT_STATUS,
+    ]
+}
+
 pub fn kube_vrrp_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().expect("target dir");

@@ -26,18 +26,17 @@ pub fn write_config(lab: &Lab, name: &str, yaml: &str) -> String {
 /// `kube-vrrp agent --standalone --config CONFIG --node-name NODE --listen` (the status
 /// address), for a test that starts an agent its own way (another log, a user, a flag).
 pub fn agent_argv<'a>(config: &'a str, node: &'a str) -> Vec<&'a str> {
-    vec![
-        BIN,
-        "agent",
-        "--standalone",
-        "--config",
-        config,
-        "--node-name",
-        node,
-        "--listen",
-        AGENT_STATUS,
-    ]
+    kube_vrrp_e2e::standalone_agent_argv(BIN, config, node)
 }
+
+/// openssl's arguments for a new P-256 key (`req -newkey`, unencrypted).
+pub const EC_P256: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
 
 /// Runs `openssl ARGS` in `dir`; panics with its stderr when it fails.
 pub fn openssl(dir: &std::path::Path, args: &[&str]) {
