@@ -5,6 +5,7 @@ pub mod api;
 pub mod check;
 pub mod checks;
 pub mod controller;
+pub mod director;
 pub mod hooks;
 pub mod http;
 pub mod ids;

@@ -278,6 +278,7 @@ impl Agent {
                 let _ = self.engine.send(EngineCmd::LinkGone(index));
             }
             e @ (NetEvent::AddressAdded(_) | NetEvent::AddressRemoved(_)) => {
+                self.virtual_servers.addresses_changed();
                 let _ = self.dataplane.send(DataplaneCmd::Event(e));
             }
         }

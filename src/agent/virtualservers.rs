@@ -24,10 +24,9 @@ use super::messages::AgentEvent;
 use crate::api::Forwarding;
 use crate::api::{RealServerStatus, VirtualServerStatus};
 use crate::checks::{CheckState, Outcome, Policy, rfc3339};
+use crate::director::{self, Reach, RuleSet};
 use crate::model::spec::ValidatedVirtualIp;
-use crate::model::virtualserver::{
-    RealCheck, ServiceKey, Targets, VirtualServer, targets, weights_in_force,
-};
+use crate::model::virtualserver::{RealCheck, ServiceKey, VirtualServer};
 use crate::net::nft;
 
 /// VirtualIP name → its virtual servers; and (VirtualIP, IPv4?) → the interface it runs on and
@@ -38,14 +37,7 @@ struct Desired {
     links: BTreeMap<(String, bool), OnLink>,
 }
 
-/// Where a VirtualIP's family runs: its interface, that interface's MAC, and the MAC the
-/// address answers with (the virtual MAC, or the interface's).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnLink {
-    pub interface: String,
-    pub mac: [u8; 6],
-    pub answers: [u8; 6],
-}
+pub use crate::director::OnLink;
 
 /// One real server of one virtual server of one VirtualIP.
 type RealId = (String, ServiceKey, SocketAddr);
@@ -53,6 +45,8 @@ type RealId = (String, ServiceKey, SocketAddr);
 pub struct VirtualServers {
     /// `None` until the agent's first configuration.
     desired: watch::Sender<Option<Desired>>,
+    /// This node's addresses changed (it took or left a VirtualIP's address).
+    addresses: mpsc::UnboundedSender<()>,
     status: Arc<Mutex<Vec<VirtualServerStatus>>>,
     task: tokio::task::JoinHandle<()>,
     nft: Option<PathBuf>,
@@ -61,11 +55,20 @@ pub struct VirtualServers {
 impl VirtualServers {
     pub fn start(policy: Policy, events: mpsc::UnboundedSender<AgentEvent>) -> VirtualServers {
         let (desired, rx) = watch::channel(None);
+        let (addresses, addresses_rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Vec::new()));
         let nft = nft::nft_program();
-        let task = tokio::spawn(run(policy, nft.clone(), rx, status.clone(), events));
+        let task = tokio::spawn(run(
+            policy,
+            nft.clone(),
+            rx,
+            addresses_rx,
+            status.clone(),
+            events,
+        ));
         VirtualServers {
             desired,
+            addresses,
             status,
             task,
             nft,
@@ -91,6 +94,11 @@ impl VirtualServers {
         });
     }
 
+    /// This node's addresses changed: direct routing forwards only where the address is held.
+    pub fn addresses_changed(&self) {
+        let _ = self.addresses.send(());
+    }
+
     pub fn statuses(&self) -> Vec<VirtualServerStatus> {
         self.status.lock().expect("status").clone()
     }
@@ -99,7 +107,7 @@ impl VirtualServers {
     pub async fn stop(&self) {
         self.task.abort();
         if let Some(nft) = &self.nft
-            && let Err(e) = nft::apply(nft, &nft::script(&[])).await
+            && let Err(e) = nft::apply(nft, &nft::remove()).await
         {
             warn!(error = %e, "cannot remove the virtual servers' table");
         }
@@ -136,16 +144,18 @@ struct Health {
 struct State {
     services: BTreeMap<(String, ServiceKey), (VirtualServer, Vec<Health>)>,
     checkers: HashMap<RealId, (RealCheck, tokio::task::JoinHandle<()>)>,
-    /// The last script `nft` took, and the last error.
-    applied: Option<String>,
+    /// The last rule set `nft` took, and the last error.
+    applied: Option<RuleSet>,
     error: Option<String>,
     /// Programmed, but something on the node stands in the way: forwarding off, by family
     /// (IPv4?), for the services that route through the director (not direct routing).
     warnings: BTreeMap<bool, String>,
     /// (VirtualIP, IPv4?) → where it runs, for direct routing.
     links: BTreeMap<(String, bool), OnLink>,
-    /// The neighbour tables' MACs (direct routing), read before each programming.
-    macs: BTreeMap<std::net::IpAddr, [u8; 6]>,
+    /// What the director core last saw of this node (direct routing reads the neighbour
+    /// tables and this node's addresses before each programming), and decided.
+    node: director::Node,
+    plans: Vec<director::ServicePlan>,
     /// Opened when direct routing first needs the neighbour tables.
     netlink: Option<crate::net::netlink::Netlink>,
 }
@@ -184,6 +194,7 @@ async fn run(
     policy: Policy,
     nft: Option<PathBuf>,
     mut desired: watch::Receiver<Option<Desired>>,
+    mut addresses: mpsc::UnboundedReceiver<()>,
     status: Arc<Mutex<Vec<VirtualServerStatus>>>,
     events: mpsc::UnboundedSender<AgentEvent>,
 ) {
@@ -205,6 +216,9 @@ async fn run(
             }
             Some((id, o)) = results.recv() => {
                 transition = st.record(&id, o);
+            }
+            Some(()) = addresses.recv() => {
+                while addresses.try_recv().is_ok() {}
             }
         }
         if desired.borrow().is_none() {
@@ -322,63 +336,51 @@ impl State {
             .collect()
     }
 
-    /// The MACs the kernel's neighbour tables know (the checks' connections fill them), on a
-    /// netlink connection kept for it.
-    async fn neighbour_macs(&mut self) -> BTreeMap<std::net::IpAddr, [u8; 6]> {
-        if self.netlink.is_none() {
-            self.netlink = crate::net::netlink::Netlink::connect().ok();
-        }
-        let Some(nl) = &self.netlink else {
-            return BTreeMap::new();
-        };
-        nl.neighbours()
-            .await
-            .map(|n| n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect())
-            .unwrap_or_default()
-    }
-
-    /// Direct routing's view of which real servers are up: also a MAC address must be known.
-    fn routable(&self, vs: &VirtualServer, health: &[Health]) -> Vec<bool> {
-        let up = Self::up(health);
-        if vs.forwarding != Forwarding::DirectRouting {
-            return up;
-        }
-        vs.reals
-            .iter()
-            .zip(up)
-            .map(|(r, u)| u && self.macs.contains_key(&r.addr.ip()))
-            .collect()
-    }
-
-    /// Puts the rules in force when they changed.
-    async fn program(&mut self, nft: Option<&std::path::Path>) {
-        if self
+    /// What direct routing needs to know of this node: the MACs the kernel's neighbour tables
+    /// know (the checks' connections fill them) and this node's addresses, on a netlink
+    /// connection kept for it.
+    async fn read_node(&mut self) {
+        self.node.links = self.links.clone();
+        if !self
             .services
             .values()
             .any(|(v, _)| v.forwarding == Forwarding::DirectRouting)
         {
-            self.macs = self.neighbour_macs().await;
+            self.node.neighbours.clear();
+            self.node.addresses.clear();
+            return;
         }
-        let programmed: Vec<nft::Programmed<'_>> = self
+        if self.netlink.is_none() {
+            self.netlink = crate::net::netlink::Netlink::connect().ok();
+        }
+        let Some(nl) = &self.netlink else {
+            return;
+        };
+        if let Ok(n) = nl.neighbours().await {
+            self.node.neighbours = n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect();
+        }
+        if let Ok(a) = nl.addresses(None).await {
+            self.node.addresses = a.into_iter().map(|a| a.address).collect();
+        }
+    }
+
+    /// Asks the director core for the rules and puts them in force when they changed: a few
+    /// map elements when only health, a neighbour or the address's holder changed.
+    async fn program(&mut self, nft: Option<&std::path::Path>) {
+        self.read_node().await;
+        let services: Vec<director::Service<'_>> = self
             .services
             .iter()
-            .map(|((vip, _), (vs, health))| nft::Programmed {
+            .map(|((vip, _), (vs, health))| director::Service {
+                virtual_ip: vip,
                 vs,
-                targets: targets(vs, &weights_in_force(vs, &self.routable(vs, health))),
-                link: (vs.forwarding == Forwarding::DirectRouting)
-                    .then(|| self.links.get(&(vip.clone(), vs.address.is_ipv4())))
-                    .flatten()
-                    .map(|on| nft::DrLink {
-                        interface: on.interface.clone(),
-                        mac: on.mac,
-                        answers: on.answers,
-                        macs: self.macs.clone(),
-                    }),
+                up: Self::up(health),
             })
             .collect();
-        let script = nft::script(&programmed);
+        let (rules, plans) = director::plan(&services, &self.node);
+        self.plans = plans;
         self.warnings = forwarding_off(self.services.values().map(|(vs, _)| vs));
-        if self.applied.as_ref() == Some(&script) {
+        if self.applied.as_ref() == Some(&rules) {
             return;
         }
         let Some(nft) = nft else {
@@ -387,9 +389,15 @@ impl State {
             });
             return;
         };
+        let script = match &self.applied {
+            Some(before) => {
+                nft::changes(before, &rules).unwrap_or_else(|| nft::full(Some(before), &rules))
+            }
+            None => nft::full(None, &rules),
+        };
         match nft::apply(nft, &script).await {
             Ok(()) => {
-                self.applied = Some(script);
+                self.applied = Some(rules);
                 self.error = None;
             }
             Err(e) => {
@@ -397,6 +405,12 @@ impl State {
                     warn!(error = %e, "cannot program the virtual servers");
                 }
                 self.error = Some(e);
+                // Whatever the kernel holds now, the next round puts the whole set in force.
+                if self.applied.is_some() {
+                    self.applied = Some(RuleSet {
+                        services: Vec::new(),
+                    });
+                }
             }
         }
     }
@@ -404,55 +418,45 @@ impl State {
     fn statuses(&self, have_nft: bool) -> Vec<VirtualServerStatus> {
         self.services
             .iter()
-            .map(|((vip, key), (vs, health))| {
-                let up = Self::up(health);
-                let weights = weights_in_force(vs, &self.routable(vs, health));
-                let serving = match targets(vs, &weights) {
-                    Targets::None => "nowhere",
-                    Targets::One(a)
-                        if Some(a) == vs.sorry && !vs.reals.iter().any(|r| r.addr == a) =>
-                    {
-                        "sorry server"
-                    }
-                    _ => "real servers",
-                };
-                VirtualServerStatus {
-                    virtual_ip: vip.clone(),
-                    name: key.to_string(),
-                    up: format!("{}/{}", up.iter().filter(|u| **u).count(), up.len()),
-                    serving: serving.into(),
-                    // Direct routing has rules only where the address runs on an interface.
-                    programmed: have_nft
-                        && self.error.is_none()
-                        && self.applied.is_some()
-                        && (vs.forwarding != Forwarding::DirectRouting
-                            || self
-                                .links
-                                .contains_key(&(vip.clone(), vs.address.is_ipv4()))),
-                    error: self.error.clone().or_else(|| {
-                        (vs.forwarding != Forwarding::DirectRouting)
-                            .then(|| self.warnings.get(&vs.address.is_ipv4()).cloned())
-                            .flatten()
-                    }),
-                    real_servers: vs
-                        .reals
-                        .iter()
-                        .zip(health)
-                        .zip(weights)
-                        .map(|((r, h), w)| RealServerStatus {
-                            address: r.addr.to_string(),
-                            healthy: h.state.as_ref().is_none_or(|s| s.healthy),
-                            result: h
+            .zip(&self.plans)
+            .map(|(((vip, key), (vs, health)), plan)| VirtualServerStatus {
+                virtual_ip: vip.clone(),
+                name: key.to_string(),
+                up: plan.up(),
+                serving: plan.serving.as_str().into(),
+                // Direct routing has rules only where the address runs on an interface.
+                programmed: have_nft
+                    && self.error.is_none()
+                    && self.applied.is_some()
+                    && plan.routed_here,
+                error: self.error.clone().or_else(|| {
+                    (vs.forwarding != Forwarding::DirectRouting)
+                        .then(|| self.warnings.get(&vs.address.is_ipv4()).cloned())
+                        .flatten()
+                }),
+                real_servers: plan
+                    .reals
+                    .iter()
+                    .zip(health)
+                    .map(|(r, h)| RealServerStatus {
+                        address: r.addr.to_string(),
+                        healthy: r.reach == Reach::Up,
+                        result: match r.reach {
+                            Reach::NoMac => Some(format!(
+                                "no MAC address known for {}: direct routing cannot send it frames (is it on this node's segment?)",
+                                r.addr.ip()
+                            )),
+                            _ => h
                                 .state
                                 .as_ref()
                                 .and_then(|s| s.last.as_ref())
                                 .map(|o| o.text.clone()),
-                            weight: w,
-                            transitions: h.transitions,
-                            last_transition_time: Some(rfc3339(h.since)),
-                        })
-                        .collect(),
-                }
+                        },
+                        weight: r.weight,
+                        transitions: h.transitions,
+                        last_transition_time: Some(rfc3339(h.since)),
+                    })
+                    .collect(),
             })
             .collect()
     }

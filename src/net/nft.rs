@@ -1,12 +1,21 @@
-//! The virtual servers' nftables rules: one table of our own (`inet kube_vrrp`), replaced whole
-//! in one transaction (`nft -f -`: add, delete, define, applied atomically or not at all), never
-//! touching anyone else's tables (kube-proxy, firewalld, Cilium). Connections already made keep
-//! their real server: NAT state lives in conntrack, not in the rules. [`script`] is pure;
-//! [`apply`] runs `nft`.
+//! Renders the director's rule set ([`crate::director::RuleSet`]) as nftables scripts; it
+//! decides nothing. Two tables of our own (`inet kube_vrrp`: NAT; `netdev kube_vrrp`: direct
+//! routing's frames), never touching anyone else's (kube-proxy, firewalld, Cilium).
+//!
+//! Every lookup table is a named map and the rules only refer to it, so a real server that
+//! goes down, comes back or changes weight is a few map elements ([`changes`]): the rules,
+//! the round-robin counters they hold, the flows direct routing remembers and every other
+//! virtual server stay as they are. A new configuration ([`full`]) flushes and re-adds the
+//! rules but keeps the maps of the virtual servers that remain, flows included. Established
+//! NAT connections keep their real server in conntrack, direct-routing flows in a map of
+//! flows with a timeout, updated from the packet path.
 //!
 //! Rules match the virtual server's address: only the master receives its traffic, so every
 //! node programs the same rules ahead and a takeover carries the service in VRRP time.
+//! Direct routing forwards only while this node holds the address (the `held` sets), so a
+//! frame another director forwarded here is never forwarded again.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -15,33 +24,16 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use crate::api::{Forwarding, Protocol};
-use crate::model::virtualserver::{HASH_BUCKETS, Targets, VirtualServer};
+use crate::director::{Pick, Routed, RuleSet, Rules, SLOTS, Snat};
 
-/// Our table: family `inet`, this name.
+/// Our tables: families `inet` and `netdev`, this name.
 pub const TABLE: &str = "kube_vrrp";
+
+/// The hash seed: the same on every director, so they hash a flow alike.
+const SEED: &str = "0x6b757665";
 
 /// How long one `nft` run may take.
 const NFT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One virtual server and where its new connections go now.
-pub struct Programmed<'a> {
-    pub vs: &'a VirtualServer,
-    pub targets: Targets,
-    /// Direct routing: the interface the address is on, its MAC, and the real servers' MACs
-    /// (targets without one are never given); none where the address does not run.
-    pub link: Option<DrLink>,
-}
-
-/// What direct routing rewrites frames with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DrLink {
-    pub interface: String,
-    pub mac: [u8; 6],
-    /// The MAC the address answers with: only frames sent to it are ours to forward (a
-    /// frame a switch floods also reaches the backups, which must not send it on too).
-    pub answers: [u8; 6],
-    pub macs: std::collections::BTreeMap<IpAddr, [u8; 6]>,
-}
 
 fn mac(m: &[u8; 6]) -> String {
     m.iter()
@@ -50,205 +42,390 @@ fn mac(m: &[u8; 6]) -> String {
         .join(":")
 }
 
-/// The script that replaces our table with these rules (or removes it, when there are none).
-pub fn script(services: &[Programmed<'_>]) -> String {
-    let mut s = format!(
+/// The script that removes both tables (a predecessor's included).
+pub fn remove() -> String {
+    format!(
         "add table inet {TABLE}\ndelete table inet {TABLE}\nadd table netdev {TABLE}\ndelete table netdev {TABLE}\n"
-    );
-    if services.is_empty() {
-        return s;
-    }
-    let routed: Vec<&Programmed<'_>> = services
-        .iter()
-        .filter(|p| p.vs.forwarding == Forwarding::DirectRouting)
-        .collect();
-    s.push_str(&direct_routing(&routed));
-    let mut dnat = String::new();
-    let mut local = String::new();
-    let mut snat = String::new();
-    for p in services {
-        let dr = p.vs.forwarding == Forwarding::DirectRouting;
-        if dr && p.link.is_none() {
-            continue;
-        }
-        let Some(to) = target_expr(p) else { continue };
-        let (fam, l4) = match_of(p.vs);
-        let rule = format!(
-            "\t\t{fam} daddr {} {l4} dport {} dnat {fam} to {to}\n",
-            p.vs.address, p.vs.port
-        );
-        // Direct routing forwards frames before the IP stack sees them; the director's own
-        // connections never cross that ingress, so they are NATed here instead.
-        if !dr {
-            dnat.push_str(&rule);
-        }
-        local.push_str(&rule);
-        // Full NAT, and the director's own connections by direct routing (a real server
-        // would answer the address it holds itself): every connection comes from the
-        // director. NAT: only those of a real server that is a client of its own service (a
-        // control-plane node reaching the API through the address), which would otherwise get
-        // their reply from another real server, or their own packet back, as kube-proxy's
-        // hairpin masquerade avoids.
-        let from = match p.vs.forwarding {
-            Forwarding::FullNat | Forwarding::DirectRouting => String::new(),
-            Forwarding::Nat => {
-                let reals: std::collections::BTreeSet<IpAddr> =
-                    p.vs.reals.iter().map(|r| r.addr.ip()).collect();
-                if reals.is_empty() {
-                    continue;
-                }
-                let list: Vec<String> = reals.iter().map(IpAddr::to_string).collect();
-                format!("{fam} saddr {{ {} }} ", list.join(", "))
-            }
-        };
-        let _ = writeln!(
-            snat,
-            "\t\t{from}meta l4proto {l4} ct original {fam} daddr {} ct original proto-dst {} masquerade",
-            p.vs.address, p.vs.port
-        );
-    }
-    if local.is_empty() {
-        return s;
-    }
-    let _ = writeln!(s, "table inet {TABLE} {{");
-    // prerouting: clients; output: the director itself (a hairpin).
-    // (`dstnat` names -100 only for prerouting.)
-    for (chain, priority, rules) in [("prerouting", "dstnat", &dnat), ("output", "-100", &local)] {
-        let _ = writeln!(
-            s,
-            "\tchain {chain} {{\n\t\ttype nat hook {chain} priority {priority}; policy accept;\n{rules}\t}}"
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n{snat}\t}}"
-    );
-    s.push_str("}\n");
-    s
-}
-
-/// Direct routing: a netdev table with an ingress chain per interface that rewrites the
-/// frames for the address to a real server's MAC (and the source to the director's, so the
-/// switch does not learn the client on the director's port) and sends them straight out.
-fn direct_routing(services: &[&Programmed<'_>]) -> String {
-    let mut chains: std::collections::BTreeMap<&str, String> = Default::default();
-    for p in services {
-        // Not running on this node (no interface): nothing to send frames out of.
-        let Some(link) = p.link.as_ref() else {
-            continue;
-        };
-        let (fam, l4) = match_of(p.vs);
-        let lookup = |a: &SocketAddr| link.macs.get(&a.ip()).map(mac);
-        let to = match &p.targets {
-            Targets::None => continue,
-            Targets::One(a) => match lookup(a) {
-                Some(m) => m,
-                None => continue,
-            },
-            Targets::Hash(buckets) => {
-                let Some(items) = buckets
-                    .iter()
-                    .enumerate()
-                    .map(|(i, a)| lookup(a).map(|m| format!("{i} : {m}")))
-                    .collect::<Option<Vec<_>>>()
-                else {
-                    continue;
-                };
-                let key = if p.vs.scheduler == crate::api::Scheduler::SourceHash {
-                    format!("{fam} saddr")
-                } else {
-                    format!("{fam} saddr . {l4} sport")
-                };
-                format!(
-                    "jhash {key} mod {HASH_BUCKETS} seed 0x6b757665 map {{ {} }}",
-                    items.join(", ")
-                )
-            }
-            Targets::Counter(_) => continue,
-        };
-        let _ = writeln!(
-            chains.entry(link.interface.as_str()).or_default(),
-            "\t\tether daddr {} {fam} daddr {} {l4} dport {} ether saddr set {} ether daddr set {to} fwd to \"{}\"",
-            mac(&link.answers),
-            p.vs.address,
-            p.vs.port,
-            mac(&link.mac),
-            link.interface
-        );
-    }
-    if chains.is_empty() {
-        return String::new();
-    }
-    let mut s = format!("table netdev {TABLE} {{\n");
-    for (dev, rules) in chains {
-        let name: String = dev
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
-        let _ = writeln!(
-            s,
-            "\tchain in_{name} {{\n\t\ttype filter hook ingress device \"{dev}\" priority -300; policy accept;\n{rules}\t}}"
-        );
-    }
-    s.push_str("}\n");
-    s
+    )
 }
 
 /// `ip`/`ip6` and `tcp`/`udp` of a virtual server.
-fn match_of(vs: &VirtualServer) -> (&'static str, &'static str) {
-    let fam = if vs.address.is_ipv4() { "ip" } else { "ip6" };
-    let l4 = match vs.protocol {
+fn match_of(r: &Rules) -> (&'static str, &'static str) {
+    let fam = if r.key.addr.is_ipv4() { "ip" } else { "ip6" };
+    let l4 = match r.protocol {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
     };
     (fam, l4)
 }
 
-/// `address . port` as a map value; a bare IPv6 address is fine there.
+/// A virtual server's name in our tables: `vs_198_51_100_50_80_tcp`.
+fn name(r: &Rules) -> String {
+    let ip: String = r
+        .key
+        .addr
+        .ip()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("vs_{ip}_{}_{}", r.key.addr.port(), match_of(r).1)
+}
+
+fn dev_name(dev: &str) -> String {
+    dev.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// `address . port` as a map value.
 fn concat(a: &SocketAddr) -> String {
     format!("{} . {}", a.ip(), a.port())
 }
 
-/// `address:port` as a single target (`[v6]:port`).
-fn single(a: &SocketAddr) -> String {
-    match a.ip() {
-        IpAddr::V4(_) => a.to_string(),
-        IpAddr::V6(ip) => format!("[{ip}]:{}", a.port()),
+/// How a slot is chosen.
+fn slot_expr(r: &Rules) -> String {
+    let (fam, l4) = match_of(r);
+    match r.pick {
+        Pick::Counter => format!("numgen inc mod {SLOTS}"),
+        Pick::Source => format!("jhash {fam} saddr mod {SLOTS} seed {SEED}"),
+        Pick::Flow => format!("jhash {fam} saddr . {l4} sport mod {SLOTS} seed {SEED}"),
     }
 }
 
-/// The DNAT target; `None`: nowhere (no rule: the director's own stack answers).
-fn target_expr(p: &Programmed<'_>) -> Option<String> {
-    let fam = if p.vs.address.is_ipv4() { "ip" } else { "ip6" };
-    Some(match &p.targets {
-        Targets::None => return None,
-        Targets::One(a) => single(a),
-        Targets::Counter(slots) => {
-            let total = slots.last().map(|(_, hi, _)| hi + 1).unwrap_or(1);
-            let items: Vec<String> = slots
-                .iter()
-                .map(|(lo, hi, a)| {
-                    if lo == hi {
-                        format!("{lo} : {}", concat(a))
-                    } else {
-                        format!("{lo}-{hi} : {}", concat(a))
-                    }
-                })
-                .collect();
-            format!("numgen inc mod {total} map {{ {} }}", items.join(", "))
+fn routed(r: &Rules) -> Option<&Routed> {
+    r.routed.as_ref()
+}
+
+/// Everything but the maps' and sets' elements: equal structures differ only in elements.
+pub fn structure(rs: &RuleSet) -> String {
+    if rs.services.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    // inet: maps, then the chains.
+    let _ = writeln!(s, "table inet {TABLE} {{");
+    for r in &rs.services {
+        let (fam, l4) = match_of(r);
+        let _ = writeln!(
+            s,
+            "\tmap {} {{ typeof numgen inc mod {SLOTS} : {fam} daddr . {l4} dport; }}",
+            name(r)
+        );
+    }
+    let mut pre = String::new();
+    let mut out = String::new();
+    let mut post = String::new();
+    for r in &rs.services {
+        let (fam, l4) = match_of(r);
+        let (vip, port, n) = (r.key.addr.ip(), r.key.addr.port(), name(r));
+        let dnat = format!(
+            "\t\t{fam} daddr {vip} {l4} dport {port} dnat {fam} to {} map @{n}\n",
+            slot_expr(r)
+        );
+        // Direct routing forwards frames before the IP stack sees them: only the director's
+        // own connections are NATed, in its output chain.
+        if r.forwarding != Forwarding::DirectRouting {
+            pre.push_str(&dnat);
         }
-        Targets::Hash(buckets) => {
-            let items: Vec<String> = buckets
+        out.push_str(&dnat);
+        // A director that is one of the real servers takes what the master forwards to it
+        // (the address is not bound here while it is a backup).
+        if routed(r).is_some_and(|d| d.here) {
+            let _ = writeln!(
+                pre,
+                "\t\t{fam} daddr {vip} {l4} dport {port} fib daddr type != local redirect"
+            );
+        }
+        let from = match &r.snat {
+            Snat::Masquerade => String::new(),
+            Snat::Hairpin(ips) if ips.is_empty() => continue,
+            Snat::Hairpin(ips) => {
+                let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
+                format!("{fam} saddr {{ {} }} ", list.join(", "))
+            }
+        };
+        let _ = writeln!(
+            post,
+            "\t\t{from}meta l4proto {l4} ct original {fam} daddr {vip} ct original proto-dst {port} masquerade"
+        );
+        // A NAT connection first seen from its real server's side (this node took over in
+        // the middle of it): the reply goes back as the virtual server's.
+        if !r.pickup.is_empty() {
+            let list: Vec<String> = r.pickup.iter().map(concat).collect();
+            let to = match vip {
+                IpAddr::V4(_) => format!("{vip}:{port}"),
+                IpAddr::V6(_) => format!("[{vip}]:{port}"),
+            };
+            let _ = writeln!(
+                post,
+                "\t\tct state new {fam} saddr . {l4} sport {{ {} }} snat {fam} to {to}",
+                list.join(", ")
+            );
+        }
+    }
+    for (chain, hook, priority, rules) in [
+        ("prerouting", "prerouting", "dstnat", &pre),
+        // (`dstnat` names -100 only for prerouting.)
+        ("output", "output", "-100", &out),
+        ("postrouting", "postrouting", "srcnat", &post),
+    ] {
+        let _ = writeln!(
+            s,
+            "\tchain {chain} {{\n\t\ttype nat hook {hook} priority {priority}; policy accept;\n{rules}\t}}"
+        );
+    }
+    s.push_str("}\n");
+    s.push_str(&direct_routing(rs));
+    s
+}
+
+/// Direct routing: per interface, an ingress chain that sends the frames for the address to
+/// a real server's MAC (a flow it knows to the same one) and out again, with the director's
+/// MAC as source so the switch never learns the client on its port; frames for this node's
+/// own MAC (it is the real server chosen) go up its stack.
+fn direct_routing(rs: &RuleSet) -> String {
+    let mut chains: BTreeMap<&str, (String, [u8; 6])> = BTreeMap::new();
+    let mut maps = String::new();
+    for r in &rs.services {
+        let Some(d) = routed(r) else { continue };
+        let (fam, l4) = match_of(r);
+        let (vip, port, n) = (r.key.addr.ip(), r.key.addr.port(), name(r));
+        // A flow's key. nft 1.0.6 cannot update a map keyed by an IPv6 address and port from
+        // the packet path (it aborts: too few registers), so IPv6 flows are keyed by a 32-bit
+        // hash of them: two flows that collide share one pin (about 1 in 2^32 per pair).
+        let flow = if vip.is_ipv4() {
+            format!("{fam} saddr . {l4} sport")
+        } else {
+            format!("jhash {fam} saddr . {l4} sport mod 4294967291 seed 0x6b767066")
+        };
+        // (The hash's type written as numgen's: nft 1.0.6 cannot list a map typed by jhash.)
+        let key_type = if vip.is_ipv4() {
+            flow.clone()
+        } else {
+            "numgen inc mod 4294967291".to_string()
+        };
+        let _ = writeln!(
+            maps,
+            "\tmap {n}_mac {{ typeof numgen inc mod {SLOTS} : ether daddr; }}\n\tmap {n}_flows {{ typeof {key_type} : ether daddr; flags dynamic,timeout; timeout {}s; size 262144; }}",
+            d.pin.as_secs()
+        );
+        let held = if vip.is_ipv4() { "held4" } else { "held6" };
+        let head = format!(
+            "ether daddr {} {fam} daddr {vip} {fam} daddr @{held} {l4} dport {port}",
+            mac(&d.link.answers)
+        );
+        let remember = format!("update @{n}_flows {{ {flow} : ether daddr }}");
+        let (rules, _) = chains
+            .entry(d.link.interface.as_str())
+            .or_insert_with(|| (String::new(), d.link.mac));
+        let out = format!("out_{}", dev_name(&d.link.interface));
+        let _ = writeln!(
+            rules,
+            "\t\t{head} ether daddr set {flow} map @{n}_flows {remember} goto {out}"
+        );
+        let _ = writeln!(
+            rules,
+            "\t\t{head} ether daddr set {} map @{n}_mac {remember} goto {out}",
+            slot_expr(r)
+        );
+    }
+    if chains.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "table netdev {TABLE} {{\n\tset held4 {{ type ipv4_addr; }}\n\tset held6 {{ type ipv6_addr; }}\n{maps}"
+    );
+    for (dev, (rules, own)) in chains {
+        let d = dev_name(dev);
+        let _ = writeln!(
+            s,
+            "\tchain out_{d} {{\n\t\tether daddr {} accept\n\t\tether saddr set {} fwd to \"{dev}\"\n\t}}",
+            mac(&own),
+            mac(&own)
+        );
+        let _ = writeln!(
+            s,
+            "\tchain in_{d} {{\n\t\ttype filter hook ingress device \"{dev}\" priority -300; policy accept;\n{rules}\t}}"
+        );
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// Every element: (family, map or set, key → value; no value for a set).
+type Elements = BTreeMap<(&'static str, String), BTreeMap<String, Option<String>>>;
+
+fn elements(rs: &RuleSet) -> Elements {
+    let mut e: Elements = BTreeMap::new();
+    let mut held: BTreeMap<&'static str, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    for r in &rs.services {
+        let n = name(r);
+        e.insert(
+            ("inet", n.clone()),
+            r.table
                 .iter()
                 .enumerate()
-                .map(|(i, a)| format!("{i} : {}", concat(a)))
-                .collect();
-            format!(
-                "jhash {fam} saddr mod {HASH_BUCKETS} seed 0x6b757665 map {{ {} }}",
-                items.join(", ")
-            )
+                .map(|(i, a)| (i.to_string(), Some(concat(a))))
+                .collect(),
+        );
+        if let Some(d) = routed(r) {
+            e.insert(
+                ("netdev", format!("{n}_mac")),
+                d.macs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (i.to_string(), Some(mac(m))))
+                    .collect(),
+            );
+            let set = if r.key.addr.is_ipv4() {
+                "held4"
+            } else {
+                "held6"
+            };
+            let h = held.entry(set).or_default();
+            if d.holds {
+                h.insert(r.key.addr.ip().to_string(), None);
+            }
         }
-    })
+    }
+    for (set, items) in held {
+        e.insert(("netdev", set.to_string()), items);
+    }
+    e
+}
+
+fn item(k: &str, v: &Option<String>) -> String {
+    match v {
+        Some(v) => format!("{k} : {v}"),
+        None => k.to_string(),
+    }
+}
+
+/// Adds `items` to a map or set, a few thousand to a line at most.
+fn add_elements<'a>(
+    s: &mut String,
+    fam: &str,
+    obj: &str,
+    items: impl Iterator<Item = (&'a String, &'a Option<String>)>,
+) {
+    let all: Vec<String> = items.map(|(k, v)| item(k, v)).collect();
+    for chunk in all.chunks(1024) {
+        let _ = writeln!(
+            s,
+            "add element {fam} {TABLE} {obj} {{ {} }}",
+            chunk.join(", ")
+        );
+    }
+}
+
+/// What a rule set declares besides the three NAT chains: (family, kind, name).
+fn declared(rs: &RuleSet) -> BTreeSet<(&'static str, &'static str, String)> {
+    let mut d = BTreeSet::new();
+    for r in &rs.services {
+        let n = name(r);
+        d.insert(("inet", "map", n.clone()));
+        if let Some(x) = routed(r) {
+            let dev = dev_name(&x.link.interface);
+            d.insert(("netdev", "map", format!("{n}_mac")));
+            d.insert(("netdev", "map", format!("{n}_flows")));
+            d.insert(("netdev", "set", "held4".into()));
+            d.insert(("netdev", "set", "held6".into()));
+            d.insert(("netdev", "chain", format!("in_{dev}")));
+            d.insert(("netdev", "chain", format!("out_{dev}")));
+        }
+    }
+    d
+}
+
+/// The script that puts `rs` in force whatever was there (`before`: what we applied last,
+/// whose objects no longer used are deleted; none: a predecessor's tables, removed whole).
+/// The maps of the virtual servers that remain are kept, the flows direct routing remembers
+/// among them: only the rules are replaced.
+pub fn full(before: Option<&RuleSet>, rs: &RuleSet) -> String {
+    let Some(before) = before else {
+        let mut s = remove();
+        s.push_str(&fill(rs));
+        return s;
+    };
+    if rs.services.is_empty() {
+        return remove();
+    }
+    let mut s = format!("add table inet {TABLE}\nflush table inet {TABLE}\n");
+    let now = declared(rs);
+    if now.iter().any(|(fam, _, _)| *fam == "netdev") {
+        let _ = writeln!(s, "add table netdev {TABLE}\nflush table netdev {TABLE}");
+        for (fam, kind, obj) in declared(before).difference(&now) {
+            let _ = writeln!(s, "delete {kind} {fam} {TABLE} {obj}");
+        }
+    } else {
+        let _ = writeln!(s, "add table netdev {TABLE}\ndelete table netdev {TABLE}");
+        for (fam, kind, obj) in declared(before).difference(&now) {
+            if *fam == "inet" {
+                let _ = writeln!(s, "delete {kind} {fam} {TABLE} {obj}");
+            }
+        }
+    }
+    s.push_str(&structure(rs));
+    // Every map and set of ours anew (the flows stay: they are the kernel's, not ours).
+    for ((fam, obj), items) in elements(rs) {
+        let _ = writeln!(s, "flush {} {fam} {TABLE} {obj}", kind_of(&obj));
+        add_elements(&mut s, fam, &obj, items.iter());
+    }
+    s
+}
+
+fn kind_of(obj: &str) -> &'static str {
+    if obj.starts_with("held") {
+        "set"
+    } else {
+        "map"
+    }
+}
+
+/// A first fill after the tables were removed.
+fn fill(rs: &RuleSet) -> String {
+    let mut s = structure(rs);
+    for ((fam, obj), items) in elements(rs) {
+        add_elements(&mut s, fam, &obj, items.iter());
+    }
+    s
+}
+
+/// The script from `before` to `after` when only elements differ (a check result, a
+/// neighbour, this node taking or leaving the address): `None` when the rules themselves
+/// changed ([`full`] then). An empty script: nothing to do.
+pub fn changes(before: &RuleSet, after: &RuleSet) -> Option<String> {
+    if structure(before) != structure(after) {
+        return None;
+    }
+    let (old, new) = (elements(before), elements(after));
+    let mut s = String::new();
+    for (key, items) in &new {
+        let empty = BTreeMap::new();
+        let was = old.get(key).unwrap_or(&empty);
+        let (fam, obj) = key;
+        let gone: Vec<&String> = was
+            .iter()
+            .filter(|(k, v)| items.get(*k) != Some(*v))
+            .map(|(k, _)| k)
+            .collect();
+        for chunk in gone.chunks(1024) {
+            let keys: Vec<&str> = chunk.iter().map(|k| k.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "delete element {fam} {TABLE} {obj} {{ {} }}",
+                keys.join(", ")
+            );
+        }
+        add_elements(
+            &mut s,
+            fam,
+            obj,
+            items.iter().filter(|(k, v)| was.get(*k) != Some(*v)),
+        );
+    }
+    Some(s)
 }
 
 /// The `nft` program: on PATH, or where distributions and our image put it.
@@ -292,139 +469,5 @@ pub async fn apply(nft: &Path, script: &str) -> Result<(), String> {
             "nft refused the rules: {}",
             err.lines().next().unwrap_or("no message")
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::Scheduler;
-    use crate::model::virtualserver::RealServer;
-
-    fn vs(addr: &str, forwarding: Forwarding) -> VirtualServer {
-        VirtualServer {
-            address: addr.parse().unwrap(),
-            port: 80,
-            protocol: Protocol::Tcp,
-            scheduler: Scheduler::RoundRobin,
-            forwarding,
-            reals: Vec::<RealServer>::new(),
-            sorry: None,
-            inhibit_on_failure: false,
-        }
-    }
-
-    #[test]
-    fn no_services_removes_the_table() {
-        assert_eq!(
-            script(&[]),
-            "add table inet kube_vrrp\ndelete table inet kube_vrrp\nadd table netdev kube_vrrp\ndelete table netdev kube_vrrp\n"
-        );
-    }
-
-    #[test]
-    fn the_rules_say_what_the_model_decided() {
-        let mut a = vs("198.51.100.50", Forwarding::Nat);
-        a.reals = ["198.51.100.22:8080", "198.51.100.21:8080"]
-            .map(|r| RealServer {
-                addr: r.parse().unwrap(),
-                weight: 1,
-                check: None,
-            })
-            .into();
-        let b = vs("2001:db8:1::50", Forwarding::FullNat);
-        let c = vs("198.51.100.51", Forwarding::Nat);
-        let s = script(&[
-            Programmed {
-                vs: &a,
-                targets: Targets::Counter(vec![
-                    (0, 0, "198.51.100.21:8080".parse().unwrap()),
-                    (1, 3, "198.51.100.22:8080".parse().unwrap()),
-                ]),
-                link: None,
-            },
-            Programmed {
-                vs: &b,
-                targets: Targets::One("[2001:db8:1::21]:80".parse().unwrap()),
-                link: None,
-            },
-            Programmed {
-                vs: &c,
-                targets: Targets::None,
-                link: None,
-            },
-        ]);
-        assert!(s.contains(
-            "\t\tip daddr 198.51.100.50 tcp dport 80 dnat ip to numgen inc mod 4 map { 0 : 198.51.100.21 . 8080, 1-3 : 198.51.100.22 . 8080 }\n"
-        ), "{s}");
-        assert!(
-            s.contains(
-                "\t\tip6 daddr 2001:db8:1::50 tcp dport 80 dnat ip6 to [2001:db8:1::21]:80\n"
-            ),
-            "{s}"
-        );
-        assert!(s.contains(
-            "\t\tmeta l4proto tcp ct original ip6 daddr 2001:db8:1::50 ct original proto-dst 80 masquerade\n"
-        ), "{s}");
-        // NAT: a real server reaching its own service is masqueraded (a hairpin).
-        assert!(s.contains(
-            "\t\tip saddr { 198.51.100.21, 198.51.100.22 } meta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 80 masquerade\n"
-        ), "{s}");
-        assert_eq!(s.matches("masquerade").count(), 2, "{s}");
-        assert!(!s.contains("198.51.100.51"), "nowhere: no rule\n{s}");
-        // The same rules for clients and for the director itself.
-        assert_eq!(s.matches("dnat ip to numgen").count(), 2, "{s}");
-    }
-
-    #[test]
-    fn direct_routing_rewrites_both_macs_and_hashes_flows() {
-        let mut v = vs("198.51.100.50", Forwarding::DirectRouting);
-        let r1: SocketAddr = "198.51.100.21:80".parse().unwrap();
-        let r2: SocketAddr = "198.51.100.22:80".parse().unwrap();
-        let link = DrLink {
-            interface: "eth0".into(),
-            mac: [2, 0, 0, 0, 0, 1],
-            answers: [2, 0, 0, 0, 0, 1],
-            macs: [
-                (r1.ip(), [2, 0, 0, 0, 0, 0x21]),
-                (r2.ip(), [2, 0, 0, 0, 0, 0x22]),
-            ]
-            .into(),
-        };
-        let s = script(&[Programmed {
-            vs: &v,
-            targets: Targets::Hash(vec![r1, r2]),
-            link: Some(link.clone()),
-        }]);
-        assert!(s.contains(
-            "\tchain in_eth0 {\n\t\ttype filter hook ingress device \"eth0\" priority -300; policy accept;\n\t\tether daddr 02:00:00:00:00:01 ip daddr 198.51.100.50 tcp dport 80 ether saddr set 02:00:00:00:00:01 ether daddr set jhash ip saddr . tcp sport mod 64 seed 0x6b757665 map { 0 : 02:00:00:00:00:21, 1 : 02:00:00:00:00:22 } fwd to \"eth0\"\n"
-        ), "{s}");
-        // The director's own connections: NAT in its output chain only, from its address.
-        let (head, inet) = s.split_once("table inet kube_vrrp {").expect("the hairpin");
-        assert!(!head.contains("dnat"), "{s}");
-        let (pre, rest) = inet.split_once("chain output").unwrap();
-        assert!(!pre.contains("dnat"), "no DNAT of forwarded traffic: {s}");
-        assert!(rest.contains(
-            "\t\tip daddr 198.51.100.50 tcp dport 80 dnat ip to jhash ip saddr mod 64 seed 0x6b757665 map { 0 : 198.51.100.21 . 80, 1 : 198.51.100.22 . 80 }\n"
-        ), "{s}");
-        assert!(rest.contains(
-            "\t\tmeta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 80 masquerade\n"
-        ), "{s}");
-        v.scheduler = Scheduler::SourceHash;
-        let s = script(&[Programmed {
-            vs: &v,
-            targets: Targets::Hash(vec![r1, r2]),
-            link: Some(link.clone()),
-        }]);
-        assert!(s.contains("jhash ip saddr mod 64"), "{s}");
-        // A real server whose MAC is unknown is never a target.
-        let mut unknown = link;
-        unknown.macs.clear();
-        let s = script(&[Programmed {
-            vs: &v,
-            targets: Targets::One(r1),
-            link: Some(unknown),
-        }]);
-        assert!(!s.contains("ether daddr set"), "{s}");
     }
 }

@@ -1,0 +1,331 @@
+//! The director: keepalived's load-balancing half as a sans-IO core, like [`crate::vrrp::Instance`].
+//! [`plan`] takes what the agent knows (the virtual servers, their real servers' health, the
+//! neighbour table, this node's addresses and where each VirtualIP runs) and returns a typed
+//! rule set and the statuses; [`crate::net::nft`] only renders the rule set. Every decision
+//! is here, tested without a kernel:
+//!
+//! - which real servers take new connections, with which weight (down: left out, or weight 0
+//!   with `inhibitOnFailure`), and the sorry server when none is left;
+//! - the lookup table that spreads them ([`table`]): a counter over smooth round-robin slots
+//!   (rr, wrr), or a Maglev table hashed by client (source hash) or by flow (direct routing);
+//! - direct routing's reachability: a real server whose MAC is unknown gets no frames and is
+//!   not reported up; one that is this node delivers locally;
+//! - loops: only the node holding the address forwards its frames (so a frame another
+//!   director forwarded here is never forwarded again), and a director that is a real server
+//!   takes what the master forwards to it without a notify script;
+//! - address translation back for a NAT connection first seen from its real server's side.
+
+pub mod table;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use crate::api::{Forwarding, Protocol, Scheduler};
+use crate::model::virtualserver::{ServiceKey, VirtualServer};
+
+pub use table::SLOTS;
+
+/// How long direct routing remembers which real server a flow went to, after its last packet
+/// (IPVS's TCP established timeout is 15 minutes; its UDP one 5).
+pub const PIN_TCP: Duration = Duration::from_secs(900);
+pub const PIN_UDP: Duration = Duration::from_secs(300);
+
+/// Where a VirtualIP's family runs on this node: its interface, that interface's MAC, and
+/// the MAC the address answers with (the virtual MAC, or the interface's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnLink {
+    pub interface: String,
+    pub mac: [u8; 6],
+    pub answers: [u8; 6],
+}
+
+/// One virtual server as the director sees it: its VirtualIP, and whether each real server
+/// passes its check (unchecked: true).
+#[derive(Debug, Clone)]
+pub struct Service<'a> {
+    pub virtual_ip: &'a str,
+    pub vs: &'a VirtualServer,
+    pub up: Vec<bool>,
+}
+
+/// What this node is: its addresses (the VirtualIPs' included while it holds them), the
+/// neighbour tables' MACs, and where each VirtualIP's family runs ((name, IPv4?) → link).
+#[derive(Debug, Clone, Default)]
+pub struct Node {
+    pub addresses: BTreeSet<IpAddr>,
+    pub neighbours: BTreeMap<IpAddr, [u8; 6]>,
+    pub links: BTreeMap<(String, bool), OnLink>,
+}
+
+/// How a new connection's slot is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// A counter walking the slots (round robin, weighted round robin).
+    Counter,
+    /// A hash of the client's address (source hash).
+    Source,
+    /// A hash of the client's address and port (every direct-routing flow otherwise).
+    Flow,
+}
+
+/// How connections leave the director towards a real server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snat {
+    /// NAT: the client's address is kept; only a real server that is a client of its own
+    /// service is masqueraded (a hairpin).
+    Hairpin(Vec<IpAddr>),
+    /// Full NAT and the director's own connections: from the director.
+    Masquerade,
+}
+
+/// Direct routing on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub link: OnLink,
+    /// Slot → the MAC its frames are sent to (this node's own: delivered here). Empty:
+    /// nowhere.
+    pub macs: Vec<[u8; 6]>,
+    /// This node holds the address: only then are frames forwarded.
+    pub holds: bool,
+    /// This node is one of the real servers: frames the master forwards here are taken.
+    pub here: bool,
+    /// How long a flow keeps its real server after its last packet.
+    pub pin: Duration,
+}
+
+/// The rules of one virtual server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub key: ServiceKey,
+    pub protocol: Protocol,
+    pub forwarding: Forwarding,
+    pub pick: Pick,
+    /// Slot → real server, [`SLOTS`] long; empty: nowhere (the director's own stack answers).
+    /// Direct routing: for the director's own connections only.
+    pub table: Vec<SocketAddr>,
+    pub snat: Snat,
+    /// NAT: the real servers whose packets, when they open a connection tracking entry here
+    /// (a takeover mid-connection), are translated back to come from the virtual server.
+    pub pickup: Vec<SocketAddr>,
+    /// Direct routing: where the address runs here; none: not on this node.
+    pub routed: Option<Routed>,
+}
+
+/// What the rules are, for every virtual server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleSet {
+    pub services: Vec<Rules>,
+}
+
+/// Why a real server takes no new connections, or that it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    Up,
+    /// Its check fails.
+    Down,
+    /// Direct routing and its MAC is unknown: no frame can reach it.
+    NoMac,
+}
+
+/// One real server in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealPlan {
+    pub addr: SocketAddr,
+    pub reach: Reach,
+    /// The weight in force: its weight while up, 0 with `inhibitOnFailure`, none: left out.
+    pub weight: Option<u32>,
+    /// The slots it holds.
+    pub slots: u32,
+}
+
+/// Where new connections go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serving {
+    RealServers,
+    Sorry,
+    Nowhere,
+}
+
+impl Serving {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Serving::RealServers => "real servers",
+            Serving::Sorry => "sorry server",
+            Serving::Nowhere => "nowhere",
+        }
+    }
+}
+
+/// One virtual server in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePlan {
+    pub virtual_ip: String,
+    pub key: ServiceKey,
+    pub serving: Serving,
+    pub reals: Vec<RealPlan>,
+    /// Direct routing not running here (the address has no interface on this node).
+    pub routed_here: bool,
+}
+
+impl ServicePlan {
+    /// Real servers up of all, e.g. "2/3": reachable and passing their check.
+    pub fn up(&self) -> String {
+        let up = self.reals.iter().filter(|r| r.reach == Reach::Up).count();
+        format!("{up}/{}", self.reals.len())
+    }
+}
+
+/// The rules and statuses for `services` on `node`.
+pub fn plan(services: &[Service<'_>], node: &Node) -> (RuleSet, Vec<ServicePlan>) {
+    let mut rules = Vec::new();
+    let mut plans = Vec::new();
+    for s in services {
+        let (r, p) = one(s, node);
+        rules.push(r);
+        plans.push(p);
+    }
+    (RuleSet { services: rules }, plans)
+}
+
+fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
+    let vs = s.vs;
+    let dr = vs.forwarding == Forwarding::DirectRouting;
+    let link = dr
+        .then(|| {
+            node.links
+                .get(&(s.virtual_ip.to_string(), vs.address.is_ipv4()))
+        })
+        .flatten();
+    // A real server's MAC: this node's own when it is this node, else the neighbour table's.
+    let mac_of = |ip: &IpAddr| -> Option<[u8; 6]> {
+        if node.addresses.contains(ip) {
+            link.map(|l| l.mac)
+        } else {
+            node.neighbours.get(ip).copied()
+        }
+    };
+    let reach: Vec<Reach> = vs
+        .reals
+        .iter()
+        .zip(s.up.iter().chain(std::iter::repeat(&true)))
+        .map(|(r, up)| match (up, dr) {
+            (false, _) => Reach::Down,
+            (true, true) if mac_of(&r.addr.ip()).is_none() => Reach::NoMac,
+            (true, _) => Reach::Up,
+        })
+        .collect();
+    let weights: Vec<Option<u32>> = vs
+        .reals
+        .iter()
+        .zip(&reach)
+        .map(|(r, reach)| match (reach, vs.inhibit_on_failure) {
+            (Reach::Up, _) => Some(r.weight),
+            (_, true) => Some(0),
+            (_, false) => None,
+        })
+        .collect();
+    let live: Vec<(SocketAddr, u32)> = vs
+        .reals
+        .iter()
+        .zip(&weights)
+        .filter_map(|(r, w)| w.filter(|w| *w > 0).map(|w| (r.addr, w)))
+        .collect();
+    let pick = match (vs.scheduler, dr) {
+        (Scheduler::SourceHash, _) => Pick::Source,
+        (_, true) => Pick::Flow,
+        _ => Pick::Counter,
+    };
+    let (serving, table, slots_of): (Serving, Vec<SocketAddr>, Vec<u32>) = if live.is_empty() {
+        // The sorry server: by direct routing only when its MAC is known.
+        match vs.sorry.filter(|a| !dr || mac_of(&a.ip()).is_some()) {
+            Some(sorry) => (
+                Serving::Sorry,
+                vec![sorry; SLOTS as usize],
+                vec![0; vs.reals.len()],
+            ),
+            None => (Serving::Nowhere, Vec::new(), vec![0; vs.reals.len()]),
+        }
+    } else {
+        let idx = match pick {
+            Pick::Counter if vs.scheduler == Scheduler::RoundRobin => {
+                // Round robin ignores weights (0 still means no new connections).
+                let even: Vec<(SocketAddr, u32)> = live.iter().map(|(a, _)| (*a, 1)).collect();
+                table::round_robin(&even)
+            }
+            Pick::Counter => table::round_robin(&live),
+            Pick::Source | Pick::Flow => table::maglev(&live),
+        };
+        let table: Vec<SocketAddr> = idx.iter().map(|i| live[*i as usize].0).collect();
+        let slots_of = vs
+            .reals
+            .iter()
+            .map(|r| table.iter().filter(|a| **a == r.addr).count() as u32)
+            .collect();
+        (Serving::RealServers, table, slots_of)
+    };
+    let routed = link.map(|l| Routed {
+        link: l.clone(),
+        macs: table
+            .iter()
+            .map(|a| mac_of(&a.ip()).expect("only reachable servers are in the table"))
+            .collect(),
+        holds: node.addresses.contains(&vs.address),
+        here: vs
+            .reals
+            .iter()
+            .any(|r| node.addresses.contains(&r.addr.ip())),
+        pin: match vs.protocol {
+            Protocol::Tcp => PIN_TCP,
+            Protocol::Udp => PIN_UDP,
+        },
+    });
+    let reals_ips: Vec<IpAddr> = vs
+        .reals
+        .iter()
+        .map(|r| r.addr.ip())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let snat = match vs.forwarding {
+        Forwarding::Nat => Snat::Hairpin(reals_ips),
+        Forwarding::FullNat | Forwarding::DirectRouting => Snat::Masquerade,
+    };
+    let pickup = match vs.forwarding {
+        Forwarding::Nat => vs.reals.iter().map(|r| r.addr).collect(),
+        _ => Vec::new(),
+    };
+    let plan = ServicePlan {
+        virtual_ip: s.virtual_ip.to_string(),
+        key: vs.key(),
+        serving,
+        reals: vs
+            .reals
+            .iter()
+            .zip(reach)
+            .zip(weights)
+            .zip(slots_of)
+            .map(|(((r, reach), weight), slots)| RealPlan {
+                addr: r.addr,
+                reach,
+                weight,
+                slots,
+            })
+            .collect(),
+        routed_here: !dr || link.is_some(),
+    };
+    let rules = Rules {
+        key: vs.key(),
+        protocol: vs.protocol,
+        forwarding: vs.forwarding,
+        pick,
+        table,
+        snat,
+        pickup,
+        routed,
+    };
+    (rules, plan)
+}
+
+#[cfg(test)]
+mod tests;
