@@ -164,6 +164,9 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
                 "{name}: real server {a} is of the other address family"
             ));
         }
+        if let Some(why) = node_only(a) {
+            return Err(format!("{name}: real server {a} is {why}"));
+        }
         if a == address || addresses.iter().any(|v| v.address == a) {
             return Err(format!(
                 "{name}: real server {a} is one of the VirtualIP's own addresses"
@@ -212,6 +215,9 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
                     "{name}: sorry server {a} is of the other address family"
                 ));
             }
+            if let Some(why) = node_only(a) {
+                return Err(format!("{name}: sorry server {a} is {why}"));
+            }
             let port = s.port.unwrap_or(vs.port);
             if dr && port != vs.port {
                 return Err(format!(
@@ -233,6 +239,35 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
         sorry,
         inhibit_on_failure: vs.inhibit_on_failure,
     })
+}
+
+/// Why `a` can be no real server: an address only the director itself reaches (loopback,
+/// link-local: a metadata service at 169.254.169.254 must never be relayed to a client) or
+/// no one host (unspecified, multicast, broadcast). `None`: it can be.
+pub fn node_only(a: IpAddr) -> Option<&'static str> {
+    let link_local = match a {
+        IpAddr::V4(v) => v.is_link_local(),
+        IpAddr::V6(v) => (v.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    let mapped = match a {
+        IpAddr::V6(v) => v.to_ipv4_mapped().is_some(),
+        IpAddr::V4(_) => false,
+    };
+    if a.is_loopback() {
+        Some("a loopback address: only the director itself reaches it, no client's connection can")
+    } else if link_local {
+        Some(
+            "link-local (169.254.0.0/16, fe80::/10): node-only services live there (a cloud's metadata service), a virtual server must not relay clients to them",
+        )
+    } else if a.is_unspecified() {
+        Some("unspecified: no host has it")
+    } else if a.is_multicast() || a == IpAddr::from([255, 255, 255, 255]) {
+        Some("a multicast or broadcast address: a connection goes to one host")
+    } else if mapped {
+        Some("an IPv4-mapped IPv6 address: write the IPv4 address")
+    } else {
+        None
+    }
 }
 
 /// A check spec as a check of no particular server yet (its address is set per real server).
@@ -504,6 +539,34 @@ mod tests {
             (
                 &format!("{BASE}  realServers: [{{address: 198.51.100.50}}]\n"),
                 "VirtualIP's own addresses",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 169.254.169.254}}]\n"),
+                "link-local",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 127.0.0.1, port: 9650}}]\n"),
+                "loopback",
+            ),
+            (
+                "addresses: [2001:db8:1::50/64]\nvirtualServers:\n- address: 2001:db8:1::50\n  port: 80\n  realServers: [{address: fe80::1}]\n",
+                "link-local",
+            ),
+            (
+                "addresses: [2001:db8:1::50/64]\nvirtualServers:\n- address: 2001:db8:1::50\n  port: 80\n  realServers: [{address: \"::1\"}]\n",
+                "loopback",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 0.0.0.0}}]\n"),
+                "unspecified",
+            ),
+            (
+                &format!("{BASE}  realServers: [{{address: 224.0.0.1}}]\n"),
+                "multicast",
+            ),
+            (
+                &format!("{BASE}  sorryServer: {{address: 127.0.0.1}}\n"),
+                "sorry server 127.0.0.1 is a loopback address",
             ),
             (
                 &format!(
