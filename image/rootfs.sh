@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Assembles the image's root filesystem in image/rootfs: the release binary (stripped), nft,
+# Assembles the image's root filesystem in image/rootfs: the release binary (stripped), nft, conntrackd,
 # the shared libraries they link (as `ldd` names them, from this build machine, so binary and libc
 # always match), /etc/passwd and /etc/group with root and nobody, and an empty /tmp. No shell,
 # no package manager: the Dockerfile copies this tree onto `scratch`.
@@ -23,15 +23,18 @@ for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
-# nft (nftables), which the agent runs to program virtual servers (`nft -f -`): a separate
-# program (GPL-2.0) shipped beside ours, not linked; with the libraries it links.
-nft=$(command -v nft || echo /usr/sbin/nft)
-[ -x "$nft" ] || { echo "nft missing: install nftables (bash .ci/deps)"; exit 1; }
+# nft (nftables), which the agent runs to program virtual servers (`nft -f -`), and conntrackd
+# (conntrack-tools), which it runs with --sync-connections: separate programs (GPL-2.0) shipped
+# beside ours, not linked; with the libraries they link.
 mkdir -p "$root/usr/sbin"
-cp -L "$nft" "$root/usr/sbin/nft"
-for lib in $(ldd "$nft" | grep -o '/[^ ]*'); do
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
+for prog in nft conntrackd; do
+  path=$(command -v "$prog" || echo "/usr/sbin/$prog")
+  [ -x "$path" ] || { echo "$prog missing: install it (bash .ci/deps)"; exit 1; }
+  cp -L "$path" "$root/usr/sbin/$prog"
+  for lib in $(ldd "$path" | grep -o '/[^ ]*'); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
 done
 printf 'root:x:0:0:root:/:/nonexistent\nnobody:x:65534:65534:nobody:/:/nonexistent\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"

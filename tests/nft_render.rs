@@ -162,6 +162,9 @@ fn rule_sets_load_and_a_health_change_edits_only_map_elements() {
         "fwd to \"eth0\"",
         "dnat ip6 to numgen inc mod 4093 map @vs_2001_db8_1__50_80_tcp",
         "snat ip to 198.51.100.50:80",
+        "iif 0 meta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 443 masquerade",
+        "ct original proto-dst 443 snat ip to 198.51.100.50",
+        "ip daddr 198.51.100.50 tcp dport 8080 fib daddr type local ip daddr != @held4 drop",
     ] {
         assert!(text.contains(needle), "{needle}\n{text}");
     }
@@ -224,7 +227,7 @@ fn rule_sets_load_and_a_health_change_edits_only_map_elements() {
     assert_eq!(
         edit,
         format!(
-            "delete element netdev {} held4 {{ 198.51.100.50 }}\n",
+            "delete element inet {0} held4 {{ 198.51.100.50 }}\ndelete element netdev {0} held4 {{ 198.51.100.50 }}\n",
             nft::TABLE
         )
     );
@@ -255,6 +258,11 @@ fn the_structure_reads_as_written() {
     let rs = rules(&[v], &[vec![true]], &Node::default());
     let want = "table inet kube_vrrp {
 \tmap vs_198_51_100_50_80_tcp { typeof numgen inc mod 4093 : ip daddr . tcp dport; }
+\tset held4 { type ipv4_addr; }
+\tset held6 { type ipv6_addr; }
+\tchain guard {
+\t\ttype filter hook prerouting priority -150; policy accept;
+\t}
 \tchain prerouting {
 \t\ttype nat hook prerouting priority dstnat; policy accept;
 \t\tip daddr 198.51.100.50 tcp dport 80 dnat ip to numgen inc mod 4093 map @vs_198_51_100_50_80_tcp

@@ -19,6 +19,7 @@
 pub mod announcer;
 mod apply;
 pub mod cluster;
+pub mod connsync;
 pub mod dataplane;
 mod dispatch;
 pub mod engine;
@@ -82,6 +83,8 @@ pub enum AgentError {
     Api(kube::Error),
     #[error(transparent)]
     Lock(#[from] lock::LockError),
+    #[error("{0}")]
+    ConnSync(String),
     #[error("cannot start the VRRP engine: {0}")]
     Engine(std::io::Error),
     #[error("the kernel's link and address events stopped")]
@@ -107,6 +110,9 @@ pub struct Options {
     pub lock_wait: Duration,
     /// What VirtualIPs may run here (commands, files).
     pub policy: crate::checks::Policy,
+    /// Share connection tracking with the other directors over this interface (conntrackd),
+    /// so NAT and full-NAT connections survive a takeover.
+    pub sync_connections: Option<String>,
 }
 
 /// Where the configuration comes from.
@@ -178,6 +184,18 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
     let metrics_listener = bind(opts.metrics_listen).await?;
     // On a connection of its own: removing a link with many addresses floods the event one.
     let inherited = stale::remove_stale(&Netlink::connect()?).await?;
+    // Before any address is ours: the addresses it leaves out of sharing are the node's own.
+    let _conn_sync = match &opts.sync_connections {
+        Some(interface) => Some(
+            connsync::ConnSync::start(
+                interface.clone(),
+                std::env::temp_dir().join(format!("kube-vrrp-conntrackd-{}", opts.node)),
+            )
+            .await
+            .map_err(AgentError::ConnSync)?,
+        ),
+        None => None,
+    };
 
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let (dp_tx, dp_rx) = mpsc::unbounded_channel();

@@ -53,6 +53,11 @@ pub(crate) struct AgentArgs {
     /// `caFile`s must be in.
     #[arg(long)]
     check_files: Option<PathBuf>,
+    /// Virtual servers: share connection tracking with the other directors over this
+    /// interface (conntrackd, multicast 225.0.0.50:3780), so NAT and full-NAT connections
+    /// keep their real server when another director takes over. Direct routing needs none.
+    #[arg(long, value_name = "INTERFACE")]
+    sync_connections: Option<String>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -69,6 +74,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         allow_exec,
         exec_user,
         check_files,
+        sync_connections,
         log,
     } = args;
     init_logging(&log);
@@ -97,6 +103,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         metrics_listen,
         heartbeat,
         lock_wait,
+        sync_connections,
     };
     finish(runtime().block_on(kube_vrrp::agent::run(opts)))
 }

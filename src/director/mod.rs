@@ -75,7 +75,12 @@ pub enum Snat {
     /// NAT: the client's address is kept; only a real server that is a client of its own
     /// service is masqueraded (a hairpin).
     Hairpin(Vec<IpAddr>),
-    /// Full NAT and the director's own connections: from the director.
+    /// Full NAT: from the virtual server's own address (the client's port kept where it is
+    /// free), which moves with it: a director that takes over holds it, so the real
+    /// servers' replies to a connection it inherited (its tracking shared, see
+    /// `--sync-connections`) reach it. The director's own connections come from its address.
+    FromVirtual(IpAddr),
+    /// The director's own connections by direct routing: from the director.
     Masquerade,
 }
 
@@ -289,7 +294,8 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
         .collect();
     let snat = match vs.forwarding {
         Forwarding::Nat => Snat::Hairpin(reals_ips),
-        Forwarding::FullNat | Forwarding::DirectRouting => Snat::Masquerade,
+        Forwarding::FullNat => Snat::FromVirtual(vs.address),
+        Forwarding::DirectRouting => Snat::Masquerade,
     };
     let pickup = match vs.forwarding {
         Forwarding::Nat => vs.reals.iter().map(|r| r.addr).collect(),

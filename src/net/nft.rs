@@ -116,6 +116,7 @@ pub fn structure(rs: &RuleSet) -> String {
     let mut pre = String::new();
     let mut out = String::new();
     let mut post = String::new();
+    let mut guard = String::new();
     for r in &rs.services {
         let (fam, l4) = match_of(r);
         let (vip, port, n) = (r.key.addr.ip(), r.key.addr.port(), name(r));
@@ -129,6 +130,16 @@ pub fn structure(rs: &RuleSet) -> String {
             pre.push_str(&dnat);
         }
         out.push_str(&dnat);
+        // Direct routing, the moment between this node binding the address and its `held`
+        // set saying so: a frame for it would reach this node's stack, which resets the
+        // connection; dropped, the client sends it again, and it is forwarded.
+        if routed(r).is_some() {
+            let held = if vip.is_ipv4() { "held4" } else { "held6" };
+            let _ = writeln!(
+                guard,
+                "\t\t{fam} daddr {vip} {l4} dport {port} fib daddr type local {fam} daddr != @{held} drop"
+            );
+        }
         // A director that is one of the real servers takes what the master forwards to it
         // (the address is not bound here while it is a backup).
         if routed(r).is_some_and(|d| d.here) {
@@ -137,18 +148,24 @@ pub fn structure(rs: &RuleSet) -> String {
                 "\t\t{fam} daddr {vip} {l4} dport {port} fib daddr type != local redirect"
             );
         }
+        let original =
+            format!("meta l4proto {l4} ct original {fam} daddr {vip} ct original proto-dst {port}");
         let from = match &r.snat {
             Snat::Masquerade => String::new(),
+            Snat::FromVirtual(a) => {
+                // The director's own connections (no input interface) from its address; the
+                // clients' from the virtual server's.
+                let _ = writeln!(post, "\t\tmeta iif 0 {original} masquerade");
+                let _ = writeln!(post, "\t\t{original} snat {fam} to {a}");
+                continue;
+            }
             Snat::Hairpin(ips) if ips.is_empty() => continue,
             Snat::Hairpin(ips) => {
                 let list: Vec<String> = ips.iter().map(IpAddr::to_string).collect();
                 format!("{fam} saddr {{ {} }} ", list.join(", "))
             }
         };
-        let _ = writeln!(
-            post,
-            "\t\t{from}meta l4proto {l4} ct original {fam} daddr {vip} ct original proto-dst {port} masquerade"
-        );
+        let _ = writeln!(post, "\t\t{from}{original} masquerade");
         // A NAT connection first seen from its real server's side (this node took over in
         // the middle of it): the reply goes back as the virtual server's.
         if !r.pickup.is_empty() {
@@ -164,6 +181,10 @@ pub fn structure(rs: &RuleSet) -> String {
             );
         }
     }
+    let _ = writeln!(
+        s,
+        "\tset held4 {{ type ipv4_addr; }}\n\tset held6 {{ type ipv6_addr; }}\n\tchain guard {{\n\t\ttype filter hook prerouting priority -150; policy accept;\n{guard}\t}}"
+    );
     for (chain, hook, priority, rules) in [
         ("prerouting", "prerouting", "dstnat", &pre),
         // (`dstnat` names -100 only for prerouting.)
@@ -287,6 +308,13 @@ fn elements(rs: &RuleSet) -> Elements {
             if d.holds {
                 h.insert(r.key.addr.ip().to_string(), None);
             }
+        }
+    }
+    // The same sets in both tables: the netdev one gates forwarding, the inet one the guard.
+    if !rs.services.is_empty() {
+        for set in ["held4", "held6"] {
+            let items = held.get(set).cloned().unwrap_or_default();
+            e.insert(("inet", set.to_string()), items);
         }
     }
     for (set, items) in held {
