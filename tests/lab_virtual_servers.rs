@@ -998,3 +998,32 @@ fn full_nat_connections_survive_a_director_crash() {
 fn direct_routing_connections_survive_a_director_crash() {
     connections_survive_a_director_crash("DirectRouting");
 }
+
+/// keepalived's `persistence_timeout`: a client's connections all go to one real server
+/// (round robin would spread them); when that server goes down its clients choose again,
+/// and stick to their new one. Before, the importer carried it as SourceHash without a
+/// timeout, and the CRD had no field for it.
+#[test]
+fn persistence_keeps_a_client_on_one_real_server_until_it_goes_down() {
+    let yaml = config(
+        "    forwarding: FullNAT\n    persistenceTimeout: 30s\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}, {address: 198.51.100.15}]\n    \
+         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
+    );
+    let (mut lab, _, _, _) = two_nodes_of(5, &yaml);
+    forward(&lab);
+    let mut nginx = real_servers(&mut lab);
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_up(&lab, "n1", "3/3");
+    let (seen, failed) = requests(&lab, 12);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen.len(), 1, "one client, one real server: {seen:?}");
+    let first = seen.keys().next().unwrap().clone();
+    let pid = nginx.remove(first.as_str()).unwrap();
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "2/3");
+    let (seen, failed) = requests(&lab, 12);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(!seen.contains_key(&first), "{seen:?}");
+}

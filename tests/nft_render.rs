@@ -38,7 +38,13 @@ fn vs(addr: &str, port: u16, forwarding: Forwarding, scheduler: Scheduler) -> Vi
             .collect(),
         sorry: None,
         inhibit_on_failure: false,
+        persistence: None,
     }
+}
+
+fn persistent(mut v: VirtualServer) -> VirtualServer {
+    v.persistence = Some(std::time::Duration::from_secs(300));
+    v
 }
 
 fn load(lab: &Lab, ns: &str, script: &str) -> Result<(), String> {
@@ -120,6 +126,18 @@ fn rule_sets_load_and_a_health_change_edits_only_map_elements() {
             Forwarding::DirectRouting,
             Scheduler::SourceHash,
         ),
+        persistent(vs(
+            "198.51.100.50",
+            81,
+            Forwarding::FullNat,
+            Scheduler::RoundRobin,
+        )),
+        persistent(vs(
+            "198.51.100.50",
+            82,
+            Forwarding::DirectRouting,
+            Scheduler::RoundRobin,
+        )),
     ];
     let mut node = Node::default();
     for v4 in [true, false] {
@@ -165,6 +183,9 @@ fn rule_sets_load_and_a_health_change_edits_only_map_elements() {
         "iif 0 meta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 443 masquerade",
         "ct original proto-dst 443 snat ip to 198.51.100.50",
         "ip daddr 198.51.100.50 tcp dport 8080 fib daddr type local ip daddr != @held4 drop",
+        "dnat ip to ip saddr map @vs_198_51_100_50_81_tcp_clients",
+        "update @vs_198_51_100_50_81_tcp_clients { ct original ip saddr : ip daddr . tcp dport }",
+        "ether daddr set ip saddr map @vs_198_51_100_50_82_tcp_clients update @vs_198_51_100_50_82_tcp_clients { ip saddr : ether daddr }",
     ] {
         assert!(text.contains(needle), "{needle}\n{text}");
     }

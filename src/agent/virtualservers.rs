@@ -397,6 +397,9 @@ impl State {
         };
         match nft::apply(nft, &script).await {
             Ok(()) => {
+                if let Some(before) = &self.applied {
+                    forget_clients(nft, nft::purges(before, &rules)).await;
+                }
                 self.applied = Some(rules);
                 self.error = None;
             }
@@ -459,6 +462,41 @@ impl State {
                     .collect(),
             })
             .collect()
+    }
+}
+
+/// Persistence: the clients of real servers that left a table choose again (IPVS drops a
+/// persistence template whose server is gone).
+async fn forget_clients(
+    nft: &std::path::Path,
+    purges: Vec<(&'static str, String, std::collections::BTreeSet<String>)>,
+) {
+    for (family, map, servers) in purges {
+        let json = match nft::list_map(nft, family, &map).await {
+            Ok(j) => j,
+            Err(e) => {
+                warn!(error = %e, %map, "cannot read the persistence records");
+                continue;
+            }
+        };
+        // Up to 65,536 records: read off the runtime's threads.
+        let keys = tokio::task::spawn_blocking(move || nft::keys_to(&json, &servers))
+            .await
+            .unwrap_or_default();
+        for chunk in keys.chunks(1024) {
+            let script = format!(
+                "delete element {family} {} {map} {{ {} }}\n",
+                nft::TABLE,
+                chunk.join(", ")
+            );
+            if nft::apply(nft, &script).await.is_err() {
+                // A record that expired meanwhile fails the whole transaction: one by one.
+                for k in chunk {
+                    let one = format!("delete element {family} {} {map} {{ {k} }}\n", nft::TABLE);
+                    let _ = nft::apply(nft, &one).await;
+                }
+            }
+        }
     }
 }
 

@@ -22,10 +22,19 @@ pub struct VirtualServerSpec {
     pub protocol: Option<Protocol>,
     /// How new connections are spread: RoundRobin (default; keepalived `rr`),
     /// WeightedRoundRobin (`wrr`) or SourceHash (`sh`: one client, one real server while the
-    /// set of servers stands). nftables decides per packet without state of its own, so
-    /// least-connection schedulers (`lc`, `wlc`, ...) cannot be built on it.
+    /// set of servers stands). Every scheduler keeps each server's share as its weight says.
+    /// nftables keeps no per-server connection counts to choose by, so least-connection
+    /// schedulers (`lc`, `wlc`, ...) are not offered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<Scheduler>,
+    /// One client, one real server (keepalived `persistence_timeout`): a client's new
+    /// connections go to the real server its last one went to, until it has opened none for
+    /// this long (1s to 24h). A real server that goes down or is removed loses its clients to
+    /// the others. IPv4 only (nftables cannot record an IPv6 client's server from the packet
+    /// path: use SourceHash there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub persistence_timeout: Option<DurationText>,
     /// NAT (default; keepalived `lb_kind NAT`: the real servers route their replies back
     /// through the director), FullNAT (also the source is the director's address: works with
     /// the real servers on the clients' segment) or DirectRouting (`DR`: the real servers hold

@@ -115,6 +115,10 @@ pub struct Rules {
     pub pickup: Vec<SocketAddr>,
     /// Direct routing: where the address runs here; none: not on this node.
     pub routed: Option<Routed>,
+    /// keepalived `persistence_timeout`: a client's new connections go where its last one
+    /// went, until it has opened none for this long (NAT, full NAT: per new connection;
+    /// direct routing: per packet).
+    pub persist: Option<Duration>,
 }
 
 /// What the rules are, for every virtual server.
@@ -329,6 +333,7 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
         snat,
         pickup,
         routed,
+        persist: vs.persistence,
     };
     (rules, plan)
 }

@@ -25,6 +25,7 @@ fn vs(forwarding: Forwarding, scheduler: Scheduler, weights: &[u32]) -> VirtualS
             .collect(),
         sorry: None,
         inhibit_on_failure: false,
+        persistence: None,
     }
 }
 

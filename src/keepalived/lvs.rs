@@ -55,6 +55,7 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
         check: None,
         sorry_server: None,
         inhibit_on_failure: false,
+        persistence_timeout: None,
     };
     let mut delay_loop: Option<String> = None;
     let mut persistence = false;
@@ -62,7 +63,7 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
     for c in s.children() {
         match c.key() {
             "delay_loop" => delay_loop = c.arg(1).and_then(seconds),
-            "lb_algo" | "lvs_sched" => spec.scheduler = scheduler(c, report),
+            "lb_algo" | "lvs_sched" => spec.scheduler = scheduler(c, report)?,
             "lb_kind" | "lvs_method" => spec.forwarding = forwarding(c, report),
             "protocol" => match c.arg(1) {
                 Some("TCP") => spec.protocol = Some(Protocol::Tcp),
@@ -72,7 +73,7 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
                     return None;
                 }
             },
-            "persistence_timeout" => persistence = true,
+            "persistence_timeout" => persistence = c.arg(1).is_some(),
             "sorry_server" => {
                 spec.sorry_server = c.arg(1).map(|a| SorryServerSpec {
                     address: a.to_string(),
@@ -90,17 +91,30 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
         }
     }
     if persistence {
-        let at = s
+        let c = s
             .children()
             .iter()
             .find(|c| c.key() == "persistence_timeout")
-            .map(|c| c.at.clone())
-            .unwrap_or(s.at.clone());
-        report.note(
-            &at,
-            "persistence_timeout: carried as scheduler SourceHash (one client, one real server while the set of servers stands; nftables keeps no per-client timeout)",
-        );
-        spec.scheduler = Some(Scheduler::SourceHash);
+            .expect("seen");
+        let text = c.arg(1).unwrap_or_default();
+        match seconds(text) {
+            Some(t) if address.contains(':') => report.note(
+                &c.at,
+                format!(
+                    "persistence_timeout {text}: an IPv6 client's real server cannot be recorded by nftables: carried as scheduler SourceHash (one client, one real server while the set of servers stands; no timeout, {t} dropped)"
+                ),
+            ),
+            Some(t) if text.parse::<f64>().is_ok_and(|v| v >= 1.0) => {
+                spec.persistence_timeout = Some(t.into())
+            }
+            _ => report.warning(
+                &c.at,
+                format!("persistence_timeout {text}: not a number of seconds of at least 1: not carried over"),
+            ),
+        }
+        if address.contains(':') && spec.persistence_timeout.is_none() && seconds(text).is_some() {
+            spec.scheduler = Some(Scheduler::SourceHash);
+        }
     }
     if spec.forwarding == Some(Forwarding::DirectRouting)
         && spec.real_servers.iter().any(|r| r.check.is_none())
@@ -130,28 +144,28 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
     })
 }
 
-fn scheduler(c: &Stmt, report: &mut Report) -> Option<Scheduler> {
+/// `lb_algo`: `Err` refuses the virtual server (a scheduler that cannot be built is never
+/// silently replaced by another).
+fn scheduler(c: &Stmt, report: &mut Report) -> Option<Option<Scheduler>> {
     let algo = c.arg(1).unwrap_or_default();
     match algo {
-        "rr" => Some(Scheduler::RoundRobin),
-        "wrr" => Some(Scheduler::WeightedRoundRobin),
-        "sh" => Some(Scheduler::SourceHash),
-        "wlc" | "lblc" | "lblcr" | "sed" | "nq" | "ovf" | "fo" | "mh" | "dh" => {
+        "rr" => Some(Some(Scheduler::RoundRobin)),
+        "wrr" => Some(Some(Scheduler::WeightedRoundRobin)),
+        "sh" => Some(Some(Scheduler::SourceHash)),
+        "lc" | "wlc" | "lblc" | "lblcr" | "sed" | "nq" | "ovf" | "fo" | "mh" | "dh" => {
             report.warning(
                 &c.at,
-                format!("lb_algo {algo}: nftables keeps no connection counts: carried as wrr (weights kept)"),
+                format!(
+                    "lb_algo {algo}: not available: it chooses by each real server's connection count, which nftables does not keep; virtual server not carried over: write lb_algo wrr (weights kept), rr or sh and import again"
+                ),
             );
-            Some(Scheduler::WeightedRoundRobin)
-        }
-        "lc" => {
-            report.warning(
-                &c.at,
-                "lb_algo lc: nftables keeps no connection counts: carried as rr",
-            );
-            Some(Scheduler::RoundRobin)
+            None
         }
         other => {
-            report.warning(&c.at, format!("lb_algo {other} is unknown: rr used"));
+            report.warning(
+                &c.at,
+                format!("lb_algo {other} is unknown: virtual server not carried over: write rr, wrr or sh"),
+            );
             None
         }
     }
@@ -349,17 +363,46 @@ mod tests {
     }
 
     #[test]
+    fn a_least_connection_scheduler_is_refused_never_replaced() {
+        for algo in ["lc", "wlc", "sed"] {
+            let (v, r) = import(&format!(
+                "virtual_server 198.51.100.50 80 {{\n  lb_algo {algo}\n  real_server 198.51.100.21 80 {{\n  }}\n}}\n"
+            ));
+            assert!(v.is_none(), "{algo}: {v:?}");
+            let s = said(&r);
+            assert!(
+                s.iter().any(|m| m
+                    .starts_with(&format!("k.conf:2: lb_algo {algo}: not available"))
+                    && m.contains("write lb_algo wrr")),
+                "{s:#?}"
+            );
+        }
+        // IPv6: persistence becomes a source hash, said so.
+        let (v, r) = import(
+            "virtual_server 2001:db8:1::50 80 {\n  persistence_timeout 60\n  real_server 2001:db8:1::21 80 {\n  }\n}\n",
+        );
+        let v = v.unwrap();
+        assert_eq!(
+            (v.scheduler, v.persistence_timeout),
+            (Some(Scheduler::SourceHash), None)
+        );
+        assert!(
+            said(&r)
+                .iter()
+                .any(|m| m.starts_with("k.conf:2: persistence_timeout 60: an IPv6"))
+        );
+    }
+
+    #[test]
     fn what_cannot_be_carried_is_said_with_its_line() {
         let (v, r) = import(
-            "virtual_server 198.51.100.50 443 {\n  lb_algo wlc\n  lb_kind TUN\n  persistence_timeout 300\n  ha_suspend\n\
+            "virtual_server 198.51.100.50 443 {\n  lb_algo wrr\n  lb_kind TUN\n  persistence_timeout 300\n  ha_suspend\n\
              real_server 198.51.100.21 443 {\n    inhibit_on_failure\n    SSL_GET {\n      url {\n        path /\n        digest b1946ac92492d2347c6235b4d2611184\n      }\n    }\n  }\n}\n",
         );
         let v = v.unwrap();
         let s = said(&r);
         for want in [
-            "k.conf:2: lb_algo wlc: nftables keeps no connection counts",
             "k.conf:3: lb_kind TUN: tunnels are not carried: imported as FullNAT",
-            "k.conf:4: persistence_timeout: carried as scheduler SourceHash",
             "k.conf:5: virtual_server ha_suspend is not carried over",
             "k.conf:1: inhibit_on_failure of a real_server: carried for the whole virtual server",
         ] {
@@ -367,7 +410,16 @@ mod tests {
         }
         assert_eq!(
             (v.scheduler, v.forwarding, v.inhibit_on_failure),
-            (Some(Scheduler::SourceHash), Some(Forwarding::FullNat), true)
+            (
+                Some(Scheduler::WeightedRoundRobin),
+                Some(Forwarding::FullNat),
+                true
+            )
+        );
+        assert_eq!(v.persistence_timeout.as_deref(), Some("300s"));
+        assert!(
+            !s.iter().any(|m| m.contains("persistence_timeout")),
+            "{s:#?}"
         );
         assert_eq!(
             v.real_servers[0]

@@ -32,6 +32,9 @@ pub struct VirtualServer {
     pub reals: Vec<RealServer>,
     pub sorry: Option<SocketAddr>,
     pub inhibit_on_failure: bool,
+    /// keepalived `persistence_timeout`: a client keeps its real server this long after its
+    /// last new connection.
+    pub persistence: Option<Duration>,
 }
 
 /// One validated real server.
@@ -229,7 +232,28 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
         }
         None => None,
     };
+    let persistence = match &vs.persistence_timeout {
+        Some(t) => {
+            if address.is_ipv6() {
+                return Err(format!(
+                    "{name}: persistenceTimeout: nftables cannot record an IPv6 client's real server from the packet path: use scheduler SourceHash (one client, one real server while the set stands)"
+                ));
+            }
+            let at = |e: FieldError| format!("{name}: {}: {}", e.0, e.1);
+            Some(
+                bounded(
+                    "persistenceTimeout",
+                    t,
+                    Duration::from_secs(1),
+                    Duration::from_secs(86_400),
+                )
+                .map_err(at)?,
+            )
+        }
+        None => None,
+    };
     Ok(VirtualServer {
+        persistence,
         address,
         port: vs.port,
         protocol: vs.protocol.unwrap_or_default(),
@@ -555,6 +579,14 @@ mod tests {
             (
                 "addresses: [2001:db8:1::50/64]\nvirtualServers:\n- address: 2001:db8:1::50\n  port: 80\n  realServers: [{address: \"::1\"}]\n",
                 "loopback",
+            ),
+            (
+                &format!("{BASE}  persistenceTimeout: 0s\n"),
+                "persistenceTimeout: \"0s\" is out of range: use 1s to 24h",
+            ),
+            (
+                "addresses: [2001:db8:1::50/64]\nvirtualServers:\n- address: 2001:db8:1::50\n  port: 80\n  persistenceTimeout: 5m\n",
+                "use scheduler SourceHash",
             ),
             (
                 &format!("{BASE}  realServers: [{{address: 0.0.0.0}}]\n"),

@@ -112,6 +112,14 @@ pub fn structure(rs: &RuleSet) -> String {
             "\tmap {} {{ typeof numgen inc mod {SLOTS} : {fam} daddr . {l4} dport; }}",
             name(r)
         );
+        if let (Some(t), None) = (r.persist, routed(r)) {
+            let _ = writeln!(
+                s,
+                "\tmap {}_clients {{ typeof {fam} saddr : {fam} daddr . {l4} dport; flags dynamic,timeout; timeout {}s; size 65536; }}",
+                name(r),
+                t.as_secs()
+            );
+        }
     }
     let mut pre = String::new();
     let mut out = String::new();
@@ -120,10 +128,22 @@ pub fn structure(rs: &RuleSet) -> String {
     for r in &rs.services {
         let (fam, l4) = match_of(r);
         let (vip, port, n) = (r.key.addr.ip(), r.key.addr.port(), name(r));
-        let dnat = format!(
+        let mut dnat = format!(
             "\t\t{fam} daddr {vip} {l4} dport {port} dnat {fam} to {} map @{n}\n",
             slot_expr(r)
         );
+        // Persistence: a client's real server, while it has one, before the table; it is
+        // recorded after the translation (postrouting), where the packet names the server.
+        let persistent = r.persist.is_some() && routed(r).is_none();
+        if persistent {
+            dnat = format!(
+                "\t\t{fam} daddr {vip} {l4} dport {port} dnat {fam} to {fam} saddr map @{n}_clients\n{dnat}"
+            );
+            let _ = writeln!(
+                post,
+                "\t\tmeta l4proto {l4} ct original {fam} daddr {vip} ct original proto-dst {port} update @{n}_clients {{ ct original {fam} saddr : {fam} daddr . {l4} dport }}"
+            );
+        }
         // Direct routing forwards frames before the IP stack sees them: only the director's
         // own connections are NATed, in its output chain.
         if r.forwarding != Forwarding::DirectRouting {
@@ -231,6 +251,15 @@ fn direct_routing(rs: &RuleSet) -> String {
             "\tmap {n}_mac {{ typeof numgen inc mod {SLOTS} : ether daddr; }}\n\tmap {n}_flows {{ typeof {key_type} : ether daddr; flags dynamic,timeout; timeout {}s; size 262144; }}",
             d.pin.as_secs()
         );
+        // Persistence (IPv4): a client's server, by its address alone.
+        let client = r.persist.map(|t| {
+            let _ = writeln!(
+                maps,
+                "\tmap {n}_clients {{ typeof {fam} saddr : ether daddr; flags dynamic,timeout; timeout {}s; size 65536; }}",
+                t.as_secs()
+            );
+            format!("update @{n}_clients {{ {fam} saddr : ether daddr }} ")
+        });
         let held = if vip.is_ipv4() { "held4" } else { "held6" };
         let head = format!(
             "ether daddr {} {fam} daddr {vip} {fam} daddr @{held} {l4} dport {port}",
@@ -245,10 +274,17 @@ fn direct_routing(rs: &RuleSet) -> String {
             rules,
             "\t\t{head} ether daddr set {flow} map @{n}_flows {remember} goto {out}"
         );
+        if let Some(client) = &client {
+            let _ = writeln!(
+                rules,
+                "\t\t{head} ether daddr set {fam} saddr map @{n}_clients {client}{remember} goto {out}"
+            );
+        }
         let _ = writeln!(
             rules,
-            "\t\t{head} ether daddr set {} map @{n}_mac {remember} goto {out}",
-            slot_expr(r)
+            "\t\t{head} ether daddr set {} map @{n}_mac {}{remember} goto {out}",
+            slot_expr(r),
+            client.as_deref().unwrap_or("")
         );
     }
     if chains.is_empty() {
@@ -353,6 +389,14 @@ fn declared(rs: &RuleSet) -> BTreeSet<(&'static str, &'static str, String)> {
     for r in &rs.services {
         let n = name(r);
         d.insert(("inet", "map", n.clone()));
+        if r.persist.is_some() {
+            let fam = if routed(r).is_some() {
+                "netdev"
+            } else {
+                "inet"
+            };
+            d.insert((fam, "map", format!("{n}_clients")));
+        }
         if let Some(x) = routed(r) {
             let dev = dev_name(&x.link.interface);
             d.insert(("netdev", "map", format!("{n}_mac")));
@@ -456,6 +500,83 @@ pub fn changes(before: &RuleSet, after: &RuleSet) -> Option<String> {
     Some(s)
 }
 
+/// The persistence records to forget: for each persistent virtual server, its map of clients
+/// (family, name) and the servers (as the map writes them) that left its table between
+/// `before` and `after`: their clients choose again.
+pub fn purges(before: &RuleSet, after: &RuleSet) -> Vec<(&'static str, String, BTreeSet<String>)> {
+    let mut out = Vec::new();
+    for r in &after.services {
+        if r.persist.is_none() {
+            continue;
+        }
+        let Some(b) = before
+            .services
+            .iter()
+            .find(|b| b.key == r.key && b.persist.is_some())
+        else {
+            continue;
+        };
+        let (fam, old, new): (&'static str, BTreeSet<String>, BTreeSet<String>) =
+            match (routed(b), routed(r)) {
+                (Some(x), Some(y)) => (
+                    "netdev",
+                    x.macs.iter().map(mac).collect(),
+                    y.macs.iter().map(mac).collect(),
+                ),
+                (None, None) => (
+                    "inet",
+                    b.table.iter().map(concat).collect(),
+                    r.table.iter().map(concat).collect(),
+                ),
+                _ => continue,
+            };
+        let gone: BTreeSet<String> = old.difference(&new).cloned().collect();
+        if !gone.is_empty() {
+            out.push((fam, format!("{}_clients", name(r)), gone));
+        }
+    }
+    out
+}
+
+/// From `nft -j list map` of a map of clients: the keys whose value is one of `values`
+/// (`address . port` or a MAC, as [`purges`] writes them).
+pub fn keys_to(json: &str, values: &BTreeSet<String>) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    let elems = v["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["map"]["elem"].as_array())
+        .flatten();
+    let text = |v: &serde_json::Value| -> Option<String> {
+        match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            v => {
+                let c = v["concat"].as_array()?;
+                let parts: Vec<String> = c
+                    .iter()
+                    .map(|p| match p {
+                        serde_json::Value::String(s) => s.clone(),
+                        p => p.to_string(),
+                    })
+                    .collect();
+                Some(parts.join(" . "))
+            }
+        }
+    };
+    elems
+        .filter_map(|pair| {
+            let pair = pair.as_array()?;
+            let key = pair.first()?;
+            let key = key["elem"]["val"].as_str().or(key.as_str())?;
+            let value = text(pair.get(1)?)?;
+            values.contains(&value).then(|| key.to_string())
+        })
+        .collect()
+}
+
 /// The `nft` program: on PATH, or where distributions and our image put it.
 pub fn nft_program() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
@@ -497,5 +618,50 @@ pub async fn apply(nft: &Path, script: &str) -> Result<(), String> {
             "nft refused the rules: {}",
             err.lines().next().unwrap_or("no message")
         ))
+    }
+}
+
+/// `nft -j list map FAMILY kube_vrrp MAP`: its JSON, or an error in words.
+pub async fn list_map(nft: &Path, family: &str, map: &str) -> Result<String, String> {
+    let out = tokio::time::timeout(
+        NFT_TIMEOUT,
+        tokio::process::Command::new(nft)
+            .args(["-j", "list", "map", family, TABLE, map])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .map_err(|_| format!("nft did not finish in {NFT_TIMEOUT:?}"))?
+    .map_err(|e| format!("nft: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .next()
+            .unwrap_or("no message")
+            .to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clients_of_a_server_that_left_are_read_from_nfts_json() {
+        // As nft 1.0.6 lists a map of clients (one with its own timeout), and one of MACs.
+        let inet = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}, {"map": {"family": "inet", "name": "c4", "table": "t", "type": "ipv4_addr", "map": "ipv4_addr . inet_service", "elem": [[{"elem": {"val": "203.0.113.100", "expires": 299}}, {"concat": ["198.51.100.21", 80]}], [{"elem": {"val": "203.0.113.101", "timeout": 10, "expires": 9}}, {"concat": ["198.51.100.22", 80]}]]}}]}"#;
+        let gone: BTreeSet<String> = ["198.51.100.22 . 80".to_string()].into();
+        assert_eq!(keys_to(inet, &gone), ["203.0.113.101"]);
+        let netdev = r#"{"nftables": [{"map": {"elem": [[{"elem": {"val": "203.0.113.100", "expires": 299}}, "02:00:00:00:00:21"], ["203.0.113.7", "02:00:00:00:00:22"]]}}]}"#;
+        let gone: BTreeSet<String> = [
+            "02:00:00:00:00:21".to_string(),
+            "02:00:00:00:00:22".to_string(),
+        ]
+        .into();
+        assert_eq!(keys_to(netdev, &gone), ["203.0.113.100", "203.0.113.7"]);
+        assert!(keys_to("not json", &gone).is_empty());
     }
 }
