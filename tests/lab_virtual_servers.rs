@@ -561,7 +561,7 @@ fn a_control_plane_address_balances_over_every_api_server_the_directors_included
         52,
         &["198.51.100.50/24"],
         &fast(&format!(
-            "{}  virtualServers:\n  - address: {VIP}\n    port: {API}\n    forwarding: FullNAT\n    \
+            "{}  virtualServers:\n  - address: {VIP}\n    port: {API}\n    forwarding: FullNAT\n    allowNodeAddresses: true\n    \
              realServers: [{{address: 198.51.100.11}}, {{address: 198.51.100.12}}, {{address: 198.51.100.13}}]\n    \
              check: {{delayLoop: 200ms, connectTimeout: 150ms, retry: 0, http: {{scheme: HTTPS, path: /readyz}}}}\n",
             kube_vrrp::manifest::READYZ_CHECK
@@ -635,7 +635,13 @@ fn a_digest_check_keeps_only_the_real_servers_whose_page_matches() {
     forward(&lab);
     real_servers_on(&mut lab, &["n3", "n4"]);
     wait_holders(&lab, VIP, &["n1"]);
-    let vs = wait_up(&lab, "n1", "1/2");
+    // (A real server counts as up until its first check fails: wait for n3 up, n4 down.)
+    let mut vs = Value::Null;
+    let settled = wait_for(WAIT, || {
+        vs = virtual_server(&lab, "n1");
+        vs["up"] == "1/2" && vs["realServers"][0]["healthy"] == true
+    });
+    assert!(settled.is_some(), "{vs:#}");
     let n4 = &vs["realServers"][1];
     assert_eq!(n4["healthy"], false, "{vs:#}");
     assert!(
@@ -823,7 +829,7 @@ fn direct_routing_keeps_established_connections_while_the_real_servers_change() 
 #[test]
 fn directors_that_are_each_others_real_servers_serve_without_a_loop() {
     let yaml = config(
-        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.11}, {address: 198.51.100.12}]\n    \
+        "    forwarding: DirectRouting\n    allowNodeAddresses: true\n    realServers: [{address: 198.51.100.11}, {address: 198.51.100.12}]\n    \
          check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
     );
     let (mut lab, _, _, _) = two_nodes_of(2, &yaml);

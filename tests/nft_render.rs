@@ -39,6 +39,7 @@ fn vs(addr: &str, port: u16, forwarding: Forwarding, scheduler: Scheduler) -> Vi
         sorry: None,
         inhibit_on_failure: false,
         persistence: None,
+        allow_node_addresses: false,
     }
 }
 

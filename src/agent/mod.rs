@@ -113,6 +113,8 @@ pub struct Options {
     /// Share connection tracking with the other directors over this interface (conntrackd),
     /// so NAT and full-NAT connections survive a takeover.
     pub sync_connections: Option<String>,
+    /// Virtual servers: the networks real servers must be in (empty: any).
+    pub real_server_networks: Vec<crate::director::Network>,
 }
 
 /// Where the configuration comes from.
@@ -252,6 +254,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         listeners: Vec::new(),
         virtual_servers: virtualservers::VirtualServers::start(
             opts.policy.clone(),
+            opts.real_server_networks.clone(),
             events_tx.clone(),
         ),
         supervisor: supervisor::Supervisor::new(

@@ -53,13 +53,19 @@ pub struct VirtualServers {
 }
 
 impl VirtualServers {
-    pub fn start(policy: Policy, events: mpsc::UnboundedSender<AgentEvent>) -> VirtualServers {
+    /// `networks`: where real servers may be (empty: anywhere).
+    pub fn start(
+        policy: Policy,
+        networks: Vec<director::Network>,
+        events: mpsc::UnboundedSender<AgentEvent>,
+    ) -> VirtualServers {
         let (desired, rx) = watch::channel(None);
         let (addresses, addresses_rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Vec::new()));
         let nft = nft::nft_program();
         let task = tokio::spawn(run(
             policy,
+            networks,
             nft.clone(),
             rx,
             addresses_rx,
@@ -192,6 +198,7 @@ fn forwarding_off<'a>(services: impl Iterator<Item = &'a VirtualServer>) -> BTre
 
 async fn run(
     policy: Policy,
+    networks: Vec<director::Network>,
     nft: Option<PathBuf>,
     mut desired: watch::Receiver<Option<Desired>>,
     mut addresses: mpsc::UnboundedReceiver<()>,
@@ -200,6 +207,7 @@ async fn run(
 ) {
     let (results_tx, mut results) = mpsc::unbounded_channel::<(RealId, Outcome)>();
     let mut st = State::default();
+    st.node.networks = networks;
     // Nothing is programmed before the agent's first configuration: a table a previous run
     // left keeps serving until then, and the first round replaces (or removes) it.
     loop {
@@ -341,13 +349,7 @@ impl State {
     /// connection kept for it.
     async fn read_node(&mut self) {
         self.node.links = self.links.clone();
-        if !self
-            .services
-            .values()
-            .any(|(v, _)| v.forwarding == Forwarding::DirectRouting)
-        {
-            self.node.neighbours.clear();
-            self.node.addresses.clear();
+        if self.services.is_empty() {
             return;
         }
         if self.netlink.is_none() {
@@ -356,11 +358,19 @@ impl State {
         let Some(nl) = &self.netlink else {
             return;
         };
-        if let Ok(n) = nl.neighbours().await {
-            self.node.neighbours = n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect();
-        }
         if let Ok(a) = nl.addresses(None).await {
             self.node.addresses = a.into_iter().map(|a| a.address).collect();
+        }
+        if !self
+            .services
+            .values()
+            .any(|(v, _)| v.forwarding == Forwarding::DirectRouting)
+        {
+            self.node.neighbours.clear();
+            return;
+        }
+        if let Ok(n) = nl.neighbours().await {
+            self.node.neighbours = n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect();
         }
     }
 
@@ -444,17 +454,12 @@ impl State {
                     .map(|(r, h)| RealServerStatus {
                         address: r.addr.to_string(),
                         healthy: r.reach == Reach::Up,
-                        result: match r.reach {
-                            Reach::NoMac => Some(format!(
-                                "no MAC address known for {}: direct routing cannot send it frames (is it on this node's segment?)",
-                                r.addr.ip()
-                            )),
-                            _ => h
-                                .state
+                        result: r.reach.why(r.addr.ip(), &self.node.networks).or_else(|| {
+                            h.state
                                 .as_ref()
                                 .and_then(|s| s.last.as_ref())
-                                .map(|o| o.text.clone()),
-                        },
+                                .map(|o| o.text.clone())
+                        }),
                         weight: r.weight,
                         transitions: h.transitions,
                         last_transition_time: Some(rfc3339(h.since)),

@@ -63,6 +63,12 @@ pub struct VirtualServerSpec {
     /// removed (keepalived `inhibit_on_failure`). Either way it gets no new connections.
     #[serde(default)]
     pub inhibit_on_failure: bool,
+    /// Real servers may be the director's own addresses: a director that also serves (the
+    /// classic two-node LVS-DR, or the API servers behind a control-plane address). Off by
+    /// default: a virtual server would relay clients to services only the node should reach.
+    /// `realServerNodes` implies it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_node_addresses: bool,
 }
 
 /// The transport protocol of a virtual server.

@@ -58,6 +58,13 @@ pub(crate) struct AgentArgs {
     /// keep their real server when another director takes over. Direct routing needs none.
     #[arg(long, value_name = "INTERFACE")]
     sync_connections: Option<String>,
+    /// Virtual servers: real servers (and sorry servers) must be in these networks
+    /// (CIDR, repeat or comma-separate, e.g. 198.51.100.0/24,2001:db8:1::/64); any other is
+    /// not used and its status says why. Default: any, but loopback, link-local, multicast
+    /// and unspecified addresses are always refused, and this node's own addresses unless a
+    /// virtual server sets allowNodeAddresses.
+    #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "CIDR")]
+    real_server_networks: Vec<kube_vrrp::director::Network>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -75,6 +82,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         exec_user,
         check_files,
         sync_connections,
+        real_server_networks,
         log,
     } = args;
     init_logging(&log);
@@ -104,6 +112,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         heartbeat,
         lock_wait,
         sync_connections,
+        real_server_networks,
     };
     finish(runtime().block_on(kube_vrrp::agent::run(opts)))
 }

@@ -56,6 +56,43 @@ pub struct Node {
     pub addresses: BTreeSet<IpAddr>,
     pub neighbours: BTreeMap<IpAddr, [u8; 6]>,
     pub links: BTreeMap<(String, bool), OnLink>,
+    /// The networks real servers must be in (the agent's `--real-server-networks`); empty:
+    /// any.
+    pub networks: Vec<Network>,
+}
+
+/// A network in CIDR notation, e.g. 198.51.100.0/24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    pub address: IpAddr,
+    pub prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.address.is_ipv4()
+            && crate::model::address::same_subnet(&self.address, &ip, self.prefix)
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Network, String> {
+        let bad = || format!("{s:?} is not a network: write address/prefix, e.g. 198.51.100.0/24");
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let address: IpAddr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > if address.is_ipv4() { 32 } else { 128 } {
+            return Err(bad());
+        }
+        Ok(Network { address, prefix })
+    }
 }
 
 /// How a new connection's slot is chosen.
@@ -135,6 +172,33 @@ pub enum Reach {
     Down,
     /// Direct routing and its MAC is unknown: no frame can reach it.
     NoMac,
+    /// One of this node's own addresses, and the virtual server does not allow them.
+    NodeAddress,
+    /// Outside the networks real servers must be in.
+    Outside,
+}
+
+impl Reach {
+    /// Why a server that passes its check still takes nothing, in words.
+    pub fn why(&self, addr: IpAddr, networks: &[Network]) -> Option<String> {
+        match self {
+            Reach::Up | Reach::Down => None,
+            Reach::NoMac => Some(format!(
+                "no MAC address known for {addr}: direct routing cannot send it frames (is it on this node's segment?)"
+            )),
+            Reach::NodeAddress => Some(format!(
+                "{addr} is this node's own address: not relayed to (a node's own services are not the clients'); set allowNodeAddresses: true if this director serves too"
+            )),
+            Reach::Outside => Some(format!(
+                "{addr} is outside the networks real servers may be in ({}, the agent's --real-server-networks): not used",
+                networks
+                    .iter()
+                    .map(Network::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
 }
 
 /// One real server in the plan.
@@ -214,14 +278,25 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
             node.neighbours.get(ip).copied()
         }
     };
+    let allowed =
+        |ip: IpAddr| node.networks.is_empty() || node.networks.iter().any(|n| n.contains(ip));
     let reach: Vec<Reach> = vs
         .reals
         .iter()
         .zip(s.up.iter().chain(std::iter::repeat(&true)))
-        .map(|(r, up)| match (up, dr) {
-            (false, _) => Reach::Down,
-            (true, true) if mac_of(&r.addr.ip()).is_none() => Reach::NoMac,
-            (true, _) => Reach::Up,
+        .map(|(r, up)| {
+            let ip = r.addr.ip();
+            if !vs.allow_node_addresses && node.addresses.contains(&ip) {
+                Reach::NodeAddress
+            } else if !allowed(ip) {
+                Reach::Outside
+            } else if !up {
+                Reach::Down
+            } else if dr && mac_of(&ip).is_none() {
+                Reach::NoMac
+            } else {
+                Reach::Up
+            }
         })
         .collect();
     let weights: Vec<Option<u32>> = vs
@@ -247,7 +322,12 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
     };
     let (serving, table, slots_of): (Serving, Vec<SocketAddr>, Vec<u32>) = if live.is_empty() {
         // The sorry server: by direct routing only when its MAC is known.
-        match vs.sorry.filter(|a| !dr || mac_of(&a.ip()).is_some()) {
+        let usable = |a: &SocketAddr| {
+            allowed(a.ip())
+                && (vs.allow_node_addresses || !node.addresses.contains(&a.ip()))
+                && (!dr || mac_of(&a.ip()).is_some())
+        };
+        match vs.sorry.filter(usable) {
             Some(sorry) => (
                 Serving::Sorry,
                 vec![sorry; SLOTS as usize],

@@ -26,6 +26,7 @@ fn vs(forwarding: Forwarding, scheduler: Scheduler, weights: &[u32]) -> VirtualS
         sorry: None,
         inhibit_on_failure: false,
         persistence: None,
+        allow_node_addresses: false,
     }
 }
 
@@ -117,7 +118,7 @@ fn inhibit_keeps_a_dead_server_at_weight_zero_and_the_sorry_server_answers_when_
     let (r, p) = one_plan(&v, &[false, true], &Node::default());
     assert_eq!(p.reals[0].weight, Some(0));
     assert_eq!(count(&r.table, a(21)), 0);
-    assert_eq!(r.snat, Snat::Masquerade);
+    assert_eq!(r.snat, Snat::FromVirtual(VIP.parse().unwrap()));
     assert!(
         r.pickup.is_empty(),
         "full NAT: the client's address is gone"
@@ -178,6 +179,7 @@ fn only_the_holder_forwards_and_a_director_that_is_a_real_server_takes_frames_lo
     // The classic two-node LVS-DR: n1 (.11) and n2 (.12) are directors and each other's real
     // servers.
     let mut v = vs(Forwarding::DirectRouting, Scheduler::RoundRobin, &[]);
+    v.allow_node_addresses = true;
     v.reals = [11, 12]
         .map(|i| RealServer {
             addr: a(i),
@@ -224,4 +226,36 @@ fn a_sorry_server_by_direct_routing_needs_its_mac() {
     let (r, p) = one_plan(&v, &[false], &n);
     assert_eq!(p.serving, Serving::Sorry);
     assert!(r.routed.unwrap().macs.iter().all(|m| *m == mac(99)));
+}
+
+#[test]
+fn a_nodes_own_address_needs_the_virtual_servers_leave_and_networks_bound_the_rest() {
+    let mut v = vs(Forwarding::Nat, Scheduler::RoundRobin, &[1, 1]);
+    let mut node = Node::default();
+    node.addresses.insert(a(21).ip());
+    let (r, p) = one_plan(&v, &[true, true], &node);
+    assert_eq!(p.reals[0].reach, Reach::NodeAddress);
+    assert_eq!(count(&r.table, a(21)), 0);
+    assert_eq!(p.up(), "1/2");
+    let why = p.reals[0].reach.why(a(21).ip(), &[]).unwrap();
+    assert!(why.contains("allowNodeAddresses"), "{why}");
+    v.allow_node_addresses = true;
+    let (_, p) = one_plan(&v, &[true, true], &node);
+    assert_eq!(p.up(), "2/2");
+    // Only 198.51.100.22/32 allowed: .21 is out, and a sorry server outside is never used.
+    node.networks = vec!["198.51.100.22/32".parse().unwrap()];
+    let (r, p) = one_plan(&v, &[true, true], &node);
+    assert_eq!(p.reals[0].reach, Reach::Outside);
+    assert!(r.table.iter().all(|t| *t == a(22)));
+    v.sorry = Some(a(99));
+    let (r, p) = one_plan(&v, &[true, false], &node);
+    assert_eq!(p.serving, Serving::Nowhere);
+    assert!(r.table.is_empty());
+    assert!("198.51.100.0/33".parse::<Network>().is_err());
+    assert!(
+        "2001:db8::/64"
+            .parse::<Network>()
+            .unwrap()
+            .contains("2001:db8::7".parse().unwrap())
+    );
 }

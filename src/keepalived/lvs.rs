@@ -56,6 +56,7 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
         sorry_server: None,
         inhibit_on_failure: false,
         persistence_timeout: None,
+        allow_node_addresses: false,
     };
     let mut delay_loop: Option<String> = None;
     let mut persistence = false;

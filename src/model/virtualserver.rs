@@ -35,6 +35,8 @@ pub struct VirtualServer {
     /// keepalived `persistence_timeout`: a client keeps its real server this long after its
     /// last new connection.
     pub persistence: Option<Duration>,
+    /// Real servers may be the director's own addresses.
+    pub allow_node_addresses: bool,
 }
 
 /// One validated real server.
@@ -254,6 +256,7 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
     };
     Ok(VirtualServer {
         persistence,
+        allow_node_addresses: vs.allow_node_addresses || vs.real_server_nodes.is_some(),
         address,
         port: vs.port,
         protocol: vs.protocol.unwrap_or_default(),

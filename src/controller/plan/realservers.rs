@@ -22,6 +22,8 @@ pub(super) fn spell_out(spec: &mut VirtualIpSpec, nodes: &[NodeInput]) {
         let Some(sel) = vs.real_server_nodes.take() else {
             continue;
         };
+        // The Nodes were chosen as real servers: a director's own address among them is meant.
+        vs.allow_node_addresses = true;
         let Ok(vip) = vs.address.parse::<IpAddr>() else {
             continue;
         };
