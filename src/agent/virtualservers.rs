@@ -257,14 +257,13 @@ impl State {
             for vs in list {
                 let key = vs.key();
                 let before = old.remove(&(vip.clone(), key));
+                let carried = director::health::carried(before.as_ref().map(|(b, _)| b), vs);
                 let health = vs
                     .reals
                     .iter()
-                    .map(|r| {
-                        let kept = before.as_ref().and_then(|(b, h)| {
-                            let i = b.reals.iter().position(|o| o.addr == r.addr)?;
-                            (b.reals[i].check == r.check).then_some(i).map(|i| &h[i])
-                        });
+                    .zip(carried)
+                    .map(|(r, from)| {
+                        let kept = from.and_then(|i| before.as_ref().map(|(_, h)| &h[i]));
                         if let Some(c) = &r.check {
                             wanted.insert((vip.clone(), key, r.addr), c.clone());
                         }
@@ -516,17 +515,7 @@ async fn check_loop(
     let mut failures = 0;
     loop {
         let o = checker.run(c.check.timeout).await;
-        let wait = if o.ok {
-            failures = 0;
-            c.check.interval
-        } else {
-            failures += 1;
-            if failures < c.check.fall {
-                c.retry_delay
-            } else {
-                c.check.interval
-            }
-        };
+        let wait = director::health::next_attempt(o.ok, &mut failures, &c);
         if results.send((id.clone(), o)).is_err() {
             return;
         }

@@ -15,6 +15,7 @@
 //!   takes what the master forwards to it without a notify script;
 //! - address translation back for a NAT connection first seen from its real server's side.
 
+pub mod health;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
