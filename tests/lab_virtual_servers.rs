@@ -1033,3 +1033,39 @@ fn persistence_keeps_a_client_on_one_real_server_until_it_goes_down() {
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert!(!seen.contains_key(&first), "{seen:?}");
 }
+
+/// After SIGKILL the tables stay (and keep serving) until the node's next agent starts: its
+/// first programming removes them, whatever its configuration.
+#[test]
+fn a_killed_agents_tables_are_removed_by_the_next_agent() {
+    let yaml = config(
+        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.13}]\n    \
+         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
+    );
+    let (mut lab, _, p1, _) = two_nodes_of(3, &yaml);
+    dr_real_servers(&mut lab, &["n3"]);
+    wait_up(&lab, "n1", "1/1");
+    let n1 = lab.node("n1").ns.clone();
+    let tables = |lab: &Lab| stdout(lab, &n1, &["nft", "list", "tables"]);
+    assert!(tables(&lab).contains("inet kube_vrrp") && tables(&lab).contains("netdev kube_vrrp"));
+    lab.signal(p1, Signal::SIGKILL);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        tables(&lab).contains("kube_vrrp"),
+        "left until the next agent"
+    );
+    // The next agent runs no virtual server at all.
+    let plain = write_config(
+        &lab,
+        "plain.yaml",
+        &vip_yaml("web", 51, &["198.51.100.50/24"], &fast("")),
+    );
+    start_agent(&mut lab, "n1", &plain);
+    let gone = wait_for(WAIT, || !tables(&lab).contains("kube_vrrp"));
+    assert!(
+        gone.is_some(),
+        "{}\n{}",
+        tables(&lab),
+        lab.log("agent-n1.log")
+    );
+}
