@@ -1,8 +1,11 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease (kube-rs 5 has no helper): two
 //! controller replicas, one active. The holder renews every `renew` period; another replica
-//! takes over once `renewTime + leaseDurationSeconds` has passed, with an optimistic-concurrency
-//! replace, so exactly one of several contenders wins. The holder steps down on its own when it
-//! has not renewed within the lease duration (it cannot tell whether another has taken over).
+//! takes over once it has seen the lease's record unchanged for `leaseDurationSeconds` on its
+//! own clock (client-go's rule: another replica's clock, in `renewTime`, is never compared with
+//! ours, so a replica whose clock runs ahead cannot take a lease that is being renewed), with an
+//! optimistic-concurrency replace, so exactly one of several contenders wins. The holder steps
+//! down on its own when it has not renewed within the lease duration (it cannot tell whether
+//! another has taken over).
 
 use std::time::Duration;
 
@@ -21,6 +24,35 @@ pub struct Elector {
     duration: Duration,
     /// When the lease was last written by us.
     renewed: Option<Instant>,
+    /// When we last saw the lease's record change.
+    observed: Observed,
+}
+
+/// What identifies one writing of a lease: its holder, its times as written and its
+/// transitions. Any renewal changes it.
+type Record = (String, Option<String>, Option<String>, i32);
+
+/// When the lease's record last changed, on our own clock.
+#[derive(Debug, Default)]
+struct Observed {
+    last: Option<(Record, Instant)>,
+}
+
+impl Observed {
+    /// Whether the lease is free to take at `now`: no holder, or its record unchanged for
+    /// longer than `duration` since we first saw it.
+    fn expired(&mut self, record: Record, duration: Duration, now: Instant) -> bool {
+        if record.0.is_empty() {
+            return true;
+        }
+        match &self.last {
+            Some((r, at)) if *r == record => now.duration_since(*at) > duration,
+            _ => {
+                self.last = Some((record, now));
+                false
+            }
+        }
+    }
 }
 
 impl Elector {
@@ -37,6 +69,7 @@ impl Elector {
             identity: identity.into(),
             duration,
             renewed: None,
+            observed: Observed::default(),
         }
     }
 
@@ -78,7 +111,7 @@ impl Elector {
         self.is_leader()
     }
 
-    async fn try_tick(&self) -> Result<bool, kube::Error> {
+    async fn try_tick(&mut self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let pp = PostParams::default();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
@@ -98,11 +131,16 @@ impl Elector {
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let ours = holder == self.identity;
-        let expired = holder.is_empty()
-            || spec.renew_time.as_ref().is_none_or(|t| {
-                let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
-                now.as_second() - t.0.as_second() > secs
-            });
+        let secs = u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15);
+        let record: Record = (
+            holder.clone(),
+            spec.renew_time.as_ref().map(|t| t.0.to_string()),
+            spec.acquire_time.as_ref().map(|t| t.0.to_string()),
+            spec.lease_transitions.unwrap_or(0),
+        );
+        let expired = self
+            .observed
+            .expired(record, Duration::from_secs(secs), Instant::now());
         if !ours && !expired {
             return Ok(false);
         }
@@ -144,5 +182,60 @@ impl Elector {
                 info!(lease = %self.name, "lease released");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(holder: &str, renew: &str) -> Record {
+        (
+            holder.into(),
+            Some(renew.into()),
+            Some("2026-01-01T00:00:00Z".into()),
+            1,
+        )
+    }
+
+    #[test]
+    fn expiry_is_measured_on_our_clock_from_when_we_saw_the_record_change() {
+        let d = Duration::from_secs(15);
+        let t0 = Instant::now();
+        let mut o = Observed::default();
+        // The holder's clock is hours behind ours (or ahead): its renewTime says nothing to us.
+        assert!(!o.expired(record("a", "2020-01-01T00:00:00Z"), d, t0));
+        assert!(!o.expired(
+            record("a", "2020-01-01T00:00:00Z"),
+            d,
+            t0 + Duration::from_secs(10)
+        ));
+        // Renewed (the record changed): the wait starts again.
+        assert!(!o.expired(
+            record("a", "2020-01-01T00:00:12Z"),
+            d,
+            t0 + Duration::from_secs(12)
+        ));
+        assert!(!o.expired(
+            record("a", "2020-01-01T00:00:12Z"),
+            d,
+            t0 + Duration::from_secs(26)
+        ));
+        // Unchanged for longer than the duration on our clock: free.
+        assert!(o.expired(
+            record("a", "2020-01-01T00:00:12Z"),
+            d,
+            t0 + Duration::from_secs(28)
+        ));
+        // A renewal stamped far in the future by a clock ahead: still only our clock counts.
+        let mut o = Observed::default();
+        assert!(!o.expired(record("b", "2030-01-01T00:00:00Z"), d, t0));
+        assert!(o.expired(
+            record("b", "2030-01-01T00:00:00Z"),
+            d,
+            t0 + Duration::from_secs(16)
+        ));
+        // No holder: free at once.
+        assert!(Observed::default().expired(record("", "2020-01-01T00:00:00Z"), d, t0));
     }
 }
