@@ -1069,3 +1069,68 @@ fn a_killed_agents_tables_are_removed_by_the_next_agent() {
         lab.log("agent-n1.log")
     );
 }
+
+/// One GET from the client's namespace on a new connection from source port `sport`: the
+/// real server that answered.
+fn get_from_port(lab: &Lab, sport: u16) -> Result<String, String> {
+    let ns_path = format!("/run/netns/{}", lab.client.ns);
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open(&ns_path).map_err(|e| e.to_string())?;
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| e.to_string())?;
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| e.to_string())?;
+        s.set_reuse_address(true).map_err(|e| e.to_string())?;
+        let from: SocketAddr = format!("198.51.100.100:{sport}").parse().unwrap();
+        s.bind(&from.into()).map_err(|e| e.to_string())?;
+        s.connect_timeout(&vip_addr().into(), Duration::from_secs(1))
+            .map_err(|e| e.to_string())?;
+        let mut s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+            .map_err(|e| e.to_string())?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+        Ok(body
+            .split_once("\r\n\r\n")
+            .ok_or("no header")?
+            .1
+            .trim()
+            .to_string())
+    })
+    .join()
+    .map_err(|_| "panicked".to_string())?
+}
+
+/// A client reuses a source port whose last connection went to a real server that has died
+/// since: the new connection (its SYN) is chosen afresh, not sent to the dead server the old
+/// flow was pinned to. (A heavy client, or many behind one NAT, reuses ports within seconds.)
+#[test]
+fn direct_routing_chooses_a_reused_ports_new_connection_afresh() {
+    let yaml = config(
+        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}]\n    \
+         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
+    );
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    let mut nginx = dr_real_servers(&mut lab, &["n3", "n4"]);
+    let n1ns = lab.node("n1").ns.clone();
+    assert!(wait_for(WAIT, || lab.holds(&n1ns, VIP)).is_some());
+    wait_up(&lab, "n1", "2/2");
+    // Ports whose flows went to n4.
+    let on_n4: Vec<u16> = (41000..41040)
+        .filter(|p| get_from_port(&lab, *p).as_deref() == Ok("n4"))
+        .collect();
+    assert!(!on_n4.is_empty());
+    let pid = nginx.remove(1);
+    lab.signal_tree(pid, Signal::SIGKILL);
+    lab.signal(pid, Signal::SIGKILL);
+    wait_up(&lab, "n1", "1/2");
+    let again: Vec<Result<String, String>> =
+        on_n4.iter().map(|p| get_from_port(&lab, *p)).collect();
+    assert!(
+        again.iter().all(|r| r.as_deref() == Ok("n3")),
+        "{on_n4:?}: {again:?}"
+    );
+}

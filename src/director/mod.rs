@@ -126,15 +126,36 @@ pub enum Snat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Routed {
     pub link: OnLink,
-    /// Slot → the MAC its frames are sent to (this node's own: delivered here). Empty:
-    /// nowhere.
-    pub macs: Vec<[u8; 6]>,
+    /// Every server frames may go to: the real servers in order, then the sorry server.
+    pub servers: Vec<DrServer>,
+    /// Slot → index into `servers` (this node's own MAC: delivered here). Empty: nowhere.
+    pub slots: Vec<u16>,
     /// This node holds the address: only then are frames forwarded.
     pub holds: bool,
     /// This node is one of the real servers: frames the master forwards here are taken.
     pub here: bool,
     /// How long a flow keeps its real server after its last packet.
     pub pin: Duration,
+}
+
+/// A server direct routing may send frames to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrServer {
+    /// Its MAC; none: unknown (it is in no slot).
+    pub mac: Option<[u8; 6]>,
+    /// Its flows keep it when it leaves the table (TCP, or kept at weight 0 by
+    /// `inhibitOnFailure`); otherwise (UDP) they are forgotten and chosen again.
+    pub keeps_flows: bool,
+}
+
+impl Routed {
+    /// Slot → the MAC its frames go to.
+    pub fn macs(&self) -> Vec<[u8; 6]> {
+        self.slots
+            .iter()
+            .filter_map(|i| self.servers[*i as usize].mac)
+            .collect()
+    }
 }
 
 /// The rules of one virtual server.
@@ -354,21 +375,45 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
             .collect();
         (Serving::RealServers, table, slots_of)
     };
-    let routed = link.map(|l| Routed {
-        link: l.clone(),
-        macs: table
+    let routed = link.map(|l| {
+        let addrs: Vec<SocketAddr> = vs.reals.iter().map(|r| r.addr).chain(vs.sorry).collect();
+        let servers = addrs
             .iter()
-            .map(|a| mac_of(&a.ip()).expect("only reachable servers are in the table"))
-            .collect(),
-        holds: node.addresses.contains(&vs.address),
-        here: vs
-            .reals
-            .iter()
-            .any(|r| node.addresses.contains(&r.addr.ip())),
-        pin: match vs.protocol {
-            Protocol::Tcp => PIN_TCP,
-            Protocol::Udp => PIN_UDP,
-        },
+            .enumerate()
+            .map(|(i, a)| DrServer {
+                mac: mac_of(&a.ip()),
+                // TCP: a new connection (SYN) is always chosen afresh, so a flow's pin
+                // only ever serves its own connection, which stays (as conntrack keeps NAT's).
+                // UDP has no such start: a flow to a server taken out (not kept at weight 0)
+                // is forgotten and chosen again.
+                keeps_flows: i >= vs.reals.len()
+                    || weights[i].is_some()
+                    || vs.protocol == Protocol::Tcp,
+            })
+            .collect();
+        Routed {
+            link: l.clone(),
+            servers,
+            slots: table
+                .iter()
+                .map(|a| {
+                    let i = addrs
+                        .iter()
+                        .position(|x| x == a)
+                        .expect("a server of its own");
+                    i as u16
+                })
+                .collect(),
+            holds: node.addresses.contains(&vs.address),
+            here: vs
+                .reals
+                .iter()
+                .any(|r| node.addresses.contains(&r.addr.ip())),
+            pin: match vs.protocol {
+                Protocol::Tcp => PIN_TCP,
+                Protocol::Udp => PIN_UDP,
+            },
+        }
     });
     let reals_ips: Vec<IpAddr> = vs
         .reals

@@ -161,9 +161,9 @@ fn direct_routing_never_reports_up_or_sends_to_a_server_whose_mac_is_unknown() {
     assert_eq!(p.reals[3].reach, Reach::NoMac);
     assert_eq!(p.up(), "3/4");
     let routed = r.routed.expect("runs here");
-    assert_eq!(routed.macs.len(), SLOTS as usize);
-    assert!(!routed.macs.contains(&[0; 6]));
-    for (addr, m) in r.table.iter().zip(&routed.macs) {
+    assert_eq!(routed.macs().len(), SLOTS as usize);
+    assert!(!routed.macs().contains(&[0; 6]));
+    for (addr, m) in r.table.iter().zip(&routed.macs()) {
         assert_eq!(node.neighbours[&addr.ip()], *m);
     }
     assert_eq!(routed.pin, PIN_TCP);
@@ -205,7 +205,7 @@ fn only_the_holder_forwards_and_a_director_that_is_a_real_server_takes_frames_lo
     let (d1, d2) = (r1.routed.unwrap(), r2.routed.unwrap());
     // The master forwards; its own slots carry its own MAC: delivered here, not sent out.
     assert!(d1.holds && d1.here);
-    assert!(d1.macs.contains(&mac(1)) && d1.macs.contains(&mac(2)));
+    assert!(d1.macs().contains(&mac(1)) && d1.macs().contains(&mac(2)));
     // The backup forwards nothing (what the master sends it is never sent on) and takes it.
     assert!(!d2.holds && d2.here);
     assert_eq!(p1.up(), "2/2");
@@ -220,12 +220,12 @@ fn a_sorry_server_by_direct_routing_needs_its_mac() {
     v.sorry = Some(a(99));
     let (r, p) = one_plan(&v, &[false], &dr_node(true));
     assert_eq!(p.serving, Serving::Nowhere);
-    assert!(r.table.is_empty() && r.routed.unwrap().macs.is_empty());
+    assert!(r.table.is_empty() && r.routed.unwrap().slots.is_empty());
     let mut n = dr_node(true);
     n.neighbours.insert(a(99).ip(), mac(99));
     let (r, p) = one_plan(&v, &[false], &n);
     assert_eq!(p.serving, Serving::Sorry);
-    assert!(r.routed.unwrap().macs.iter().all(|m| *m == mac(99)));
+    assert!(r.routed.unwrap().macs().iter().all(|m| *m == mac(99)));
 }
 
 #[test]
@@ -258,4 +258,20 @@ fn a_nodes_own_address_needs_the_virtual_servers_leave_and_networks_bound_the_re
             .unwrap()
             .contains("2001:db8::7".parse().unwrap())
     );
+}
+
+#[test]
+fn tcp_flows_stay_with_a_server_taken_out_and_udp_flows_choose_again() {
+    let mut v = vs(Forwarding::DirectRouting, Scheduler::RoundRobin, &[1, 1, 1]);
+    let (r, _) = one_plan(&v, &[true, false, true], &dr_node(true));
+    let d = r.routed.unwrap();
+    assert!(!d.slots.contains(&1) && d.servers[1].keeps_flows);
+    v.protocol = Protocol::Udp;
+    let (r, _) = one_plan(&v, &[true, false, true], &dr_node(true));
+    let d = r.routed.unwrap();
+    assert!(!d.servers[1].keeps_flows && d.servers[0].keeps_flows);
+    assert_eq!(d.pin, PIN_UDP);
+    v.inhibit_on_failure = true;
+    let (r, _) = one_plan(&v, &[true, false, true], &dr_node(true));
+    assert!(r.routed.unwrap().servers[1].keeps_flows, "kept at weight 0");
 }

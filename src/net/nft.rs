@@ -187,8 +187,11 @@ pub fn structure(rs: &RuleSet) -> String {
         };
         let _ = writeln!(post, "\t\t{from}{original} masquerade");
         // A NAT connection first seen from its real server's side (this node took over in
-        // the middle of it): the reply goes back as the virtual server's.
-        if !r.pickup.is_empty() {
+        // the middle of it, before the shared tracking had its entry): the reply goes back as
+        // the virtual server's. TCP past its handshake only: a SYN-ACK first seen here is a
+        // client talking to the real server directly (routed back through the director),
+        // which must stay as it is.
+        if !r.pickup.is_empty() && r.protocol == Protocol::Tcp {
             let list: Vec<String> = r.pickup.iter().map(concat).collect();
             let to = match vip {
                 IpAddr::V4(_) => format!("{vip}:{port}"),
@@ -196,7 +199,7 @@ pub fn structure(rs: &RuleSet) -> String {
             };
             let _ = writeln!(
                 post,
-                "\t\tct state new {fam} saddr . {l4} sport {{ {} }} snat {fam} to {to}",
+                "\t\tct state new tcp flags & syn == 0 {fam} saddr . {l4} sport {{ {} }} snat {fam} to {to}",
                 list.join(", ")
             );
         }
@@ -222,85 +225,105 @@ pub fn structure(rs: &RuleSet) -> String {
 }
 
 /// Direct routing: per interface, an ingress chain that sends the frames for the address to
-/// a real server's MAC (a flow it knows to the same one) and out again, with the director's
-/// MAC as source so the switch never learns the client on its port; frames for this node's
-/// own MAC (it is the real server chosen) go up its stack.
+/// a real server's MAC and out again, with the director's MAC as source so the switch never
+/// learns the client on its port; frames for this node's own MAC (it is the real server
+/// chosen) go up its stack. Each real server has a set of the flows it carries (client address
+/// and port, with a timeout refreshed by every packet): a flow it knows stays with it, a new
+/// TCP connection (a SYN) first forgets a reused port's old server and is chosen by the table.
+/// (A set, not a map of flow → MAC: the kernel neither overwrites nor deletes a map's element
+/// from the packet path, so a reused port would keep a stale server.)
 fn direct_routing(rs: &RuleSet) -> String {
     let mut chains: BTreeMap<&str, (String, [u8; 6])> = BTreeMap::new();
-    let mut maps = String::new();
+    let mut objs = String::new();
     for r in &rs.services {
         let Some(d) = routed(r) else { continue };
         let (fam, l4) = match_of(r);
         let (vip, port, n) = (r.key.addr.ip(), r.key.addr.port(), name(r));
-        // A flow's key. nft 1.0.6 cannot update a map keyed by an IPv6 address and port from
-        // the packet path (it aborts: too few registers), so IPv6 flows are keyed by a 32-bit
-        // hash of them: two flows that collide share one pin (about 1 in 2^32 per pair).
-        let flow = if vip.is_ipv4() {
-            format!("{fam} saddr . {l4} sport")
-        } else {
-            format!("jhash {fam} saddr . {l4} sport mod 4294967291 seed 0x6b767066")
-        };
-        // (The hash's type written as numgen's: nft 1.0.6 cannot list a map typed by jhash.)
-        let key_type = if vip.is_ipv4() {
-            flow.clone()
-        } else {
-            "numgen inc mod 4294967291".to_string()
-        };
+        let flow = format!("{fam} saddr . {l4} sport");
+        let out = format!("out_{}", dev_name(&d.link.interface));
         let _ = writeln!(
-            maps,
-            "\tmap {n}_mac {{ typeof numgen inc mod {SLOTS} : ether daddr; }}\n\tmap {n}_flows {{ typeof {key_type} : ether daddr; flags dynamic,timeout; timeout {}s; size 262144; }}",
-            d.pin.as_secs()
+            objs,
+            "\tmap {n}_slots {{ typeof numgen inc mod {SLOTS} : verdict; }}"
         );
-        // Persistence (IPv4): a client's server, by its address alone.
-        let client = r.persist.map(|t| {
+        let mut new = String::new();
+        let tcp = r.protocol == Protocol::Tcp;
+        for (i, server) in d.servers.iter().enumerate() {
             let _ = writeln!(
-                maps,
-                "\tmap {n}_clients {{ typeof {fam} saddr : ether daddr; flags dynamic,timeout; timeout {}s; size 65536; }}",
-                t.as_secs()
+                objs,
+                "\tset {n}_p{i} {{ typeof {flow}; flags dynamic,timeout; timeout {}s; size 262144; }}",
+                d.pin.as_secs()
             );
-            format!("update @{n}_clients {{ {fam} saddr : ether daddr }} ")
-        });
+            if tcp {
+                let _ = writeln!(new, "\t\tdelete @{n}_p{i} {{ {flow} }}");
+            }
+            if let Some(t) = r.persist {
+                let _ = writeln!(
+                    objs,
+                    "\tset {n}_c{i} {{ typeof {fam} saddr; flags dynamic,timeout; timeout {}s; size 65536; }}",
+                    t.as_secs()
+                );
+            }
+            let Some(m) = server.mac else { continue };
+            let remember_client = if r.persist.is_some() {
+                format!("update @{n}_c{i} {{ {fam} saddr }} ")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                objs,
+                "\tchain {n}_s{i} {{\n\t\tupdate @{n}_p{i} {{ {flow} }} {remember_client}ether daddr set {} goto {out}\n\t}}",
+                mac(&m)
+            );
+        }
+        if r.persist.is_some() {
+            for (i, server) in d.servers.iter().enumerate() {
+                if server.mac.is_some() {
+                    let _ = writeln!(new, "\t\t{fam} saddr @{n}_c{i} goto {n}_s{i}");
+                }
+            }
+        }
+        let _ = writeln!(new, "\t\t{} vmap @{n}_slots", slot_expr(r));
+        let _ = writeln!(objs, "\tchain {n}_new {{\n{new}\t}}");
         let held = if vip.is_ipv4() { "held4" } else { "held6" };
         let head = format!(
             "ether daddr {} {fam} daddr {vip} {fam} daddr @{held} {l4} dport {port}",
             mac(&d.link.answers)
         );
-        let remember = format!("update @{n}_flows {{ {flow} : ether daddr }}");
         let (rules, _) = chains
             .entry(d.link.interface.as_str())
             .or_insert_with(|| (String::new(), d.link.mac));
-        let out = format!("out_{}", dev_name(&d.link.interface));
-        let _ = writeln!(
-            rules,
-            "\t\t{head} ether daddr set {flow} map @{n}_flows {remember} goto {out}"
-        );
-        if let Some(client) = &client {
+        if tcp {
             let _ = writeln!(
                 rules,
-                "\t\t{head} ether daddr set {fam} saddr map @{n}_clients {client}{remember} goto {out}"
+                "\t\t{head} tcp flags & (syn | ack) == syn goto {n}_new"
             );
         }
-        let _ = writeln!(
-            rules,
-            "\t\t{head} ether daddr set {} map @{n}_mac {}{remember} goto {out}",
-            slot_expr(r),
-            client.as_deref().unwrap_or("")
-        );
+        for (i, server) in d.servers.iter().enumerate() {
+            if server.mac.is_some() {
+                let _ = writeln!(rules, "\t\t{head} {flow} @{n}_p{i} goto {n}_s{i}");
+            }
+        }
+        let _ = writeln!(rules, "\t\t{head} goto {n}_new");
     }
     if chains.is_empty() {
         return String::new();
     }
     let mut s = format!(
-        "table netdev {TABLE} {{\n\tset held4 {{ type ipv4_addr; }}\n\tset held6 {{ type ipv6_addr; }}\n{maps}"
+        "table netdev {TABLE} {{\n\tset held4 {{ type ipv4_addr; }}\n\tset held6 {{ type ipv6_addr; }}\n"
     );
-    for (dev, (rules, own)) in chains {
-        let d = dev_name(dev);
+    // The chains a rule jumps to come first.
+    for (dev, (_, own)) in &chains {
         let _ = writeln!(
             s,
-            "\tchain out_{d} {{\n\t\tether daddr {} accept\n\t\tether saddr set {} fwd to \"{dev}\"\n\t}}",
-            mac(&own),
-            mac(&own)
+            "\tchain out_{} {{\n\t\tether daddr {} accept\n\t\tether saddr set {} fwd to \"{dev}\"\n\t}}",
+            dev_name(dev),
+            mac(own),
+            mac(own)
         );
+    }
+    s.push_str(&objs);
+    for (dev, (rules, _)) in chains {
+        let d = dev_name(dev);
         let _ = writeln!(
             s,
             "\tchain in_{d} {{\n\t\ttype filter hook ingress device \"{dev}\" priority -300; policy accept;\n{rules}\t}}"
@@ -328,11 +351,11 @@ fn elements(rs: &RuleSet) -> Elements {
         );
         if let Some(d) = routed(r) {
             e.insert(
-                ("netdev", format!("{n}_mac")),
-                d.macs
+                ("netdev", format!("{n}_slots")),
+                d.slots
                     .iter()
                     .enumerate()
-                    .map(|(i, m)| (i.to_string(), Some(mac(m))))
+                    .map(|(k, i)| (k.to_string(), Some(format!("goto {n}_s{i}"))))
                     .collect(),
             );
             let set = if r.key.addr.is_ipv4() {
@@ -389,18 +412,22 @@ fn declared(rs: &RuleSet) -> BTreeSet<(&'static str, &'static str, String)> {
     for r in &rs.services {
         let n = name(r);
         d.insert(("inet", "map", n.clone()));
-        if r.persist.is_some() {
-            let fam = if routed(r).is_some() {
-                "netdev"
-            } else {
-                "inet"
-            };
-            d.insert((fam, "map", format!("{n}_clients")));
+        if r.persist.is_some() && routed(r).is_none() {
+            d.insert(("inet", "map", format!("{n}_clients")));
         }
         if let Some(x) = routed(r) {
             let dev = dev_name(&x.link.interface);
-            d.insert(("netdev", "map", format!("{n}_mac")));
-            d.insert(("netdev", "map", format!("{n}_flows")));
+            d.insert(("netdev", "map", format!("{n}_slots")));
+            d.insert(("netdev", "chain", format!("{n}_new")));
+            for (i, server) in x.servers.iter().enumerate() {
+                d.insert(("netdev", "set", format!("{n}_p{i}")));
+                if r.persist.is_some() {
+                    d.insert(("netdev", "set", format!("{n}_c{i}")));
+                }
+                if server.mac.is_some() {
+                    d.insert(("netdev", "chain", format!("{n}_s{i}")));
+                }
+            }
             d.insert(("netdev", "set", "held4".into()));
             d.insert(("netdev", "set", "held6".into()));
             d.insert(("netdev", "chain", format!("in_{dev}")));
@@ -427,6 +454,13 @@ pub fn full(before: Option<&RuleSet>, rs: &RuleSet) -> String {
     let now = declared(rs);
     if now.iter().any(|(fam, _, _)| *fam == "netdev") {
         let _ = writeln!(s, "add table netdev {TABLE}\nflush table netdev {TABLE}");
+        // Verdict maps name chains: emptied first, so a chain no longer used can go.
+        for (_, kind, obj) in declared(before)
+            .iter()
+            .filter(|(f, k, o)| *f == "netdev" && *k == "map" && o.ends_with("_slots"))
+        {
+            let _ = writeln!(s, "flush {kind} netdev {TABLE} {obj}");
+        }
         for (fam, kind, obj) in declared(before).difference(&now) {
             let _ = writeln!(s, "delete {kind} {fam} {TABLE} {obj}");
         }
@@ -453,6 +487,36 @@ fn kind_of(obj: &str) -> &'static str {
     } else {
         "map"
     }
+}
+
+/// The flows and clients direct routing forgets: the sets of servers that left the table
+/// between `before` and `after` and keep no flows (not kept at weight 0).
+fn forgotten(before: &RuleSet, after: &RuleSet) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in &after.services {
+        let (Some(y), Some(x)) = (
+            routed(r),
+            before
+                .services
+                .iter()
+                .find(|b| b.key == r.key)
+                .and_then(routed),
+        ) else {
+            continue;
+        };
+        let n = name(r);
+        for (i, server) in y.servers.iter().enumerate() {
+            let was = x.slots.contains(&(i as u16));
+            let is = y.slots.contains(&(i as u16));
+            if was && !is && !server.keeps_flows {
+                out.push(format!("flush set netdev {TABLE} {n}_p{i}"));
+                if r.persist.is_some() {
+                    out.push(format!("flush set netdev {TABLE} {n}_c{i}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// A first fill after the tables were removed.
@@ -497,6 +561,9 @@ pub fn changes(before: &RuleSet, after: &RuleSet) -> Option<String> {
             items.iter().filter(|(k, v)| was.get(*k) != Some(*v)),
         );
     }
+    for line in forgotten(before, after) {
+        let _ = writeln!(s, "{line}");
+    }
     Some(s)
 }
 
@@ -516,20 +583,13 @@ pub fn purges(before: &RuleSet, after: &RuleSet) -> Vec<(&'static str, String, B
         else {
             continue;
         };
-        let (fam, old, new): (&'static str, BTreeSet<String>, BTreeSet<String>) =
-            match (routed(b), routed(r)) {
-                (Some(x), Some(y)) => (
-                    "netdev",
-                    x.macs.iter().map(mac).collect(),
-                    y.macs.iter().map(mac).collect(),
-                ),
-                (None, None) => (
-                    "inet",
-                    b.table.iter().map(concat).collect(),
-                    r.table.iter().map(concat).collect(),
-                ),
-                _ => continue,
-            };
+        // Direct routing forgets by flushing a server's sets (see `forgotten`).
+        if routed(b).is_some() || routed(r).is_some() {
+            continue;
+        }
+        let fam = "inet";
+        let old: BTreeSet<String> = b.table.iter().map(concat).collect();
+        let new: BTreeSet<String> = r.table.iter().map(concat).collect();
         let gone: BTreeSet<String> = old.difference(&new).cloned().collect();
         if !gone.is_empty() {
             out.push((fam, format!("{}_clients", name(r)), gone));
