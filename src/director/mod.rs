@@ -358,16 +358,55 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
             None => (Serving::Nowhere, Vec::new(), vec![0; vs.reals.len()]),
         }
     } else {
-        let idx = match pick {
-            Pick::Counter if vs.scheduler == Scheduler::RoundRobin => {
+        let table: Vec<SocketAddr> = match pick {
+            Pick::Counter => {
                 // Round robin ignores weights (0 still means no new connections).
-                let even: Vec<(SocketAddr, u32)> = live.iter().map(|(a, _)| (*a, 1)).collect();
-                table::round_robin(&even)
+                let even = |list: &[(SocketAddr, u32)]| -> Vec<(SocketAddr, u32)> {
+                    list.iter()
+                        .map(|(a, w)| {
+                            (
+                                *a,
+                                if vs.scheduler == Scheduler::RoundRobin {
+                                    1
+                                } else {
+                                    *w
+                                },
+                            )
+                        })
+                        .collect()
+                };
+                // Every configured server's turns, whatever its health; a server's turns go,
+                // while it takes nothing, to the others in their own turn order. A server going
+                // down or coming back then changes its own slots only.
+                let all = even(
+                    &vs.reals
+                        .iter()
+                        .filter(|r| r.weight > 0)
+                        .map(|r| (r.addr, r.weight))
+                        .collect::<Vec<_>>(),
+                );
+                let live = even(&live);
+                let base = table::round_robin(&all);
+                let fill = table::round_robin(&live);
+                let mut k = 0;
+                base.iter()
+                    .map(|i| {
+                        let a = all[*i as usize].0;
+                        if live.iter().any(|(l, _)| *l == a) {
+                            a
+                        } else {
+                            let f = live[fill[k] as usize].0;
+                            k += 1;
+                            f
+                        }
+                    })
+                    .collect()
             }
-            Pick::Counter => table::round_robin(&live),
-            Pick::Source | Pick::Flow => table::maglev(&live),
+            Pick::Source | Pick::Flow => table::maglev(&live)
+                .iter()
+                .map(|i| live[*i as usize].0)
+                .collect(),
         };
-        let table: Vec<SocketAddr> = idx.iter().map(|i| live[*i as usize].0).collect();
         let slots_of = vs
             .reals
             .iter()

@@ -74,10 +74,14 @@ fn dr_node(holds: bool) -> Node {
 #[test]
 fn round_robin_takes_the_servers_up_in_turn_and_leaves_the_others_out() {
     let v = vs(Forwarding::Nat, Scheduler::RoundRobin, &[1, 5, 1]);
+    let (all, _) = one_plan(&v, &[true; 3], &Node::default());
+    assert_eq!(&all.table[..6], &[a(21), a(22), a(23), a(21), a(22), a(23)]);
     let (r, p) = one_plan(&v, &[true, false, true], &Node::default());
     assert_eq!(r.pick, Pick::Counter);
-    assert_eq!(&r.table[..4], &[a(21), a(23), a(21), a(23)]);
+    // 22's turns go to the others in turn; the others keep theirs.
+    assert_eq!(&r.table[..6], &[a(21), a(21), a(23), a(21), a(23), a(23)]);
     assert_eq!(count(&r.table, a(22)), 0);
+    assert!(count(&r.table, a(21)).abs_diff(count(&r.table, a(23))) <= 1);
     assert_eq!(p.up(), "2/3");
     assert_eq!(p.reals[1].reach, Reach::Down);
     assert_eq!(p.reals[1].weight, None);
@@ -274,4 +278,45 @@ fn tcp_flows_stay_with_a_server_taken_out_and_udp_flows_choose_again() {
     v.inhibit_on_failure = true;
     let (r, _) = one_plan(&v, &[true, false, true], &dr_node(true));
     assert!(r.routed.unwrap().servers[1].keeps_flows, "kept at weight 0");
+}
+
+#[test]
+fn a_server_going_down_changes_only_its_own_round_robin_slots() {
+    let v = vs(
+        Forwarding::Nat,
+        Scheduler::WeightedRoundRobin,
+        &[1, 2, 3, 4, 5, 6, 7, 8],
+    );
+    let (all, _) = one_plan(&v, &[true; 8], &Node::default());
+    let mut up = [true; 8];
+    up[2] = false;
+    let (less, p) = one_plan(&v, &up, &Node::default());
+    let own = count(&all.table, a(23));
+    let moved = all
+        .table
+        .iter()
+        .zip(&less.table)
+        .filter(|(x, y)| x != y)
+        .count();
+    assert_eq!(moved, own, "only its own slots move");
+    assert_eq!(count(&less.table, a(23)), 0);
+    // Its share goes to the others by weight: every share within a slot or two of exact.
+    let total: f64 = [1, 2, 4, 5, 6, 7, 8].iter().map(|w| f64::from(*w)).sum();
+    for (i, w) in [
+        (21, 1),
+        (22, 2),
+        (24, 4),
+        (25, 5),
+        (26, 6),
+        (27, 7),
+        (28, 8),
+    ] {
+        let exact = f64::from(w) / total * f64::from(SLOTS);
+        let n = count(&less.table, a(i)) as f64;
+        assert!((n - exact).abs() <= 2.0, "{i}: {n} for {exact:.1}");
+    }
+    assert_eq!(p.up(), "7/8");
+    // Back: the same table as before.
+    let (again, _) = one_plan(&v, &[true; 8], &Node::default());
+    assert_eq!(again.table, all.table);
 }
