@@ -184,7 +184,6 @@ fn rule_sets_load_and_a_health_change_edits_only_map_elements() {
         "ip daddr @held4",
         "fwd to \"eth0\"",
         "dnat ip6 to numgen inc mod 4093 map @vs_2001_db8_1__50_80_tcp",
-        "snat ip to 198.51.100.50:80",
         "iif 0 meta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 443 masquerade",
         "ct original proto-dst 443 snat ip to 198.51.100.50",
         "ip daddr 198.51.100.50 tcp dport 8080 fib daddr type local ip daddr != @held4 drop",
@@ -300,7 +299,6 @@ fn the_structure_reads_as_written() {
 \tchain postrouting {
 \t\ttype nat hook postrouting priority srcnat; policy accept;
 \t\tip saddr { 198.51.100.21 } meta l4proto tcp ct original ip daddr 198.51.100.50 ct original proto-dst 80 masquerade
-\t\tct state new tcp flags & syn == 0 ip saddr . tcp sport { 198.51.100.21 . 80 } snat ip to 198.51.100.50:80
 \t}
 }
 ";

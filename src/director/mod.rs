@@ -13,7 +13,8 @@
 //! - loops: only the node holding the address forwards its frames (so a frame another
 //!   director forwarded here is never forwarded again), and a director that is a real server
 //!   takes what the master forwards to it without a notify script;
-//! - address translation back for a NAT connection first seen from its real server's side.
+//! - where full NAT's connections come from (the virtual address, which moves with the
+//!   master, so a takeover with shared connection tracking keeps them).
 
 pub mod health;
 pub mod table;
@@ -169,9 +170,6 @@ pub struct Rules {
     /// Direct routing: for the director's own connections only.
     pub table: Vec<SocketAddr>,
     pub snat: Snat,
-    /// NAT: the real servers whose packets, when they open a connection tracking entry here
-    /// (a takeover mid-connection), are translated back to come from the virtual server.
-    pub pickup: Vec<SocketAddr>,
     /// Direct routing: where the address runs here; none: not on this node.
     pub routed: Option<Routed>,
     /// keepalived `persistence_timeout`: a client's new connections go where its last one
@@ -466,10 +464,6 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
         Forwarding::FullNat => Snat::FromVirtual(vs.address),
         Forwarding::DirectRouting => Snat::Masquerade,
     };
-    let pickup = match vs.forwarding {
-        Forwarding::Nat => vs.reals.iter().map(|r| r.addr).collect(),
-        _ => Vec::new(),
-    };
     let plan = ServicePlan {
         virtual_ip: s.virtual_ip.to_string(),
         key: vs.key(),
@@ -496,7 +490,6 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
         pick,
         table,
         snat,
-        pickup,
         routed,
         persist: vs.persistence,
     };

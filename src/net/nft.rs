@@ -186,23 +186,6 @@ pub fn structure(rs: &RuleSet) -> String {
             }
         };
         let _ = writeln!(post, "\t\t{from}{original} masquerade");
-        // A NAT connection first seen from its real server's side (this node took over in
-        // the middle of it, before the shared tracking had its entry): the reply goes back as
-        // the virtual server's. TCP past its handshake only: a SYN-ACK first seen here is a
-        // client talking to the real server directly (routed back through the director),
-        // which must stay as it is.
-        if !r.pickup.is_empty() && r.protocol == Protocol::Tcp {
-            let list: Vec<String> = r.pickup.iter().map(concat).collect();
-            let to = match vip {
-                IpAddr::V4(_) => format!("{vip}:{port}"),
-                IpAddr::V6(_) => format!("[{vip}]:{port}"),
-            };
-            let _ = writeln!(
-                post,
-                "\t\tct state new tcp flags & syn == 0 {fam} saddr . {l4} sport {{ {} }} snat {fam} to {to}",
-                list.join(", ")
-            );
-        }
     }
     let _ = writeln!(
         s,

@@ -229,6 +229,16 @@ fn lab(forwarding: &str) -> (Lab, u32, Vec<u32>) {
     for n in ["n1", "n2"] {
         let ns = lab.node(n).ns.clone();
         sh(&ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        // As the LVS-NAT HOWTO says: a director sends no ICMP redirects (the client would be
+        // told to reach a real server around it).
+        sh(
+            &ns,
+            &["sysctl", "-qw", "net.ipv4.conf.all.send_redirects=0"],
+        );
+        sh(
+            &ns,
+            &["sysctl", "-qw", "net.ipv4.conf.eth0.send_redirects=0"],
+        );
         sh(
             &ns,
             &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
@@ -582,22 +592,20 @@ fn main() {
         if forwarding != "DirectRouting" {
             // The backup holds the master's entries (conntrackd) before the crash.
             let n2 = lab.node("n2").ns.clone();
-            wait_for(Duration::from_secs(5), || {
-                let out = lab.exec(
-                    &n2,
-                    &[
-                        "conntrack",
-                        "-L",
-                        "-p",
-                        "tcp",
-                        "--orig-dst",
-                        VIP,
-                        "--state",
-                        "ESTABLISHED",
-                    ],
-                );
-                String::from_utf8_lossy(&out.stdout).lines().count() >= SURVIVORS
+            let ports: Vec<String> = kept
+                .iter()
+                .filter_map(|s| s.local_addr().ok())
+                .map(|a| format!("sport={} ", a.port()))
+                .collect();
+            let synced = wait_for(Duration::from_secs(5), || {
+                let out = lab.exec(&n2, &["conntrack", "-L", "-p", "tcp", "--orig-dst", VIP]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                ports.iter().all(|p| text.contains(p.as_str()))
             });
+            eprintln!(
+                "{forwarding}: the backup holds the {} entries: {synced:?}",
+                ports.len()
+            );
         }
 
         // The master director crashes under load.
@@ -610,6 +618,7 @@ fn main() {
         std::thread::sleep(Duration::from_secs(2));
         let samples = load.stop();
         let after: Vec<Option<String>> = kept.iter_mut().map(ask).collect();
+        eprintln!("{forwarding}: established before {before:?}, after {after:?}");
         let survived = before
             .iter()
             .zip(&after)
