@@ -285,9 +285,16 @@ fn baselines(lab: &Lab, client: &str, window: Duration, ours: &Value) {
         std::thread::sleep(window);
         throughput(&load.stop(), window)
     };
-    let route = |to: &str, add: bool| {
-        let args: Vec<&str> = if add {
-            vec![
+    // Each measurement from a client address of its own: one run's connections, still
+    // tracked on the director (TIME_WAIT), must not clash with the next run's reused ports.
+    let from = |src: &str, to: &str| {
+        lab.exec(
+            client,
+            &["ip", "addr", "add", &format!("{src}/32"), "dev", "eth0"],
+        );
+        lab.exec(
+            client,
+            &[
                 "ip",
                 "route",
                 "replace",
@@ -295,33 +302,48 @@ fn baselines(lab: &Lab, client: &str, window: Duration, ours: &Value) {
                 "via",
                 "198.51.100.11",
                 "src",
-                "203.0.113.100",
-            ]
-        } else {
-            vec!["ip", "route", "del", to]
-        };
-        lab.exec(client, &args);
+                src,
+            ],
+        );
     };
-    route("198.51.100.13/32", true);
-    route("198.51.100.60/32", true);
     lab.exec(
         &n1,
-        &["nft", "add table ip bench; add chain ip bench pre { type nat hook prerouting priority -110; };            add rule ip bench pre ip daddr 198.51.100.60 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 198.51.100.13 . 80, 1 : 198.51.100.14 . 80 }"],
+        &["nft", "add table ip bench; add chain ip bench pre { type nat hook prerouting priority -110; }; \
+           add rule ip bench pre ip daddr 198.51.100.60 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 198.51.100.13 . 80, 1 : 198.51.100.14 . 80 }"],
     );
+    from("203.0.113.101", "198.51.100.13/32");
     let routed = run("198.51.100.13:80");
+    from("203.0.113.102", "198.51.100.60/32");
     let hand = run("198.51.100.60:80");
     lab.exec(
         &n1,
-        &["nft", "add table inet benchft { flowtable f { hook ingress priority 0; devices = { eth0 }; };            chain fwd { type filter hook forward priority 0; policy accept; meta l4proto tcp flow add @f; }; }"],
+        &["nft", "add table inet benchft { flowtable f { hook ingress priority 0; devices = { eth0 }; }; \
+           chain fwd { type filter hook forward priority 0; policy accept; meta l4proto tcp flow add @f; }; }"],
     );
+    from("203.0.113.103", "198.51.100.13/32");
     let routed_ft = run("198.51.100.13:80");
+    from("203.0.113.104", &format!("{VIP}/32"));
     let ours_ft = run(&format!("{VIP}:80"));
     lab.exec(
         &n1,
         &["nft", "delete table inet benchft; delete table ip bench"],
     );
-    route("198.51.100.13/32", false);
-    route("198.51.100.60/32", false);
+    for to in ["198.51.100.13/32", "198.51.100.60/32"] {
+        lab.exec(client, &["ip", "route", "del", to]);
+    }
+    lab.exec(
+        client,
+        &[
+            "ip",
+            "route",
+            "replace",
+            &format!("{VIP}/32"),
+            "dev",
+            "eth0",
+            "src",
+            "203.0.113.100",
+        ],
+    );
     let ratio = |a: &Value, b: &Value, k: &str| {
         (a[k].as_f64().unwrap_or(f64::NAN) / b[k].as_f64().unwrap_or(f64::NAN) * 100.0).round()
             / 100.0
