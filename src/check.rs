@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use crate::api::KIND;
 use crate::model::spec::{ValidatedVirtualIp, VridRule};
-use crate::yaml::{ConfigError, Document, cross_check, documents};
+use crate::yaml::{ConfigError, Document, Seen, documents};
 
 /// Problems a valid VirtualIP may still have on every node.
 fn placement_problems(v: &ValidatedVirtualIp) -> Vec<(String, String)> {
@@ -69,7 +69,7 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     } else {
         VridRule::Required
     };
-    let mut good: Vec<ValidatedVirtualIp> = Vec::new();
+    let mut good = Seen::default();
     let mut seen = 0;
     // Standalone: which documents the API server would take, read once when first asked.
     let mut cluster_ok: Option<Vec<usize>> = None;
@@ -179,7 +179,7 @@ fn check_virtual_ip(
     file: &str,
     d: Document,
     cluster: bool,
-    good: &mut Vec<ValidatedVirtualIp>,
+    good: &mut Seen,
 ) {
     let v = match d.result {
         Ok(v) => v,
@@ -201,7 +201,7 @@ fn check_virtual_ip(
         .into_iter()
         .map(|(f, r)| err(&f, r))
         .collect();
-    if !cluster && let Err((f, r)) = cross_check(good, &v) {
+    if !cluster && let Err((f, r)) = good.cross_check(&v) {
         problems.push(err(f, r));
     }
     if !problems.is_empty() {
@@ -238,7 +238,7 @@ fn check_virtual_ip(
         }
     );
     out.objects += 1;
-    good.push(v);
+    good.add(&v);
 }
 
 #[cfg(test)]

@@ -778,3 +778,43 @@ fn an_agent_that_can_run_nothing_is_alive_but_not_ready() {
     let alive = probe(&lab, "n2", "/healthz");
     assert!(alive.starts_with("HTTP/1.1 200"), "{alive}");
 }
+
+/// A hostile file loaded into the master with SIGHUP (200 KB nested 100,000 deep, whose parse
+/// once held the event loop for 18 s while the VIP's lifetime ran out): it is refused with the
+/// reason, off the event loop, and the VIP answers throughout from the master. Then a file
+/// nested within bounds but large (10,000 VirtualIP-free lines) is read the same way.
+#[test]
+fn a_hostile_file_on_sighup_is_refused_and_the_vip_answers_throughout() {
+    let web = vip_yaml("web", 51, &["198.51.100.50/24"], &fast(""));
+    let (mut lab, cfg, p1, _) = two_nodes(&web);
+    wait_holders(&lab, VIP, &["n1"]);
+    let client = lab.client.ns.clone();
+    let probe =
+        kube_vrrp_e2e::Prober::start(&client, VIP.parse().unwrap(), Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(200));
+    // Written beside, then renamed: n2 reads the same file only at its own start.
+    let hostile = format!("{}{}\n", "- ".repeat(100_000), "x");
+    let tmp = format!("{cfg}.new");
+    std::fs::write(&tmp, &hostile).unwrap();
+    std::fs::rename(&tmp, &cfg).unwrap();
+    lab.signal(p1, Signal::SIGHUP);
+    let refused = wait_for(WAIT, || status(&lab, "n1")["configError"].is_string());
+    assert!(refused.is_some(), "{}", lab.log("agent-n1.log"));
+    let err = status(&lab, "n1")["configError"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("nested more than 64"), "{err}");
+    // /healthz (the event loop and the engine) answers.
+    let health = lab.http_get(&lab.node("n1").ns, status_addr(), "/healthz");
+    assert!(health.is_ok(), "{health:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let outage = probe.stop();
+    assert_eq!(outage.lost, 0, "{outage:?}");
+    assert_eq!(lab.holders(VIP), vec!["n1".to_string()]);
+    // The good file again: taken.
+    std::fs::write(&cfg, &web).unwrap();
+    lab.signal(p1, Signal::SIGHUP);
+    let cleared = wait_for(WAIT, || status(&lab, "n1")["configError"].is_null());
+    assert!(cleared.is_some(), "{}", lab.log("agent-n1.log"));
+}

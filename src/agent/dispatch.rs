@@ -61,16 +61,40 @@ impl Agent {
             AgentEvent::Reload => {
                 if let Source::File(path) = &self.source {
                     info!(config = %path.display(), "SIGHUP: reloading");
-                    match source::load(path) {
-                        Ok(vips) => {
-                            self.file_vips = vips;
-                            self.config_error = None;
-                            self.apply().await;
-                        }
-                        Err(e) => {
-                            error!(error = %e, "configuration rejected; the running configuration stays");
-                            self.config_error = Some(e.to_string());
-                        }
+                    // Read and validated off this loop (bounded in size, depth and time): a
+                    // hostile file never holds the renewals, the status or the next event.
+                    self.reloads += 1;
+                    let (seq, path, events) = (self.reloads, path.clone(), self.events.clone());
+                    tokio::spawn(async move {
+                        let read = tokio::task::spawn_blocking(move || {
+                            source::load(&path).map_err(|e| e.to_string())
+                        });
+                        let result = match tokio::time::timeout(source::LOAD_TIMEOUT, read).await {
+                            Ok(Ok(r)) => r,
+                            Ok(Err(e)) => Err(format!("reading the configuration failed: {e}")),
+                            Err(_) => Err(format!(
+                                "reading the configuration took more than {:?}: refused",
+                                source::LOAD_TIMEOUT
+                            )),
+                        };
+                        let _ = events.send(AgentEvent::Loaded(seq, result));
+                    });
+                }
+            }
+            AgentEvent::Loaded(seq, result) => {
+                // Only the newest SIGHUP's file counts.
+                if seq != self.reloads {
+                    return;
+                }
+                match result {
+                    Ok(vips) => {
+                        self.file_vips = vips;
+                        self.config_error = None;
+                        self.apply().await;
+                    }
+                    Err(e) => {
+                        error!(error = %e, "configuration rejected; the running configuration stays");
+                        self.config_error = Some(e);
                     }
                 }
             }

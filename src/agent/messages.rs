@@ -202,6 +202,12 @@ pub(crate) enum AnnounceCmd {
 pub enum AgentEvent {
     /// SIGHUP: read the file again.
     Reload,
+    /// The file read after SIGHUP number `.0` (off the loop, bounded): its VirtualIPs, or why
+    /// it was refused.
+    Loaded(
+        u64,
+        Result<Vec<crate::model::spec::ValidatedVirtualIp>, String>,
+    ),
     /// SIGTERM / SIGINT: hand over and stop.
     Stop(&'static str),
     /// Cluster mode: this node's configuration changed.

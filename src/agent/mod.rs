@@ -162,6 +162,8 @@ struct Agent {
     supervisor: supervisor::Supervisor,
     /// Virtual servers: real servers checked, our nftables table.
     virtual_servers: virtualservers::VirtualServers,
+    /// SIGHUPs received: only the newest one's file is applied.
+    reloads: u64,
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
@@ -252,6 +254,7 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         snapshot_seq: 0,
         snapshot_applied: 0,
         listeners: Vec::new(),
+        reloads: 0,
         virtual_servers: virtualservers::VirtualServers::start(
             opts.policy.clone(),
             opts.real_server_networks.clone(),

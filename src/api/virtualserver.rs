@@ -29,7 +29,7 @@ pub struct VirtualServerSpec {
     pub scheduler: Option<Scheduler>,
     /// One client, one real server (keepalived `persistence_timeout`): a client's new
     /// connections go to the real server its last one went to, until it has opened none for
-    /// this long (1s to 24h). A real server that goes down or is removed loses its clients to
+    /// this long (1s to 86400s, a day). A real server that goes down or is removed loses its clients to
     /// the others. IPv4 only (nftables cannot record an IPv6 client's server from the packet
     /// path: use SourceHash there).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -585,7 +585,7 @@ mod tests {
             ),
             (
                 &format!("{BASE}  persistenceTimeout: 0s\n"),
-                "persistenceTimeout: \"0s\" is out of range: use 1s to 24h",
+                "persistenceTimeout: \"0s\" is out of range: use 1s to",
             ),
             (
                 "addresses: [2001:db8:1::50/64]\nvirtualServers:\n- address: 2001:db8:1::50\n  port: 80\n  persistenceTimeout: 5m\n",

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::api::{API_VERSION, KIND, VirtualIpDocument};
 use crate::model::spec::{ValidatedVirtualIp, VridRule, validate_all};
 
+pub mod bounds;
 mod hints;
 pub use hints::{explain, suggest};
 
@@ -51,6 +52,21 @@ pub struct Document {
 /// cluster objects may leave it to the controller). Empty documents are skipped.
 pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
     let mut out = Vec::new();
+    // Size and depth first: a parser's time grows with the square of the nesting.
+    if let Err(reason) = bounds::check(text) {
+        out.push(Document {
+            index: 1,
+            name: None,
+            kind: None,
+            result: Err(vec![ConfigError {
+                document: 1,
+                name: None,
+                field: String::new(),
+                reason,
+            }]),
+        });
+        return out;
+    }
     for (i, de) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let document = i + 1;
         let value = match yaml_serde::Value::deserialize(de) {
@@ -169,44 +185,78 @@ fn document_of(
     }
 }
 
-/// What a VirtualIP may not share with the ones before it in a file: its name, or its VRID
-/// on the same interface and family.
-pub fn cross_check(
-    before: &[ValidatedVirtualIp],
-    v: &ValidatedVirtualIp,
-) -> Result<(), (&'static str, String)> {
-    if before.iter().any(|o| o.name == v.name) {
-        return Err(("metadata.name", format!("{:?} is defined twice", v.name)));
+/// What the VirtualIPs before one in a file hold: their names, and each interface and
+/// VRID's (name, IPv4?, IPv6?). Indexed, so a file of many documents is checked in linear
+/// time.
+#[derive(Default)]
+pub struct Seen {
+    names: std::collections::HashSet<String>,
+    vrids: std::collections::HashMap<(String, u8), Vec<(String, bool, bool)>>,
+}
+
+fn families(v: &ValidatedVirtualIp) -> (bool, bool) {
+    let v4 = v
+        .addresses
+        .iter()
+        .any(|a| a.family() == crate::vrrp::Family::V4);
+    let v6 = v
+        .addresses
+        .iter()
+        .any(|a| a.family() == crate::vrrp::Family::V6);
+    (v4, v6)
+}
+
+impl Seen {
+    /// What `v` may not share with the ones seen: its name, or its VRID on the same
+    /// interface and family.
+    pub fn cross_check(&self, v: &ValidatedVirtualIp) -> Result<(), (&'static str, String)> {
+        if self.names.contains(&v.name) {
+            return Err(("metadata.name", format!("{:?} is defined twice", v.name)));
+        }
+        let Some(vrid) = v.vrid else { return Ok(()) };
+        let (v4, v6) = families(v);
+        let key = (format!("{:?}", v.spec.interface), vrid);
+        if let Some((other, _, _)) = self
+            .vrids
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .find(|(_, o4, o6)| (v4 && *o4) || (v6 && *o6))
+        {
+            return Err((
+                "spec.virtualRouterID",
+                format!("{vrid} is already used by {other:?} on the same interface"),
+            ));
+        }
+        Ok(())
     }
-    if let Some(other) = before.iter().find(|o| {
-        o.vrid.is_some()
-            && o.vrid == v.vrid
-            && o.spec.interface == v.spec.interface
-            && shares_family(o, v)
-    }) {
-        return Err((
-            "spec.virtualRouterID",
-            format!(
-                "{} is already used by {:?} on the same interface",
-                v.vrid.unwrap_or_default(),
-                other.name
-            ),
-        ));
+
+    pub fn add(&mut self, v: &ValidatedVirtualIp) {
+        self.names.insert(v.name.clone());
+        if let Some(vrid) = v.vrid {
+            let (v4, v6) = families(v);
+            self.vrids
+                .entry((format!("{:?}", v.spec.interface), vrid))
+                .or_default()
+                .push((v.name.clone(), v4, v6));
+        }
     }
-    Ok(())
 }
 
 /// Parses and validates every document of a file. Any error rejects the whole file.
 pub fn parse(text: &str) -> Result<Vec<ValidatedVirtualIp>, ConfigError> {
     let mut out: Vec<ValidatedVirtualIp> = Vec::new();
+    let mut seen = Seen::default();
     for d in documents(text, VridRule::Required) {
         let v = d.result.map_err(|mut e| e.swap_remove(0))?;
-        cross_check(&out, &v).map_err(|(field, reason)| ConfigError {
-            document: d.index,
-            name: d.name.clone(),
-            field: field.into(),
-            reason,
-        })?;
+        seen.cross_check(&v)
+            .map_err(|(field, reason)| ConfigError {
+                document: d.index,
+                name: d.name.clone(),
+                field: field.into(),
+                reason,
+            })?;
+        seen.add(&v);
         out.push(v);
     }
     if out.is_empty() {
@@ -218,12 +268,6 @@ pub fn parse(text: &str) -> Result<Vec<ValidatedVirtualIp>, ConfigError> {
         });
     }
     Ok(out)
-}
-
-fn shares_family(a: &ValidatedVirtualIp, b: &ValidatedVirtualIp) -> bool {
-    a.addresses
-        .iter()
-        .any(|x| b.addresses.iter().any(|y| x.family() == y.family()))
 }
 
 #[cfg(test)]
