@@ -191,8 +191,11 @@ fn document_of(
 #[derive(Default)]
 pub struct Seen {
     names: std::collections::HashSet<String>,
-    vrids: std::collections::HashMap<(String, u8), Vec<(String, bool, bool)>>,
+    vrids: std::collections::HashMap<(String, u8), Vec<Holder>>,
 }
+
+/// A VirtualIP holding an interface's VRID: its name, and whether it has IPv4 and IPv6.
+type Holder = (String, bool, bool);
 
 fn families(v: &ValidatedVirtualIp) -> (bool, bool) {
     let v4 = v
