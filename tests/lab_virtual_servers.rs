@@ -196,45 +196,7 @@ fn nat_follows_weights_and_a_director_crash_moves_the_service() {
     let (mut lab, _, p1, _) = two_nodes_of(4, &yaml);
     forward(&lab);
     real_servers_on(&mut lab, &["n3", "n4"]);
-    // The client at 203.0.113.100 reaches the VIP on the segment; the directors reach the
-    // client on the segment; the real servers send the client's replies to the VIP.
-    let client = lab.client.ns.clone();
-    lab.exec(
-        &client,
-        &["ip", "addr", "add", "203.0.113.100/24", "dev", "eth0"],
-    );
-    lab.exec(
-        &client,
-        &[
-            "ip",
-            "route",
-            "replace",
-            "198.51.100.50/32",
-            "dev",
-            "eth0",
-            "src",
-            "203.0.113.100",
-        ],
-    );
-    for n in ["n1", "n2"] {
-        lab.exec(
-            &lab.node(n).ns,
-            &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
-        );
-    }
-    for n in ["n3", "n4"] {
-        lab.exec(
-            &lab.node(n).ns,
-            &[
-                "ip",
-                "route",
-                "add",
-                "203.0.113.0/24",
-                "via",
-                "198.51.100.50",
-            ],
-        );
-    }
+    nat_routes(&lab, &["n3", "n4"]);
     wait_holders(&lab, VIP, &["n1"]);
     wait_up(&lab, "n1", "2/2");
     wait_up(&lab, "n2", "2/2");
@@ -284,6 +246,48 @@ fn nat_follows_weights_and_a_director_crash_moves_the_service() {
     let (seen, failed) = requests(&lab, 8);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(seen.values().sum::<usize>(), 8);
+}
+
+/// NAT proper: the client at 203.0.113.100 reaches the VIP on the segment, the directors
+/// reach the client on the segment, and the real servers send the client's replies to the VIP.
+fn nat_routes(lab: &Lab, reals: &[&str]) {
+    let client = lab.client.ns.clone();
+    lab.exec(
+        &client,
+        &["ip", "addr", "add", "203.0.113.100/24", "dev", "eth0"],
+    );
+    lab.exec(
+        &client,
+        &[
+            "ip",
+            "route",
+            "replace",
+            "198.51.100.50/32",
+            "dev",
+            "eth0",
+            "src",
+            "203.0.113.100",
+        ],
+    );
+    for n in ["n1", "n2"] {
+        lab.exec(
+            &lab.node(n).ns,
+            &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
+        );
+    }
+    for n in reals {
+        lab.exec(
+            &lab.node(n).ns,
+            &[
+                "ip",
+                "route",
+                "add",
+                "203.0.113.0/24",
+                "via",
+                "198.51.100.50",
+            ],
+        );
+    }
 }
 
 fn real_servers_on(lab: &mut Lab, nodes: &[&str]) {
@@ -720,53 +724,14 @@ fn ipv6_direct_routing_carries_http_and_takes_a_dead_real_server_out() {
     assert_eq!(ask(&lab, 6), [("n3".to_string(), 6)].into());
 }
 
-/// `n` keep-alive connections from the client to the VIP (sockets stay in the namespace they
-/// were opened in).
+/// `n` keep-alive connections from the client to the VIP.
 fn keep_alive(lab: &Lab, n: usize) -> Vec<std::net::TcpStream> {
-    let ns_path = format!("/run/netns/{}", lab.client.ns);
-    std::thread::spawn(move || {
-        use std::os::fd::AsFd;
-        let f = std::fs::File::open(&ns_path).unwrap();
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        (0..n)
-            .map(|_| {
-                let s = std::net::TcpStream::connect_timeout(&vip_addr(), Duration::from_secs(2))
-                    .expect("connect");
-                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-                s
-            })
-            .collect()
-    })
-    .join()
-    .unwrap()
+    let conns = kube_vrrp_e2e::keep_alive(&lab.client.ns, vip_addr(), n);
+    assert_eq!(conns.len(), n, "every connection opens");
+    conns
 }
 
-/// One request on a kept-alive connection: the real server that answered, or why none did.
-fn ask(s: &mut std::net::TcpStream) -> Result<String, String> {
-    use std::io::{Read, Write};
-    s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
-        .map_err(|e| e.to_string())?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("closed".into());
-        }
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or("no Content-Length")?;
-            if body.len() >= len {
-                return Ok(body.trim().to_string());
-            }
-        }
-    }
-}
+use kube_vrrp_e2e::ask;
 
 /// IPVS keeps established connections on their real server when the set changes: so does
 /// direct routing (each flow pinned in a map with a timeout). A real server that fails only
@@ -892,44 +857,7 @@ fn connections_survive_a_director_crash(forwarding: &str) {
         real_servers(&mut lab);
     }
     if forwarding == "NAT" {
-        // NAT proper: the client on another subnet, the real servers' way back through the VIP.
-        let client = lab.client.ns.clone();
-        lab.exec(
-            &client,
-            &["ip", "addr", "add", "203.0.113.100/24", "dev", "eth0"],
-        );
-        lab.exec(
-            &client,
-            &[
-                "ip",
-                "route",
-                "replace",
-                "198.51.100.50/32",
-                "dev",
-                "eth0",
-                "src",
-                "203.0.113.100",
-            ],
-        );
-        for n in ["n1", "n2"] {
-            lab.exec(
-                &lab.node(n).ns,
-                &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
-            );
-        }
-        for n in ["n3", "n4", "n5"] {
-            lab.exec(
-                &lab.node(n).ns,
-                &[
-                    "ip",
-                    "route",
-                    "add",
-                    "203.0.113.0/24",
-                    "via",
-                    "198.51.100.50",
-                ],
-            );
-        }
+        nat_routes(&lab, &["n3", "n4", "n5"]);
     }
     // (Direct routing's real servers hold the VIP too, on lo.)
     let holds = |lab: &Lab, n: &str| {

@@ -977,3 +977,49 @@ pub fn until_all_answer(
     }
     answered
 }
+
+/// `n` keep-alive TCP connections from namespace `ns` to `target` (a socket stays in the
+/// namespace it was opened in); those that could not connect are left out.
+pub fn keep_alive(ns: &str, target: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(path).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        (0..n)
+            .filter_map(|_| {
+                let s = TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+                s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+                Some(s)
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+/// One HTTP/1.1 GET on a kept-alive connection: the body (the lab's nginx answers its node's
+/// name), or why none came.
+pub fn ask(s: &mut TcpStream) -> Result<String, String> {
+    s.write_all(b"GET / HTTP/1.1\r\nHost: lab\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("closed".into());
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or("no Content-Length")?;
+            if body.len() >= len {
+                return Ok(body.trim().to_string());
+            }
+        }
+    }
+}

@@ -69,18 +69,6 @@ General {{
     )
 }
 
-/// The conntrackd program: on PATH, or where distributions and our image put it.
-pub fn program() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join("conntrackd"))
-        .find(|p| p.is_file())
-}
-
 /// Runs conntrackd until the agent stops (dropping the handle kills it).
 pub struct ConnSync {
     task: tokio::task::JoinHandle<()>,
@@ -95,7 +83,7 @@ impl Drop for ConnSync {
 impl ConnSync {
     /// Fails when conntrackd is not installed or the interface has no IPv4 address.
     pub async fn start(interface: String, dir: PathBuf) -> Result<ConnSync, String> {
-        let program = program().ok_or(
+        let program = crate::net::program("conntrackd").ok_or(
             "--sync-connections needs conntrackd (conntrack-tools): it is not installed on this node",
         )?;
         std::fs::create_dir_all(&dir)

@@ -7,6 +7,19 @@ pub mod nft;
 pub mod socket;
 pub mod sysctl;
 
+/// A program the agent runs beside itself (nft, conntrackd): on PATH, or where distributions
+/// and our image put it.
+pub fn program(name: &str) -> Option<std::path::PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(std::path::PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// The RFC 5798 §7.3 virtual MAC of a virtual router: 00-00-5E-00-01-{VRID} for IPv4,
 /// 00-00-5E-00-02-{VRID} for IPv6.
 pub fn virtual_mac(family: crate::vrrp::Family, vrid: u8) -> [u8; 6] {

@@ -620,16 +620,9 @@ pub fn keys_to(json: &str, values: &BTreeSet<String>) -> Vec<String> {
         .collect()
 }
 
-/// The `nft` program: on PATH, or where distributions and our image put it.
+/// The `nft` program.
 pub fn nft_program() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
-        .map(|d| d.join("nft"))
-        .find(|p| p.is_file())
+    super::program("nft")
 }
 
 /// Runs `nft -f -` with `script`: applied whole, or an error in words.

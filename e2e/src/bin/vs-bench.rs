@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube_vrrp_e2e::{AGENT_STATUS, Lab, kube_vrrp_binary, wait_for};
+use kube_vrrp_e2e::{AGENT_STATUS, Lab, ask, keep_alive, kube_vrrp_binary, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -99,51 +99,6 @@ fn get(target: SocketAddr) -> bool {
     s.read_to_end(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200")
 }
 
-/// `n` keep-alive connections from namespace `ns` (sockets stay in the namespace they were
-/// opened in).
-fn keep_alive(ns: &str, target: SocketAddr, n: usize) -> Vec<TcpStream> {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(path).unwrap();
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-        (0..n)
-            .filter_map(|_| {
-                let s = TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
-                s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                Some(s)
-            })
-            .collect()
-    })
-    .join()
-    .unwrap()
-}
-
-/// One request on a kept-alive connection: the body (the real server's name), if answered.
-fn ask(s: &mut TcpStream) -> Option<String> {
-    s.write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n").ok()?;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        let n = s.read(&mut buf).ok()?;
-        if n == 0 {
-            return None;
-        }
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))?
-                .trim()
-                .parse()
-                .ok()?;
-            if body.len() >= len {
-                return Some(body.trim().to_string());
-            }
-        }
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
@@ -166,6 +121,24 @@ fn throughput(samples: &[Sample], window: Duration) -> Value {
         "p50_ms": pct(&lat, 0.5),
         "p99_ms": pct(&lat, 0.99),
     })
+}
+
+/// The client reaches the VIP on the segment, from 203.0.113.100 (another subnet: the real
+/// servers route it back through the VIP, so NAT works).
+fn vip_route(lab: &Lab, client: &str) {
+    lab.exec(
+        client,
+        &[
+            "ip",
+            "route",
+            "replace",
+            &format!("{VIP}/32"),
+            "dev",
+            "eth0",
+            "src",
+            "203.0.113.100",
+        ],
+    );
 }
 
 fn lab(forwarding: &str) -> (Lab, u32, Vec<u32>) {
@@ -213,19 +186,7 @@ fn lab(forwarding: &str) -> (Lab, u32, Vec<u32>) {
         &client,
         &["ip", "addr", "add", "203.0.113.100/24", "dev", "eth0"],
     );
-    sh(
-        &client,
-        &[
-            "ip",
-            "route",
-            "replace",
-            &format!("{VIP}/32"),
-            "dev",
-            "eth0",
-            "src",
-            "203.0.113.100",
-        ],
-    );
+    vip_route(&lab, &client);
     for n in ["n1", "n2"] {
         let ns = lab.node(n).ns.clone();
         sh(&ns, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
@@ -331,19 +292,7 @@ fn baselines(lab: &Lab, client: &str, window: Duration, ours: &Value) {
     for to in ["198.51.100.13/32", "198.51.100.60/32"] {
         lab.exec(client, &["ip", "route", "del", to]);
     }
-    lab.exec(
-        client,
-        &[
-            "ip",
-            "route",
-            "replace",
-            &format!("{VIP}/32"),
-            "dev",
-            "eth0",
-            "src",
-            "203.0.113.100",
-        ],
-    );
+    vip_route(lab, client);
     let ratio = |a: &Value, b: &Value, k: &str| {
         (a[k].as_f64().unwrap_or(f64::NAN) / b[k].as_f64().unwrap_or(f64::NAN) * 100.0).round()
             / 100.0
@@ -610,7 +559,7 @@ fn main() {
 
         // Established connections across the crash: N kept alive, asked before and after.
         let mut kept = keep_alive(&client, vip, SURVIVORS);
-        let before: Vec<Option<String>> = kept.iter_mut().map(ask).collect();
+        let before: Vec<Option<String>> = kept.iter_mut().map(|s| ask(s).ok()).collect();
         if forwarding != "DirectRouting" {
             // The backup holds the master's entries (conntrackd) before the crash.
             let n2 = lab.node("n2").ns.clone();
@@ -639,7 +588,7 @@ fn main() {
         lab.set_link(&n, false);
         std::thread::sleep(Duration::from_secs(2));
         let samples = load.stop();
-        let after: Vec<Option<String>> = kept.iter_mut().map(ask).collect();
+        let after: Vec<Option<String>> = kept.iter_mut().map(|s| ask(s).ok()).collect();
         eprintln!("{forwarding}: established before {before:?}, after {after:?}");
         let survived = before
             .iter()
