@@ -355,12 +355,7 @@ fn a_keepalived_director_pair_is_imported_and_runs() {
 /// port (the source MAC is rewritten too). A dead real server's flows move to the others.
 #[test]
 fn direct_routing_carries_http_and_the_switch_never_learns_the_client_on_the_director() {
-    let yaml = config(
-        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}]\n    \
-         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
-    );
-    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
-    let mut nginx = dr_real_servers(&mut lab, &["n3", "n4"]);
+    let (mut lab, mut nginx) = dr_pair();
     // (n3 and n4 hold the VIP too, on lo.)
     let n1ns = lab.node("n1").ns.clone();
     assert!(wait_for(WAIT, || lab.holds(&n1ns, VIP)).is_some());
@@ -426,6 +421,18 @@ fn direct_routing_carries_http_and_the_switch_never_learns_the_client_on_the_dir
     let (seen, failed) = requests(&lab, 10);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(seen, [("n3".to_string(), 10)].into());
+}
+
+/// Directors n1 and n2 by direct routing in front of nginx on n3 and n4 (TCP check every
+/// 200 ms): the lab and the nginx pids.
+fn dr_pair() -> (Lab, Vec<u32>) {
+    let yaml = config(
+        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}]\n    \
+         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
+    );
+    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
+    let nginx = dr_real_servers(&mut lab, &["n3", "n4"]);
+    (lab, nginx)
 }
 
 /// Real servers for direct routing: the VIP on `lo`, answering no ARP for it, and nginx.
@@ -1037,12 +1044,7 @@ fn get_from_port(lab: &Lab, sport: u16) -> Result<String, String> {
 /// flow was pinned to. (A heavy client, or many behind one NAT, reuses ports within seconds.)
 #[test]
 fn direct_routing_chooses_a_reused_ports_new_connection_afresh() {
-    let yaml = config(
-        "    forwarding: DirectRouting\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}]\n    \
-         check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n",
-    );
-    let (mut lab, _, _, _) = two_nodes_of(4, &yaml);
-    let mut nginx = dr_real_servers(&mut lab, &["n3", "n4"]);
+    let (mut lab, mut nginx) = dr_pair();
     let n1ns = lab.node("n1").ns.clone();
     assert!(wait_for(WAIT, || lab.holds(&n1ns, VIP)).is_some());
     wait_up(&lab, "n1", "2/2");

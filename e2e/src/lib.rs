@@ -987,7 +987,7 @@ pub fn keep_alive(ns: &str, target: SocketAddr, n: usize) -> Vec<TcpStream> {
         nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
         (0..n)
             .filter_map(|_| {
-                let s = TcpStream::connect_timeout(&target, Duration::from_secs(1)).ok()?;
+                let s = TcpStream::connect_timeout(&target, Duration::from_secs(3)).ok()?;
                 s.set_read_timeout(Some(Duration::from_secs(3))).ok();
                 Some(s)
             })

@@ -357,8 +357,16 @@ impl State {
         let Some(nl) = &self.netlink else {
             return;
         };
-        if let Ok(a) = nl.addresses(None).await {
-            self.node.addresses = a.into_iter().map(|a| a.address).collect();
+        // Bounded: a dump that never answers must not hold the checks' results.
+        let limit = std::time::Duration::from_secs(2);
+        match tokio::time::timeout(limit, nl.addresses(None)).await {
+            Ok(Ok(a)) => self.node.addresses = a.into_iter().map(|a| a.address).collect(),
+            Ok(Err(e)) => warn!(error = %e, "cannot read this node's addresses"),
+            Err(_) => {
+                warn!("reading this node's addresses took more than 2 s: a new netlink connection");
+                self.netlink = None;
+                return;
+            }
         }
         if !self
             .services
@@ -368,8 +376,15 @@ impl State {
             self.node.neighbours.clear();
             return;
         }
-        if let Ok(n) = nl.neighbours().await {
-            self.node.neighbours = n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect();
+        match tokio::time::timeout(limit, nl.neighbours()).await {
+            Ok(Ok(n)) => {
+                self.node.neighbours = n.into_iter().map(|(_, ip, mac)| (ip, mac)).collect()
+            }
+            Ok(Err(e)) => warn!(error = %e, "cannot read the neighbour tables"),
+            Err(_) => {
+                warn!("reading the neighbour tables took more than 2 s: a new netlink connection");
+                self.netlink = None;
+            }
         }
     }
 

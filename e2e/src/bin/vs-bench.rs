@@ -367,19 +367,7 @@ fn spread_and_flaps() {
                 &c,
                 &["ip", "addr", "add", "203.0.113.100/24", "dev", "eth0"],
             );
-            lab.exec(
-                &c,
-                &[
-                    "ip",
-                    "route",
-                    "replace",
-                    &format!("{VIP}/32"),
-                    "dev",
-                    "eth0",
-                    "src",
-                    "203.0.113.100",
-                ],
-            );
+            vip_route(&lab, &c);
             lab.exec(
                 &lab.node("n1").ns.clone(),
                 &["ip", "route", "add", "203.0.113.0/24", "dev", "eth0"],
