@@ -365,11 +365,27 @@ impl Lab {
 
     /// Sends `sig` to a process and to its children (nginx's master and workers).
     pub fn signal_tree(&mut self, pid: u32, sig: nix::sys::signal::Signal) {
+        // Stopped first: a parent that sees a child die may start another (nginx's master
+        // respawns its worker), which would outlive it holding the listening socket.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGSTOP,
+        );
         let out = run(&["pgrep", "-P", &pid.to_string()]);
         for child in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(c) = child.parse::<i32>() {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c), sig);
             }
+        }
+        if !matches!(
+            sig,
+            nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP
+        ) {
+            // Running again, to take the signal.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
         }
         self.signal(pid, sig);
     }
