@@ -34,6 +34,8 @@ pub mod status;
 pub mod supervisor;
 pub mod tasks;
 pub mod virtualservers;
+pub mod warden;
+pub mod will;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -94,7 +96,7 @@ pub enum AgentError {
 }
 
 /// Options of `kube-vrrp agent`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     /// Standalone: VirtualIP documents from this file. None: this node's configuration from the
     /// Kubernetes API (KUBECONFIG or in-cluster).
@@ -115,6 +117,9 @@ pub struct Options {
     pub sync_connections: Option<String>,
     /// Virtual servers: the networks real servers must be in (empty: any).
     pub real_server_networks: Vec<crate::director::Network>,
+    /// Under a warden (`agent::warden`): where the last will goes. The warden holds the node
+    /// lock then.
+    pub will: Option<std::os::fd::OwnedFd>,
 }
 
 /// Where the configuration comes from.
@@ -168,8 +173,12 @@ struct Agent {
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
 pub async fn run(opts: Options) -> Result<(), AgentError> {
-    // One agent per node: a second one would take the first one's addresses for stale.
-    let _lock = lock::NodeLock::acquire_waiting(opts.lock_wait).await?;
+    // One agent per node: a second one would take the first one's addresses for stale. Under
+    // a warden, the warden holds it, until it has cleaned up after this agent.
+    let _lock = match opts.will {
+        Some(_) => None,
+        None => Some(lock::NodeLock::acquire_waiting(opts.lock_wait).await?),
+    };
     // What checks and hooks start never outlives them (see `checks::exec`).
     if let Err(e) = crate::checks::exec::contain_descendants() {
         warn!(error = %e, "cannot become the reaper of what checks and hooks leave running");
@@ -213,7 +222,15 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         opts.policy.run_as,
         notify_counters.clone(),
     ));
-    let engine = engine::spawn(dp_tx.clone(), events_tx.clone(), notify_tx.clone())
+    let will = match opts.will {
+        Some(fd) => {
+            let (tx, rx) = tokio::sync::watch::channel(will::Will::default());
+            tokio::spawn(warden::publish(fd, rx));
+            Some(tx)
+        }
+        None => None,
+    };
+    let engine = engine::spawn(dp_tx.clone(), events_tx.clone(), notify_tx.clone(), will)
         .map_err(AgentError::Engine)?;
     tokio::spawn(announcer::run(ann_rx, announce_errors.clone()));
     let dp = tokio::spawn(dataplane::run(

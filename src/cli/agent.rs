@@ -65,6 +65,12 @@ pub(crate) struct AgentArgs {
     /// virtual server sets allowNodeAddresses.
     #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "CIDR")]
     real_server_networks: Vec<kube_vrrp::director::Network>,
+    /// Run without the warden. By default the agent runs as the child of a small warden
+    /// process that, if the agent dies, sends priority-0 advertisements for its masters and
+    /// removes its addresses at once; without it a dead agent's addresses stay until their
+    /// lifetimes end (minutes).
+    #[arg(long)]
+    no_warden: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -83,9 +89,22 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         check_files,
         sync_connections,
         real_server_networks,
+        no_warden,
         log,
     } = args;
+    // Before anything else opens a descriptor or starts a thread.
+    let will = kube_vrrp::agent::warden::inherited_will();
+    if will.is_some() {
+        // SAFETY: no other thread runs yet (logging starts below), and what this process
+        // starts (checks, hooks) must not believe it runs under our warden.
+        unsafe { std::env::remove_var(kube_vrrp::agent::will::WILL_FD_ENV) };
+    }
     init_logging(&log);
+    if will.is_none() && !no_warden {
+        let code = runtime().block_on(kube_vrrp::agent::warden::run(lock_wait));
+        kube_vrrp::logging::flush();
+        return ExitCode::from(code);
+    }
     // `--standalone` and `--config` require each other (clap refuses one without the other):
     // the flag names the mode, the file is where its VirtualIPs come from.
     let cluster = !standalone;
@@ -113,6 +132,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         lock_wait,
         sync_connections,
         real_server_networks,
+        will,
     };
     finish(runtime().block_on(kube_vrrp::agent::run(opts)))
 }

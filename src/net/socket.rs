@@ -122,6 +122,11 @@ impl VrrpSender {
         Ok(VrrpSender { ifindex, tx })
     }
 
+    /// The interface it sends from.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
     /// Sends one VRRP message to `dst` (the group, or a unicast peer).
     pub fn send(&self, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
         let addr = match dst {

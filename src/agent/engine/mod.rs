@@ -33,12 +33,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::messages::{AgentEvent, DataplaneCmd, EngineCmd, FromReceiver, Prepared, SocketKey};
 use super::status::GlobalCounters;
+use super::will::{Farewell, Will};
 use crate::hooks::{HookEvent, NotifyMsg};
 use crate::model::spec::ResolvedInstance;
 use crate::net::announce::Mac;
@@ -120,6 +121,9 @@ pub(crate) struct Engine {
     /// Deadlines of the running instances' handover holds (see `RunningInstance::handover`).
     handover_deadlines: BTreeSet<(Duration, u64)>,
     notify: mpsc::UnboundedSender<NotifyMsg>,
+    /// Where the agent's last will goes (under a warden), and whether it needs redoing.
+    will: Option<watch::Sender<Will>>,
+    will_stale: bool,
 }
 
 /// Starts the engine on its own thread. Commands in; the data plane and the agent hear back.
@@ -127,6 +131,7 @@ pub(crate) fn spawn(
     dataplane: mpsc::UnboundedSender<DataplaneCmd>,
     agent: mpsc::UnboundedSender<AgentEvent>,
     notify: mpsc::UnboundedSender<NotifyMsg>,
+    will: Option<watch::Sender<Will>>,
 ) -> std::io::Result<mpsc::UnboundedSender<EngineCmd>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -156,6 +161,8 @@ pub(crate) fn spawn(
                     vip_trackers: HashMap::new(),
                     handover_deadlines: BTreeSet::new(),
                     notify,
+                    will,
+                    will_stale: false,
                 };
                 engine.run(rx, frx).await;
             })
@@ -221,6 +228,8 @@ impl Engine {
                     Some(cmd) => {
                         busy_from = Instant::now();
                         kind = cmd.kind();
+                        // A new configuration may change what a master's farewell says.
+                        self.will_stale = true;
                         self.on_command(cmd)
                     }
                     None => return,
@@ -235,8 +244,47 @@ impl Engine {
                     }
                 }
             }
+            if self.will_stale {
+                self.publish_will();
+            }
             self.record_busy(busy_from, kind);
         }
+    }
+
+    /// The priority-0 advertisement of every instance that is master, for the warden to send
+    /// if the agent dies (`agent::will`). Built only after a change of state or configuration;
+    /// handed over without waiting (a watch channel keeps only the newest).
+    fn publish_will(&mut self) {
+        self.will_stale = false;
+        let Some(will) = &self.will else {
+            return;
+        };
+        let mut farewells = Vec::new();
+        let mut masters: Vec<&RunningInstance> = self
+            .slots
+            .values()
+            .filter(|s| s.instance.state() == State::Master)
+            .collect();
+        masters.sort_by_key(|s| s.id);
+        for s in masters {
+            let c = s.instance.config();
+            let adv = s.instance.advertisement(0);
+            for destination in destinations(c) {
+                if let Ok(packet) = adv.encode(c.primary_address, destination) {
+                    farewells.push(Farewell {
+                        ifindex: s.sender.ifindex(),
+                        source: c.primary_address,
+                        destination,
+                        packet,
+                    });
+                }
+            }
+        }
+        will.send_if_modified(|w| {
+            let changed = w.farewells != farewells;
+            w.farewells = farewells;
+            changed
+        });
     }
 
     /// Keeps the longest time one event took, and warns about a slow one.
@@ -479,6 +527,7 @@ impl Engine {
                 }
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
                 Action::StateChanged(t) => {
+                    self.will_stale = true;
                     info!(instance = %slot.resolved.key, from = %t.from, to = %t.to, reason = %t.reason, "transition");
                     slot.last_transition_time = Some(SystemTime::now());
                     let c = slot.instance.config();
