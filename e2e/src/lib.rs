@@ -402,6 +402,29 @@ impl Lab {
         }
     }
 
+    /// The agent a warden runs (`kube-vrrp agent` is the warden; the agent is its child).
+    pub fn agent_of(&self, warden: u32) -> u32 {
+        let child = || {
+            let out = run(&["pgrep", "-P", &warden.to_string()]);
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse().ok())
+        };
+        wait_for(Duration::from_secs(10), || child().is_some());
+        child().unwrap_or_else(|| panic!("warden {warden} runs no agent"))
+    }
+
+    /// Waits for a process started with [`Lab::spawn`] to end; its exit status.
+    pub fn wait_exit(&mut self, pid: u32) -> std::process::ExitStatus {
+        let c = self
+            .children
+            .iter_mut()
+            .find(|c| c.id() == pid)
+            .expect("a process of this lab");
+        c.wait().expect("wait")
+    }
+
     pub fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(name)).unwrap_or_default()
     }
