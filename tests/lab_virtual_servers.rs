@@ -234,8 +234,10 @@ fn nat_follows_weights_and_a_director_crash_moves_the_service() {
         "from real server n3"
     );
 
-    // The master director crashes: n2 takes the VIP and serves at once.
-    lab.signal(p1, Signal::SIGKILL);
+    // The master director crashes (its agent killed, its link cut): n2 takes the VIP and
+    // serves at once.
+    let agent = lab.agent_of(p1);
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent as i32), Signal::SIGKILL);
     let n1 = lab.node("n1").clone();
     lab.set_link(&n1, false);
     wait_holders(&lab, VIP, &["n2"]);

@@ -8,7 +8,8 @@ use super::AgentError;
 use super::dataplane::is_standby_name;
 use super::instances::is_vmac_name;
 use crate::model::address::is_link_local;
-use crate::net::netlink::{ADDRESS_LIFETIME, Address, Netlink};
+use crate::model::host::INHERITED_LIFETIME;
+use crate::net::netlink::{Address, Netlink};
 use crate::vrrp::VirtualAddress;
 
 /// Whether a link is one this agent makes (by name).
@@ -19,9 +20,9 @@ pub(crate) fn is_our_link(name: &str) -> bool {
 /// Takes over what a previous run of this agent left (SIGKILL, crash), once this agent holds
 /// the node's lock: our virtual-MAC and standby interfaces are removed; addresses carrying
 /// our IFA_PROTO mark are kept, so a quickly restarted master goes on answering while the
-/// election decides, and returned to be recorded as inherited. Each gets a fresh lifetime
-/// (one left by an older version may have none) and is never renewed unless an instance binds
-/// it: what this run does not claim is gone within [`ADDRESS_LIFETIME`]. Nothing else is
+/// election decides, and returned to be recorded as inherited. Each gets a short lifetime,
+/// [`INHERITED_LIFETIME`] (one left by an older version may have none), and is never renewed
+/// unless an instance binds it: what this run does not claim is gone then. Nothing else is
 /// touched.
 pub(super) async fn remove_stale(nl: &Netlink) -> Result<Vec<Address>, AgentError> {
     for l in nl.links().await? {
@@ -33,12 +34,13 @@ pub(super) async fn remove_stale(nl: &Netlink) -> Result<Vec<Address>, AgentErro
     let mut inherited = Vec::new();
     for a in nl.addresses(None).await? {
         if a.is_ours() && !is_link_local(&a.address) {
-            warn!(address = %a.address, "a virtual address left by a previous run: kept while the election decides, gone in {:?} unless bound", ADDRESS_LIFETIME);
+            warn!(address = %a.address, "a virtual address left by a previous run: kept while the election decides, gone in {:?} unless bound", INHERITED_LIFETIME);
             let vip = VirtualAddress {
                 address: a.address,
                 prefix_len: a.prefix_len,
             };
-            nl.renew_address(a.index, &vip).await?;
+            nl.expire_address_in(a.index, &vip, INHERITED_LIFETIME)
+                .await?;
             inherited.push(a);
         }
     }

@@ -12,6 +12,10 @@ pub const ADDRESS_PROTO: u8 = 0x6b;
 /// bounds what stays when the warden dies too (the whole container killed), as keepalived
 /// has no bound at all. 90 s for up to [`RENEWALS_PER_SECOND`] × 30 addresses, longer beyond.
 pub const ADDRESS_LIFETIME: Duration = Duration::from_secs(90);
+/// How long an address a previous run left lives once a new agent starts, unless one of its
+/// instances binds it: time for the election to decide (a restarted master answers
+/// meanwhile), not a full lifetime.
+pub const INHERITED_LIFETIME: Duration = Duration::from_secs(4);
 /// How often a live agent renews the lifetime of what it holds, at most (two renewals may
 /// be missed).
 pub const RENEW_EVERY: Duration = Duration::from_secs(30);

@@ -200,7 +200,8 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
     ) -> Result<bool, NetlinkError> {
-        match self.put_address(index, vip, false).await {
+        let valid = LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed);
+        match self.put_address(index, vip, false, valid).await {
             Ok(()) => Ok(true),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -214,7 +215,20 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
     ) -> Result<(), NetlinkError> {
-        self.put_address(index, vip, true).await
+        let valid = LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed);
+        self.put_address(index, vip, true, valid).await
+    }
+
+    /// Gives an address of ours `lifetime` from now (a previous run's, kept while the
+    /// election decides). Only for an address the caller knows is ours.
+    pub async fn expire_address_in(
+        &self,
+        index: u32,
+        vip: &VirtualAddress,
+        lifetime: std::time::Duration,
+    ) -> Result<(), NetlinkError> {
+        self.put_address(index, vip, true, lifetime.as_secs().max(1) as u32)
+            .await
     }
 
     async fn put_address(
@@ -222,6 +236,7 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
         replace: bool,
+        valid: u32,
     ) -> Result<(), NetlinkError> {
         let mut req = self
             .handle
@@ -242,7 +257,7 @@ impl Netlink {
         msg.attributes.push(AddressAttribute::Flags(flags));
         let mut life = CacheInfo::default();
         life.ifa_preferred = 0;
-        life.ifa_valid = LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed);
+        life.ifa_valid = valid;
         msg.attributes.push(AddressAttribute::CacheInfo(life));
         req.execute().await.map_err(request_error)
     }
