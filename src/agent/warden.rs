@@ -20,9 +20,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
 
 use super::lock::NodeLock;
-use super::will::{Ended, Farewell, Reader, WILL_FD_ENV, Will, last_rites};
+use super::will::{Ended, Farewell, GRACE, Handover, Reader, WILL_FD_ENV, Will, last_rites};
+use crate::ids::Family;
 use crate::net::netlink::Netlink;
-use crate::net::socket::VrrpSender;
+use crate::net::socket::{VrrpReceiver, VrrpSender};
+use tokio::sync::mpsc;
 
 /// How long the agent has to stop after SIGTERM before the warden kills it and hands over
 /// for it. A graceful stop takes at most three advertisement intervals; a pod's default
@@ -118,8 +120,30 @@ async fn carry_out(ended: Ended, will: &Will) -> u8 {
         return rites.exit_code;
     }
     let started = Instant::now();
-    // Adverts first: the backups start taking over while the addresses go.
+    // Listening before the farewells: a successor answers within its skew time.
+    let mut handover = Handover::new(&rites.farewells);
+    let mut heard = listen(&handover);
     let (sent, failed) = send_farewells(&rites.farewells);
+    // Make before break: the addresses stay until the successors are heard.
+    let waited = tokio::time::timeout(handover.deadline, async {
+        while !handover.done() {
+            match heard.recv().await {
+                Some((ifindex, ipv6, payload)) => {
+                    handover.heard(ifindex, ipv6, &payload);
+                }
+                None => std::future::pending().await,
+            }
+        }
+    })
+    .await;
+    if waited.is_ok() && !rites.farewells.is_empty() {
+        tokio::time::sleep(GRACE).await;
+    }
+    let successors = if waited.is_ok() {
+        "heard"
+    } else {
+        "not all heard"
+    };
     let removed = if rites.remove_addresses {
         remove_ours().await
     } else {
@@ -128,7 +152,7 @@ async fn carry_out(ended: Ended, will: &Will) -> u8 {
     let took = started.elapsed();
     match removed {
         Ok(removed) => warn!(
-            agent = ?ended, advertisements = sent, failed, removed,
+            agent = ?ended, advertisements = sent, failed, successors, removed,
             took_ms = took.as_millis() as u64,
             "the agent ended without releasing: its masters handed over (priority 0) and its addresses removed"
         ),
@@ -138,6 +162,28 @@ async fn carry_out(ended: Ended, will: &Will) -> u8 {
         ),
     }
     rites.exit_code
+}
+
+/// Every VRRP message on the interfaces and families of `handover`: (ifindex, IPv6, payload).
+fn listen(handover: &Handover) -> mpsc::UnboundedReceiver<(u32, bool, Vec<u8>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for (ifindex, ipv6) in handover.listen_on() {
+        let family = if ipv6 { Family::V6 } else { Family::V4 };
+        let receiver =
+            interface_name(ifindex).and_then(|name| VrrpReceiver::open(family, &name, ifindex));
+        let Ok(receiver) = receiver else {
+            continue; // the deadline stands in for the successor
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(r) = receiver.recv().await {
+                if tx.send((ifindex, ipv6, r.payload)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    rx
 }
 
 /// Sends each farewell once, from its interface and source; returns (sent, failed).

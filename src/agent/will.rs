@@ -12,7 +12,9 @@
 //! The will travels over a pipe as frames: a 4-byte big-endian length, then the will in
 //! JSON. A frame is bounded ([`MAX_FRAME`]); the newest complete frame is the will.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +109,78 @@ impl Reader {
     /// The newest complete will (empty before the first).
     pub fn will(&self) -> &Will {
         &self.will
+    }
+}
+
+impl Farewell {
+    /// The virtual router it speaks for: (interface, IPv6, VRID).
+    fn router(&self) -> (u32, bool, u8) {
+        (
+            self.ifindex,
+            self.source.is_ipv6(),
+            self.packet.get(1).copied().unwrap_or(0),
+        )
+    }
+
+    /// The advertisement interval it carries (v3: centiseconds, v2: seconds).
+    fn interval(&self) -> Duration {
+        match (self.packet.first().map(|b| b >> 4), self.packet.get(4..6)) {
+            (Some(3), Some(&[hi, lo])) => {
+                Duration::from_millis(u64::from(u16::from_be_bytes([hi & 0x0f, lo])) * 10)
+            }
+            (Some(2), Some(&[_, secs])) => Duration::from_secs(u64::from(secs)),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Make before break for a dead agent: after the farewells, the warden keeps the addresses
+/// until every virtual router's successor is heard (an advertisement above priority 0), then
+/// [`GRACE`] more for the successor's gratuitous ARP / NA, as the agent's own graceful stop
+/// does; at most one advertisement interval plus the grace, and never past [`MAX_WAIT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    waiting: BTreeSet<(u32, bool, u8)>,
+    /// How long to wait for successors, from the farewells.
+    pub deadline: Duration,
+}
+
+/// Time for a successor's bind and announcements to reach the clients.
+pub const GRACE: Duration = Duration::from_millis(50);
+/// The longest the warden keeps a dead agent's addresses: they are gone within a second.
+pub const MAX_WAIT: Duration = Duration::from_millis(900);
+
+impl Handover {
+    pub fn new(farewells: &[Farewell]) -> Handover {
+        let longest = farewells
+            .iter()
+            .map(Farewell::interval)
+            .max()
+            .unwrap_or_default();
+        Handover {
+            waiting: farewells.iter().map(Farewell::router).collect(),
+            deadline: (longest + GRACE).min(MAX_WAIT),
+        }
+    }
+
+    /// A VRRP message arrived on `ifindex`: a successor if it is above priority 0 for a
+    /// router still waiting. Returns whether every router has its successor.
+    pub fn heard(&mut self, ifindex: u32, ipv6: bool, payload: &[u8]) -> bool {
+        if let (Some(&vrid), Some(&priority)) = (payload.get(1), payload.get(2))
+            && priority > 0
+        {
+            self.waiting.remove(&(ifindex, ipv6, vrid));
+        }
+        self.done()
+    }
+
+    pub fn done(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// The interfaces and families to listen on.
+    pub fn listen_on(&self) -> BTreeSet<(u32, bool)> {
+        self.waiting.iter().map(|(i, v6, _)| (*i, *v6)).collect()
     }
 }
 
@@ -208,6 +282,47 @@ mod tests {
         bad.extend(b"{x}");
         assert!(matches!(r.feed(&bad), Err(ReadError::Malformed(_))));
         assert_eq!(r.will(), &will(1));
+    }
+
+    fn farewell(ifindex: u32, source: &str, packet: Vec<u8>) -> Farewell {
+        Farewell {
+            ifindex,
+            source: source.parse().unwrap(),
+            destination: "224.0.0.18".parse().unwrap(),
+            packet,
+        }
+    }
+
+    #[test]
+    fn addresses_stay_until_every_successor_is_heard_or_the_deadline() {
+        // v3, VRID 51 at 100 ms (10 cs); v3 IPv6 VRID 52 at 1 s; the same VRID to two
+        // unicast peers counts once.
+        let v4 = farewell(2, "198.51.100.11", vec![0x31, 51, 0, 1, 0x00, 10, 0, 0]);
+        let v6 = farewell(2, "fe80::1", vec![0x31, 52, 0, 1, 0x00, 100, 0, 0]);
+        let mut h = Handover::new(&[v4.clone(), v4.clone(), v6]);
+        assert_eq!(h.deadline, Duration::from_millis(1000 + 50).min(MAX_WAIT));
+        assert_eq!(h.listen_on(), [(2, false), (2, true)].into());
+        // A priority-0 message (our own farewell, or another router leaving) is no successor,
+        // nor one of another router, interface or family.
+        assert!(!h.heard(2, false, &[0x31, 51, 0]));
+        assert!(!h.heard(3, false, &[0x31, 51, 150]));
+        assert!(!h.heard(2, true, &[0x31, 51, 150]));
+        assert!(!h.heard(2, false, &[0x31, 52, 150]));
+        assert!(!h.heard(2, false, &[0x31]));
+        assert!(!h.heard(2, false, &[0x31, 51, 150]));
+        assert!(h.heard(2, true, &[0x31, 52, 150]));
+
+        // v2 at 1 s; at 100 ms the deadline is one interval and the grace.
+        let v2 = farewell(2, "198.51.100.11", vec![0x21, 7, 0, 1, 1, 1, 0, 0]);
+        assert_eq!(Handover::new(&[v2]).deadline, MAX_WAIT);
+        assert_eq!(
+            Handover::new(&[v4]).deadline,
+            Duration::from_millis(100) + GRACE
+        );
+        // Nothing to hand over: nothing to wait for.
+        let none = Handover::new(&[]);
+        assert!(none.done());
+        assert_eq!(none.deadline, GRACE);
     }
 
     #[test]
