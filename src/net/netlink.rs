@@ -49,12 +49,19 @@ fn errno(e: &NetlinkError) -> Option<i32> {
 }
 
 /// The lifetime our addresses get when bound or renewed, in seconds (see
-/// [`crate::model::host::renewal`]): set by the renewal task as the count of addresses
-/// changes. One agent per process.
+/// [`crate::model::host::renewal`]): set by the agent from the addresses its configuration
+/// may bind, raised by the renewal task if more are held. One agent per process.
 static LIFETIME_SECS: std::sync::atomic::AtomicU32 =
     std::sync::atomic::AtomicU32::new(ADDRESS_LIFETIME.as_secs() as u32);
 
-/// Sets the lifetime addresses get from now on.
+/// The lifetime addresses get when bound or renewed.
+pub fn address_lifetime() -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(
+        LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed),
+    ))
+}
+
+/// Sets the lifetime addresses get when bound or renewed from now on.
 pub fn set_address_lifetime(d: std::time::Duration) {
     LIFETIME_SECS.store(d.as_secs() as u32, std::sync::atomic::Ordering::Relaxed);
 }
