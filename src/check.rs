@@ -62,6 +62,13 @@ pub fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
     out
 }
 
+/// [`run`] on one file's text, named `file` in what it says.
+pub fn run_text(file: &str, text: &str, cluster: bool) -> CheckReport {
+    let mut out = CheckReport::default();
+    check_text(&mut out, file, text, cluster);
+    out
+}
+
 /// Checks the text of one file, adding what it found to `out`.
 fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
     let rule = if cluster {

@@ -34,6 +34,7 @@ fn vs(addr: &str, port: u16, forwarding: Forwarding, scheduler: Scheduler) -> Vi
                 .unwrap(),
                 weight: 1,
                 check: None,
+                inhibit: None,
             })
             .collect(),
         sorry: None,

@@ -27,5 +27,9 @@
 //!                                          notify task (NotifyMsg ─▶ notify scripts)
 //! ```
 //!
+//! Around it all, another process: the warden (`warden.rs`), the agent's parent, holds the
+//! node lock and forwards signals; the engine hands it the agent's will (a watch channel,
+//! then a pipe: `will.rs`), which it carries out if the agent dies without releasing.
+//!
 //! Timing rule: only the engine thread sends advertisements and runs protocol timers; every
 //! other arrow may be slow (netlink batches, bursts, the API, logging) without delaying them.

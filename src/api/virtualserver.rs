@@ -120,6 +120,10 @@ pub struct RealServerSpec {
     /// A check of its own instead of the virtual server's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<RealServerCheckSpec>,
+    /// Its own `inhibitOnFailure` (keepalived's is per real server). Default: the virtual
+    /// server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inhibit_on_failure: Option<bool>,
 }
 
 /// Real servers given as the Nodes a selector matches.

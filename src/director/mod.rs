@@ -323,11 +323,13 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
         .reals
         .iter()
         .zip(&reach)
-        .map(|(r, reach)| match (reach, vs.inhibit_on_failure) {
-            (Reach::Up, _) => Some(r.weight),
-            (_, true) => Some(0),
-            (_, false) => None,
-        })
+        .map(
+            |(r, reach)| match (reach, r.inhibit.unwrap_or(vs.inhibit_on_failure)) {
+                (Reach::Up, _) => Some(r.weight),
+                (_, true) => Some(0),
+                (_, false) => None,
+            },
+        )
         .collect();
     let live: Vec<(SocketAddr, u32)> = vs
         .reals

@@ -21,6 +21,7 @@ fn vs(forwarding: Forwarding, scheduler: Scheduler, weights: &[u32]) -> VirtualS
                 addr: a(21 + i as u8),
                 weight: *w,
                 check: None,
+                inhibit: None,
             })
             .collect(),
         sorry: None,
@@ -183,6 +184,7 @@ fn only_the_holder_forwards_and_a_director_that_is_a_real_server_takes_frames_lo
             addr: a(i),
             weight: 1,
             check: None,
+            inhibit: None,
         })
         .into();
     let n1 = {

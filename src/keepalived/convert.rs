@@ -184,6 +184,8 @@ struct Draft {
     vrid: Option<u8>,
     notify: NotifySpec,
     garp: GarpSpec,
+    /// `advert_int` as written, and where: bounded once the version is known.
+    advert: Option<(String, Place)>,
 }
 
 /// A `vrrp_instance` on `node`; `None` (an error) without a router ID or addresses.
@@ -201,6 +203,7 @@ fn instance(
         vrid: None,
         notify: NotifySpec::default(),
         garp: GarpSpec::default(),
+        advert: None,
     };
     draft.spec.version = version.unwrap_or(2);
     // The interface first: address options refer to it.
@@ -242,7 +245,9 @@ fn option(c: &Stmt, draft: &mut Draft, scripts: &BTreeMap<String, Script>, repor
                 draft.priority = p;
             }
         }
-        "advert_int" => spec.advert_interval = c.arg(1).and_then(seconds).map(Into::into),
+        "advert_int" => {
+            draft.advert = Some((c.arg(1).unwrap_or_default().to_string(), c.at.clone()))
+        }
         "nopreempt" => spec.preempt = false,
         "preempt" => spec.preempt = true,
         "preempt_delay" => spec.preempt_delay = c.arg(1).and_then(seconds).map(Into::into),
@@ -260,11 +265,7 @@ fn option(c: &Stmt, draft: &mut Draft, scripts: &BTreeMap<String, Script>, repor
         }
         "virtual_ipaddress_excluded" => {
             let a = addresses(c, spec.interface.as_deref(), report);
-            report.warning(
-                &c.at,
-                "virtual_ipaddress_excluded: these addresses are listed in the advertisements too",
-            );
-            spec.addresses.extend(a);
+            std::sync::Arc::make_mut(&mut spec.excluded_addresses).extend(a);
         }
         "unicast_peer" => unicast_peers(c, &mut spec.unicast_peers, report),
         "unicast_src_ip" => report.note(
@@ -292,6 +293,38 @@ fn option(c: &Stmt, draft: &mut Draft, scripts: &BTreeMap<String, Script>, repor
 }
 
 /// `KEY N` with N from 1 to 255 (a router ID, a priority); else an error.
+/// `advert_int` in what the version carries: VRRPv2 whole seconds from 1 to 255 (keepalived
+/// rounds a fraction too), VRRPv3 centiseconds from 10 ms to 40.95 s; another value is
+/// carried as the nearest, with a warning; no number, a warning and the default.
+fn advert_interval(text: &str, version: u8, at: &Place, report: &mut Report) -> Option<String> {
+    let Some(v) = text
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+    else {
+        report.warning(
+            at,
+            format!("advert_int {text:?}: not a number of seconds: the default (1s) is used"),
+        );
+        return None;
+    };
+    let (carried, ms) = if version == 2 {
+        let s = v.round().clamp(1.0, 255.0);
+        (s != v, s as u64 * 1000)
+    } else {
+        let cs = (v * 100.0).round().clamp(1.0, 4095.0);
+        (cs / 100.0 != v, cs as u64 * 10)
+    };
+    let d = crate::units::format_duration(std::time::Duration::from_millis(ms));
+    if carried {
+        report.warning(
+            at,
+            format!("advert_int {text}: VRRPv{version} carries {d}, the nearest it can"),
+        );
+    }
+    Some(d)
+}
+
 fn one_to_255(c: &Stmt, report: &mut Report) -> Option<u8> {
     let v = c
         .arg(1)
@@ -475,6 +508,7 @@ fn finish(
         vrid,
         notify,
         garp,
+        advert,
     } = draft;
     let Some(vrid) = vrid else {
         report.error(at, format!("vrrp_instance {name} has no virtual_router_id"));
@@ -484,9 +518,32 @@ fn finish(
         report.error(at, format!("vrrp_instance {name} has no virtual_ipaddress"));
         return None;
     }
+    // An excluded address is bound with the instance's family: one of a family nothing is
+    // advertised in (keepalived's usual way to add IPv6 to an IPv4 instance) needs an
+    // instance of its own family, so it is advertised.
+    let advertised = |v6: bool| spec.addresses.iter().any(|a| a.contains(':') == v6);
+    let (kept, moved): (Vec<String>, Vec<String>) = spec
+        .excluded_addresses
+        .iter()
+        .cloned()
+        .partition(|a| advertised(a.contains(':')));
+    if !moved.is_empty() {
+        report.warning(
+            at,
+            format!(
+                "virtual_ipaddress_excluded {}: no address of that family is advertised: carried in addresses (a VRRP instance of that family advertises them)",
+                moved.join(", ")
+            ),
+        );
+        spec.addresses.extend(moved);
+        spec.excluded_addresses = kept.into();
+    }
     if spec.addresses.iter().any(|a| a.contains(':')) && spec.version == 2 {
         report.note(at, "IPv6 addresses need VRRPv3: version 3");
         spec.version = 3;
+    }
+    if let Some((text, at)) = advert {
+        spec.advert_interval = advert_interval(&text, spec.version, &at, report).map(Into::into);
     }
     if notify != NotifySpec::default() {
         spec.notify = Some(notify);
@@ -723,7 +780,6 @@ vrrp_instance VI_1 {
             [
                 "k.conf:9: auth_type AH is not supported (PASS only)",
                 "k.conf:11: authentication other is not carried over",
-                "k.conf:16: virtual_ipaddress_excluded: these addresses are listed in the advertisements too",
                 "k.conf:28: vrrp_instance smtp_alert is not carried over",
             ]
         );
@@ -735,7 +791,9 @@ vrrp_instance VI_1 {
             ]
         );
         let s = &i[0].spec;
-        assert_eq!(s.addresses, ["10.0.0.1/24", "10.0.0.2/24"]);
+        assert_eq!(s.addresses, ["10.0.0.1/24"]);
+        // Bound with the others, not listed in the advertisements (keepalived's meaning).
+        assert_eq!(*s.excluded_addresses, ["10.0.0.2/24"]);
         assert!(!s.preempt && s.virtual_mac && s.accept_mode);
         assert_eq!(s.preempt_delay.as_deref(), Some("2500ms"));
         assert_eq!(s.version, 3);

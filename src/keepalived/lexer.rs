@@ -9,6 +9,11 @@ use super::report::{Place, Report};
 
 /// How deep includes may nest (an include of itself stops here).
 const MAX_INCLUDE_DEPTH: usize = 8;
+/// How many files all includes may bring in, counting a file each time it is included
+/// (k files that each include all k would otherwise grow as k to the power of the depth).
+const MAX_INCLUDED_FILES: usize = 1024;
+/// How much text all files together may bring in, counting repeats.
+const MAX_TOTAL_BYTES: usize = 16 << 20;
 
 /// A non-empty line: its words and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +133,10 @@ pub(crate) fn read(path: &Path, files: &dyn Files, report: &mut Report) -> Vec<L
         files,
         out: &mut out,
         report,
+        texts: std::collections::HashMap::new(),
+        included: 0,
+        bytes: 0,
+        over: false,
     }
     .file(path, 0, None);
     out
@@ -138,23 +147,54 @@ struct Reader<'a> {
     files: &'a dyn Files,
     out: &'a mut Vec<Line>,
     report: &'a mut Report,
+    /// Each file is read once, however often it is included.
+    texts: std::collections::HashMap<PathBuf, Result<std::rc::Rc<str>, String>>,
+    /// Files brought in so far, and their bytes, repeats counted.
+    included: usize,
+    bytes: usize,
+    /// A bound was reached: nothing more is read.
+    over: bool,
 }
 
 impl Reader<'_> {
     /// `path`'s lines at include depth `depth`; `from` is the include line that named it.
     fn file(&mut self, path: &Path, depth: usize, from: Option<&Place>) {
-        let text = match self.files.read(path) {
+        if self.over {
+            return;
+        }
+        let files = self.files;
+        let text = self
+            .texts
+            .entry(path.to_path_buf())
+            .or_insert_with(|| files.read(path).map(Into::into).map_err(|e| e.to_string()))
+            .clone();
+        let at = || {
+            from.cloned().unwrap_or(Place {
+                file: path.display().to_string(),
+                line: 0,
+            })
+        };
+        let text = match text {
             Ok(t) => t,
             Err(e) => {
-                let at = from.cloned().unwrap_or(Place {
-                    file: path.display().to_string(),
-                    line: 0,
-                });
                 self.report
-                    .error(&at, format!("cannot read {}: {e}", path.display()));
+                    .error(&at(), format!("cannot read {}: {e}", path.display()));
                 return;
             }
         };
+        self.included += 1;
+        self.bytes += text.len();
+        if self.included > MAX_INCLUDED_FILES || self.bytes > MAX_TOTAL_BYTES {
+            self.over = true;
+            self.report.error(
+                &at(),
+                format!(
+                    "includes bring in more than {MAX_INCLUDED_FILES} files or {} MiB (repeats counted): the rest is not read",
+                    MAX_TOTAL_BYTES >> 20
+                ),
+            );
+            return;
+        }
         let file = path.display().to_string();
         for (i, line) in text.lines().enumerate() {
             let at = Place {
@@ -380,6 +420,36 @@ pub(crate) mod tests {
         assert_eq!(
             lines(&report.errors),
             ["/m.conf:2: cannot read /d.conf: a directory"]
+        );
+    }
+
+    #[test]
+    fn includes_that_include_each_other_are_bounded() {
+        // Five files that each include all five: 5^9 inclusions unbounded.
+        let texts: Vec<(String, String)> = (0..5)
+            .map(|i| {
+                (
+                    format!("/a/{i}.conf"),
+                    format!("line{i} x\ninclude *.conf\n"),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(p, t)| (p.as_str(), t.as_str()))
+            .collect();
+        let files = Memory::new(&refs);
+        let mut report = Report::default();
+        let lines = read(Path::new("/a/0.conf"), &files, &mut report);
+        assert!(lines.len() <= MAX_INCLUDED_FILES, "{}", lines.len());
+        let errors: Vec<&String> = report.errors.iter().map(|m| &m.text).collect();
+        assert_eq!(
+            errors
+                .iter()
+                .filter(|e| e.contains("more than 1024 files"))
+                .count(),
+            1,
+            "{errors:?}"
         );
     }
 

@@ -13,7 +13,14 @@ use crate::api::{
 use super::parser::Stmt;
 use super::report::{Place, Report};
 use super::scripts::command_argv;
-use super::values::seconds;
+use super::values::{duration, number, seconds};
+use crate::model::tracking::{MAX_INTERVAL, MIN_INTERVAL, MIN_TIMEOUT};
+use std::time::Duration;
+
+/// keepalived's `delay_loop` when none is written (and ours).
+const DEFAULT_DELAY_LOOP: Duration = Duration::from_secs(5);
+/// The most retries a check may have.
+const MAX_RETRY: u32 = 10;
 
 /// A virtual server read from a file, with where it was.
 pub(crate) struct Imported {
@@ -58,12 +65,16 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
         persistence_timeout: None,
         allow_node_addresses: false,
     };
-    let mut delay_loop: Option<String> = None;
+    // keepalived's delay_loop applies to every real server's check, wherever it is written.
+    let delay_loop = s
+        .children()
+        .iter()
+        .rfind(|c| c.key() == "delay_loop")
+        .and_then(|c| duration(c, MIN_INTERVAL, MAX_INTERVAL, report));
     let mut persistence = false;
-    let mut inhibit_some = false;
     for c in s.children() {
         match c.key() {
-            "delay_loop" => delay_loop = c.arg(1).and_then(seconds),
+            "delay_loop" => {}
             "lb_algo" | "lvs_sched" => spec.scheduler = scheduler(c, report)?,
             "lb_kind" | "lvs_method" => spec.forwarding = forwarding(c, report),
             "protocol" => match c.arg(1) {
@@ -78,13 +89,12 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
             "sorry_server" => {
                 spec.sorry_server = c.arg(1).map(|a| SorryServerSpec {
                     address: a.to_string(),
-                    port: c.arg(2).and_then(|p| p.parse().ok()),
+                    port: c.arg(2).and_then(|p| port_of(c, p, report)),
                 })
             }
             "inhibit_on_failure" => spec.inhibit_on_failure = true,
             "real_server" => {
-                if let Some((r, inhibit)) = real_server(c, delay_loop.as_deref(), report) {
-                    inhibit_some |= inhibit;
+                if let Some(r) = real_server(c, delay_loop, report) {
                     spec.real_servers.push(r);
                 }
             }
@@ -131,13 +141,6 @@ pub(crate) fn virtual_server(s: &Stmt, report: &mut Report) -> Option<Imported> 
             "lb_kind DR with a real server that has no check: direct routing learns each real server's MAC from its check: imported as FullNAT",
         );
         spec.forwarding = Some(Forwarding::FullNat);
-    }
-    if inhibit_some && !spec.inhibit_on_failure {
-        report.note(
-            &s.at,
-            "inhibit_on_failure of a real_server: carried for the whole virtual server",
-        );
-        spec.inhibit_on_failure = true;
     }
     Some(Imported {
         spec,
@@ -190,27 +193,27 @@ fn forwarding(c: &Stmt, report: &mut Report) -> Option<Forwarding> {
     }
 }
 
-/// One `real_server ADDR PORT { ... }`, and whether it asked for `inhibit_on_failure`.
+/// One `real_server ADDR PORT { ... }`.
 fn real_server(
     s: &Stmt,
-    delay_loop: Option<&str>,
+    delay_loop: Option<Duration>,
     report: &mut Report,
-) -> Option<(RealServerSpec, bool)> {
+) -> Option<RealServerSpec> {
     let Some(address) = s.arg(1) else {
         report.warning(&s.at, "real_server without an address is not carried over");
         return None;
     };
     let mut r = RealServerSpec {
         address: address.to_string(),
-        port: s.arg(2).and_then(|p| p.parse().ok()),
+        port: s.arg(2).and_then(|p| port_of(s, p, report)),
         weight: None,
         check: None,
+        inhibit_on_failure: None,
     };
-    let mut inhibit = false;
     for c in s.children() {
         match c.key() {
-            "weight" => r.weight = c.arg(1).and_then(|w| w.parse().ok()),
-            "inhibit_on_failure" => inhibit = true,
+            "weight" => r.weight = number(c, report),
+            "inhibit_on_failure" => r.inhibit_on_failure = Some(true),
             "HTTP_GET" | "SSL_GET" | "TCP_CHECK" | "MISC_CHECK" => {
                 if r.check.is_some() {
                     report.warning(
@@ -227,13 +230,13 @@ fn real_server(
             other => report.warning(&c.at, format!("real_server {other} is not carried over")),
         }
     }
-    Some((r, inhibit))
+    Some(r)
 }
 
 /// A check block with the virtual server's `delay_loop`.
-fn check(c: &Stmt, delay_loop: Option<&str>, report: &mut Report) -> RealServerCheckSpec {
+fn check(c: &Stmt, delay_loop: Option<Duration>, report: &mut Report) -> RealServerCheckSpec {
     let mut out = RealServerCheckSpec {
-        delay_loop: delay_loop.map(Into::into),
+        delay_loop: delay_loop.map(|d| crate::units::format_duration(d).into()),
         connect_timeout: None,
         retry: None,
         delay_before_retry: None,
@@ -259,13 +262,30 @@ fn check(c: &Stmt, delay_loop: Option<&str>, report: &mut Report) -> RealServerC
     for o in c.children() {
         match o.key() {
             "connect_timeout" | "misc_timeout" => {
-                out.connect_timeout = o.arg(1).and_then(seconds).map(Into::into)
+                // At most the interval: a check ends before the next one starts.
+                let interval = delay_loop.unwrap_or(DEFAULT_DELAY_LOOP);
+                out.connect_timeout = duration(o, MIN_TIMEOUT, interval, report)
+                    .map(|d| crate::units::format_duration(d).into())
             }
-            "retry" | "nb_get_retry" => out.retry = o.arg(1).and_then(|v| v.parse().ok()),
+            "retry" | "nb_get_retry" => {
+                out.retry = number(o, report).map(|n: u32| {
+                    if n > MAX_RETRY {
+                        report.note(
+                            &o.at,
+                            format!(
+                                "{} {n}: carried as {MAX_RETRY}, the most a check may retry",
+                                o.key()
+                            ),
+                        );
+                    }
+                    n.min(MAX_RETRY)
+                })
+            }
             "delay_before_retry" => {
-                out.delay_before_retry = o.arg(1).and_then(seconds).map(Into::into)
+                out.delay_before_retry = duration(o, MIN_TIMEOUT, MAX_INTERVAL, report)
+                    .map(|d| crate::units::format_duration(d).into())
             }
-            "connect_port" => out.port = o.arg(1).and_then(|v| v.parse().ok()),
+            "connect_port" => out.port = o.arg(1).and_then(|p| port_of(o, p, report)),
             "virtualhost" => {
                 if let Some(h) = out.http.as_mut() {
                     h.host_header = o.arg(1).map(String::from);
@@ -296,11 +316,35 @@ fn check(c: &Stmt, delay_loop: Option<&str>, report: &mut Report) -> RealServerC
     out
 }
 
+/// A port (1 to 65535), or a warning with its line.
+fn port_of(c: &Stmt, text: &str, report: &mut Report) -> Option<u16> {
+    let p = text.parse::<u16>().ok().filter(|p| *p > 0);
+    if p.is_none() {
+        report.warning(
+            &c.at,
+            format!(
+                "{} port {text:?}: not a port (1 to 65535): not carried over",
+                c.key()
+            ),
+        );
+    }
+    p
+}
+
 fn url(u: &Stmt, h: &mut RealServerHttpCheck, report: &mut Report) {
     for o in u.children() {
         match o.key() {
             "path" => h.path = o.arg(1).map(String::from),
-            "status_code" => h.expected_status.extend(o.words[1..].iter().cloned()),
+            "status_code" => {
+                for code in &o.words[1..] {
+                    match crate::model::tracking::parse_status(std::slice::from_ref(code)) {
+                        Ok(_) => h.expected_status.push(code.clone()),
+                        Err(e) => {
+                            report.warning(&o.at, format!("status_code {e}: not carried over"))
+                        }
+                    }
+                }
+            }
             "digest" => h.digest = o.arg(1).map(String::from),
             other => report.warning(&o.at, format!("url {other} is not carried over")),
         }
@@ -395,6 +439,28 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_cannot_be_read_is_a_warning_with_its_line_never_a_silent_default() {
+        let (v, r) = import(
+            "virtual_server 198.51.100.50 80 {\n  real_server 198.51.100.21 x {\n    weight heavy\n    TCP_CHECK {\n      \
+             connect_port 0\n      retry many\n      delay_before_retry soon\n    }\n  }\n  delay_loop 1e999\n}\n",
+        );
+        let v = v.unwrap();
+        let s = said(&r);
+        for want in [
+            "k.conf:2: real_server port \"x\": not a port",
+            "k.conf:3: weight \"heavy\": not a whole number in range",
+            "k.conf:5: connect_port port \"0\": not a port",
+            "k.conf:6: retry \"many\": not a whole number in range",
+            "k.conf:7: delay_before_retry \"soon\": not a number of seconds",
+            "k.conf:10: delay_loop \"1e999\": not a number of seconds",
+        ] {
+            assert!(s.iter().any(|m| m.starts_with(want)), "{want}\n{s:#?}");
+        }
+        let rs = &v.real_servers[0];
+        assert_eq!((rs.port, rs.weight), (None, None));
+    }
+
+    #[test]
     fn what_cannot_be_carried_is_said_with_its_line() {
         let (v, r) = import(
             "virtual_server 198.51.100.50 443 {\n  lb_algo wrr\n  lb_kind TUN\n  persistence_timeout 300\n  ha_suspend\n\
@@ -405,7 +471,6 @@ mod tests {
         for want in [
             "k.conf:3: lb_kind TUN: tunnels are not carried: imported as FullNAT",
             "k.conf:5: virtual_server ha_suspend is not carried over",
-            "k.conf:1: inhibit_on_failure of a real_server: carried for the whole virtual server",
         ] {
             assert!(s.iter().any(|m| m.starts_with(want)), "{want}\n{s:#?}");
         }
@@ -414,9 +479,11 @@ mod tests {
             (
                 Some(Scheduler::WeightedRoundRobin),
                 Some(Forwarding::FullNat),
-                true
+                false
             )
         );
+        // keepalived's inhibit_on_failure is per real server, and so is ours.
+        assert_eq!(v.real_servers[0].inhibit_on_failure, Some(true));
         assert_eq!(v.persistence_timeout.as_deref(), Some("300s"));
         assert!(
             !s.iter().any(|m| m.contains("persistence_timeout")),

@@ -6,7 +6,7 @@
 use crate::api::{NodePriority, ObjectMeta, VirtualIpDocument, VirtualIpSpec};
 
 use super::convert::Instance;
-use super::report::Report;
+use super::report::{Place, Report};
 use super::values::dns_name;
 
 /// One VirtualIP in the making: the first node's instance and every node's priority.
@@ -16,7 +16,10 @@ struct Group {
 }
 
 /// The instances of all files, in file order → one VirtualIP per virtual router.
-pub(crate) fn merge(instances: Vec<Instance>, report: &mut Report) -> Vec<VirtualIpDocument> {
+pub(crate) fn merge(
+    instances: Vec<Instance>,
+    report: &mut Report,
+) -> Vec<(VirtualIpDocument, Place)> {
     documents(groups(instances, report))
 }
 
@@ -103,7 +106,7 @@ fn same_addresses(a: &VirtualIpSpec, b: &VirtualIpSpec) -> bool {
 }
 
 /// Each group as a VirtualIP document, named after its first instance.
-fn documents(groups: Vec<Group>) -> Vec<VirtualIpDocument> {
+fn documents(groups: Vec<Group>) -> Vec<(VirtualIpDocument, Place)> {
     let mut names: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for Group { first, priorities } in groups {
@@ -111,12 +114,15 @@ fn documents(groups: Vec<Group>) -> Vec<VirtualIpDocument> {
         names.push(name.clone());
         let mut spec = first.spec;
         spec.priorities = priorities;
-        out.push(VirtualIpDocument {
-            api_version: crate::api::API_VERSION.into(),
-            kind: crate::api::KIND.into(),
-            metadata: ObjectMeta { name },
-            spec,
-        });
+        out.push((
+            VirtualIpDocument {
+                api_version: crate::api::API_VERSION.into(),
+                kind: crate::api::KIND.into(),
+                metadata: ObjectMeta { name },
+                spec,
+            },
+            first.at.clone(),
+        ));
     }
     out
 }
@@ -167,6 +173,10 @@ mod tests {
             .collect()
     }
 
+    fn merged(i: Vec<Instance>, report: &mut Report) -> Vec<VirtualIpDocument> {
+        merge(i, report).into_iter().map(|(d, _)| d).collect()
+    }
+
     #[test]
     fn two_files_make_one_virtual_ip_with_each_node_s_priority() {
         let mut report = Report::default();
@@ -176,7 +186,7 @@ mod tests {
             &[("lb1.conf", "n1", &lb1), ("lb2.conf", "n2", &lb2)],
             &mut report,
         );
-        let docs = merge(i, &mut report);
+        let docs = merged(i, &mut report);
         assert!(report.errors.is_empty() && report.warnings.is_empty());
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].metadata.name, "vi-1");
@@ -201,7 +211,7 @@ mod tests {
             &[("lb1.conf", "n1", &lb1), ("lb2.conf", "n2", &lb2)],
             &mut report,
         );
-        let docs = merge(i, &mut report);
+        let docs = merged(i, &mut report);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert_eq!(
             docs[0].spec.unicast_peers,
@@ -224,7 +234,7 @@ mod tests {
             ],
             &mut report,
         );
-        let docs = merge(i, &mut report);
+        let docs = merged(i, &mut report);
         assert_eq!(
             lines(&report.warnings),
             [
@@ -240,7 +250,7 @@ mod tests {
         let mut report = Report::default();
         let twice =
             vrrp_instance("A", 5, 100, "10.0.0.1/24") + &vrrp_instance("B", 5, 90, "10.0.0.1/24");
-        let docs = merge(
+        let docs = merged(
             instances(&[("k.conf", "n1", &twice)], &mut report),
             &mut report,
         );
@@ -257,7 +267,7 @@ mod tests {
         let text = vrrp_instance("VI_1", 5, 100, "10.0.0.1/24")
             + &vrrp_instance("VI_1", 5, 100, "2001:db8::1/64")
             + &vrrp_instance("vi-1", 6, 100, "10.0.1.1/24").replace("eth0", "eth1");
-        let docs = merge(
+        let docs = merged(
             instances(&[("k.conf", "n1", &text)], &mut report),
             &mut report,
         );

@@ -43,13 +43,15 @@ impl Import {
     pub fn yaml(&self) -> String {
         self.documents
             .iter()
-            .map(|d| {
-                let mut v = yaml_serde::to_value(d).unwrap_or_default();
-                prune(&mut v);
-                yaml_serde::to_string(&v).unwrap_or_default()
-            })
+            .map(Self::to_yaml)
             .collect::<Vec<_>>()
             .join("---\n")
+    }
+
+    fn to_yaml(d: &VirtualIpDocument) -> String {
+        let mut v = yaml_serde::to_value(d).unwrap_or_default();
+        prune(&mut v);
+        yaml_serde::to_string(&v).unwrap_or_default()
     }
 }
 
@@ -93,7 +95,23 @@ fn import_from(source: &dyn Files, files: &[PathBuf], nodes: &[String]) -> Impor
             &mut report,
         ));
     }
-    let documents = merge::merge(instances, &mut report);
+    // What is imported passes `kube-vrrp check`: a VirtualIP that would not is refused here,
+    // at its vrrp_instance, with check's reason.
+    let mut documents = Vec::new();
+    for (doc, at) in merge::merge(instances, &mut report) {
+        let yaml = Import::to_yaml(&doc);
+        let checked = crate::check::run_text(&doc.metadata.name, &yaml, false);
+        if checked.errors > 0 {
+            for line in checked.text.lines().filter(|l| !l.ends_with(": ok")) {
+                report.error(
+                    &at,
+                    format!("imported, it would not pass kube-vrrp check: {line}"),
+                );
+            }
+        } else {
+            documents.push(doc);
+        }
+    }
     Import {
         documents,
         warnings: report.warnings,
@@ -173,7 +191,7 @@ spec:
   interface: eth0
   virtualRouterID: 51
   version: 2
-  advertInterval: 100ms
+  advertInterval: 1s
   preempt: true
   priorities:
   - node: n1
@@ -200,8 +218,11 @@ spec:
             [
                 "/k/lb1.conf:4: global_defs smtp_server is not carried over",
                 "/k/conf.d/sync.conf:1: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
+                // keepalived rounds it too: VRRPv2 has no sub-second interval.
+                "/k/lb1.conf:16: advert_int 0.1: VRRPv2 carries 1s, the nearest it can",
                 "/k/lb2.conf:4: global_defs smtp_server is not carried over",
                 "/k/conf.d/sync.conf:1: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
+                "/k/lb2.conf:16: advert_int 0.1: VRRPv2 carries 1s, the nearest it can",
             ]
         );
         assert_eq!(
@@ -263,6 +284,135 @@ spec:
         assert_eq!(
             yaml_serde::to_string(&v).unwrap(),
             "b: true\nlist:\n- x: 1\n- weight: -5\nother: 0\n"
+        );
+    }
+
+    /// The samples of `corpus/`, as keepalived operators write them.
+    const CORPUS: [(&str, &str); 3] = [
+        ("/k/director.conf", include_str!("corpus/director.conf")),
+        ("/k/backup.conf", include_str!("corpus/backup.conf")),
+        ("/k/lb1.conf", LB),
+    ];
+
+    /// What `kube-vrrp check` (standalone) says of an import's YAML: the errors.
+    fn check_errors(yaml: &str) -> Vec<String> {
+        let dir = std::env::temp_dir().join(format!("kube-vrrp-corpus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{:?}.yaml", std::thread::current().id()));
+        std::fs::write(&file, yaml).unwrap();
+        let report = crate::check::run(std::slice::from_ref(&file), false);
+        let _ = std::fs::remove_file(&file);
+        if report.errors == 0 {
+            Vec::new()
+        } else {
+            vec![report.text]
+        }
+    }
+
+    fn import_one(path: &str, text: &str) -> Import {
+        let files = Memory::new(&[(path, text), ("/k/conf.d/sync.conf", "")]);
+        import_from(&files, &paths(&[path]), &["n1".into()])
+    }
+
+    /// Issue "What an LVS operator sees": an import that succeeds always passes `check`, and
+    /// every sample imports with nothing silently dropped.
+    #[test]
+    fn every_sample_imports_into_what_check_accepts() {
+        for (path, text) in CORPUS {
+            let i = import_one(path, text);
+            assert!(i.errors.is_empty(), "{path}: {:?}", i.errors);
+            let yaml = i.yaml();
+            assert_eq!(check_errors(&yaml), Vec::<String>::new(), "{path}:\n{yaml}");
+        }
+        // The director's values at keepalived's edges, as they were carried.
+        let i = import_one(CORPUS[0].0, CORPUS[0].1);
+        let yaml = i.yaml();
+        let notes = lines(&i.notes).join("\n");
+        for said in [
+            "retry 50: carried as 10",
+            "delay_before_retry 0: carried as 10ms",
+            "connect_timeout 30: carried as 10s",
+            "connect_timeout 0.001: carried as 10ms",
+            "delay_loop 0.01: carried as 100ms",
+        ] {
+            assert!(notes.contains(said), "{said}\n{notes}");
+        }
+        // delay_loop written after the real servers still applies to them.
+        assert_eq!(yaml.matches("delayLoop: 10s").count(), 2, "{yaml}");
+        // inhibit_on_failure stays with its real server; excluded addresses stay excluded.
+        assert_eq!(yaml.matches("inhibitOnFailure: true").count(), 1, "{yaml}");
+        assert!(
+            yaml.contains("excludedAddresses:\n  - 198.51.100.51/24\n"),
+            "{yaml}"
+        );
+        // An excluded IPv6 address of an IPv4 instance needs an IPv6 instance: advertised.
+        assert!(yaml.contains("  - 2001:db8:1::51/64\n"), "{yaml}");
+        assert!(
+            lines(&i.warnings)
+                .iter()
+                .any(|w| w.contains("virtual_ipaddress_excluded 2001:db8:1::51/64: no address of that family is advertised")),
+            "{:?}",
+            i.warnings
+        );
+    }
+
+    /// Mutated samples (every number replaced by odd values, in turn): the import refuses with
+    /// an error, or its YAML passes `check`; a value it cannot read is a warning with its line.
+    #[test]
+    fn mutated_samples_import_into_what_check_accepts_or_are_refused() {
+        const ODD: [&str; 9] = [
+            "0",
+            "-1",
+            "x",
+            "65536",
+            "1e9",
+            "0.001",
+            "4294967296",
+            "NaN",
+            "3600.5",
+        ];
+        let (mut cases, mut refused) = (0, 0);
+        for (path, text) in CORPUS {
+            let words: Vec<(usize, &str)> = text
+                .match_indices(|c: char| c.is_ascii_digit())
+                .map(|(i, _)| i)
+                .filter(|i| {
+                    *i == 0
+                        || !text.as_bytes()[i - 1].is_ascii_alphanumeric()
+                            && text.as_bytes()[i - 1] != b'.'
+                            && text.as_bytes()[i - 1] != b':'
+                })
+                .map(|i| {
+                    let end = text[i..]
+                        .find(|c: char| c.is_whitespace())
+                        .map_or(text.len(), |e| i + e);
+                    (i, &text[i..end])
+                })
+                .filter(|(_, w)| w.parse::<f64>().is_ok())
+                .collect();
+            for (n, (at, word)) in words.iter().enumerate() {
+                let odd = ODD[n % ODD.len()];
+                let mutated = format!("{}{odd}{}", &text[..*at], &text[at + word.len()..]);
+                let i = import_one(path, &mutated);
+                cases += 1;
+                if !i.errors.is_empty() {
+                    refused += 1;
+                    continue;
+                }
+                let yaml = i.yaml();
+                assert_eq!(
+                    check_errors(&yaml),
+                    Vec::<String>::new(),
+                    "{path}: {word} -> {odd} at byte {at}:\n{yaml}"
+                );
+            }
+        }
+        // Most odd values are carried (as the nearest, or the default, each said with its
+        // line); the rest are refused with check's reason.
+        eprintln!("{cases} mutated samples, {refused} refused");
+        assert!(
+            cases > 40 && refused * 2 < cases,
+            "{cases} cases, {refused} refused"
         );
     }
 }

@@ -35,6 +35,10 @@ impl Stmt {
     }
 }
 
+/// How deep blocks may nest. keepalived's deepest is 4 (a `url` in a check in a real server
+/// in a virtual server); a file 50,000 braces deep must be refused, not overflow the stack.
+const MAX_DEPTH: usize = 32;
+
 /// A word with its place; `ends_line` when it is its line's last.
 struct Token {
     word: String,
@@ -66,6 +70,15 @@ pub(crate) fn parse(lines: Vec<Line>, report: &mut Report) -> Vec<Stmt> {
 /// The statements from `pos` to the `}` that closes a block at `depth` (0: the file).
 fn block(toks: &[Token], pos: &mut usize, report: &mut Report, depth: usize) -> Vec<Stmt> {
     let mut out = Vec::new();
+    if depth > MAX_DEPTH {
+        report.error(
+            &toks[*pos - 1].at,
+            format!("blocks nested deeper than {MAX_DEPTH}: the rest is not read"),
+        );
+        // Nothing more is read: no unmatched-brace report follows.
+        *pos = toks.len();
+        return out;
+    }
     while *pos < toks.len() {
         let Token { word, at, .. } = &toks[*pos];
         if word == "}" {
@@ -98,7 +111,13 @@ fn block(toks: &[Token], pos: &mut usize, report: &mut Report, depth: usize) -> 
         }
         out.push(stmt);
     }
-    if depth > 0 {
+    if depth > 0
+        && depth <= MAX_DEPTH
+        && !report
+            .errors
+            .iter()
+            .any(|e| e.text.starts_with("blocks nested deeper"))
+    {
         let at = toks.last().map(|t| t.at.clone()).unwrap_or(Place {
             file: String::new(),
             line: 0,
@@ -205,6 +224,22 @@ pub(crate) mod tests {
         let (s, _) = parse_text("k.conf", "{\n x\n}\na { b }\n{ c }\n");
         assert_eq!(shape(&s), "1:{2:x};4:a{4:b};5:{5:c}");
         assert_eq!(s[0].key(), "");
+    }
+
+    #[test]
+    fn fifty_thousand_nested_braces_are_refused_not_a_stack_overflow() {
+        let text = format!("{}\n{}", "a {\n".repeat(50_000), "}\n".repeat(50_000));
+        // On a small stack, as a thread of the agent or a test has.
+        let r = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse_text("k.conf", &text).1)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(
+            lines(&r.errors),
+            ["k.conf:33: blocks nested deeper than 32: the rest is not read"]
+        );
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! keepalived values → kube-vrrp values: seconds → duration texts, keepalived names (instances,
-//! scripts, file names) → DNS names for VirtualIPs and health checks.
+//! scripts, file names) → DNS names for VirtualIPs and health checks, and numbers read with a
+//! warning at their line when they cannot be (never a silent default).
+
+use std::time::Duration;
+
+use super::parser::Stmt;
+use super::report::Report;
 
 /// keepalived seconds (integer or decimal) → a duration text.
 pub(crate) fn seconds(text: &str) -> Option<String> {
@@ -31,6 +37,64 @@ pub(crate) fn dns_name(s: &str) -> String {
     } else {
         out.chars().take(63).collect()
     }
+}
+
+/// `c`'s first argument as a number, or a warning with its line (the default stays).
+pub(crate) fn number<T: std::str::FromStr>(c: &Stmt, report: &mut Report) -> Option<T> {
+    let text = c.arg(1).unwrap_or_default();
+    let n = text.parse().ok();
+    if n.is_none() {
+        report.warning(
+            &c.at,
+            format!(
+                "{} {text:?}: not a whole number in range: not carried over (the default is used)",
+                c.key()
+            ),
+        );
+    }
+    n
+}
+
+/// `c`'s first argument in seconds, within what the field accepts: outside it, the nearest
+/// bound with a note (keepalived's `delay_before_retry 0` retries at once: the shortest
+/// delay is the closest); not a number, a warning and the default.
+pub(crate) fn duration(
+    c: &Stmt,
+    min: Duration,
+    max: Duration,
+    report: &mut Report,
+) -> Option<Duration> {
+    let text = c.arg(1).unwrap_or_default();
+    let Some(d) = text
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .and_then(|v| Duration::try_from_secs_f64(v).ok())
+    else {
+        report.warning(
+            &c.at,
+            format!(
+                "{} {text:?}: not a number of seconds: not carried over (the default is used)",
+                c.key()
+            ),
+        );
+        return None;
+    };
+    let d = Duration::from_millis(d.as_millis() as u64);
+    let bounded = d.clamp(min, max.max(min));
+    if bounded != d {
+        report.note(
+            &c.at,
+            format!(
+                "{} {text}: carried as {}, the nearest a check accepts ({} to {})",
+                c.key(),
+                crate::units::format_duration(bounded),
+                crate::units::format_duration(min),
+                crate::units::format_duration(max.max(min))
+            ),
+        );
+    }
+    Some(bounded)
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ pub struct RealServer {
     pub addr: SocketAddr,
     pub weight: u32,
     pub check: Option<RealCheck>,
+    /// Its own `inhibitOnFailure`; none: the virtual server's.
+    pub inhibit: Option<bool>,
 }
 
 /// A real server's check: the tracker check model (interval = `delayLoop`, timeout =
@@ -210,6 +212,7 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
             addr,
             weight,
             check,
+            inhibit: r.inhibit_on_failure,
         });
     }
     let sorry = match &vs.sorry_server {

@@ -52,6 +52,7 @@ pub(super) fn spell_out(spec: &mut VirtualIpSpec, nodes: &[NodeInput]) {
                 port: sel.port,
                 weight: sel.weight,
                 check: None,
+                inhibit_on_failure: None,
             });
         }
     }
@@ -151,6 +152,7 @@ mod tests {
             port: Some(6443),
             weight: None,
             check: None,
+            inhibit_on_failure: None,
         }];
         spec.virtual_servers = vec![v];
         spell_out(&mut spec, &nodes);
