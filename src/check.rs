@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use crate::api::KIND;
+use crate::checks::Policy;
 use crate::model::spec::{ValidatedVirtualIp, VridRule};
 use crate::yaml::{ConfigError, Document, Seen, documents};
 
@@ -48,11 +49,34 @@ fn line(out: &mut String, file: &str, e: &ConfigError) {
 /// Checks each file; `cluster`: VirtualIP YAML for the API server (VRIDs and Secrets may be
 /// left to the controller; other kinds are skipped), else standalone agent files.
 pub fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
+    run_with(
+        files,
+        cluster,
+        &chart_policy(Vec::new(), Some(CHART_CHECK_FILES.into())),
+    )
+}
+
+/// Where the chart's agents read check files from (`agent.checkFiles`).
+pub const CHART_CHECK_FILES: &str = "/etc/kube-vrrp/checks";
+
+/// What a cluster's agents run: the chart's `agent.allowExec` and `agent.checkFiles`.
+pub fn chart_policy(allow_exec: Vec<PathBuf>, check_files: Option<PathBuf>) -> Policy {
+    Policy {
+        cluster: true,
+        allow_exec,
+        run_as: None,
+        files_dir: check_files,
+    }
+}
+
+/// [`run`], with what the cluster's agents allow (`--cluster`: a command or file they would
+/// refuse is a problem, found before `kubectl apply` rather than in the status after).
+pub fn run_with(files: &[PathBuf], cluster: bool, agents: &Policy) -> CheckReport {
     let mut out = CheckReport::default();
     for path in files {
         let file = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => check_text(&mut out, &file, &text, cluster),
+            Ok(text) => check_text(&mut out, &file, &text, cluster, agents),
             Err(e) => {
                 let _ = writeln!(out.text, "{file}: cannot read: {e}");
                 out.errors += 1;
@@ -65,18 +89,23 @@ pub fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
 /// [`run`] on one file's text, named `file` in what it says.
 pub fn run_text(file: &str, text: &str, cluster: bool) -> CheckReport {
     let mut out = CheckReport::default();
-    check_text(&mut out, file, text, cluster);
+    let agents = chart_policy(Vec::new(), Some(CHART_CHECK_FILES.into()));
+    check_text(&mut out, file, text, cluster, &agents);
     out
 }
 
 /// Checks the text of one file, adding what it found to `out`.
-fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
+fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool, agents: &Policy) {
     let rule = if cluster {
         VridRule::Allocated
     } else {
         VridRule::Required
     };
-    let mut good = Seen::default();
+    let mut good = if cluster {
+        Seen::cluster()
+    } else {
+        Seen::default()
+    };
     let mut seen = 0;
     // Standalone: which documents the API server would take, read once when first asked.
     let mut cluster_ok: Option<Vec<usize>> = None;
@@ -107,7 +136,7 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
         }
         seen += 1;
         let (index, name, failed) = (d.index, d.name.clone(), d.result.is_err());
-        check_virtual_ip(out, file, d, cluster, &mut good);
+        check_virtual_ip(out, file, d, cluster.then_some(agents), &mut good);
         // A standalone file's VirtualIP that is wrong only for a standalone agent (no VRID, a
         // Secret) is said to be valid in a cluster.
         if failed
@@ -127,6 +156,50 @@ fn check_text(out: &mut CheckReport, file: &str, text: &str, cluster: bool) {
         let _ = writeln!(out.text, "{file}: no VirtualIP or VirtualIPPool documents");
         out.errors += 1;
     }
+}
+
+/// What the cluster's agents would refuse to run: each command and file, with the chart
+/// setting that allows it.
+fn refused_by(
+    agents: &Policy,
+    v: &crate::model::spec::ValidatedVirtualIp,
+) -> Vec<(String, String)> {
+    let hint = |e: String| {
+        let setting = if e.contains("--allow-exec") || e.contains("programs this agent allows") {
+            "needs agent.allowExec in the chart (check --allow-exec)"
+        } else {
+            "needs agent.checkFiles in the chart (check --check-files)"
+        };
+        format!("{setting}: {e}")
+    };
+    let mut out = Vec::new();
+    for c in &v.tracking.checks {
+        if let Err(e) = agents.admit(c) {
+            out.push((format!("spec.healthChecks[{}]", c.name), hint(e)));
+        }
+    }
+    for s in &v.virtual_servers {
+        for r in &s.reals {
+            if let Some(c) = &r.check
+                && let Err(e) = agents.admit(&c.check)
+            {
+                out.push((
+                    format!(
+                        "spec.virtualServers[{}].realServers[{}].check",
+                        s.key(),
+                        r.addr
+                    ),
+                    hint(e),
+                ));
+            }
+        }
+    }
+    if let Some(n) = &v.tracking.notify
+        && let Err(e) = agents.admit_notify(n)
+    {
+        out.push(("spec.notify".into(), hint(e)));
+    }
+    out
 }
 
 /// The documents of `text` that are valid VirtualIPs for the API server, by index.
@@ -185,7 +258,7 @@ fn check_virtual_ip(
     out: &mut CheckReport,
     file: &str,
     d: Document,
-    cluster: bool,
+    cluster: Option<&Policy>,
     good: &mut Seen,
 ) {
     let v = match d.result {
@@ -208,8 +281,13 @@ fn check_virtual_ip(
         .into_iter()
         .map(|(f, r)| err(&f, r))
         .collect();
-    if !cluster && let Err((f, r)) = good.cross_check(&v) {
+    if let Err((f, r)) = good.cross_check(&v) {
         problems.push(err(f, r));
+    }
+    if let Some(agents) = cluster {
+        for (f, r) in refused_by(agents, &v) {
+            problems.push(err(&f, r));
+        }
     }
     if !problems.is_empty() {
         for p in &problems {
@@ -309,6 +387,102 @@ mod tests {
         }
     }
 
+    fn vip(name: &str, extra: &str) -> String {
+        format!(
+            "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata: {{name: {name}}}\nspec:\n{extra}"
+        )
+    }
+
+    /// Issue "What an LVS operator sees", item 5: what would run Degraded or collide in a
+    /// cluster is found by `check --cluster`, before `kubectl apply`.
+    #[test]
+    fn check_cluster_finds_what_the_agents_refuse_and_what_collides() {
+        // Two VirtualIPs on one VRID in one subnet (no interface named: the subnet decides).
+        let text = [
+            vip(
+                "a",
+                "  addresses: [198.51.100.50/24]\n  virtualRouterID: 7\n",
+            ),
+            vip(
+                "b",
+                "  addresses: [198.51.100.60/24]\n  virtualRouterID: 7\n",
+            ),
+            vip(
+                "c",
+                "  addresses: [203.0.113.60/24]\n  virtualRouterID: 7\n",
+            ),
+        ]
+        .join("---\n");
+        let o = check(&text, true);
+        assert_eq!(o.errors, 1, "{}", o.text);
+        assert!(
+            o.text.contains("document 2 (\"b\"), field spec.virtualRouterID: 7 is already used by \"a\" on the same subnet"),
+            "{}",
+            o.text
+        );
+        // One address in two VirtualIPs.
+        let text = [
+            vip("a", "  addresses: [198.51.100.50/24]\n"),
+            vip(
+                "b",
+                "  addresses: [\"2001:db8:1::50/64\", 198.51.100.50/24]\n",
+            ),
+        ]
+        .join("---\n");
+        let o = check(&text, true);
+        assert_eq!(o.errors, 1, "{}", o.text);
+        assert!(
+            o.text.contains("198.51.100.50 is also an address of \"a\""),
+            "{}",
+            o.text
+        );
+        // Commands and files the chart's agents refuse by default.
+        let text = vip(
+            "a",
+            "  addresses: [198.51.100.50/24]\n  healthChecks:\n  - {name: pg, exec: {command: [/usr/bin/pgrep, nginx]}}\n  \
+             - {name: maint, file: {path: /var/run/maint}}\n  - {name: ok, file: {path: /etc/kube-vrrp/checks/up}}\n  \
+             notify: {master: [/usr/local/bin/hook]}\n",
+        );
+        let o = check(&text, true);
+        assert_eq!(o.errors, 3, "{}", o.text);
+        for said in [
+            "field spec.healthChecks[pg]: needs agent.allowExec in the chart (check --allow-exec): refused: /usr/bin/pgrep",
+            "field spec.healthChecks[maint]: needs agent.checkFiles in the chart (check --check-files): refused: /var/run/maint is outside /etc/kube-vrrp/checks",
+            "field spec.notify: needs agent.allowExec in the chart",
+        ] {
+            assert!(o.text.contains(said), "{said}\n{}", o.text);
+        }
+        // Allowed as the chart would be set.
+        let f = std::env::temp_dir().join(format!(
+            "kube-vrrp-check-allowed-{}.yaml",
+            std::process::id()
+        ));
+        std::fs::write(&f, &text).unwrap();
+        let agents = chart_policy(
+            vec!["/usr/bin/pgrep".into(), "/usr/local/bin/hook".into()],
+            Some("/var/run".into()),
+        );
+        let o = run_with(std::slice::from_ref(&f), true, &agents);
+        std::fs::remove_file(&f).ok();
+        // Only the file outside the directory now given stays refused.
+        assert_eq!(o.errors, 1, "{}", o.text);
+        assert!(
+            o.text
+                .contains("/etc/kube-vrrp/checks/up is outside /var/run"),
+            "{}",
+            o.text
+        );
+        // Standalone, the file's agent runs what it says.
+        assert_eq!(
+            check(
+                &text.replace("addresses:", "virtualRouterID: 9\n  addresses:"),
+                false
+            )
+            .errors,
+            0
+        );
+    }
+
     #[test]
     fn cluster_objects_may_leave_the_vrid_and_carry_other_kinds() {
         let yaml = format!(
@@ -400,7 +574,7 @@ mod tests {
     #[test]
     fn a_text_is_checked_without_a_file() {
         let mut o = CheckReport::default();
-        check_text(&mut o, "f.yaml", "", false);
+        check_text(&mut o, "f.yaml", "", false, &Policy::default());
         assert_eq!(o.errors, 1);
         assert!(
             o.text
@@ -408,7 +582,7 @@ mod tests {
         );
         let mut o = CheckReport::default();
         let pool = "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIPPool\nmetadata: {name: p}\nspec: {addresses: [192.0.2.10-192.0.2.20]}\n";
-        check_text(&mut o, "p.yaml", pool, true);
+        check_text(&mut o, "p.yaml", pool, true, &Policy::default());
         assert_eq!((o.errors, o.pools), (0, 1), "{}", o.text);
         assert!(o.text.contains("ok: VirtualIPPool"), "{}", o.text);
     }

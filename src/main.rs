@@ -50,6 +50,15 @@ enum Command {
         /// Secrets may be named, other kinds are skipped.
         #[arg(long)]
         cluster: bool,
+        /// With --cluster: the programs the chart's agents allow (agent.allowExec; repeat or
+        /// comma-separate). Default none, as the chart's: an exec check or notify hook is a
+        /// problem.
+        #[arg(long, requires = "cluster", value_delimiter = ',', num_args = 1..)]
+        allow_exec: Vec<PathBuf>,
+        /// With --cluster: the directory the chart's agents read check files from
+        /// (agent.checkFiles).
+        #[arg(long, requires = "cluster", default_value = kube_vrrp::check::CHART_CHECK_FILES)]
+        check_files: PathBuf,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -73,7 +82,12 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::ImportKeepalived { nodes, files } => cli::import::run(&files, &nodes),
         Command::Manifest { kind } => cli::manifest::run(kind),
-        Command::Check { cluster, files } => cli::check::run(&files, cluster),
+        Command::Check {
+            cluster,
+            allow_exec,
+            check_files,
+            files,
+        } => cli::check::run(&files, cluster, allow_exec, check_files),
         Command::Crd { reference } => cli::crd::run(reference),
         Command::Simulate { scenarios } => cli::simulate::run(&scenarios),
         Command::Agent(args) => cli::agent::run(args),

@@ -127,22 +127,46 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
         "{stderr}"
     );
 
-    // kube-vrrp check accepts it as a standalone file and as cluster YAML.
+    // kube-vrrp check accepts it as a standalone file, and as cluster YAML for agents that
+    // allow its notify script and read its maintenance file (the chart's agent.allowExec and
+    // agent.checkFiles); with the chart's defaults it says what they would refuse.
     let file = dir.join("imported.yaml");
     std::fs::write(&file, &yaml).unwrap();
-    for mode in [&[][..], &["--cluster"][..]] {
-        let out = Command::new(kube_vrrp_binary())
+    let notify = dir.join("notify.sh").display().to_string();
+    let dir_arg = dir.display().to_string();
+    let allowed = [
+        "--cluster",
+        "--allow-exec",
+        notify.as_str(),
+        "--check-files",
+        dir_arg.as_str(),
+    ];
+    let check = |mode: &[&str]| {
+        Command::new(kube_vrrp_binary())
             .arg("check")
             .args(mode)
             .arg(&file)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for mode in [&[][..], &allowed[..]] {
+        let out = check(mode);
         assert!(
             out.status.success(),
-            "{}",
+            "{mode:?}: {}",
             String::from_utf8_lossy(&out.stdout)
         );
     }
+    let out = check(&["--cluster"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success()
+            && said.contains("field spec.notify: needs agent.allowExec in the chart")
+            && said.contains(
+                "field spec.healthChecks[chk-maint]: needs agent.checkFiles in the chart"
+            ),
+        "{said}"
+    );
     // The API stand-in's CRD validation accepts it.
     {
         let api = Api::start_full(CRDS, &[]);

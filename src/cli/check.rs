@@ -4,8 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub(crate) fn run(files: &[PathBuf], cluster: bool) -> ExitCode {
-    let o = kube_vrrp::check::run(files, cluster);
+pub(crate) fn run(
+    files: &[PathBuf],
+    cluster: bool,
+    allow_exec: Vec<PathBuf>,
+    check_files: PathBuf,
+) -> ExitCode {
+    let agents = kube_vrrp::check::chart_policy(allow_exec, Some(check_files));
+    let o = kube_vrrp::check::run_with(files, cluster, &agents);
     print!("{}", o.text);
     if o.errors == 0 {
         println!("{} VirtualIP(s) valid", o.objects);

@@ -192,6 +192,11 @@ fn document_of(
 pub struct Seen {
     names: std::collections::HashSet<String>,
     vrids: std::collections::HashMap<(String, u8), Vec<Holder>>,
+    /// Every address seen, and whose.
+    addresses: std::collections::HashMap<std::net::IpAddr, String>,
+    /// In a cluster, a VirtualIP without an interface runs on its addresses' segment: VRIDs
+    /// are unique per segment there.
+    cluster: bool,
 }
 
 /// A VirtualIP holding an interface's VRID: its name, and whether it has IPv4 and IPv6.
@@ -210,38 +215,87 @@ fn families(v: &ValidatedVirtualIp) -> (bool, bool) {
 }
 
 impl Seen {
-    /// What `v` may not share with the ones seen: its name, or its VRID on the same
-    /// interface and family.
+    /// For a cluster's VirtualIPs (VRIDs per segment where no interface is named).
+    pub fn cluster() -> Seen {
+        Seen {
+            cluster: true,
+            ..Seen::default()
+        }
+    }
+
+    /// Where `v`'s VRID must be unique: its interface; in a cluster without one, each
+    /// segment (family, network, prefix) its addresses are on.
+    fn places(&self, v: &ValidatedVirtualIp) -> Vec<String> {
+        match (&v.spec.interface, self.cluster) {
+            (None, true) => {
+                let mut s: Vec<String> = v
+                    .addresses
+                    .iter()
+                    .map(|a| format!("{:?}", crate::model::address::segment(a)))
+                    .collect();
+                s.dedup();
+                s
+            }
+            (i, _) => vec![format!("{i:?}")],
+        }
+    }
+
+    /// What `v` may not share with the ones seen: its name, its VRID on the same interface
+    /// (a cluster's: segment) and family, and in a cluster an address.
     pub fn cross_check(&self, v: &ValidatedVirtualIp) -> Result<(), (&'static str, String)> {
         if self.names.contains(&v.name) {
             return Err(("metadata.name", format!("{:?} is defined twice", v.name)));
         }
-        let Some(vrid) = v.vrid else { return Ok(()) };
-        let (v4, v6) = families(v);
-        let key = (format!("{:?}", v.spec.interface), vrid);
-        if let Some((other, _, _)) = self
-            .vrids
-            .get(&key)
-            .into_iter()
-            .flatten()
-            .find(|(_, o4, o6)| (v4 && *o4) || (v6 && *o6))
+        if let Some((a, other)) = v
+            .addresses
+            .iter()
+            .filter(|_| self.cluster)
+            .find_map(|a| self.addresses.get(&a.address).map(|o| (a.address, o)))
         {
             return Err((
-                "spec.virtualRouterID",
-                format!("{vrid} is already used by {other:?} on the same interface"),
+                "spec.addresses",
+                format!("{a} is also an address of {other:?}: two masters would answer for it"),
             ));
+        }
+        let Some(vrid) = v.vrid else { return Ok(()) };
+        let (v4, v6) = families(v);
+        let where_ = if v.spec.interface.is_none() && self.cluster {
+            "on the same subnet"
+        } else {
+            "on the same interface"
+        };
+        for place in self.places(v) {
+            if let Some((other, _, _)) = self
+                .vrids
+                .get(&(place, vrid))
+                .into_iter()
+                .flatten()
+                .find(|(_, o4, o6)| (v4 && *o4) || (v6 && *o6))
+            {
+                return Err((
+                    "spec.virtualRouterID",
+                    format!("{vrid} is already used by {other:?} {where_}"),
+                ));
+            }
         }
         Ok(())
     }
 
     pub fn add(&mut self, v: &ValidatedVirtualIp) {
         self.names.insert(v.name.clone());
+        for a in &v.addresses {
+            self.addresses
+                .entry(a.address)
+                .or_insert_with(|| v.name.clone());
+        }
         if let Some(vrid) = v.vrid {
             let (v4, v6) = families(v);
-            self.vrids
-                .entry((format!("{:?}", v.spec.interface), vrid))
-                .or_default()
-                .push((v.name.clone(), v4, v6));
+            for place in self.places(v) {
+                self.vrids
+                    .entry((place, vrid))
+                    .or_default()
+                    .push((v.name.clone(), v4, v6));
+            }
         }
     }
 }
