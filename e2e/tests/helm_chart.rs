@@ -136,6 +136,27 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
     assert_eq!(secrets["metadata"]["namespace"], "kube-vrrp-system");
     assert_eq!(secrets["rules"][0]["verbs"], serde_json::json!(["get"]));
     find(&docs, "Service", "vips-agent-metrics");
+    // The alerts: the rules file promtool tests, whole, in a PrometheusRule.
+    let docs = render(&["--set", "prometheusRule.enabled=true"]);
+    let rule = find(&docs, "PrometheusRule", "vips");
+    let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "KubeVrrpNoMaster",
+            "KubeVrrpSplitBrain",
+            "KubeVrrpAgentNotReady",
+            "KubeVrrpRealServerDown",
+            "KubeVrrpAllRealServersDown",
+            "KubeVrrpCheckFailing"
+        ]
+    );
+    assert!(render(&[]).iter().all(|d| d["kind"] != "PrometheusRule"));
     let docs = render(&["--set", "grafanaDashboard.enabled=true"]);
     let cm = find(&docs, "ConfigMap", "vips-dashboard");
     let dashboard: serde_json::Value =
@@ -165,6 +186,29 @@ fn the_chart_lints_renders_valid_manifests_and_ships_the_generated_crds() {
         ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
         true
     );
+}
+
+/// The chart's alerts fire on recorded series, each after its `for` and not before
+/// (`promtool test rules`, Prometheus' own rule tester; `.ci/deps` installs it).
+#[test]
+fn the_alerts_pass_promtool_on_recorded_series() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/kube-vrrp/rules");
+    for args in [
+        &["check", "rules", "kube-vrrp.rules.yaml"][..],
+        &["test", "rules", "kube-vrrp.rules.test.yaml"][..],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("promtool (bash .ci/deps installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// Runs helm expecting failure; returns its stderr.

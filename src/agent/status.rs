@@ -332,10 +332,39 @@ fn virtual_server_metrics(out: &mut Exposition, s: &AgentStatus) {
         "How often a real server went down or came back.",
         reals().map(|(l, r)| (l, r.transitions)),
     );
+    // The VirtualIPs this node is master of: where a virtual server carries new connections.
+    let master: std::collections::BTreeSet<&str> = s
+        .instances
+        .values()
+        .filter(|i| i.state == State::Master)
+        .map(|i| i.name.as_str())
+        .collect();
+    let vs_labels = |v: &crate::api::VirtualServerStatus| {
+        labels(&[("virtual_ip", &v.virtual_ip), ("virtual_server", &v.name)])
+    };
+    out.metric(
+        "kube_vrrp_virtual_server_serving",
+        Kind::Gauge,
+        "1 on the node that carries a virtual server's new connections: master of its VirtualIP, rules in force.",
+        s.virtual_servers.iter().map(|v| {
+            (
+                vs_labels(v),
+                u64::from(v.programmed && master.contains(v.virtual_ip.as_str())),
+            )
+        }),
+    );
+    out.metric(
+        "kube_vrrp_virtual_server_sorry_server",
+        Kind::Gauge,
+        "1 while a virtual server's new connections go to its sorry server (no real server up).",
+        s.virtual_servers
+            .iter()
+            .map(|v| (vs_labels(v), u64::from(v.serving == "sorry server"))),
+    );
     out.metric(
         "kube_vrrp_virtual_server_programmed",
         Kind::Gauge,
-        "1 while a virtual server's rules are in force on this node.",
+        "1 while a virtual server's rules are in force on this node (backups too: ready to take over).",
         s.virtual_servers.iter().map(|v| {
             (
                 labels(&[("virtual_ip", &v.virtual_ip), ("virtual_server", &v.name)]),
@@ -355,6 +384,12 @@ fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
             (labels(&[("result", "ok")]), s.global.notify_ok),
             (labels(&[("result", "failed")]), s.global.notify_failed),
         ],
+    );
+    out.metric(
+        "kube_vrrp_agent_ready",
+        Kind::Gauge,
+        "1 while every VirtualIP this node should run runs (what /readyz answers).",
+        std::iter::once((none(), u64::from(s.errors.is_empty()))),
     );
     out.metric(
         "kube_vrrp_instance_errors",
@@ -499,5 +534,26 @@ mod dashboard_tests {
             }
         }
         assert!(seen >= 10, "{seen}");
+    }
+
+    /// Every metric the chart's alerts use is one an agent (or, kube_vrrp_virtualips, the
+    /// controller) exports.
+    #[test]
+    fn the_alerts_use_only_exported_metrics() {
+        let exported = super::exposition(&super::AgentStatus::default()).names();
+        let rules = include_str!("../../charts/kube-vrrp/rules/kube-vrrp.rules.yaml");
+        let used: std::collections::BTreeSet<&str> = rules
+            .lines()
+            .filter(|l| l.trim_start().starts_with("expr:") || l.starts_with("          "))
+            .flat_map(|l| l.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+            .filter(|w| w.starts_with("kube_vrrp_"))
+            .collect();
+        assert!(used.len() >= 7, "{used:?}");
+        for name in used {
+            assert!(
+                name == "kube_vrrp_virtualips" || exported.iter().any(|e| e == name),
+                "an alert uses {name}, which the agent does not export"
+            );
+        }
     }
 }
