@@ -257,6 +257,9 @@ impl State {
             for vs in list {
                 let key = vs.key();
                 let before = old.remove(&(vip.clone(), key));
+                for change in director::changes::between(before.as_ref().map(|(b, _)| b), vs) {
+                    info!(virtual_server = %key, %change, "real servers changed");
+                }
                 let carried = director::health::carried(before.as_ref().map(|(b, _)| b), vs);
                 let health = vs
                     .reals
@@ -475,6 +478,7 @@ impl State {
                                 .map(|o| o.text.clone())
                         }),
                         weight: r.weight,
+                        drained: r.drained(),
                         transitions: h.transitions,
                         last_transition_time: Some(rfc3339(h.since)),
                     })

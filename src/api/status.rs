@@ -164,6 +164,10 @@ pub struct RealServerStatus {
     /// taken out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<u32>,
+    /// Up, but configured with weight 0 (drained): it takes no new connections, and its
+    /// established ones stay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
     /// How often it went down or came back.
     #[serde(default)]
     pub transitions: u64,

@@ -16,6 +16,7 @@
 //! - where full NAT's connections come from (the virtual address, which moves with the
 //!   master, so a takeover with shared connection tracking keeps them).
 
+pub mod changes;
 pub mod health;
 pub mod table;
 
@@ -232,6 +233,13 @@ pub struct RealPlan {
     pub slots: u32,
 }
 
+impl RealPlan {
+    /// Up, with weight 0 as configured: it takes no new connections; established ones stay.
+    pub fn drained(&self) -> bool {
+        self.reach == Reach::Up && self.weight == Some(0)
+    }
+}
+
 /// Where new connections go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Serving {
@@ -262,10 +270,19 @@ pub struct ServicePlan {
 }
 
 impl ServicePlan {
-    /// Real servers up of all, e.g. "2/3": reachable and passing their check.
+    /// Real servers up of all, e.g. "2/3": reachable, passing their check and taking new
+    /// connections; a drained one (weight 0) is said apart: "2/3 (1 drained)".
     pub fn up(&self) -> String {
-        let up = self.reals.iter().filter(|r| r.reach == Reach::Up).count();
-        format!("{up}/{}", self.reals.len())
+        let up = self
+            .reals
+            .iter()
+            .filter(|r| r.reach == Reach::Up && !r.drained())
+            .count();
+        let drained = self.reals.iter().filter(|r| r.drained()).count();
+        match drained {
+            0 => format!("{up}/{}", self.reals.len()),
+            d => format!("{up}/{} ({d} drained)", self.reals.len()),
+        }
     }
 }
 

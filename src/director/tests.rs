@@ -7,7 +7,7 @@ fn a(i: u8) -> SocketAddr {
     format!("198.51.100.{i}:80").parse().unwrap()
 }
 
-fn vs(forwarding: Forwarding, scheduler: Scheduler, weights: &[u32]) -> VirtualServer {
+pub(super) fn vs(forwarding: Forwarding, scheduler: Scheduler, weights: &[u32]) -> VirtualServer {
     VirtualServer {
         address: VIP.parse().unwrap(),
         port: 80,
@@ -92,6 +92,19 @@ fn round_robin_takes_the_servers_up_in_turn_and_leaves_the_others_out() {
         r.snat,
         Snat::Hairpin(vec![a(21).ip(), a(22).ip(), a(23).ip()])
     );
+}
+
+#[test]
+fn a_drained_server_holds_no_slot_and_is_said_apart() {
+    let v = vs(Forwarding::Nat, Scheduler::WeightedRoundRobin, &[0, 1, 1]);
+    let (r, p) = one_plan(&v, &[true; 3], &Node::default());
+    assert_eq!(count(&r.table, a(21)), 0);
+    assert!(p.reals[0].drained() && !p.reals[1].drained());
+    assert_eq!(p.up(), "2/3 (1 drained)");
+    // Drained and failing: down, not drained.
+    let (_, p) = one_plan(&v, &[false, true, true], &Node::default());
+    assert!(!p.reals[0].drained());
+    assert_eq!(p.up(), "2/3");
 }
 
 #[test]

@@ -108,22 +108,38 @@ pub(super) fn summarize(
 struct Servers {
     up: usize,
     all: usize,
+    /// Up with weight 0: taking no new connections on purpose (not up, not down).
+    drained: usize,
 }
 
 impl std::fmt::Display for Servers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{} up", self.up, self.all)
+        write!(f, "{}/{} up", self.up, self.all)?;
+        if self.drained > 0 {
+            write!(f, ", {} drained", self.drained)?;
+        }
+        Ok(())
     }
 }
 
 impl Servers {
     /// Reads back `status.servers` as written by `Display`.
     fn parse(s: &str) -> Option<Servers> {
-        let (up, all) = s.strip_suffix(" up")?.split_once('/')?;
+        let (counts, drained) = match s.split_once(", ") {
+            Some((c, d)) => (c, d.strip_suffix(" drained")?.parse().ok()?),
+            None => (s, 0),
+        };
+        let (up, all) = counts.strip_suffix(" up")?.split_once('/')?;
         Some(Servers {
             up: up.parse().ok()?,
             all: all.parse().ok()?,
+            drained,
         })
+    }
+
+    /// Those failing (neither up nor drained).
+    fn down(&self) -> usize {
+        self.all.saturating_sub(self.up + self.drained)
     }
 }
 
@@ -133,13 +149,14 @@ fn servers_line(master: Option<&str>, reports: &[&NodeStatus]) -> Option<Servers
     let reals = m.virtual_servers.iter().flat_map(|v| &v.real_servers);
     let all = reals.clone().count();
     (!m.virtual_servers.is_empty()).then(|| Servers {
-        up: reals.filter(|r| r.healthy).count(),
+        up: reals.clone().filter(|r| r.healthy && !r.drained).count(),
         all,
+        drained: reals.filter(|r| r.healthy && r.drained).count(),
     })
 }
 
-/// An Event when the master's count of real servers up falls (naming those down and why) or
-/// rises.
+/// An Event when more of the master's real servers are down (naming them and why) or fewer;
+/// a drain (weight 0) or a configuration change alone is none.
 fn server_events(
     vip: &str,
     old: Option<&str>,
@@ -165,7 +182,7 @@ fn server_events(
             })
         })
         .collect();
-    let (warning, reason, note) = if new.up < old.up {
+    let (warning, reason, note) = if new.down() > old.down() {
         (
             true,
             reasons::REAL_SERVER_DOWN,
@@ -175,7 +192,7 @@ fn server_events(
                 down.join(", ")
             ),
         )
-    } else if new.up > old.up {
+    } else if new.down() < old.down() {
         (
             false,
             reasons::REAL_SERVER_UP,
@@ -541,6 +558,7 @@ mod tests {
                     healthy: *h,
                     result: (!h).then(|| "connection refused".to_string()),
                     weight: h.then_some(1),
+                    drained: false,
                     transitions: 0,
                     last_transition_time: None,
                 })
@@ -573,6 +591,33 @@ mod tests {
         );
         assert!(server_events("web", Some("2/3 up"), Some(&s), Some("n1"), &reports).is_empty());
         assert!(server_events("web", None, Some(&s), Some("n1"), &reports).is_empty());
+    }
+
+    /// Issue "What an LVS operator sees", item 3: a drained server (weight 0) is shown as
+    /// drained, not up, and draining it is no "real server down".
+    #[test]
+    fn a_drained_server_is_counted_apart_and_its_drain_is_no_event() {
+        let mut m = with_servers("n1", NodeState::Master, &[true, true, true]);
+        m.virtual_servers[0].real_servers[0].drained = true;
+        m.virtual_servers[0].real_servers[0].weight = Some(0);
+        let reports = [&m];
+        let s = servers_line(Some("n1"), &reports).unwrap();
+        assert_eq!(s.to_string(), "2/3 up, 1 drained");
+        assert_eq!(Servers::parse("2/3 up, 1 drained"), Some(s));
+        assert!(server_events("web", Some("3/3 up"), Some(&s), Some("n1"), &reports).is_empty());
+        // A drained server that then fails is down: that is an event.
+        m.virtual_servers[0].real_servers[1].healthy = false;
+        let reports = [&m];
+        let s = servers_line(Some("n1"), &reports).unwrap();
+        assert_eq!(s.to_string(), "1/3 up, 1 drained");
+        let e = server_events(
+            "web",
+            Some("2/3 up, 1 drained"),
+            Some(&s),
+            Some("n1"),
+            &reports,
+        );
+        assert_eq!((e.len(), e[0].reason), (1, reasons::REAL_SERVER_DOWN));
     }
 
     #[test]
