@@ -266,7 +266,13 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
 fn spawn_agent(will: &OwnedFd) -> std::io::Result<tokio::process::Child> {
     let fd = will.as_raw_fd();
     let warden = std::process::id() as i32;
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    // This program: /proc/self/exe, or as it was started where no /proc is mounted (a bare
+    // chroot; a container always has one).
+    let exe = std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(Into::into))
+        .ok_or_else(|| std::io::Error::other("cannot tell which program this is"))?;
+    let mut cmd = std::process::Command::new(exe);
     cmd.args(std::env::args_os().skip(1))
         .env(WILL_FD_ENV, fd.to_string());
     // SAFETY: only async-signal-safe calls (fcntl, prctl, getppid) between fork and exec.
