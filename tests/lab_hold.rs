@@ -255,7 +255,9 @@ fn connections_from_the_network_fail_neither_probes_nor_other_scrapers() {
     let ns = lab.node("n1").ns.clone();
     let mut argv = agent_argv(&cfg, "n1");
     argv.extend(["--metrics-listen", "0.0.0.0:9652"]);
+    // The agent under its warden: its CPU is what the flood costs.
     let pid = lab.spawn(&ns, &argv, "agent-n1.log");
+    let pid = lab.agent_of(pid);
     let loopback: SocketAddr = AGENT_STATUS.parse().unwrap();
     assert!(wait_for(WAIT, || lab.http_get(&ns, loopback, "/healthz").is_ok()).is_some());
     let metrics: SocketAddr = "198.51.100.11:9652".parse().unwrap();

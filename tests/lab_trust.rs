@@ -280,6 +280,8 @@ fn the_status_listener_is_local_bounded_and_survives_a_connection_flood() {
             .and_then(|v| v.parse().ok())
             .unwrap()
     };
+    // The agent itself, not its warden (`kube-vrrp agent` is the warden).
+    let pid = lab.agent_of(pid);
     let before = rss(pid);
     // 2,000 idle connections held open from inside the node's namespace.
     let ns_path = format!("/run/netns/{ns}");
