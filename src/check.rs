@@ -393,6 +393,13 @@ mod tests {
         )
     }
 
+    /// `check --cluster` of `text` finds one problem, which says `said`.
+    fn one_problem(text: &str, said: &str) {
+        let o = check(text, true);
+        assert_eq!(o.errors, 1, "{}", o.text);
+        assert!(o.text.contains(said), "{said}\n{}", o.text);
+    }
+
     /// Issue "What an LVS operator sees", item 5: what would run Degraded or collide in a
     /// cluster is found by `check --cluster`, before `kubectl apply`.
     #[test]
@@ -413,12 +420,9 @@ mod tests {
             ),
         ]
         .join("---\n");
-        let o = check(&text, true);
-        assert_eq!(o.errors, 1, "{}", o.text);
-        assert!(
-            o.text.contains("document 2 (\"b\"), field spec.virtualRouterID: 7 is already used by \"a\" on the same subnet"),
-            "{}",
-            o.text
+        one_problem(
+            &text,
+            "document 2 (\"b\"), field spec.virtualRouterID: 7 is already used by \"a\" on the same subnet",
         );
         // One address in two VirtualIPs.
         let text = [
@@ -429,13 +433,7 @@ mod tests {
             ),
         ]
         .join("---\n");
-        let o = check(&text, true);
-        assert_eq!(o.errors, 1, "{}", o.text);
-        assert!(
-            o.text.contains("198.51.100.50 is also an address of \"a\""),
-            "{}",
-            o.text
-        );
+        one_problem(&text, "198.51.100.50 is also an address of \"a\"");
         // Commands and files the chart's agents refuse by default.
         let text = vip(
             "a",
