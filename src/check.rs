@@ -164,24 +164,26 @@ fn refused_by(
     agents: &Policy,
     v: &crate::model::spec::ValidatedVirtualIp,
 ) -> Vec<(String, String)> {
-    let hint = |e: String| {
-        let setting = if e.contains("--allow-exec") || e.contains("programs this agent allows") {
-            "needs agent.allowExec in the chart (check --allow-exec)"
-        } else {
-            "needs agent.checkFiles in the chart (check --check-files)"
+    const EXEC: &str = "needs agent.allowExec in the chart (check --allow-exec)";
+    const FILES: &str = "needs agent.checkFiles in the chart (check --check-files)";
+    // A command runs for an exec check; any other check is refused for a file it reads.
+    let admit = |c: &crate::model::tracking::Check| {
+        let setting = match c.kind {
+            crate::model::tracking::CheckKind::Exec(_) => EXEC,
+            _ => FILES,
         };
-        format!("{setting}: {e}")
+        agents.admit(c).map_err(|e| format!("{setting}: {e}"))
     };
     let mut out = Vec::new();
     for c in &v.tracking.checks {
-        if let Err(e) = agents.admit(c) {
-            out.push((format!("spec.healthChecks[{}]", c.name), hint(e)));
+        if let Err(e) = admit(c) {
+            out.push((format!("spec.healthChecks[{}]", c.name), e));
         }
     }
     for s in &v.virtual_servers {
         for r in &s.reals {
             if let Some(c) = &r.check
-                && let Err(e) = agents.admit(&c.check)
+                && let Err(e) = admit(&c.check)
             {
                 out.push((
                     format!(
@@ -189,7 +191,7 @@ fn refused_by(
                         s.key(),
                         r.addr
                     ),
-                    hint(e),
+                    e,
                 ));
             }
         }
@@ -197,7 +199,7 @@ fn refused_by(
     if let Some(n) = &v.tracking.notify
         && let Err(e) = agents.admit_notify(n)
     {
-        out.push(("spec.notify".into(), hint(e)));
+        out.push(("spec.notify".into(), format!("{EXEC}: {e}")));
     }
     out
 }

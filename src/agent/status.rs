@@ -357,9 +357,12 @@ fn virtual_server_metrics(out: &mut Exposition, s: &AgentStatus) {
         "kube_vrrp_virtual_server_sorry_server",
         Kind::Gauge,
         "1 while a virtual server's new connections go to its sorry server (no real server up).",
-        s.virtual_servers
-            .iter()
-            .map(|v| (vs_labels(v), u64::from(v.serving == "sorry server"))),
+        s.virtual_servers.iter().map(|v| {
+            (
+                vs_labels(v),
+                u64::from(v.serving == crate::director::Serving::Sorry.as_str()),
+            )
+        }),
     );
     out.metric(
         "kube_vrrp_virtual_server_programmed",

@@ -56,6 +56,7 @@ async fn watch_over(lock_wait: Duration) -> std::io::Result<u8> {
     let pid = child.id().unwrap_or(0) as i32;
     let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
     let mut reader = Reader::default();
+    let mut said = false;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -68,7 +69,7 @@ async fn watch_over(lock_wait: Duration) -> std::io::Result<u8> {
             status = child.wait() => break status?,
             n = pipe.read(&mut buf), if open => match n {
                 Ok(0) | Err(_) => open = false,
-                Ok(n) => read_will(&mut reader, &buf[..n]),
+                Ok(n) => read_will(&mut reader, &buf[..n], &mut said),
             },
             _ = term.recv() => {
                 forward(pid, libc::SIGTERM);
@@ -93,7 +94,7 @@ async fn watch_over(lock_wait: Duration) -> std::io::Result<u8> {
                 if n == 0 {
                     break;
                 }
-                read_will(&mut reader, &buf[..n]);
+                read_will(&mut reader, &buf[..n], &mut said);
             }
         })
         .await;
@@ -106,8 +107,11 @@ async fn watch_over(lock_wait: Duration) -> std::io::Result<u8> {
     Ok(carry_out(ended, reader.will()).await)
 }
 
-fn read_will(reader: &mut Reader, bytes: &[u8]) {
-    if let Err(e) = reader.feed(bytes) {
+/// Feeds the reader; says once that the will broke (every later feed fails the same way).
+fn read_will(reader: &mut Reader, bytes: &[u8], said: &mut bool) {
+    if let Err(e) = reader.feed(bytes)
+        && !std::mem::replace(said, true)
+    {
         error!(error = %e, "the agent's will is unreadable: the last good one stands");
     }
 }

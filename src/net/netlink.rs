@@ -207,8 +207,10 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
     ) -> Result<bool, NetlinkError> {
-        let valid = LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed);
-        match self.put_address(index, vip, false, valid).await {
+        match self
+            .put_address(index, vip, false, address_lifetime())
+            .await
+        {
             Ok(()) => Ok(true),
             Err(e) if errno(&e) == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -222,8 +224,7 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
     ) -> Result<(), NetlinkError> {
-        let valid = LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed);
-        self.put_address(index, vip, true, valid).await
+        self.put_address(index, vip, true, address_lifetime()).await
     }
 
     /// Gives an address of ours `lifetime` from now (a previous run's, kept while the
@@ -234,8 +235,7 @@ impl Netlink {
         vip: &VirtualAddress,
         lifetime: std::time::Duration,
     ) -> Result<(), NetlinkError> {
-        self.put_address(index, vip, true, lifetime.as_secs().max(1) as u32)
-            .await
+        self.put_address(index, vip, true, lifetime).await
     }
 
     async fn put_address(
@@ -243,7 +243,7 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
         replace: bool,
-        valid: u32,
+        lifetime: std::time::Duration,
     ) -> Result<(), NetlinkError> {
         let mut req = self
             .handle
@@ -264,7 +264,7 @@ impl Netlink {
         msg.attributes.push(AddressAttribute::Flags(flags));
         let mut life = CacheInfo::default();
         life.ifa_preferred = 0;
-        life.ifa_valid = valid;
+        life.ifa_valid = lifetime.as_secs().clamp(1, u64::from(u32::MAX)) as u32;
         msg.attributes.push(AddressAttribute::CacheInfo(life));
         req.execute().await.map_err(request_error)
     }

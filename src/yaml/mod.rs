@@ -233,6 +233,7 @@ impl Seen {
                     .iter()
                     .map(|a| format!("{:?}", crate::model::address::segment(a)))
                     .collect();
+                s.sort();
                 s.dedup();
                 s
             }

@@ -8,6 +8,7 @@
 //! [`RENEWALS_PER_SECOND`]: crate::model::host::RENEWALS_PER_SECOND
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use tracing::warn;
@@ -15,8 +16,6 @@ use tracing::warn;
 use super::Ctx;
 use super::kernel::Kernel;
 use crate::model::host::renewal;
-use std::time::Duration;
-
 use crate::net::netlink::{Address, RENEW_EVERY};
 use crate::vrrp::VirtualAddress;
 

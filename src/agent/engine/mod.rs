@@ -228,8 +228,11 @@ impl Engine {
                     Some(cmd) => {
                         busy_from = Instant::now();
                         kind = cmd.kind();
-                        // A new configuration may change what a master's farewell says.
-                        self.will_stale = true;
+                        // A new configuration may change what a master's farewell says (a
+                        // change of state marks it too); a snapshot or a tracker does not.
+                        if matches!(cmd, EngineCmd::Start(_) | EngineCmd::Stop(_) | EngineCmd::Update(_)) {
+                            self.will_stale = true;
+                        }
                         self.on_command(cmd)
                     }
                     None => return,
