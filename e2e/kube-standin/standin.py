@@ -371,6 +371,32 @@ def sub_schema(schema, key):
     return ap if isinstance(ap, dict) else None
 
 
+def default_list_map_keys(schema, value, path=""):
+    """Sets each list-map entry's missing keys to their defaults; returns what cannot be."""
+    out = []
+    if not schema:
+        return out
+    if isinstance(value, dict):
+        for k, v in value.items():
+            sub = sub_schema(schema, k)
+            out += default_list_map_keys(sub, v, f"{path}.{k}")
+    elif isinstance(value, list):
+        keys = list_keys(schema)
+        items = schema.get("items") or {}
+        for i, item in enumerate(value):
+            if isinstance(item, dict) and keys and keys != "set":
+                for k in keys:
+                    if k not in item:
+                        prop = (items.get("properties") or {}).get(k) or {}
+                        if "default" in prop:
+                            item[k] = copy.deepcopy(prop["default"])
+                        else:
+                            out.append(f"{path}: element {i}: associative list with keys has an element "
+                                       f"that omits key field \"{k}\" (and doesn't have default value)")
+            out += default_list_map_keys(items, item, f"{path}[{i}]")
+    return out
+
+
 def item_key(item, keys):
     return "k:" + json.dumps({k: item.get(k) for k in keys}, separators=(",", ":"), sort_keys=True)
 
@@ -997,6 +1023,13 @@ class Api:
         elif res.status_subresource:
             applied.pop("status", None)
         schema = res.schema
+        # An entry of a list-map is found by its keys: one left out takes its schema default
+        # (structured-merge-diff does so since Kubernetes 1.27), and one without a default is
+        # an error, as the API server's.
+        missing = default_list_map_keys(schema, applied)
+        if missing:
+            raise ApiError(500, "InternalError", "failed to create typed patch object (%s/%s, Kind=%s): %s"
+                           % (res.group, res.version, res.kind, missing[0]))
         mine = field_set(applied, schema) - IGNORED_FOR_OWNERSHIP
         if old is None:
             if subresource:
@@ -1592,6 +1625,35 @@ def make_handler(api):
     return Handler
 
 
+def crd_schema_problems(schema, path="openAPIV3Schema"):
+    """What the API server refuses in a CRD's schema, as far as the stand-in checks it: the
+    keys of a list-map must be scalar properties of its items, each required or defaulted."""
+    out = []
+    if not isinstance(schema, dict):
+        return out
+    keys = schema.get("x-kubernetes-list-map-keys")
+    if keys is not None:
+        items = schema.get("items") or {}
+        if schema.get("x-kubernetes-list-type") != "map":
+            out.append(f"{path}.x-kubernetes-list-map-keys: Forbidden: only with x-kubernetes-list-type=map")
+        for k in keys:
+            prop = (items.get("properties") or {}).get(k)
+            if prop is None:
+                out.append(f"{path}.x-kubernetes-list-map-keys: Invalid value: \"{k}\": not a property of the items")
+            elif prop.get("type") not in ("string", "integer", "number", "boolean"):
+                out.append(f"{path}.x-kubernetes-list-map-keys: Invalid value: \"{k}\": must be a scalar")
+            elif k not in (items.get("required") or []) and "default" not in prop:
+                out.append(f"{path}.items.properties[{k}].default: Required value: this property is in "
+                           "x-kubernetes-list-map-keys, so it must have a default or be a required property")
+    for k, s in (schema.get("properties") or {}).items():
+        out += crd_schema_problems(s, f"{path}.properties[{k}]")
+    if isinstance(schema.get("items"), dict):
+        out += crd_schema_problems(schema["items"], f"{path}.items")
+    if isinstance(schema.get("additionalProperties"), dict):
+        out += crd_schema_problems(schema["additionalProperties"], f"{path}.additionalProperties")
+    return out
+
+
 def load_crds(directory):
     crds = []
     if not directory:
@@ -1601,6 +1663,11 @@ def load_crds(directory):
             with open(os.path.join(directory, fn)) as f:
                 for doc in yaml.safe_load_all(f):
                     if doc and doc.get("kind") == "CustomResourceDefinition":
+                        for v in doc["spec"]["versions"]:
+                            problems = crd_schema_problems((v.get("schema") or {}).get("openAPIV3Schema"))
+                            if problems:
+                                sys.exit(f"kube-standin: CustomResourceDefinition {doc['metadata']['name']} "
+                                         f"is invalid: spec.versions[{v['name']}].schema." + "; ".join(problems))
                         crds.append(doc)
     return crds
 

@@ -1122,6 +1122,142 @@ fn a_virtual_servers_real_servers_follow_the_nodes_show_in_the_status_and_a_dead
     assert!(down.is_some(), "{:?}\n{}", events(&api, "lb"), api.logs());
 }
 
+/// Established connections to one real server of n3, at a port (`ss` in n3's namespace:
+/// the real server's own count, not ours).
+fn established(api: &Api, port: u16) -> usize {
+    let out = api.lab.exec(
+        &api.lab.node("n3").ns,
+        &[
+            "ss",
+            "-Htn",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// An operator drains one real server with `kubectl apply --server-side` of its weight alone:
+/// realServers is a list-map keyed by address and port, so the other server (same address,
+/// another port) and every other field stay; the status says drained, not up; the server's
+/// established connections keep working and new ones go to the other; an apply without the
+/// weight gives it back.
+#[test]
+fn a_real_server_is_drained_by_a_server_side_apply_of_its_weight_and_keeps_its_connections() {
+    let (mut api, _, _) = cluster_of(3);
+    api.lab.spawn_nginx("n3", 80, None);
+    api.lab.spawn_nginx("n3", 8080, None);
+    for n in ["n1", "n2"] {
+        api.lab.exec(
+            &api.lab.node(n).ns,
+            &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        );
+    }
+    let spec = "  addresses: [\"198.51.100.61/24\"]\n  advertInterval: 100ms\n  virtualServers:\n  - address: 198.51.100.61\n    port: 80\n    forwarding: FullNAT\n    check: {delayLoop: 200ms, connectTimeout: 100ms, retry: 0, tcp: {}}\n    realServers:\n    - {address: 198.51.100.13}\n    - {address: 198.51.100.13, port: 8080, weight: 2}\n";
+    let out = api.apply(&vip("lb", spec), &["--server-side"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    api.wait_vip("lb", Duration::from_secs(15), "2/2 up", |v| {
+        v["status"]["servers"] == "2/2 up"
+    });
+    let v = api.wait_vip("lb", Duration::from_secs(15), "a master", |v| {
+        master(v).is_some()
+    });
+    let master = master(&v).unwrap().to_string();
+    wait_held(&api, "198.51.100.61", &master, Duration::from_secs(10));
+    let target: std::net::SocketAddr = "198.51.100.61:80".parse().unwrap();
+    let mut before = kube_vrrp_e2e::keep_alive(&api.lab.client.ns, target, 6);
+    assert_eq!(
+        before.len(),
+        6,
+        "{}\n{}",
+        String::from_utf8_lossy(
+            &api.lab
+                .exec(&api.lab.node(&master).ns, &["nft", "-t", "list", "ruleset"])
+                .stdout
+        ),
+        api.logs()
+    );
+    for s in &mut before {
+        assert_eq!(kube_vrrp_e2e::ask(s).as_deref(), Ok("n3"));
+    }
+    let on_8080 = established(&api, 8080);
+    assert!(
+        on_8080 >= 1 && established(&api, 80) >= 1,
+        "6 connections spread over both: {on_8080} on 8080"
+    );
+
+    // The drain: one entry, found by its keys (address and port), with weight 0.
+    let drain = "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: lb\nspec:\n  virtualServers:\n  - address: 198.51.100.61\n    port: 80\n    realServers:\n    - {address: 198.51.100.13, port: 8080, weight: 0}\n";
+    let out = api.apply(
+        drain,
+        &["--server-side", "--field-manager=drain", "--force-conflicts"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = api.get_json("virtualip", "lb").unwrap();
+    let reals = &v["spec"]["virtualServers"][0]["realServers"];
+    assert_eq!(
+        (
+            reals.as_array().map(Vec::len),
+            &reals[0]["weight"],
+            &reals[1]["port"],
+            &reals[1]["weight"],
+            &v["spec"]["virtualServers"][0]["forwarding"],
+        ),
+        (
+            Some(2),
+            &Value::Null,
+            &Value::from(8080),
+            &Value::from(0),
+            &Value::from("FullNAT")
+        ),
+        "{v:#}"
+    );
+    let v = api.wait_vip("lb", Duration::from_secs(15), "1/2 up, 1 drained", |v| {
+        v["status"]["servers"] == "1/2 up, 1 drained"
+    });
+    let drained = &entry(&v, &master).unwrap()["virtualServers"][0]["realServers"][1];
+    assert_eq!(
+        (&drained["address"], &drained["drained"]),
+        (&Value::from("198.51.100.13:8080"), &Value::from(true)),
+        "{v:#}"
+    );
+    // Established connections stay, on the drained server too.
+    for s in &mut before {
+        assert_eq!(kube_vrrp_e2e::ask(s).as_deref(), Ok("n3"));
+    }
+    assert_eq!(established(&api, 8080), on_8080, "the drained server's connections stay");
+    // New connections go to the other server only.
+    let mut after = kube_vrrp_e2e::keep_alive(&api.lab.client.ns, target, 6);
+    assert_eq!(after.len(), 6);
+    for s in &mut after {
+        assert_eq!(kube_vrrp_e2e::ask(s).as_deref(), Ok("n3"));
+    }
+    assert_eq!(established(&api, 8080), on_8080, "no new connection on the drained server");
+    drop(after);
+    drop(before);
+
+    // Given back: the same manager applies the entry without a weight (the default, 1).
+    let undrain = drain.replace(", weight: 0", "");
+    let out = api.apply(&undrain, &["--server-side", "--field-manager=drain"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    api.wait_vip("lb", Duration::from_secs(15), "2/2 up again", |v| {
+        v["status"]["servers"] == "2/2 up"
+    });
+}
+
 /// Nodes but no agent running (what an image that cannot be pulled looks like): the object
 /// says that no agent runs and where to look, not that no node matches a selector it does not
 /// have.

@@ -420,3 +420,34 @@ fn watcher_recovers_from_gone_dropped_watches_and_a_pause() {
         "the watcher never hit 410 Gone: {stats}"
     );
 }
+
+/// Strict as an API server about list-maps: a CRD whose list-map key is neither required nor
+/// defaulted is refused (the stand-in does not start), with the API server's words.
+#[test]
+fn a_list_map_key_without_a_default_or_required_refuses_the_crd() {
+    let good = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/kube-standin/testdata/widgets.yaml"
+    ))
+    .unwrap();
+    let bad = good.replacen("required: [name]\n                    ", "", 1);
+    assert_ne!(good, bad);
+    let dir = std::env::temp_dir().join(format!("standin-crd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("widgets.yaml"), bad).unwrap();
+    // In a network namespace of its own, as every lab process (it stops before listening).
+    let out = std::process::Command::new("unshare")
+        .args(["-n", "python3"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/standin.py"))
+        .arg("--crds")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("properties[parts].items.properties[name].default: Required value"),
+        "{err}"
+    );
+}

@@ -178,6 +178,7 @@ pub struct VirtualIpSpec {
     /// node programs them; only the master receives the addresses' traffic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["address", "port", "protocol"]))]
     pub virtual_servers: Vec<super::VirtualServerSpec>,
 }
 

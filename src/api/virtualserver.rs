@@ -17,8 +17,9 @@ pub struct VirtualServerSpec {
     /// TCP or UDP port, 1 to 65535.
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
-    /// TCP (default) or UDP.
+    /// TCP (default) or UDP. Address, port and protocol name a virtual server in the list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "TCP"))]
     pub protocol: Option<Protocol>,
     /// How new connections are spread: RoundRobin (default; keepalived `rr`),
     /// WeightedRoundRobin (`wrr`) or SourceHash (`sh`: one client, one real server while the
@@ -42,9 +43,10 @@ pub struct VirtualServerSpec {
     /// rewrites the frames' MACs, needs a check and keeps the port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwarding: Option<Forwarding>,
-    /// The real servers, up to 64.
+    /// The real servers, up to 64, each named by its address and port.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["address", "port"]))]
     pub real_servers: Vec<RealServerSpec>,
     /// Real servers given as Nodes (cluster only): every Node the selector matches, at its
     /// InternalIP of the virtual server's family, joins `realServers` and follows the Nodes as
@@ -108,9 +110,13 @@ pub struct RealServerSpec {
     /// Its IP address (of the virtual server's family).
     #[schemars(length(max = 64))]
     pub address: String,
-    /// Its port. Default: the virtual server's.
+    /// Its port; 0 (the default): the virtual server's. With the address it names the real
+    /// server in the list (a list-map), so `kubectl apply --server-side` can set one real
+    /// server's weight.
+    // A list-map key must be required or defaulted (the API server refuses the CRD
+    // otherwise): the schema defaults it to 0, which means "the virtual server's port".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 0, max = 65535), extend("default" = 0))]
     pub port: Option<u16>,
     /// 0 to 1000, default 1: its share of new connections (WeightedRoundRobin, SourceHash).
     /// 0: it takes no new connections (drained).
@@ -225,3 +231,14 @@ pub struct RealServerHttpCheck {
 /// TCP connect: no settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
 pub struct RealServerTcpCheck {}
+
+impl RealServerSpec {
+    /// The port it serves on: its own, or (none, or 0 as the API server defaults it) the
+    /// virtual server's.
+    pub fn port_on(&self, virtual_port: u16) -> u16 {
+        match self.port {
+            None | Some(0) => virtual_port,
+            Some(p) => p,
+        }
+    }
+}

@@ -179,7 +179,7 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
                 "{name}: real server {a} is one of the VirtualIP's own addresses"
             ));
         }
-        let addr = SocketAddr::new(a, r.port.unwrap_or(vs.port));
+        let addr = SocketAddr::new(a, r.port_on(vs.port));
         if addr.port() == 0 {
             return Err(format!("{name}: real server {a}: port: use 1 to 65535"));
         }

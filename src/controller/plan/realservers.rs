@@ -42,7 +42,7 @@ pub(super) fn spell_out(spec: &mut VirtualIpSpec, nodes: &[NodeInput]) {
                 continue;
             };
             let listed = vs.real_servers.iter().any(|r| {
-                r.address.parse::<IpAddr>().ok() == Some(*a) && r.port.unwrap_or(vs.port) == port
+                r.address.parse::<IpAddr>().ok() == Some(*a) && r.port_on(vs.port) == port
             });
             if listed || own.contains(a) {
                 continue;
