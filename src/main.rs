@@ -70,6 +70,10 @@ enum Command {
     /// summarise the agents' reports into each VirtualIP's status. Run two replicas: one leads
     /// (a Lease), the other stands by.
     Controller(cli::controller::ControllerArgs),
+    /// Show this node's virtual servers as `ipvsadm -Ln` does (`--stats`, `--rate`, `-c`), in
+    /// text or JSON: scheduler, real servers with weight, health, active and inactive
+    /// connections, packets, bytes and rates. Asks the agent running here.
+    Status(cli::status::StatusArgs),
     /// Run VRRP scenarios on virtual time (several routers on a simulated wire, the real
     /// protocol core and codec) and print every transition as JSON lines.
     Simulate {
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Command::Crd { reference } => cli::crd::run(reference),
         Command::Simulate { scenarios } => cli::simulate::run(&scenarios),
         Command::Agent(args) => cli::agent::run(args),
+        Command::Status(args) => cli::status::run(args),
         Command::Controller(args) => cli::controller::run(args),
     }
 }

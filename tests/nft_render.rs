@@ -284,6 +284,18 @@ fn the_structure_reads_as_written() {
     let rs = rules(&[v], &[vec![true]], &Node::default());
     let want = "table inet kube_vrrp {
 \tmap vs_198_51_100_50_80_tcp { typeof numgen inc mod 4093 : ip daddr . tcp dport; }
+\tcounter vs_198_51_100_50_80_tcp_198_51_100_21_80_in { }
+\tcounter vs_198_51_100_50_80_tcp_198_51_100_21_80_new { }
+\tcounter vs_198_51_100_50_80_tcp_198_51_100_21_80_out { }
+\tmap stats4_new { type ipv4_addr . inet_proto . ipv4_addr . inet_service : counter; }
+\tmap stats4_in { type ipv4_addr . inet_proto . ipv4_addr . inet_service : counter; }
+\tmap stats4_out { type ipv4_addr . inet_proto . ipv4_addr . inet_service : counter; }
+\tchain stats {
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tct state new ct direction original counter name ct original ip daddr . meta l4proto . ip daddr . th dport map @stats4_new
+\t\tct direction original counter name ct original ip daddr . meta l4proto . ip daddr . th dport map @stats4_in
+\t\tct direction reply counter name ct original ip daddr . meta l4proto . ip saddr . th sport map @stats4_out
+\t}
 \tset held4 { type ipv4_addr; }
 \tset held6 { type ipv6_addr; }
 \tchain guard {

@@ -218,6 +218,7 @@ impl Agent {
         let checks = self.supervisor.statuses(true);
         let notify = self.supervisor.notify_counts();
         let virtual_servers = self.virtual_servers.statuses();
+        let virtual_server_stats = self.virtual_servers.stats();
         move |s: &mut AgentStatus| {
             s.node = node;
             s.errors = errors;
@@ -226,6 +227,7 @@ impl Agent {
             s.global.netlink_errors += netlink_errors;
             s.checks = checks;
             s.virtual_servers = virtual_servers;
+            s.virtual_server_stats = virtual_server_stats;
             s.global.notify_ok = notify.0;
             s.global.notify_failed = notify.1;
         }

@@ -103,6 +103,9 @@ pub struct AgentStatus {
     /// master receives the traffic).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub virtual_servers: Vec<crate::api::VirtualServerStatus>,
+    /// Their connections, packets, bytes and rates (`kube-vrrp status`), sampled every 2 s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_server_stats: Vec<crate::director::stats::ServiceStats>,
 }
 
 /// A request for a status snapshot, answered by the agent's event loop.
@@ -362,6 +365,67 @@ fn virtual_server_metrics(out: &mut Exposition, s: &AgentStatus) {
                 vs_labels(v),
                 u64::from(v.serving == crate::director::Serving::Sorry.as_str()),
             )
+        }),
+    );
+    // Connections, packets and bytes per real server (NAT and full NAT), from the last sample.
+    let sampled = || {
+        s.virtual_server_stats.iter().flat_map(|v| {
+            v.real_servers.iter().map(move |r| {
+                (
+                    [
+                        ("virtual_ip", v.virtual_ip.as_str()),
+                        ("virtual_server", v.name.as_str()),
+                        ("real_server", r.address.as_str()),
+                    ],
+                    r,
+                )
+            })
+        })
+    };
+    let with = |base: [(&str, &str); 3], k: &str, v: &str| {
+        let mut l = base.to_vec();
+        l.push((k, v));
+        labels(&l)
+    };
+    out.metric(
+        "kube_vrrp_real_server_connections",
+        Kind::Gauge,
+        "A real server's tracked connections: active (TCP established) and inactive (other TCP states, UDP), as ipvsadm's ActiveConn and InActConn.",
+        sampled().flat_map(|(l, r)| {
+            r.connections.into_iter().flat_map(move |c| {
+                [
+                    (with(l, "state", "active"), c.active),
+                    (with(l, "state", "inactive"), c.inactive),
+                ]
+            })
+        }),
+    );
+    out.metric(
+        "kube_vrrp_real_server_connections_total",
+        Kind::Counter,
+        "Connections the rules sent to a real server (ipvsadm --stats Conns).",
+        sampled().map(|(l, r)| (labels(&l), r.totals.conns)),
+    );
+    out.metric(
+        "kube_vrrp_real_server_packets_total",
+        Kind::Counter,
+        "Packets to (in) and from (out) a real server through the director (ipvsadm --stats InPkts, OutPkts).",
+        sampled().flat_map(|(l, r)| {
+            [
+                (with(l, "direction", "in"), r.totals.in_packets),
+                (with(l, "direction", "out"), r.totals.out_packets),
+            ]
+        }),
+    );
+    out.metric(
+        "kube_vrrp_real_server_bytes_total",
+        Kind::Counter,
+        "Bytes to (in) and from (out) a real server through the director (ipvsadm --stats InBytes, OutBytes).",
+        sampled().flat_map(|(l, r)| {
+            [
+                (with(l, "direction", "in"), r.totals.in_bytes),
+                (with(l, "direction", "out"), r.totals.out_bytes),
+            ]
         }),
     );
     out.metric(

@@ -9,3 +9,4 @@ pub(crate) mod daemon;
 pub(crate) mod import;
 pub(crate) mod manifest;
 pub(crate) mod simulate;
+pub(crate) mod status;

@@ -18,6 +18,7 @@
 
 pub mod changes;
 pub mod health;
+pub mod stats;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -177,6 +178,9 @@ pub struct Rules {
     /// went, until it has opened none for this long (NAT, full NAT: per new connection;
     /// direct routing: per packet).
     pub persist: Option<Duration>,
+    /// The servers whose connections, packets and bytes are counted (NAT and full NAT: the
+    /// real servers and the sorry server; direct routing's frames pass no counter).
+    pub counted: Vec<SocketAddr>,
 }
 
 /// What the rules are, for every virtual server.
@@ -511,6 +515,13 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
         snat,
         routed,
         persist: vs.persistence,
+        counted: if dr {
+            Vec::new()
+        } else {
+            let mut all: Vec<SocketAddr> = vs.reals.iter().map(|r| r.addr).collect();
+            all.extend(vs.sorry.filter(|s| !all.contains(s)));
+            all
+        },
     };
     (rules, plan)
 }

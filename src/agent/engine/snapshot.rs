@@ -31,6 +31,7 @@ impl Engine {
             config_error: None,
             checks: BTreeMap::new(),
             virtual_servers: Vec::new(),
+            virtual_server_stats: Vec::new(),
         }
     }
 }

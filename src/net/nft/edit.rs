@@ -54,6 +54,11 @@ fn elements(rs: &RuleSet) -> Elements {
     for (set, items) in held {
         e.insert(("netdev", set.to_string()), items);
     }
+    for x in super::counter_names(rs).1 {
+        e.entry(("inet", x.map))
+            .or_default()
+            .insert(x.key, Some(format!("\"{}\"", x.counter)));
+    }
     e
 }
 
@@ -109,6 +114,15 @@ fn declared(rs: &RuleSet) -> BTreeSet<(&'static str, &'static str, String)> {
             d.insert(("netdev", "chain", format!("out_{dev}")));
         }
     }
+    let (_, stats) = super::counter_names(rs);
+    for x in stats {
+        d.insert(("inet", "counter", x.counter));
+        d.insert(("inet", "map", x.map));
+    }
+    if !d.iter().any(|(_, k, _)| *k == "counter") {
+        return d;
+    }
+    d.insert(("inet", "chain", "stats".into()));
     d
 }
 
@@ -127,6 +141,13 @@ pub fn full(before: Option<&RuleSet>, rs: &RuleSet) -> String {
     }
     let mut s = format!("add table inet {TABLE}\nflush table inet {TABLE}\n");
     let now = declared(rs);
+    // The stats maps name counters: emptied first, so a counter no longer used can go.
+    for (_, kind, obj) in declared(before)
+        .iter()
+        .filter(|(f, k, o)| *f == "inet" && *k == "map" && o.starts_with("stats"))
+    {
+        let _ = writeln!(s, "flush {kind} inet {TABLE} {obj}");
+    }
     if now.iter().any(|(fam, _, _)| *fam == "netdev") {
         let _ = writeln!(s, "add table netdev {TABLE}\nflush table netdev {TABLE}");
         // Verdict maps name chains: emptied first, so a chain no longer used can go.

@@ -19,13 +19,16 @@
 //! frame another director forwarded here is never forwarded again.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::api::Protocol;
-use crate::director::{Pick, Routed, Rules, SLOTS};
+use crate::director::stats::{Counted, Path};
+use crate::director::{Pick, Routed, RuleSet, Rules, SLOTS};
 
 /// Our tables: families `inet` and `netdev`, this name.
 pub const TABLE: &str = "kube_vrrp";
@@ -98,6 +101,52 @@ pub(super) fn routed(r: &Rules) -> Option<&Routed> {
     r.routed.as_ref()
 }
 
+/// The named counters of every counted server, each path once (a real server that two
+/// virtual servers on one address and protocol share is counted for the first), and the
+/// key it has in the stats maps: ((path, what) → counter name), (family, map, key, name).
+pub fn counter_names(rs: &RuleSet) -> (BTreeMap<(Path, Counted), String>, Vec<StatsElement>) {
+    let mut names = BTreeMap::new();
+    let mut elements = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in &rs.services {
+        let (_, l4) = match_of(r);
+        let vip = r.key.addr.ip();
+        for real in &r.counted {
+            if real.is_ipv4() != vip.is_ipv4() || !seen.insert((vip, l4, *real)) {
+                continue;
+            }
+            let path = Path {
+                service: r.key,
+                real: *real,
+            };
+            let base = format!("{}_{}_{}", name(r), dev_name(&real.ip().to_string()), real.port());
+            let fam = if vip.is_ipv4() { 4 } else { 6 };
+            for (what, suffix) in [
+                (Counted::Conns, "new"),
+                (Counted::In, "in"),
+                (Counted::Out, "out"),
+            ] {
+                let counter = format!("{base}_{suffix}");
+                names.insert((path, what), counter.clone());
+                elements.push(StatsElement {
+                    map: format!("stats{fam}_{suffix}"),
+                    key: format!("{vip} . {l4} . {} . {}", real.ip(), real.port()),
+                    counter,
+                });
+            }
+        }
+    }
+    (names, elements)
+}
+
+/// One element of a stats map: a path's key → its counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsElement {
+    pub map: String,
+    pub key: String,
+    pub counter: String,
+}
+
 mod edit;
 mod render;
 
@@ -110,7 +159,7 @@ pub fn nft_program() -> Option<PathBuf> {
 }
 
 /// Runs `nft -f -` with `script`: applied whole, or an error in words.
-pub async fn apply(nft: &Path, script: &str) -> Result<(), String> {
+pub async fn apply(nft: &std::path::Path, script: &str) -> Result<(), String> {
     let mut child = tokio::process::Command::new(nft)
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
@@ -142,11 +191,20 @@ pub async fn apply(nft: &Path, script: &str) -> Result<(), String> {
 }
 
 /// `nft -j list map FAMILY kube_vrrp MAP`: its JSON, or an error in words.
-pub async fn list_map(nft: &Path, family: &str, map: &str) -> Result<String, String> {
+pub async fn list_map(nft: &std::path::Path, family: &str, map: &str) -> Result<String, String> {
+    list(nft, &["-j", "list", "map", family, TABLE, map]).await
+}
+
+/// `nft -j list counters table inet kube_vrrp`: its JSON, or an error in words.
+pub async fn list_counters(nft: &std::path::Path) -> Result<String, String> {
+    list(nft, &["-j", "list", "counters", "table", "inet", TABLE]).await
+}
+
+async fn list(nft: &std::path::Path, args: &[&str]) -> Result<String, String> {
     let out = tokio::time::timeout(
         NFT_TIMEOUT,
         tokio::process::Command::new(nft)
-            .args(["-j", "list", "map", family, TABLE, map])
+            .args(args)
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true)
             .output(),

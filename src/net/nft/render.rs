@@ -99,6 +99,7 @@ pub fn structure(rs: &RuleSet) -> String {
         };
         let _ = writeln!(post, "\t\t{from}{original} masquerade");
     }
+    s.push_str(&stats(rs));
     let _ = writeln!(
         s,
         "\tset held4 {{ type ipv4_addr; }}\n\tset held6 {{ type ipv6_addr; }}\n\tchain guard {{\n\t\ttype filter hook prerouting priority -150; policy accept;\n{guard}\t}}"
@@ -116,6 +117,64 @@ pub fn structure(rs: &RuleSet) -> String {
     }
     s.push_str("}\n");
     s.push_str(&direct_routing(rs));
+    s
+}
+
+/// The counters of the counted servers (named, so a new configuration keeps their values),
+/// the maps from a path to its counters and the chain that counts: in the forward hook,
+/// after the translation, the packet names the real server (its destination one way, its
+/// source the other) and the connection the virtual server.
+fn stats(rs: &RuleSet) -> String {
+    let (_, elements) = super::counter_names(rs);
+    if elements.is_empty() {
+        return String::new();
+    }
+    let mut s = String::new();
+    let mut counters: Vec<&str> = elements.iter().map(|e| e.counter.as_str()).collect();
+    counters.sort_unstable();
+    for c in counters {
+        let _ = writeln!(s, "\tcounter {c} {{ }}");
+    }
+    let mut chain = String::new();
+    for (fam, addr) in [(4, "ipv4_addr"), (6, "ipv6_addr")] {
+        if !elements.iter().any(|e| e.map.starts_with(&format!("stats{fam}_"))) {
+            continue;
+        }
+        let ip = if fam == 4 { "ip" } else { "ip6" };
+        for what in ["new", "in", "out"] {
+            let _ = writeln!(
+                s,
+                "\tmap stats{fam}_{what} {{ type {addr} . inet_proto . {addr} . inet_service : counter; }}"
+            );
+        }
+        let path = |dir: &str| {
+            let (a, p) = if dir == "out" {
+                ("saddr", "sport")
+            } else {
+                ("daddr", "dport")
+            };
+            format!("ct original {ip} daddr . meta l4proto . {ip} {a} . th {p} map @stats{fam}_{dir}")
+        };
+        let _ = writeln!(
+            chain,
+            "\t\tct state new ct direction original counter name {}",
+            path("new")
+        );
+        let _ = writeln!(
+            chain,
+            "\t\tct direction original counter name {}",
+            path("in")
+        );
+        let _ = writeln!(
+            chain,
+            "\t\tct direction reply counter name {}",
+            path("out")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\tchain stats {{\n\t\ttype filter hook forward priority filter; policy accept;\n{chain}\t}}"
+    );
     s
 }
 
