@@ -1066,3 +1066,123 @@ fn direct_routing_chooses_a_reused_ports_new_connection_afresh() {
         "{on_n4:?}: {again:?}"
     );
 }
+
+/// `kube-vrrp status` in a director's namespace against a running pair, with a known number
+/// of connections: 6 kept open (2 per real server by round robin) and 3 closed. The text
+/// and JSON say ActiveConn 2 for each real server, Conns 9 in all, packets and bytes both
+/// ways; `-c` lists the 6; the backup shows the same service on standby and counts nothing.
+#[test]
+fn kube_vrrp_status_shows_what_ipvsadm_would_with_counts_of_known_connections() {
+    let yaml = config(
+        "    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}, {address: 198.51.100.15}]\n",
+    );
+    let (mut lab, _, _, _) = two_nodes_of(5, &yaml);
+    forward(&lab);
+    real_servers(&mut lab);
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_up(&lab, "n1", "3/3");
+    let mut open = keep_alive(&lab, 6);
+    for s in &mut open {
+        assert!(ask(s).is_ok());
+    }
+    let (seen, failed) = requests(&lab, 3);
+    assert!(failed.is_empty() && seen.len() == 3, "{seen:?} {failed:?}");
+    let bin = kube_vrrp_e2e::kube_vrrp_binary();
+    let bin = bin.to_str().unwrap();
+    let run = |node: &str, args: &[&str]| {
+        let mut argv = vec![bin, "status"];
+        argv.extend_from_slice(args);
+        let out = lab.exec(&lab.node(node).ns, &argv);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The agent samples every 2 s: wait for a sample that has seen all 9.
+    let mut json = Value::Null;
+    let sampled = wait_for(Duration::from_secs(10), || {
+        json = serde_json::from_str(&run("n1", &["--json"])).unwrap();
+        json["virtualServers"][0]["totals"]["conns"] == 9
+    });
+    assert!(sampled.is_some(), "{json:#}");
+    // And a second sample: rates (what passed in its 2 s; no new connection since).
+    let mut rated = Value::Null;
+    let second = wait_for(Duration::from_secs(10), || {
+        rated = serde_json::from_str(&run("n1", &["--json"])).unwrap();
+        rated["virtualServers"][0]["rates"].is_object()
+    });
+    assert!(second.is_some(), "{rated:#}");
+    assert_eq!(
+        rated["virtualServers"][0]["rates"]["conns"], 0.0,
+        "{rated:#}"
+    );
+    let vs = &json["virtualServers"][0];
+    assert_eq!(
+        (
+            &vs["name"],
+            &vs["scheduler"],
+            &vs["forwarding"],
+            &vs["serving"]
+        ),
+        (
+            &Value::from("198.51.100.50:80/TCP"),
+            &Value::from("rr"),
+            &Value::from("FullNat"),
+            &Value::from(true)
+        ),
+        "{json:#}"
+    );
+    assert_eq!(vs["connections"]["active"], 6, "{json:#}");
+    for r in vs["realServers"].as_array().unwrap() {
+        assert_eq!(r["connections"]["active"], 2, "{json:#}");
+        assert_eq!(r["totals"]["conns"], 3, "{json:#}");
+        assert!(
+            r["totals"]["inPackets"].as_u64().unwrap() >= 3 * 3,
+            "{json:#}"
+        );
+        assert!(
+            r["totals"]["outPackets"].as_u64().unwrap() >= 3 * 2,
+            "{json:#}"
+        );
+        assert!(
+            r["totals"]["outBytes"].as_u64().unwrap()
+                > r["totals"]["outPackets"].as_u64().unwrap() * 40,
+            "{json:#}"
+        );
+    }
+    let text = run("n1", &[]);
+    assert!(text.contains("TCP  198.51.100.50:80 rr serving"), "{text}");
+    assert!(
+        text.contains("  -> 198.51.100.13:80            FullNat  1      2"),
+        "{text}"
+    );
+    let stats = run("n1", &["--stats"]);
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("TCP  198.51.100.50:80")
+                && l.split_whitespace().nth(2) == Some("9")),
+        "{stats}"
+    );
+    let listing = run("n1", &["-c"]);
+    assert_eq!(
+        listing
+            .lines()
+            .filter(|l| l.contains("ESTABLISHED"))
+            .count(),
+        6,
+        "{listing}"
+    );
+    // Shown with --nocapture (the closing note quotes it).
+    eprintln!("{text}\n{stats}\n{}\n{listing}", run("n1", &["--rate"]));
+    // The backup: on standby, nothing through it.
+    let backup: Value = serde_json::from_str(&run("n2", &["--json"])).unwrap();
+    assert_eq!(backup["virtualServers"][0]["serving"], false, "{backup:#}");
+    assert_eq!(
+        backup["virtualServers"][0]["totals"]["conns"], 0,
+        "{backup:#}"
+    );
+    drop(open);
+}

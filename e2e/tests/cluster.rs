@@ -1195,7 +1195,11 @@ fn a_real_server_is_drained_by_a_server_side_apply_of_its_weight_and_keeps_its_c
     let drain = "apiVersion: kube-vrrp.io/v1alpha1\nkind: VirtualIP\nmetadata:\n  name: lb\nspec:\n  virtualServers:\n  - address: 198.51.100.61\n    port: 80\n    realServers:\n    - {address: 198.51.100.13, port: 8080, weight: 0}\n";
     let out = api.apply(
         drain,
-        &["--server-side", "--field-manager=drain", "--force-conflicts"],
+        &[
+            "--server-side",
+            "--field-manager=drain",
+            "--force-conflicts",
+        ],
     );
     assert!(
         out.status.success(),
@@ -1234,14 +1238,22 @@ fn a_real_server_is_drained_by_a_server_side_apply_of_its_weight_and_keeps_its_c
     for s in &mut before {
         assert_eq!(kube_vrrp_e2e::ask(s).as_deref(), Ok("n3"));
     }
-    assert_eq!(established(&api, 8080), on_8080, "the drained server's connections stay");
+    assert_eq!(
+        established(&api, 8080),
+        on_8080,
+        "the drained server's connections stay"
+    );
     // New connections go to the other server only.
     let mut after = kube_vrrp_e2e::keep_alive(&api.lab.client.ns, target, 6);
     assert_eq!(after.len(), 6);
     for s in &mut after {
         assert_eq!(kube_vrrp_e2e::ask(s).as_deref(), Ok("n3"));
     }
-    assert_eq!(established(&api, 8080), on_8080, "no new connection on the drained server");
+    assert_eq!(
+        established(&api, 8080),
+        on_8080,
+        "no new connection on the drained server"
+    );
     drop(after);
     drop(before);
 

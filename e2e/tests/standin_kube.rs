@@ -438,7 +438,10 @@ fn a_list_map_key_without_a_default_or_required_refuses_the_crd() {
     // In a network namespace of its own, as every lab process (it stops before listening).
     let out = std::process::Command::new("unshare")
         .args(["-n", "python3"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/kube-standin/standin.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/kube-standin/standin.py"
+        ))
         .arg("--crds")
         .arg(&dir)
         .output()

@@ -84,8 +84,7 @@ impl VirtualServers {
             nft.clone(),
             rx,
             addresses_rx,
-            status.clone(),
-            served.clone(),
+            (status.clone(), served.clone()),
             events,
         ));
         let stats_task = nft
@@ -231,8 +230,7 @@ async fn run(
     nft: Option<PathBuf>,
     mut desired: watch::Receiver<Option<Desired>>,
     mut addresses: mpsc::UnboundedReceiver<()>,
-    status: Arc<Mutex<Vec<VirtualServerStatus>>>,
-    served: Arc<Mutex<Served>>,
+    (status, served): (Arc<Mutex<Vec<VirtualServerStatus>>>, Arc<Mutex<Served>>),
     events: mpsc::UnboundedSender<AgentEvent>,
 ) {
     let (results_tx, mut results) = mpsc::unbounded_channel::<(RealId, Outcome)>();
@@ -583,11 +581,7 @@ async fn check_loop(
 /// Every [`STATS_EVERY`]: the counters of the rules in force and the tracking table, read off
 /// the event loop (the table in a blocking thread, bounded), as `ipvsadm --stats`, `--rate`
 /// and its connection counts show them.
-async fn sample(
-    nft: PathBuf,
-    served: Arc<Mutex<Served>>,
-    out: Arc<Mutex<Vec<ServiceStats>>>,
-) {
+async fn sample(nft: PathBuf, served: Arc<Mutex<Served>>, out: Arc<Mutex<Vec<ServiceStats>>>) {
     let mut sampler = Sampler::default();
     let start = std::time::Instant::now();
     let mut tick = tokio::time::interval(STATS_EVERY);

@@ -128,9 +128,14 @@ pub(crate) fn run(a: StatusArgs) -> ExitCode {
 
 /// GET /status from the agent.
 fn fetch(address: SocketAddr) -> Result<serde_json::Value, String> {
-    let why = |e: std::io::Error| format!("cannot ask the agent at {address}: {e} (is it running here, with --listen {address}?)");
+    let why = |e: std::io::Error| {
+        format!(
+            "cannot ask the agent at {address}: {e} (is it running here, with --listen {address}?)"
+        )
+    };
     let mut s = TcpStream::connect_timeout(&address, Duration::from_secs(3)).map_err(why)?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(why)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(why)?;
     s.write_all(b"GET /status HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .map_err(why)?;
     let mut body = Vec::new();
@@ -161,9 +166,15 @@ fn services(status: &serde_json::Value) -> Result<(String, Vec<Service>), String
     let node = status["node"].as_str().unwrap_or_default().to_string();
     let list: Vec<VirtualServerStatus> =
         serde_json::from_value(status["virtualServers"].clone()).unwrap_or_default();
-    let figures: Vec<ServiceStats> =
-        serde_json::from_value(status["virtualServerStats"].clone()).map_err(|e| e.to_string())
-            .or_else(|e| if status["virtualServerStats"].is_null() { Ok(Vec::new()) } else { Err(e) })?;
+    let figures: Vec<ServiceStats> = serde_json::from_value(status["virtualServerStats"].clone())
+        .map_err(|e| e.to_string())
+        .or_else(|e| {
+            if status["virtualServerStats"].is_null() {
+                Ok(Vec::new())
+            } else {
+                Err(e)
+            }
+        })?;
     let masters: Vec<&str> = status["instances"]
         .as_object()
         .into_iter()
@@ -242,7 +253,10 @@ fn text(node: &str, services: &[Service], view: View) -> String {
             View::Rate => {
                 s.push_str(&rates_line(&first, st.rates.as_ref()));
                 for r in &st.real_servers {
-                    s.push_str(&rates_line(&format!("  -> {}", r.address), r.rates.as_ref()));
+                    s.push_str(&rates_line(
+                        &format!("  -> {}", r.address),
+                        r.rates.as_ref(),
+                    ));
                 }
             }
             _ => {
@@ -306,12 +320,12 @@ fn rates_line(first: &str, r: Option<&stats::Rates>) -> String {
 /// ipvsadm -Lnc's layout.
 fn connections_text(conns: &[Connection]) -> String {
     let mut s = format!(
-        "{:<4}{:<8}{:<13}{:<47}{:<47}{}\n",
+        "{:<4}{:<8}{:<13}{:<23}{:<23}{}\n",
         "pro", "expire", "state", "source", "virtual", "destination"
     );
     for c in conns {
         s.push_str(&format!(
-            "{:<4}{:<8}{:<13}{:<47}{:<47}{}\n",
+            "{:<4}{:<8}{:<13}{:<22} {:<22} {}\n",
             c.protocol,
             format!("{:02}:{:02}", c.expires / 60, c.expires % 60),
             c.state,
@@ -354,10 +368,17 @@ mod tests {
             "{list}"
         );
         assert!(
-            list.contains("  -> 198.51.100.13:80            FullNat  1      2          1         up"),
+            list.contains(
+                "  -> 198.51.100.13:80            FullNat  1      2          1         up"
+            ),
             "{list}"
         );
-        assert!(list.contains("198.51.100.13:8080          FullNat  0      3          0         drained"), "{list}");
+        assert!(
+            list.contains(
+                "198.51.100.13:8080          FullNat  0      3          0         drained"
+            ),
+            "{list}"
+        );
         let st = text(&node, &services, View::Stats);
         assert!(
             st.contains("TCP  198.51.100.61:80                      6        60        40        4000        9000"),

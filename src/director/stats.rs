@@ -382,7 +382,10 @@ ipv4     2 icmp     1 29 src=198.51.100.100 dst=198.51.100.61 type=8 code=0 id=1
         };
         assert_eq!(t[&p], first);
         let mut s = Sampler::default();
-        assert!(s.observe(Duration::from_secs(10), &t).is_empty(), "one sample: no rate");
+        assert!(
+            s.observe(Duration::from_secs(10), &t).is_empty(),
+            "one sample: no rate"
+        );
         let mut later = t.clone();
         later.insert(
             p,

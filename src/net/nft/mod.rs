@@ -119,7 +119,12 @@ pub fn counter_names(rs: &RuleSet) -> (BTreeMap<(Path, Counted), String>, Vec<St
                 service: r.key,
                 real: *real,
             };
-            let base = format!("{}_{}_{}", name(r), dev_name(&real.ip().to_string()), real.port());
+            let base = format!(
+                "{}_{}_{}",
+                name(r),
+                dev_name(&real.ip().to_string()),
+                real.port()
+            );
             let fam = if vip.is_ipv4() { 4 } else { 6 };
             for (what, suffix) in [
                 (Counted::Conns, "new"),

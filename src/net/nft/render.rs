@@ -137,7 +137,10 @@ fn stats(rs: &RuleSet) -> String {
     }
     let mut chain = String::new();
     for (fam, addr) in [(4, "ipv4_addr"), (6, "ipv6_addr")] {
-        if !elements.iter().any(|e| e.map.starts_with(&format!("stats{fam}_"))) {
+        if !elements
+            .iter()
+            .any(|e| e.map.starts_with(&format!("stats{fam}_")))
+        {
             continue;
         }
         let ip = if fam == 4 { "ip" } else { "ip6" };
@@ -153,7 +156,9 @@ fn stats(rs: &RuleSet) -> String {
             } else {
                 ("daddr", "dport")
             };
-            format!("ct original {ip} daddr . meta l4proto . {ip} {a} . th {p} map @stats{fam}_{dir}")
+            format!(
+                "ct original {ip} daddr . meta l4proto . {ip} {a} . th {p} map @stats{fam}_{dir}"
+            )
         };
         let _ = writeln!(
             chain,
@@ -165,11 +170,7 @@ fn stats(rs: &RuleSet) -> String {
             "\t\tct direction original counter name {}",
             path("in")
         );
-        let _ = writeln!(
-            chain,
-            "\t\tct direction reply counter name {}",
-            path("out")
-        );
+        let _ = writeln!(chain, "\t\tct direction reply counter name {}", path("out"));
     }
     let _ = writeln!(
         s,
