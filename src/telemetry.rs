@@ -152,6 +152,54 @@ impl Exposition {
         family.mut_metric().push(m);
     }
 
+    /// A histogram family: per labels, the cumulative buckets (upper bound, count), the sum
+    /// and the count. Left out without samples.
+    pub(crate) fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (Labels, Vec<(f64, u64)>, f64, u64)>,
+    ) {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(MetricType::HISTOGRAM);
+        for (labels, buckets, sum, count) in samples {
+            let mut m = Metric::default();
+            m.set_label(
+                labels
+                    .0
+                    .iter()
+                    .map(|(n, v)| {
+                        let mut l = LabelPair::default();
+                        l.set_name(n.clone());
+                        l.set_value(v.clone());
+                        l
+                    })
+                    .collect(),
+            );
+            let mut h = prometheus::proto::Histogram::default();
+            h.set_sample_sum(sum);
+            h.set_sample_count(count);
+            h.set_bucket(
+                buckets
+                    .into_iter()
+                    .map(|(le, n)| {
+                        let mut b = prometheus::proto::Bucket::default();
+                        b.set_upper_bound(le);
+                        b.set_cumulative_count(n);
+                        b
+                    })
+                    .collect(),
+            );
+            m.set_histogram(h);
+            f.mut_metric().push(m);
+        }
+        if !f.get_metric().is_empty() {
+            self.families.push(f);
+        }
+    }
+
     /// A family with its samples.
     pub(crate) fn metric<V: Number>(
         &mut self,

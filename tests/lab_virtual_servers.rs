@@ -1074,7 +1074,8 @@ fn direct_routing_chooses_a_reused_ports_new_connection_afresh() {
 #[test]
 fn kube_vrrp_status_shows_what_ipvsadm_would_with_counts_of_known_connections() {
     let yaml = config(
-        "    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}, {address: 198.51.100.15}]\n",
+        "    forwarding: FullNAT\n    realServers: [{address: 198.51.100.13}, {address: 198.51.100.14}, {address: 198.51.100.15}]\n    \
+         check: {delayLoop: 1s, connectTimeout: 500ms, tcp: {}}\n",
     );
     let (mut lab, _, _, _) = two_nodes_of(5, &yaml);
     forward(&lab);
@@ -1174,6 +1175,46 @@ fn kube_vrrp_status_shows_what_ipvsadm_would_with_counts_of_known_connections() 
             .count(),
         6,
         "{listing}"
+    );
+    // /metrics: the same figures per real server, and the checks' latency as a histogram
+    // (the checks go from the director itself: never counted as served connections).
+    let metrics = lab
+        .http_get(&lab.node("n1").ns, status_addr(), "/metrics")
+        .unwrap();
+    kube_vrrp_e2e::promtool_check(&metrics).unwrap();
+    let real = "real_server=\"198.51.100.13:80\"";
+    let sample = |name: &str, extra: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(real) && l.contains(extra))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(
+        sample("kube_vrrp_real_server_connections{", "state=\"active\""),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample("kube_vrrp_real_server_connections_total{", ""),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert!(
+        sample("kube_vrrp_real_server_packets_total{", "direction=\"out\"").unwrap() >= 6.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("kube_vrrp_real_server_check_duration_seconds_count{", "").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            "kube_vrrp_real_server_check_duration_seconds_bucket{",
+            "le=\"+Inf\""
+        )
+        .unwrap()
+            >= 1.0,
+        "{metrics}"
     );
     // Shown with --nocapture (the closing note quotes it).
     eprintln!("{text}\n{stats}\n{}\n{listing}", run("n1", &["--rate"]));

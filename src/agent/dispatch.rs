@@ -219,6 +219,7 @@ impl Agent {
         let notify = self.supervisor.notify_counts();
         let virtual_servers = self.virtual_servers.statuses();
         let virtual_server_stats = self.virtual_servers.stats();
+        let check_latency = self.virtual_servers.latencies();
         move |s: &mut AgentStatus| {
             s.node = node;
             s.errors = errors;
@@ -228,6 +229,7 @@ impl Agent {
             s.checks = checks;
             s.virtual_servers = virtual_servers;
             s.virtual_server_stats = virtual_server_stats;
+            s.check_latency = check_latency;
             s.global.notify_ok = notify.0;
             s.global.notify_failed = notify.1;
         }

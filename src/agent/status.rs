@@ -106,6 +106,9 @@ pub struct AgentStatus {
     /// Their connections, packets, bytes and rates (`kube-vrrp status`), sampled every 2 s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_server_stats: Vec<crate::director::stats::ServiceStats>,
+    /// How long each real server's checks took (a histogram).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_latency: Vec<crate::director::health::CheckLatency>,
 }
 
 /// A request for a status snapshot, answered by the agent's event loop.
@@ -426,6 +429,22 @@ fn virtual_server_metrics(out: &mut Exposition, s: &AgentStatus) {
                 (with(l, "direction", "in"), r.totals.in_bytes),
                 (with(l, "direction", "out"), r.totals.out_bytes),
             ]
+        }),
+    );
+    out.histogram(
+        "kube_vrrp_real_server_check_duration_seconds",
+        "How long a real server's checks took (a refused or timed-out attempt included).",
+        s.check_latency.iter().map(|c| {
+            (
+                labels(&[
+                    ("virtual_ip", &c.virtual_ip),
+                    ("virtual_server", &c.virtual_server),
+                    ("real_server", &c.real_server),
+                ]),
+                c.latency.cumulative(),
+                c.latency.sum_seconds,
+                c.latency.count,
+            )
         }),
     );
     out.metric(

@@ -24,6 +24,7 @@ use super::messages::AgentEvent;
 use crate::api::Forwarding;
 use crate::api::{RealServerStatus, VirtualServerStatus};
 use crate::checks::{CheckState, Outcome, Policy, rfc3339};
+use crate::director::health::CheckLatency;
 use crate::director::stats::{self, Connections, Path, RealStats, Sampler, ServiceStats};
 use crate::director::{self, Reach, RuleSet};
 use crate::model::spec::ValidatedVirtualIp;
@@ -53,11 +54,19 @@ pub struct VirtualServers {
     /// Counters and connections, sampled every [`STATS_EVERY`].
     stats: Arc<Mutex<Vec<ServiceStats>>>,
     stats_task: Option<tokio::task::JoinHandle<()>>,
+    latency: Arc<Mutex<Vec<CheckLatency>>>,
     nft: Option<PathBuf>,
 }
 
 /// What is in force: the rule set `nft` took and the virtual servers behind it.
 type Served = Option<(RuleSet, Vec<(String, VirtualServer)>)>;
+
+/// What the director's task publishes: statuses, the rules in force, check latencies.
+type Shown = (
+    Arc<Mutex<Vec<VirtualServerStatus>>>,
+    Arc<Mutex<Served>>,
+    Arc<Mutex<Vec<CheckLatency>>>,
+);
 
 /// How often the counters and the tracking table are read (IPVS's rate estimator: 2 s).
 pub const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -76,6 +85,7 @@ impl VirtualServers {
         let (addresses, addresses_rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Vec::new()));
         let served = Arc::new(Mutex::new(None));
+        let latency = Arc::new(Mutex::new(Vec::new()));
         let stats = Arc::new(Mutex::new(Vec::new()));
         let nft = nft::nft_program();
         let task = tokio::spawn(run(
@@ -84,7 +94,7 @@ impl VirtualServers {
             nft.clone(),
             rx,
             addresses_rx,
-            (status.clone(), served.clone()),
+            (status.clone(), served.clone(), latency.clone()),
             events,
         ));
         let stats_task = nft
@@ -97,8 +107,14 @@ impl VirtualServers {
             task,
             stats,
             stats_task,
+            latency,
             nft,
         }
+    }
+
+    /// How long each real server's checks took.
+    pub fn latencies(&self) -> Vec<CheckLatency> {
+        self.latency.lock().expect("latency").clone()
     }
 
     /// The last sample of the counters and connections (`kube-vrrp status`).
@@ -168,6 +184,8 @@ pub fn steady(all: &[VirtualServerStatus], vip: &str) -> Vec<VirtualServerStatus
 
 /// A real server's health; `state` none: unchecked, always up.
 struct Health {
+    /// How long its checks took.
+    latency: director::health::Latency,
     state: Option<CheckState>,
     transitions: u64,
     since: SystemTime,
@@ -230,10 +248,11 @@ async fn run(
     nft: Option<PathBuf>,
     mut desired: watch::Receiver<Option<Desired>>,
     mut addresses: mpsc::UnboundedReceiver<()>,
-    (status, served): (Arc<Mutex<Vec<VirtualServerStatus>>>, Arc<Mutex<Served>>),
+    (status, served, latency): Shown,
     events: mpsc::UnboundedSender<AgentEvent>,
 ) {
-    let (results_tx, mut results) = mpsc::unbounded_channel::<(RealId, Outcome)>();
+    let (results_tx, mut results) =
+        mpsc::unbounded_channel::<(RealId, Outcome, Option<std::time::Duration>)>();
     let mut st = State::default();
     st.node.networks = networks;
     // Nothing is programmed before the agent's first configuration: a table a previous run
@@ -250,8 +269,8 @@ async fn run(
                     st.sync(&d, &policy, &results_tx);
                 }
             }
-            Some((id, o)) = results.recv() => {
-                transition = st.record(&id, o);
+            Some((id, o, took)) = results.recv() => {
+                transition = st.record(&id, o, took);
             }
             Some(()) = addresses.recv() => {
                 while addresses.try_recv().is_ok() {}
@@ -262,6 +281,7 @@ async fn run(
         }
         st.program(nft.as_deref()).await;
         *status.lock().expect("status") = st.statuses(nft.is_some());
+        *latency.lock().expect("latency") = st.latencies();
         *served.lock().expect("served") = st.applied.clone().map(|r| {
             let list = st
                 .services
@@ -283,7 +303,7 @@ impl State {
         &mut self,
         desired: &Desired,
         policy: &Policy,
-        results: &mpsc::UnboundedSender<(RealId, Outcome)>,
+        results: &mpsc::UnboundedSender<(RealId, Outcome, Option<std::time::Duration>)>,
     ) {
         let now = SystemTime::now();
         let mut old = std::mem::take(&mut self.services);
@@ -307,6 +327,7 @@ impl State {
                             wanted.insert((vip.clone(), key, r.addr), c.clone());
                         }
                         Health {
+                            latency: kept.map(|h| h.latency.clone()).unwrap_or_default(),
                             state: kept.and_then(|h| h.state.clone()).or_else(|| {
                                 r.check.as_ref().map(|c| CheckState::new(&c.check, now))
                             }),
@@ -339,7 +360,7 @@ impl State {
                 )),
                 Err(why) => {
                     // Refused (e.g. an exec check this agent does not allow): down, saying why.
-                    let _ = results.send((id.clone(), Outcome::fail(why)));
+                    let _ = results.send((id.clone(), Outcome::fail(why), None));
                     tokio::spawn(async {})
                 }
             };
@@ -348,13 +369,16 @@ impl State {
     }
 
     /// Records a check result; true when the real server went down or came back.
-    fn record(&mut self, id: &RealId, o: Outcome) -> bool {
+    fn record(&mut self, id: &RealId, o: Outcome, took: Option<std::time::Duration>) -> bool {
         let Some((vs, health)) = self.services.get_mut(&(id.0.clone(), id.1)) else {
             return false;
         };
         let Some(i) = vs.reals.iter().position(|r| r.addr == id.2) else {
             return false;
         };
+        if let Some(t) = took {
+            health[i].latency.observe(t);
+        }
         let (Some(check), Some(state)) = (&vs.reals[i].check, health[i].state.as_mut()) else {
             return false;
         };
@@ -481,6 +505,24 @@ impl State {
         }
     }
 
+    fn latencies(&self) -> Vec<CheckLatency> {
+        self.services
+            .iter()
+            .flat_map(|((vip, key), (vs, health))| {
+                vs.reals
+                    .iter()
+                    .zip(health)
+                    .filter(|(r, _)| r.check.is_some())
+                    .map(move |(r, h)| CheckLatency {
+                        virtual_ip: vip.clone(),
+                        virtual_server: key.to_string(),
+                        real_server: r.addr.to_string(),
+                        latency: h.latency.clone(),
+                    })
+            })
+            .collect()
+    }
+
     fn statuses(&self, have_nft: bool) -> Vec<VirtualServerStatus> {
         self.services
             .iter()
@@ -565,13 +607,15 @@ async fn check_loop(
     id: RealId,
     c: RealCheck,
     checker: Box<dyn crate::checks::Checker>,
-    results: mpsc::UnboundedSender<(RealId, Outcome)>,
+    results: mpsc::UnboundedSender<(RealId, Outcome, Option<std::time::Duration>)>,
 ) {
     let mut failures = 0;
     loop {
+        let started = std::time::Instant::now();
         let o = checker.run(c.check.timeout).await;
+        let took = started.elapsed();
         let wait = director::health::next_attempt(o.ok, &mut failures, &c);
-        if results.send((id.clone(), o)).is_err() {
+        if results.send((id.clone(), o, Some(took))).is_err() {
             return;
         }
         tokio::time::sleep(wait).await;

@@ -87,3 +87,79 @@ mod tests {
         assert_eq!(waits, [s(1), s(1), s(5), s(5), s(5), s(1)]);
     }
 }
+
+/// Upper bounds of the check latency histogram's buckets, in seconds (Prometheus's defaults
+/// from 1 ms; a check's timeout is at most a minute).
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// How long a real server's checks took: a histogram (per bucket, not cumulative; the last
+/// entry counts those above every bound).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    pub buckets: Vec<u64>,
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl Latency {
+    pub fn observe(&mut self, took: Duration) {
+        if self.buckets.len() != LATENCY_BUCKETS.len() + 1 {
+            self.buckets = vec![0; LATENCY_BUCKETS.len() + 1];
+        }
+        let s = took.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum_seconds += s;
+        self.count += 1;
+    }
+
+    /// (upper bound, how many took at most that long), as Prometheus's `le` buckets.
+    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+        let mut total = 0;
+        LATENCY_BUCKETS
+            .iter()
+            .zip(self.buckets.iter().chain(std::iter::repeat(&0)))
+            .map(|(b, n)| {
+                total += n;
+                (*b, total)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod latency_tests {
+    use super::*;
+
+    #[test]
+    fn latencies_fall_in_their_buckets_and_add_up() {
+        let mut l = Latency::default();
+        for ms in [0, 3, 3, 40, 20_000] {
+            l.observe(Duration::from_millis(ms));
+        }
+        assert_eq!(l.count, 5);
+        assert!((l.sum_seconds - 20.046).abs() < 1e-9);
+        let c = l.cumulative();
+        assert_eq!(c[0], (0.001, 1));
+        assert_eq!(c[2], (0.005, 3));
+        assert_eq!(c[5], (0.05, 4));
+        // 20 s is above every bound: only in the count (+Inf).
+        assert_eq!(c.last(), Some(&(10.0, 4)));
+    }
+}
+
+/// One real server's check latency, for /status and /metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckLatency {
+    pub virtual_ip: String,
+    pub virtual_server: String,
+    pub real_server: String,
+    pub latency: Latency,
+}

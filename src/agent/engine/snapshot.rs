@@ -32,6 +32,7 @@ impl Engine {
             checks: BTreeMap::new(),
             virtual_servers: Vec::new(),
             virtual_server_stats: Vec::new(),
+            check_latency: Vec::new(),
         }
     }
 }
