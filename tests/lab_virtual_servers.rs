@@ -1227,3 +1227,133 @@ fn kube_vrrp_status_shows_what_ipvsadm_would_with_counts_of_known_connections() 
     );
     drop(open);
 }
+
+/// A two-armed NAT director pair as one VirtualIP: the service address on the front network
+/// (eth0, where VRRP runs) and the real servers' gateway on the back one
+/// (`203.0.113.254/24 dev eth1`, keepalived's `dev`). The real servers are on the back
+/// network only, routed through the gateway, so every reply comes back through the master.
+/// The back interface is tracked: when it goes down the master hands both addresses over; and
+/// when the master crashes (its agent and warden killed, both links cut) the backup takes
+/// both, announces the gateway on the back network from its own MAC, and serves.
+#[test]
+fn a_two_armed_nat_director_pair_serves_a_back_network_and_survives_a_crash() {
+    const GATEWAY: &str = "203.0.113.254";
+    let yaml = vip_yaml(
+        "web",
+        51,
+        &["198.51.100.50/24", "203.0.113.254/24 dev eth1"],
+        &fast(&format!(
+            "  virtualServers:\n  - address: {VIP}\n    port: {PORT}\n    \
+             realServers: [{{address: 203.0.113.13}}, {{address: 203.0.113.14}}]\n    \
+             check: {{delayLoop: 500ms, connectTimeout: 300ms, retry: 0, tcp: {{}}}}\n"
+        )),
+    );
+    let mut lab = Lab::new(4);
+    lab.add_management();
+    // The real servers: on the back network only, their gateway the VirtualIP's.
+    for n in ["n3", "n4"] {
+        let ns = lab.node(n).ns.clone();
+        sh(&lab, &ns, &["ip", "link", "set", "eth0", "down"]);
+        sh(
+            &lab,
+            &ns,
+            &["ip", "route", "replace", "default", "via", GATEWAY],
+        );
+    }
+    // The client: on the front network only.
+    let client = lab.client.ns.clone();
+    sh(&lab, &client, &["ip", "link", "set", "eth1", "down"]);
+    forward(&lab);
+    let cfg = write_config(&lab, "vips.yaml", &yaml);
+    let p1 = start_agent(&mut lab, "n1", &cfg);
+    start_agent(&mut lab, "n2", &cfg);
+    real_servers_on(&mut lab, &["n3", "n4"]);
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_holders(&lab, GATEWAY, &["n1"]);
+    // Bound on its own interface, not on the one VRRP runs on.
+    let n1 = lab.node("n1").ns.clone();
+    let on =
+        |ns: &str, dev: &str| stdout(&lab, ns, &["ip", "-4", "-o", "addr", "show", "dev", dev]);
+    assert!(on(&n1, "eth1").contains(GATEWAY), "{}", on(&n1, "eth1"));
+    assert!(!on(&n1, "eth0").contains(GATEWAY), "{}", on(&n1, "eth0"));
+    wait_up(&lab, "n1", "2/2");
+    let (seen, failed) = requests(&lab, 20);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        seen,
+        [("n3".to_string(), 10), ("n4".to_string(), 10)].into(),
+        "round robin over the back network"
+    );
+    // NAT: the real servers saw the client's own address.
+    let seen_by = stdout(
+        &lab,
+        &lab.node("n3").ns,
+        &["ss", "-tn", "state", "time-wait"],
+    );
+    assert!(seen_by.contains("198.51.100.100"), "{seen_by}");
+
+    // The back interface goes down on the master: it is tracked, so both addresses move.
+    sh(&lab, &n1, &["ip", "link", "set", "eth1", "down"]);
+    wait_holders(&lab, VIP, &["n2"]);
+    wait_holders(&lab, GATEWAY, &["n2"]);
+    wait_up(&lab, "n2", "2/2");
+    let (seen, failed) = requests(&lab, 4);
+    assert!(
+        failed.is_empty() && seen.values().sum::<usize>() == 4,
+        "{seen:?} {failed:?}"
+    );
+    // Back up: n1 (priority 200) takes both back.
+    sh(&lab, &n1, &["ip", "link", "set", "eth1", "up"]);
+    wait_holders(&lab, VIP, &["n1"]);
+    wait_holders(&lab, GATEWAY, &["n1"]);
+    let served = wait_for(Duration::from_secs(5), || {
+        lab.http_get(&client, vip_addr(), "/").is_ok()
+    });
+    assert!(served.is_some(), "{}", lab.log("agent-n1.log"));
+
+    // The master crashes: agent and warden killed, both links cut.
+    lab.signal_tree(p1, Signal::SIGKILL);
+    lab.signal(p1, Signal::SIGKILL);
+    let n1_node = lab.node("n1").clone();
+    lab.set_link(&n1_node, false);
+    sh(&lab, &n1, &["ip", "link", "set", "eth1", "down"]);
+    // (The dead n1 keeps its copies, cut off, until their lifetime ends.)
+    let n2 = lab.node("n2").ns.clone();
+    let took = wait_for(WAIT, || lab.holds(&n2, VIP) && lab.holds(&n2, GATEWAY));
+    assert!(took.is_some(), "{}", lab.log("agent-n2.log"));
+    // The real servers learn the gateway's new MAC from n2's announcement on the back network.
+    let served = wait_for(Duration::from_secs(5), || {
+        lab.http_get(&client, vip_addr(), "/").is_ok()
+    });
+    assert!(served.is_some(), "{}", lab.log("agent-n2.log"));
+    let (seen, failed) = requests(&lab, 10);
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(
+        seen,
+        [("n3".to_string(), 5), ("n4".to_string(), 5)].into(),
+        "n2 serves both real servers"
+    );
+    let n2_eth1 = mac_of_dev(&lab, "n2", "eth1");
+    let neigh = stdout(&lab, &lab.node("n3").ns, &["ip", "neigh", "show", GATEWAY]);
+    assert!(neigh.contains(&n2_eth1), "{neigh} (n2's eth1: {n2_eth1})");
+}
+
+/// An interface's MAC in a node.
+fn mac_of_dev(lab: &Lab, node: &str, dev: &str) -> String {
+    let out = stdout(
+        lab,
+        &lab.node(node).ns,
+        &["cat", &format!("/sys/class/net/{dev}/address")],
+    );
+    out.trim().to_string()
+}
+
+/// Runs a command in a namespace, asserting success.
+fn sh(lab: &Lab, ns: &str, args: &[&str]) {
+    let out = lab.exec(ns, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -76,6 +76,9 @@ pub(crate) async fn run(
                 Some(AnnounceCmd::Stop { id }) => {
                     schedules.remove(&id);
                 }
+                Some(AnnounceCmd::StopInstance { instance }) => {
+                    schedules.retain(|id, _| !matches!(id, ScheduleId::Instance(i, _) if *i == instance));
+                }
             },
             _ = tokio::time::sleep_until(next) => {
                 let now = Instant::now();

@@ -223,6 +223,7 @@ mod tests {
             ),
             virtual_mac: false,
             garp: GarpConfig::default(),
+            away: Vec::new(),
         }
     }
 

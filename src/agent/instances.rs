@@ -271,6 +271,7 @@ mod tests {
             config,
             virtual_mac: false,
             garp: GarpConfig::default(),
+            away: Vec::new(),
         }
     }
 

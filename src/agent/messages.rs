@@ -171,7 +171,8 @@ pub enum DataplaneCmd {
 /// have both at once, so they are two schedules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum ScheduleId {
-    Instance(u64),
+    /// An instance's addresses on one interface (its own, or one an address names).
+    Instance(u64, u32),
     StandbyLink(u64),
 }
 
@@ -195,6 +196,10 @@ pub(crate) enum AnnounceCmd {
     },
     Stop {
         id: ScheduleId,
+    },
+    /// Every schedule of the instance's addresses, on any interface (it is gone).
+    StopInstance {
+        instance: u64,
     },
 }
 

@@ -58,12 +58,15 @@ use super::{DurationText, VirtualIPStatus};
 pub struct VirtualIpSpec {
     /// Virtual addresses as "ip/prefix", e.g. 192.0.2.10/24 or 2001:db8::10/64. IPv4 and IPv6
     /// may be mixed: each family gets its own VRRP instance with the same virtual router ID.
+    /// "ip/prefix dev IFACE" (keepalived's `dev`) binds that address on another interface
+    /// than the one VRRP runs on, e.g. a two-armed director's back gateway
+    /// "203.0.113.1/24 dev eth1"; that interface is tracked (down or missing: FAULT).
     // Bounds keep the CEL rules' estimated cost within the API server's budget (an unbounded
     // list of unbounded strings is refused when the CRD is created). 255: an advertisement's
-    // address count; 49: the longest IPv6 text with a prefix.
-    #[schemars(length(min = 1, max = 255), inner(length(max = 49)))]
-    #[x_kube(validation = Rule::new("self.all(a, isCIDR(a) || isIP(a))")
-        .message("every address must be ip/prefix, e.g. 192.0.2.10/24 or 2001:db8::10/64"))]
+    // address count; 69: the longest IPv6 text with a prefix, " dev " and an interface name.
+    #[schemars(length(min = 1, max = 255), inner(length(max = 69)))]
+    #[x_kube(validation = Rule::new("self.all(a, isCIDR(a) || isIP(a) || a.matches('^[0-9a-fA-F.:]+(/[0-9]{1,3})? dev [^ /:]{1,15}$'))")
+        .message("every address must be ip/prefix, e.g. 192.0.2.10/24 or 2001:db8::10/64, optionally followed by dev and an interface name"))]
     pub addresses: Vec<String>,
     /// Interface to run VRRP on and bind the addresses to. Default: on each node, the
     /// interface with an address in the subnet of the first virtual address.

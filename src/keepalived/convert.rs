@@ -51,6 +51,7 @@ pub(crate) fn file(
     note_untracked_scripts(stmts, &defs.scripts, report);
     let mut instances = Vec::new();
     let mut servers = Vec::new();
+    let mut groups = Vec::new();
     for s in stmts {
         match s.key() {
             "global_defs" | "vrrp_script" | "vrrp_track_file" => {}
@@ -62,15 +63,103 @@ pub(crate) fn file(
                 &s.at,
                 "virtual_server_group is not carried over: list each virtual server on its own",
             ),
-            "vrrp_sync_group" => report.warning(
-                &s.at,
-                "vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
-            ),
+            "vrrp_sync_group" => groups.push(s),
             other => report.warning(&s.at, format!("{other} is not carried over")),
         }
     }
+    for g in groups {
+        sync_group(g, &mut instances, report);
+    }
     attach_servers(&mut instances, servers, report);
     instances
+}
+
+/// `vrrp_sync_group NAME { group { A B ... } }`: the members move together, so the first
+/// takes the others' addresses (each bound on its member's interface: `ip/prefix dev IF`),
+/// tracked interfaces, checks and virtual servers, and is the one VRRP instance. A member
+/// that cannot be merged (another VRRP version) stays a VirtualIP of its own, with a warning.
+fn sync_group(g: &Stmt, instances: &mut Vec<Instance>, report: &mut Report) {
+    let name = g.arg(1).unwrap_or_default();
+    let members: Vec<String> = g
+        .children()
+        .iter()
+        .filter(|c| c.key() == "group")
+        .flat_map(|c| {
+            c.children()
+                .iter()
+                .map(|m| m.key().to_string())
+                .chain((1..).map_while(|i| c.arg(i).map(str::to_string)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Some(first) = members
+        .iter()
+        .find_map(|m| instances.iter().position(|i| &i.name == m))
+    else {
+        report.warning(
+            &g.at,
+            format!(
+                "vrrp_sync_group {name}: none of its instances is in this file: not carried over"
+            ),
+        );
+        return;
+    };
+    let lead = instances[first].name.clone();
+    for m in &members {
+        if *m == lead {
+            continue;
+        }
+        let Some(j) = instances.iter().position(|i| &i.name == m) else {
+            report.warning(
+                &g.at,
+                format!("vrrp_sync_group {name}: {m} is not a vrrp_instance of this file"),
+            );
+            continue;
+        };
+        if instances[j].spec.version != instances[first].spec.version {
+            report.warning(
+                &g.at,
+                format!(
+                    "vrrp_sync_group {name}: {m} is VRRPv{} and {lead} VRRPv{}: not merged, each fails over on its own",
+                    instances[j].spec.version, instances[first].spec.version
+                ),
+            );
+            continue;
+        }
+        let member = instances.remove(j);
+        let first = instances
+            .iter()
+            .position(|i| i.name == lead)
+            .expect("the lead stays");
+        let lead_if = instances[first].spec.interface.clone();
+        let on = |a: &String| match (&member.spec.interface, a.contains(" dev ")) {
+            (Some(i), false) if Some(i) != lead_if.as_ref() => format!("{a} dev {i}"),
+            _ => a.clone(),
+        };
+        let to = &mut instances[first].spec;
+        to.addresses.extend(member.spec.addresses.iter().map(on));
+        let mut excluded = (*to.excluded_addresses).clone();
+        excluded.extend(member.spec.excluded_addresses.iter().map(on));
+        to.excluded_addresses = std::sync::Arc::new(excluded);
+        for t in member.spec.track_interfaces {
+            if !to.track_interfaces.iter().any(|x| x.name == t.name) {
+                to.track_interfaces.push(t);
+            }
+        }
+        for c in member.spec.health_checks {
+            if !to.health_checks.iter().any(|x| x.name == c.name) {
+                to.health_checks.push(c);
+            }
+        }
+        to.virtual_servers.extend(member.spec.virtual_servers);
+        report.note(
+            &g.at,
+            format!(
+                "vrrp_sync_group {name}: {m} merged into {lead}: its addresses are bound on {} and move with {lead}'s (one VRRP instance where keepalived ran two)",
+                member.spec.interface.as_deref().unwrap_or("its interface")
+            ),
+        );
+    }
 }
 
 /// Each virtual server goes to the instance holding its address.
@@ -371,8 +460,10 @@ fn addresses(block: &Stmt, interface: Option<&str>, report: &mut Report) -> Vec<
         .iter()
         .filter_map(|a| {
             let address = address(a, report)?;
-            address_options(a, interface, report);
-            Some(address)
+            Some(match address_options(a, interface, report) {
+                Some(dev) => format!("{address} dev {dev}"),
+                None => address,
+            })
         })
         .collect()
 }
@@ -399,23 +490,30 @@ fn address(a: &Stmt, report: &mut Report) -> Option<String> {
     }
 }
 
-/// One address line's options after the address: none is carried over, and a `dev` other
-/// than the instance's interface cannot be.
-fn address_options(a: &Stmt, interface: Option<&str>, report: &mut Report) {
+/// One address line's options after the address: a `dev` other than the instance's
+/// interface is carried (the address is bound there; VRRP stays on the instance's), the
+/// others are not.
+fn address_options(a: &Stmt, interface: Option<&str>, report: &mut Report) -> Option<String> {
     let text = a.key();
     let mut i = 1;
+    let mut out = None;
     while let Some(opt) = a.arg(i) {
         match opt {
             "dev" => {
                 let dev = a.arg(i + 1).unwrap_or_default();
-                if Some(dev) != interface {
-                    report.warning(
-                        &a.at,
-                        format!(
-                            "{text} dev {dev}: every address of a VirtualIP is on its interface ({})",
-                            interface.unwrap_or("?")
-                        ),
-                    );
+                match crate::model::address::split_interface(&format!("{text} dev {dev}")) {
+                    Ok((_, Some(d))) if Some(d) != interface => {
+                        report.note(
+                            &a.at,
+                            format!(
+                                "{text} dev {dev}: bound on {dev}, VRRP stays on {} (the interface is tracked)",
+                                interface.unwrap_or("the instance's interface")
+                            ),
+                        );
+                        out = Some(d.to_string());
+                    }
+                    Ok(_) => {}
+                    Err(e) => report.warning(&a.at, format!("{e}: not carried over")),
                 }
                 i += 2;
             }
@@ -435,6 +533,7 @@ fn address_options(a: &Stmt, interface: Option<&str>, report: &mut Report) {
             }
         }
     }
+    out
 }
 
 /// `unicast_peer { ADDR ... }` into `peers`; what is no address is an error.
@@ -662,7 +761,7 @@ mod tests {
                 "192.0.2.10/24",
                 "192.0.2.11/32",
                 "2001:db8::1/128",
-                "192.0.2.12/24"
+                "192.0.2.12/24 dev eth1"
             ]
         );
         assert_eq!(
@@ -674,7 +773,6 @@ mod tests {
         assert_eq!(
             lines(&r.warnings),
             [
-                "k.conf:11: 192.0.2.12/24 dev eth1: every address of a VirtualIP is on its interface (eth0)",
                 "k.conf:11: 192.0.2.12/24 label eth1:0 is not carried over",
                 "k.conf:11: 192.0.2.12/24 brd + is not carried over",
                 "k.conf:11: 192.0.2.12/24 foo is not carried over",
@@ -685,6 +783,7 @@ mod tests {
             [
                 "k.conf:9: 192.0.2.11 has no prefix: /32 as keepalived assumes",
                 "k.conf:10: 2001:db8::1 has no prefix: /128 as keepalived assumes",
+                "k.conf:11: 192.0.2.12/24 dev eth1: bound on eth1, VRRP stays on eth0 (the interface is tracked)",
                 "k.conf:1: IPv6 addresses need VRRPv3: version 3",
             ]
         );
@@ -813,6 +912,40 @@ vrrp_instance VI_1 {
     }
 
     #[test]
+    fn a_sync_group_is_one_virtualip_whose_members_addresses_keep_their_interfaces() {
+        let text = "vrrp_sync_group VG {\n group {\n  FRONT\n  BACK\n }\n}\n\
+vrrp_instance FRONT {\n interface eth0\n virtual_router_id 51\n priority 150\n virtual_ipaddress {\n  198.51.100.50/24\n }\n}\n\
+vrrp_instance BACK {\n interface eth1\n virtual_router_id 52\n priority 150\n track_interface {\n  eth2\n }\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n";
+        let (i, r) = convert(text, Some("n1"));
+        assert_eq!(i.len(), 1, "{:?}", lines(&r.warnings));
+        assert_eq!(i[0].name, "FRONT");
+        assert_eq!(
+            i[0].spec.addresses,
+            ["198.51.100.50/24", "203.0.113.1/24 dev eth1"]
+        );
+        assert_eq!(i[0].spec.track_interfaces[0].name, "eth2");
+        assert!(
+            lines(&r.notes)
+                .iter()
+                .any(|n| n.starts_with("k.conf:1: vrrp_sync_group VG: BACK merged into FRONT: its addresses are bound on eth1")),
+            "{:?}",
+            lines(&r.notes)
+        );
+        // Another VRRP version: two VirtualIPs, and a warning.
+        let v3 = text.replace(
+            " virtual_router_id 52\n",
+            " virtual_router_id 52\n version 3\n",
+        );
+        let (i, r) = convert(&v3, Some("n1"));
+        assert_eq!(i.len(), 2);
+        assert!(
+            lines(&r.warnings)[0].contains("not merged"),
+            "{:?}",
+            lines(&r.warnings)
+        );
+    }
+
+    #[test]
     fn top_level_blocks_not_carried_over_are_warnings() {
         let (i, r) = convert(
             "virtual_server 10.0.0.1 80 {\n}\nvrrp_sync_group VG {\n}\nstatic_routes {\n}\nvirtual_server_group G {\n}\n",
@@ -822,9 +955,9 @@ vrrp_instance VI_1 {
         assert_eq!(
             lines(&r.warnings),
             [
-                "k.conf:3: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
                 "k.conf:5: static_routes is not carried over",
                 "k.conf:7: virtual_server_group is not carried over: list each virtual server on its own",
+                "k.conf:3: vrrp_sync_group VG: none of its instances is in this file: not carried over",
                 "k.conf:1: virtual_server 10.0.0.1 80: no vrrp_instance of this file holds 10.0.0.1: not carried over (a virtual server runs on a VirtualIP's address)",
             ]
         );

@@ -217,11 +217,9 @@ spec:
             lines(&i.warnings),
             [
                 "/k/lb1.conf:4: global_defs smtp_server is not carried over",
-                "/k/conf.d/sync.conf:1: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
                 // keepalived rounds it too: VRRPv2 has no sub-second interval.
                 "/k/lb1.conf:16: advert_int 0.1: VRRPv2 carries 1s, the nearest it can",
                 "/k/lb2.conf:4: global_defs smtp_server is not carried over",
-                "/k/conf.d/sync.conf:1: vrrp_sync_group is not carried over: each VirtualIP fails over on its own (put the addresses in one VirtualIP to move them together)",
                 "/k/lb2.conf:16: advert_int 0.1: VRRPv2 carries 1s, the nearest it can",
             ]
         );

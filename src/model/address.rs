@@ -117,6 +117,27 @@ pub fn check_peer(p: &IpAddr) -> Result<(), String> {
     }
 }
 
+/// An `addresses` entry, `ip/prefix` or keepalived's `ip/prefix dev IFACE`: the address text
+/// and the interface it names, if any (the name checked as Linux checks one).
+pub fn split_interface(entry: &str) -> Result<(&str, Option<&str>), String> {
+    let Some((address, name)) = entry.split_once(" dev ") else {
+        return Ok((entry.trim(), None));
+    };
+    let name = name.trim();
+    if name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || name.contains(['/', ':'])
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(format!(
+            "{entry:?}: {name:?} is not an interface name (1 to 15 characters, no '/', ':' or spaces)"
+        ));
+    }
+    Ok((address.trim(), Some(name)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,6 +57,20 @@ pub struct ValidatedVirtualIp {
     pub tracking: Tracking,
     /// Services spread over real servers by the master.
     pub virtual_servers: Vec<super::virtualserver::VirtualServer>,
+    /// Addresses bound on an interface of their own (`ip/prefix dev IFACE`, keepalived's
+    /// `dev`): the gateway of a two-armed director's back network, say. VRRP still runs on
+    /// the VirtualIP's interface; each of these is tracked (weight 0).
+    pub address_interfaces: BTreeMap<IpAddr, String>,
+}
+
+/// Addresses of an instance bound on another interface than the one VRRP runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwayLink {
+    pub interface: String,
+    pub ifindex: u32,
+    /// Announced from this interface's MAC.
+    pub mac: [u8; 6],
+    pub addresses: Vec<IpAddr>,
 }
 
 /// One VRRP instance for this node: a `VirtualIP` and one address family.
@@ -70,6 +84,8 @@ pub struct ResolvedInstance {
     pub config: InstanceConfig,
     pub virtual_mac: bool,
     pub garp: GarpConfig,
+    /// Addresses bound on other interfaces, by interface.
+    pub away: Vec<AwayLink>,
 }
 
 /// Whether the virtual router ID must be in the spec.
@@ -115,7 +131,10 @@ pub fn validate_all(
         Version::try_from(spec.version).map_err(|x| ("spec.version", x)),
     );
     let vrid = noted(e, validate_vrid(spec.virtual_router_id, rule));
-    let addresses = noted(e, validate_addresses(&spec));
+    let (addresses, address_interfaces) = match noted(e, validate_addresses(&spec)) {
+        Some((a, i)) => (Some(a), i),
+        None => (None, BTreeMap::new()),
+    };
     if spec.interface.as_deref() == Some("lo") {
         e.push((
             "spec.interface",
@@ -211,6 +230,7 @@ pub fn validate_all(
         authentication,
         garp,
         spec,
+        address_interfaces,
     };
     // Everything the protocol core checks, per family. The primary address is a node's and
     // the VRID may be the controller's to choose: stand-ins that pass their own checks.
@@ -237,18 +257,33 @@ fn validate_vrid(vrid: Option<u8>, rule: VridRule) -> Result<Option<u8>, FieldEr
 
 /// `addresses` then `excludedAddresses`, parsed and checked: at least one address, none listed
 /// twice (across both lists), and no excluded address of a family with nothing to advertise.
-fn validate_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, FieldError> {
+type Addresses = (Vec<VirtualAddress>, BTreeMap<IpAddr, String>);
+
+fn validate_addresses(spec: &VirtualIpSpec) -> Result<Addresses, FieldError> {
     if spec.addresses.is_empty() {
         return Err(("spec.addresses", "at least one address is required".into()));
     }
     let mut addresses = Vec::with_capacity(spec.addresses.len() + spec.excluded_addresses.len());
     let mut seen = std::collections::HashSet::new();
+    let mut interfaces = BTreeMap::new();
     for (field, list) in [
         ("spec.addresses", spec.addresses.as_slice()),
         ("spec.excludedAddresses", spec.excluded_addresses.as_slice()),
     ] {
         for a in list {
-            let v: VirtualAddress = a.parse().map_err(|e| (field, e))?;
+            let (text, dev) = super::address::split_interface(a).map_err(|e| (field, e))?;
+            let v: VirtualAddress = text.parse().map_err(|e| (field, e))?;
+            if let Some(d) = dev.filter(|d| Some(*d) != spec.interface.as_deref()) {
+                if d == "lo" {
+                    return Err((
+                        field,
+                        format!(
+                            "{a}: \"lo\" is the loopback interface: a virtual address is bound where it is reached"
+                        ),
+                    ));
+                }
+                interfaces.insert(v.address, d.to_string());
+            }
             if !seen.insert(v.address) {
                 return Err((field, format!("{a} is listed twice")));
             }
@@ -270,7 +305,24 @@ fn validate_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, Field
             ),
         ));
     }
-    Ok(addresses)
+    // VRRP runs on spec.interface, or on the interface of the first address that names
+    // none: a family whose every address names one needs spec.interface.
+    if spec.interface.is_none()
+        && let Some(f) = advertised.iter().map(VirtualAddress::family).find(|f| {
+            advertised
+                .iter()
+                .filter(|a| a.family() == *f)
+                .all(|a| interfaces.contains_key(&a.address))
+        })
+    {
+        return Err((
+            "spec.addresses",
+            format!(
+                "every {f} address names an interface (dev): set spec.interface, where VRRP runs, or list one {f} address without dev"
+            ),
+        ));
+    }
+    Ok((addresses, interfaces))
 }
 
 /// `unicastPeers`: IP addresses a peer may have.
@@ -461,10 +513,13 @@ impl ValidatedVirtualIp {
         let vrid = self
             .vrid
             .ok_or_else(|| format!("{}: no virtual router ID allocated yet", self.name))?;
+        // The interface is found from an address bound on it, not from one sent elsewhere.
         let first = *self
             .addresses
             .iter()
-            .find(|a| a.family() == family)
+            .filter(|a| a.family() == family)
+            .find(|a| !self.address_interfaces.contains_key(&a.address))
+            .or_else(|| self.addresses.iter().find(|a| a.family() == family))
             .expect("family present");
         // Ours only: a virtual address the node already has, not put there by kube-vrrp, is
         // the node's own. Binding it would adopt it, and releasing it would delete it.
@@ -547,6 +602,36 @@ impl ValidatedVirtualIp {
                 self.name, link.name
             )
         })?;
+        let mut away: Vec<AwayLink> = Vec::new();
+        for v in self.addresses.iter().filter(|a| a.family() == family) {
+            let Some(name) = self.address_interfaces.get(&v.address) else {
+                continue;
+            };
+            if *name == link.name {
+                continue;
+            }
+            let l = links.iter().find(|l| &l.name == name).ok_or_else(|| {
+                format!(
+                    "{}: interface {name:?} (of {}) does not exist on node {node}",
+                    self.name, v.address
+                )
+            })?;
+            let mac = l.mac.filter(|_| l.name != "lo").ok_or_else(|| {
+                format!(
+                    "{}: interface {name} (of {}) has no Ethernet address",
+                    self.name, v.address
+                )
+            })?;
+            match away.iter_mut().find(|a| a.ifindex == l.index) {
+                Some(a) => a.addresses.push(v.address),
+                None => away.push(AwayLink {
+                    interface: l.name.clone(),
+                    ifindex: l.index,
+                    mac,
+                    addresses: vec![v.address],
+                }),
+            }
+        }
         let mut config = self.instance_config(family, self.priority_of(node), primary);
         config.vrid = vrid;
         config.mtu = link.mtu as usize;
@@ -578,6 +663,7 @@ impl ValidatedVirtualIp {
             config,
             virtual_mac: self.spec.virtual_mac,
             garp: self.garp,
+            away,
         })
     }
 }
@@ -669,7 +755,7 @@ mod tests {
     #[test]
     fn addresses_come_first_then_the_excluded_ones_each_once() {
         let s = spec("addresses: [192.0.2.10/24]\nexcludedAddresses: [192.0.2.11/24]");
-        let a = validate_addresses(&s).unwrap();
+        let (a, _) = validate_addresses(&s).unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!(a[1].address.to_string(), "192.0.2.11");
         let s = spec("addresses: [192.0.2.10/24]\nexcludedAddresses: [192.0.2.10/24]");
@@ -686,6 +772,98 @@ mod tests {
         assert!(why.contains("has no"), "{why}");
         let (field, _) = validate_addresses(&spec("addresses: []")).unwrap_err();
         assert_eq!(field, "spec.addresses");
+    }
+
+    #[test]
+    fn an_address_may_name_its_interface_as_keepalived_writes_it() {
+        let s = spec("addresses: [198.51.100.50/24, 203.0.113.1/24 dev eth1]");
+        let (a, i) = validate_addresses(&s).unwrap();
+        assert_eq!(a[1].to_string(), "203.0.113.1/24");
+        assert_eq!(i.len(), 1);
+        assert_eq!(i[&a[1].address], "eth1");
+        // Naming spec.interface itself names nothing more.
+        let s = spec("interface: eth0\naddresses: [198.51.100.50/24 dev eth0]");
+        assert!(validate_addresses(&s).unwrap().1.is_empty());
+        // VRRP needs an interface of its own for each family.
+        let (_, why) =
+            validate_addresses(&spec("addresses: [203.0.113.1/24 dev eth1]")).unwrap_err();
+        assert!(why.contains("set spec.interface"), "{why}");
+        let s = spec("interface: eth0\naddresses: [203.0.113.1/24 dev eth1]");
+        assert!(validate_addresses(&s).is_ok());
+        for bad in [
+            "198.51.100.50/24 dev ",
+            "198.51.100.50/24 dev a/b",
+            "198.51.100.50/24 dev averyveryverylongname",
+            "198.51.100.50/24 dev lo",
+        ] {
+            let s = spec(&format!("addresses: [198.51.100.51/24, \"{bad}\"]"));
+            assert!(validate_addresses(&s).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_address_on_its_own_interface_is_bound_there_and_vrrp_stays_on_the_first() {
+        let links = vec![
+            Link {
+                index: 2,
+                name: "eth0".into(),
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                mtu: 1500,
+                up: true,
+                parent: None,
+            },
+            Link {
+                index: 3,
+                name: "eth1".into(),
+                mac: Some([2, 0, 0, 0, 0, 2]),
+                mtu: 1500,
+                up: true,
+                parent: None,
+            },
+        ];
+        let addrs = vec![
+            Address {
+                index: 2,
+                address: "198.51.100.11".parse().unwrap(),
+                prefix_len: 24,
+                proto: None,
+            },
+            Address {
+                index: 3,
+                address: "203.0.113.11".parse().unwrap(),
+                prefix_len: 24,
+                proto: None,
+            },
+        ];
+        let v = validate(
+            "gw".into(),
+            spec("virtualRouterID: 7\naddresses: [\"203.0.113.1/24 dev eth1\", 198.51.100.50/24]"),
+            VridRule::Required,
+        )
+        .unwrap();
+        let r = v.resolve("n1", &links, &addrs).remove(0).1.unwrap();
+        assert_eq!((r.interface.as_str(), r.ifindex), ("eth0", 2));
+        assert_eq!(
+            r.away,
+            vec![AwayLink {
+                interface: "eth1".into(),
+                ifindex: 3,
+                mac: [2, 0, 0, 0, 0, 2],
+                addresses: vec!["203.0.113.1".parse().unwrap()],
+            }]
+        );
+        // Both addresses are advertised, whatever interface binds them.
+        assert_eq!(r.config.addresses.len(), 2);
+        // A node without that interface cannot run it, and says why.
+        let why = v
+            .resolve("n2", &links[..1], &addrs[..1])
+            .remove(0)
+            .1
+            .unwrap_err();
+        assert!(
+            why.contains("interface \"eth1\" (of 203.0.113.1) does not exist on node n2"),
+            "{why}"
+        );
     }
 
     #[test]

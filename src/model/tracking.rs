@@ -433,6 +433,16 @@ pub fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Tracking, Fiel
         }
         interfaces.push((t.name.clone(), t.weight));
     }
+    // An interface an address is bound on is tracked (weight 0, unless listed above): a
+    // director whose back network is down cannot serve, so it hands over.
+    for a in spec.addresses.iter().chain(spec.excluded_addresses.iter()) {
+        if let Ok((_, Some(name))) = super::address::split_interface(a)
+            && Some(name) != spec.interface.as_deref()
+            && !interfaces.iter().any(|(n, _)| n == name)
+        {
+            interfaces.push((name.to_string(), 0));
+        }
+    }
     let notify = spec.notify.as_ref().map(notify).transpose()?;
     Ok(Tracking {
         checks,

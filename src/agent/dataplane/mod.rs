@@ -212,9 +212,10 @@ impl<K: Kernel> Worker<K> {
                     self.ctx.count_netlink_errors(failed);
                 }
                 DataplaneCmd::Forget { .. } => {
-                    let _ = self.ctx.announcer.send(AnnounceCmd::Stop {
-                        id: ScheduleId::Instance(self.id),
-                    });
+                    let _ = self
+                        .ctx
+                        .announcer
+                        .send(AnnounceCmd::StopInstance { instance: self.id });
                     if let Some(old) = self.standby.take() {
                         drop_standby(&self.ctx, self.id, old).await;
                     }
@@ -288,7 +289,7 @@ impl<K: Kernel> Worker<K> {
     async fn unbind(&mut self, ifindex: u32, addresses: Vec<VirtualAddress>) {
         let ctx = &self.ctx;
         let _ = ctx.announcer.send(AnnounceCmd::Stop {
-            id: ScheduleId::Instance(self.id),
+            id: ScheduleId::Instance(self.id, ifindex),
         });
         let (staged, rest) = Standby::split(&self.standby, addresses);
         if let Some(s) = self.standby.as_mut().filter(|_| !staged.is_empty()) {
@@ -348,7 +349,7 @@ impl<K: Kernel> Worker<K> {
         // Only what is bound now is announced (a conflict may have stopped some).
         let bound = ledger.set_mac(ifindex, &rest, Some(mac));
         let _ = ctx.announcer.send(AnnounceCmd::Start {
-            id: ScheduleId::Instance(self.id),
+            id: ScheduleId::Instance(self.id, ifindex),
             key,
             ifindex,
             mac,

@@ -297,7 +297,7 @@ async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
         .map(|(id, n)| {
             let expected = match id {
                 ScheduleId::StandbyLink(_) => STANDBY_MIN,
-                ScheduleId::Instance(_) => 1,
+                ScheduleId::Instance(..) => 1,
             };
             assert_eq!(n, expected);
             id
@@ -305,7 +305,7 @@ async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
         .collect();
     assert_eq!(
         ids,
-        vec![ScheduleId::StandbyLink(1), ScheduleId::Instance(1)]
+        vec![ScheduleId::StandbyLink(1), ScheduleId::Instance(1, ETH)]
     );
 
     // Backup: the link down, its addresses kept for next time.
@@ -325,7 +325,7 @@ async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
         .collect();
     assert_eq!(
         stops,
-        vec![ScheduleId::Instance(1), ScheduleId::StandbyLink(1)]
+        vec![ScheduleId::Instance(1, ETH), ScheduleId::StandbyLink(1)]
     );
 
     // Forgotten: the link goes with its addresses.

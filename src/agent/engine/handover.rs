@@ -168,11 +168,15 @@ impl Engine {
         };
         if let Some(hold) = slot.handover.take() {
             self.handover_deadlines.remove(&(hold.until, id));
-            let _ = self.dataplane.send(DataplaneCmd::Unbind {
-                id,
-                ifindex: slot.addr_ifindex,
-                addresses: hold.addresses,
-            });
+            super::links::send(
+                &self.dataplane,
+                &slot.resolved.away,
+                DataplaneCmd::Unbind {
+                    id,
+                    ifindex: slot.addr_ifindex,
+                    addresses: hold.addresses,
+                },
+            );
             self.mark_changed();
         }
     }

@@ -22,6 +22,7 @@
 
 mod conflict;
 mod handover;
+mod links;
 mod readdress;
 mod receiver;
 mod snapshot;
@@ -403,12 +404,16 @@ impl Engine {
             // data plane keeps each instance's commands in order).
             let staged = super::dataplane::standby_addresses(&slot.resolved.config);
             if !staged.is_empty() {
-                let _ = self.dataplane.send(DataplaneCmd::Stage {
-                    id,
-                    key: key.clone(),
-                    ifindex: slot.addr_ifindex,
-                    addresses: staged,
-                });
+                links::send(
+                    &self.dataplane,
+                    &slot.resolved.away,
+                    DataplaneCmd::Stage {
+                        id,
+                        key: key.clone(),
+                        ifindex: slot.addr_ifindex,
+                        addresses: staged,
+                    },
+                );
             }
         }
         info!(instance = %key, interface = %slot.resolved.interface, vrid = slot.resolved.config.vrid,
@@ -503,30 +508,42 @@ impl Engine {
                 Action::AddAddresses { addresses, .. } => {
                     // Master again before the handover finished: the addresses stay.
                     self.cancel_hold(slot);
-                    let _ = self.dataplane.send(DataplaneCmd::Bind {
-                        id: slot.id,
-                        key: slot.resolved.key.to_string(),
-                        ifindex: slot.addr_ifindex,
-                        addresses,
-                    });
+                    links::send(
+                        &self.dataplane,
+                        &slot.resolved.away,
+                        DataplaneCmd::Bind {
+                            id: slot.id,
+                            key: slot.resolved.key.to_string(),
+                            ifindex: slot.addr_ifindex,
+                            addresses,
+                        },
+                    );
                 }
                 Action::RemoveAddresses(addresses) => {
-                    let _ = self.dataplane.send(DataplaneCmd::Unbind {
-                        id: slot.id,
-                        ifindex: slot.addr_ifindex,
-                        addresses,
-                    });
+                    links::send(
+                        &self.dataplane,
+                        &slot.resolved.away,
+                        DataplaneCmd::Unbind {
+                            id: slot.id,
+                            ifindex: slot.addr_ifindex,
+                            addresses,
+                        },
+                    );
                 }
                 Action::Announce(addresses) => {
-                    let _ = self.dataplane.send(DataplaneCmd::Announce {
-                        id: slot.id,
-                        key: slot.resolved.key.to_string(),
-                        ifindex: slot.addr_ifindex,
-                        mac: slot.announce_mac,
-                        addresses,
-                        garp: slot.resolved.garp,
-                        burst: true,
-                    });
+                    links::send(
+                        &self.dataplane,
+                        &slot.resolved.away,
+                        DataplaneCmd::Announce {
+                            id: slot.id,
+                            key: slot.resolved.key.to_string(),
+                            ifindex: slot.addr_ifindex,
+                            mac: slot.announce_mac,
+                            addresses,
+                            garp: slot.resolved.garp,
+                            burst: true,
+                        },
+                    );
                 }
                 Action::ArmTimer { .. } | Action::CancelTimer => {}
                 Action::StateChanged(t) => {
@@ -555,11 +572,15 @@ impl Engine {
             State::Master => slot.settled = true,
             State::Backup if slot.instance.master().is_some() => {
                 slot.settled = true;
-                let _ = self.dataplane.send(DataplaneCmd::Disown {
-                    id: slot.id,
-                    ifindex: slot.addr_ifindex,
-                    addresses: slot.instance.config().addresses.clone(),
-                });
+                links::send(
+                    &self.dataplane,
+                    &slot.resolved.away,
+                    DataplaneCmd::Disown {
+                        id: slot.id,
+                        ifindex: slot.addr_ifindex,
+                        addresses: slot.instance.config().addresses.clone(),
+                    },
+                );
             }
             _ => {}
         }

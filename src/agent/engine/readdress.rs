@@ -125,7 +125,7 @@ impl Engine {
         ));
         slot.resolved = resolved;
         for cmd in commands {
-            let _ = self.dataplane.send(cmd);
+            super::links::send(&self.dataplane, &slot.resolved.away, cmd);
         }
         self.apply_trackers(id);
         self.mark_changed();
@@ -164,6 +164,7 @@ mod tests {
             config,
             virtual_mac: false,
             garp: GarpConfig::default(),
+            away: Vec::new(),
         }
     }
 
