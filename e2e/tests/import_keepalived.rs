@@ -123,7 +123,9 @@ fn the_tutorial_pair_imports_checks_applies_and_fails_over_in_the_lab() {
     }
     let sync = dir.join("conf.d/sync.conf").display().to_string();
     assert!(
-        stderr.contains(&format!("{sync}:2: warning: vrrp_sync_group")),
+        stderr.contains(&format!(
+            "{sync}:2: note: vrrp_sync_group VG_1: VI_1 alone: nothing to move with it"
+        )),
         "{stderr}"
     );
 

@@ -105,6 +105,12 @@ fn sync_group(g: &Stmt, instances: &mut Vec<Instance>, report: &mut Report) {
         return;
     };
     let lead = instances[first].name.clone();
+    if members.len() == 1 {
+        report.note(
+            &g.at,
+            format!("vrrp_sync_group {name}: {lead} alone: nothing to move with it"),
+        );
+    }
     for m in &members {
         if *m == lead {
             continue;

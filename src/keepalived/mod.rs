@@ -229,9 +229,11 @@ spec:
                 "/k/lb1.conf:3: node name LB1 from router_id: pass --node NAME per file to use your Kubernetes node names",
                 "/k/lb1.conf:6: vrrp_script chk_maint: the script tests that /etc/keepalived/maint does not exist: imported as a native file check (mode Exists)",
                 "/k/lb1.conf:12: state MASTER: kube-vrrp starts every node as backup; the priority decides",
+                "/k/conf.d/sync.conf:1: vrrp_sync_group VG_1: VI_1 alone: nothing to move with it",
                 "/k/lb2.conf:3: node name LB2 from router_id: pass --node NAME per file to use your Kubernetes node names",
                 "/k/lb2.conf:6: vrrp_script chk_maint: the script tests that /etc/keepalived/maint does not exist: imported as a native file check (mode Exists)",
                 "/k/lb2.conf:12: state MASTER: kube-vrrp starts every node as backup; the priority decides",
+                "/k/conf.d/sync.conf:1: vrrp_sync_group VG_1: VI_1 alone: nothing to move with it",
             ]
         );
         let p = &i.documents[0].spec.priorities;
