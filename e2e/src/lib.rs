@@ -9,6 +9,7 @@
 //! Everything runs inside these namespaces; nothing touches the host's network.
 
 pub mod standin;
+pub mod stats;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -14,9 +14,7 @@
 //! Usage: apply-bench [--count N] [--mode sequential|burst|both]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -25,7 +23,8 @@ use kube::runtime::watcher;
 use kube_vrrp_e2e::standin::{Api as StandIn, KUBE_VRRP_CRDS, with_client};
 use serde_json::{Value, json};
 
-type Seen = Arc<Mutex<BTreeMap<String, Instant>>>;
+use kube_vrrp_e2e::stats::Seen;
+use kube_vrrp_e2e::stats::{monitor_addresses, summary};
 
 /// RFC 5798 Master_Down_Interval for n1: 3 × 100 ms + (256 − 200) × 100 ms / 256.
 const MASTER_DOWN_MS: f64 = 3.0 * 100.0 + (256.0 - 200.0) * 100.0 / 256.0;
@@ -47,55 +46,6 @@ fn object(i: usize) -> Value {
     })
 }
 
-/// Records when each address first appears in `ns` (an `ip monitor` child, killed on exit).
-fn monitor_addresses(ns: &str, seen: Seen) -> std::process::Child {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "ip", "-o", "monitor", "address"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ip monitor");
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            let now = Instant::now();
-            if line.starts_with("Deleted") {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            while let Some(w) = words.next() {
-                if w == "inet"
-                    && let Some(a) = words.next()
-                {
-                    let a = a.split('/').next().unwrap_or_default().to_string();
-                    seen.lock().unwrap().entry(a).or_insert(now);
-                }
-            }
-        }
-    });
-    child
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn summary(mut v: Vec<f64>) -> Value {
-    v.sort_by(f64::total_cmp);
-    let r = |x: f64| (x * 10.0).round() / 10.0;
-    json!({
-        "n": v.len(),
-        "p50": r(percentile(&v, 50.0)),
-        "p99": r(percentile(&v, 99.0)),
-        "max": r(v.last().copied().unwrap_or(f64::NAN)),
-    })
-}
-
 fn run(count: usize, mode: &str) -> Value {
     // STANDIN_LOG=1 logs every request with its time (for finding where latency goes).
     let log = std::env::var("STANDIN_LOG").unwrap_or_default();
@@ -112,7 +62,7 @@ fn run(count: usize, mode: &str) -> Value {
     api.spawn_cluster_agent("n2");
     api.wait_registered(&["n1", "n2"]);
     let bound: Seen = Arc::default();
-    let mut monitor = monitor_addresses(&api.lab.node("n1").ns.clone(), bound.clone());
+    let mut monitor = monitor_addresses(&api.lab.node("n1").ns.clone(), "inet", bound.clone());
     let burst = mode == "burst";
     let bound_in = bound.clone();
     let (sent, mastered) = with_client(&api, move |client| async move {

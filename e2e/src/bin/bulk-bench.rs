@@ -10,6 +10,7 @@
 use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
+use kube_vrrp_e2e::stats::median;
 use kube_vrrp_e2e::{
     Impl, Lab, NeighbourRoom, kube_vrrp_binary, random_u64, until_all_answer, wait_for,
 };
@@ -120,11 +121,6 @@ fn trial(which: Impl, addrs: &[Ipv6Addr]) -> Option<(Duration, Duration)> {
         return None;
     }
     Some((after.values().max().copied()?, held))
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Many addresses on one instance: time from the master's crash until the backup answers

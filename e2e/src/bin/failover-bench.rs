@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use kube_vrrp_e2e::stats::percentile;
 use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, random_u64, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -275,20 +276,12 @@ fn agent_crash(which: Impl, n: usize, trials: usize) -> Option<(f64, f64)> {
         "{}",
         json!({"impl": which.name(), "version": 3, "advert_ms": 100, "mode": "agent-crash", "vips": n,
             "trials": takeovers.len(), "failed_trials": failed,
-            "takeover_p50_ms": or_null(&takeovers, 0.5), "takeover_max_ms": or_null(&takeovers, 1.0),
-            "released_p50_ms": or_null(&releases, 0.5), "released_max_ms": or_null(&releases, 1.0),
+            "takeover_p50_ms": or_null(&takeovers, 50.0), "takeover_max_ms": or_null(&takeovers, 100.0),
+            "released_p50_ms": or_null(&releases, 50.0), "released_max_ms": or_null(&releases, 100.0),
             "still_held_after_10s": kept,
-            "p50_ms": or_null(&outages, 0.5), "max_ms": or_null(&outages, 1.0), "lost": lost})
+            "p50_ms": or_null(&outages, 50.0), "max_ms": or_null(&outages, 100.0), "lost": lost})
     );
-    (!takeovers.is_empty()).then(|| (percentile(&takeovers, 0.5), percentile(&takeovers, 1.0)))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[idx]
+    (!takeovers.is_empty()).then(|| (percentile(&takeovers, 50.0), percentile(&takeovers, 100.0)))
 }
 
 /// Failover of kube-vrrp and keepalived in the same lab: the master crashes (process killed,
@@ -395,14 +388,14 @@ fn main() {
             } else {
                 c.mode.to_string()
             };
-            let p50 = percentile(&outages, 0.5);
+            let p50 = percentile(&outages, 50.0);
             let max = outages.last().copied().unwrap_or(f64::NAN);
             println!(
                 "{}",
                 json!({"impl": which.name(), "version": c.version, "advert_ms": c.advert_ms, "mode": mode,
                     "trials": outages.len(), "failed_trials": failed, "p50_ms": (p50 * 10.0).round() / 10.0,
                     "max_ms": (max * 10.0).round() / 10.0, "lost": lost,
-                    "takeover_p50_ms": (percentile(&takeovers, 0.5) * 10.0).round() / 10.0})
+                    "takeover_p50_ms": (percentile(&takeovers, 50.0) * 10.0).round() / 10.0})
             );
             results.push((
                 which,

@@ -14,6 +14,7 @@
 
 use std::time::{Duration, Instant};
 
+use kube_vrrp_e2e::stats::median;
 use kube_vrrp_e2e::{Impl, Lab, Prober, kube_vrrp_binary, random_u64, wait_for};
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -83,11 +84,6 @@ fn trial(which: Impl) -> Option<Trial> {
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// A failing health check moves the master: nginx stops on the master, its tcp check (1 s,

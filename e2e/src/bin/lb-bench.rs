@@ -29,7 +29,8 @@ use kube_vrrp_e2e::standin::{Api as StandIn, KUBE_VRRP_CRDS, with_client};
 use kube_vrrp_e2e::{NeighbourRoom, until_all_answer};
 use serde_json::{Value, json};
 
-type Seen = Arc<Mutex<BTreeMap<String, Instant>>>;
+use kube_vrrp_e2e::stats::Seen;
+use kube_vrrp_e2e::stats::{monitor_addresses, summary};
 
 const POOL: &str = "apiVersion: kube-vrrp.io/v1alpha1
 kind: VirtualIPPool
@@ -40,35 +41,6 @@ spec:
   vrrp:
     advertInterval: 100ms
 ";
-
-fn monitor_addresses(ns: &str, seen: Seen) -> std::process::Child {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "ip", "-o", "monitor", "address"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("ip monitor");
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { return };
-            let now = Instant::now();
-            if line.starts_with("Deleted") {
-                continue;
-            }
-            let mut words = line.split_whitespace();
-            while let Some(w) = words.next() {
-                if w == "inet6"
-                    && let Some(a) = words.next()
-                {
-                    let a = a.split('/').next().unwrap_or_default().to_string();
-                    seen.lock().unwrap().entry(a).or_insert(now);
-                }
-            }
-        }
-    });
-    child
-}
 
 /// Times at which a standby link (`kvs-*`) of the node was set up (`ip monitor link`).
 fn monitor_standby_up(ns: &str, seen: Arc<Mutex<Vec<Instant>>>) -> std::process::Child {
@@ -93,25 +65,6 @@ fn monitor_standby_up(ns: &str, seen: Arc<Mutex<Vec<Instant>>>) -> std::process:
         }
     });
     child
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn summary(mut v: Vec<f64>) -> Value {
-    v.sort_by(f64::total_cmp);
-    let r = |x: f64| (x * 10.0).round() / 10.0;
-    json!({
-        "n": v.len(),
-        "p50": r(percentile(&v, 50.0)),
-        "p99": r(percentile(&v, 99.0)),
-        "max": r(v.last().copied().unwrap_or(f64::NAN)),
-    })
 }
 
 fn service(i: usize) -> Service {
@@ -158,8 +111,8 @@ fn main() {
     let _room = NeighbourRoom::raise(4 * count);
     let bound: Seen = Arc::default();
     let mut monitors = vec![
-        monitor_addresses(&api.lab.node("n1").ns.clone(), bound.clone()),
-        monitor_addresses(&api.lab.node("n2").ns.clone(), bound.clone()),
+        monitor_addresses(&api.lab.node("n1").ns.clone(), "inet6", bound.clone()),
+        monitor_addresses(&api.lab.node("n2").ns.clone(), "inet6", bound.clone()),
     ];
     let bound_in = bound.clone();
     let burst_started = Instant::now();
@@ -297,6 +250,7 @@ fn main() {
     let rebound: Seen = Arc::default();
     monitors.push(monitor_addresses(
         &api.lab.node(survivor).ns.clone(),
+        "inet6",
         rebound.clone(),
     ));
     let standby_up: Arc<Mutex<Vec<Instant>>> = Arc::default();

@@ -30,6 +30,7 @@ use kube_vrrp::api::{
     VirtualIPPool, VirtualIPPoolSpec, VirtualIPStatus,
 };
 use kube_vrrp::controller::{lb, plan};
+use kube_vrrp_e2e::stats::median;
 
 fn node(i: usize) -> Arc<Node> {
     Arc::new(Node {
@@ -213,11 +214,6 @@ fn largest(p: &Pass, pools: &[Arc<VirtualIPPool>]) -> usize {
         .max()
         .unwrap_or(0);
     configs.max(vips).max(pools)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// The controller's plan at scale: how long one pass takes for SERVICES Services over NODES
