@@ -100,9 +100,24 @@ spec:
         - --standalone
         - --config=/etc/kube-vrrp/config.yaml
         - --listen=127.0.0.1:9650
+        # /metrics, /healthz and /readyz on the node's address, as the chart's agents.
+        - --metrics-listen=$(HOST_IP):9652
       env:
         - name: NODE_NAME
           valueFrom: {{fieldRef: {{fieldPath: spec.nodeName}}}}
+        - name: HOST_IP
+          valueFrom: {{fieldRef: {{fieldPath: status.hostIP}}}}
+      ports:
+        - {{name: metrics, containerPort: 9652, hostPort: 9652, protocol: TCP}}
+      # Probes go to the loopback listener (kubelet shares the host network): alive while the
+      # event loop and the VRRP engine answer within 2 s. No readiness probe: a static pod
+      # serves no Service, and during bootstrap no node is "ready" before the address is.
+      livenessProbe:
+        httpGet: {{host: 127.0.0.1, path: /healthz, port: 9650}}
+        initialDelaySeconds: 10
+        periodSeconds: 10
+        timeoutSeconds: 3
+        failureThreshold: 6
       securityContext:
         # uid 0 for NET_ADMIN and NET_RAW to be effective; nothing else of root.
         runAsUser: 0
@@ -146,6 +161,9 @@ mod tests {
             "registry.example/kube-vrrp",
         );
         assert!(pod.contains(&format!("image: registry.example/kube-vrrp:{v}\n")));
+        // Watched and measured as the chart's agents are.
+        assert!(pod.contains("livenessProbe:\n        httpGet: {host: 127.0.0.1, path: /healthz, port: 9650}"), "{pod}");
+        assert!(pod.contains("--metrics-listen=$(HOST_IP):9652"), "{pod}");
         assert!(
             daemonset("registry.example/kube-vrrp")
                 .contains(&format!("image: registry.example/kube-vrrp:{v}"))
