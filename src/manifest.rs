@@ -162,7 +162,12 @@ mod tests {
         );
         assert!(pod.contains(&format!("image: registry.example/kube-vrrp:{v}\n")));
         // Watched and measured as the chart's agents are.
-        assert!(pod.contains("livenessProbe:\n        httpGet: {host: 127.0.0.1, path: /healthz, port: 9650}"), "{pod}");
+        assert!(
+            pod.contains(
+                "livenessProbe:\n        httpGet: {host: 127.0.0.1, path: /healthz, port: 9650}"
+            ),
+            "{pod}"
+        );
         assert!(pod.contains("--metrics-listen=$(HOST_IP):9652"), "{pod}");
         assert!(
             daemonset("registry.example/kube-vrrp")

@@ -113,7 +113,11 @@ fn layout_entries(readme: &str) -> Vec<(String, String)> {
 /// Every source file: `.rs` under `src/` and `e2e/src/`, the stand-in's Python.
 fn source_files(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
-    let mut stack = vec![root.join("src"), root.join("e2e/src"), root.join("e2e/kube-standin")];
+    let mut stack = vec![
+        root.join("src"),
+        root.join("e2e/src"),
+        root.join("e2e/kube-standin"),
+    ];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -123,7 +127,12 @@ fn source_files(root: &Path) -> Vec<String> {
             if path.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs" || e == "py") {
-                out.push(path.strip_prefix(root).unwrap().to_string_lossy().to_string());
+                out.push(
+                    path.strip_prefix(root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .to_string(),
+                );
             }
         }
     }
@@ -142,7 +151,8 @@ fn named(entries: &[(String, String)], file: &str) -> bool {
         if p.ends_with('/') {
             p.to_string()
         } else {
-            p.rsplit_once('/').map_or(String::new(), |(d, _)| format!("{d}/"))
+            p.rsplit_once('/')
+                .map_or(String::new(), |(d, _)| format!("{d}/"))
         }
     };
     let covering: Vec<(String, &String)> = entries

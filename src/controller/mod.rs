@@ -107,6 +107,8 @@ struct Context {
     classless: bool,
     identity: String,
     metrics: Arc<Mutex<Metrics>>,
+    /// What each VirtualIP's status last announced, as written by this controller.
+    announced: Mutex<BTreeMap<String, plan::Announced>>,
 }
 
 /// Runs the controller until SIGTERM / SIGINT.
@@ -131,6 +133,7 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
         classless: opts.classless,
         identity: opts.identity.clone(),
         metrics: Arc::default(),
+        announced: Mutex::default(),
         client: client.clone(),
     };
     if let Some(listener) = listener {
@@ -280,11 +283,13 @@ impl Context {
         let vips = self.write_routers(&lb, &stored).await?;
 
         let secrets = self.read_secrets(&vips).await;
+        let announced = self.announced.lock().expect("announced").clone();
         let mut plan = plan::plan(&World {
             vips: &vips,
             nodes: &nodes,
             configs: &configs,
             secrets: &secrets,
+            announced: &announced,
             now: Timestamp::now(),
         });
         let find: writes::ByName = vips.iter().map(|v| (v.name_any(), v)).collect();

@@ -138,6 +138,7 @@ fn pass(w: &World, now: Timestamp) -> Pass {
         nodes: &w.nodes,
         configs: &w.configs,
         secrets: &secrets,
+        announced: &Default::default(),
         now,
     });
     if std::env::var_os("SCALE_BENCH_TRACE").is_some() {

@@ -203,11 +203,14 @@ mod tests {
         configs: &'a [Arc<VirtualIPNodeConfig>],
         secrets: &'a BTreeMap<crate::api::SecretKeyRef, super::super::SecretValue>,
     ) -> World<'a> {
+        static NONE: std::sync::LazyLock<BTreeMap<String, super::super::Announced>> =
+            std::sync::LazyLock::new(BTreeMap::new);
         World {
             vips: &[],
             nodes: &[],
             configs,
             secrets,
+            announced: &NONE,
             now: "2026-11-22T00:00:00Z".parse().unwrap(),
         }
     }

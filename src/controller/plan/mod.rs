@@ -53,7 +53,20 @@ pub struct World<'a> {
     pub configs: &'a [std::sync::Arc<VirtualIPNodeConfig>],
     /// Passwords of the Secret references the objects name (see [`secret_refs`]).
     pub secrets: &'a BTreeMap<SecretKeyRef, SecretValue>,
+    /// What the controller last announced of each VirtualIP (see [`Announced`]).
+    pub announced: &'a BTreeMap<String, Announced>,
     pub now: Timestamp,
+}
+
+/// What a VirtualIP's status last told the world, as the controller wrote it: Events are
+/// planned against this, not against the cached status, which may not show the last write
+/// yet (two passes would then announce one change twice) and which holds the servers only as
+/// words.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Announced {
+    pub master: Option<String>,
+    pub servers: Option<summary::Servers>,
+    pub conflict: bool,
 }
 
 /// An Event to emit on a VirtualIP.
@@ -73,6 +86,8 @@ pub struct Plan {
     pub statuses: BTreeMap<String, VirtualIPStatus>,
     /// Emitted once the status saying the same is written.
     pub events: Vec<PlannedEvent>,
+    /// What each status announces: recorded once it is written (or found already there).
+    pub announced: BTreeMap<String, Announced>,
     /// Deleted objects whose addresses are released everywhere: drop the finalizer.
     pub release: Vec<String>,
     /// Live objects without our finalizer yet.
@@ -323,16 +338,17 @@ pub fn plan(world: &World) -> Plan {
             continue;
         }
         let name = vip.name_any();
-        let (status, events) = summary::summarize(
+        let (status, events, announced) = summary::summarize(
             vip,
             resolutions.get(&name),
             admitted.invalid.get(&name).map(String::as_str),
             kept.get(&name),
-            &silent,
-            &agents,
+            (&silent, &agents),
             world.now,
+            world.announced.get(&name),
         );
-        out.statuses.insert(name, status);
+        out.statuses.insert(name.clone(), status);
+        out.announced.insert(name, announced);
         out.events.extend(events);
     }
     out

@@ -12,8 +12,8 @@ use super::super::conditions::reasons;
 use super::super::resolve::Resolution;
 use super::liveness::Agents;
 use super::verdict;
-use super::{HANDOVER_GRACE_MS, PlannedEvent};
-use crate::api::{NodeState, NodeStatus, VirtualIP, VirtualIPStatus};
+use super::{Announced, HANDOVER_GRACE_MS, PlannedEvent};
+use crate::api::{NodeState, NodeStatus, Phase, VirtualIP, VirtualIPStatus};
 use crate::ids::TrackerName;
 
 /// What the believed entries of the nodes an object runs on say.
@@ -46,11 +46,19 @@ pub(super) fn summarize(
     resolution: Option<&Resolution>,
     invalid: Option<&str>,
     kept: Option<&(u8, Vec<String>)>,
-    silent_agents: &BTreeMap<String, i64>,
-    agents: &Agents,
+    (silent_agents, agents): (&BTreeMap<String, i64>, &Agents),
     now: Timestamp,
-) -> (VirtualIPStatus, Vec<PlannedEvent>) {
+    prev: Option<&Announced>,
+) -> (VirtualIPStatus, Vec<PlannedEvent>, Announced) {
     let old = vip.status.clone().unwrap_or_default();
+    // What was last announced: the controller's own record of its last write (the cache may
+    // not show it yet), else, after a start, the status as cached (its servers unknown: no
+    // server Event until the next change).
+    let prev = prev.cloned().unwrap_or_else(|| Announced {
+        master: old.master.clone(),
+        servers: None,
+        conflict: old.phase == Some(Phase::Conflict),
+    });
     let believed = agents.believed(&old.nodes, silent_agents);
     let (vrid, members) = membership(resolution, kept);
     let findings = find(
@@ -75,11 +83,11 @@ pub(super) fn summarize(
         generation,
         now,
     );
-    let mut events = verdict::events(&vip.name_any(), &old, master.as_deref(), &findings, &v);
+    let mut events = verdict::events(&vip.name_any(), &prev, master.as_deref(), &findings, &v);
     let servers = servers_line(master.as_deref(), &findings.reports);
     events.extend(server_events(
         &vip.name_any(),
-        old.servers.as_deref(),
+        prev.servers.as_ref(),
         servers.as_ref(),
         master.as_deref(),
         &findings.reports,
@@ -100,12 +108,17 @@ pub(super) fn summarize(
         nodes: Vec::new(),
         conditions,
     };
-    (status, events)
+    let announced = Announced {
+        master: status.master.clone(),
+        servers,
+        conflict: v.phase == Phase::Conflict,
+    };
+    (status, events, announced)
 }
 
 /// Real servers up of all on the master, over its virtual servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Servers {
+pub struct Servers {
     up: usize,
     all: usize,
     /// Up with weight 0: taking no new connections on purpose (not up, not down).
@@ -123,20 +136,6 @@ impl std::fmt::Display for Servers {
 }
 
 impl Servers {
-    /// Reads back `status.servers` as written by `Display`.
-    fn parse(s: &str) -> Option<Servers> {
-        let (counts, drained) = match s.split_once(", ") {
-            Some((c, d)) => (c, d.strip_suffix(" drained")?.parse().ok()?),
-            None => (s, 0),
-        };
-        let (up, all) = counts.strip_suffix(" up")?.split_once('/')?;
-        Some(Servers {
-            up: up.parse().ok()?,
-            all: all.parse().ok()?,
-            drained,
-        })
-    }
-
     /// Those failing (neither up nor drained).
     fn down(&self) -> usize {
         self.all.saturating_sub(self.up + self.drained)
@@ -159,12 +158,12 @@ fn servers_line(master: Option<&str>, reports: &[&NodeStatus]) -> Option<Servers
 /// a drain (weight 0) or a configuration change alone is none.
 fn server_events(
     vip: &str,
-    old: Option<&str>,
+    old: Option<&Servers>,
     new: Option<&Servers>,
     master: Option<&str>,
     reports: &[&NodeStatus],
 ) -> Vec<PlannedEvent> {
-    let (Some(old), Some(new)) = (old.and_then(Servers::parse), new) else {
+    let (Some(old), Some(new)) = (old, new) else {
         return Vec::new();
     };
     let down: Vec<String> = reports
@@ -525,6 +524,10 @@ mod tests {
     use super::*;
     use crate::api::CheckStatus;
 
+    fn sv(up: usize, all: usize, drained: usize) -> Servers {
+        Servers { up, all, drained }
+    }
+
     fn check(name: &str, result: &str, contribution: i32) -> CheckStatus {
         CheckStatus {
             name: name.into(),
@@ -574,9 +577,8 @@ mod tests {
         let reports = [&m, &b];
         let s = servers_line(Some("n1"), &reports).unwrap();
         assert_eq!(s.to_string(), "2/3 up");
-        assert_eq!(Servers::parse("2/3 up"), Some(s));
         assert_eq!(servers_line(None, &reports), None);
-        let e = server_events("web", Some("3/3 up"), Some(&s), Some("n1"), &reports);
+        let e = server_events("web", Some(&sv(3, 3, 0)), Some(&s), Some("n1"), &reports);
         assert_eq!(e.len(), 1);
         assert!(e[0].warning);
         assert_eq!(e[0].reason, reasons::REAL_SERVER_DOWN);
@@ -584,12 +586,14 @@ mod tests {
             e[0].note,
             "2/3 up on n1: down: 198.51.100.22:80 of 198.51.100.50:80/TCP (connection refused)"
         );
-        let e = server_events("web", Some("1/3 up"), Some(&s), Some("n1"), &reports);
+        let e = server_events("web", Some(&sv(1, 3, 0)), Some(&s), Some("n1"), &reports);
         assert_eq!(
             (e[0].warning, e[0].reason),
             (false, reasons::REAL_SERVER_UP)
         );
-        assert!(server_events("web", Some("2/3 up"), Some(&s), Some("n1"), &reports).is_empty());
+        assert!(
+            server_events("web", Some(&sv(2, 3, 0)), Some(&s), Some("n1"), &reports).is_empty()
+        );
         assert!(server_events("web", None, Some(&s), Some("n1"), &reports).is_empty());
     }
 
@@ -603,20 +607,15 @@ mod tests {
         let reports = [&m];
         let s = servers_line(Some("n1"), &reports).unwrap();
         assert_eq!(s.to_string(), "2/3 up, 1 drained");
-        assert_eq!(Servers::parse("2/3 up, 1 drained"), Some(s));
-        assert!(server_events("web", Some("3/3 up"), Some(&s), Some("n1"), &reports).is_empty());
+        assert!(
+            server_events("web", Some(&sv(3, 3, 0)), Some(&s), Some("n1"), &reports).is_empty()
+        );
         // A drained server that then fails is down: that is an event.
         m.virtual_servers[0].real_servers[1].healthy = false;
         let reports = [&m];
         let s = servers_line(Some("n1"), &reports).unwrap();
         assert_eq!(s.to_string(), "1/3 up, 1 drained");
-        let e = server_events(
-            "web",
-            Some("2/3 up, 1 drained"),
-            Some(&s),
-            Some("n1"),
-            &reports,
-        );
+        let e = server_events("web", Some(&sv(2, 3, 1)), Some(&s), Some("n1"), &reports);
         assert_eq!((e.len(), e[0].reason), (1, reasons::REAL_SERVER_DOWN));
     }
 

@@ -9,7 +9,7 @@ use super::super::conditions::{reasons, status, types};
 use super::super::resolve::Resolution;
 use super::PlannedEvent;
 use super::summary::Findings;
-use crate::api::{Phase, VirtualIPStatus};
+use crate::api::Phase;
 
 /// The phase, and the reason and message of the Ready condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,7 @@ pub(super) fn conditions(
 /// A new master (with the reason its agent gave), a master lost, and a new conflict.
 pub(super) fn events(
     vip: &str,
-    old: &VirtualIPStatus,
+    old: &super::Announced,
     master: Option<&str>,
     f: &Findings,
     v: &Verdict,
@@ -250,7 +250,7 @@ pub(super) fn events(
         }
         _ => {}
     }
-    if v.phase == Phase::Conflict && old.phase != Some(Phase::Conflict) {
+    if v.phase == Phase::Conflict && !old.conflict {
         events.push(event(true, v.reason, v.message.clone()));
     }
     events
@@ -370,7 +370,7 @@ mod tests {
     fn events_follow_the_master_and_a_new_conflict() {
         let n2 = master_entry("n2");
         let f = findings(&["n1", "n2"], vec![&n2]);
-        let old = VirtualIPStatus {
+        let old = super::super::Announced {
             master: Some("n1".into()),
             ..Default::default()
         };

@@ -51,6 +51,22 @@ impl Context {
     ) -> kube::Result<()> {
         let vip_api: Api<VirtualIP> = Api::all(self.client.clone());
         let pp = PatchParams::apply(MANAGER).force();
+        {
+            // What is already there is announced; what is gone is forgotten.
+            let mut announced = self.announced.lock().expect("announced");
+            announced.retain(|name, _| plan.statuses.contains_key(name));
+            for (name, status) in &plan.statuses {
+                let shown = find
+                    .get(name)
+                    .and_then(|v| v.status.as_ref())
+                    .map(plan::controller_part);
+                if shown.as_ref() == Some(status)
+                    && let Some(a) = plan.announced.get(name)
+                {
+                    announced.insert(name.clone(), a.clone());
+                }
+            }
+        }
         let todo = plan.statuses.iter().filter_map(|(name, status)| {
             let vip = *find.get(name)?;
             let current = vip
@@ -84,6 +100,12 @@ impl Context {
             match r {
                 Ok(_) => {
                     self.count_write();
+                    if let Some(a) = plan.announced.get(&vip.name_any()) {
+                        self.announced
+                            .lock()
+                            .expect("announced")
+                            .insert(vip.name_any(), a.clone());
+                    }
                     for ev in plan.events.iter().filter(|e| e.vip == vip.name_any()) {
                         info!(virtual_ip = %ev.vip, reason = ev.reason, note = %ev.note, "event");
                         let what = EventNote {
