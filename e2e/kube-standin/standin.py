@@ -1230,8 +1230,152 @@ def age(ts):
     return f"{s}s"
 
 
+# ---------------------------------------------------------------------------------------------
+# Protobuf bodies (application/vnd.kubernetes.protobuf): what kubectl's typed commands send
+# (`kubectl create namespace`, `kubectl create service ...`). The envelope is "k8s\0" and a
+# runtime.Unknown (typeMeta, raw); raw is the object by k8s.io/api's generated.proto field
+# numbers. Only the kinds below are decoded; any other is refused (415), never guessed.
+
+PROTO_MAP = "map"  # map<string,string>: repeated entries {1: key, 2: value}
+PROTO = {
+    "ObjectMeta": {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"),
+                   11: ("labels", PROTO_MAP), 12: ("annotations", PROTO_MAP),
+                   14: ("finalizers", "[str]")},
+    "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
+    "NamespaceSpec": {1: ("finalizers", "[str]")},
+    "Service": {1: ("metadata", "ObjectMeta"), 2: ("spec", "ServiceSpec")},
+    "ServiceSpec": {1: ("ports", "[ServicePort]"), 2: ("selector", PROTO_MAP), 3: ("clusterIP", "str"),
+                    4: ("type", "str"), 5: ("externalIPs", "[str]"), 7: ("sessionAffinity", "str"),
+                    8: ("loadBalancerIP", "str"), 10: ("externalName", "str"),
+                    11: ("externalTrafficPolicy", "str"), 12: ("healthCheckNodePort", "int"),
+                    13: ("publishNotReadyAddresses", "bool"), 21: ("loadBalancerClass", "str"),
+                    22: ("internalTrafficPolicy", "str")},
+    "ConfigMap": {1: ("metadata", "ObjectMeta"), 2: ("data", PROTO_MAP), 3: ("binaryData", "bmap"),
+                  4: ("immutable", "bool")},
+    "Secret": {1: ("metadata", "ObjectMeta"), 2: ("data", "bmap"), 3: ("type", "str"),
+               4: ("stringData", PROTO_MAP), 5: ("immutable", "bool")},
+    "ServicePort": {1: ("name", "str"), 2: ("protocol", "str"), 3: ("port", "int"),
+                    4: ("targetPort", "IntOrString"), 5: ("nodePort", "int"), 6: ("appProtocol", "str")},
+}
+
+
+def proto_fields(b):
+    """(field number, wire type, value) of one message: varints as ints, length-delimited
+    as bytes. A truncated or unknown wire type is an error."""
+    i, out = 0, []
+    def varint():
+        nonlocal i
+        shift = v = 0
+        while True:
+            if i >= len(b) or shift > 63:
+                raise ValueError("truncated varint")
+            c = b[i]
+            i += 1
+            v |= (c & 0x7F) << shift
+            shift += 7
+            if c < 0x80:
+                return v
+    while i < len(b):
+        key = varint()
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            out.append((num, wt, varint()))
+        elif wt == 2:
+            n = varint()
+            if i + n > len(b):
+                raise ValueError("truncated field")
+            out.append((num, wt, b[i:i + n]))
+            i += n
+        else:
+            raise ValueError(f"wire type {wt} not used by Kubernetes objects")
+    return out
+
+
+def proto_message(b, kind):
+    if kind == "IntOrString":
+        f = {n: v for n, _, v in proto_fields(b)}
+        return f.get(2, 0) if f.get(1, 0) == 0 else f.get(3, b"").decode()
+    schema, out = PROTO[kind], {}
+    for num, _, v in proto_fields(b):
+        if num not in schema:
+            continue
+        name, t = schema[num]
+        if t == "str":
+            if v:
+                out[name] = v.decode()
+        elif t == "int":
+            if v:
+                out[name] = v
+        elif t == "bool":
+            if v:
+                out[name] = True
+        elif t == PROTO_MAP:
+            e = {n: x for n, _, x in proto_fields(v)}
+            out.setdefault(name, {})[e.get(1, b"").decode()] = e.get(2, b"").decode()
+        elif t == "bmap":
+            e = {n: x for n, _, x in proto_fields(v)}
+            out.setdefault(name, {})[e.get(1, b"").decode()] = base64.b64encode(e.get(2, b"")).decode()
+        elif t.startswith("["):
+            inner = t[1:-1]
+            out.setdefault(name, []).append(v.decode() if inner == "str" else proto_message(v, inner))
+        else:
+            m = proto_message(v, t)
+            if m:
+                out[name] = m
+    return out
+
+
+def decode_protobuf(body):
+    if not body.startswith(b"k8s\x00"):
+        raise ApiError(400, "BadRequest", "a protobuf body starts with the magic k8s\\x00")
+    try:
+        env = {n: v for n, _, v in proto_fields(body[4:])}
+        type_meta = {n: v for n, _, v in proto_fields(env.get(1, b""))}
+        api_version, kind = type_meta.get(1, b"").decode(), type_meta.get(2, b"").decode()
+        if kind not in PROTO:
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"kube-standin decodes protobuf only for Namespace, Service, ConfigMap and Secret, "
+                           f"not {kind}: send JSON (Content-Type: application/json)")
+        obj = proto_message(env.get(2, b""), kind)
+    except ValueError as e:
+        raise ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {e}")
+    return {"apiVersion": api_version, "kind": kind, **obj}
+
+
+def request_object(body, content_type):
+    """A create or update body as an object: JSON (YAML is JSON's superset here), or protobuf."""
+    if (content_type or "").startswith("application/vnd.kubernetes.protobuf"):
+        return decode_protobuf(body)
+    return json.loads(body or b"{}")
+
+
+def service_cells(o):
+    """kubectl's columns for a Service (the API server prints them): type, cluster IP,
+    external IP, ports."""
+    spec, status = o.get("spec") or {}, o.get("status") or {}
+    ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+    external = ",".join(i.get("ip") or i.get("hostname") or "" for i in ingress) or (
+        "<pending>" if spec.get("type") == "LoadBalancer" else "<none>")
+    ports = ",".join(
+        f"{p.get('port')}" + (f":{p['nodePort']}" if p.get("nodePort") else "") + f"/{p.get('protocol', 'TCP')}"
+        for p in spec.get("ports") or []) or "<none>"
+    return [spec.get("type", "ClusterIP"), spec.get("clusterIP") or "<none>", external, ports]
+
+
+SERVICE_COLUMNS = [("Type", "string"), ("Cluster-IP", "string"), ("External-IP", "string"),
+                   ("Port(s)", "string")]
+
+
 def to_table(res, objs, list_rv):
     cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    if res.kind == "Service" and res.group == "":
+        cols += [{"name": n, "type": t, "format": "", "description": "", "priority": 0} for n, t in SERVICE_COLUMNS]
+        cols.append({"name": "Age", "type": "string", "format": "", "description": "", "priority": 0})
+        rows = [{"cells": [o["metadata"]["name"], *service_cells(o), age(o["metadata"].get("creationTimestamp"))],
+                 "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": o["metadata"]}}
+                for o in objs]
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": list_rv},
+                "columnDefinitions": cols, "rows": rows}
     for c in res.printer_columns:
         cols.append({"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
                      "description": c.get("description", ""), "priority": c.get("priority", 0)})
@@ -1443,7 +1587,7 @@ def make_handler(api):
                 self.route(method, url.path, q)
             except ApiError as e:
                 self.send_json(e.code, e.status())
-            except (json.JSONDecodeError, yaml.YAMLError) as e:
+            except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as e:
                 self.send_json(400, ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {e}").status())
             except BrokenPipeError:
                 pass
@@ -1536,7 +1680,7 @@ def make_handler(api):
                         return self.send_json(200, to_table(res, lst["items"], lst["metadata"]["resourceVersion"]))
                     return self.send_json(200, lst)
                 if method == "POST":
-                    code, obj = api.create(res, ns, json.loads(self.body() or b"{}"), q)
+                    code, obj = api.create(res, ns, request_object(self.body(), self.headers.get("Content-Type")), q)
                     return self.send_json(code, obj)
                 raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on the requested resource")
             if method == "GET":
@@ -1546,7 +1690,7 @@ def make_handler(api):
                     return self.send_json(200, to_table(res, [obj], obj["metadata"]["resourceVersion"]))
                 return self.send_json(200, obj)
             if method == "PUT":
-                code, obj = api.update(res, ns, name, json.loads(self.body()), q, sub or "")
+                code, obj = api.update(res, ns, name, request_object(self.body(), self.headers.get("Content-Type")), q, sub or "")
                 return self.send_json(code, obj)
             if method == "PATCH":
                 code, obj = api.patch(res, ns, name, self.body(), self.headers.get("Content-Type", ""), q, sub or "")

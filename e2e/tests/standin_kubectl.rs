@@ -592,3 +592,55 @@ fn schema_defaults_are_applied() {
         .collect();
     assert_eq!(counts, [1, 5], "{w}");
 }
+
+/// kubectl's typed commands send protobuf (`kubectl create namespace`, `create service`,
+/// `create secret`, `create configmap`, as the README and guide show them): the stand-in
+/// decodes them as the API server does, and `kubectl get service` prints the API server's
+/// columns. Before, the protobuf body crashed the request (kubectl saw EOF).
+#[test]
+fn kubectl_create_sends_protobuf_and_get_service_prints_the_servers_columns() {
+    let api = Api::start();
+    assert_eq!(
+        api.ok(&["create", "namespace", "shop"]).trim(),
+        "namespace/shop created"
+    );
+    assert_eq!(
+        api.ok(&["create", "service", "loadbalancer", "web", "--tcp=80:8080"])
+            .trim(),
+        "service/web created"
+    );
+    let svc = api.json(&["get", "service", "web"]);
+    assert_eq!(svc["spec"]["type"], "LoadBalancer");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 80);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    assert_eq!(svc["spec"]["selector"]["app"], "web");
+    let table = api.ok(&["get", "service", "web"]);
+    let head: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        head,
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{table}"
+    );
+    assert!(
+        table.contains("LoadBalancer") && table.contains("<pending>") && table.contains("80/TCP"),
+        "{table}"
+    );
+    api.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "vrrp",
+        "--from-literal=password=s3cret",
+    ]);
+    let secret = api.json(&["get", "secret", "vrrp"]);
+    assert_eq!(secret["data"]["password"], "czNjcmV0", "{secret}");
+    api.ok(&["create", "configmap", "x", "--from-literal=a=b"]);
+    assert_eq!(api.json(&["get", "configmap", "x"])["data"]["a"], "b");
+}
