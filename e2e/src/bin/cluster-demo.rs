@@ -26,14 +26,22 @@ fn show(api: &Api, title: &str) {
     println!("\n$ kubectl get virtualips -o wide    # {title}");
     print!("{}", api.ok(&["get", "virtualips", "-o", "wide"]));
     if let Some(v) = api.get_json("virtualip", "web") {
+        // Each entry is its agent's last report; the controller's summary says which agents
+        // it no longer hears (a dead agent cannot correct its own entry).
+        let summary = v["status"]["summary"].as_str().unwrap_or_default();
         for n in v["status"]["nodes"].as_array().into_iter().flatten() {
-            println!(
-                "  {}: {} at priority {} ({})",
-                n["node"].as_str().unwrap_or("?"),
+            let node = n["node"].as_str().unwrap_or("?");
+            let said = format!(
+                "{} at priority {} ({})",
                 n["state"].as_str().unwrap_or("?"),
                 n["effectivePriority"],
                 n["reason"].as_str().unwrap_or("")
             );
+            if summary.split(',').any(|e| e == format!("{node}=Silent")) {
+                println!("  {node}: silent: its agent last said {said}");
+            } else {
+                println!("  {node}: {said}");
+            }
         }
         for c in v["status"]["conditions"].as_array().into_iter().flatten() {
             println!(
