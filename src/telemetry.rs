@@ -21,6 +21,19 @@ pub(crate) enum Kind {
 pub(crate) struct Labels(Vec<(String, String)>);
 
 impl Labels {
+    /// As the encoder takes them.
+    fn pairs(&self) -> Vec<LabelPair> {
+        self.0
+            .iter()
+            .map(|(n, v)| {
+                let mut l = LabelPair::default();
+                l.set_name(n.clone());
+                l.set_value(v.clone());
+                l
+            })
+            .collect()
+    }
+
     /// These labels, then `more`'s.
     pub(crate) fn and(mut self, more: Labels) -> Labels {
         self.0.extend(more.0);
@@ -124,18 +137,7 @@ impl Exposition {
             .filter(|f| f.name() == name)
             .unwrap_or_else(|| panic!("sample of {name} outside its family"));
         let mut m = Metric::default();
-        m.set_label(
-            labels
-                .0
-                .iter()
-                .map(|(n, v)| {
-                    let mut l = LabelPair::default();
-                    l.set_name(n.clone());
-                    l.set_value(v.clone());
-                    l
-                })
-                .collect(),
-        );
+        m.set_label(labels.pairs());
         let v = value.value();
         match family.get_field_type() {
             MetricType::COUNTER => {
@@ -166,18 +168,7 @@ impl Exposition {
         f.set_field_type(MetricType::HISTOGRAM);
         for (labels, buckets, sum, count) in samples {
             let mut m = Metric::default();
-            m.set_label(
-                labels
-                    .0
-                    .iter()
-                    .map(|(n, v)| {
-                        let mut l = LabelPair::default();
-                        l.set_name(n.clone());
-                        l.set_value(v.clone());
-                        l
-                    })
-                    .collect(),
-            );
+            m.set_label(labels.pairs());
             let mut h = prometheus::proto::Histogram::default();
             h.set_sample_sum(sum);
             h.set_sample_count(count);

@@ -47,6 +47,25 @@ pub(super) fn per_link(cmd: DataplaneCmd, away: &[AwayLink]) -> Vec<DataplaneCmd
     if away.is_empty() {
         return vec![cmd];
     }
+    // `make(link, addresses)` for the instance's own link (None; also when it has none of
+    // them, if `always`) and then each away link holding some.
+    let spread =
+        |addresses: Vec<VirtualAddress>,
+         always: bool,
+         make: &dyn Fn(Option<&AwayLink>, Vec<VirtualAddress>) -> DataplaneCmd| {
+            let (own, others) = split(addresses, away);
+            let mut out = Vec::new();
+            if always || !own.is_empty() {
+                out.push(make(None, own));
+            }
+            out.extend(
+                others
+                    .into_iter()
+                    .map(|(i, list)| make(Some(&away[i]), list)),
+            );
+            out
+        };
+    let on = |l: Option<&AwayLink>, ifindex: u32| l.map_or(ifindex, |l| l.ifindex);
     match cmd {
         DataplaneCmd::Stage {
             id,
@@ -83,70 +102,30 @@ pub(super) fn per_link(cmd: DataplaneCmd, away: &[AwayLink]) -> Vec<DataplaneCmd
             key,
             ifindex,
             addresses,
-        } => {
-            let (own, others) = split(addresses, away);
-            let mut out = Vec::new();
-            if !own.is_empty() {
-                out.push(DataplaneCmd::Bind {
-                    id,
-                    key: key.clone(),
-                    ifindex,
-                    addresses: own,
-                });
-            }
-            for (i, list) in others {
-                out.push(DataplaneCmd::Bind {
-                    id,
-                    key: key.clone(),
-                    ifindex: away[i].ifindex,
-                    addresses: list,
-                });
-            }
-            out
-        }
+        } => spread(addresses, false, &|l, addresses| DataplaneCmd::Bind {
+            id,
+            key: key.clone(),
+            ifindex: on(l, ifindex),
+            addresses,
+        }),
         DataplaneCmd::Unbind {
             id,
             ifindex,
             addresses,
-        } => {
-            let (own, others) = split(addresses, away);
-            let mut out = Vec::new();
-            if !own.is_empty() {
-                out.push(DataplaneCmd::Unbind {
-                    id,
-                    ifindex,
-                    addresses: own,
-                });
-            }
-            for (i, list) in others {
-                out.push(DataplaneCmd::Unbind {
-                    id,
-                    ifindex: away[i].ifindex,
-                    addresses: list,
-                });
-            }
-            out
-        }
+        } => spread(addresses, false, &|l, addresses| DataplaneCmd::Unbind {
+            id,
+            ifindex: on(l, ifindex),
+            addresses,
+        }),
         DataplaneCmd::Disown {
             id,
             ifindex,
             addresses,
-        } => {
-            let (own, others) = split(addresses, away);
-            let mut out = vec![DataplaneCmd::Disown {
-                id,
-                ifindex,
-                addresses: own,
-            }];
-            for (i, list) in others {
-                out.push(DataplaneCmd::Disown {
-                    id,
-                    ifindex: away[i].ifindex,
-                    addresses: list,
-                });
-            }
-            out
-        }
+        } => spread(addresses, true, &|l, addresses| DataplaneCmd::Disown {
+            id,
+            ifindex: on(l, ifindex),
+            addresses,
+        }),
         DataplaneCmd::Announce {
             id,
             key,
@@ -155,30 +134,15 @@ pub(super) fn per_link(cmd: DataplaneCmd, away: &[AwayLink]) -> Vec<DataplaneCmd
             addresses,
             garp,
             burst,
-        } => {
-            let (own, others) = split(addresses, away);
-            let mut out = vec![DataplaneCmd::Announce {
-                id,
-                key: key.clone(),
-                ifindex,
-                mac,
-                addresses: own,
-                garp,
-                burst,
-            }];
-            for (i, list) in others {
-                out.push(DataplaneCmd::Announce {
-                    id,
-                    key: key.clone(),
-                    ifindex: away[i].ifindex,
-                    mac: away[i].mac,
-                    addresses: list,
-                    garp,
-                    burst,
-                });
-            }
-            out
-        }
+        } => spread(addresses, true, &|l, addresses| DataplaneCmd::Announce {
+            id,
+            key: key.clone(),
+            ifindex: on(l, ifindex),
+            mac: l.map_or(mac, |l| l.mac),
+            addresses,
+            garp,
+            burst,
+        }),
         other => vec![other],
     }
 }
