@@ -648,11 +648,16 @@ fn a_digest_check_keeps_only_the_real_servers_whose_page_matches() {
     forward(&lab);
     real_servers_on(&mut lab, &["n3", "n4"]);
     wait_holders(&lab, VIP, &["n1"]);
-    // (A real server counts as up until its first check fails: wait for n3 up, n4 down.)
+    // (A real server counts as up until its first check fails, and a check may run before
+    // nginx listens: wait for n3 up and n4 down for its page, not for a refused connection.)
     let mut vs = Value::Null;
     let settled = wait_for(WAIT, || {
         vs = virtual_server(&lab, "n1");
-        vs["up"] == "1/2" && vs["realServers"][0]["healthy"] == true
+        vs["up"] == "1/2"
+            && vs["realServers"][0]["healthy"] == true
+            && vs["realServers"][1]["result"]
+                .as_str()
+                .is_some_and(|t| t.contains("the page's MD5 is"))
     });
     assert!(settled.is_some(), "{vs:#}");
     let n4 = &vs["realServers"][1];

@@ -1261,7 +1261,10 @@ PROTO = {
 
 def proto_fields(b):
     """(field number, wire type, value) of one message: varints as ints, length-delimited
-    as bytes. A truncated or unknown wire type is an error."""
+    as bytes. A truncated or unknown wire type is an error, and so is a varint where a
+    message is expected."""
+    if not isinstance(b, (bytes, bytearray)):
+        raise ValueError("a message was expected, not a number")
     i, out = 0, []
     def varint():
         nonlocal i
@@ -1292,14 +1295,28 @@ def proto_fields(b):
 
 
 def proto_message(b, kind):
+    """A message of `kind` as JSON. A field of the wrong wire type (a varint where bytes are
+    declared, or the other way) or bytes that are not UTF-8 where text is are a ValueError,
+    so the request is a 400, never a stored value that breaks every later read."""
+    def varints(fields):
+        for num, wt, v in fields:
+            if wt != 0:
+                raise ValueError(f"field {num}: a varint was expected")
+        return {num: v for num, _, v in fields}
     if kind == "IntOrString":
-        f = {n: v for n, _, v in proto_fields(b)}
-        return f.get(2, 0) if f.get(1, 0) == 0 else f.get(3, b"").decode()
+        f = proto_fields(b)
+        ints = varints([x for x in f if x[0] in (1, 2)])
+        text = [v for num, wt, v in f if num == 3]
+        if any(not isinstance(v, bytes) for v in text):
+            raise ValueError("IntOrString.strVal: bytes were expected")
+        return ints.get(2, 0) if ints.get(1, 0) == 0 else (text[-1] if text else b"").decode()
     schema, out = PROTO[kind], {}
-    for num, _, v in proto_fields(b):
+    for num, wt, v in proto_fields(b):
         if num not in schema:
             continue
         name, t = schema[num]
+        if (t in ("int", "bool")) != (wt == 0):
+            raise ValueError(f"{kind}.{name}: wire type {wt} where {t} is declared")
         if t == "str":
             if v:
                 out[name] = v.decode()
@@ -1311,9 +1328,13 @@ def proto_message(b, kind):
                 out[name] = True
         elif t == PROTO_MAP:
             e = {n: x for n, _, x in proto_fields(v)}
+            if not all(isinstance(x, bytes) for x in e.values()):
+                raise ValueError(f"{kind}.{name}: a map entry of bytes was expected")
             out.setdefault(name, {})[e.get(1, b"").decode()] = e.get(2, b"").decode()
         elif t == "bmap":
             e = {n: x for n, _, x in proto_fields(v)}
+            if not all(isinstance(x, bytes) for x in e.values()):
+                raise ValueError(f"{kind}.{name}: a map entry of bytes was expected")
             out.setdefault(name, {})[e.get(1, b"").decode()] = base64.b64encode(e.get(2, b"")).decode()
         elif t.startswith("["):
             inner = t[1:-1]
@@ -1331,13 +1352,16 @@ def decode_protobuf(body):
     try:
         env = {n: v for n, _, v in proto_fields(body[4:])}
         type_meta = {n: v for n, _, v in proto_fields(env.get(1, b""))}
-        api_version, kind = type_meta.get(1, b"").decode(), type_meta.get(2, b"").decode()
+        api_version, kind = (type_meta.get(n, b"") for n in (1, 2))
+        if not isinstance(api_version, bytes) or not isinstance(kind, bytes):
+            raise ValueError("typeMeta: text was expected")
+        api_version, kind = api_version.decode(), kind.decode()
         if kind not in PROTO:
             raise ApiError(415, "UnsupportedMediaType",
                            f"kube-standin decodes protobuf only for Namespace, Service, ConfigMap and Secret, "
                            f"not {kind}: send JSON (Content-Type: application/json)")
         obj = proto_message(env.get(2, b""), kind)
-    except ValueError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, "BadRequest", f"the body of the request was in an unknown format: {e}")
     return {"apiVersion": api_version, "kind": kind, **obj}
 

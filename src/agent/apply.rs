@@ -92,7 +92,9 @@ impl Agent {
         // The lifetime addresses are bound with, from what may be bound here: binds carry it
         // from the start, and no round of renewals follows (`dataplane/renew.rs`).
         let configured = instances.values().map(|r| r.config.addresses.len()).sum();
-        crate::net::netlink::set_address_lifetime(crate::model::host::renewal(configured).1);
+        self.nl
+            .lifetime()
+            .set(crate::model::host::renewal(configured).1);
         self.errors.resolve = keep_last_good(
             &mut instances,
             errors,

@@ -234,7 +234,8 @@ pub async fn run(opts: Options) -> Result<(), AgentError> {
         .map_err(AgentError::Engine)?;
     tokio::spawn(announcer::run(ann_rx, announce_errors.clone()));
     let dp = tokio::spawn(dataplane::run(
-        Netlink::connect()?,
+        // Binding with the lifetime the agent sets from its configuration.
+        Netlink::connect()?.sharing(nl.lifetime()),
         dp_rx,
         engine.clone(),
         ann_tx,

@@ -371,19 +371,23 @@ fn virtual_server_metrics(out: &mut Exposition, s: &AgentStatus) {
         }),
     );
     // Connections, packets and bytes per real server (NAT and full NAT), from the last sample.
+    // Direct routing's frames pass no counter: its servers have none to show.
     let sampled = || {
-        s.virtual_server_stats.iter().flat_map(|v| {
-            v.real_servers.iter().map(move |r| {
-                (
-                    [
-                        ("virtual_ip", v.virtual_ip.as_str()),
-                        ("virtual_server", v.name.as_str()),
-                        ("real_server", r.address.as_str()),
-                    ],
-                    r,
-                )
+        s.virtual_server_stats
+            .iter()
+            .filter(|v| v.forwarding != "Route")
+            .flat_map(|v| {
+                v.real_servers.iter().map(move |r| {
+                    (
+                        [
+                            ("virtual_ip", v.virtual_ip.as_str()),
+                            ("virtual_server", v.name.as_str()),
+                            ("real_server", r.address.as_str()),
+                        ],
+                        r,
+                    )
+                })
             })
-        })
     };
     let with = |base: [(&str, &str); 3], k: &str, v: &str| {
         let mut l = base.to_vec();

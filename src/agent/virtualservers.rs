@@ -638,10 +638,11 @@ async fn sample(nft: PathBuf, served: Arc<Mutex<Served>>, out: Arc<Mutex<Vec<Ser
             continue;
         };
         let (names, _) = nft::counter_names(&rules);
-        let read = match nft::list_counters(&nft).await {
-            Ok(json) => stats::counters(&json),
-            Err(_) => Default::default(),
+        // Unreadable: the last sample stays (zeros would read as a reset, then a spike).
+        let Ok(json) = nft::list_counters(&nft).await else {
+            continue;
         };
+        let read = stats::counters(&json);
         let totals = stats::totals(&read, &names);
         let rates = sampler.observe(start.elapsed(), &totals);
         let keys: Vec<_> = services.iter().map(|(_, v)| v.key()).collect();

@@ -60,7 +60,8 @@ pub struct VirtualIpSpec {
     /// may be mixed: each family gets its own VRRP instance with the same virtual router ID.
     /// "ip/prefix dev IFACE" (keepalived's `dev`) binds that address on another interface
     /// than the one VRRP runs on, e.g. a two-armed director's back gateway
-    /// "203.0.113.1/24 dev eth1"; that interface is tracked (down or missing: FAULT).
+    /// "203.0.113.1/24 dev eth1"; that interface is tracked (down: FAULT; missing when the
+    /// instance starts: it does not run on that node, and its status says why).
     // Bounds keep the CEL rules' estimated cost within the API server's budget (an unbounded
     // list of unbounded strings is refused when the CRD is created). 255: an advertisement's
     // address count; 69: the longest IPv6 text with a prefix, " dev " and an interface name.
@@ -167,7 +168,7 @@ pub struct VirtualIpSpec {
     /// form as `addresses`; not checked by the API server (the controller reports a bad one).
     // Shared: the controller copies a router's spec into every node's entry.
     #[serde(default, skip_serializing_if = "excluded_is_empty")]
-    #[schemars(length(max = 4096), inner(length(max = 49)))]
+    #[schemars(length(max = 4096), inner(length(max = 69)))]
     pub excluded_addresses: std::sync::Arc<Vec<String>>,
     /// Cluster mode: when set, only the listed nodes may hold the addresses. The others keep
     /// running VRRP in FAULT (a weight-0 tracker named `node`): a master that is left out hands

@@ -101,6 +101,14 @@ pub(crate) fn run(a: StatusArgs) -> ExitCode {
                     eprintln!("error: /proc/net/nf_conntrack: {e}");
                     return ExitCode::FAILURE;
                 }
+                if text.len() as u64 >= MAX_STATUS {
+                    // A line cut in the middle is not listed.
+                    text.truncate(text.rfind('\n').unwrap_or(0));
+                    eprintln!(
+                        "warning: the first {} MiB of the tracking table only",
+                        MAX_STATUS >> 20
+                    );
+                }
                 stats::connections(&text, &keys).0
             }
             Err(e) => {
@@ -175,13 +183,19 @@ fn services(status: &serde_json::Value) -> Result<(String, Vec<Service>), String
                 Err(e)
             }
         })?;
+    // Instances by key (`name/ipv4`, `name/ipv6`): a dual-stack VirtualIP may be master in
+    // one family only, and a virtual server is carried by its address's family.
     let masters: Vec<&str> = status["instances"]
         .as_object()
         .into_iter()
         .flatten()
         .filter(|(_, i)| i["state"] == "Master")
-        .filter_map(|(_, i)| i["name"].as_str())
+        .map(|(k, _)| k.as_str())
         .collect();
+    let instance_of = |v: &VirtualServerStatus| {
+        let v4 = key(&v.name).is_none_or(|k| k.addr.is_ipv4());
+        format!("{}/{}", v.virtual_ip, if v4 { "ipv4" } else { "ipv6" })
+    };
     let out = list
         .into_iter()
         .map(|v| {
@@ -196,7 +210,7 @@ fn services(status: &serde_json::Value) -> Result<(String, Vec<Service>), String
                     ..Default::default()
                 });
             Service {
-                serving: v.programmed && masters.contains(&v.virtual_ip.as_str()),
+                serving: v.programmed && masters.contains(&instance_of(&v).as_str()),
                 up: v.up.clone(),
                 error: v.error.clone(),
                 health: v
@@ -345,7 +359,7 @@ mod tests {
     fn the_agents_status_reads_as_ipvsadm_would_show_it() {
         let status = serde_json::json!({
             "node": "n1",
-            "instances": {"lb/ipv4": {"name": "lb", "state": "Master"}},
+            "instances": {"lb/ipv4": {"name": "lb", "state": "Master"}, "lb/ipv6": {"name": "lb", "state": "Backup"}},
             "virtualServers": [{"virtualIp": "lb", "name": "198.51.100.61:80/TCP", "up": "1/2 (1 drained)",
                 "serving": "real servers", "programmed": true, "realServers": [
                 {"address": "198.51.100.13:80", "healthy": true, "weight": 1, "transitions": 0},

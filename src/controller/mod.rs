@@ -192,6 +192,9 @@ pub async fn run(opts: Options) -> Result<(), ControllerError> {
                 let now = elector.tick().await;
                 ctx.metrics.lock().expect("metrics").leader = now;
                 if now && !was {
+                    // Another leader may have announced anything meanwhile: the statuses
+                    // as cached are the record from here.
+                    ctx.announced.lock().expect("announced").clear();
                     dirty = true;
                 }
             }

@@ -85,13 +85,27 @@ fn sync_group(g: &Stmt, instances: &mut Vec<Instance>, report: &mut Report) {
         .iter()
         .filter(|c| c.key() == "group")
         .flat_map(|c| {
+            // Any number of names a line (`group { FRONT BACK }`), as keepalived reads them.
             c.children()
                 .iter()
-                .map(|m| m.key().to_string())
+                .flat_map(|m| {
+                    std::iter::once(m.key().to_string())
+                        .chain((1..).map_while(|i| m.arg(i).map(str::to_string)))
+                        .collect::<Vec<_>>()
+                })
                 .chain((1..).map_while(|i| c.arg(i).map(str::to_string)))
                 .collect::<Vec<_>>()
         })
         .collect();
+    for other in g.children().iter().filter(|c| c.key() != "group") {
+        report.warning(
+            &other.at,
+            format!(
+                "vrrp_sync_group {name}: {} is not carried over (the merged VirtualIP has its own checks, tracked interfaces and notify hooks)",
+                other.key()
+            ),
+        );
+    }
     let Some(first) = members
         .iter()
         .find_map(|m| instances.iter().position(|i| &i.name == m))
@@ -165,6 +179,36 @@ fn sync_group(g: &Stmt, instances: &mut Vec<Instance>, report: &mut Report) {
                 member.spec.interface.as_deref().unwrap_or("its interface")
             ),
         );
+        // What only the member had: said, never dropped silently.
+        let lead_spec = &instances[first].spec;
+        let mut dropped = Vec::new();
+        if member.spec.virtual_router_id != lead_spec.virtual_router_id {
+            dropped.push(format!(
+                "virtual_router_id {}",
+                member.spec.virtual_router_id.unwrap_or_default()
+            ));
+        }
+        if member.priority != instances[first].priority {
+            dropped.push(format!("priority {}", member.priority));
+        }
+        if member.spec.notify.is_some() {
+            dropped.push("notify".into());
+        }
+        if member.spec.unicast_peers != lead_spec.unicast_peers {
+            dropped.push("unicast_peer".into());
+        }
+        if member.spec.virtual_mac != lead_spec.virtual_mac {
+            dropped.push("use_vmac".into());
+        }
+        if !dropped.is_empty() {
+            report.warning(
+                &g.at,
+                format!(
+                    "vrrp_sync_group {name}: {m}'s {} not carried over: the merged VirtualIP runs with {lead}'s",
+                    dropped.join(", ")
+                ),
+            );
+        }
     }
 }
 
@@ -519,7 +563,10 @@ fn address_options(a: &Stmt, interface: Option<&str>, report: &mut Report) -> Op
                         out = Some(d.to_string());
                     }
                     Ok(_) => {}
-                    Err(e) => report.warning(&a.at, format!("{e}: not carried over")),
+                    Err(e) => report.warning(
+                        &a.at,
+                        format!("{e}: the dev is not carried over (the address is bound on the instance's interface)"),
+                    ),
                 }
                 i += 2;
             }
@@ -919,7 +966,7 @@ vrrp_instance VI_1 {
 
     #[test]
     fn a_sync_group_is_one_virtualip_whose_members_addresses_keep_their_interfaces() {
-        let text = "vrrp_sync_group VG {\n group {\n  FRONT\n  BACK\n }\n}\n\
+        let text = "vrrp_sync_group VG {\n group {\n  FRONT BACK\n }\n}\n\
 vrrp_instance FRONT {\n interface eth0\n virtual_router_id 51\n priority 150\n virtual_ipaddress {\n  198.51.100.50/24\n }\n}\n\
 vrrp_instance BACK {\n interface eth1\n virtual_router_id 52\n priority 150\n track_interface {\n  eth2\n }\n virtual_ipaddress {\n  203.0.113.1/24\n }\n}\n";
         let (i, r) = convert(text, Some("n1"));

@@ -48,28 +48,40 @@ fn errno(e: &NetlinkError) -> Option<i32> {
     }
 }
 
-/// The lifetime our addresses get when bound or renewed, in seconds (see
+/// The lifetime our addresses get when bound or renewed (see
 /// [`crate::model::host::renewal`]): set by the agent from the addresses its configuration
-/// may bind, raised by the renewal task if more are held. One agent per process.
-static LIFETIME_SECS: std::sync::atomic::AtomicU32 =
-    std::sync::atomic::AtomicU32::new(ADDRESS_LIFETIME.as_secs() as u32);
+/// may bind, raised by the renewal task if more are held. One value shared by the handles
+/// that bind (the agent's and its data plane's), never a process-wide global.
+#[derive(Debug, Clone)]
+pub struct Lifetime(std::sync::Arc<std::sync::atomic::AtomicU32>);
 
-/// The lifetime addresses get when bound or renewed.
-pub fn address_lifetime() -> std::time::Duration {
-    std::time::Duration::from_secs(u64::from(
-        LIFETIME_SECS.load(std::sync::atomic::Ordering::Relaxed),
-    ))
+impl Default for Lifetime {
+    fn default() -> Self {
+        Lifetime(std::sync::Arc::new(std::sync::atomic::AtomicU32::new(
+            ADDRESS_LIFETIME.as_secs() as u32,
+        )))
+    }
 }
 
-/// Sets the lifetime addresses get when bound or renewed from now on.
-pub fn set_address_lifetime(d: std::time::Duration) {
-    LIFETIME_SECS.store(d.as_secs() as u32, std::sync::atomic::Ordering::Relaxed);
+impl Lifetime {
+    pub fn get(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.0.load(std::sync::atomic::Ordering::Relaxed)))
+    }
+
+    /// From now on, for every handle sharing it.
+    pub fn set(&self, d: std::time::Duration) {
+        self.0.store(
+            u32::try_from(d.as_secs()).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
 }
 
 /// A handle on the namespace's rtnetlink socket.
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    lifetime: Lifetime,
 }
 
 impl Netlink {
@@ -106,7 +118,13 @@ impl Netlink {
             }
         }
         tokio::spawn(conn);
-        Ok((Netlink { handle }, NetEvents { messages }))
+        Ok((
+            Netlink {
+                handle,
+                lifetime: Lifetime::default(),
+            },
+            NetEvents { messages },
+        ))
     }
 
     /// A second connection for requests only (the data plane's, so its batches never queue
@@ -114,7 +132,21 @@ impl Netlink {
     pub fn connect() -> Result<Netlink, NetlinkError> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink {
+            handle,
+            lifetime: Lifetime::default(),
+        })
+    }
+
+    /// This handle binding and renewing with `lifetime` (shared with another handle).
+    pub fn sharing(mut self, lifetime: &Lifetime) -> Netlink {
+        self.lifetime = lifetime.clone();
+        self
+    }
+
+    /// The lifetime addresses get when this handle binds or renews them.
+    pub fn lifetime(&self) -> &Lifetime {
+        &self.lifetime
     }
 
     pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
@@ -208,7 +240,7 @@ impl Netlink {
         vip: &VirtualAddress,
     ) -> Result<bool, NetlinkError> {
         match self
-            .put_address(index, vip, false, address_lifetime())
+            .put_address(index, vip, false, self.lifetime.get())
             .await
         {
             Ok(()) => Ok(true),
@@ -224,7 +256,8 @@ impl Netlink {
         index: u32,
         vip: &VirtualAddress,
     ) -> Result<(), NetlinkError> {
-        self.put_address(index, vip, true, address_lifetime()).await
+        self.put_address(index, vip, true, self.lifetime.get())
+            .await
     }
 
     /// Gives an address of ours `lifetime` from now (a previous run's, kept while the

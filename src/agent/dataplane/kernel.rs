@@ -45,6 +45,9 @@ pub(crate) trait Kernel: Send + Sync + 'static {
     fn delete_link(&self, index: u32) -> impl Future<Output = Result<(), NetlinkError>> + Send;
     /// Writes `/proc/sys/<path>` (a failure is logged, not returned).
     fn set_sysctl(&self, path: &str, value: &str);
+    /// The lifetime addresses get when bound or renewed, and a new one from now on.
+    fn lifetime(&self) -> std::time::Duration;
+    fn set_lifetime(&self, d: std::time::Duration);
 }
 
 impl Kernel for Netlink {
@@ -82,6 +85,14 @@ impl Kernel for Netlink {
 
     fn set_sysctl(&self, path: &str, value: &str) {
         crate::net::sysctl::set(path, value);
+    }
+
+    fn lifetime(&self) -> std::time::Duration {
+        Netlink::lifetime(self).get()
+    }
+
+    fn set_lifetime(&self, d: std::time::Duration) {
+        Netlink::lifetime(self).set(d);
     }
 }
 
@@ -123,6 +134,8 @@ pub(crate) mod fake {
         pub failing: HashSet<u32>,
         /// Setting these links up or down fails.
         pub stuck: HashSet<u32>,
+        /// The lifetime binds and renewals get (none: the default).
+        pub lifetime: Option<std::time::Duration>,
     }
 
     /// The recording fake kernel (cheap to clone: clones share one state).
@@ -271,6 +284,18 @@ pub(crate) mod fake {
 
         fn set_sysctl(&self, path: &str, value: &str) {
             drop(self.record(Call::Sysctl(path.to_string(), value.to_string())));
+        }
+
+        fn lifetime(&self) -> std::time::Duration {
+            self.0
+                .lock()
+                .unwrap()
+                .lifetime
+                .unwrap_or(crate::model::host::ADDRESS_LIFETIME)
+        }
+
+        fn set_lifetime(&self, d: std::time::Duration) {
+            self.0.lock().unwrap().lifetime = Some(d);
         }
     }
 }

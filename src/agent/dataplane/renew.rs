@@ -37,14 +37,14 @@ pub(crate) async fn run<K: Kernel>(ctx: Arc<Ctx<K>>) {
             continue;
         }
         let now = tokio::time::Instant::now();
-        let bound_with = crate::net::netlink::address_lifetime();
+        let bound_with = ctx.kernel.lifetime();
         // The first addresses were bound since the last tick (none were held then), with the
         // lifetime the configuration set.
         let (since, given) =
             *last.get_or_insert((now.checked_sub(RENEW_EVERY).unwrap_or(now), bound_with));
         let round = plan(wanted.len(), bound_with, given, now - since);
         if round.raise {
-            crate::net::netlink::set_address_lifetime(round.lifetime);
+            ctx.kernel.set_lifetime(round.lifetime);
         }
         if !round.due {
             last = Some((since, given.min(bound_with)));

@@ -18,19 +18,22 @@ pub(super) fn send(tx: &mpsc::UnboundedSender<DataplaneCmd>, away: &[AwayLink], 
     }
 }
 
-fn link_of(away: &[AwayLink], a: &IpAddr) -> Option<usize> {
-    away.iter().position(|l| l.addresses.contains(a))
-}
-
-/// `addresses` by link: the instance's own first (index `None`), then each away link's.
+/// `addresses` by link: the instance's own first (index `None`), then each away link's. One
+/// pass over each list (the engine thread runs this: thousands of excluded addresses must
+/// not cost their square).
 fn split(
     addresses: Vec<VirtualAddress>,
     away: &[AwayLink],
 ) -> (Vec<VirtualAddress>, Vec<(usize, Vec<VirtualAddress>)>) {
+    let link_of: std::collections::HashMap<IpAddr, usize> = away
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.addresses.iter().map(move |a| (*a, i)))
+        .collect();
     let mut own = Vec::new();
     let mut others: Vec<(usize, Vec<VirtualAddress>)> = Vec::new();
     for a in addresses {
-        match link_of(away, &a.address) {
+        match link_of.get(&a.address).copied() {
             None => own.push(a),
             Some(i) => match others.iter_mut().find(|(j, _)| *j == i) {
                 Some((_, list)) => list.push(a),

@@ -10,6 +10,7 @@
 //! entries each node runs (here), [`summary`] (what the believed entries say) and
 //! [`verdict`] (phase, conditions, Events), [`shards`] (entries cut into objects).
 
+mod findings;
 mod liveness;
 mod realservers;
 mod secrets;
@@ -64,6 +65,8 @@ pub struct World<'a> {
 /// words.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Announced {
+    /// The object it was announced for (one deleted and made again under its name is new).
+    pub uid: Option<String>,
     pub master: Option<String>,
     pub servers: Option<summary::Servers>,
     pub conflict: bool,
@@ -345,7 +348,10 @@ pub fn plan(world: &World) -> Plan {
             kept.get(&name),
             (&silent, &agents),
             world.now,
-            world.announced.get(&name),
+            world
+                .announced
+                .get(&name)
+                .filter(|a| a.uid == vip.metadata.uid),
         );
         out.statuses.insert(name.clone(), status);
         out.announced.insert(name, announced);

@@ -10,35 +10,12 @@ use kube::ResourceExt;
 
 use super::super::conditions::reasons;
 use super::super::resolve::Resolution;
+use super::findings::Findings;
 use super::liveness::Agents;
 use super::verdict;
 use super::{Announced, HANDOVER_GRACE_MS, PlannedEvent};
 use crate::api::{NodeState, NodeStatus, Phase, VirtualIP, VirtualIPStatus};
 use crate::ids::TrackerName;
-
-/// What the believed entries of the nodes an object runs on say.
-#[derive(Debug, Default)]
-pub(super) struct Findings<'a> {
-    /// The nodes it runs on.
-    pub(super) members: Vec<String>,
-    /// The members' believed entries.
-    pub(super) reports: Vec<&'a NodeStatus>,
-    /// The nodes that hold the addresses (more than one: a split brain).
-    pub(super) masters: Vec<&'a str>,
-    /// Nodes whose last word is Master but whose successor took over because their
-    /// advertisements stopped: not master now, whatever their agent last said.
-    pub(super) unheard: Vec<String>,
-    /// What is wrong, in words, worst first.
-    pub(super) unhealthy: Vec<String>,
-    /// Failing checks at a glance (`n1:nginx`).
-    pub(super) failing: Vec<String>,
-    /// Members with a live agent but no entry yet.
-    pub(super) unreported: Vec<String>,
-    /// Members whose instances do not run: silent, unreported or Error.
-    pub(super) not_running: usize,
-    /// A conflict with another object (from resolution) or a foreign router on the wire.
-    pub(super) conflict: Option<(&'static str, String)>,
-}
 
 /// The status fields the controller owns, for one object, from the agents' entries.
 pub(super) fn summarize(
@@ -55,6 +32,7 @@ pub(super) fn summarize(
     // not show it yet), else, after a start, the status as cached (its servers unknown: no
     // server Event until the next change).
     let prev = prev.cloned().unwrap_or_else(|| Announced {
+        uid: vip.metadata.uid.clone(),
         master: old.master.clone(),
         servers: None,
         conflict: old.phase == Some(Phase::Conflict),
@@ -109,6 +87,7 @@ pub(super) fn summarize(
         conditions,
     };
     let announced = Announced {
+        uid: vip.metadata.uid.clone(),
         master: status.master.clone(),
         servers,
         conflict: v.phase == Phase::Conflict,

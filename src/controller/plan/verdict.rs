@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::super::conditions::{reasons, status, types};
 use super::super::resolve::Resolution;
 use super::PlannedEvent;
-use super::summary::Findings;
+use super::findings::Findings;
 use crate::api::Phase;
 
 /// The phase, and the reason and message of the Ready condition.
