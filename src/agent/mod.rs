@@ -28,6 +28,7 @@ pub mod instances;
 pub mod lock;
 pub mod messages;
 pub mod report;
+mod sampler;
 pub mod source;
 mod stale;
 pub mod status;

@@ -18,6 +18,7 @@ mod merge;
 mod parser;
 mod report;
 mod scripts;
+mod sync;
 mod values;
 
 use std::path::PathBuf;
