@@ -157,6 +157,47 @@ impl<'de> Deserialize<'de> for InstanceKey {
     }
 }
 
+/// One run of one instance in this agent. The engine numbers every start (a restart is a
+/// new run), so the data plane, the ledger and the announcer tell an old run still handing
+/// over from its successor under the same [`InstanceKey`]. Never zero: an address a previous
+/// process left has no run at all (the ledger says `Inherited`), not a reserved number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceId(std::num::NonZeroU64);
+
+impl InstanceId {
+    /// The first run the engine starts.
+    pub const FIRST: InstanceId = InstanceId(std::num::NonZeroU64::MIN);
+    /// The greatest: the end of a range of runs (timers due by a time, any run).
+    pub const LAST: InstanceId = InstanceId(std::num::NonZeroU64::MAX);
+
+    /// The run after this one.
+    pub fn next(self) -> InstanceId {
+        InstanceId(self.0.saturating_add(1))
+    }
+
+    /// Run number `n` (tests name runs by number; 0 is taken as 1).
+    #[cfg(test)]
+    pub(crate) const fn nth(n: u64) -> InstanceId {
+        match std::num::NonZeroU64::new(n) {
+            Some(n) => InstanceId(n),
+            None => InstanceId::FIRST,
+        }
+    }
+}
+
+impl fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::LowerHex for InstanceId {
+    /// Short names built from a run (a standby link's `kvs` + hex).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::LowerHex::fmt(&self.0.get(), f)
+    }
+}
+
 /// What moves a node's priority or puts it in FAULT, as named in its status entry
 /// (`status.nodes[].checks[].name`) and in the `Failing` column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

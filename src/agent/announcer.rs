@@ -12,11 +12,13 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use super::messages::{AnnounceCmd, ScheduleId};
+use crate::ids::InstanceKey;
 use crate::model::spec::GarpConfig;
 use crate::net::announce::{FrameSender, Mac, announcement};
 
 struct Schedule {
-    key: String,
+    /// Whose addresses (none: one address put back, announced once).
+    key: Option<InstanceKey>,
     ifindex: u32,
     mac: Mac,
     addresses: Vec<IpAddr>,
@@ -48,7 +50,7 @@ pub(crate) async fn run(
                 Some(AnnounceCmd::Start { id, key, ifindex, mac, addresses, garp, burst }) => {
                     let now = Instant::now();
                     let s = Schedule {
-                        key,
+                        key: Some(key),
                         ifindex,
                         mac,
                         addresses,
@@ -63,7 +65,7 @@ pub(crate) async fn run(
                 }
                 Some(AnnounceCmd::Once { ifindex, mac, address }) => {
                     let s = Schedule {
-                        key: String::new(),
+                        key: None,
                         ifindex,
                         mac,
                         addresses: vec![address],
@@ -112,7 +114,7 @@ fn send_burst(
         std::collections::hash_map::Entry::Vacant(v) => match FrameSender::open(s.ifindex) {
             Ok(f) => v.insert(f),
             Err(e) => {
-                warn!(instance = %s.key, error = %e, "cannot open an AF_PACKET socket: no announcement");
+                warn!(instance = ?s.key, error = %e, "cannot open an AF_PACKET socket: no announcement");
                 errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
@@ -129,7 +131,7 @@ fn send_burst(
         }
     }
     if let Some(e) = first_error {
-        warn!(instance = %s.key, failed, error = %e, "announcements not sent");
+        warn!(instance = ?s.key, failed, error = %e, "announcements not sent");
         errors.fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
     }
 }

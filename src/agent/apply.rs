@@ -121,7 +121,7 @@ impl Agent {
                     self.running.remove(&key);
                     self.generation.remove(&key);
                     self.started.remove(&key);
-                    let _ = self.engine.send(EngineCmd::Stop(key.to_string()));
+                    let _ = self.engine.send(EngineCmd::Stop(key.clone()));
                 }
                 Step::Update(r) => {
                     let _ = self.engine.send(EngineCmd::Update(r.clone()));

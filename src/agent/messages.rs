@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::cluster::ConfigUpdate;
 use super::status::{AgentStatus, StatusRequest};
-use crate::ids::InstanceKey;
+use crate::ids::{InstanceId, InstanceKey};
 use crate::model::spec::{GarpConfig, ResolvedInstance};
 use crate::net::announce::Mac;
 use crate::net::netlink::NetEvent;
@@ -39,7 +39,7 @@ pub enum EngineCmd {
     Start(Box<Prepared>),
     /// Hand over (priority 0) and stop; a master keeps its addresses until the new master is
     /// heard, at most three intervals (make before break).
-    Stop(String),
+    Stop(InstanceKey),
     /// Same instance, new priority, announcement settings and/or excluded addresses: applied
     /// in place.
     Update(ResolvedInstance),
@@ -53,7 +53,7 @@ pub enum EngineCmd {
     LinkGone(u32),
     /// A tracker of one instance changed (interface, address conflict, health checks).
     Tracker {
-        key: String,
+        key: InstanceKey,
         name: String,
         weight: i16,
         failing: bool,
@@ -68,7 +68,7 @@ pub enum EngineCmd {
     },
     /// The data plane put back an address someone else removed.
     Restored {
-        key: String,
+        key: InstanceKey,
         address: IpAddr,
     },
     Snapshot(oneshot::Sender<AgentStatus>),
@@ -114,8 +114,8 @@ pub(crate) enum FromReceiver {
 pub enum DataplaneCmd {
     /// Bind `addresses` ahead on a standby link that stays down until the instance is master.
     Stage {
-        id: u64,
-        key: String,
+        id: InstanceId,
+        key: InstanceKey,
         /// The interface the instance runs on (the standby link's parent).
         ifindex: u32,
         addresses: Vec<VirtualAddress>,
@@ -124,26 +124,26 @@ pub enum DataplaneCmd {
     /// them. An instance without one gets one once it has `STANDBY_MIN` (see the data plane) of them: at once
     /// when backup, when it next leaves master otherwise.
     Restage {
-        id: u64,
-        key: String,
+        id: InstanceId,
+        key: InstanceKey,
         ifindex: u32,
         addresses: Vec<VirtualAddress>,
         master: bool,
     },
     Bind {
-        id: u64,
-        key: String,
+        id: InstanceId,
+        key: InstanceKey,
         ifindex: u32,
         addresses: Vec<VirtualAddress>,
     },
     Unbind {
-        id: u64,
+        id: InstanceId,
         ifindex: u32,
         addresses: Vec<VirtualAddress>,
     },
     Announce {
-        id: u64,
-        key: String,
+        id: InstanceId,
+        key: InstanceKey,
         ifindex: u32,
         mac: Mac,
         addresses: Vec<VirtualAddress>,
@@ -154,12 +154,12 @@ pub enum DataplaneCmd {
     /// Another node is master of the instance: a previous run's copies of these addresses
     /// (kept at start while the election decided) go now rather than when they expire.
     Disown {
-        id: u64,
+        id: InstanceId,
         ifindex: u32,
         addresses: Vec<VirtualAddress>,
     },
     /// The instance is gone: its worker ends once its queue is done.
-    Forget { id: u64 },
+    Forget { id: InstanceId },
     /// A kernel address event.
     Event(NetEvent),
     /// Releases everything still bound (the agent is stopping) and answers.
@@ -172,8 +172,8 @@ pub enum DataplaneCmd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum ScheduleId {
     /// An instance's addresses on one interface (its own, or one an address names).
-    Instance(u64, u32),
-    StandbyLink(u64),
+    Instance(InstanceId, u32),
+    StandbyLink(InstanceId),
 }
 
 /// Data plane → announcer.
@@ -181,7 +181,7 @@ pub(crate) enum AnnounceCmd {
     /// Announce now (when `burst`) and keep the schedule of `garp`.
     Start {
         id: ScheduleId,
-        key: String,
+        key: InstanceKey,
         ifindex: u32,
         mac: Mac,
         addresses: Vec<IpAddr>,
@@ -199,7 +199,7 @@ pub(crate) enum AnnounceCmd {
     },
     /// Every schedule of the instance's addresses, on any interface (it is gone).
     StopInstance {
-        instance: u64,
+        instance: InstanceId,
     },
 }
 
@@ -233,7 +233,7 @@ pub enum AgentEvent {
     Changed,
     /// The engine: an instance has stopped and released everything.
     Retired {
-        key: String,
+        key: InstanceKey,
         /// Its virtual-MAC interface (index, name), deleted unless another instance uses it.
         vmac: Option<(u32, String)>,
     },

@@ -62,7 +62,9 @@ mod tests {
 
     #[test]
     fn only_our_links_are_ours() {
-        assert!(is_our_link(&super::super::dataplane::standby_name(7)));
+        assert!(is_our_link(&super::super::dataplane::standby_name(
+            crate::ids::InstanceId::nth(7)
+        )));
         for name in ["eth0", "lo", "kvs-", "vrrp", "macvlan0"] {
             assert!(!is_our_link(name), "{name}");
         }

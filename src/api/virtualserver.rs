@@ -73,14 +73,57 @@ pub struct VirtualServerSpec {
     pub allow_node_addresses: bool,
 }
 
-/// The transport protocol of a virtual server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+/// The transport protocol of a virtual server. One text form, `TCP` / `UDP` (serde,
+/// `Display`, `FromStr`): the CR, the status's service names, `kube-vrrp status`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    Default,
+)]
 pub enum Protocol {
     #[default]
     #[serde(rename = "TCP")]
     Tcp,
     #[serde(rename = "UDP")]
     Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+impl std::fmt::Display for Protocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    /// `TCP` or `UDP`, as written; the kernel's lower-case names too (`tcp`, as conntrack
+    /// writes them).
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        match s {
+            "TCP" | "tcp" => Ok(Protocol::Tcp),
+            "UDP" | "udp" => Ok(Protocol::Udp),
+            _ => Err(format!("{s:?} is not a protocol: use TCP or UDP")),
+        }
+    }
 }
 
 /// How new connections are spread over the real servers that are up.

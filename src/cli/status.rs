@@ -162,11 +162,7 @@ fn fetch(address: SocketAddr) -> Result<serde_json::Value, String> {
 }
 
 fn key(name: &str) -> Option<ServiceKey> {
-    let (addr, proto) = name.rsplit_once('/')?;
-    Some(ServiceKey {
-        addr: addr.parse().ok()?,
-        udp: proto == "UDP",
-    })
+    name.parse().ok()
 }
 
 /// The node and its virtual servers from the agent's /status.

@@ -74,7 +74,7 @@ pub enum Resolution {
     },
 }
 
-use crate::model::address::segment;
+use crate::model::address::{Segment, segment};
 
 /// Resolves every object; the result is keyed by object name.
 pub fn resolve(
@@ -256,14 +256,27 @@ fn claim_wanted(
     chosen
 }
 
-/// A segment as the controller guesses it: family, network and prefix length of an address.
-/// `(family, 0, 0)` stands for any segment of the family.
-type Segment = (Family, u128, u8);
+/// A segment as the controller guesses it: the network of an address, or any of a family's
+/// (a host address says nothing of its segment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Guess {
+    Any(Family),
+    On(Segment),
+}
+
+impl Guess {
+    fn family(&self) -> Family {
+        match self {
+            Guess::Any(f) => *f,
+            Guess::On(s) => s.family,
+        }
+    }
+}
 
 /// The segments of an object: per family, that of its first address. A host address (/32,
 /// /128: a pool's Service addresses) says nothing about its segment: it counts as on every
 /// segment of its family, and every segment as on its.
-fn segments_of(addrs: &[VirtualAddress]) -> BTreeSet<Segment> {
+fn segments_of(addrs: &[VirtualAddress]) -> BTreeSet<Guess> {
     let mut seen = BTreeSet::new();
     let mut fams = BTreeSet::new();
     for a in addrs {
@@ -273,9 +286,9 @@ fn segments_of(addrs: &[VirtualAddress]) -> BTreeSet<Segment> {
                 Family::V6 => 128,
             };
             seen.insert(if a.prefix_len == full {
-                (a.family(), 0, 0)
+                Guess::Any(a.family())
             } else {
-                segment(a)
+                Guess::On(segment(a))
             });
         }
     }
@@ -284,17 +297,17 @@ fn segments_of(addrs: &[VirtualAddress]) -> BTreeSet<Segment> {
 
 /// The VRIDs in use, per segment, with the object using each.
 #[derive(Default)]
-struct VridTable(BTreeMap<Segment, BTreeMap<u8, String>>);
+struct VridTable(BTreeMap<Guess, BTreeMap<u8, String>>);
 
 impl VridTable {
     /// Who uses `vrid` on `seg`: on "any segment" of a family, whoever uses it on one of the
     /// family's segments; on a real segment, whoever uses it there or on "any segment".
-    fn holder(&self, seg: &Segment, vrid: u8) -> Option<&String> {
-        let any = (seg.0, 0u128, 0u8);
+    fn holder(&self, seg: &Guess, vrid: u8) -> Option<&String> {
+        let any = Guess::Any(seg.family());
         if *seg == any {
             self.0
-                .range(any..)
-                .take_while(|(k, _)| k.0 == seg.0)
+                .iter()
+                .filter(|(k, _)| k.family() == seg.family())
                 .find_map(|(_, m)| m.get(&vrid))
         } else {
             self.0
@@ -305,11 +318,11 @@ impl VridTable {
     }
 
     /// The lowest VRID nobody uses on any of `segs`.
-    fn lowest_free(&self, segs: &BTreeSet<Segment>) -> Option<u8> {
+    fn lowest_free(&self, segs: &BTreeSet<Guess>) -> Option<u8> {
         (1..=255u8).find(|id| segs.iter().all(|s| self.holder(s, *id).is_none()))
     }
 
-    fn claim(&mut self, segs: BTreeSet<Segment>, vrid: u8, name: &str) {
+    fn claim(&mut self, segs: BTreeSet<Guess>, vrid: u8, name: &str) {
         for s in segs {
             self.0.entry(s).or_default().insert(vrid, name.to_string());
         }
@@ -831,20 +844,28 @@ mod tests {
             "2001:db8::1/64",
         ]));
         assert_eq!(segs.len(), 2, "one per family, from the first address");
-        assert!(segs.contains(&segment(&"192.0.2.1/24".parse().unwrap())));
+        assert!(segs.contains(&Guess::On(segment(&"192.0.2.1/24".parse().unwrap()))));
         let segs = segments_of(&addrs(&["192.0.2.1/32", "2001:db8::1/128"]));
         assert_eq!(
             segs,
-            BTreeSet::from([(Family::V4, 0, 0), (Family::V6, 0, 0)])
+            BTreeSet::from([Guess::Any(Family::V4), Guess::Any(Family::V6)])
         );
     }
 
     #[test]
     fn a_vrid_on_any_segment_collides_with_every_segment_of_its_family() {
-        let seg_a = segment(&"192.0.2.1/24".parse().unwrap());
-        let seg_b = segment(&"198.51.100.1/24".parse().unwrap());
-        let any4 = (Family::V4, 0, 0);
-        let any6 = (Family::V6, 0, 0);
+        let seg_a = Guess::On(segment(&"192.0.2.1/24".parse().unwrap()));
+        let seg_b = Guess::On(segment(&"198.51.100.1/24".parse().unwrap()));
+        let any4 = Guess::Any(Family::V4);
+        let any6 = Guess::Any(Family::V6);
+        assert_eq!(
+            segment(&"192.0.2.1/24".parse().unwrap()).to_string(),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            segment(&"2001:db8::1/64".parse().unwrap()).to_string(),
+            "2001:db8::/64"
+        );
         let mut used = VridTable::default();
         used.claim(BTreeSet::from([seg_a]), 1, "a");
         assert_eq!(used.holder(&seg_a, 1).map(String::as_str), Some("a"));

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::api::Protocol;
 use crate::model::virtualserver::ServiceKey;
 
 /// One real server of one virtual server: what a count is kept for.
@@ -35,8 +36,7 @@ pub struct Connections {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Connection {
-    /// `TCP` or `UDP`.
-    pub protocol: String,
+    pub protocol: Protocol,
     /// Seconds until the kernel forgets it.
     pub expires: u64,
     /// The TCP state (`ESTABLISHED`, `TIME_WAIT`, ...); `UDP` for UDP.
@@ -64,10 +64,10 @@ pub fn parse_line(line: &str) -> Option<Connection> {
     let _proto_number = words.next()?;
     let expires: u64 = words.next()?.parse().ok()?;
     let rest: Vec<&str> = words.collect();
-    let (state, fields) = match proto {
-        "tcp" => (rest.first()?.to_string(), &rest[1..]),
-        "udp" => ("UDP".to_string(), &rest[..]),
-        _ => return None,
+    let protocol: Protocol = proto.parse().ok()?;
+    let (state, fields) = match protocol {
+        Protocol::Tcp => (rest.first()?.to_string(), &rest[1..]),
+        Protocol::Udp => ("UDP".to_string(), &rest[..]),
     };
     let mut src = Vec::new();
     let mut dst = Vec::new();
@@ -89,7 +89,7 @@ pub fn parse_line(line: &str) -> Option<Connection> {
         return None;
     }
     Some(Connection {
-        protocol: proto.to_ascii_uppercase(),
+        protocol,
         expires,
         state,
         client: SocketAddr::new(src[0], sport[0]),
@@ -103,7 +103,7 @@ impl Connection {
     pub fn path(&self, services: &[ServiceKey]) -> Option<Path> {
         let service = ServiceKey {
             addr: self.virtual_server,
-            udp: self.protocol == "UDP",
+            protocol: self.protocol,
         };
         // Not translated (the director itself answered, no real server): not ours to count.
         if !services.contains(&service) || self.real_server == self.virtual_server {
@@ -289,11 +289,8 @@ impl Sampler {
 mod tests {
     use super::*;
 
-    fn key(s: &str, udp: bool) -> ServiceKey {
-        ServiceKey {
-            addr: s.parse().unwrap(),
-            udp,
-        }
+    fn key(s: &str) -> ServiceKey {
+        s.parse().unwrap()
     }
 
     // As Linux 6.x writes /proc/net/nf_conntrack (one line each).
@@ -311,9 +308,9 @@ ipv4     2 icmp     1 29 src=198.51.100.100 dst=198.51.100.61 type=8 code=0 id=1
     #[test]
     fn the_tracking_table_counts_active_and_inactive_per_real_server() {
         let services = [
-            key("198.51.100.61:80", false),
-            key("198.51.100.61:53", true),
-            key("[2001:db8::61]:80", false),
+            key("198.51.100.61:80/TCP"),
+            key("198.51.100.61:53/UDP"),
+            key("[2001:db8::61]:80/TCP"),
         ];
         let (conns, whole) = connections(TABLE, &services);
         assert!(whole);
@@ -322,7 +319,7 @@ ipv4     2 icmp     1 29 src=198.51.100.100 dst=198.51.100.61 type=8 code=0 id=1
         assert_eq!(
             conns[0],
             Connection {
-                protocol: "TCP".into(),
+                protocol: Protocol::Tcp,
                 expires: 431999,
                 state: "ESTABLISHED".into(),
                 client: "198.51.100.100:40000".parse().unwrap(),
@@ -350,7 +347,7 @@ ipv4     2 icmp     1 29 src=198.51.100.100 dst=198.51.100.61 type=8 code=0 id=1
     fn a_table_longer_than_the_bound_is_said_partial() {
         let line = TABLE.lines().next().unwrap();
         let text = format!("{line}\n").repeat(MAX_LINES + 3);
-        let (conns, whole) = connections(&text, &[key("198.51.100.61:80", false)]);
+        let (conns, whole) = connections(&text, &[key("198.51.100.61:80/TCP")]);
         assert!(!whole);
         assert_eq!(conns.len(), MAX_LINES);
     }
@@ -363,7 +360,7 @@ ipv4     2 icmp     1 29 src=198.51.100.100 dst=198.51.100.61 type=8 code=0 id=1
         assert_eq!(read.len(), 3);
         assert!(counters("not json").is_empty());
         let p = Path {
-            service: key("198.51.100.61:80", false),
+            service: key("198.51.100.61:80/TCP"),
             real: "198.51.100.13:80".parse().unwrap(),
         };
         let names: BTreeMap<(Path, Counted), String> = [

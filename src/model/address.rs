@@ -37,14 +37,42 @@ fn mask128(prefix: u8) -> u128 {
     }
 }
 
-/// The segment an address lives on: family, network (left-aligned in 128 bits) and prefix.
-/// Virtual router IDs are unique per segment.
-pub fn segment(a: &VirtualAddress) -> (Family, u128, u8) {
+/// The segment an address lives on: its network. Virtual router IDs are unique per segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Segment {
+    pub family: Family,
+    /// The network's bits, left-aligned in 128 (an IPv4 network in the top 32).
+    network: u128,
+    pub prefix_len: u8,
+}
+
+impl Segment {
+    /// The network's address (`192.0.2.0` of `192.0.2.1/24`).
+    pub fn network(&self) -> IpAddr {
+        match self.family {
+            Family::V4 => IpAddr::V4(Ipv4Addr::from((self.network >> 96) as u32)),
+            Family::V6 => IpAddr::V6(Ipv6Addr::from(self.network)),
+        }
+    }
+}
+
+impl std::fmt::Display for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network(), self.prefix_len)
+    }
+}
+
+/// The segment `a` lives on.
+pub fn segment(a: &VirtualAddress) -> Segment {
     let bits = match a.address {
         IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
         IpAddr::V6(v) => u128::from(v),
     };
-    (a.family(), bits & mask128(a.prefix_len), a.prefix_len)
+    Segment {
+        family: a.family(),
+        network: bits & mask128(a.prefix_len),
+        prefix_len: a.prefix_len,
+    }
 }
 
 pub fn is_link_local(a: &IpAddr) -> bool {

@@ -61,12 +61,27 @@ pub struct RealCheck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ServiceKey {
     pub addr: SocketAddr,
-    pub udp: bool,
+    pub protocol: Protocol,
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, if self.udp { "UDP" } else { "TCP" })
+        write!(f, "{}/{}", self.addr, self.protocol)
+    }
+}
+
+impl std::str::FromStr for ServiceKey {
+    type Err = String;
+
+    /// Its `Display` form read back (`198.51.100.50:80/TCP`, `[2001:db8::50]:53/UDP`).
+    fn from_str(s: &str) -> Result<ServiceKey, String> {
+        let (addr, protocol) = s
+            .rsplit_once('/')
+            .ok_or_else(|| format!("{s:?} is not ADDRESS:PORT/PROTOCOL"))?;
+        Ok(ServiceKey {
+            addr: addr.parse().map_err(|e| format!("{s:?}: {e}"))?,
+            protocol: protocol.parse()?,
+        })
     }
 }
 
@@ -74,7 +89,7 @@ impl VirtualServer {
     pub fn key(&self) -> ServiceKey {
         ServiceKey {
             addr: SocketAddr::new(self.address, self.port),
-            udp: self.protocol == Protocol::Udp,
+            protocol: self.protocol,
         }
     }
 }

@@ -231,7 +231,7 @@ impl Seen {
                 let mut s: Vec<String> = v
                     .addresses
                     .iter()
-                    .map(|a| format!("{:?}", crate::model::address::segment(a)))
+                    .map(|a| crate::model::address::segment(a).to_string())
                     .collect();
                 s.sort();
                 s.dedup();

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use tracing::error;
 
 use super::kernel::Kernel;
+use crate::ids::{InstanceId, InstanceKey};
 use crate::net::announce::Mac;
 use crate::net::netlink::NetlinkError;
 use crate::vrrp::VirtualAddress;
@@ -18,27 +19,29 @@ use crate::vrrp::VirtualAddress;
 /// Netlink requests in flight per batch.
 const PARALLEL: usize = 64;
 
-/// The holder id of an address a previous run of this agent left (kept while the election
-/// decides, never renewed: it expires unless an instance binds it).
-pub(crate) const INHERITED: u64 = 0;
-
 /// Who holds an address of ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Held {
-    /// The instance that bound it last (it announces it), or [`INHERITED`].
-    pub id: u64,
-    pub key: String,
+    /// The instance run that bound it last (it announces it), or `None`: a previous process
+    /// of this agent left it (kept while the election decides, never renewed: it expires
+    /// unless an instance binds it).
+    pub holder: Option<(InstanceId, InstanceKey)>,
     pub prefix_len: u8,
     /// The MAC it is announced with while its instance is master.
     pub mac: Option<Mac>,
     /// Other instances that hold the same address (two VirtualIPs naming one address, or an
     /// old instance still handing over beside its successor): it stays while any holds it.
-    pub others: Vec<(u64, String)>,
+    pub others: Vec<(InstanceId, InstanceKey)>,
 }
 
 impl Held {
     pub fn inherited(&self) -> bool {
-        self.id == INHERITED
+        self.holder.is_none()
+    }
+
+    /// Whether run `id` is the holder (an inherited address has none).
+    fn held_by(&self, id: Option<InstanceId>) -> bool {
+        self.holder.as_ref().map(|(h, _)| *h) == id
     }
 }
 
@@ -47,7 +50,7 @@ impl Held {
 pub(crate) struct Ledger {
     held: HashMap<(u32, IpAddr), Held>,
     /// Addresses that were there and not ours, blocking an instance: (ifindex, address) → key.
-    conflicts: HashMap<(u32, IpAddr), String>,
+    conflicts: HashMap<(u32, IpAddr), InstanceKey>,
 }
 
 pub(crate) type SharedLedger = Arc<Mutex<Ledger>>;
@@ -68,26 +71,26 @@ impl Ledger {
     pub fn hold(
         &mut self,
         link: u32,
-        id: u64,
-        key: &str,
+        id: InstanceId,
+        key: &InstanceKey,
         addresses: &[VirtualAddress],
         mac: Option<Mac>,
     ) {
         for a in addresses {
             let mut others = Vec::new();
             if let Some(old) = self.held.remove(&(link, a.address)) {
-                let inherited = old.inherited();
                 others = old.others;
-                if !inherited && old.id != id {
-                    others.push((old.id, old.key));
+                if let Some((old_id, old_key)) = old.holder
+                    && old_id != id
+                {
+                    others.push((old_id, old_key));
                 }
                 others.retain(|(o, _)| *o != id);
             }
             self.held.insert(
                 (link, a.address),
                 Held {
-                    id,
-                    key: key.to_string(),
+                    holder: Some((id, key.clone())),
                     prefix_len: a.prefix_len,
                     mac,
                     others,
@@ -99,8 +102,7 @@ impl Ledger {
     /// Records an address a previous run left bound, unless something of ours holds it.
     pub fn inherit(&mut self, link: u32, vip: VirtualAddress) {
         self.held.entry((link, vip.address)).or_insert(Held {
-            id: INHERITED,
-            key: String::new(),
+            holder: None,
             prefix_len: vip.prefix_len,
             mac: None,
             others: Vec::new(),
@@ -111,15 +113,15 @@ impl Ledger {
         self.held.get(&(link, address))
     }
 
-    /// Instance `id` lets go of `address` on `link` (an inherited address goes with anyone).
-    fn let_go(&mut self, link: u32, id: u64, address: IpAddr) -> Let {
+    /// Run `id` (`None`: the previous process) lets go of `address` on `link` (an inherited
+    /// address goes with anyone).
+    fn let_go(&mut self, link: u32, id: Option<InstanceId>, address: IpAddr) -> Let {
         let Some(h) = self.held.get_mut(&(link, address)) else {
             return Let::NotHeld;
         };
-        if h.id == id || h.inherited() {
-            if let Some((next, key)) = h.others.pop() {
-                h.id = next;
-                h.key = key;
+        if h.held_by(id) || h.inherited() {
+            if let Some(next) = h.others.pop() {
+                h.holder = Some(next);
                 return Let::Kept;
             }
             let prefix_len = h.prefix_len;
@@ -127,7 +129,7 @@ impl Ledger {
             return Let::Free(prefix_len);
         }
         let before = h.others.len();
-        h.others.retain(|(o, _)| *o != id);
+        h.others.retain(|(o, _)| Some(*o) != id);
         if h.others.len() < before {
             Let::Kept
         } else {
@@ -136,8 +138,8 @@ impl Ledger {
     }
 
     /// Drops `address` on `link` if instance `id` holds it (a bind that failed).
-    pub fn unhold(&mut self, link: u32, id: u64, address: IpAddr) {
-        self.let_go(link, id, address);
+    pub fn unhold(&mut self, link: u32, id: InstanceId, address: IpAddr) {
+        self.let_go(link, Some(id), address);
     }
 
     /// Instance `id` lets go of `addresses` on `link`; returns those nobody holds any more:
@@ -146,7 +148,17 @@ impl Ledger {
     pub fn release(
         &mut self,
         link: u32,
-        id: u64,
+        id: InstanceId,
+        addresses: impl IntoIterator<Item = IpAddr>,
+    ) -> Vec<(u32, VirtualAddress)> {
+        self.release_as(link, Some(id), addresses)
+    }
+
+    /// [`Ledger::release`] for run `id`, or for the previous process (`None`).
+    fn release_as(
+        &mut self,
+        link: u32,
+        id: Option<InstanceId>,
         addresses: impl IntoIterator<Item = IpAddr>,
     ) -> Vec<(u32, VirtualAddress)> {
         addresses
@@ -166,11 +178,11 @@ impl Ledger {
 
     /// Instance `id` is gone: it lets go of everything it still holds; returns what nobody
     /// holds any more (an agent never keeps an address no running instance owns).
-    pub fn forget_instance(&mut self, id: u64) -> Vec<(u32, VirtualAddress)> {
+    pub fn forget_instance(&mut self, id: InstanceId) -> Vec<(u32, VirtualAddress)> {
         let mine: Vec<(u32, IpAddr)> = self
             .held
             .iter()
-            .filter(|(_, h)| h.id == id || h.others.iter().any(|(o, _)| *o == id))
+            .filter(|(_, h)| h.held_by(Some(id)) || h.others.iter().any(|(o, _)| *o == id))
             .map(|(k, _)| *k)
             .collect();
         mine.into_iter()
@@ -206,7 +218,7 @@ impl Ledger {
             .into_iter()
             .filter(|a| self.get(link, *a).is_some_and(Held::inherited))
             .collect();
-        self.release(link, INHERITED, theirs)
+        self.release_as(link, None, theirs)
     }
 
     /// An inherited address went (it expired, or someone removed it): forgotten.
@@ -258,12 +270,12 @@ impl Ledger {
     }
 
     /// `address` on `link` is someone else's and blocks instance `key`.
-    pub fn conflict(&mut self, link: u32, address: IpAddr, key: &str) {
-        self.conflicts.insert((link, address), key.to_string());
+    pub fn conflict(&mut self, link: u32, address: IpAddr, key: &InstanceKey) {
+        self.conflicts.insert((link, address), key.clone());
     }
 
     /// The instance a conflict on `address` blocked, if any; the conflict is gone.
-    pub fn clear_conflict(&mut self, link: u32, address: IpAddr) -> Option<String> {
+    pub fn clear_conflict(&mut self, link: u32, address: IpAddr) -> Option<InstanceKey> {
         self.conflicts.remove(&(link, address))
     }
 }
@@ -311,6 +323,14 @@ pub(crate) async fn delete_all<K: Kernel>(
 mod tests {
     use super::*;
 
+    fn id(n: u64) -> InstanceId {
+        InstanceId::nth(n)
+    }
+
+    fn key(s: &str) -> InstanceKey {
+        s.parse().unwrap()
+    }
+
     fn va(s: &str) -> VirtualAddress {
         VirtualAddress {
             address: s.parse().unwrap(),
@@ -321,19 +341,27 @@ mod tests {
     #[test]
     fn release_takes_only_what_the_instance_holds() {
         let mut l = Ledger::default();
-        l.hold(2, 1, "a/ipv4", &[va("10.0.0.1")], None);
-        l.hold(2, 7, "b/ipv4", &[va("10.0.0.2")], None);
+        l.hold(2, id(1), &key("a/ipv4"), &[va("10.0.0.1")], None);
+        l.hold(2, id(7), &key("b/ipv4"), &[va("10.0.0.2")], None);
         let out = l.release(
             2,
-            1,
+            id(1),
             ["10.0.0.1", "10.0.0.2", "10.0.0.3"].map(|s| s.parse().unwrap()),
         );
         assert_eq!(out, vec![(2, va("10.0.0.1"))]);
         assert!(l.get(2, va("10.0.0.1").address).is_none());
-        assert_eq!(l.get(2, va("10.0.0.2").address).unwrap().id, 7);
+        assert_eq!(
+            l.get(2, va("10.0.0.2").address)
+                .unwrap()
+                .holder
+                .as_ref()
+                .unwrap()
+                .0,
+            id(7)
+        );
         // Same address, other interface: not this one.
-        l.hold(3, 1, "a/ipv4", &[va("10.0.0.1")], None);
-        assert!(l.release(2, 1, [va("10.0.0.1").address]).is_empty());
+        l.hold(3, id(1), &key("a/ipv4"), &[va("10.0.0.1")], None);
+        assert!(l.release(2, id(1), [va("10.0.0.1").address]).is_empty());
     }
 
     #[test]
@@ -341,22 +369,28 @@ mod tests {
         // A VirtualIP handing over (1) and its successor on the same address (7).
         let mut l = Ledger::default();
         let a = va("198.51.100.50");
-        l.hold(2, 1, "old/ipv4", &[a], None);
-        l.hold(2, 7, "new/ipv4", &[a], None);
+        l.hold(2, id(1), &key("old/ipv4"), &[a], None);
+        l.hold(2, id(7), &key("new/ipv4"), &[a], None);
         assert_eq!(
-            l.get(2, a.address).unwrap().id,
-            7,
+            l.get(2, a.address).unwrap().holder.as_ref().unwrap().0,
+            id(7),
             "the newest binder announces"
         );
-        assert!(l.release(2, 1, [a.address]).is_empty(), "7 still holds it");
+        assert!(
+            l.release(2, id(1), [a.address]).is_empty(),
+            "7 still holds it"
+        );
         assert_eq!(l.get(2, a.address).unwrap().others, vec![]);
-        assert_eq!(l.release(2, 7, [a.address]), vec![(2, a)]);
+        assert_eq!(l.release(2, id(7), [a.address]), vec![(2, a)]);
         // The other order: the newest lets go first, the older one takes it back.
-        l.hold(2, 1, "old/ipv4", &[a], None);
-        l.hold(2, 7, "new/ipv4", &[a], None);
-        assert!(l.release(2, 7, [a.address]).is_empty());
-        assert_eq!(l.get(2, a.address).unwrap().id, 1);
-        assert_eq!(l.release(2, 1, [a.address]), vec![(2, a)]);
+        l.hold(2, id(1), &key("old/ipv4"), &[a], None);
+        l.hold(2, id(7), &key("new/ipv4"), &[a], None);
+        assert!(l.release(2, id(7), [a.address]).is_empty());
+        assert_eq!(
+            l.get(2, a.address).unwrap().holder.as_ref().unwrap().0,
+            id(1)
+        );
+        assert_eq!(l.release(2, id(1), [a.address]), vec![(2, a)]);
         assert!(l.renewable().is_empty());
     }
 
@@ -364,14 +398,14 @@ mod tests {
     fn a_forgotten_instance_leaves_nothing_behind() {
         let mut l = Ledger::default();
         let (a, b) = (va("198.51.100.50"), va("198.51.100.51"));
-        l.hold(2, 1, "old/ipv4", &[a, b], None);
-        l.hold(2, 7, "new/ipv4", &[b], None);
-        let mut freed = l.forget_instance(1);
+        l.hold(2, id(1), &key("old/ipv4"), &[a, b], None);
+        l.hold(2, id(7), &key("new/ipv4"), &[b], None);
+        let mut freed = l.forget_instance(id(1));
         freed.sort();
         assert_eq!(freed, vec![(2, a)], "b is still 7's");
         assert_eq!(l.renewable(), vec![(2, b)]);
-        assert_eq!(l.forget_instance(7), vec![(2, b)]);
-        assert!(l.forget_instance(7).is_empty());
+        assert_eq!(l.forget_instance(id(7)), vec![(2, b)]);
+        assert!(l.forget_instance(id(7)).is_empty());
     }
 
     #[test]
@@ -385,35 +419,38 @@ mod tests {
             "a predecessor's addresses expire unless bound"
         );
         // An instance binds one: it is its own from now on, and renewed.
-        l.hold(2, 3, "x/ipv4", &[a], None);
+        l.hold(2, id(3), &key("x/ipv4"), &[a], None);
         assert_eq!(l.renewable(), vec![(2, a)]);
         assert_eq!(l.get(2, a.address).unwrap().others, vec![]);
         // An instance that stays backup lets go of the other: deleted.
-        assert_eq!(l.release(2, 4, [b.address]), vec![(2, b)]);
+        assert_eq!(l.release(2, id(4), [b.address]), vec![(2, b)]);
         // Disown takes only what a previous run left, never what an instance holds.
         l.inherit(2, b);
         assert!(l.disown(2, [a.address]).is_empty());
         assert_eq!(l.disown(2, [a.address, b.address]), vec![(2, b)]);
         // Inherit never takes over what an instance holds.
         l.inherit(2, a);
-        assert_eq!(l.get(2, a.address).unwrap().id, 3);
+        assert_eq!(
+            l.get(2, a.address).unwrap().holder.as_ref().unwrap().0,
+            id(3)
+        );
         assert!(!l.drop_inherited(2, a.address));
     }
 
     #[test]
     fn unhold_leaves_another_instances_address() {
         let mut l = Ledger::default();
-        l.hold(2, 7, "b/ipv4", &[va("10.0.0.2")], None);
-        l.unhold(2, 1, va("10.0.0.2").address);
+        l.hold(2, id(7), &key("b/ipv4"), &[va("10.0.0.2")], None);
+        l.unhold(2, id(1), va("10.0.0.2").address);
         assert!(l.get(2, va("10.0.0.2").address).is_some());
-        l.unhold(2, 7, va("10.0.0.2").address);
+        l.unhold(2, id(7), va("10.0.0.2").address);
         assert!(l.get(2, va("10.0.0.2").address).is_none());
     }
 
     #[test]
     fn set_mac_returns_only_what_is_held() {
         let mut l = Ledger::default();
-        l.hold(2, 1, "a/ipv4", &[va("10.0.0.1")], None);
+        l.hold(2, id(1), &key("a/ipv4"), &[va("10.0.0.1")], None);
         let bound = l.set_mac(2, &[va("10.0.0.1"), va("10.0.0.9")], Some([2; 6]));
         assert_eq!(bound, vec![va("10.0.0.1").address]);
         assert_eq!(l.get(2, va("10.0.0.1").address).unwrap().mac, Some([2; 6]));
@@ -422,8 +459,14 @@ mod tests {
     #[test]
     fn forget_link_and_release_all() {
         let mut l = Ledger::default();
-        l.hold(2, 1, "a/ipv4", &[va("10.0.0.1")], None);
-        l.hold(9, 1, "a/ipv4", &[va("10.0.0.2"), va("10.0.0.3")], None);
+        l.hold(2, id(1), &key("a/ipv4"), &[va("10.0.0.1")], None);
+        l.hold(
+            9,
+            id(1),
+            &key("a/ipv4"),
+            &[va("10.0.0.2"), va("10.0.0.3")],
+            None,
+        );
         l.forget_link(9);
         assert_eq!(l.release_all(), vec![(2, va("10.0.0.1"))]);
         assert!(l.release_all().is_empty());
@@ -432,10 +475,10 @@ mod tests {
     #[test]
     fn a_conflict_clears_once() {
         let mut l = Ledger::default();
-        l.conflict(2, va("10.0.0.1").address, "a/ipv4");
+        l.conflict(2, va("10.0.0.1").address, &key("a/ipv4"));
         assert_eq!(
-            l.clear_conflict(2, va("10.0.0.1").address).as_deref(),
-            Some("a/ipv4")
+            l.clear_conflict(2, va("10.0.0.1").address),
+            Some(key("a/ipv4"))
         );
         assert_eq!(l.clear_conflict(2, va("10.0.0.1").address), None);
     }

@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 use super::messages::{AnnounceCmd, DataplaneCmd, EngineCmd, ScheduleId};
+use crate::ids::{InstanceId, InstanceKey};
 use crate::model::spec::GarpConfig;
 use crate::net::announce::Mac;
 use crate::net::netlink::Address;
@@ -42,7 +43,7 @@ const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl DataplaneCmd {
     /// The instance whose worker carries the command out (`None`: the data plane's own).
-    fn instance(&self) -> Option<u64> {
+    fn instance(&self) -> Option<InstanceId> {
         match self {
             DataplaneCmd::Stage { id, .. }
             | DataplaneCmd::Restage { id, .. }
@@ -105,7 +106,7 @@ pub(crate) async fn run<K: Kernel>(
         netlink_errors,
     });
     let renewer = tokio::spawn(renew::run(ctx.clone()));
-    let mut workers: HashMap<u64, mpsc::UnboundedSender<DataplaneCmd>> = HashMap::new();
+    let mut workers: HashMap<InstanceId, mpsc::UnboundedSender<DataplaneCmd>> = HashMap::new();
     let mut handles: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     while let Some(cmd) = cmds.recv().await {
         let Some(id) = cmd.instance() else {
@@ -147,14 +148,14 @@ pub(crate) async fn run<K: Kernel>(
 /// A standby link to make once the instance leaves master.
 struct PendingStandby {
     parent: u32,
-    key: String,
+    key: InstanceKey,
     addresses: Vec<VirtualAddress>,
 }
 
 /// One instance's worker: its commands, in order.
 struct Worker<K> {
     ctx: Arc<Ctx<K>>,
-    id: u64,
+    id: InstanceId,
     standby: Option<Standby>,
     pending: Option<PendingStandby>,
 }
@@ -247,7 +248,7 @@ impl<K: Kernel> Worker<K> {
 
     async fn restage(
         &mut self,
-        key: String,
+        key: InstanceKey,
         parent: u32,
         addresses: Vec<VirtualAddress>,
         master: bool,
@@ -272,7 +273,7 @@ impl<K: Kernel> Worker<K> {
     }
 
     /// Becoming master: the standby link up, everything else bound.
-    async fn bind(&mut self, key: &str, ifindex: u32, addresses: Vec<VirtualAddress>) {
+    async fn bind(&mut self, key: &InstanceKey, ifindex: u32, addresses: Vec<VirtualAddress>) {
         let (staged, rest) = Standby::split(&self.standby, addresses);
         if let Some(s) = self.standby.as_mut().filter(|_| !staged.is_empty())
             && !raise(&self.ctx, key, s, staged.len()).await
@@ -324,7 +325,7 @@ impl<K: Kernel> Worker<K> {
     /// addresses with its MAC, the others with the instance's.
     fn announce(
         &mut self,
-        key: String,
+        key: InstanceKey,
         ifindex: u32,
         mac: Mac,
         addresses: Vec<VirtualAddress>,
@@ -364,8 +365,8 @@ impl<K: Kernel> Worker<K> {
 /// conflict; any failure is a fault (never Master: hand over).
 async fn bind<K: Kernel>(
     ctx: &Ctx<K>,
-    id: u64,
-    key: &str,
+    id: InstanceId,
+    key: &InstanceKey,
     ifindex: u32,
     addresses: &[VirtualAddress],
 ) {
@@ -377,7 +378,7 @@ async fn bind<K: Kernel>(
     let results = add_all(&ctx.kernel, ifindex, addresses).await;
     if addresses.len() >= 100 {
         info!(
-            instance = key,
+            instance = %key,
             addresses = addresses.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "addresses bound"
@@ -423,12 +424,12 @@ async fn bind<K: Kernel>(
             l.unhold(ifindex, id, a.address);
         }
     }
-    error!(instance = key, failed = failed.len(), %reason, "cannot bind virtual addresses");
+    error!(instance = %key, failed = failed.len(), %reason, "cannot bind virtual addresses");
     // A conflict clears when the other address goes (see `watch`); any other error is tried
     // again after a while.
     set_bind_fault(&ctx.engine, key, Some(format!("cannot bind: {reason}")));
     if retry {
-        let (engine, key) = (ctx.engine.clone(), key.to_string());
+        let (engine, key) = (ctx.engine.clone(), key.clone());
         tokio::spawn(async move {
             tokio::time::sleep(BIND_RETRY).await;
             set_bind_fault(&engine, &key, None);
@@ -476,9 +477,13 @@ fn failure_reason(failed: &[(VirtualAddress, String)]) -> Option<String> {
 }
 
 /// Sets (`Some(reason)`) or clears the instance's conflict tracker.
-fn set_bind_fault(engine: &mpsc::UnboundedSender<EngineCmd>, key: &str, reason: Option<String>) {
+fn set_bind_fault(
+    engine: &mpsc::UnboundedSender<EngineCmd>,
+    key: &InstanceKey,
+    reason: Option<String>,
+) {
     let _ = engine.send(EngineCmd::Tracker {
-        key: key.to_string(),
+        key: key.clone(),
         name: CONFLICT_TRACKER.into(),
         weight: 0,
         failing: reason.is_some(),

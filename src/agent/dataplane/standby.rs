@@ -15,6 +15,7 @@ use super::kernel::Kernel;
 use super::ledger::{add_all, delete_all};
 use super::{Ctx, set_bind_fault};
 use crate::agent::messages::{AnnounceCmd, ScheduleId};
+use crate::ids::{InstanceId, InstanceKey};
 use crate::model::address::is_link_local;
 use crate::net::announce::Mac;
 use crate::vrrp::{InstanceConfig, VirtualAddress};
@@ -46,7 +47,7 @@ pub fn excluded_ipv6(config: &InstanceConfig) -> Vec<VirtualAddress> {
 }
 
 /// The standby link of instance `id`.
-pub fn standby_name(id: u64) -> String {
+pub fn standby_name(id: InstanceId) -> String {
     format!("kvs-{id:x}")
 }
 
@@ -162,8 +163,8 @@ pub(crate) fn conflict_reason(conflicts: &[(u32, IpAddr)]) -> Option<String> {
 /// An address already on the node and not ours is a conflict, as for a bind.
 pub(crate) async fn stage<K: Kernel>(
     ctx: &Ctx<K>,
-    id: u64,
-    key: &str,
+    id: InstanceId,
+    key: &InstanceKey,
     parent: u32,
     addresses: &[VirtualAddress],
 ) -> Option<Standby> {
@@ -172,7 +173,7 @@ pub(crate) async fn stage<K: Kernel>(
         Ok(p) => p,
         Err(e) => {
             ctx.count_netlink_errors(1);
-            warn!(instance = key, error = %e, "cannot read addresses: no standby link");
+            warn!(instance = %key, error = %e, "cannot read addresses: no standby link");
             return None;
         }
     };
@@ -186,7 +187,7 @@ pub(crate) async fn stage<K: Kernel>(
         Ok(l) => l,
         Err(e) => {
             ctx.count_netlink_errors(1);
-            warn!(instance = key, link = %name, error = %e, "cannot create a standby link: its addresses bind when master");
+            warn!(instance = %key, link = %name, error = %e, "cannot create a standby link: its addresses bind when master");
             return None;
         }
     };
@@ -209,7 +210,7 @@ pub(crate) async fn stage<K: Kernel>(
     };
     let failed = bind_on(ctx, id, &mut standby, &wanted).await;
     info!(
-        instance = key,
+        instance = %key,
         link = %name,
         addresses = standby.addresses.len(),
         failed,
@@ -217,7 +218,7 @@ pub(crate) async fn stage<K: Kernel>(
         "addresses bound ahead on a standby link (down)"
     );
     if let Some(reason) = conflict_reason(&conflicts) {
-        error!(instance = key, conflicts = conflicts.len(), %reason, "cannot bind virtual addresses");
+        error!(instance = %key, conflicts = conflicts.len(), %reason, "cannot bind virtual addresses");
         set_bind_fault(&ctx.engine, key, Some(reason));
     }
     Some(standby)
@@ -227,7 +228,7 @@ pub(crate) async fn stage<K: Kernel>(
 /// One that fails is not on the link: it binds the usual way when master.
 async fn bind_on<K: Kernel>(
     ctx: &Ctx<K>,
-    id: u64,
+    id: InstanceId,
     s: &mut Standby,
     addresses: &[VirtualAddress],
 ) -> usize {
@@ -251,8 +252,8 @@ async fn bind_on<K: Kernel>(
 /// removes the ones no longer wanted.
 pub(crate) async fn restage<K: Kernel>(
     ctx: &Ctx<K>,
-    id: u64,
-    key: &str,
+    id: InstanceId,
+    key: &InstanceKey,
     s: &mut Standby,
     addresses: &[VirtualAddress],
 ) {
@@ -273,7 +274,12 @@ pub(crate) async fn restage<K: Kernel>(
 
 /// Sets the standby link up (the instance became master). `false`: it could not be, and the
 /// caller binds its addresses the usual way.
-pub(crate) async fn raise<K: Kernel>(ctx: &Ctx<K>, key: &str, s: &mut Standby, n: usize) -> bool {
+pub(crate) async fn raise<K: Kernel>(
+    ctx: &Ctx<K>,
+    key: &InstanceKey,
+    s: &mut Standby,
+    n: usize,
+) -> bool {
     if s.up {
         return true;
     }
@@ -282,7 +288,7 @@ pub(crate) async fn raise<K: Kernel>(ctx: &Ctx<K>, key: &str, s: &mut Standby, n
         Ok(()) => {
             s.up = true;
             info!(
-                instance = key,
+                instance = %key,
                 addresses = n,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "standby link up"
@@ -291,7 +297,7 @@ pub(crate) async fn raise<K: Kernel>(ctx: &Ctx<K>, key: &str, s: &mut Standby, n
         }
         Err(e) => {
             ctx.count_netlink_errors(1);
-            error!(instance = key, error = %e, "cannot set the standby link up: binding its addresses the usual way");
+            error!(instance = %key, error = %e, "cannot set the standby link up: binding its addresses the usual way");
             false
         }
     }
@@ -317,7 +323,7 @@ pub(crate) async fn lower<K: Kernel>(ctx: &Ctx<K>, s: &mut Standby) -> bool {
 }
 
 /// Removes a standby link and its addresses (one request for all of them).
-pub(crate) async fn drop_standby<K: Kernel>(ctx: &Ctx<K>, id: u64, s: Standby) {
+pub(crate) async fn drop_standby<K: Kernel>(ctx: &Ctx<K>, id: InstanceId, s: Standby) {
     let _ = ctx.announcer.send(AnnounceCmd::Stop {
         id: ScheduleId::StandbyLink(id),
     });
@@ -342,8 +348,10 @@ mod tests {
 
     #[test]
     fn standby_names_round_trip() {
-        assert_eq!(standby_name(0x2a), "kvs-2a");
-        assert!(is_standby_name(&standby_name(u64::from(u32::MAX) * 7)));
+        assert_eq!(standby_name(InstanceId::nth(0x2a)), "kvs-2a");
+        assert!(is_standby_name(&standby_name(InstanceId::nth(
+            u64::from(u32::MAX) * 7
+        ))));
         for name in ["kvs-", "kvs-xyz", "kvs-123456789abc", "vrrp-2a", "eth0"] {
             assert!(!is_standby_name(name), "{name}");
         }

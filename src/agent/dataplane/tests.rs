@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::kernel::fake::{Call, FakeKernel};
 use super::*;
+use crate::ids::InstanceId;
 use crate::net::netlink::{ADDRESS_PROTO, RENEW_EVERY};
 
 const ETH: u32 = 2;
@@ -63,13 +64,13 @@ impl Rig {
     }
 
     async fn bind(&self, addresses: &[VirtualAddress]) {
-        self.bind_as(1, KEY, addresses).await
+        self.bind_as(InstanceId::nth(1), KEY, addresses).await
     }
 
-    async fn bind_as(&self, id: u64, key: &str, addresses: &[VirtualAddress]) {
+    async fn bind_as(&self, id: InstanceId, key: &str, addresses: &[VirtualAddress]) {
         self.send(DataplaneCmd::Bind {
             id,
-            key: key.into(),
+            key: key.parse().unwrap(),
             ifindex: ETH,
             addresses: addresses.to_vec(),
         })
@@ -77,10 +78,10 @@ impl Rig {
     }
 
     async fn unbind(&self, addresses: &[VirtualAddress]) {
-        self.unbind_as(1, addresses).await
+        self.unbind_as(InstanceId::nth(1), addresses).await
     }
 
-    async fn unbind_as(&self, id: u64, addresses: &[VirtualAddress]) {
+    async fn unbind_as(&self, id: InstanceId, addresses: &[VirtualAddress]) {
         self.send(DataplaneCmd::Unbind {
             id,
             ifindex: ETH,
@@ -91,8 +92,8 @@ impl Rig {
 
     async fn announce(&self, addresses: &[VirtualAddress]) {
         self.send(DataplaneCmd::Announce {
-            id: 1,
-            key: KEY.into(),
+            id: InstanceId::nth(1),
+            key: KEY.parse().unwrap(),
             ifindex: ETH,
             mac: [0, 0, 0x5e, 0, 1, 7],
             addresses: addresses.to_vec(),
@@ -135,7 +136,10 @@ impl Rig {
                 ..
             } = cmd
             {
-                assert_eq!((key.as_str(), name.as_str()), (KEY, CONFLICT_TRACKER));
+                assert_eq!(
+                    (key.to_string().as_str(), name.as_str()),
+                    (KEY, CONFLICT_TRACKER)
+                );
                 last = Some((failing, reason));
             }
         }
@@ -234,7 +238,7 @@ async fn an_address_of_ours_removed_by_someone_else_is_put_back_and_announced() 
         [AnnounceCmd::Once { ifindex: ETH, address, .. }] if *address == v4(1).address
     ));
     let restored = std::iter::from_fn(|| rig.engine.try_recv().ok())
-        .any(|c| matches!(c, EngineCmd::Restored { key, .. } if key == KEY));
+        .any(|c| matches!(c, EngineCmd::Restored { key, .. } if key.to_string() == KEY));
     assert!(restored);
 }
 
@@ -262,14 +266,17 @@ async fn a_marked_address_nothing_holds_is_removed_and_a_released_one_stays_gone
 async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
     let mut rig = Rig::new();
     rig.send(DataplaneCmd::Stage {
-        id: 1,
-        key: KEY.into(),
+        id: InstanceId::nth(1),
+        key: KEY.parse().unwrap(),
         ifindex: ETH,
         addresses: many_v6(),
     })
     .await;
     let calls = rig.changes();
-    assert_eq!(calls[0], Call::CreateMacvlan(ETH, standby_name(1)));
+    assert_eq!(
+        calls[0],
+        Call::CreateMacvlan(ETH, standby_name(InstanceId::nth(1)))
+    );
     assert_eq!(calls.len(), 1 + STANDBY_MIN);
     assert!(
         calls[1..]
@@ -305,7 +312,10 @@ async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
         .collect();
     assert_eq!(
         ids,
-        vec![ScheduleId::StandbyLink(1), ScheduleId::Instance(1, ETH)]
+        vec![
+            ScheduleId::StandbyLink(InstanceId::nth(1)),
+            ScheduleId::Instance(InstanceId::nth(1), ETH)
+        ]
     );
 
     // Backup: the link down, its addresses kept for next time.
@@ -325,11 +335,17 @@ async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
         .collect();
     assert_eq!(
         stops,
-        vec![ScheduleId::Instance(1, ETH), ScheduleId::StandbyLink(1)]
+        vec![
+            ScheduleId::Instance(InstanceId::nth(1), ETH),
+            ScheduleId::StandbyLink(InstanceId::nth(1))
+        ]
     );
 
     // Forgotten: the link goes with its addresses.
-    rig.send(DataplaneCmd::Forget { id: 1 }).await;
+    rig.send(DataplaneCmd::Forget {
+        id: InstanceId::nth(1),
+    })
+    .await;
     assert_eq!(rig.changes(), vec![Call::DeleteLink(STANDBY_LINK)]);
 }
 
@@ -337,8 +353,8 @@ async fn the_standby_link_goes_up_on_master_and_down_on_backup() {
 async fn a_standby_link_that_cannot_go_up_is_replaced_by_the_usual_bind() {
     let rig = Rig::new();
     rig.send(DataplaneCmd::Stage {
-        id: 1,
-        key: KEY.into(),
+        id: InstanceId::nth(1),
+        key: KEY.parse().unwrap(),
         ifindex: ETH,
         addresses: many_v6(),
     })
@@ -360,8 +376,8 @@ async fn a_standby_link_that_cannot_go_up_is_replaced_by_the_usual_bind() {
 async fn the_standby_link_follows_an_excluded_address_change() {
     let rig = Rig::new();
     rig.send(DataplaneCmd::Stage {
-        id: 1,
-        key: KEY.into(),
+        id: InstanceId::nth(1),
+        key: KEY.parse().unwrap(),
         ifindex: ETH,
         addresses: many_v6(),
     })
@@ -370,8 +386,8 @@ async fn the_standby_link_follows_an_excluded_address_change() {
     let mut wanted = many_v6();
     wanted[0] = v6(1000);
     rig.send(DataplaneCmd::Restage {
-        id: 1,
-        key: KEY.into(),
+        id: InstanceId::nth(1),
+        key: KEY.parse().unwrap(),
         ifindex: ETH,
         addresses: wanted,
         master: false,
@@ -392,8 +408,8 @@ async fn a_master_gets_its_standby_link_when_it_leaves_master() {
     rig.bind(&[v4(1)]).await;
     rig.changes();
     rig.send(DataplaneCmd::Restage {
-        id: 1,
-        key: KEY.into(),
+        id: InstanceId::nth(1),
+        key: KEY.parse().unwrap(),
         ifindex: ETH,
         addresses: many_v6(),
         master: true,
@@ -406,7 +422,7 @@ async fn a_master_gets_its_standby_link_when_it_leaves_master() {
         calls[..2],
         [
             Call::Del(ETH, v4(1).address),
-            Call::CreateMacvlan(ETH, standby_name(1))
+            Call::CreateMacvlan(ETH, standby_name(InstanceId::nth(1)))
         ]
     );
     assert_eq!(calls.len(), 2 + STANDBY_MIN);
@@ -487,15 +503,18 @@ fn ours(index: u32, vip: VirtualAddress) -> Address {
 async fn a_vip_two_instances_hold_stays_until_the_last_lets_go() {
     // The old VirtualIP still handing over while its successor on the same address binds.
     let rig = Rig::new();
-    rig.bind_as(1, "old/ipv4", &[v4(50)]).await;
-    rig.bind_as(7, "new/ipv4", &[v4(50)]).await;
+    rig.bind_as(InstanceId::nth(1), "old/ipv4", &[v4(50)]).await;
+    rig.bind_as(InstanceId::nth(7), "new/ipv4", &[v4(50)]).await;
     rig.changes();
-    rig.unbind_as(1, &[v4(50)]).await;
+    rig.unbind_as(InstanceId::nth(1), &[v4(50)]).await;
     assert_eq!(rig.changes(), vec![], "the successor still holds it");
     assert!(rig.kernel.is_bound(ETH, v4(50).address));
     // The successor is removed without unbinding (deleted while backup, or before its
     // handover ran): its worker's end releases it. Nothing is left answering.
-    rig.send(DataplaneCmd::Forget { id: 7 }).await;
+    rig.send(DataplaneCmd::Forget {
+        id: InstanceId::nth(7),
+    })
+    .await;
     assert_eq!(rig.changes(), vec![Call::Del(ETH, v4(50).address)]);
     assert!(!rig.kernel.is_bound(ETH, v4(50).address));
 }
@@ -505,7 +524,10 @@ async fn a_forgotten_instance_takes_its_addresses_with_it() {
     let rig = Rig::new();
     rig.bind(&[v4(1), v4(2)]).await;
     rig.changes();
-    rig.send(DataplaneCmd::Forget { id: 1 }).await;
+    rig.send(DataplaneCmd::Forget {
+        id: InstanceId::nth(1),
+    })
+    .await;
     assert_eq!(
         sorted(rig.changes()),
         vec![Call::Del(ETH, v4(1).address), Call::Del(ETH, v4(2).address)]
@@ -544,7 +566,7 @@ async fn a_predecessors_address_is_kept_bound_by_a_master_and_dropped_by_a_backu
         ]
     );
     // Instance 2 learns another node is master of v4(2): it lets go, and the address goes.
-    rig.unbind_as(2, &[v4(2)]).await;
+    rig.unbind_as(InstanceId::nth(2), &[v4(2)]).await;
     assert_eq!(rig.changes(), vec![Call::Del(ETH, v4(2).address)]);
     assert!(rig.kernel.is_bound(ETH, v4(1).address));
 }
@@ -563,7 +585,8 @@ async fn lifetimes_are_renewed_for_what_live_instances_hold_and_nothing_else() {
     // Someone else's address: never renewed (the kernel's replace would make it ours).
     rig.kernel.foreign(ETH, v4(3).address, 24);
     rig.bind(&[v4(1), v4(2), v4(3)]).await;
-    rig.bind_as(7, "other/ipv4", &[v4(4)]).await;
+    rig.bind_as(InstanceId::nth(7), "other/ipv4", &[v4(4)])
+        .await;
     tokio::time::sleep(RENEW_EVERY * 2 + std::time::Duration::from_millis(10)).await;
     let renewed = rig.renewals();
     let once: Vec<Call> = [v4(1), v4(2), v4(4)]
@@ -575,7 +598,10 @@ async fn lifetimes_are_renewed_for_what_live_instances_hold_and_nothing_else() {
     }
     assert!(!rig.kernel.0.lock().unwrap().bound[&(ETH, v4(3).address)].is_ours());
     // Instance 7 goes: its address is deleted and no longer renewed.
-    rig.send(DataplaneCmd::Forget { id: 7 }).await;
+    rig.send(DataplaneCmd::Forget {
+        id: InstanceId::nth(7),
+    })
+    .await;
     rig.renewals();
     tokio::time::sleep(RENEW_EVERY).await;
     let renewed = rig.renewals();

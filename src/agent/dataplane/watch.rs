@@ -13,6 +13,7 @@ use super::ledger::Ledger;
 use super::{Ctx, set_bind_fault};
 use crate::agent::messages::AnnounceCmd;
 use crate::agent::messages::EngineCmd;
+use crate::ids::InstanceKey;
 use crate::model::address::is_link_local;
 use crate::net::announce::Mac;
 use crate::net::netlink::{Address, NetEvent};
@@ -25,13 +26,13 @@ pub(crate) enum WatchAction {
     PutBack {
         ifindex: u32,
         vip: VirtualAddress,
-        key: String,
+        key: InstanceKey,
         mac: Option<Mac>,
     },
     /// Marked ours, but no instance of ours holds it here (a backup): remove it.
     RemoveStray(Address),
     /// The address that blocked instance `key` is gone.
-    ConflictGone { key: String, address: IpAddr },
+    ConflictGone { key: InstanceKey, address: IpAddr },
 }
 
 /// What `event` calls for, given the ledger (a cleared conflict leaves it).
@@ -43,14 +44,17 @@ pub(crate) fn decide(ledger: &mut Ledger, event: &NetEvent) -> Vec<WatchAction> 
             if ledger.drop_inherited(a.index, a.address) {
                 return out;
             }
-            if let Some(h) = ledger.get(a.index, a.address) {
+            // (An inherited address was dropped above: every one left has a holder.)
+            if let Some(h) = ledger.get(a.index, a.address)
+                && let Some((_, key)) = &h.holder
+            {
                 out.push(WatchAction::PutBack {
                     ifindex: a.index,
                     vip: VirtualAddress {
                         address: a.address,
                         prefix_len: h.prefix_len,
                     },
-                    key: h.key.clone(),
+                    key: key.clone(),
                     mac: h.mac,
                 });
             }
@@ -113,7 +117,7 @@ async fn put_back<K: Kernel>(
     ctx: &Ctx<K>,
     ifindex: u32,
     vip: VirtualAddress,
-    key: String,
+    key: InstanceKey,
     mac: Option<Mac>,
 ) {
     match ctx.kernel.add_address(ifindex, vip).await {
@@ -143,6 +147,7 @@ async fn put_back<K: Kernel>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::InstanceId;
     use crate::net::netlink::ADDRESS_PROTO;
 
     fn address(s: &str, proto: Option<u8>) -> Address {
@@ -159,7 +164,13 @@ mod tests {
             address: s.parse().unwrap(),
             prefix_len: 24,
         };
-        ledger.hold(2, 1, "a/ipv4", &[vip], Some([2; 6]));
+        ledger.hold(
+            2,
+            InstanceId::nth(1),
+            &"a/ipv4".parse().unwrap(),
+            &[vip],
+            Some([2; 6]),
+        );
     }
 
     #[test]
@@ -178,7 +189,7 @@ mod tests {
                     address: "10.0.0.1".parse().unwrap(),
                     prefix_len: 24
                 },
-                key: "a/ipv4".into(),
+                key: "a/ipv4".parse().unwrap(),
                 mac: Some([2; 6]),
             }]
         );
@@ -194,12 +205,12 @@ mod tests {
     #[test]
     fn a_conflicting_address_removed_clears_the_conflict_once() {
         let mut l = Ledger::default();
-        l.conflict(2, "10.0.0.1".parse().unwrap(), "a/ipv4");
+        l.conflict(2, "10.0.0.1".parse().unwrap(), &"a/ipv4".parse().unwrap());
         let e = NetEvent::AddressRemoved(address("10.0.0.1", None));
         assert_eq!(
             decide(&mut l, &e),
             vec![WatchAction::ConflictGone {
-                key: "a/ipv4".into(),
+                key: "a/ipv4".parse().unwrap(),
                 address: "10.0.0.1".parse().unwrap()
             }]
         );

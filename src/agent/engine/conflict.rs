@@ -10,6 +10,7 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::Engine;
+use crate::ids::InstanceId;
 use crate::vrrp::Counters;
 
 /// A foreign router on our VRID is reported until it has been silent this long.
@@ -108,7 +109,7 @@ impl Engine {
     /// Compares an instance's counters before and after one advertisement from `src`.
     pub(super) fn note_conflict(
         &mut self,
-        id: u64,
+        id: InstanceId,
         before: ForeignSigns,
         src: IpAddr,
         vrid: u8,

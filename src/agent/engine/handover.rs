@@ -11,6 +11,7 @@ use tracing::info;
 use super::{Engine, RunningInstance};
 use crate::agent::dataplane::CONFLICT_TRACKER;
 use crate::agent::messages::{DataplaneCmd, SocketKey};
+use crate::ids::InstanceId;
 use crate::vrrp::driver::INTERFACE_TRACKER;
 use crate::vrrp::priority::Trackers;
 use crate::vrrp::{Action, State, VirtualAddress};
@@ -122,7 +123,7 @@ impl Engine {
     /// The same for a running instance handing over after a check failed.
     pub(super) fn successor_heard_by_slot(
         &mut self,
-        id: u64,
+        id: InstanceId,
         src: IpAddr,
         priority: u8,
         now: Duration,
@@ -143,7 +144,7 @@ impl Engine {
     /// Keeps `addresses` of a running instance until its successor is heard.
     pub(super) fn hold_addresses(
         &mut self,
-        id: u64,
+        id: InstanceId,
         addresses: Vec<VirtualAddress>,
         now: Duration,
     ) {
@@ -162,7 +163,7 @@ impl Engine {
 
     /// Lets a running instance's held addresses go (the new master was heard, or the deadline
     /// passed).
-    pub(super) fn release_held(&mut self, id: u64) {
+    pub(super) fn release_held(&mut self, id: InstanceId) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
@@ -191,9 +192,9 @@ impl Engine {
             self.execute(&mut l.slot, vec![Action::RemoveAddresses(l.hold.addresses)]);
             self.retire(l.slot);
         }
-        let expired: Vec<u64> = self
+        let expired: Vec<InstanceId> = self
             .handover_deadlines
-            .range(..=(now, u64::MAX))
+            .range(..=(now, InstanceId::LAST))
             .map(|(_, id)| *id)
             .collect();
         for id in expired {

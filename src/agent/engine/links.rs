@@ -153,6 +153,7 @@ pub(super) fn per_link(cmd: DataplaneCmd, away: &[AwayLink]) -> Vec<DataplaneCmd
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::InstanceId;
     use crate::model::spec::GarpConfig;
 
     fn va(s: &str) -> VirtualAddress {
@@ -197,8 +198,8 @@ mod tests {
         let both = vec![va("198.51.100.50/24"), va("203.0.113.1/24")];
         let bind = per_link(
             DataplaneCmd::Bind {
-                id: 1,
-                key: "gw/ipv4".into(),
+                id: InstanceId::nth(1),
+                key: "gw/ipv4".parse().unwrap(),
                 ifindex: 2,
                 addresses: both.clone(),
             },
@@ -213,8 +214,8 @@ mod tests {
         );
         let announce = per_link(
             DataplaneCmd::Announce {
-                id: 1,
-                key: "gw/ipv4".into(),
+                id: InstanceId::nth(1),
+                key: "gw/ipv4".parse().unwrap(),
                 ifindex: 2,
                 mac: [2, 0, 0, 0, 0, 1],
                 addresses: both.clone(),
@@ -229,7 +230,7 @@ mod tests {
         assert_eq!(*mac, [2, 0, 0, 0, 0, 2], "from the back interface's MAC");
         let unbind = per_link(
             DataplaneCmd::Unbind {
-                id: 1,
+                id: InstanceId::nth(1),
                 ifindex: 2,
                 addresses: both.clone(),
             },
@@ -239,8 +240,8 @@ mod tests {
         // Staged ahead only on the instance's own interface.
         let stage = per_link(
             DataplaneCmd::Stage {
-                id: 1,
-                key: "gw/ipv4".into(),
+                id: InstanceId::nth(1),
+                key: "gw/ipv4".parse().unwrap(),
                 ifindex: 2,
                 addresses: vec![va("203.0.113.1/24")],
             },
@@ -250,8 +251,8 @@ mod tests {
         // Nothing elsewhere: the command as it was.
         let plain = per_link(
             DataplaneCmd::Bind {
-                id: 1,
-                key: "gw/ipv4".into(),
+                id: InstanceId::nth(1),
+                key: "gw/ipv4".parse().unwrap(),
                 ifindex: 2,
                 addresses: both,
             },

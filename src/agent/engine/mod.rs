@@ -42,6 +42,7 @@ use super::messages::{AgentEvent, DataplaneCmd, EngineCmd, FromReceiver, Prepare
 use super::status::GlobalCounters;
 use super::will::{Farewell, Will};
 use crate::hooks::{HookEvent, NotifyMsg};
+use crate::ids::{InstanceId, InstanceKey};
 use crate::model::spec::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::net::socket::VrrpSender;
@@ -57,7 +58,7 @@ use trackers::interface_down;
 
 /// A running instance and what the engine keeps beside it.
 struct RunningInstance {
-    id: u64,
+    id: InstanceId,
     resolved: ResolvedInstance,
     instance: Instance,
     /// The instance's protocol timer, as its actions armed it.
@@ -103,10 +104,10 @@ impl RunningInstance {
 
 pub(crate) struct Engine {
     start: Instant,
-    next_id: u64,
-    slots: HashMap<u64, RunningInstance>,
-    by_key: BTreeMap<String, u64>,
-    demux: HashMap<(SocketKey, u8), u64>,
+    next_id: InstanceId,
+    slots: HashMap<InstanceId, RunningInstance>,
+    by_key: BTreeMap<InstanceKey, InstanceId>,
+    demux: HashMap<(SocketKey, u8), InstanceId>,
     leaving: Vec<Leaving>,
     timers: TimerWheel,
     receivers: HashMap<SocketKey, tokio::task::JoinHandle<()>>,
@@ -120,7 +121,7 @@ pub(crate) struct Engine {
     /// Trackers per VirtualIP name, for its instances now and later.
     vip_trackers: HashMap<String, BTreeMap<String, Tracker>>,
     /// Deadlines of the running instances' handover holds (see `RunningInstance::handover`).
-    handover_deadlines: BTreeSet<(Duration, u64)>,
+    handover_deadlines: BTreeSet<(Duration, InstanceId)>,
     notify: mpsc::UnboundedSender<NotifyMsg>,
     /// Where the agent's last will goes (under a warden), and whether it needs redoing.
     will: Option<watch::Sender<Will>>,
@@ -146,7 +147,7 @@ pub(crate) fn spawn(
                 let (ftx, frx) = mpsc::channel(4096);
                 let engine = Engine {
                     start: Instant::now(),
-                    next_id: 1,
+                    next_id: InstanceId::FIRST,
                     slots: HashMap::new(),
                     by_key: BTreeMap::new(),
                     demux: HashMap::new(),
@@ -354,7 +355,7 @@ impl Engine {
     }
 
     fn start_instance(&mut self, p: Prepared) {
-        let key = p.resolved.key.to_string();
+        let key = p.resolved.key.clone();
         if self.by_key.contains_key(&key) {
             // A restart: the old one hands over first.
             self.stop_instance(&key);
@@ -363,7 +364,7 @@ impl Engine {
             self.ensure_receiver(socket_key, socket);
         }
         let id = self.next_id;
-        self.next_id += 1;
+        self.next_id = id.next();
         let mut trackers = Trackers::default();
         trackers.set(
             INTERFACE_TRACKER,
@@ -426,7 +427,7 @@ impl Engine {
         self.mark_changed();
     }
 
-    fn stop_instance(&mut self, key: &str) {
+    fn stop_instance(&mut self, key: &InstanceKey) {
         let Some(id) = self.by_key.remove(key) else {
             return;
         };
@@ -464,7 +465,7 @@ impl Engine {
     fn retire(&mut self, slot: RunningInstance) {
         let _ = self.dataplane.send(DataplaneCmd::Forget { id: slot.id });
         let _ = self.agent.send(AgentEvent::Retired {
-            key: slot.resolved.key.to_string(),
+            key: slot.resolved.key.clone(),
             vmac: slot.vmac_link.map(|i| {
                 let c = &slot.resolved.config;
                 (i, super::instances::vmac_name(c.family(), c.vrid))
@@ -475,7 +476,7 @@ impl Engine {
         self.mark_changed();
     }
 
-    fn handle(&mut self, id: u64, now: Duration, input: Input) {
+    fn handle(&mut self, id: InstanceId, now: Duration, input: Input) {
         let Some(slot) = self.slots.get_mut(&id) else {
             return;
         };
@@ -484,7 +485,7 @@ impl Engine {
     }
 
     /// Carries out an instance's actions and keeps its timer in the wheel.
-    fn after_handle(&mut self, id: u64, actions: Vec<Action>) {
+    fn after_handle(&mut self, id: InstanceId, actions: Vec<Action>) {
         let mut slot = self.slots.remove(&id).expect("slot");
         let before = slot.timer.deadline();
         slot.timer.follow(&actions);
@@ -513,7 +514,7 @@ impl Engine {
                         &slot.resolved.away,
                         DataplaneCmd::Bind {
                             id: slot.id,
-                            key: slot.resolved.key.to_string(),
+                            key: slot.resolved.key.clone(),
                             ifindex: slot.addr_ifindex,
                             addresses,
                         },
@@ -536,7 +537,7 @@ impl Engine {
                         &slot.resolved.away,
                         DataplaneCmd::Announce {
                             id: slot.id,
-                            key: slot.resolved.key.to_string(),
+                            key: slot.resolved.key.clone(),
                             ifindex: slot.addr_ifindex,
                             mac: slot.announce_mac,
                             addresses,
@@ -589,7 +590,7 @@ impl Engine {
     /// Hands every instance over, waits (at most three intervals) for the successors, and
     /// asks the data plane to release everything.
     async fn stop_all(&mut self, packets: &mut mpsc::Receiver<FromReceiver>) {
-        let keys: Vec<String> = self.by_key.keys().cloned().collect();
+        let keys: Vec<InstanceKey> = self.by_key.keys().cloned().collect();
         for key in keys {
             self.stop_instance(&key);
         }

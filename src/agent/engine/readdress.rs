@@ -8,6 +8,7 @@ use super::Engine;
 use crate::agent::dataplane::excluded_ipv6;
 use crate::agent::excluded::{AddressChange, change};
 use crate::agent::messages::DataplaneCmd;
+use crate::ids::InstanceId;
 use crate::model::spec::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::vrrp::{State, VirtualAddress};
@@ -15,7 +16,7 @@ use crate::vrrp::{State, VirtualAddress};
 /// Where an instance's addresses live.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Placement {
-    pub id: u64,
+    pub id: InstanceId,
     /// Where the VIPs are bound.
     pub ifindex: u32,
     pub mac: Mac,
@@ -37,7 +38,7 @@ pub(super) fn readdress_commands(
     if !at.vmac {
         out.push(DataplaneCmd::Restage {
             id: at.id,
-            key: new.key.to_string(),
+            key: new.key.clone(),
             ifindex: at.ifindex,
             addresses: excluded_ipv6(&new.config),
             master,
@@ -56,7 +57,7 @@ pub(super) fn readdress_commands(
     if !change.added.is_empty() {
         out.push(DataplaneCmd::Bind {
             id: at.id,
-            key: new.key.to_string(),
+            key: new.key.clone(),
             ifindex: at.ifindex,
             addresses: change.added.clone(),
         });
@@ -84,7 +85,7 @@ fn announce(
 ) -> DataplaneCmd {
     DataplaneCmd::Announce {
         id: at.id,
-        key: r.key.to_string(),
+        key: r.key.clone(),
         ifindex: at.ifindex,
         mac: at.mac,
         addresses,
@@ -96,7 +97,7 @@ fn announce(
 impl Engine {
     /// Same instance, new priority, announcement timing and/or excluded addresses.
     pub(super) fn update(&mut self, resolved: ResolvedInstance) {
-        let Some(&id) = self.by_key.get(&resolved.key.to_string()) else {
+        let Some(&id) = self.by_key.get(&resolved.key.clone()) else {
             return;
         };
         let slot = self.slots.get_mut(&id).expect("slot");
@@ -139,7 +140,7 @@ mod tests {
     use crate::vrrp::InstanceConfig;
 
     const AT: Placement = Placement {
-        id: 4,
+        id: InstanceId::nth(4),
         ifindex: 2,
         mac: [2, 0, 0, 0, 0, 1],
         vmac: false,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::Engine;
+use crate::ids::InstanceId;
 use crate::vrrp::Input;
 
 /// When many timers are due together, at most this many are handled before the due set is
@@ -18,11 +19,11 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 /// Deadlines of every armed protocol timer: (when, instance id).
 #[derive(Debug, Default)]
-pub(super) struct TimerWheel(BTreeSet<(Duration, u64)>);
+pub(super) struct TimerWheel(BTreeSet<(Duration, InstanceId)>);
 
 impl TimerWheel {
     /// Moves instance `id`'s entry from `from` to `to` (either may be none).
-    pub fn rearm(&mut self, id: u64, from: Option<Duration>, to: Option<Duration>) {
+    pub fn rearm(&mut self, id: InstanceId, from: Option<Duration>, to: Option<Duration>) {
         if from == to {
             return;
         }
@@ -39,8 +40,8 @@ impl TimerWheel {
     }
 
     /// Every entry due at `now`.
-    pub fn due(&self, now: Duration) -> Vec<(Duration, u64)> {
-        self.0.range(..=(now, u64::MAX)).copied().collect()
+    pub fn due(&self, now: Duration) -> Vec<(Duration, InstanceId)> {
+        self.0.range(..=(now, InstanceId::LAST)).copied().collect()
     }
 }
 
@@ -48,7 +49,9 @@ impl TimerWheel {
 /// burst of 100 ms advertisements never makes a 20 ms one late (instances that became master
 /// at one moment keep that phase; sending is a system call, and on a busy host it is not
 /// free). `due` is (interval, deadline, id).
-pub(super) fn first_batch(mut due: Vec<(Duration, Duration, u64)>) -> Vec<(Duration, u64)> {
+pub(super) fn first_batch(
+    mut due: Vec<(Duration, Duration, InstanceId)>,
+) -> Vec<(Duration, InstanceId)> {
     due.sort_unstable();
     due.into_iter()
         .take(BATCH)
@@ -80,7 +83,7 @@ impl Engine {
     pub(super) fn on_timers(&mut self) {
         loop {
             let now = self.now();
-            let due: Vec<(Duration, Duration, u64)> = self
+            let due: Vec<(Duration, Duration, InstanceId)> = self
                 .timers
                 .due(now)
                 .into_iter()
@@ -122,32 +125,36 @@ impl Engine {
 mod tests {
     use super::*;
 
+    fn id(n: u64) -> InstanceId {
+        InstanceId::nth(n)
+    }
+
     const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn the_wheel_moves_entries_and_lists_the_due_ones() {
         let mut w = TimerWheel::default();
-        w.rearm(1, None, Some(30 * MS));
-        w.rearm(2, None, Some(10 * MS));
-        w.rearm(3, None, Some(20 * MS));
+        w.rearm(id(1), None, Some(30 * MS));
+        w.rearm(id(2), None, Some(10 * MS));
+        w.rearm(id(3), None, Some(20 * MS));
         assert_eq!(w.first(), Some(10 * MS));
-        assert_eq!(w.due(20 * MS), vec![(10 * MS, 2), (20 * MS, 3)]);
-        w.rearm(2, Some(10 * MS), Some(40 * MS));
-        w.rearm(3, Some(20 * MS), None);
-        assert_eq!(w.due(35 * MS), vec![(30 * MS, 1)]);
+        assert_eq!(w.due(20 * MS), vec![(10 * MS, id(2)), (20 * MS, id(3))]);
+        w.rearm(id(2), Some(10 * MS), Some(40 * MS));
+        w.rearm(id(3), Some(20 * MS), None);
+        assert_eq!(w.due(35 * MS), vec![(30 * MS, id(1))]);
         assert_eq!(w.first(), Some(30 * MS));
     }
 
     #[test]
     fn shortest_intervals_go_first_a_batch_at_a_time() {
-        let mut due: Vec<(Duration, Duration, u64)> =
-            (0..20).map(|id| (100 * MS, 5 * MS, id)).collect();
-        due.push((20 * MS, 6 * MS, 99));
+        let mut due: Vec<(Duration, Duration, InstanceId)> =
+            (0..20).map(|n| (100 * MS, 5 * MS, id(n))).collect();
+        due.push((20 * MS, 6 * MS, id(99)));
         let batch = first_batch(due);
         assert_eq!(batch.len(), BATCH);
         assert_eq!(
             batch[0],
-            (6 * MS, 99),
+            (6 * MS, id(99)),
             "the 20 ms instance first, though due later"
         );
     }

@@ -7,6 +7,7 @@ use tracing::info;
 
 use super::Engine;
 use super::handover::{defer_release, fault_keeps_addresses};
+use crate::ids::{Family, InstanceId, InstanceKey};
 use crate::vrrp::Input;
 use crate::vrrp::driver::{INTERFACE_TRACKER, tracker_inputs};
 use crate::vrrp::priority::Tracker;
@@ -31,12 +32,9 @@ impl Engine {
         if known.is_empty() {
             self.vip_trackers.remove(vip);
         }
-        let prefix = format!("{vip}/");
-        let ids: Vec<u64> = self
-            .by_key
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, id)| *id)
+        let ids: Vec<InstanceId> = Family::ALL
+            .into_iter()
+            .filter_map(|f| self.by_key.get(&InstanceKey::new(vip, f)).copied())
             .collect();
         for id in ids {
             let slot = self.slots.get_mut(&id).expect("slot");
@@ -52,7 +50,7 @@ impl Engine {
     }
 
     /// Feeds the trackers' outcome to the state machine: priority in place, or FAULT.
-    pub(super) fn apply_trackers(&mut self, id: u64) {
+    pub(super) fn apply_trackers(&mut self, id: InstanceId) {
         let now = self.now();
         let slot = self.slots.get_mut(&id).expect("slot");
         let inputs = tracker_inputs(
@@ -85,7 +83,7 @@ impl Engine {
     }
 
     pub(super) fn link_changed(&mut self, ifindex: u32, up: bool) {
-        let ids: Vec<u64> = self
+        let ids: Vec<InstanceId> = self
             .slots
             .values()
             .filter(|s| s.resolved.ifindex == ifindex)
