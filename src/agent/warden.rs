@@ -132,8 +132,8 @@ async fn carry_out(ended: Ended, will: &Will) -> u8 {
     let waited = tokio::time::timeout(handover.deadline, async {
         while !handover.done() {
             match heard.recv().await {
-                Some((ifindex, ipv6, payload)) => {
-                    handover.heard(ifindex, ipv6, &payload);
+                Some((ifindex, family, payload)) => {
+                    handover.heard(ifindex, family, &payload);
                 }
                 None => std::future::pending().await,
             }
@@ -168,11 +168,10 @@ async fn carry_out(ended: Ended, will: &Will) -> u8 {
     rites.exit_code
 }
 
-/// Every VRRP message on the interfaces and families of `handover`: (ifindex, IPv6, payload).
-fn listen(handover: &Handover) -> mpsc::UnboundedReceiver<(u32, bool, Vec<u8>)> {
+/// Every VRRP message on the interfaces and families of `handover`: (ifindex, family, payload).
+fn listen(handover: &Handover) -> mpsc::UnboundedReceiver<(u32, Family, Vec<u8>)> {
     let (tx, rx) = mpsc::unbounded_channel();
-    for (ifindex, ipv6) in handover.listen_on() {
-        let family = if ipv6 { Family::V6 } else { Family::V4 };
+    for (ifindex, family) in handover.listen_on() {
         let receiver =
             interface_name(ifindex).and_then(|name| VrrpReceiver::open(family, &name, ifindex));
         let Ok(receiver) = receiver else {
@@ -181,7 +180,7 @@ fn listen(handover: &Handover) -> mpsc::UnboundedReceiver<(u32, bool, Vec<u8>)> 
         let tx = tx.clone();
         tokio::spawn(async move {
             while let Ok(r) = receiver.recv().await {
-                if tx.send((ifindex, ipv6, r.payload)).is_err() {
+                if tx.send((ifindex, family, r.payload)).is_err() {
                     return;
                 }
             }

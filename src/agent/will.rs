@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::Family;
+
 /// The environment variable that tells an agent it runs under a warden, and on which file
 /// descriptor (the write end of the will's pipe) it publishes its will.
 pub const WILL_FD_ENV: &str = "KUBE_VRRP_WILL_FD";
@@ -113,11 +115,11 @@ impl Reader {
 }
 
 impl Farewell {
-    /// The virtual router it speaks for: (interface, IPv6, VRID).
-    fn router(&self) -> (u32, bool, u8) {
+    /// The virtual router it speaks for: (interface, family, VRID).
+    fn router(&self) -> (u32, Family, u8) {
         (
             self.ifindex,
-            self.source.is_ipv6(),
+            Family::of(&self.source),
             self.packet.get(1).copied().unwrap_or(0),
         )
     }
@@ -140,7 +142,7 @@ impl Farewell {
 /// does; at most one advertisement interval plus the grace, and never past [`MAX_WAIT`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
-    waiting: BTreeSet<(u32, bool, u8)>,
+    waiting: BTreeSet<(u32, Family, u8)>,
     /// How long to wait for successors, from the farewells.
     pub deadline: Duration,
 }
@@ -165,11 +167,11 @@ impl Handover {
 
     /// A VRRP message arrived on `ifindex`: a successor if it is above priority 0 for a
     /// router still waiting. Returns whether every router has its successor.
-    pub fn heard(&mut self, ifindex: u32, ipv6: bool, payload: &[u8]) -> bool {
+    pub fn heard(&mut self, ifindex: u32, family: Family, payload: &[u8]) -> bool {
         if let (Some(&vrid), Some(&priority)) = (payload.get(1), payload.get(2))
             && priority > 0
         {
-            self.waiting.remove(&(ifindex, ipv6, vrid));
+            self.waiting.remove(&(ifindex, family, vrid));
         }
         self.done()
     }
@@ -179,8 +181,8 @@ impl Handover {
     }
 
     /// The interfaces and families to listen on.
-    pub fn listen_on(&self) -> BTreeSet<(u32, bool)> {
-        self.waiting.iter().map(|(i, v6, _)| (*i, *v6)).collect()
+    pub fn listen_on(&self) -> BTreeSet<(u32, Family)> {
+        self.waiting.iter().map(|(i, f, _)| (*i, *f)).collect()
     }
 }
 
@@ -301,16 +303,16 @@ mod tests {
         let v6 = farewell(2, "fe80::1", vec![0x31, 52, 0, 1, 0x00, 100, 0, 0]);
         let mut h = Handover::new(&[v4.clone(), v4.clone(), v6]);
         assert_eq!(h.deadline, Duration::from_millis(1000 + 50).min(MAX_WAIT));
-        assert_eq!(h.listen_on(), [(2, false), (2, true)].into());
+        assert_eq!(h.listen_on(), [(2, Family::V4), (2, Family::V6)].into());
         // A priority-0 message (our own farewell, or another router leaving) is no successor,
         // nor one of another router, interface or family.
-        assert!(!h.heard(2, false, &[0x31, 51, 0]));
-        assert!(!h.heard(3, false, &[0x31, 51, 150]));
-        assert!(!h.heard(2, true, &[0x31, 51, 150]));
-        assert!(!h.heard(2, false, &[0x31, 52, 150]));
-        assert!(!h.heard(2, false, &[0x31]));
-        assert!(!h.heard(2, false, &[0x31, 51, 150]));
-        assert!(h.heard(2, true, &[0x31, 52, 150]));
+        assert!(!h.heard(2, Family::V4, &[0x31, 51, 0]));
+        assert!(!h.heard(3, Family::V4, &[0x31, 51, 150]));
+        assert!(!h.heard(2, Family::V6, &[0x31, 51, 150]));
+        assert!(!h.heard(2, Family::V4, &[0x31, 52, 150]));
+        assert!(!h.heard(2, Family::V4, &[0x31]));
+        assert!(!h.heard(2, Family::V4, &[0x31, 51, 150]));
+        assert!(h.heard(2, Family::V6, &[0x31, 52, 150]));
 
         // v2 at 1 s; at 100 ms the deadline is one interval and the grace.
         let v2 = farewell(2, "198.51.100.11", vec![0x21, 7, 0, 1, 1, 1, 0, 0]);
