@@ -260,7 +260,8 @@ pub struct RealServerHttpCheck {
     #[schemars(length(max = 253))]
     pub host_header: Option<String>,
     /// Status codes that pass (`status_code`): codes ("200") or ranges ("200-299").
-    /// Default 200-299.
+    /// Default 200-399, as every HTTP check here (keepalived's default is 200-299:
+    /// `kube-vrrp import` writes it out).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16), inner(length(max = 7)))]
     pub expected_status: Vec<String>,

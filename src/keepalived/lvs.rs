@@ -313,8 +313,18 @@ fn check(c: &Stmt, delay_loop: Option<Duration>, report: &mut Report) -> RealSer
             other => report.warning(&o.at, format!("{} {other} is not carried over", c.key())),
         }
     }
+    // keepalived passes 2xx only when no status_code is given; ours passes 3xx too unless
+    // told: written out, the check keeps its meaning.
+    if let Some(h) = out.http.as_mut()
+        && h.expected_status.is_empty()
+    {
+        h.expected_status.push(KEEPALIVED_STATUS.into());
+    }
     out
 }
+
+/// The status codes keepalived's `HTTP_GET` / `SSL_GET` pass on without `status_code`.
+const KEEPALIVED_STATUS: &str = "200-299";
 
 /// A port (1 to 65535), or a warning with its line.
 fn port_of(c: &Stmt, text: &str, report: &mut Report) -> Option<u16> {
@@ -368,6 +378,20 @@ mod tests {
             .chain(&r.notes)
             .map(|m| format!("{}: {}", m.at, m.text))
             .collect()
+    }
+
+    #[test]
+    fn an_http_get_without_status_code_keeps_keepalived_s_2xx() {
+        let (v, _) = import(
+            "virtual_server 198.51.100.50 80 {\n  real_server 198.51.100.21 80 {\n    HTTP_GET {\n      url {\n        path /\n      }\n    }\n  }\n}\n",
+        );
+        let h = v.unwrap().real_servers[0]
+            .check
+            .clone()
+            .unwrap()
+            .http
+            .unwrap();
+        assert_eq!(h.expected_status, vec!["200-299".to_string()]);
     }
 
     #[test]

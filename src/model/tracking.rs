@@ -156,10 +156,53 @@ fn host(field: &'static str, h: Option<&str>) -> Result<IpAddr, FieldError> {
     }
 }
 
-/// "200", "200-299" → inclusive ranges.
+/// The status codes an HTTP check passes on when none are given: 2xx and 3xx, as a
+/// Kubernetes probe, HAProxy and NGINX count them. (keepalived's `HTTP_GET` takes 2xx only:
+/// the importer writes that out, so a converted check keeps its meaning.)
+pub const DEFAULT_STATUS: (u16, u16) = (200, 399);
+
+/// What every HTTP check asks, a tracker's and a real server's alike: one set of rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Starts with `/`, no spaces or line breaks; default `/`.
+    pub path: String,
+    /// The `Host` header, if given: a name, no spaces, line breaks or `/`.
+    pub host_header: Option<String>,
+    /// Inclusive ranges; default [`DEFAULT_STATUS`].
+    pub expected: Vec<(u16, u16)>,
+}
+
+/// Validates an HTTP check's request fields; an error names the field (`path`,
+/// `hostHeader`, `expectedStatus`) for the caller to place.
+pub fn http_request(
+    path: Option<&str>,
+    host_header: Option<&str>,
+    expected_status: &[String],
+) -> Result<HttpRequest, (&'static str, String)> {
+    let path = path.unwrap_or("/").to_string();
+    if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
+        return Err((
+            "path",
+            format!("{path:?} must start with / and contain no spaces or line breaks"),
+        ));
+    }
+    if let Some(v) = host_header
+        && (v.is_empty() || v.contains(['\r', '\n', ' ', '/']))
+    {
+        return Err(("hostHeader", format!("{v:?} is not a host name")));
+    }
+    let expected = parse_status(expected_status).map_err(|e| ("expectedStatus", e))?;
+    Ok(HttpRequest {
+        path,
+        host_header: host_header.map(String::from),
+        expected,
+    })
+}
+
+/// "200", "200-299" → inclusive ranges; none: [`DEFAULT_STATUS`].
 pub fn parse_status(list: &[String]) -> Result<Vec<(u16, u16)>, String> {
     if list.is_empty() {
-        return Ok(vec![(200, 399)]);
+        return Ok(vec![DEFAULT_STATUS]);
     }
     list.iter()
         .map(|s| {
@@ -294,29 +337,31 @@ fn check_kind(c: &HealthCheckSpec, standalone: bool) -> Result<CheckKind, FieldE
     }
 }
 
+/// The full name of an HTTP check's request field (static, as every field name of a
+/// [`FieldError`]).
+fn http_field(field: &str) -> &'static str {
+    match field {
+        "path" => "spec.healthChecks.http.path",
+        "hostHeader" => "spec.healthChecks.http.hostHeader",
+        _ => "spec.healthChecks.http.expectedStatus",
+    }
+}
+
 /// An HTTP(S) check: address, path, expected status, TLS trust and `Host` header.
 fn http_check(h: &HttpCheckSpec, standalone: bool) -> Result<HttpCheck, FieldError> {
     let ip = host("spec.healthChecks.http.host", h.host.as_deref())?;
-    let path = h.path.clone().unwrap_or_else(|| "/".into());
-    if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
-        return Err((
-            "spec.healthChecks.http.path",
-            format!("{path:?} must start with / and contain no spaces or line breaks"),
-        ));
-    }
-    let expected = parse_status(&h.expected_status)
-        .map_err(|e| ("spec.healthChecks.http.expectedStatus", e))?;
+    let HttpRequest {
+        path,
+        host_header,
+        expected,
+    } = http_request(
+        h.path.as_deref(),
+        h.host_header.as_deref(),
+        &h.expected_status,
+    )
+    .map_err(|(field, e)| (http_field(field), e))?;
     let tls = http_tls(h, standalone)?;
-    let host_header = match &h.host_header {
-        Some(v) if v.is_empty() || v.contains(['\r', '\n', ' ', '/']) => {
-            return Err((
-                "spec.healthChecks.http.hostHeader",
-                format!("{v:?} is not a host name"),
-            ));
-        }
-        Some(v) => v.clone(),
-        None => ip.to_string(),
-    };
+    let host_header = host_header.unwrap_or_else(|| ip.to_string());
     if h.port == 0 {
         return Err(("spec.healthChecks.http.port", "use 1 to 65535".into()));
     }
@@ -548,6 +593,18 @@ mod tests {
     #[test]
     fn status_lists_and_ranges() {
         assert_eq!(parse_status(&[]).unwrap(), vec![(200, 399)]);
+        // One rule set for every HTTP check: a tracker's and a real server's.
+        let r = http_request(None, Some("web"), &[]).unwrap();
+        assert_eq!((r.path.as_str(), r.expected), ("/", vec![DEFAULT_STATUS]));
+        assert_eq!(http_request(Some("x"), None, &[]).unwrap_err().0, "path");
+        assert_eq!(
+            http_request(None, Some("a b"), &[]).unwrap_err().0,
+            "hostHeader"
+        );
+        assert_eq!(
+            http_request(None, None, &["600".into()]).unwrap_err().0,
+            "expectedStatus"
+        );
         assert_eq!(
             parse_status(&["200".into(), "301-302".into()]).unwrap(),
             vec![(200, 200), (301, 302)]

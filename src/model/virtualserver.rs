@@ -134,17 +134,14 @@ fn real_server_nodes(vs: &VirtualServerSpec, cluster: bool) -> Result<(), String
     if n.port == Some(0) {
         return Err(format!("{name}: realServerNodes.port: use 1 to 65535"));
     }
-    let dr = vs.forwarding == Some(Forwarding::DirectRouting);
-    if dr && n.port.is_some_and(|p| p != vs.port) {
-        return Err(format!(
-            "{name}: realServerNodes.port: direct routing cannot change the port: use {}",
-            vs.port
-        ));
-    }
-    if dr && vs.check.is_none() {
-        return Err(format!(
-            "{name}: realServerNodes: direct routing needs a check (the director learns each real server's MAC address from it)"
-        ));
+    if vs.forwarding == Some(Forwarding::DirectRouting) {
+        let port = n.port.unwrap_or(vs.port);
+        direct_routing(
+            &format!("{name}: realServerNodes"),
+            vs.port,
+            port,
+            vs.check.is_some(),
+        )?;
     }
     match n.weight {
         Some(w) if w > MAX_WEIGHT => Err(format!(
@@ -152,6 +149,24 @@ fn real_server_nodes(vs: &VirtualServerSpec, cluster: bool) -> Result<(), String
         )),
         _ => Ok(()),
     }
+}
+
+/// Direct routing's rules, the one place they are written: the packet reaches the real
+/// server unchanged, so on the virtual server's own port, and the director learns the real
+/// server's MAC address from its check, so it needs one (a sorry server is sent to as it
+/// is). `what` names the server in the error.
+fn direct_routing(what: &str, vs_port: u16, port: u16, checked: bool) -> Result<(), String> {
+    if port != vs_port {
+        return Err(format!(
+            "{what}: direct routing cannot change the port: use {vs_port}"
+        ));
+    }
+    if !checked {
+        return Err(format!(
+            "{what}: direct routing needs a check (the director learns each real server's MAC address from it)"
+        ));
+    }
+    Ok(())
 }
 
 fn ip(what: &str, text: &str) -> Result<IpAddr, String> {
@@ -201,16 +216,14 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
         if !seen.insert(addr) {
             return Err(format!("{name}: real server {addr} is listed twice"));
         }
-        if dr && addr.port() != vs.port {
-            return Err(format!(
-                "{name}: real server {addr}: direct routing cannot change the port: use {}",
-                vs.port
-            ));
-        }
-        if dr && r.check.is_none() && vs.check.is_none() {
-            return Err(format!(
-                "{name}: real server {addr}: direct routing needs a check (the director learns each real server's MAC address from it)"
-            ));
+        if dr {
+            let checked = r.check.is_some() || vs.check.is_some();
+            direct_routing(
+                &format!("{name}: real server {addr}"),
+                vs.port,
+                addr.port(),
+                checked,
+            )?;
         }
         let weight = r.weight.unwrap_or(1);
         if weight > MAX_WEIGHT {
@@ -242,11 +255,8 @@ fn one(vs: &VirtualServerSpec, addresses: &[VirtualAddress]) -> Result<VirtualSe
                 return Err(format!("{name}: sorry server {a} is {why}"));
             }
             let port = s.port.unwrap_or(vs.port);
-            if dr && port != vs.port {
-                return Err(format!(
-                    "{name}: sorry server {a}: direct routing cannot change the port: use {}",
-                    vs.port
-                ));
+            if dr {
+                direct_routing(&format!("{name}: sorry server {a}"), vs.port, port, true)?;
             }
             Some(SocketAddr::new(a, port))
         }
@@ -348,24 +358,12 @@ fn real_check(c: &RealServerCheckSpec, name: &str) -> Result<RealCheck, String> 
     // The address is a placeholder until `aimed_at`; the port, if given, stays.
     let placeholder = SocketAddr::new(IpAddr::from([0, 0, 0, 0]), c.port.unwrap_or(0));
     let kind = if let Some(h) = &c.http {
-        let path = h.path.clone().unwrap_or_else(|| "/".into());
-        if !path.starts_with('/') || path.contains(['\r', '\n', ' ']) {
-            return Err(format!(
-                "{name}: check.http.path: {path:?} must start with / and contain no spaces or line breaks"
-            ));
-        }
-        let mut expected = super::tracking::parse_status(&h.expected_status)
-            .map_err(|e| format!("{name}: check.http.expectedStatus: {e}"))?;
-        if h.expected_status.is_empty() {
-            expected = vec![(200, 299)];
-        }
-        if let Some(v) = &h.host_header
-            && (v.is_empty() || v.contains(['\r', '\n', ' ', '/']))
-        {
-            return Err(format!(
-                "{name}: check.http.hostHeader: {v:?} is not a host name"
-            ));
-        }
+        let request = super::tracking::http_request(
+            h.path.as_deref(),
+            h.host_header.as_deref(),
+            &h.expected_status,
+        )
+        .map_err(|(field, e)| format!("{name}: check.http.{field}: {e}"))?;
         let digest = match &h.digest {
             Some(d) if d.len() == 32 && d.bytes().all(|b| b.is_ascii_hexdigit()) => {
                 Some(d.to_ascii_lowercase())
@@ -380,9 +378,9 @@ fn real_check(c: &RealServerCheckSpec, name: &str) -> Result<RealCheck, String> 
         CheckKind::Http(HttpCheck {
             digest,
             addr: placeholder,
-            path,
-            host: h.host_header.clone().unwrap_or_default(),
-            expected,
+            path: request.path,
+            host: request.host_header.unwrap_or_default(),
+            expected: request.expected,
             tls: (h.scheme == Some(Scheme::Https)).then_some(Tls::Insecure),
         })
     } else if c.tcp.is_some() {
