@@ -34,7 +34,7 @@ fn placement_problems(v: &ValidatedVirtualIp) -> Vec<(String, String)> {
 
 /// The outcome of checking files.
 #[derive(Debug, Default)]
-pub struct CheckReport {
+pub(crate) struct CheckReport {
     pub text: String,
     pub errors: usize,
     pub objects: usize,
@@ -48,7 +48,8 @@ fn line(out: &mut String, file: &str, e: &ConfigError) {
 
 /// Checks each file; `cluster`: VirtualIP YAML for the API server (VRIDs and Secrets may be
 /// left to the controller; other kinds are skipped), else standalone agent files.
-pub fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
+#[cfg(test)]
+pub(crate) fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
     run_with(
         files,
         cluster,
@@ -57,10 +58,10 @@ pub fn run(files: &[PathBuf], cluster: bool) -> CheckReport {
 }
 
 /// Where the chart's agents read check files from (`agent.checkFiles`).
-pub const CHART_CHECK_FILES: &str = "/etc/kube-vrrp/checks";
+pub(crate) const CHART_CHECK_FILES: &str = "/etc/kube-vrrp/checks";
 
 /// What a cluster's agents run: the chart's `agent.allowExec` and `agent.checkFiles`.
-pub fn chart_policy(allow_exec: Vec<PathBuf>, check_files: Option<PathBuf>) -> Policy {
+pub(crate) fn chart_policy(allow_exec: Vec<PathBuf>, check_files: Option<PathBuf>) -> Policy {
     Policy {
         cluster: true,
         allow_exec,
@@ -71,7 +72,7 @@ pub fn chart_policy(allow_exec: Vec<PathBuf>, check_files: Option<PathBuf>) -> P
 
 /// [`run`], with what the cluster's agents allow (`--cluster`: a command or file they would
 /// refuse is a problem, found before `kubectl apply` rather than in the status after).
-pub fn run_with(files: &[PathBuf], cluster: bool, agents: &Policy) -> CheckReport {
+pub(crate) fn run_with(files: &[PathBuf], cluster: bool, agents: &Policy) -> CheckReport {
     let mut out = CheckReport::default();
     for path in files {
         let file = path.display().to_string();
@@ -87,7 +88,7 @@ pub fn run_with(files: &[PathBuf], cluster: bool, agents: &Policy) -> CheckRepor
 }
 
 /// [`run`] on one file's text, named `file` in what it says.
-pub fn run_text(file: &str, text: &str, cluster: bool) -> CheckReport {
+pub(crate) fn run_text(file: &str, text: &str, cluster: bool) -> CheckReport {
     let mut out = CheckReport::default();
     let agents = chart_policy(Vec::new(), Some(CHART_CHECK_FILES.into()));
     check_text(&mut out, file, text, cluster, &agents);

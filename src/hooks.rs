@@ -23,7 +23,7 @@ use crate::vrrp::State;
 
 /// A transition, as the engine reports it.
 #[derive(Debug, Clone)]
-pub struct HookEvent {
+pub(crate) struct HookEvent {
     /// The VirtualIP's name.
     pub vip: String,
     /// The family's key, [`Family::as_key`](crate::ids::Family::as_key): `ipv4` / `ipv6`.
@@ -33,14 +33,14 @@ pub struct HookEvent {
     pub priority: u8,
 }
 
-pub enum NotifyMsg {
+pub(crate) enum NotifyMsg {
     /// The hooks of every VirtualIP that has some (and is allowed to).
     Config(HashMap<String, Notify>),
     Transition(HookEvent),
 }
 
 #[derive(Debug, Default)]
-pub struct NotifyCounters {
+pub(crate) struct NotifyCounters {
     pub ok: AtomicU64,
     pub failed: AtomicU64,
     /// Hooks killed because a newer transition of their VirtualIP came.
@@ -57,7 +57,7 @@ fn word(to: Option<State>) -> &'static str {
 }
 
 /// The commands one transition runs, in order.
-pub fn commands(n: &Notify, t: &HookEvent) -> Vec<Vec<String>> {
+pub(crate) fn commands(n: &Notify, t: &HookEvent) -> Vec<Vec<String>> {
     let own = match t.to {
         Some(State::Master) => &n.master,
         Some(State::Backup) => &n.backup,
@@ -82,7 +82,7 @@ pub fn commands(n: &Notify, t: &HookEvent) -> Vec<Vec<String>> {
 }
 
 /// Runs until the channel closes.
-pub async fn run(
+pub(crate) async fn run(
     mut rx: mpsc::UnboundedReceiver<NotifyMsg>,
     run_as: RunAs,
     counters: Arc<NotifyCounters>,

@@ -15,18 +15,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// Status line, content type, body.
-pub type Response = (&'static str, &'static str, String);
+pub(crate) type Response = (&'static str, &'static str, String);
 
-pub const PROMETHEUS: &str = "text/plain; version=0.0.4";
+pub(crate) const PROMETHEUS: &str = "text/plain; version=0.0.4";
 
-pub fn not_found(hint: &str) -> Response {
+pub(crate) fn not_found(hint: &str) -> Response {
     ("404 Not Found", "text/plain", format!("{hint}\n"))
 }
 
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Connections served at once from one peer address (loopback excepted).
-pub const PER_PEER: usize = 4;
+pub(crate) const PER_PEER: usize = 4;
 
 /// Connections open per peer address; a [`PeerSlot`] gives its place back when dropped.
 #[derive(Clone, Default)]
@@ -63,7 +63,7 @@ impl Drop for PeerSlot {
 }
 
 /// Serves until the task is dropped; every GET is answered by `handler`.
-pub async fn serve<F, Fut>(listener: TcpListener, handler: F)
+pub(crate) async fn serve<F, Fut>(listener: TcpListener, handler: F)
 where
     F: Fn(String) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response> + Send,

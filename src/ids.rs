@@ -162,16 +162,16 @@ impl<'de> Deserialize<'de> for InstanceKey {
 /// over from its successor under the same [`InstanceKey`]. Never zero: an address a previous
 /// process left has no run at all (the ledger says `Inherited`), not a reserved number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId(std::num::NonZeroU64);
+pub(crate) struct InstanceId(std::num::NonZeroU64);
 
 impl InstanceId {
     /// The first run the engine starts.
-    pub const FIRST: InstanceId = InstanceId(std::num::NonZeroU64::MIN);
+    pub(crate) const FIRST: InstanceId = InstanceId(std::num::NonZeroU64::MIN);
     /// The greatest: the end of a range of runs (timers due by a time, any run).
-    pub const LAST: InstanceId = InstanceId(std::num::NonZeroU64::MAX);
+    pub(crate) const LAST: InstanceId = InstanceId(std::num::NonZeroU64::MAX);
 
     /// The run after this one.
-    pub fn next(self) -> InstanceId {
+    pub(crate) fn next(self) -> InstanceId {
         InstanceId(self.0.saturating_add(1))
     }
 
@@ -201,7 +201,7 @@ impl fmt::LowerHex for InstanceId {
 /// What moves a node's priority or puts it in FAULT, as named in its status entry
 /// (`status.nodes[].checks[].name`) and in the `Failing` column.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TrackerName {
+pub(crate) enum TrackerName {
     /// The node's own condition (cordoned, excluded, not in `activeNodes`): `node`.
     Node,
     /// The notify hooks' last outcome: `notify`.
@@ -214,15 +214,15 @@ pub enum TrackerName {
 
 impl TrackerName {
     /// The name of the node's own condition.
-    pub const NODE: &'static str = "node";
+    pub(crate) const NODE: &'static str = "node";
     /// The name of the notify hooks' entry.
-    pub const NOTIFY: &'static str = "notify";
+    pub(crate) const NOTIFY: &'static str = "notify";
     /// The prefix of tracked interfaces.
-    pub const INTERFACE_PREFIX: &'static str = "interface:";
+    pub(crate) const INTERFACE_PREFIX: &'static str = "interface:";
 
     /// A user's check name, unless it would read as one of the names the agent writes
     /// itself: the error says which and why.
-    pub fn check(name: &str) -> Result<TrackerName, ReservedName> {
+    pub(crate) fn check(name: &str) -> Result<TrackerName, ReservedName> {
         match TrackerName::parse(name) {
             TrackerName::Check(n) => Ok(TrackerName::Check(n)),
             _ => Err(ReservedName(name.to_string())),
@@ -230,7 +230,7 @@ impl TrackerName {
     }
 
     /// Reads a name the agent wrote back (the controller reads the status entries).
-    pub fn parse(name: &str) -> TrackerName {
+    pub(crate) fn parse(name: &str) -> TrackerName {
         match name {
             TrackerName::NODE => TrackerName::Node,
             TrackerName::NOTIFY => TrackerName::Notify,
@@ -259,7 +259,7 @@ impl fmt::Display for TrackerName {
     "name {0:?} is reserved: the agent reports the node's own condition as \"node\", notify \
      hooks as \"notify\" and tracked interfaces as \"interface:NAME\"; choose another name"
 )]
-pub struct ReservedName(pub String);
+pub(crate) struct ReservedName(pub String);
 
 #[cfg(test)]
 mod tests {

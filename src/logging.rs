@@ -22,11 +22,11 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// The `MakeWriter` for tracing-subscriber.
 #[derive(Clone, Copy)]
-pub struct NonBlocking;
+pub(crate) struct NonBlocking;
 
 impl NonBlocking {
     /// Starts the writer thread (once) and returns the writer.
-    pub fn start() -> NonBlocking {
+    pub(crate) fn start() -> NonBlocking {
         QUEUE_TX.get_or_init(|| {
             let (tx, rx) = sync_channel(QUEUE);
             let _ = std::thread::Builder::new()
@@ -62,7 +62,7 @@ fn write_loop(rx: Receiver<Msg>) {
 }
 
 /// Waits (at most a second) for the queued lines to be written.
-pub fn flush() {
+pub(crate) fn flush() {
     if let Some(tx) = QUEUE_TX.get() {
         let (done_tx, done_rx) = sync_channel(1);
         if tx.send(Msg::Flush(done_tx)).is_ok() {
@@ -72,7 +72,7 @@ pub fn flush() {
 }
 
 /// One event's bytes, queued as one line when dropped.
-pub struct Line(Vec<u8>);
+pub(crate) struct Line(Vec<u8>);
 
 impl Write for Line {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -109,7 +109,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for NonBlocking {
 
 /// logfmt (`time=... level=info target=kube_vrrp::agent msg="..." key=value`): the text log
 /// format, one event per line, values quoted when they need it.
-pub struct Logfmt;
+pub(crate) struct Logfmt;
 
 fn logfmt_value(out: &mut String, v: &str) {
     if !v.is_empty() && !v.contains([' ', '"', '=', '\\', '\n', '\t']) {
@@ -177,7 +177,7 @@ where
 
 /// A Kubernetes API error in one line ("404 NotFound: virtualips \"web\" not found"), not the
 /// client's debug dump of the whole Status.
-pub fn kube_error(e: &kube::Error) -> String {
+pub(crate) fn kube_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}: {}", s.code, s.reason, s.message),
         other => other.to_string(),
@@ -185,7 +185,7 @@ pub fn kube_error(e: &kube::Error) -> String {
 }
 
 /// A watcher error in one line.
-pub fn watch_error(e: &kube::runtime::watcher::Error) -> String {
+pub(crate) fn watch_error(e: &kube::runtime::watcher::Error) -> String {
     use kube::runtime::watcher::Error as W;
     match e {
         W::InitialListFailed(e) => format!("list failed: {}", kube_error(e)),
@@ -219,13 +219,13 @@ mod tests {
 /// change: a key's text is news the first time and when it changes; a key that stops
 /// recurring is reported cleared with how many rounds it lasted.
 #[derive(Debug, Default)]
-pub struct Repeats {
+pub(crate) struct Repeats {
     seen: std::collections::HashMap<String, (String, u64)>,
 }
 
 impl Repeats {
     /// Notes `text` for `key` this round; true when it should be logged.
-    pub fn is_news(&mut self, key: &str, text: &str) -> bool {
+    pub(crate) fn is_news(&mut self, key: &str, text: &str) -> bool {
         match self.seen.get_mut(key) {
             Some((t, n)) if t == text => {
                 *n += 1;
@@ -239,7 +239,7 @@ impl Repeats {
     }
 
     /// Forgets the keys not among `current`; returns them with how many rounds they lasted.
-    pub fn cleared<'a>(
+    pub(crate) fn cleared<'a>(
         &mut self,
         current: impl IntoIterator<Item = &'a str>,
     ) -> Vec<(String, u64)> {

@@ -5,15 +5,15 @@ use std::time::Duration;
 
 /// The grammar of a duration, as the CRD's OpenAPI pattern: numbers each followed by a unit.
 /// [`parse_duration`] reads exactly these.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$";
+pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(h|m|s|ms|us|ns))+$";
 
 /// What every reader says of a text that is no duration (the CRD's rule says it too, so a
 /// refusal reads the same from `kubectl apply`, `check` and the agent): preceded by the text
 /// in double quotes.
-pub const NOT_A_DURATION: &str = "is not a duration: write numbers each with a unit, e.g. 1s, 100ms or 1m30s (units h, m, s, ms, us, ns)";
+pub(crate) const NOT_A_DURATION: &str = "is not a duration: write numbers each with a unit, e.g. 1s, 100ms or 1m30s (units h, m, s, ms, us, ns)";
 
 /// `"TEXT" is not a duration: ...`.
-pub fn not_a_duration(text: &str) -> String {
+pub(crate) fn not_a_duration(text: &str) -> String {
     format!("\"{text}\" {NOT_A_DURATION}")
 }
 

@@ -28,7 +28,7 @@ const PARALLEL_WRITES: usize = 8;
 
 /// What the event loop hears from the API.
 #[derive(Debug)]
-pub struct ConfigUpdate {
+pub(crate) struct ConfigUpdate {
     /// This node's configuration; `None`: there is none (nothing to run).
     pub config: Option<VirtualIPNodeConfig>,
     /// The watch (re)listed: the API may have missed writes since.
@@ -37,7 +37,7 @@ pub struct ConfigUpdate {
 
 /// What the event loop tells the API.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Report {
+pub(crate) struct Report {
     /// VirtualIP name → this node's entry.
     pub entries: BTreeMap<String, NodeStatus>,
     /// The configuration generation applied (registration in the config's status).
@@ -54,14 +54,14 @@ fn started_time() -> &'static str {
     STARTED.get_or_init(|| k8s_openapi::jiff::Timestamp::now().to_string())
 }
 
-pub fn field_manager(node: &str) -> String {
+pub(crate) fn field_manager(node: &str) -> String {
     format!("kube-vrrp-agent-{node}")
 }
 
 /// Watches this node's configuration objects (`<node>` and any `<node>.shard-N`, found by
 /// the `kube-vrrp.io/node` label) and hands on their union as one configuration with the
 /// first object's metadata.
-pub fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate> {
+pub(crate) fn watch_config(client: Client, node: String) -> mpsc::Receiver<ConfigUpdate> {
     let (tx, rx) = mpsc::channel(8);
     tokio::spawn(async move {
         let api: Api<VirtualIPNodeConfig> = Api::all(client);
@@ -154,7 +154,7 @@ type Write = (Option<String>, Option<NodeStatus>);
 /// are pipelined: each entry goes out as soon as it changes, up to `PARALLEL_WRITES` at once,
 /// always with the newest value, so one slow write never holds back the others. The
 /// registration is renewed every `heartbeat`, so the controller can tell a silent agent.
-pub async fn write_status(
+pub(crate) async fn write_status(
     client: Client,
     node: String,
     mut rx: watch::Receiver<Report>,

@@ -17,14 +17,14 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 /// The multicast group and port the directors share entries on (conntrackd's defaults).
-pub const GROUP: Ipv4Addr = Ipv4Addr::new(225, 0, 0, 50);
-pub const PORT: u16 = 3780;
+pub(crate) const GROUP: Ipv4Addr = Ipv4Addr::new(225, 0, 0, 50);
+pub(crate) const PORT: u16 = 3780;
 
 /// conntrackd's configuration: FTFW over multicast on `interface` (whose IPv4 address is
 /// `local`), entries injected straight into the kernel's table, TCP and UDP only, and the
 /// node's own connections (`ignore`: its host addresses) left out: only what it forwards is
 /// worth sharing. Files under `dir`.
-pub fn config(interface: &str, local: Ipv4Addr, ignore: &[IpAddr], dir: &Path) -> String {
+pub(crate) fn config(interface: &str, local: Ipv4Addr, ignore: &[IpAddr], dir: &Path) -> String {
     let mut addrs = String::new();
     for a in ignore {
         let kind = if a.is_ipv4() { "IPv4" } else { "IPv6" };
@@ -70,7 +70,7 @@ General {{
 }
 
 /// Runs conntrackd until the agent stops (dropping the handle kills it).
-pub struct ConnSync {
+pub(crate) struct ConnSync {
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -82,7 +82,7 @@ impl Drop for ConnSync {
 
 impl ConnSync {
     /// Fails when conntrackd is not installed or the interface has no IPv4 address.
-    pub async fn start(interface: String, dir: PathBuf) -> Result<ConnSync, String> {
+    pub(crate) async fn start(interface: String, dir: PathBuf) -> Result<ConnSync, String> {
         let program = crate::net::program("conntrackd").ok_or(
             "--sync-connections needs conntrackd (conntrack-tools): it is not installed on this node",
         )?;

@@ -21,7 +21,7 @@ use crate::vrrp::Family;
 
 /// One step that makes the running set the target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Hand over and stop.
     Stop(InstanceKey),
     /// Start (after setup).
@@ -47,7 +47,7 @@ fn same_but_in_place(a: &ResolvedInstance, b: &ResolvedInstance) -> bool {
 }
 
 /// Steps from `running` to `target`, stops first. Unchanged instances get no step at all.
-pub fn diff(
+pub(crate) fn diff(
     running: &BTreeMap<InstanceKey, ResolvedInstance>,
     target: &BTreeMap<InstanceKey, ResolvedInstance>,
 ) -> Vec<Step> {
@@ -78,14 +78,14 @@ pub fn diff(
 type SenderMap = HashMap<(u32, IpAddr), Weak<VrrpSender>>;
 
 #[derive(Clone, Default)]
-pub struct Sockets {
+pub(crate) struct Sockets {
     senders: Arc<Mutex<SenderMap>>,
     receivers: Arc<Mutex<HashSet<SocketKey>>>,
 }
 
 impl Sockets {
     /// An interface is gone: its receivers must be opened anew when it comes back.
-    pub fn forget_interface(&self, ifindex: u32) {
+    pub(crate) fn forget_interface(&self, ifindex: u32) {
         self.receivers
             .lock()
             .expect("sockets")
@@ -149,7 +149,7 @@ impl Sockets {
 /// Everything an instance needs before the engine runs it. `base` is its interface as the
 /// resolution read it (one read of the links for the whole configuration, not one per
 /// instance).
-pub async fn prepare(
+pub(crate) async fn prepare(
     nl: &Netlink,
     sockets: &Sockets,
     resolved: ResolvedInstance,
@@ -235,14 +235,14 @@ async fn open_sender(ifname: &str, ifindex: u32, source: IpAddr) -> std::io::Res
     }
 }
 
-pub fn vmac_name(family: Family, vrid: u8) -> String {
+pub(crate) fn vmac_name(family: Family, vrid: u8) -> String {
     match family {
         Family::V4 => format!("vrrp4-{vrid}"),
         Family::V6 => format!("vrrp6-{vrid}"),
     }
 }
 
-pub fn is_vmac_name(name: &str) -> bool {
+pub(crate) fn is_vmac_name(name: &str) -> bool {
     ["vrrp4-", "vrrp6-"].iter().any(|p| {
         name.strip_prefix(p)
             .is_some_and(|v| v.parse::<u8>().is_ok())

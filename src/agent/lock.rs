@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 const NAME: &[u8] = b"kube-vrrp-agent";
 
 #[derive(Debug, thiserror::Error)]
-pub enum LockError {
+pub(crate) enum LockError {
     #[error(
         "another kube-vrrp agent already runs on this node (in this network namespace): stop it first; two agents would remove each other's addresses"
     )]
@@ -18,7 +18,7 @@ pub enum LockError {
 }
 
 /// Held for as long as the value lives.
-pub struct NodeLock {
+pub(crate) struct NodeLock {
     _fd: OwnedFd,
 }
 
@@ -26,7 +26,7 @@ impl NodeLock {
     /// [`acquire`](Self::acquire), waiting up to `wait` while another agent holds the node:
     /// an agent started right after its predecessor's SIGTERM waits for that one's handover
     /// (at most three advertisement intervals) instead of failing.
-    pub async fn acquire_waiting(wait: std::time::Duration) -> Result<NodeLock, LockError> {
+    pub(crate) async fn acquire_waiting(wait: std::time::Duration) -> Result<NodeLock, LockError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut said = false;
         loop {
@@ -46,7 +46,7 @@ impl NodeLock {
         }
     }
 
-    pub fn acquire() -> Result<NodeLock, LockError> {
+    pub(crate) fn acquire() -> Result<NodeLock, LockError> {
         let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(LockError::Io(std::io::Error::last_os_error()));

@@ -19,10 +19,10 @@ use crate::vrrp::{Advertisement, DecodeError, Family, VirtualAddress};
 
 /// A receive socket: (interface index, address family). One per key, shared by every
 /// instance there.
-pub type SocketKey = (u32, Family);
+pub(crate) type SocketKey = (u32, Family);
 
 /// Everything an instance needs to run, made ready off the engine (`instances::prepare`).
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub resolved: ResolvedInstance,
     pub sender: Arc<VrrpSender>,
     /// Receive sockets this instance needs (the engine keeps one per key and drops duplicates).
@@ -35,7 +35,7 @@ pub struct Prepared {
 }
 
 /// Run loop, health checks and data plane → engine.
-pub enum EngineCmd {
+pub(crate) enum EngineCmd {
     Start(Box<Prepared>),
     /// Hand over (priority 0) and stop; a master keeps its addresses until the new master is
     /// heard, at most three intervals (make before break).
@@ -111,7 +111,7 @@ pub(crate) enum FromReceiver {
 
 /// Engine → data plane: what to bind, release and announce for one instance (`id`), and the
 /// kernel's address events from the watch.
-pub enum DataplaneCmd {
+pub(crate) enum DataplaneCmd {
     /// Bind `addresses` ahead on a standby link that stays down until the instance is master.
     Stage {
         id: InstanceId,
@@ -204,7 +204,7 @@ pub(crate) enum AnnounceCmd {
 }
 
 /// Every task → run loop: everything the agent's loop reacts to.
-pub enum AgentEvent {
+pub(crate) enum AgentEvent {
     /// SIGHUP: read the file again.
     Reload,
     /// The file read after SIGHUP number `.0` (off the loop, bounded): its VirtualIPs, or why

@@ -16,27 +16,27 @@
 //! engine runs on its own thread and everything slow (socket setup, netlink, bursts, the API,
 //! logging) happens beside it and reports back as an [`AgentEvent`].
 
-pub mod announcer;
+pub(crate) mod announcer;
 mod apply;
-pub mod cluster;
-pub mod connsync;
-pub mod dataplane;
+pub(crate) mod cluster;
+pub(crate) mod connsync;
+pub(crate) mod dataplane;
 mod dispatch;
-pub mod engine;
+pub(crate) mod engine;
 mod excluded;
-pub mod instances;
-pub mod lock;
-pub mod messages;
-pub mod report;
+pub(crate) mod instances;
+pub(crate) mod lock;
+pub(crate) mod messages;
+pub(crate) mod report;
 mod sampler;
-pub mod source;
+pub(crate) mod source;
 mod stale;
-pub mod status;
-pub mod supervisor;
-pub mod tasks;
-pub mod virtualservers;
-pub mod warden;
-pub mod will;
+pub(crate) mod status;
+pub(crate) mod supervisor;
+pub(crate) mod tasks;
+pub(crate) mod virtualservers;
+pub(crate) mod warden;
+pub(crate) mod will;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -59,7 +59,7 @@ use messages::{AgentEvent, DataplaneCmd, EngineCmd};
 const RESYNC: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub(crate) enum AgentError {
     #[error("cannot read {path}: {source}")]
     Read {
         path: String,
@@ -98,7 +98,7 @@ pub enum AgentError {
 
 /// Options of `kube-vrrp agent`.
 #[derive(Debug)]
-pub struct Options {
+pub(crate) struct Options {
     /// Standalone: VirtualIP documents from this file. None: this node's configuration from the
     /// Kubernetes API (KUBECONFIG or in-cluster).
     pub config: Option<PathBuf>,
@@ -173,7 +173,7 @@ struct Agent {
 }
 
 /// Runs the agent until SIGTERM / SIGINT: standalone from a file, or in a cluster.
-pub async fn run(opts: Options) -> Result<(), AgentError> {
+pub(crate) async fn run(opts: Options) -> Result<(), AgentError> {
     // One agent per node: a second one would take the first one's addresses for stale. Under
     // a warden, the warden holds it, until it has cleaned up after this agent.
     let _lock = match opts.will {

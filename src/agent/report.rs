@@ -15,7 +15,7 @@ fn family_name(key: &str) -> String {
 
 /// The node-level state of several families: Master when it holds any addresses (what split
 /// brain and "who answers" are about), else the least healthy one.
-pub fn node_state(states: impl IntoIterator<Item = NodeState>) -> Option<NodeState> {
+pub(crate) fn node_state(states: impl IntoIterator<Item = NodeState>) -> Option<NodeState> {
     let states: Vec<NodeState> = states.into_iter().collect();
     if states.contains(&NodeState::Master) {
         return Some(NodeState::Master);
@@ -26,7 +26,7 @@ pub fn node_state(states: impl IntoIterator<Item = NodeState>) -> Option<NodeSta
 /// What the run loop adds to the engine snapshot for the status entries: why things do not run
 /// here, by source of the problem, and this node's configured priorities.
 #[derive(Debug, Clone, Default)]
-pub struct ReportInputs {
+pub(crate) struct ReportInputs {
     /// VirtualIP name → (configured priority, reason): the configuration itself is invalid.
     pub invalid: BTreeMap<String, (u8, String)>,
     /// Instance key → (reason, whether the last good configuration still runs).
@@ -47,7 +47,7 @@ fn resolve_text(reason: &str, kept: bool) -> String {
 
 impl ReportInputs {
     /// Everything by instance key (or VirtualIP name), for `/status`.
-    pub fn by_key(&self) -> BTreeMap<String, String> {
+    pub(crate) fn by_key(&self) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (name, (_, reason)) in &self.invalid {
             out.insert(name.clone(), reason.clone());
@@ -82,7 +82,7 @@ impl ReportInputs {
 }
 
 /// This node's entry of every VirtualIP it runs or was asked to run.
-pub fn cluster_report(
+pub(crate) fn cluster_report(
     node: &str,
     snapshot: &AgentStatus,
     errors: &ReportInputs,

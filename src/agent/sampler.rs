@@ -19,7 +19,7 @@ use crate::net::nft;
 pub(super) type Served = Option<(RuleSet, Vec<(String, VirtualServer)>)>;
 
 /// How often the counters and the tracking table are read (IPVS's rate estimator: 2 s).
-pub const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+pub(super) const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// At most this much of the tracking table is read per sample.
 const MAX_CONNTRACK_BYTES: u64 = 64 << 20;

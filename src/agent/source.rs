@@ -5,14 +5,14 @@
 use std::path::Path;
 
 use crate::model::spec::ValidatedVirtualIp;
-pub use crate::yaml::{ConfigError, parse};
+pub(crate) use crate::yaml::{ConfigError, parse};
 
 /// Reads and validates a configuration file.
 /// How long reading and validating a file may take before it is refused (a bounded text
 /// takes far less).
-pub const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-pub fn load(path: &Path) -> Result<Vec<ValidatedVirtualIp>, super::AgentError> {
+pub(crate) fn load(path: &Path) -> Result<Vec<ValidatedVirtualIp>, super::AgentError> {
     use std::io::Read as _;
     let p = path.display().to_string();
     let read_error = |source| super::AgentError::Read {

@@ -13,7 +13,7 @@ use crate::vrrp::{Counters, State};
 /// One instance as reported.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct InstanceStatus {
+pub(crate) struct InstanceStatus {
     pub name: String,
     pub family: String,
     pub interface: String,
@@ -42,7 +42,7 @@ pub struct InstanceStatus {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TrackerStatus {
+pub(crate) struct TrackerStatus {
     pub name: String,
     pub weight: i16,
     pub failing: bool,
@@ -55,7 +55,7 @@ pub struct TrackerStatus {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TransitionStatus {
+pub(crate) struct TransitionStatus {
     pub from: State,
     pub to: State,
     /// Unix time, seconds.
@@ -67,7 +67,7 @@ pub struct TransitionStatus {
 /// timing, notify results.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct GlobalCounters {
+pub(crate) struct GlobalCounters {
     /// Valid VRRP packets for a VRID we do not run (another router on the segment).
     pub unknown_vrid: u64,
     /// Undecodable packets whose VRID we could not attribute, by error kind.
@@ -88,7 +88,7 @@ pub struct GlobalCounters {
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AgentStatus {
+pub(crate) struct AgentStatus {
     pub node: String,
     pub instances: BTreeMap<String, InstanceStatus>,
     /// Instances (or VirtualIPs) that cannot run here, and why.
@@ -112,7 +112,7 @@ pub struct AgentStatus {
 }
 
 /// A request for a status snapshot, answered by the agent's event loop.
-pub type StatusRequest = tokio::sync::oneshot::Sender<AgentStatus>;
+pub(crate) type StatusRequest = tokio::sync::oneshot::Sender<AgentStatus>;
 
 fn state_label(s: State) -> &'static str {
     match s {
@@ -125,7 +125,7 @@ fn state_label(s: State) -> &'static str {
 
 /// Prometheus text exposition of the status: the instances' families, the checks', the
 /// node's, in that order.
-pub fn render_metrics(s: &AgentStatus) -> String {
+pub(crate) fn render_metrics(s: &AgentStatus) -> String {
     exposition(s).finish()
 }
 
@@ -526,7 +526,7 @@ fn node_metrics(out: &mut Exposition, s: &AgentStatus) {
 
 /// Whether the agent is ready: nothing it should run fails to start. The reasons, unless
 /// `brief` (a listener on the network gets the count only).
-pub fn readiness(s: &AgentStatus, brief: bool) -> crate::http::Response {
+pub(crate) fn readiness(s: &AgentStatus, brief: bool) -> crate::http::Response {
     if s.errors.is_empty() {
         return ("200 OK", "text/plain", "ready\n".to_string());
     }
@@ -545,7 +545,7 @@ pub fn readiness(s: &AgentStatus, brief: bool) -> crate::http::Response {
 /// Serves `/status` (JSON), `/metrics` (Prometheus), `/healthz` (liveness) and `/readyz`
 /// (readiness) until the task is dropped; with `metrics_only`, all but `/status` (for a
 /// listener on the network).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     agent: tokio::sync::mpsc::Sender<StatusRequest>,
     metrics_only: bool,

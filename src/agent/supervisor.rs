@@ -23,7 +23,7 @@ use crate::net::netlink::Link;
 use crate::vrrp::priority::Tracker;
 
 /// The tracker the controller's drain sets (weight 0: FAULT, a graceful handover).
-pub const NODE_TRACKER: &str = TrackerName::NODE;
+pub(crate) const NODE_TRACKER: &str = TrackerName::NODE;
 
 struct EngineSink {
     engine: mpsc::UnboundedSender<EngineCmd>,
@@ -51,7 +51,7 @@ struct Own {
     since: SystemTime,
 }
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     policy: Policy,
     store: Store,
     sink: Arc<dyn Sink>,
@@ -69,7 +69,7 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(
+    pub(crate) fn new(
         policy: Policy,
         engine: mpsc::UnboundedSender<EngineCmd>,
         events: mpsc::UnboundedSender<AgentEvent>,
@@ -93,7 +93,7 @@ impl Supervisor {
     /// Makes the checks, trackers and hooks follow the configuration. `kept`: VirtualIPs
     /// whose new configuration was refused (their health stays as it was). `drains`:
     /// VirtualIP → why this node must hand over (cluster mode).
-    pub fn sync(
+    pub(crate) fn sync(
         &mut self,
         vips: &[ValidatedVirtualIp],
         kept: &[String],
@@ -268,13 +268,13 @@ impl Supervisor {
     }
 
     /// A full read of the links (the periodic safety net).
-    pub fn links(&mut self, links: &[Link]) {
+    pub(crate) fn links(&mut self, links: &[Link]) {
         self.read_links(links);
         self.refresh_interfaces();
     }
 
     /// A link changed.
-    pub fn link(&mut self, l: &Link) {
+    pub(crate) fn link(&mut self, l: &Link) {
         if let Some(old) = self.names.insert(l.index, l.name.clone())
             && old != l.name
         {
@@ -292,7 +292,7 @@ impl Supervisor {
     }
 
     /// A link is gone.
-    pub fn link_gone(&mut self, index: u32) {
+    pub(crate) fn link_gone(&mut self, index: u32) {
         if let Some(name) = self.names.remove(&index) {
             self.links.remove(&name);
             if self.interfaces.values().flatten().any(|(n, _)| *n == name) {
@@ -303,7 +303,7 @@ impl Supervisor {
 
     /// Per VirtualIP: its checks (`live`: each one's latest result; else the report's steadier
     /// view), tracked interfaces, the node's condition, refused notify hooks.
-    pub fn statuses(&self, live: bool) -> BTreeMap<String, Vec<CheckStatus>> {
+    pub(crate) fn statuses(&self, live: bool) -> BTreeMap<String, Vec<CheckStatus>> {
         let mut out: BTreeMap<String, Vec<CheckStatus>> =
             self.store.statuses(live).into_iter().collect();
         for (vip, m) in &self.own {
@@ -335,7 +335,7 @@ impl Supervisor {
     }
 
     /// Notify commands run: (ok, failed).
-    pub fn notify_counts(&self) -> (u64, u64) {
+    pub(crate) fn notify_counts(&self) -> (u64, u64) {
         (
             self.counters.ok.load(Ordering::Relaxed),
             self.counters.failed.load(Ordering::Relaxed),

@@ -40,12 +40,12 @@ struct Desired {
     links: BTreeMap<(String, bool), OnLink>,
 }
 
-pub use crate::director::OnLink;
+pub(crate) use crate::director::OnLink;
 
 /// One real server of one virtual server of one VirtualIP.
 type RealId = (String, ServiceKey, SocketAddr);
 
-pub struct VirtualServers {
+pub(crate) struct VirtualServers {
     /// `None` until the agent's first configuration.
     desired: watch::Sender<Option<Desired>>,
     /// This node's addresses changed (it took or left a VirtualIP's address).
@@ -68,7 +68,7 @@ type Shown = (
 
 impl VirtualServers {
     /// `networks`: where real servers may be (empty: anywhere).
-    pub fn start(
+    pub(crate) fn start(
         policy: Policy,
         networks: Vec<director::Network>,
         events: mpsc::UnboundedSender<AgentEvent>,
@@ -105,17 +105,21 @@ impl VirtualServers {
     }
 
     /// How long each real server's checks took.
-    pub fn latencies(&self) -> Vec<CheckLatency> {
+    pub(crate) fn latencies(&self) -> Vec<CheckLatency> {
         self.latency.lock().expect("latency").clone()
     }
 
     /// The last sample of the counters and connections (`kube-vrrp status`).
-    pub fn stats(&self) -> Vec<ServiceStats> {
+    pub(crate) fn stats(&self) -> Vec<ServiceStats> {
         self.stats.lock().expect("stats").clone()
     }
 
     /// What the VirtualIPs running here ask for.
-    pub fn sync(&self, vips: &[ValidatedVirtualIp], links: BTreeMap<(String, bool), OnLink>) {
+    pub(crate) fn sync(
+        &self,
+        vips: &[ValidatedVirtualIp],
+        links: BTreeMap<(String, bool), OnLink>,
+    ) {
         let services: BTreeMap<String, Vec<VirtualServer>> = vips
             .iter()
             .filter(|v| !v.virtual_servers.is_empty())
@@ -134,16 +138,16 @@ impl VirtualServers {
     }
 
     /// This node's addresses changed: direct routing forwards only where the address is held.
-    pub fn addresses_changed(&self) {
+    pub(crate) fn addresses_changed(&self) {
         let _ = self.addresses.send(());
     }
 
-    pub fn statuses(&self) -> Vec<VirtualServerStatus> {
+    pub(crate) fn statuses(&self) -> Vec<VirtualServerStatus> {
         self.status.lock().expect("status").clone()
     }
 
     /// Stops checking and removes our table.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         self.task.abort();
         if let Some(t) = &self.stats_task {
             t.abort();
@@ -159,7 +163,7 @@ impl VirtualServers {
 /// The cluster report's view of one VirtualIP's virtual servers: what changes only on a
 /// transition (a passing check's latency is left out, so a check every second does not
 /// rewrite the status every second).
-pub fn steady(all: &[VirtualServerStatus], vip: &str) -> Vec<VirtualServerStatus> {
+pub(crate) fn steady(all: &[VirtualServerStatus], vip: &str) -> Vec<VirtualServerStatus> {
     all.iter()
         .filter(|v| v.virtual_ip == vip)
         .map(|v| {

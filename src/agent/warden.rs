@@ -29,14 +29,14 @@ use tokio::sync::mpsc;
 /// How long the agent has to stop after SIGTERM before the warden kills it and hands over
 /// for it. A graceful stop takes at most three advertisement intervals; a pod's default
 /// grace period is 30 s.
-pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Removals in flight at once.
 const PARALLEL: usize = 64;
 
 /// Runs the agent (this program, with the same arguments) under a warden until it ends;
 /// returns the exit status the agent had (128 + its signal if it was killed).
-pub async fn run(lock_wait: Duration) -> u8 {
+pub(crate) async fn run(lock_wait: Duration) -> u8 {
     match watch_over(lock_wait).await {
         Ok(code) => code,
         Err(e) => {
@@ -299,7 +299,7 @@ fn spawn_agent(will: &OwnedFd) -> std::io::Result<tokio::process::Child> {
 /// The agent's end of the will: the descriptor the warden passed, if this process runs under
 /// one. Closed on exec from here on, so no check, hook or helper the agent starts holds the
 /// pipe open after the agent's death.
-pub fn inherited_will() -> Option<OwnedFd> {
+pub(crate) fn inherited_will() -> Option<OwnedFd> {
     let fd: i32 = std::env::var(WILL_FD_ENV).ok()?.parse().ok()?;
     if fd <= 2 {
         return None;

@@ -22,15 +22,15 @@ use crate::ids::Family;
 
 /// The environment variable that tells an agent it runs under a warden, and on which file
 /// descriptor (the write end of the will's pipe) it publishes its will.
-pub const WILL_FD_ENV: &str = "KUBE_VRRP_WILL_FD";
+pub(crate) const WILL_FD_ENV: &str = "KUBE_VRRP_WILL_FD";
 
 /// The largest will a warden reads (1,000 masters with 20 IPv6 addresses each, to two
 /// destinations, take about 1.5 MB).
-pub const MAX_FRAME: usize = 8 << 20;
+pub(crate) const MAX_FRAME: usize = 8 << 20;
 
 /// One advertisement to send on the agent's behalf.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Farewell {
+pub(crate) struct Farewell {
     /// The interface it leaves from (the virtual-MAC one in VMAC mode).
     pub ifindex: u32,
     /// The instance's primary address: the advertisement's checksum covers it.
@@ -43,13 +43,13 @@ pub struct Farewell {
 
 /// Everything the warden needs to hand over for a dead agent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Will {
+pub(crate) struct Will {
     pub farewells: Vec<Farewell>,
 }
 
 impl Will {
     /// One frame: length, then JSON.
-    pub fn frame(&self) -> Vec<u8> {
+    pub(crate) fn frame(&self) -> Vec<u8> {
         let body = serde_json::to_vec(self).expect("a will serializes");
         let mut out = Vec::with_capacity(body.len() + 4);
         out.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -60,7 +60,7 @@ impl Will {
 
 /// Why the warden stopped reading a will (it keeps the last good one).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("a will of {0} bytes is over the {MAX_FRAME}-byte bound")]
     TooLarge(usize),
     #[error("a will that does not parse: {0}")]
@@ -69,7 +69,7 @@ pub enum ReadError {
 
 /// Reads frames as bytes arrive; holds the newest complete will.
 #[derive(Debug, Default)]
-pub struct Reader {
+pub(crate) struct Reader {
     buf: Vec<u8>,
     will: Will,
     broken: Option<ReadError>,
@@ -78,7 +78,7 @@ pub struct Reader {
 impl Reader {
     /// Takes bytes from the pipe. After an error the rest is ignored (the agent is the same
     /// binary: a broken frame means a bug, and the last good will is the best there is).
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), ReadError> {
+    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<(), ReadError> {
         if let Some(e) = &self.broken {
             return Err(e.clone());
         }
@@ -109,7 +109,7 @@ impl Reader {
     }
 
     /// The newest complete will (empty before the first).
-    pub fn will(&self) -> &Will {
+    pub(crate) fn will(&self) -> &Will {
         &self.will
     }
 }
@@ -141,19 +141,19 @@ impl Farewell {
 /// [`GRACE`] more for the successor's gratuitous ARP / NA, as the agent's own graceful stop
 /// does; at most one advertisement interval plus the grace, and never past [`MAX_WAIT`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handover {
+pub(crate) struct Handover {
     waiting: BTreeSet<(u32, Family, u8)>,
     /// How long to wait for successors, from the farewells.
     pub deadline: Duration,
 }
 
 /// Time for a successor's bind and announcements to reach the clients.
-pub const GRACE: Duration = Duration::from_millis(50);
+pub(crate) const GRACE: Duration = Duration::from_millis(50);
 /// The longest the warden keeps a dead agent's addresses: they are gone within a second.
-pub const MAX_WAIT: Duration = Duration::from_millis(900);
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(900);
 
 impl Handover {
-    pub fn new(farewells: &[Farewell]) -> Handover {
+    pub(crate) fn new(farewells: &[Farewell]) -> Handover {
         let longest = farewells
             .iter()
             .map(Farewell::interval)
@@ -167,7 +167,7 @@ impl Handover {
 
     /// A VRRP message arrived on `ifindex`: a successor if it is above priority 0 for a
     /// router still waiting. Returns whether every router has its successor.
-    pub fn heard(&mut self, ifindex: u32, family: Family, payload: &[u8]) -> bool {
+    pub(crate) fn heard(&mut self, ifindex: u32, family: Family, payload: &[u8]) -> bool {
         if let (Some(&vrid), Some(&priority)) = (payload.get(1), payload.get(2))
             && priority > 0
         {
@@ -176,19 +176,19 @@ impl Handover {
         self.done()
     }
 
-    pub fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.waiting.is_empty()
     }
 
     /// The interfaces and families to listen on.
-    pub fn listen_on(&self) -> BTreeSet<(u32, Family)> {
+    pub(crate) fn listen_on(&self) -> BTreeSet<(u32, Family)> {
         self.waiting.iter().map(|(i, f, _)| (*i, *f)).collect()
     }
 }
 
 /// How the agent ended, as the warden saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// Exited with this status.
     Exited(i32),
     /// Killed by this signal.
@@ -197,7 +197,7 @@ pub enum Ended {
 
 /// What the warden does once the agent has ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastRites {
+pub(crate) struct LastRites {
     /// Advertisements to send, in order.
     pub farewells: Vec<Farewell>,
     /// Whether to remove every address with our mark.
@@ -209,7 +209,7 @@ pub struct LastRites {
 /// A graceful stop (status 0) released everything; any other end hands over what the will
 /// says and removes our addresses. The warden exits as the agent did (128 + the signal for
 /// a killed one, as a shell reports it).
-pub fn last_rites(ended: Ended, will: &Will) -> LastRites {
+pub(crate) fn last_rites(ended: Ended, will: &Will) -> LastRites {
     match ended {
         Ended::Exited(0) => LastRites {
             farewells: Vec::new(),

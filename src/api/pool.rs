@@ -2,6 +2,10 @@
 //! LoadBalancer` Services, and the VRRP settings they are held with. The controller allocates
 //! from it and holds the addresses with a few shared virtual routers per pool (VirtualIPs it
 //! owns, named after the pool), however many Services there are.
+// Every type here is re-exported as `api::*`. kube's `KubeSchema` derive copies the structs
+// it validates into a private module of its own, and those copies are what unreachable_pub
+// sees.
+#![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,10 @@
 //! `VirtualIP` (`kube-vrrp.io/v1alpha1`, cluster-scoped): the desired state of one virtual
 //! router: its addresses, VRRP settings, health checks, tracked interfaces and notify hooks.
 //! Also the form a standalone agent file writes it in ([`VirtualIpDocument`]).
+// Every type here is re-exported as `api::*`. kube's `KubeSchema` derive copies the structs
+// it validates into a private module of its own, and those copies are what unreachable_pub
+// sees.
+#![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
 

@@ -16,9 +16,9 @@ use std::time::Duration;
 use super::{BoxFuture, Checker, Outcome, io_text};
 
 /// Who commands run as (uid, gid); `None`: the agent's own user.
-pub type RunAs = Option<(u32, u32)>;
+pub(crate) type RunAs = Option<(u32, u32)>;
 
-pub struct Exec {
+pub(crate) struct Exec {
     pub argv: Vec<String>,
     pub run_as: RunAs,
 }
@@ -38,11 +38,11 @@ static SUBREAPER: AtomicBool = AtomicBool::new(false);
 /// A sweep is due or running.
 static SWEEP_DUE: AtomicBool = AtomicBool::new(false);
 /// Orphans killed so far.
-pub static ORPHANS_KILLED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static ORPHANS_KILLED: AtomicU64 = AtomicU64::new(0);
 
 /// Makes this process the reaper of its descendants' orphans (PR_SET_CHILD_SUBREAPER; no
 /// privilege needed). The agent calls it once at start.
-pub fn contain_descendants() -> std::io::Result<()> {
+pub(crate) fn contain_descendants() -> std::io::Result<()> {
     // SAFETY: plain prctl on this process.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
@@ -112,7 +112,7 @@ fn sweep_now() {
 }
 
 /// Asks for a sweep soon (coalesced: at most one per 50 ms), if this process is a subreaper.
-pub fn sweep() {
+pub(crate) fn sweep() {
     if !SUBREAPER.load(Ordering::SeqCst) || SWEEP_DUE.swap(true, Ordering::SeqCst) {
         return;
     }
@@ -124,7 +124,7 @@ pub fn sweep() {
 }
 
 /// Runs `argv` with a minimal environment plus `env`; kills its process group at the timeout.
-pub async fn run(
+pub(crate) async fn run(
     argv: &[String],
     timeout: Duration,
     run_as: RunAs,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::{BoxFuture, Checker, Outcome, io_text};
 use crate::api::FileMode;
 
-pub struct File {
+pub(crate) struct File {
     pub path: PathBuf,
     pub mode: FileMode,
     /// The directory the path must stay beneath (the agent's `--check-files`, in a cluster).

@@ -12,14 +12,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::{BoxFuture, Checker, Outcome, io_text, ms};
 use crate::model::tracking::{HttpCheck, Tls};
 
-pub struct Http {
+pub(crate) struct Http {
     check: HttpCheck,
     tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 impl Http {
     /// Reads a CA file now: a missing file is an error of the configuration, said at once.
-    pub fn new(check: HttpCheck) -> Result<Http, String> {
+    pub(crate) fn new(check: HttpCheck) -> Result<Http, String> {
         let tls = match &check.tls {
             None => None,
             Some(t) => {

@@ -12,10 +12,10 @@
 //!   engine: Trackers → effective priority / FAULT    /status, /metrics, status.nodes[].checks
 //! ```
 
-pub mod exec;
-pub mod file;
-pub mod http;
-pub mod tcp;
+pub(crate) mod exec;
+pub(crate) mod file;
+pub(crate) mod http;
+pub(crate) mod tcp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,11 +29,11 @@ use crate::model::tracking::{Check, CheckKind, Notify, Tls};
 use crate::vrrp::config::format_duration;
 use crate::vrrp::priority::Tracker;
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One run's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub ok: bool,
     /// In words: "HTTP 200 in 3 ms", "connection refused", "timed out after 1s".
     pub text: String,
@@ -42,39 +42,39 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn pass(text: String) -> Outcome {
+    pub(crate) fn pass(text: String) -> Outcome {
         Outcome {
             ok: true,
             text,
             value: None,
         }
     }
-    pub fn fail(text: String) -> Outcome {
+    pub(crate) fn fail(text: String) -> Outcome {
         Outcome {
             ok: false,
             text,
             value: None,
         }
     }
-    pub fn value(v: i64) -> Outcome {
+    pub(crate) fn value(v: i64) -> Outcome {
         Outcome {
             ok: true,
             text: format!("value {v}"),
             value: Some(v),
         }
     }
-    pub fn timed_out(after: Duration) -> Outcome {
+    pub(crate) fn timed_out(after: Duration) -> Outcome {
         Outcome::fail(format!("timed out after {}", format_duration(after)))
     }
 }
 
 /// A kind of check. `run` must finish within about `timeout` (the runner also enforces it).
-pub trait Checker: Send + Sync {
+pub(crate) trait Checker: Send + Sync {
     fn run(&self, timeout: Duration) -> BoxFuture<'_, Outcome>;
 }
 
 /// An I/O error in words, without the "(os error N)" suffix.
-pub fn io_text(e: &std::io::Error) -> String {
+pub(crate) fn io_text(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         std::io::ErrorKind::ConnectionReset => "connection reset".into(),
@@ -90,7 +90,7 @@ pub fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-pub fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     let us = d.as_micros();
     if us < 10_000 {
         format!("{:.1} ms", us as f64 / 1000.0)
@@ -102,7 +102,7 @@ pub fn ms(d: Duration) -> String {
 /// What this agent lets a VirtualIP run (cluster mode: a VirtualIP is written by whoever may
 /// create one, and everything here runs as root on every node).
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Cluster mode: the allowlist and the files directory apply.
     pub cluster: bool,
     /// Programs `exec` checks and notify hooks may run (exact paths).
@@ -146,7 +146,7 @@ impl Policy {
     }
 
     /// Whether this agent runs the check, or why not.
-    pub fn admit(&self, check: &Check) -> Result<(), String> {
+    pub(crate) fn admit(&self, check: &Check) -> Result<(), String> {
         match &check.kind {
             CheckKind::Exec(argv) => self.program(&argv[0]),
             CheckKind::File { path, .. } => self.file(path),
@@ -159,12 +159,12 @@ impl Policy {
     }
 
     /// Whether this agent runs the hooks, or why not.
-    pub fn admit_notify(&self, n: &Notify) -> Result<(), String> {
+    pub(crate) fn admit_notify(&self, n: &Notify) -> Result<(), String> {
         n.programs().try_for_each(|p| self.program(p))
     }
 
     /// The checker for a check (a CA file is read here).
-    pub fn build(&self, check: &Check) -> Result<Box<dyn Checker>, String> {
+    pub(crate) fn build(&self, check: &Check) -> Result<Box<dyn Checker>, String> {
         self.admit(check)?;
         Ok(match &check.kind {
             CheckKind::Http(h) => Box::new(http::Http::new(h.clone())?),
@@ -185,7 +185,7 @@ impl Policy {
 /// keepalived's counting over results: `fall` consecutive failures make a passing check
 /// failing, `rise` consecutive successes make a failing one pass. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CheckState {
+pub(crate) struct CheckState {
     pub healthy: bool,
     /// The current streak: successes if the last result passed, else failures.
     pub streak: u32,
@@ -199,7 +199,7 @@ pub struct CheckState {
 }
 
 impl CheckState {
-    pub fn new(check: &Check, now: SystemTime) -> CheckState {
+    pub(crate) fn new(check: &Check, now: SystemTime) -> CheckState {
         CheckState {
             healthy: !check.initially_failing,
             streak: 0,
@@ -213,7 +213,7 @@ impl CheckState {
     }
 
     /// Records a result. Returns whether `healthy` changed.
-    pub fn record(&mut self, check: &Check, o: Outcome, now: SystemTime) -> bool {
+    pub(crate) fn record(&mut self, check: &Check, o: Outcome, now: SystemTime) -> bool {
         let continues = self.last.as_ref().is_some_and(|l| l.ok == o.ok);
         self.streak = if continues {
             self.streak.saturating_add(1)
@@ -263,7 +263,7 @@ impl CheckState {
     }
 
     /// The tracker the engine gets.
-    pub fn tracker(&self, check: &Check) -> Tracker {
+    pub(crate) fn tracker(&self, check: &Check) -> Tracker {
         let reason = self
             .cause
             .clone()
@@ -279,7 +279,7 @@ impl CheckState {
 
     /// The status entry: `live` for `/status` (the latest result), else the cluster report's
     /// steadier view.
-    pub fn status(&self, check: &Check, live: bool) -> CheckStatus {
+    pub(crate) fn status(&self, check: &Check, live: bool) -> CheckStatus {
         let t = self.tracker(check);
         let (streak, result) = match (&self.shown, &self.last, live) {
             (_, Some(l), true) => (self.streak, Some(l.text.clone())),
@@ -298,7 +298,7 @@ impl CheckState {
     }
 }
 
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     k8s_openapi::jiff::Timestamp::try_from(t)
         .map(|t| {
             t.round(k8s_openapi::jiff::Unit::Second)
@@ -318,17 +318,17 @@ struct Entry {
 
 /// Every check's state, shared by the check tasks and the agent.
 #[derive(Clone, Default)]
-pub struct Store {
+pub(crate) struct Store {
     inner: Arc<Mutex<HashMap<(String, String), Entry>>>,
 }
 
 /// A tracker name for a check.
-pub fn tracker_name(check: &str) -> String {
+pub(crate) fn tracker_name(check: &str) -> String {
     format!("check:{check}")
 }
 
 /// Where a check's results go.
-pub trait Sink: Send + Sync + 'static {
+pub(crate) trait Sink: Send + Sync + 'static {
     /// The tracker of a VirtualIP changed (`None`: gone).
     fn tracker(&self, vip: &str, name: &str, tracker: Option<Tracker>);
     /// Something the cluster report shows changed.
@@ -337,7 +337,7 @@ pub trait Sink: Send + Sync + 'static {
 
 impl Store {
     /// The states of a VirtualIP's checks: `live` (standalone `/status`) or the report's.
-    pub fn statuses(&self, live: bool) -> HashMap<String, Vec<CheckStatus>> {
+    pub(crate) fn statuses(&self, live: bool) -> HashMap<String, Vec<CheckStatus>> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out: HashMap<String, Vec<CheckStatus>> = HashMap::new();
         for ((vip, _), e) in map.iter() {
@@ -362,7 +362,7 @@ impl Store {
     }
 
     /// The running checks of a VirtualIP, by name.
-    pub fn checks_of(&self, vip: &str) -> Vec<Check> {
+    pub(crate) fn checks_of(&self, vip: &str) -> Vec<Check> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         map.iter()
             .filter(|((v, _), _)| v == vip)
@@ -371,7 +371,7 @@ impl Store {
     }
 
     /// The VirtualIPs with checks.
-    pub fn vips(&self) -> Vec<String> {
+    pub(crate) fn vips(&self) -> Vec<String> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<String> = map.keys().map(|(v, _)| v.clone()).collect();
         v.sort();
@@ -381,7 +381,7 @@ impl Store {
 
     /// Stops a check (its task sees it gone and ends; its tracker is removed in the same
     /// critical section, so no result of it can arrive after).
-    pub fn remove(&self, vip: &str, name: &str, sink: &dyn Sink) {
+    pub(crate) fn remove(&self, vip: &str, name: &str, sink: &dyn Sink) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if map.remove(&(vip.to_string(), name.to_string())).is_some() {
             sink.tracker(vip, &tracker_name(name), None);
@@ -390,7 +390,7 @@ impl Store {
 
     /// Starts (or restarts with a new definition) a check. A restarted check keeps its state
     /// when it is the same kind of check: an edit of its interval does not flap the VIP.
-    pub fn start(&self, vip: &str, check: Check, policy: &Policy, sink: Arc<dyn Sink>) {
+    pub(crate) fn start(&self, vip: &str, check: Check, policy: &Policy, sink: Arc<dyn Sink>) {
         let key = (vip.to_string(), check.name.clone());
         let now = SystemTime::now();
         let built = policy.build(&check);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{BoxFuture, Checker, Outcome, io_text, ms};
 
-pub struct Tcp {
+pub(crate) struct Tcp {
     pub addr: SocketAddr,
 }
 

@@ -64,7 +64,7 @@ pub(crate) struct AgentArgs {
     /// and unspecified addresses are always refused, and this node's own addresses unless a
     /// virtual server sets allowNodeAddresses.
     #[arg(long, value_delimiter = ',', num_args = 1.., value_name = "CIDR")]
-    real_server_networks: Vec<kube_vrrp::director::Network>,
+    real_server_networks: Vec<crate::director::Network>,
     /// Run without the warden. By default the agent runs as the child of a small warden
     /// process that, if the agent dies, sends priority-0 advertisements for its masters and
     /// removes its addresses at once; without it a dead agent's addresses stay until their
@@ -93,16 +93,16 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         log,
     } = args;
     // Before anything else opens a descriptor or starts a thread.
-    let will = kube_vrrp::agent::warden::inherited_will();
+    let will = crate::agent::warden::inherited_will();
     if will.is_some() {
         // SAFETY: no other thread runs yet (logging starts below), and what this process
         // starts (checks, hooks) must not believe it runs under our warden.
-        unsafe { std::env::remove_var(kube_vrrp::agent::will::WILL_FD_ENV) };
+        unsafe { std::env::remove_var(crate::agent::will::WILL_FD_ENV) };
     }
     init_logging(&log);
     if will.is_none() && !no_warden {
-        let code = runtime().block_on(kube_vrrp::agent::warden::run(lock_wait));
-        kube_vrrp::logging::flush();
+        let code = runtime().block_on(crate::agent::warden::run(lock_wait));
+        crate::logging::flush();
         return ExitCode::from(code);
     }
     // `--standalone` and `--config` require each other (clap refuses one without the other):
@@ -117,8 +117,8 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let opts = kube_vrrp::agent::Options {
-        policy: kube_vrrp::checks::Policy {
+    let opts = crate::agent::Options {
+        policy: crate::checks::Policy {
             cluster,
             allow_exec,
             run_as,
@@ -134,7 +134,7 @@ pub(crate) fn run(args: AgentArgs) -> ExitCode {
         real_server_networks,
         will,
     };
-    finish(runtime().block_on(kube_vrrp::agent::run(opts)))
+    finish(runtime().block_on(crate::agent::run(opts)))
 }
 
 /// "UID[:GID]" or "root"; root (0) means: do not change user.

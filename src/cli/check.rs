@@ -1,5 +1,5 @@
 //! `kube-vrrp check`: validate VirtualIP files (keepalived `-t`) and exit 0 or 1. The checking
-//! itself is [`kube_vrrp::check`].
+//! itself is [`crate::check`].
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +10,8 @@ pub(crate) fn run(
     allow_exec: Vec<PathBuf>,
     check_files: PathBuf,
 ) -> ExitCode {
-    let agents = kube_vrrp::check::chart_policy(allow_exec, Some(check_files));
-    let o = kube_vrrp::check::run_with(files, cluster, &agents);
+    let agents = crate::check::chart_policy(allow_exec, Some(check_files));
+    let o = crate::check::run_with(files, cluster, &agents);
     print!("{}", o.text);
     if o.errors == 0 {
         println!("{} VirtualIP(s) valid", o.objects);

@@ -47,7 +47,7 @@ pub(crate) fn run(args: ControllerArgs) -> ExitCode {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let opts = kube_vrrp::controller::Options {
+    let opts = crate::controller::Options {
         listen,
         namespace,
         lease_name,
@@ -55,5 +55,5 @@ pub(crate) fn run(args: ControllerArgs) -> ExitCode {
         lease_duration,
         classless: serve_classless_services,
     };
-    finish(runtime().block_on(kube_vrrp::controller::run(opts)))
+    finish(runtime().block_on(crate::controller::run(opts)))
 }

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 pub(crate) fn run(reference: bool) -> ExitCode {
     if reference {
-        print!("{}", kube_vrrp::api::reference());
+        print!("{}", crate::api::reference());
     } else {
-        print!("{}", kube_vrrp::api::crd_yaml());
+        print!("{}", crate::api::crd_yaml());
     }
     ExitCode::SUCCESS
 }

@@ -21,7 +21,7 @@ pub(crate) struct LogArgs {
 
 /// Reads a duration option ("10s", "15s") with the one duration grammar.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    kube_vrrp::units::parse_duration(s)
+    crate::units::parse_duration(s)
 }
 
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
@@ -40,7 +40,7 @@ pub(crate) fn finish<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    kube_vrrp::logging::flush();
+    crate::logging::flush();
     code
 }
 
@@ -61,10 +61,10 @@ pub(crate) fn init_logging(args: &LogArgs) {
         .with_env_filter(filter)
         .with_ansi(false)
         .log_internal_errors(false)
-        .with_writer(kube_vrrp::logging::NonBlocking::start());
+        .with_writer(crate::logging::NonBlocking::start());
     if args.log_json || args.log_format == "json" {
         builder.json().init();
     } else {
-        builder.event_format(kube_vrrp::logging::Logfmt).init();
+        builder.event_format(crate::logging::Logfmt).init();
     }
 }

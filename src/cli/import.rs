@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub(crate) fn run(files: &[PathBuf], nodes: &[String]) -> ExitCode {
-    let i = kube_vrrp::keepalived::import(files, nodes);
+    let i = crate::keepalived::import(files, nodes);
     for (kind, list) in [
         ("error", &i.errors),
         ("warning", &i.warnings),

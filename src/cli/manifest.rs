@@ -33,7 +33,7 @@ pub(crate) enum ManifestKind {
 pub(crate) fn run(kind: ManifestKind) -> ExitCode {
     match kind {
         ManifestKind::Daemonset { image } => {
-            print!("{}", kube_vrrp::manifest::daemonset(&image));
+            print!("{}", crate::manifest::daemonset(&image));
             ExitCode::SUCCESS
         }
         ManifestKind::StaticPod { config, image } => static_pod(config, &image),
@@ -44,14 +44,14 @@ pub(crate) fn run(kind: ManifestKind) -> ExitCode {
 /// lets the first node take the address).
 fn static_pod(config: PathBuf, image: &str) -> ExitCode {
     let config = std::path::absolute(&config).unwrap_or(config);
-    match kube_vrrp::agent::source::load(&config) {
+    match crate::agent::source::load(&config) {
         Ok(vips) => {
             for v in &vips {
-                if let Some(p) = kube_vrrp::manifest::readyz_problem(v) {
+                if let Some(p) = crate::manifest::readyz_problem(v) {
                     eprintln!("kube-vrrp: warning: {p}");
                 }
             }
-            print!("{}", kube_vrrp::manifest::static_pod(&config, image));
+            print!("{}", crate::manifest::static_pod(&config, image));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kube_vrrp::vrrp::sim::Scenario;
+use crate::vrrp::sim::Scenario;
 
 /// The scenario `simulate` runs when given none: three routers elect, lose their master, fail
 /// back, hand over gracefully and survive a partition.

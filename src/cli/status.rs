@@ -7,9 +7,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use kube_vrrp::api::VirtualServerStatus;
-use kube_vrrp::director::stats::{self, Connection, ServiceStats};
-use kube_vrrp::model::virtualserver::ServiceKey;
+use crate::api::VirtualServerStatus;
+use crate::director::stats::{self, Connection, ServiceStats};
+use crate::model::virtualserver::ServiceKey;
 use serde::Serialize;
 
 /// What to show.

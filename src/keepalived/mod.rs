@@ -26,13 +26,13 @@ use std::path::PathBuf;
 use crate::api::VirtualIpDocument;
 
 use lexer::{Disk, Files};
+pub(crate) use report::Message;
 use report::Report;
-pub use report::{Message, Place};
 use values::dns_name;
 
 /// What an import produced.
 #[derive(Debug, Default)]
-pub struct Import {
+pub(crate) struct Import {
     pub documents: Vec<VirtualIpDocument>,
     pub warnings: Vec<Message>,
     pub notes: Vec<Message>,
@@ -41,7 +41,7 @@ pub struct Import {
 
 impl Import {
     /// The VirtualIPs as YAML documents.
-    pub fn yaml(&self) -> String {
+    pub(crate) fn yaml(&self) -> String {
         self.documents
             .iter()
             .map(Self::to_yaml)
@@ -72,7 +72,7 @@ fn prune(v: &mut yaml_serde::Value) {
 }
 
 /// Imports keepalived.conf files; `nodes` names the files' nodes in order.
-pub fn import(files: &[PathBuf], nodes: &[String]) -> Import {
+pub(crate) fn import(files: &[PathBuf], nodes: &[String]) -> Import {
     import_from(&Disk, files, nodes)
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Where a statement comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
+pub(crate) struct Place {
     pub file: String,
     pub line: usize,
 }
@@ -18,7 +18,7 @@ impl fmt::Display for Place {
 
 /// A message about the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub(crate) struct Message {
     pub at: Place,
     pub text: String,
 }

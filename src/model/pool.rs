@@ -20,18 +20,18 @@ pub(crate) struct Range {
 }
 
 impl Range {
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
         let (f, n) = (Family::of(&ip), to_int(ip));
         self.family == f && self.start <= n && n <= self.end
     }
 
     /// Whether the two have an address in common.
-    pub fn overlaps(&self, other: &Range) -> bool {
+    pub(crate) fn overlaps(&self, other: &Range) -> bool {
         other.family == self.family && other.start <= self.end && self.start <= other.end
     }
 
     /// How many addresses (saturating: `::/0` counts `u128::MAX`).
-    pub fn size(&self) -> u128 {
+    pub(crate) fn size(&self) -> u128 {
         (self.end - self.start).saturating_add(1)
     }
 }

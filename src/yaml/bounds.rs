@@ -3,15 +3,15 @@
 //! and a VirtualIP nests a few levels: this scan is linear and refuses the rest at once.
 
 /// The largest text read: far above any real configuration (1,000 VIPs are about 100 KB).
-pub const MAX_BYTES: usize = 16 << 20;
+pub(crate) const MAX_BYTES: usize = 16 << 20;
 
 /// The deepest nesting accepted (a VirtualIP with checks nests about 8).
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// `Err` with the reason when `text` is too large or nests too deeply. Counts block nesting
 /// (indentation levels and `- ` items on one line) plus flow nesting (`[`, `{` outside quotes
 /// and comments); it may overcount a strange file, never undercount.
-pub fn check(text: &str) -> Result<(), String> {
+pub(crate) fn check(text: &str) -> Result<(), String> {
     if text.len() > MAX_BYTES {
         return Err(format!(
             "the file is {} bytes: at most {MAX_BYTES} are read",

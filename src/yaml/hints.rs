@@ -4,7 +4,7 @@
 use crate::api::VirtualIP;
 
 /// A deserialization error in words for the field it is about.
-pub fn explain(path: &str, message: &str) -> String {
+pub(crate) fn explain(path: &str, message: &str) -> String {
     let field = path.rsplit('.').next().unwrap_or(path);
     let field = field.split('[').next().unwrap_or(field);
     let number = message
@@ -62,7 +62,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The field a misspelt one (a path such as `spec.healthCheck` or
 /// `spec.healthChecks[0].intervall`) probably is, from the VirtualIP schema.
-pub fn suggest(path: &str) -> Option<String> {
+pub(crate) fn suggest(path: &str) -> Option<String> {
     use kube::CustomResourceExt;
     let crd = serde_json::to_value(VirtualIP::crd()).ok()?;
     let mut schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];

@@ -10,13 +10,13 @@ use serde::Deserialize;
 use crate::api::{API_VERSION, KIND, VirtualIpDocument};
 use crate::model::spec::{ValidatedVirtualIp, VridRule, validate_all};
 
-pub mod bounds;
+pub(crate) mod bounds;
 mod hints;
-pub use hints::{explain, suggest};
+pub(crate) use hints::{explain, suggest};
 
 /// What is wrong, where: document number (1-based), object name when known, field path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
+pub(crate) struct ConfigError {
     pub document: usize,
     pub name: Option<String>,
     pub field: String,
@@ -38,7 +38,7 @@ impl fmt::Display for ConfigError {
 
 /// One document of a file, validated on its own.
 #[derive(Debug)]
-pub struct Document {
+pub(crate) struct Document {
     /// 1-based.
     pub index: usize,
     pub name: Option<String>,
@@ -50,7 +50,7 @@ pub struct Document {
 
 /// Every document of a text, each validated alone (`rule`: standalone files need a VRID,
 /// cluster objects may leave it to the controller). Empty documents are skipped.
-pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
+pub(crate) fn documents(text: &str, rule: VridRule) -> Vec<Document> {
     let mut out = Vec::new();
     // Size and depth first: a parser's time grows with the square of the nesting.
     if let Err(reason) = bounds::check(text) {
@@ -117,7 +117,7 @@ pub fn documents(text: &str, rule: VridRule) -> Vec<Document> {
 }
 
 /// Why a document of another kind is not run here.
-pub fn other_kind(kind: &str) -> String {
+pub(crate) fn other_kind(kind: &str) -> String {
     match kind {
         "VirtualIPPool" | "Secret" => format!(
             "{kind} is valid only in a cluster (kube-vrrp check --cluster, then kubectl apply): a standalone agent reads VirtualIP documents only"
@@ -189,7 +189,7 @@ fn document_of(
 /// VRID's (name, IPv4?, IPv6?). Indexed, so a file of many documents is checked in linear
 /// time.
 #[derive(Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     names: std::collections::HashSet<String>,
     vrids: std::collections::HashMap<(String, u8), Vec<Holder>>,
     /// Every address seen, and whose.
@@ -216,7 +216,7 @@ fn families(v: &ValidatedVirtualIp) -> (bool, bool) {
 
 impl Seen {
     /// For a cluster's VirtualIPs (VRIDs per segment where no interface is named).
-    pub fn cluster() -> Seen {
+    pub(crate) fn cluster() -> Seen {
         Seen {
             cluster: true,
             ..Seen::default()
@@ -243,7 +243,7 @@ impl Seen {
 
     /// What `v` may not share with the ones seen: its name, its VRID on the same interface
     /// (a cluster's: segment) and family, and in a cluster an address.
-    pub fn cross_check(&self, v: &ValidatedVirtualIp) -> Result<(), (&'static str, String)> {
+    pub(crate) fn cross_check(&self, v: &ValidatedVirtualIp) -> Result<(), (&'static str, String)> {
         if self.names.contains(&v.name) {
             return Err(("metadata.name", format!("{:?} is defined twice", v.name)));
         }
@@ -282,7 +282,7 @@ impl Seen {
         Ok(())
     }
 
-    pub fn add(&mut self, v: &ValidatedVirtualIp) {
+    pub(crate) fn add(&mut self, v: &ValidatedVirtualIp) {
         self.names.insert(v.name.clone());
         for a in &v.addresses {
             self.addresses
@@ -302,7 +302,7 @@ impl Seen {
 }
 
 /// Parses and validates every document of a file. Any error rejects the whole file.
-pub fn parse(text: &str) -> Result<Vec<ValidatedVirtualIp>, ConfigError> {
+pub(crate) fn parse(text: &str) -> Result<Vec<ValidatedVirtualIp>, ConfigError> {
     let mut out: Vec<ValidatedVirtualIp> = Vec::new();
     let mut seen = Seen::default();
     for d in documents(text, VridRule::Required) {

@@ -148,7 +148,7 @@ pub(crate) mod fake {
 
     impl FakeKernel {
         /// Someone else's address already on `index`.
-        pub fn foreign(&self, index: u32, address: IpAddr, prefix_len: u8) {
+        pub(crate) fn foreign(&self, index: u32, address: IpAddr, prefix_len: u8) {
             self.0.lock().unwrap().bound.insert(
                 (index, address),
                 Address {
@@ -161,7 +161,7 @@ pub(crate) mod fake {
         }
 
         /// Someone else removes an address behind our back; returns it as the event names it.
-        pub fn remove(&self, index: u32, address: IpAddr) -> Address {
+        pub(crate) fn remove(&self, index: u32, address: IpAddr) -> Address {
             self.0
                 .lock()
                 .unwrap()
@@ -171,20 +171,20 @@ pub(crate) mod fake {
         }
 
         /// Address adds on `index` fail from now on.
-        pub fn fail(&self, index: u32) {
+        pub(crate) fn fail(&self, index: u32) {
             self.0.lock().unwrap().failing.insert(index);
         }
 
         /// Setting link `index` up or down fails from now on.
-        pub fn stick(&self, index: u32) {
+        pub(crate) fn stick(&self, index: u32) {
             self.0.lock().unwrap().stuck.insert(index);
         }
 
-        pub fn is_bound(&self, index: u32, address: IpAddr) -> bool {
+        pub(crate) fn is_bound(&self, index: u32, address: IpAddr) -> bool {
             self.0.lock().unwrap().bound.contains_key(&(index, address))
         }
 
-        pub fn link_up(&self, index: u32) -> Option<bool> {
+        pub(crate) fn link_up(&self, index: u32) -> Option<bool> {
             self.0.lock().unwrap().links.get(&index).copied()
         }
 

@@ -35,7 +35,7 @@ pub(crate) struct Held {
 }
 
 impl Held {
-    pub fn inherited(&self) -> bool {
+    pub(super) fn inherited(&self) -> bool {
         self.holder.is_none()
     }
 
@@ -68,7 +68,7 @@ enum Let {
 impl Ledger {
     /// Records `addresses` on `link` as instance `id`'s. Done before the request, so our own
     /// address event finds them ours. An instance already holding one keeps holding it too.
-    pub fn hold(
+    pub(super) fn hold(
         &mut self,
         link: u32,
         id: InstanceId,
@@ -100,7 +100,7 @@ impl Ledger {
     }
 
     /// Records an address a previous run left bound, unless something of ours holds it.
-    pub fn inherit(&mut self, link: u32, vip: VirtualAddress) {
+    pub(super) fn inherit(&mut self, link: u32, vip: VirtualAddress) {
         self.held.entry((link, vip.address)).or_insert(Held {
             holder: None,
             prefix_len: vip.prefix_len,
@@ -109,7 +109,7 @@ impl Ledger {
         });
     }
 
-    pub fn get(&self, link: u32, address: IpAddr) -> Option<&Held> {
+    pub(super) fn get(&self, link: u32, address: IpAddr) -> Option<&Held> {
         self.held.get(&(link, address))
     }
 
@@ -138,14 +138,14 @@ impl Ledger {
     }
 
     /// Drops `address` on `link` if instance `id` holds it (a bind that failed).
-    pub fn unhold(&mut self, link: u32, id: InstanceId, address: IpAddr) {
+    pub(super) fn unhold(&mut self, link: u32, id: InstanceId, address: IpAddr) {
         self.let_go(link, Some(id), address);
     }
 
     /// Instance `id` lets go of `addresses` on `link`; returns those nobody holds any more:
     /// only those may be deleted. Out of the ledger first, so our own delete event is not a
     /// loss.
-    pub fn release(
+    pub(super) fn release(
         &mut self,
         link: u32,
         id: InstanceId,
@@ -178,7 +178,7 @@ impl Ledger {
 
     /// Instance `id` is gone: it lets go of everything it still holds; returns what nobody
     /// holds any more (an agent never keeps an address no running instance owns).
-    pub fn forget_instance(&mut self, id: InstanceId) -> Vec<(u32, VirtualAddress)> {
+    pub(super) fn forget_instance(&mut self, id: InstanceId) -> Vec<(u32, VirtualAddress)> {
         let mine: Vec<(u32, IpAddr)> = self
             .held
             .iter()
@@ -191,7 +191,7 @@ impl Ledger {
     }
 
     /// What a live instance holds: the addresses whose lifetime is renewed.
-    pub fn renewable(&self) -> Vec<(u32, VirtualAddress)> {
+    pub(super) fn renewable(&self) -> Vec<(u32, VirtualAddress)> {
         self.held
             .iter()
             .filter(|(_, h)| !h.inherited())
@@ -209,7 +209,7 @@ impl Ledger {
 
     /// Takes out those of `addresses` on `link` that a previous run left and nothing of ours
     /// bound since; returns them, to be deleted.
-    pub fn disown(
+    pub(super) fn disown(
         &mut self,
         link: u32,
         addresses: impl IntoIterator<Item = IpAddr>,
@@ -222,7 +222,7 @@ impl Ledger {
     }
 
     /// An inherited address went (it expired, or someone removed it): forgotten.
-    pub fn drop_inherited(&mut self, link: u32, address: IpAddr) -> bool {
+    pub(super) fn drop_inherited(&mut self, link: u32, address: IpAddr) -> bool {
         if self.get(link, address).is_some_and(Held::inherited) {
             self.held.remove(&(link, address));
             return true;
@@ -231,12 +231,12 @@ impl Ledger {
     }
 
     /// Forgets everything on `link` (a standby link being removed with its addresses).
-    pub fn forget_link(&mut self, link: u32) {
+    pub(super) fn forget_link(&mut self, link: u32) {
         self.held.retain(|(l, _), _| *l != link);
     }
 
     /// Takes everything out (the agent stops).
-    pub fn release_all(&mut self) -> Vec<(u32, VirtualAddress)> {
+    pub(super) fn release_all(&mut self) -> Vec<(u32, VirtualAddress)> {
         self.held
             .drain()
             .map(|((link, address), h)| {
@@ -253,7 +253,7 @@ impl Ledger {
 
     /// Records `mac` as the announcing MAC of those of `addresses` held on `link`; returns
     /// them (what is bound now: a conflict may have stopped some).
-    pub fn set_mac(
+    pub(super) fn set_mac(
         &mut self,
         link: u32,
         addresses: &[VirtualAddress],
@@ -270,12 +270,12 @@ impl Ledger {
     }
 
     /// `address` on `link` is someone else's and blocks instance `key`.
-    pub fn conflict(&mut self, link: u32, address: IpAddr, key: &InstanceKey) {
+    pub(super) fn conflict(&mut self, link: u32, address: IpAddr, key: &InstanceKey) {
         self.conflicts.insert((link, address), key.clone());
     }
 
     /// The instance a conflict on `address` blocked, if any; the conflict is gone.
-    pub fn clear_conflict(&mut self, link: u32, address: IpAddr) -> Option<InstanceKey> {
+    pub(super) fn clear_conflict(&mut self, link: u32, address: IpAddr) -> Option<InstanceKey> {
         self.conflicts.remove(&(link, address))
     }
 }

@@ -33,11 +33,15 @@ use crate::net::netlink::Address;
 use crate::vrrp::VirtualAddress;
 pub(crate) use kernel::Kernel;
 use ledger::{Outcome, SharedLedger, add_all, delete_all};
+#[cfg(test)]
+use standby::STANDBY_MIN;
+#[cfg(test)]
+pub(crate) use standby::standby_name;
 use standby::{Restage, Standby, drop_standby, lower, raise, restage, restage_decision, stage};
-pub use standby::{STANDBY_MIN, excluded_ipv6, is_standby_name, standby_addresses, standby_name};
+pub(crate) use standby::{excluded_ipv6, is_standby_name, standby_addresses};
 
 /// The tracker an address conflict sets (weight 0: FAULT while it stands).
-pub const CONFLICT_TRACKER: &str = "address-conflict";
+pub(crate) const CONFLICT_TRACKER: &str = "address-conflict";
 /// A bind that failed for another reason than a foreign address is tried again after this.
 const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 

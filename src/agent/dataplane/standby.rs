@@ -22,11 +22,11 @@ use crate::vrrp::{InstanceConfig, VirtualAddress};
 
 /// An instance with at least this many IPv6 excluded addresses binds them ahead on a standby
 /// link (see the module documentation). Fewer bind in well under 100 ms the usual way.
-pub const STANDBY_MIN: usize = 64;
+pub(crate) const STANDBY_MIN: usize = 64;
 
 /// The addresses an instance binds ahead on a standby link: its IPv6 excluded addresses when
 /// there are at least [`STANDBY_MIN`], else none.
-pub fn standby_addresses(config: &InstanceConfig) -> Vec<VirtualAddress> {
+pub(crate) fn standby_addresses(config: &InstanceConfig) -> Vec<VirtualAddress> {
     let excluded = excluded_ipv6(config);
     if excluded.len() >= STANDBY_MIN {
         excluded
@@ -36,7 +36,7 @@ pub fn standby_addresses(config: &InstanceConfig) -> Vec<VirtualAddress> {
 }
 
 /// An instance's IPv6 excluded addresses (what a standby link would hold).
-pub fn excluded_ipv6(config: &InstanceConfig) -> Vec<VirtualAddress> {
+pub(crate) fn excluded_ipv6(config: &InstanceConfig) -> Vec<VirtualAddress> {
     config
         .addresses
         .iter()
@@ -47,12 +47,12 @@ pub fn excluded_ipv6(config: &InstanceConfig) -> Vec<VirtualAddress> {
 }
 
 /// The standby link of instance `id`.
-pub fn standby_name(id: InstanceId) -> String {
+pub(crate) fn standby_name(id: InstanceId) -> String {
     format!("kvs-{id:x}")
 }
 
 /// Whether a link is a standby link of ours (by name: a previous run's is removed at start).
-pub fn is_standby_name(name: &str) -> bool {
+pub(crate) fn is_standby_name(name: &str) -> bool {
     name.strip_prefix("kvs-")
         .is_some_and(|h| !h.is_empty() && h.len() <= 11 && u64::from_str_radix(h, 16).is_ok())
 }
@@ -81,7 +81,7 @@ pub(crate) struct Standby {
 
 impl Standby {
     /// Splits `addresses` into those on the standby link and the others.
-    pub fn split(
+    pub(super) fn split(
         this: &Option<Standby>,
         addresses: Vec<VirtualAddress>,
     ) -> (Vec<VirtualAddress>, Vec<VirtualAddress>) {

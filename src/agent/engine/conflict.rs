@@ -26,7 +26,7 @@ pub(super) struct ForeignSigns {
 }
 
 impl ForeignSigns {
-    pub fn of(c: &Counters) -> Self {
+    pub(super) fn of(c: &Counters) -> Self {
         ForeignSigns {
             address_list: c.address_list_errors,
             authentication: c.auth_failures + c.auth_type_mismatch + c.invalid_auth_type,
@@ -36,7 +36,7 @@ impl ForeignSigns {
     }
 
     /// What the advertisement between `self` and `after` had that ours do not, if anything.
-    pub fn what_differs(&self, after: &ForeignSigns) -> Option<&'static str> {
+    pub(super) fn what_differs(&self, after: &ForeignSigns) -> Option<&'static str> {
         if after.address_list != self.address_list {
             Some("other addresses")
         } else if after.authentication != self.authentication {
@@ -61,7 +61,7 @@ pub(super) struct OtherMaster(Option<(IpAddr, Duration, Duration)>);
 impl OtherMaster {
     /// Heard `src` at `now`; returns whether it has gone on for three intervals (a split
     /// brain), not just the overlap of a preemption. A gap over three intervals starts over.
-    pub fn heard(&mut self, src: IpAddr, now: Duration, interval: Duration) -> bool {
+    pub(super) fn heard(&mut self, src: IpAddr, now: Duration, interval: Duration) -> bool {
         let since = match self.0 {
             Some((s, since, last)) if s == src && now.saturating_sub(last) <= interval * 3 => since,
             _ => now,
@@ -82,14 +82,14 @@ pub(super) struct ConflictReport(Option<(Duration, String)>);
 
 impl ConflictReport {
     /// Seen again at `now`. Returns whether it is news (none before, or another one).
-    pub fn seen(&mut self, now: Duration, text: String) -> bool {
+    pub(super) fn seen(&mut self, now: Duration, text: String) -> bool {
         let new = self.0.as_ref().is_none_or(|(_, t)| *t != text);
         self.0 = Some((now, text));
         new
     }
 
     /// Forgets a conflict silent for longer than [`CONFLICT_HOLD`]. Returns whether it did.
-    pub fn expire(&mut self, now: Duration) -> bool {
+    pub(super) fn expire(&mut self, now: Duration) -> bool {
         let stale = self
             .0
             .as_ref()
@@ -100,7 +100,7 @@ impl ConflictReport {
         stale
     }
 
-    pub fn text(&self) -> Option<&str> {
+    pub(super) fn text(&self) -> Option<&str> {
         self.0.as_ref().map(|(_, t)| t.as_str())
     }
 }

@@ -29,7 +29,11 @@ pub(super) struct HandoverHold {
 
 impl HandoverHold {
     /// Held from `now` for at most three advertisement intervals.
-    pub fn new(addresses: Vec<VirtualAddress>, now: Duration, advert_interval: Duration) -> Self {
+    pub(super) fn new(
+        addresses: Vec<VirtualAddress>,
+        now: Duration,
+        advert_interval: Duration,
+    ) -> Self {
         HandoverHold {
             addresses,
             until: now + 3 * advert_interval,
@@ -38,7 +42,7 @@ impl HandoverHold {
 
     /// Another router advertised with `priority` at `now`: a successor (priority above 0)
     /// cuts the hold down to [`HANDOVER_GRACE`]. Returns whether the deadline moved.
-    pub fn successor_heard(&mut self, now: Duration, priority: u8) -> bool {
+    pub(super) fn successor_heard(&mut self, now: Duration, priority: u8) -> bool {
         if priority > 0 && self.until > now + HANDOVER_GRACE {
             self.until = now + HANDOVER_GRACE;
             true
@@ -47,7 +51,7 @@ impl HandoverHold {
         }
     }
 
-    pub fn expired(&self, now: Duration) -> bool {
+    pub(super) fn expired(&self, now: Duration) -> bool {
         self.until <= now
     }
 }

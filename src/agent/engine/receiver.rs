@@ -27,7 +27,7 @@ pub(super) struct MalformedTally(HashMap<(Option<u8>, String), (DecodeError, u64
 
 impl MalformedTally {
     /// Counts one packet: its payload (for the VRID octet) and why it did not decode.
-    pub fn add(&mut self, payload: &[u8], e: DecodeError) {
+    pub(super) fn add(&mut self, payload: &[u8], e: DecodeError) {
         let vrid = payload.get(1).copied();
         self.0
             .entry((vrid, e.kind().to_string()))
@@ -35,12 +35,12 @@ impl MalformedTally {
             .1 += 1;
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
     /// The counts for the engine: (VRID octet, error, count).
-    pub fn drain(&mut self) -> Vec<(Option<u8>, DecodeError, u64)> {
+    pub(super) fn drain(&mut self) -> Vec<(Option<u8>, DecodeError, u64)> {
         self.0
             .drain()
             .map(|((vrid, _), (e, n))| (vrid, e, n))

@@ -23,7 +23,7 @@ pub(super) struct TimerWheel(BTreeSet<(Duration, InstanceId)>);
 
 impl TimerWheel {
     /// Moves instance `id`'s entry from `from` to `to` (either may be none).
-    pub fn rearm(&mut self, id: InstanceId, from: Option<Duration>, to: Option<Duration>) {
+    pub(super) fn rearm(&mut self, id: InstanceId, from: Option<Duration>, to: Option<Duration>) {
         if from == to {
             return;
         }
@@ -35,12 +35,12 @@ impl TimerWheel {
         }
     }
 
-    pub fn first(&self) -> Option<Duration> {
+    pub(super) fn first(&self) -> Option<Duration> {
         self.0.first().map(|(at, _)| *at)
     }
 
     /// Every entry due at `now`.
-    pub fn due(&self, now: Duration) -> Vec<(Duration, InstanceId)> {
+    pub(super) fn due(&self, now: Duration) -> Vec<(Duration, InstanceId)> {
         self.0.range(..=(now, InstanceId::LAST)).copied().collect()
     }
 }

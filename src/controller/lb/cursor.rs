@@ -16,7 +16,7 @@ pub(crate) struct Cursor {
 impl Cursor {
     /// At the first address of `ranges`; past the end when there are none (a pool without
     /// addresses of this family), so `find` answers `None` instead of panicking.
-    pub fn start(ranges: &[&Range]) -> Cursor {
+    pub(super) fn start(ranges: &[&Range]) -> Cursor {
         Cursor {
             range: 0,
             at: ranges.first().map_or(0, |r| r.start),
@@ -25,7 +25,7 @@ impl Cursor {
 
     /// The first address from here on that `usable` accepts, or `None` past the last range.
     /// The cursor stays on the address found: once it is taken, the next search steps over it.
-    pub fn find(
+    pub(super) fn find(
         &mut self,
         family: Family,
         ranges: &[&Range],

@@ -25,12 +25,12 @@ pub(crate) struct Pool<'a> {
 }
 
 impl Pool<'_> {
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    pub(super) fn contains(&self, ip: IpAddr) -> bool {
         self.ranges.iter().any(|r| r.contains(ip))
     }
 
     /// Position among the pool's addresses of its family.
-    pub fn index_of(&self, ip: IpAddr) -> Option<u128> {
+    pub(super) fn index_of(&self, ip: IpAddr) -> Option<u128> {
         let n = to_int(ip);
         let mut before = 0u128;
         for r in self.ranges_of(Family::of(&ip)) {
@@ -42,17 +42,17 @@ impl Pool<'_> {
         None
     }
 
-    pub fn has(&self, f: Family) -> bool {
+    pub(super) fn has(&self, f: Family) -> bool {
         self.ranges.iter().any(|r| r.family == f)
     }
 
     /// The pool's ranges of one family, in the order the pool lists them.
-    pub fn ranges_of(&self, f: Family) -> Vec<&Range> {
+    pub(super) fn ranges_of(&self, f: Family) -> Vec<&Range> {
         self.ranges.iter().filter(|r| r.family == f).collect()
     }
 
     /// Whether its `serviceAllocation` lets `svc` take addresses from it.
-    pub fn allows(&self, svc: &Service) -> bool {
+    pub(super) fn allows(&self, svc: &Service) -> bool {
         let Some(a) = &self.obj.spec.service_allocation else {
             return true;
         };
@@ -64,7 +64,7 @@ impl Pool<'_> {
     }
 
     /// Addresses of both families, saturating at `u64::MAX`.
-    pub fn total(&self) -> u64 {
+    pub(super) fn total(&self) -> u64 {
         self.ranges
             .iter()
             .map(|r| u64::try_from(r.size()).unwrap_or(u64::MAX))
@@ -84,7 +84,7 @@ pub(crate) struct Pools<'a> {
 
 impl<'a> Pools<'a> {
     /// Parses and checks every pool; a pool overlapping an older usable one is frozen.
-    pub fn read(all: &'a [Arc<VirtualIPPool>]) -> Pools<'a> {
+    pub(super) fn read(all: &'a [Arc<VirtualIPPool>]) -> Pools<'a> {
         let mut order: Vec<&Arc<VirtualIPPool>> = all
             .iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
@@ -124,21 +124,21 @@ impl<'a> Pools<'a> {
     }
 
     /// The usable pool holding `ip`, as an index into `usable`.
-    pub fn pool_of(&self, ip: IpAddr) -> Option<usize> {
+    pub(super) fn pool_of(&self, ip: IpAddr) -> Option<usize> {
         self.usable.iter().position(|p| p.contains(ip))
     }
 
     /// The usable pool of that name, as an index into `usable`.
-    pub fn position(&self, name: &str) -> Option<usize> {
+    pub(super) fn position(&self, name: &str) -> Option<usize> {
         self.usable.iter().position(|p| p.name == name)
     }
 
-    pub fn is_frozen(&self, name: &str) -> bool {
+    pub(super) fn is_frozen(&self, name: &str) -> bool {
         self.frozen.contains_key(name)
     }
 
     /// Whether `ip` is in a frozen pool.
-    pub fn in_frozen(&self, ip: IpAddr) -> bool {
+    pub(super) fn in_frozen(&self, ip: IpAddr) -> bool {
         self.frozen_ranges.iter().any(|r| r.contains(ip))
     }
 }

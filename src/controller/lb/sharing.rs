@@ -26,7 +26,7 @@ pub(crate) struct Holder {
 }
 
 impl Holder {
-    pub fn of(svc: &Service, spec: &ServiceSpec) -> Holder {
+    pub(super) fn of(svc: &Service, spec: &ServiceSpec) -> Holder {
         let local = (spec.external_traffic_policy.as_deref() == Some("Local")).then(|| {
             let sel: Vec<String> = spec
                 .selector
@@ -92,25 +92,29 @@ pub(crate) struct Holders(HashMap<IpAddr, Vec<Holder>>);
 
 impl Holders {
     /// Who holds `ip` (empty: it is free).
-    pub fn of(&self, ip: &IpAddr) -> &[Holder] {
+    pub(super) fn of(&self, ip: &IpAddr) -> &[Holder] {
         self.0.get(ip).map(Vec::as_slice).unwrap_or_default()
     }
 
-    pub fn is_held(&self, ip: &IpAddr) -> bool {
+    pub(super) fn is_held(&self, ip: &IpAddr) -> bool {
         self.0.contains_key(ip)
     }
 
     /// Whether `new` may take `ip` too, or why not.
-    pub fn admits(&self, ip: &IpAddr, new: &Holder) -> Result<(), String> {
+    pub(super) fn admits(&self, ip: &IpAddr, new: &Holder) -> Result<(), String> {
         compatible(new, self.of(ip))
     }
 
-    pub fn add(&mut self, ip: IpAddr, holder: &Holder) {
+    pub(super) fn add(&mut self, ip: IpAddr, holder: &Holder) {
         self.0.entry(ip).or_default().push(holder.clone());
     }
 
     /// Takes `ips` back from `service`; an address nobody holds any more is free.
-    pub fn release<'i>(&mut self, service: &ServiceKey, ips: impl IntoIterator<Item = &'i IpAddr>) {
+    pub(super) fn release<'i>(
+        &mut self,
+        service: &ServiceKey,
+        ips: impl IntoIterator<Item = &'i IpAddr>,
+    ) {
         for ip in ips {
             if let Some(hs) = self.0.get_mut(ip) {
                 hs.retain(|h| &h.service != service);
@@ -122,7 +126,7 @@ impl Holders {
     }
 
     /// Every held address with its holders (in no particular order).
-    pub fn iter(&self) -> impl Iterator<Item = (&IpAddr, &Vec<Holder>)> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&IpAddr, &Vec<Holder>)> {
         self.0.iter()
     }
 }
@@ -133,7 +137,7 @@ pub(crate) struct SharedAddresses(HashMap<(usize, String), Vec<IpAddr>>);
 
 impl SharedAddresses {
     /// The shared addresses among those already held.
-    pub fn of(holders: &Holders, pools: &Pools) -> SharedAddresses {
+    pub(super) fn of(holders: &Holders, pools: &Pools) -> SharedAddresses {
         let mut out = SharedAddresses::default();
         for (ip, hs) in holders.iter() {
             if let (Some(i), Some(k)) = (pools.pool_of(*ip), hs.first().and_then(|h| h.key.clone()))
@@ -145,7 +149,7 @@ impl SharedAddresses {
     }
 
     /// Records that a Service with sharing key `key` took `ip` of pool `pool`.
-    pub fn note(&mut self, pool: usize, key: String, ip: IpAddr) {
+    pub(super) fn note(&mut self, pool: usize, key: String, ip: IpAddr) {
         let list = self.0.entry((pool, key)).or_default();
         if !list.contains(&ip) {
             list.push(ip);
@@ -154,7 +158,7 @@ impl SharedAddresses {
 
     /// An address of family `f` in one of `pools` (in their order) that `new`, with its key,
     /// may share.
-    pub fn find(
+    pub(super) fn find(
         &self,
         pools: &[usize],
         f: Family,

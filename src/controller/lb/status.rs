@@ -77,7 +77,11 @@ impl Decided<'_, '_> {
     }
 
     /// The status of every Service we read, the unreadable ones included.
-    pub fn services(&self, all: &[Arc<Service>], out: &mut BTreeMap<ServiceKey, ServiceOutcome>) {
+    pub(super) fn services(
+        &self,
+        all: &[Arc<Service>],
+        out: &mut BTreeMap<ServiceKey, ServiceOutcome>,
+    ) {
         let failures = &self.allocation.failures;
         for (svc, w) in self.parsed {
             let key = w.holder.service.clone();
@@ -143,7 +147,7 @@ impl Decided<'_, '_> {
     }
 
     /// The status of usable pool `i`.
-    pub fn pool(&self, i: usize) -> VirtualIPPoolStatus {
+    pub(super) fn pool(&self, i: usize) -> VirtualIPPoolStatus {
         let pool = &self.pools.usable[i];
         let holders = &self.allocation.holders;
         let used = holders

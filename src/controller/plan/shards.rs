@@ -27,7 +27,7 @@ pub fn entry_size(e: &NodeVirtualIP) -> usize {
 }
 
 mod erased {
-    pub trait Size {
+    pub(super) trait Size {
         fn size(&self) -> usize;
     }
     impl<T: serde::Serialize> Size for Vec<T> {
