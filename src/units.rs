@@ -20,7 +20,7 @@ pub(crate) fn not_a_duration(text: &str) -> String {
 /// Parses a duration as Kubernetes and keepalived users write it: `1s`, `100ms`, `1.5s`,
 /// `1m30s`, `250us`, exactly what [`DURATION_PATTERN`] matches. A bare number is refused: the
 /// unit is never guessed.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || not_a_duration(text);
     if text.is_empty() {
         return Err(bad());
@@ -67,7 +67,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Formats a duration the way [`parse_duration`] reads it back, exactly: `100ms`, `3s`, or
 /// decimal seconds such as `2.30334375s`.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let nanos = d.as_nanos();
     if nanos % 1_000_000_000 == 0 {
         format!("{}s", nanos / 1_000_000_000)

@@ -17,7 +17,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
@@ -56,7 +56,7 @@ impl Observed {
 }
 
 impl Elector {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         namespace: &str,
         name: &str,
@@ -74,7 +74,7 @@ impl Elector {
     }
 
     /// Whether we may act now: the last renewal is younger than the lease duration.
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.renewed.is_some_and(|t| t.elapsed() < self.duration)
     }
 
@@ -90,7 +90,7 @@ impl Elector {
     }
 
     /// Acquires or renews the lease; returns whether we lead.
-    pub async fn tick(&mut self) -> bool {
+    pub(crate) async fn tick(&mut self) -> bool {
         let started = Instant::now();
         match self.try_tick().await {
             Ok(true) => {
@@ -160,7 +160,7 @@ impl Elector {
     }
 
     /// Gives the lease up (on shutdown), so the other replica takes over at once.
-    pub async fn release(&mut self) {
+    pub(crate) async fn release(&mut self) {
         if self.renewed.take().is_none() {
             return;
         }

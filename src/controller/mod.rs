@@ -6,12 +6,12 @@
 //! controller moves no VIP. Two replicas elect one leader on a Lease; the other keeps its caches
 //! warm.
 
-pub mod conditions;
+pub(crate) mod conditions;
 pub mod lb;
-pub mod leader;
+pub(crate) mod leader;
 mod metrics;
 pub mod plan;
-pub mod resolve;
+pub(crate) mod resolve;
 mod writes;
 
 use std::collections::BTreeMap;

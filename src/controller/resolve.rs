@@ -18,7 +18,7 @@ use crate::vrrp::{Family, VirtualAddress};
 
 /// What the resolver needs of a `VirtualIP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VipInput {
+pub(crate) struct VipInput {
     pub name: String,
     /// RFC 3339 creation time: older objects win conflicts (then the name decides).
     pub created: String,
@@ -29,7 +29,7 @@ pub struct VipInput {
 
 /// What the resolver needs of a `Node`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInput {
+pub(crate) struct NodeInput {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     /// InternalIP addresses (unicast peers).
@@ -40,7 +40,7 @@ pub struct NodeInput {
 
 /// What is taken before any live object asks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Reserved {
+pub(crate) struct Reserved {
     /// Every Node's InternalIP and ExternalIP addresses, with what to call them ("node n1's
     /// InternalIP"): never a virtual address, on whichever node it would run.
     pub node_addresses: BTreeMap<IpAddr, String>,
@@ -52,7 +52,7 @@ pub struct Reserved {
 
 /// One node's part in one virtual router.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
+pub(crate) struct Member {
     pub node: String,
     pub priority: u8,
     /// The other members' addresses of this family when unicast; empty: multicast.
@@ -61,7 +61,7 @@ pub struct Member {
 
 /// The outcome for one `VirtualIP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
+pub(crate) enum Resolution {
     Deployed {
         vrid: u8,
         /// Per family present in the addresses.
@@ -77,7 +77,7 @@ pub enum Resolution {
 use crate::model::address::{Segment, segment};
 
 /// Resolves every object; the result is keyed by object name.
-pub fn resolve(
+pub(crate) fn resolve(
     vips: &[VipInput],
     nodes: &[NodeInput],
     reserved: &Reserved,

@@ -6,7 +6,7 @@ use crate::model::virtualserver::VirtualServer;
 
 /// Each real server added, removed or reweighted from `before` (none: a new virtual server)
 /// to `after`, in `after`'s order, then the removed ones.
-pub fn between(before: Option<&VirtualServer>, after: &VirtualServer) -> Vec<String> {
+pub(crate) fn between(before: Option<&VirtualServer>, after: &VirtualServer) -> Vec<String> {
     let Some(before) = before else {
         return Vec::new();
     };

@@ -8,7 +8,7 @@ use crate::model::virtualserver::{RealCheck, VirtualServer};
 
 /// For each real server of `after`, the one of `before` whose health it keeps: the same
 /// address checked the same way. A changed check starts afresh.
-pub fn carried(before: Option<&VirtualServer>, after: &VirtualServer) -> Vec<Option<usize>> {
+pub(crate) fn carried(before: Option<&VirtualServer>, after: &VirtualServer) -> Vec<Option<usize>> {
     after
         .reals
         .iter()
@@ -23,7 +23,7 @@ pub fn carried(before: Option<&VirtualServer>, after: &VirtualServer) -> Vec<Opt
 /// The wait before the next attempt, given this one's result and the failures in a row so
 /// far (updated): `delayLoop` after a success or once `retry` more attempts have failed,
 /// `delayBeforeRetry` between the attempts of a failing server.
-pub fn next_attempt(ok: bool, failures: &mut u32, c: &RealCheck) -> Duration {
+pub(crate) fn next_attempt(ok: bool, failures: &mut u32, c: &RealCheck) -> Duration {
     if ok {
         *failures = 0;
         return c.check.interval;
@@ -90,7 +90,7 @@ mod tests {
 
 /// Upper bounds of the check latency histogram's buckets, in seconds: Prometheus's default
 /// buckets with 1 ms and 2.5 ms added below (a check on a LAN takes about a millisecond).
-pub const LATENCY_BUCKETS: [f64; 13] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -98,14 +98,14 @@ pub const LATENCY_BUCKETS: [f64; 13] = [
 /// entry counts those above every bound).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Latency {
+pub(crate) struct Latency {
     pub buckets: Vec<u64>,
     pub sum_seconds: f64,
     pub count: u64,
 }
 
 impl Latency {
-    pub fn observe(&mut self, took: Duration) {
+    pub(crate) fn observe(&mut self, took: Duration) {
         if self.buckets.len() != LATENCY_BUCKETS.len() + 1 {
             self.buckets = vec![0; LATENCY_BUCKETS.len() + 1];
         }
@@ -120,7 +120,7 @@ impl Latency {
     }
 
     /// (upper bound, how many took at most that long), as Prometheus's `le` buckets.
-    pub fn cumulative(&self) -> Vec<(f64, u64)> {
+    pub(crate) fn cumulative(&self) -> Vec<(f64, u64)> {
         let mut total = 0;
         LATENCY_BUCKETS
             .iter()
@@ -157,7 +157,7 @@ mod latency_tests {
 /// One real server's check latency, for /status and /metrics.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CheckLatency {
+pub(crate) struct CheckLatency {
     pub virtual_ip: String,
     pub virtual_server: String,
     pub real_server: String,

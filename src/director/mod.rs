@@ -16,10 +16,10 @@
 //! - where full NAT's connections come from (the virtual address, which moves with the
 //!   master, so a takeover with shared connection tracking keeps them).
 
-pub mod changes;
-pub mod health;
+pub(crate) mod changes;
+pub(crate) mod health;
 pub mod stats;
-pub mod table;
+pub(crate) mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};

@@ -19,7 +19,7 @@ pub const SLOTS: u32 = 4093;
 
 /// How many slots each server holds: proportional to weight, by largest remainder (ties to
 /// the earlier server). `weights` are all > 0. Monotone: a heavier server never holds fewer.
-pub fn quotas(weights: &[u32]) -> Vec<u32> {
+pub(crate) fn quotas(weights: &[u32]) -> Vec<u32> {
     let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
     if total == 0 {
         return vec![0; weights.len()];
@@ -51,7 +51,7 @@ pub fn quotas(weights: &[u32]) -> Vec<u32> {
 
 /// A Maglev table over `servers` (address, weight > 0): slot → index into `servers`. Empty
 /// when there are none.
-pub fn maglev(servers: &[(SocketAddr, u32)]) -> Vec<u16> {
+pub(crate) fn maglev(servers: &[(SocketAddr, u32)]) -> Vec<u16> {
     if servers.is_empty() {
         return Vec::new();
     }
@@ -116,7 +116,7 @@ fn maglev_sorted(servers: &[(SocketAddr, u32)]) -> Vec<u16> {
 /// Round-robin order over `servers` (address, weight > 0): slot → index, in smooth weighted
 /// round-robin order (nginx's: each turn every server gains its weight, the richest is chosen
 /// and pays the total), so a counter walking the slots visits servers in turn.
-pub fn round_robin(servers: &[(SocketAddr, u32)]) -> Vec<u16> {
+pub(crate) fn round_robin(servers: &[(SocketAddr, u32)]) -> Vec<u16> {
     if servers.is_empty() {
         return Vec::new();
     }

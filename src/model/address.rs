@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::vrrp::{Family, VirtualAddress};
 
 /// Whether `a` and `b` share the first `prefix` bits (false across families).
-pub fn same_subnet(a: &IpAddr, b: &IpAddr, prefix: u8) -> bool {
+pub(crate) fn same_subnet(a: &IpAddr, b: &IpAddr, prefix: u8) -> bool {
     match (a, b) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
             let mask = mask32(prefix);
@@ -39,7 +39,7 @@ fn mask128(prefix: u8) -> u128 {
 
 /// The segment an address lives on: its network. Virtual router IDs are unique per segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Segment {
+pub(crate) struct Segment {
     pub family: Family,
     /// The network's bits, left-aligned in 128 (an IPv4 network in the top 32).
     network: u128,
@@ -48,7 +48,7 @@ pub struct Segment {
 
 impl Segment {
     /// The network's address (`192.0.2.0` of `192.0.2.1/24`).
-    pub fn network(&self) -> IpAddr {
+    pub(crate) fn network(&self) -> IpAddr {
         match self.family {
             Family::V4 => IpAddr::V4(Ipv4Addr::from((self.network >> 96) as u32)),
             Family::V6 => IpAddr::V6(Ipv6Addr::from(self.network)),
@@ -63,7 +63,7 @@ impl std::fmt::Display for Segment {
 }
 
 /// The segment `a` lives on.
-pub fn segment(a: &VirtualAddress) -> Segment {
+pub(crate) fn segment(a: &VirtualAddress) -> Segment {
     let bits = match a.address {
         IpAddr::V4(v) => u128::from(u32::from(v)) << 96,
         IpAddr::V6(v) => u128::from(v),
@@ -75,14 +75,14 @@ pub fn segment(a: &VirtualAddress) -> Segment {
     }
 }
 
-pub fn is_link_local(a: &IpAddr) -> bool {
+pub(crate) fn is_link_local(a: &IpAddr) -> bool {
     match a {
         IpAddr::V4(v) => v.is_link_local(),
         IpAddr::V6(v) => is_link_local_v6(v),
     }
 }
 
-pub fn is_link_local_v6(a: &Ipv6Addr) -> bool {
+pub(crate) fn is_link_local_v6(a: &Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
@@ -109,7 +109,7 @@ fn unusable(a: &IpAddr) -> Option<&'static str> {
 
 /// Refuses virtual addresses that cannot be one: those of [`unusable`], and the network and
 /// broadcast address of their own IPv4 subnet (/30 and wider).
-pub fn check_virtual_address(v: &VirtualAddress) -> Result<(), String> {
+pub(crate) fn check_virtual_address(v: &VirtualAddress) -> Result<(), String> {
     if let Some(why) = unusable(&v.address) {
         return Err(format!("{v} is {why}: it cannot be a virtual address"));
     }
@@ -125,7 +125,7 @@ pub fn check_virtual_address(v: &VirtualAddress) -> Result<(), String> {
 
 /// Whether `a` is the network or the broadcast address of its IPv4 subnet of `prefix_len`
 /// (/30 and wider; /31 and /32 have neither).
-pub fn subnet_edge(a: Ipv4Addr, prefix_len: u8) -> Option<&'static str> {
+pub(crate) fn subnet_edge(a: Ipv4Addr, prefix_len: u8) -> Option<&'static str> {
     if prefix_len > 30 {
         return None;
     }
@@ -138,7 +138,7 @@ pub fn subnet_edge(a: Ipv4Addr, prefix_len: u8) -> Option<&'static str> {
 }
 
 /// Refuses unicast peers that cannot be a VRRP router's address.
-pub fn check_peer(p: &IpAddr) -> Result<(), String> {
+pub(crate) fn check_peer(p: &IpAddr) -> Result<(), String> {
     match unusable(p) {
         Some(why) => Err(format!("{p} is {why}: it cannot be a unicast peer")),
         None => Ok(()),
@@ -147,7 +147,7 @@ pub fn check_peer(p: &IpAddr) -> Result<(), String> {
 
 /// An `addresses` entry, `ip/prefix` or keepalived's `ip/prefix dev IFACE`: the address text
 /// and the interface it names, if any (the name checked as Linux checks one).
-pub fn split_interface(entry: &str) -> Result<(&str, Option<&str>), String> {
+pub(crate) fn split_interface(entry: &str) -> Result<(&str, Option<&str>), String> {
     let Some((address, name)) = entry.split_once(" dev ") else {
         return Ok((entry.trim(), None));
     };

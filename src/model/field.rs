@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::units::{format_duration, parse_duration};
 
 /// A field path and what is wrong with it.
-pub type FieldError = (&'static str, String);
+pub(crate) type FieldError = (&'static str, String);
 
 /// A duration field within `min..=max`, or what is wrong with it.
 pub(crate) fn bounded(

@@ -15,7 +15,7 @@ pub const ADDRESS_LIFETIME: Duration = Duration::from_secs(90);
 /// How long an address a previous run left lives once a new agent starts, unless one of its
 /// instances binds it: time for the election to decide (a restarted master answers
 /// meanwhile), not a full lifetime.
-pub const INHERITED_LIFETIME: Duration = Duration::from_secs(4);
+pub(crate) const INHERITED_LIFETIME: Duration = Duration::from_secs(4);
 /// How often a live agent renews the lifetime of what it holds, at most (two renewals may
 /// be missed).
 pub const RENEW_EVERY: Duration = Duration::from_secs(30);
@@ -23,12 +23,12 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(30);
 /// the kernel its multicast and lifetime bookkeeping: 1,000 addresses renewed every second
 /// took 13% of a core (`resource-bench`), against 0.2% before lifetimes; 100 a second made
 /// the agent cost 6 times keepalived.
-pub const RENEWALS_PER_SECOND: usize = 4;
+pub(crate) const RENEWALS_PER_SECOND: usize = 4;
 
 /// How often `n` held addresses are renewed, and the lifetime each gets: every
 /// [`RENEW_EVERY`] with [`ADDRESS_LIFETIME`] up to 30 s × [`RENEWALS_PER_SECOND`]
 /// addresses; beyond, as rarely as that budget asks, with lifetimes three periods long.
-pub fn renewal(n: usize) -> (Duration, Duration) {
+pub(crate) fn renewal(n: usize) -> (Duration, Duration) {
     let every = Duration::from_secs(n.div_ceil(RENEWALS_PER_SECOND) as u64).max(RENEW_EVERY);
     (every, (every * 3).max(ADDRESS_LIFETIME))
 }

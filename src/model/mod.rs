@@ -3,10 +3,10 @@
 //! instance configurations for one node. No I/O and no kernel types: what a node has is passed
 //! in.
 
-pub mod address;
-pub mod field;
-pub mod host;
-pub mod pool;
-pub mod spec;
-pub mod tracking;
+pub(crate) mod address;
+pub(crate) mod field;
+pub(crate) mod host;
+pub(crate) mod pool;
+pub(crate) mod spec;
+pub(crate) mod tracking;
 pub mod virtualserver;

@@ -141,7 +141,7 @@ pub(crate) fn parse_pool(p: &VirtualIPPool) -> Result<Vec<Range>, String> {
 }
 
 /// Checks one pool on its own (`kube-vrrp check --cluster`): a summary, or the problem.
-pub fn check_pool(p: &VirtualIPPool) -> Result<String, String> {
+pub(crate) fn check_pool(p: &VirtualIPPool) -> Result<String, String> {
     let ranges = parse_pool(p)?;
     let count = |f: Family| {
         ranges

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::address::{check_peer, check_virtual_address, is_link_local, same_subnet, subnet_edge};
-pub use super::field::FieldError;
+pub(crate) use super::field::FieldError;
 use super::field::bounded;
 use super::host::{Address, Link};
 use super::tracking::Tracking;
@@ -90,7 +90,7 @@ pub struct ResolvedInstance {
 
 /// Whether the virtual router ID must be in the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VridRule {
+pub(crate) enum VridRule {
     /// Standalone files and resolved node configurations: 1 to 255, given.
     Required,
     /// A user's VirtualIP in a cluster: the controller allocates one when it is left out.
@@ -104,7 +104,7 @@ const MIN_GARP_REFRESH: Duration = Duration::from_secs(1);
 const MAX_GARP_REFRESH: Duration = Duration::from_secs(24 * 3600);
 
 /// Validates one spec on its own (no node knowledge needed): the first problem.
-pub fn validate(
+pub(crate) fn validate(
     name: String,
     spec: VirtualIpSpec,
     rule: VridRule,
@@ -119,7 +119,7 @@ fn noted<T>(errs: &mut Vec<FieldError>, r: Result<T, FieldError>) -> Option<T> {
 
 /// Validates one spec on its own, finding every problem of its fields (in field order; never
 /// empty when it fails). A field that fails is taken at its default for the checks after it.
-pub fn validate_all(
+pub(crate) fn validate_all(
     name: String,
     spec: VirtualIpSpec,
     rule: VridRule,
@@ -671,7 +671,7 @@ impl ValidatedVirtualIp {
 /// What one node runs of a set of VirtualIPs: the instances that resolved, and why the others
 /// cannot run here (VirtualIP name, family, reason).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodePlan {
+pub(crate) struct NodePlan {
     pub instances: BTreeMap<InstanceKey, ResolvedInstance>,
     pub errors: Vec<(String, Family, String)>,
 }
@@ -695,7 +695,7 @@ fn node_subnet_edge<'a>(
 /// Resolves every `VirtualIP` for `node`. Each family of each VirtualIP stands alone; two
 /// instances on one resolved interface with one VRID and family refuse the later one (VRIDs are
 /// unique per segment whether the interface was named or found).
-pub fn resolve_all(
+pub(crate) fn resolve_all(
     vips: &[ValidatedVirtualIp],
     node: &str,
     links: &[Link],

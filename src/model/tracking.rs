@@ -11,10 +11,10 @@ use crate::api::{
 };
 use crate::ids::TrackerName;
 
-pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
-pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
-pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
-pub const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+pub(crate) const DEFAULT_NOTIFY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One validated health check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,7 +135,7 @@ fn argv(field: &'static str, argv: &[String]) -> Result<Vec<String>, FieldError>
 }
 
 /// A program and its arguments as exec checks take them, or what is wrong.
-pub fn validate_argv(command: &[String]) -> Result<Vec<String>, String> {
+pub(crate) fn validate_argv(command: &[String]) -> Result<Vec<String>, String> {
     argv("command", command).map_err(|e| e.1)
 }
 
@@ -159,11 +159,11 @@ fn host(field: &'static str, h: Option<&str>) -> Result<IpAddr, FieldError> {
 /// The status codes an HTTP check passes on when none are given: 2xx and 3xx, as a
 /// Kubernetes probe, HAProxy and NGINX count them. (keepalived's `HTTP_GET` takes 2xx only:
 /// the importer writes that out, so a converted check keeps its meaning.)
-pub const DEFAULT_STATUS: (u16, u16) = (200, 399);
+pub(crate) const DEFAULT_STATUS: (u16, u16) = (200, 399);
 
 /// What every HTTP check asks, a tracker's and a real server's alike: one set of rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
+pub(crate) struct HttpRequest {
     /// Starts with `/`, no spaces or line breaks; default `/`.
     pub path: String,
     /// The `Host` header, if given: a name, no spaces, line breaks or `/`.
@@ -174,7 +174,7 @@ pub struct HttpRequest {
 
 /// Validates an HTTP check's request fields; an error names the field (`path`,
 /// `hostHeader`, `expectedStatus`) for the caller to place.
-pub fn http_request(
+pub(crate) fn http_request(
     path: Option<&str>,
     host_header: Option<&str>,
     expected_status: &[String],
@@ -200,7 +200,7 @@ pub fn http_request(
 }
 
 /// "200", "200-299" → inclusive ranges; none: [`DEFAULT_STATUS`].
-pub fn parse_status(list: &[String]) -> Result<Vec<(u16, u16)>, String> {
+pub(crate) fn parse_status(list: &[String]) -> Result<Vec<(u16, u16)>, String> {
     if list.is_empty() {
         return Ok(vec![DEFAULT_STATUS]);
     }
@@ -445,7 +445,7 @@ fn notify(n: &NotifySpec) -> Result<Notify, FieldError> {
 }
 
 /// Validates the health part of a spec. `standalone`: Secrets cannot be named.
-pub fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Tracking, FieldError> {
+pub(crate) fn validate(spec: &VirtualIpSpec, standalone: bool) -> Result<Tracking, FieldError> {
     let mut checks: Vec<Check> = Vec::new();
     for c in &spec.health_checks {
         if checks.iter().any(|o| o.name == c.name) {

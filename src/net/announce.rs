@@ -7,7 +7,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-pub type Mac = [u8; 6];
+pub(crate) type Mac = [u8; 6];
 
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -17,7 +17,7 @@ const ALL_NODES_MAC: Mac = [0x33, 0x33, 0, 0, 0, 1];
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 
 /// The frame announcing `address` at `mac`.
-pub fn announcement(address: IpAddr, mac: Mac) -> Vec<u8> {
+pub(crate) fn announcement(address: IpAddr, mac: Mac) -> Vec<u8> {
     match address {
         IpAddr::V4(a) => gratuitous_arp(a, mac),
         IpAddr::V6(a) => unsolicited_na(a, mac),
@@ -25,7 +25,7 @@ pub fn announcement(address: IpAddr, mac: Mac) -> Vec<u8> {
 }
 
 /// RFC 5227 style gratuitous ARP request: sender and target protocol address are the VIP.
-pub fn gratuitous_arp(address: Ipv4Addr, mac: Mac) -> Vec<u8> {
+pub(crate) fn gratuitous_arp(address: Ipv4Addr, mac: Mac) -> Vec<u8> {
     let mut f = Vec::with_capacity(42);
     f.extend_from_slice(&BROADCAST);
     f.extend_from_slice(&mac);
@@ -40,7 +40,7 @@ pub fn gratuitous_arp(address: Ipv4Addr, mac: Mac) -> Vec<u8> {
 
 /// RFC 4861 §7.2.6 unsolicited Neighbor Advertisement to all-nodes, Override set, with the
 /// target link-layer address option.
-pub fn unsolicited_na(address: Ipv6Addr, mac: Mac) -> Vec<u8> {
+pub(crate) fn unsolicited_na(address: Ipv6Addr, mac: Mac) -> Vec<u8> {
     let mut icmp = Vec::with_capacity(32);
     icmp.extend_from_slice(&[136, 0, 0, 0]); // type NA, code 0, checksum
     icmp.extend_from_slice(&[0x20, 0, 0, 0]); // Override
@@ -84,13 +84,13 @@ fn icmpv6_checksum(src: &Ipv6Addr, dst: &Ipv6Addr, msg: &[u8]) -> u16 {
 }
 
 /// An AF_PACKET socket sending whole Ethernet frames out of one interface.
-pub struct FrameSender {
+pub(crate) struct FrameSender {
     fd: OwnedFd,
     ifindex: u32,
 }
 
 impl FrameSender {
-    pub fn open(ifindex: u32) -> io::Result<FrameSender> {
+    pub(crate) fn open(ifindex: u32) -> io::Result<FrameSender> {
         // Protocol 0: this socket only sends, it never receives.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
@@ -102,7 +102,7 @@ impl FrameSender {
         })
     }
 
-    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, frame: &[u8]) -> io::Result<()> {
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
         sll.sll_ifindex = self.ifindex as i32;

@@ -1,11 +1,11 @@
 //! The thin I/O shell around the protocol core: raw VRRP sockets, rtnetlink addresses and
 //! links, gratuitous ARP / unsolicited NA. No protocol decisions are made here.
 
-pub mod announce;
+pub(crate) mod announce;
 pub mod netlink;
 pub mod nft;
-pub mod socket;
-pub mod sysctl;
+pub(crate) mod socket;
+pub(crate) mod sysctl;
 
 /// A program the agent runs beside itself (nft, conntrackd): on PATH, or where distributions
 /// and our image put it.

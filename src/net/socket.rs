@@ -18,7 +18,7 @@ use crate::vrrp::packet::{IPPROTO_VRRP, MULTICAST_V4, MULTICAST_V6, VRRP_TTL};
 
 /// A packet as received, with the IP header fields VRRP checks.
 #[derive(Debug, Clone)]
-pub struct Received {
+pub(crate) struct Received {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub ttl: u8,
@@ -27,19 +27,19 @@ pub struct Received {
 
 /// Receives every VRRP packet of one family arriving on one interface (multicast and
 /// unicast), with TTL / hop limit and destination.
-pub struct VrrpReceiver {
+pub(crate) struct VrrpReceiver {
     family: Family,
     rx: AsyncFd<Socket>,
 }
 
 impl VrrpReceiver {
-    pub fn open(family: Family, ifname: &str, ifindex: u32) -> io::Result<VrrpReceiver> {
+    pub(crate) fn open(family: Family, ifname: &str, ifindex: u32) -> io::Result<VrrpReceiver> {
         Self::from_socket(family, Self::open_socket(family, ifname, ifindex)?)
     }
 
     /// The socket alone, not yet registered with a runtime: opened where it may take time,
     /// registered (cheaply) by the runtime that reads it.
-    pub fn open_socket(family: Family, ifname: &str, ifindex: u32) -> io::Result<Socket> {
+    pub(crate) fn open_socket(family: Family, ifname: &str, ifindex: u32) -> io::Result<Socket> {
         let rx = raw_socket(family, ifname)?;
         rx.set_recv_buffer_size(1 << 20)?;
         match family {
@@ -56,7 +56,7 @@ impl VrrpReceiver {
     }
 
     /// Registers a socket from [`VrrpReceiver::open_socket`] with the current runtime.
-    pub fn from_socket(family: Family, rx: Socket) -> io::Result<VrrpReceiver> {
+    pub(crate) fn from_socket(family: Family, rx: Socket) -> io::Result<VrrpReceiver> {
         Ok(VrrpReceiver {
             family,
             // SAFETY: the socket is owned by the AsyncFd and keeps its descriptor until dropped.
@@ -66,7 +66,7 @@ impl VrrpReceiver {
     }
 
     /// Receives the next VRRP packet.
-    pub async fn recv(&self) -> io::Result<Received> {
+    pub(crate) async fn recv(&self) -> io::Result<Received> {
         loop {
             let mut guard = self.rx.readable().await?;
             match guard.try_io(|fd| match self.family {
@@ -84,7 +84,7 @@ impl VrrpReceiver {
 
 /// Sends VRRP messages out of one interface from one source address, TTL / hop limit 255,
 /// never looped back to this host.
-pub struct VrrpSender {
+pub(crate) struct VrrpSender {
     ifindex: u32,
     tx: Socket,
 }
@@ -92,7 +92,7 @@ pub struct VrrpSender {
 impl VrrpSender {
     /// `source`: the primary address (IPv6: our link-local address, present on the sending
     /// interface); `ifname`/`ifindex`: the interface to send from (the virtual-MAC one if any).
-    pub fn open(ifname: &str, ifindex: u32, source: IpAddr) -> io::Result<VrrpSender> {
+    pub(crate) fn open(ifname: &str, ifindex: u32, source: IpAddr) -> io::Result<VrrpSender> {
         let tx = raw_socket(Family::of(&source), ifname)?;
         // A raw socket gets a copy of every VRRP packet that matches it: this one only sends,
         // so it takes none (a flood must not be queued once per sender).
@@ -123,12 +123,12 @@ impl VrrpSender {
     }
 
     /// The interface it sends from.
-    pub fn ifindex(&self) -> u32 {
+    pub(crate) fn ifindex(&self) -> u32 {
         self.ifindex
     }
 
     /// Sends one VRRP message to `dst` (the group, or a unicast peer).
-    pub fn send(&self, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&self, dst: IpAddr, payload: &[u8]) -> io::Result<()> {
         let addr = match dst {
             IpAddr::V4(_) => SocketAddr::new(dst, 0),
             IpAddr::V6(d) => {

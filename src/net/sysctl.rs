@@ -4,7 +4,7 @@
 use tracing::warn;
 
 /// Writes `value` to `/proc/sys/{path}`, logging a failure.
-pub fn set(path: &str, value: &str) {
+pub(crate) fn set(path: &str, value: &str) {
     let full = format!("/proc/sys/{path}");
     if let Err(e) = std::fs::write(&full, value) {
         warn!(sysctl = %full, error = %e, "cannot set sysctl");

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::packet::{Advertisement, Authentication, Family, V3_MAX_INTERVAL_CS, Version};
 // Durations moved to `crate::units`; the old path stays for the protocol core's callers.
-pub use crate::units::{format_duration, parse_duration};
+pub(crate) use crate::units::{format_duration, parse_duration};
 
 /// A virtual address with the prefix length it is bound with, written `ip/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

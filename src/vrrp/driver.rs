@@ -15,25 +15,25 @@ use super::instance::{Action, Input, TimerKind};
 use super::priority::{Effective, Trackers};
 
 /// The tracker name of the interface an instance runs on.
-pub const INTERFACE_TRACKER: &str = "interface";
+pub(crate) const INTERFACE_TRACKER: &str = "interface";
 
 /// The protocol timer as the shell knows it from the actions it was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ArmedTimer(Option<(TimerKind, Duration)>);
+pub(crate) struct ArmedTimer(Option<(TimerKind, Duration)>);
 
 impl ArmedTimer {
     /// The armed timer and when it fires.
-    pub fn get(&self) -> Option<(TimerKind, Duration)> {
+    pub(crate) fn get(&self) -> Option<(TimerKind, Duration)> {
         self.0
     }
 
     /// When the armed timer fires.
-    pub fn deadline(&self) -> Option<Duration> {
+    pub(crate) fn deadline(&self) -> Option<Duration> {
         self.0.map(|(_, at)| at)
     }
 
     /// Follows the timer actions among `actions` (a later one replaces an earlier one).
-    pub fn follow(&mut self, actions: &[Action]) {
+    pub(crate) fn follow(&mut self, actions: &[Action]) {
         for action in actions {
             match action {
                 Action::ArmTimer { kind, at } => self.0 = Some((*kind, *at)),
@@ -46,7 +46,7 @@ impl ArmedTimer {
     /// Whether a wake-up for `kind` at `now` is the armed timer firing (not a stale one that
     /// was re-armed or cancelled since). If so the timer is spent: feed
     /// [`Input::TimerExpired`] next.
-    pub fn expire(&mut self, kind: TimerKind, now: Duration) -> bool {
+    pub(crate) fn expire(&mut self, kind: TimerKind, now: Duration) -> bool {
         match self.0 {
             Some((armed, at)) if armed == kind && at <= now => {
                 self.0 = None;
@@ -60,7 +60,7 @@ impl ArmedTimer {
 /// The inputs that bring an instance running at priority `current`, configured with
 /// `configured`, in line with its trackers: FAULT for a failing weight-0 tracker; else the
 /// effective priority (when it moved) and any tracked fault cleared.
-pub fn tracker_inputs(trackers: &Trackers, configured: u8, current: u8) -> Vec<Input> {
+pub(crate) fn tracker_inputs(trackers: &Trackers, configured: u8, current: u8) -> Vec<Input> {
     match trackers.effective(configured) {
         Effective::Fault(reason) => vec![Input::TrackedFault(Some(reason))],
         Effective::Priority(p) if p != current => {

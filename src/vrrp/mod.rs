@@ -2,11 +2,11 @@
 //! Pure: no sockets, no async runtime, no clock. The I/O shell feeds it inputs and carries out
 //! the actions it returns.
 
-pub mod config;
-pub mod driver;
+pub(crate) mod config;
+pub(crate) mod driver;
 pub mod instance;
-pub mod packet;
-pub mod priority;
+pub(crate) mod packet;
+pub(crate) mod priority;
 pub mod sim;
 
 pub use config::{InstanceConfig, InstanceConfigError, VirtualAddress};

@@ -13,13 +13,13 @@ use serde::{Deserialize, Serialize};
 pub use crate::ids::Family;
 
 /// IP protocol number of VRRP (both versions).
-pub const IPPROTO_VRRP: u8 = 112;
+pub(crate) const IPPROTO_VRRP: u8 = 112;
 /// TTL / hop limit every advertisement is sent with and must arrive with (RFC 5798 §5.1.1.3).
-pub const VRRP_TTL: u8 = 255;
+pub(crate) const VRRP_TTL: u8 = 255;
 /// IPv4 multicast group of VRRP (RFC 5798 §5.1.1.2).
-pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+pub(crate) const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 /// IPv6 multicast group of VRRP (RFC 5798 §5.1.2.2).
-pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+pub(crate) const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 
 /// The only VRRP packet type (RFC 5798 §5.2.2).
 const TYPE_ADVERTISEMENT: u8 = 1;
@@ -30,7 +30,7 @@ const V2_AUTH_LEN: usize = 8;
 const IPV4_HEADER_LEN: usize = 20;
 const IPV6_HEADER_LEN: usize = 40;
 /// Largest VRRPv3 interval: 12 bits of centiseconds.
-pub const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
+pub(crate) const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
 
 /// Protocol version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 /// One tracker's weight and whether it is failing now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     /// -253..=253. 0: failing means FAULT. Positive: added while succeeding. Negative:
     /// subtracted (added, being negative) while failing.
     pub weight: i16,
@@ -25,7 +25,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// A pass/fail tracker.
-    pub fn new(weight: i16, failing: bool, reason: &str) -> Tracker {
+    pub(crate) fn new(weight: i16, failing: bool, reason: &str) -> Tracker {
         Tracker {
             weight: weight.clamp(-253, 253),
             failing,
@@ -35,7 +35,7 @@ impl Tracker {
     }
 
     /// Whether it puts the instance in FAULT now.
-    pub fn fault(&self) -> bool {
+    pub(crate) fn fault(&self) -> bool {
         match self.value {
             Some(v) => {
                 (self.weight == 0 && v != 0) || v.saturating_mul(i64::from(self.weight)) < -253
@@ -45,7 +45,7 @@ impl Tracker {
     }
 
     /// What it adds to the priority now (not counting a fault).
-    pub fn contribution(&self) -> i32 {
+    pub(crate) fn contribution(&self) -> i32 {
         match self.value {
             Some(v) => v.saturating_mul(i64::from(self.weight)).clamp(-254, 254) as i32,
             None => match (self.weight > 0, self.failing) {
@@ -58,7 +58,7 @@ impl Tracker {
 
 /// What the trackers make of an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effective {
+pub(crate) enum Effective {
     /// Run with this priority (1..=255; 255 only for the owner).
     Priority(u8),
     /// A weight-0 tracker fails: the instance must be in FAULT, for this reason (the first
@@ -68,18 +68,18 @@ pub enum Effective {
 
 /// The trackers of one instance, by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trackers {
+pub(crate) struct Trackers {
     trackers: BTreeMap<String, Tracker>,
 }
 
 impl Trackers {
     /// Sets (or adds) a tracker's state. Returns whether anything changed.
-    pub fn set(&mut self, name: &str, weight: i16, failing: bool, reason: &str) -> bool {
+    pub(crate) fn set(&mut self, name: &str, weight: i16, failing: bool, reason: &str) -> bool {
         self.put(name, Tracker::new(weight, failing, reason))
     }
 
     /// Sets (or adds) a tracker. Returns whether anything changed.
-    pub fn put(&mut self, name: &str, t: Tracker) -> bool {
+    pub(crate) fn put(&mut self, name: &str, t: Tracker) -> bool {
         if self.trackers.get(name) == Some(&t) {
             return false;
         }
@@ -88,20 +88,20 @@ impl Trackers {
     }
 
     /// Forgets a tracker. Returns whether it existed.
-    pub fn remove(&mut self, name: &str) -> bool {
+    pub(crate) fn remove(&mut self, name: &str) -> bool {
         self.trackers.remove(name).is_some()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Tracker> {
+    pub(crate) fn get(&self, name: &str) -> Option<&Tracker> {
         self.trackers.get(name)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Tracker)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &Tracker)> {
         self.trackers.iter()
     }
 
     /// The outcome for an instance configured with `configured` (1..=255).
-    pub fn effective(&self, configured: u8) -> Effective {
+    pub(crate) fn effective(&self, configured: u8) -> Effective {
         if let Some(t) = self.trackers.values().find(|t| t.fault()) {
             return Effective::Fault(t.reason.clone());
         }
