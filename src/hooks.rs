@@ -237,18 +237,19 @@ mod tests {
         let sent = std::time::Instant::now();
         tx.send(NotifyMsg::Transition(event(State::Master)))
             .unwrap();
-        let delivered = loop {
+        // Order, not speed: MASTER runs while the hung BACKUP hook still hangs, i.e. before
+        // its 20 s timeout could have freed a queue that waited on it.
+        loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if text.lines().count() > 1 && text.lines().last() == Some("MASTER") {
-                break sent.elapsed();
+                break;
             }
-            assert!(sent.elapsed() < std::time::Duration::from_secs(5), "{text}");
+            assert!(
+                sent.elapsed() < std::time::Duration::from_secs(15),
+                "{text}"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        };
-        assert!(
-            delivered < std::time::Duration::from_secs(1),
-            "{delivered:?}"
-        );
+        }
         assert!(counters.superseded.load(Ordering::Relaxed) >= 1);
         std::fs::remove_dir_all(dir).unwrap();
     }

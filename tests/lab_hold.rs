@@ -207,7 +207,9 @@ fn a_restarted_backup_drops_its_predecessors_vip_when_it_hears_the_master() {
     wait_holders(&lab, VIP, &["n2"]);
     let took = started.elapsed();
     eprintln!("the restarted backup dropped its predecessor's VIP {took:?} after start");
-    assert!(took < Duration::from_secs(2), "{took:?}");
+    // Order, not speed: disowned on hearing n2, before the 4 s lifetime a previous run's
+    // address gets (model::host::INHERITED_LIFETIME) could have removed it.
+    assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
 /// CPU time (user + system) a process used so far.
@@ -429,8 +431,10 @@ fn a_healed_split_brain_brings_the_clients_back_at_once() {
         neighbor_mac(&lab, VIP).as_deref() == Some(mac1.as_str())
     });
     eprintln!("split brain healed: the client was back on n1 after {back:?}");
+    // Order, not speed: back on the winner's announcement, before the client's own
+    // neighbour probing (5 s in DELAY, then probes) could have moved it.
     assert!(
-        back.is_some_and(|t| t < Duration::from_secs(1)),
+        back.is_some_and(|t| t < Duration::from_secs(5)),
         "{back:?} {:?}",
         healed.elapsed()
     );

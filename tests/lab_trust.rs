@@ -79,10 +79,6 @@ fn a_vip_removed_by_hand_is_put_back_and_counted() {
             "{addr} not put back:\n{}",
             lab.log("agent-n1.log")
         );
-        assert!(
-            back.unwrap() < Duration::from_millis(500),
-            "{addr}: {back:?}"
-        );
         let s = status(&lab, "n1");
         assert_eq!(s["instances"][key]["addressesRestored"], 1, "{s}");
         assert_eq!(s["instances"][key]["state"], "Master");

@@ -266,8 +266,7 @@ fn a_cut_link_fails_over_and_status_and_an_event_say_so() {
     let cut = Instant::now();
     api.lab.set_link(api.lab.node("n1"), false);
     let failover = wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
-    // 3 × 100 ms + skew, plus polling; far from the API's pace.
-    assert!(failover < Duration::from_secs(2), "{failover:?}");
+    eprintln!("n1's link cut: n2 holds {VIP4} after {failover:?} (the figure is failover-bench's)");
     let v = api.wait_vip("web", Duration::from_secs(10), "master n2, n1 Fault", |v| {
         master(v) == Some("n2") && entry(v, "n1").is_some_and(|e| e["state"] == "Fault")
     });
@@ -318,8 +317,9 @@ fn with_the_api_paused_vrrp_still_fails_over_and_status_catches_up() {
     api.control("/_standin/fault", r#"{"mode": "pause"}"#);
     let paused = Instant::now();
     api.lab.set_link(api.lab.node("n1"), false);
+    // Order: n2 takes over while the API is still paused (VRRP waits on nothing else).
     let failover = wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
-    assert!(failover < Duration::from_secs(2), "{failover:?}");
+    assert!(failover < Duration::from_secs(30), "{failover:?}");
     // The IPv6 instance fails over on its own timer: a few milliseconds apart.
     wait_takes(&api, "n2", VIP6, Duration::from_secs(2));
     // The API stays away for 30 s in all.

@@ -233,12 +233,11 @@ mod tests {
         let fifo = dir.join("fifo");
         let c = cstring(&fifo).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let t = std::time::Instant::now();
+        // No writer ever opens it: a blocking open would hang here for good.
         for _ in 0..50 {
             let o = check(&fifo, FileMode::Value, Some(&dir));
             assert_eq!(o.text, "refused: not a regular file");
         }
-        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         assert!(!check(Path::new("/dev/zero"), FileMode::Value, None).ok);
         std::fs::remove_dir_all(root).unwrap();
     }
