@@ -14,6 +14,8 @@ use std::net::IpAddr;
 
 use super::conditions::reasons;
 use crate::api::VirtualIpSpec;
+use crate::model::address::split_interface;
+use crate::model::spec::ValidatedVirtualIp;
 use crate::vrrp::{Family, VirtualAddress};
 
 /// What the resolver needs of a `VirtualIP`.
@@ -25,6 +27,53 @@ pub(crate) struct VipInput {
     pub spec: VirtualIpSpec,
     /// `status.virtualRouterID` from an earlier allocation.
     pub allocated_vrid: Option<u8>,
+    /// The addresses as validation read them (an entry's `dev` taken off), never parsed
+    /// again here.
+    pub addresses: Vec<VirtualAddress>,
+    /// `spec.unicastPeers`, read by validation.
+    pub unicast_peers: Vec<IpAddr>,
+}
+
+impl VipInput {
+    /// A live object that passed validation: what it read is carried, not the text again.
+    pub(crate) fn validated(
+        v: ValidatedVirtualIp,
+        created: String,
+        allocated_vrid: Option<u8>,
+    ) -> VipInput {
+        VipInput {
+            name: v.name,
+            created,
+            spec: v.spec,
+            allocated_vrid,
+            addresses: v.addresses,
+            unicast_peers: v.unicast_peers,
+        }
+    }
+
+    /// An object being deleted, which some node may still run: whatever of its addresses
+    /// reads is held until it is released (it was validated when it was deployed, and it is
+    /// never deployed again).
+    pub(crate) fn releasing(
+        name: String,
+        created: String,
+        spec: VirtualIpSpec,
+        allocated_vrid: Option<u8>,
+    ) -> VipInput {
+        let addresses = spec
+            .addresses
+            .iter()
+            .filter_map(|a| split_interface(a).ok()?.0.parse().ok())
+            .collect();
+        VipInput {
+            name,
+            created,
+            spec,
+            allocated_vrid,
+            addresses,
+            unicast_peers: Vec::new(),
+        }
+    }
 }
 
 /// What the resolver needs of a `Node`.
@@ -87,7 +136,7 @@ pub(crate) fn resolve(
     let mut out = BTreeMap::new();
     let mut parsed: Vec<(&VipInput, Vec<VirtualAddress>)> = Vec::new();
     for v in order {
-        match parse_addresses(&v.spec).and_then(|a| not_a_node_address(a, reserved)) {
+        match not_a_node_address(v.addresses.clone(), reserved) {
             Ok(addrs) => parsed.push((v, addrs)),
             Err(r) => {
                 out.insert(v.name.clone(), r);
@@ -98,13 +147,11 @@ pub(crate) fn resolve(
     let mut owners = Owners::default();
     // What objects being deleted still hold is claimed before anything else.
     for v in &reserved.releasing {
-        let Ok(addrs) = parse_addresses(&v.spec) else {
-            continue;
-        };
+        let addrs = &v.addresses;
         if let Some(vrid) = v.spec.virtual_router_id.or(v.allocated_vrid) {
-            used.claim(segments_of(&addrs), vrid, &v.name);
+            used.claim(segments_of(addrs), vrid, &v.name);
         }
-        for a in &addrs {
+        for a in addrs {
             owners.insert(a.address, v.name.clone());
         }
         owners.releasing.insert(v.name.clone());
@@ -138,7 +185,7 @@ pub(crate) fn resolve(
         let Some(&vrid) = chosen.get(&v.name) else {
             continue;
         };
-        let resolution = match members(&v.spec, addrs, nodes) {
+        let resolution = match members(v, addrs, nodes) {
             Some(members) => Resolution::Deployed { vrid, members },
             None => rejected(reasons::NO_ELIGIBLE_NODES, no_members(&v.spec, nodes)),
         };
@@ -198,20 +245,6 @@ impl Owners {
         } else {
             format!("VirtualIP {name:?}")
         }
-    }
-}
-
-/// An object's addresses, or why it is rejected (none, or one unreadable).
-fn parse_addresses(spec: &VirtualIpSpec) -> Result<Vec<VirtualAddress>, Resolution> {
-    match spec
-        .addresses
-        .iter()
-        .map(|a| a.parse::<VirtualAddress>())
-        .collect::<Result<Vec<_>, _>>()
-    {
-        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
-        Ok(_) => Err(rejected(reasons::INVALID, "spec.addresses is empty".into())),
-        Err(e) => Err(rejected(reasons::INVALID, format!("spec.addresses: {e}"))),
     }
 }
 
@@ -370,14 +403,10 @@ fn no_members(spec: &VirtualIpSpec, nodes: &[NodeInput]) -> String {
 
 /// Each eligible node's part (the nodes with an agent `spec.nodeSelector` matches), in node
 /// order; `None` when no node is eligible.
-fn members(
-    spec: &VirtualIpSpec,
-    addrs: &[VirtualAddress],
-    nodes: &[NodeInput],
-) -> Option<Vec<Member>> {
+fn members(v: &VipInput, addrs: &[VirtualAddress], nodes: &[NodeInput]) -> Option<Vec<Member>> {
     let eligible: Vec<&NodeInput> = nodes
         .iter()
-        .filter(|n| n.agent && selected(spec, n))
+        .filter(|n| n.agent && selected(&v.spec, n))
         .collect();
     if eligible.is_empty() {
         return None;
@@ -386,7 +415,7 @@ fn members(
     Some(
         eligible
             .iter()
-            .map(|n| member(spec, n, &eligible, &families))
+            .map(|n| member(v, n, &eligible, &families))
             .collect(),
     )
 }
@@ -395,11 +424,12 @@ fn members(
 /// the object's families, plus explicit peers (routers outside the cluster, say); never the
 /// node itself.
 fn member(
-    spec: &VirtualIpSpec,
+    v: &VipInput,
     n: &NodeInput,
     eligible: &[&NodeInput],
     families: &BTreeSet<Family>,
 ) -> Member {
+    let (spec, peers) = (&v.spec, &v.unicast_peers);
     let priority = spec
         .priorities
         .iter()
@@ -416,7 +446,7 @@ fn member(
     } else {
         Vec::new()
     };
-    for p in spec.unicast_peers.iter().filter_map(|p| p.parse().ok()) {
+    for &p in peers {
         if !unicast_peers.contains(&p) && !n.addresses.contains(&p) {
             unicast_peers.push(p);
         }
@@ -451,13 +481,12 @@ mod tests {
         s
     }
 
+    /// A test object as the controller admits it: validated (a test spec is valid).
     fn vip(name: &str, created: &str, s: VirtualIpSpec) -> VipInput {
-        VipInput {
-            name: name.into(),
-            created: created.into(),
-            spec: s,
-            allocated_vrid: None,
-        }
+        let v =
+            crate::model::spec::validate(name.into(), s, crate::model::spec::VridRule::Allocated)
+                .unwrap();
+        VipInput::validated(v, created.into(), None)
     }
 
     fn node(name: &str, ip: &str, labels: &[(&str, &str)]) -> NodeInput {
@@ -816,24 +845,28 @@ mod tests {
     }
 
     #[test]
-    fn addresses_that_cannot_be_read_reject_the_object() {
-        assert_eq!(
-            parse_addresses(&spec(&["192.0.2.1/24"], None))
-                .unwrap()
-                .len(),
-            1
+    fn an_address_naming_its_interface_is_read_once_by_validation() {
+        // "ip/prefix dev IFACE" (a two-armed director's gateway) is not an address as text:
+        // resolution takes what validation read.
+        let v = vip(
+            "gw",
+            "1",
+            spec(&["198.51.100.50/24", "203.0.113.254/24 dev eth1"], None),
         );
         assert_eq!(
-            parse_addresses(&spec(&[], None)),
-            Err(rejected(reasons::INVALID, "spec.addresses is empty".into()))
+            v.addresses,
+            addrs(&["198.51.100.50/24", "203.0.113.254/24"])
         );
-        let Err(Resolution::Rejected { reason, message }) =
-            parse_addresses(&spec(&["192.0.2.1/24", "nonsense"], None))
-        else {
-            panic!("accepted")
-        };
-        assert_eq!(reason, reasons::INVALID);
-        assert!(message.starts_with("spec.addresses: "), "{message}");
+        let r = resolve(&[v], &[node("n1", "192.0.2.11", &[])], &Reserved::default());
+        assert!(matches!(r["gw"], Resolution::Deployed { .. }), "{r:?}");
+        // A deleted object holds whatever of its addresses reads.
+        let gone = VipInput::releasing(
+            "old".into(),
+            "0".into(),
+            spec(&["203.0.113.7/24 dev eth1"], Some(9)),
+            None,
+        );
+        assert_eq!(gone.addresses, addrs(&["203.0.113.7/24"]));
     }
 
     #[test]
@@ -894,7 +927,7 @@ mod tests {
         let (n1, n3) = (node("n1", "10.0.0.1", &[]), node("n3", "10.0.0.3", &[]));
         let eligible = [&n1, &n2, &n3];
         let v4 = BTreeSet::from([Family::V4]);
-        let m = member(&s, &n1, &eligible, &v4);
+        let m = member(&vip("v", "", s.clone()), &n1, &eligible, &v4);
         assert_eq!(m.priority, 200);
         let peers =
             |list: &[&str]| -> Vec<IpAddr> { list.iter().map(|a| a.parse().unwrap()).collect() };
@@ -902,7 +935,7 @@ mod tests {
             m.unicast_peers,
             peers(&["10.0.0.2", "10.0.0.3", "203.0.113.9"])
         );
-        let m = member(&s, &n3, &eligible, &v4);
+        let m = member(&vip("v", "", s.clone()), &n3, &eligible, &v4);
         assert_eq!(m.priority, s.default_priority);
         assert_eq!(
             m.unicast_peers,
@@ -911,11 +944,14 @@ mod tests {
         );
         s.unicast = false;
         assert_eq!(
-            member(&s, &n1, &eligible, &v4).unicast_peers,
+            member(&vip("v", "", s.clone()), &n1, &eligible, &v4).unicast_peers,
             peers(&["203.0.113.9"]),
             "explicit peers only, never the node itself"
         );
         s.node_selector = BTreeMap::from([("role".to_string(), "edge".to_string())]);
-        assert_eq!(members(&s, &addrs(&["192.0.2.10/24"]), &[n1, n2, n3]), None);
+        assert_eq!(
+            members(&vip("v", "", s), &addrs(&["192.0.2.10/24"]), &[n1, n2, n3]),
+            None
+        );
     }
 }

@@ -30,10 +30,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::resolve::{self, Resolution, VipInput};
-use crate::api::{
-    AuthenticationSpec, HealthCheckSpec, NodeVirtualIP, SecretKeyRef, VirtualIP,
-    VirtualIPNodeConfig, VirtualIPStatus,
-};
+use crate::api::{NodeVirtualIP, SecretKeyRef, VirtualIP, VirtualIPNodeConfig, VirtualIPStatus};
 use liveness::{Agents, silent_agents};
 pub use secrets::{SecretValue, secret_refs};
 pub use shards::{SHARD_BYTES, config_node, entry_size, shard, shard_name};
@@ -142,31 +139,28 @@ fn has_finalizer(vip: &VirtualIP) -> bool {
     vip.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// The live objects that passed validation, as resolution takes them, with what their
-/// resolved specs carry; and the ones that did not, with why.
+/// The live objects that passed validation, as resolution takes them (their specs with the
+/// Secrets' values in); and the ones that did not, with why.
 #[derive(Debug, Default)]
 struct Admitted {
     inputs: Vec<VipInput>,
-    passwords: BTreeMap<String, Option<String>>,
-    checks: BTreeMap<String, Vec<HealthCheckSpec>>,
     invalid: BTreeMap<String, String>,
     /// Node addresses, and what deleted objects still hold.
     reserved: resolve::Reserved,
 }
 
-/// A VirtualIP as resolution takes it.
-fn input_of(vip: &VirtualIP) -> VipInput {
-    VipInput {
-        name: vip.name_any(),
-        created: vip
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string())
-            .unwrap_or_default(),
-        spec: vip.spec.clone(),
-        allocated_vrid: vip.status.as_ref().and_then(|s| s.virtual_router_id),
-    }
+/// When `vip` was made (RFC 3339; older objects win conflicts).
+fn created(vip: &VirtualIP) -> String {
+    vip.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default()
+}
+
+/// The VRID an earlier pass allocated to `vip`.
+fn allocated_vrid(vip: &VirtualIP) -> Option<u8> {
+    vip.status.as_ref().and_then(|s| s.virtual_router_id)
 }
 
 /// Every Node's own addresses (InternalIP, ExternalIP), named for a reason.
@@ -194,7 +188,12 @@ fn admit(world: &World, nodes: &[resolve::NodeInput], out: &mut Plan) -> Admitte
                 if release_due(vip, world.now) {
                     out.release.push(name);
                 } else {
-                    a.reserved.releasing.push(input_of(vip));
+                    a.reserved.releasing.push(VipInput::releasing(
+                        name,
+                        created(vip),
+                        vip.spec.clone(),
+                        allocated_vrid(vip),
+                    ));
                 }
             }
             continue;
@@ -203,10 +202,8 @@ fn admit(world: &World, nodes: &[resolve::NodeInput], out: &mut Plan) -> Admitte
             out.add_finalizer.push(name.clone());
         }
         match secrets::validate(vip, world.secrets) {
-            Ok((password, checks)) => {
-                a.passwords.insert(name.clone(), password);
-                a.checks.insert(name.clone(), checks);
-                let mut input = input_of(vip);
+            Ok(validated) => {
+                let mut input = VipInput::validated(validated, created(vip), allocated_vrid(vip));
                 realservers::spell_out(&mut input.spec, nodes);
                 a.inputs.push(input);
             }
@@ -219,10 +216,10 @@ fn admit(world: &World, nodes: &[resolve::NodeInput], out: &mut Plan) -> Admitte
 }
 
 /// One node's entry for a deployed object: the spec as that node runs it (its priority, its
-/// peers, the Secrets' values, no cluster-only fields) and why it must hand over, if it must.
+/// peers, no cluster-only fields; the Secrets' values are in since validation) and why it
+/// must hand over, if it must.
 fn node_entry(
     input: &VipInput,
-    admitted: &Admitted,
     vrid: u8,
     member: &resolve::Member,
     node: Option<&Node>,
@@ -235,20 +232,11 @@ fn node_entry(
     spec.node_selector.clear();
     spec.unicast = false;
     spec.unicast_peers = member.unicast_peers.iter().map(IpAddr::to_string).collect();
-    if let Some(checks) = admitted.checks.get(&input.name) {
-        spec.health_checks = checks.clone();
-    }
     spec.leave_cordoned_nodes = false;
     spec.active_nodes = None;
     let drain = node
         .and_then(|n| drain_reason(n, input.spec.leave_cordoned_nodes))
         .or_else(|| inactive_reason(&input.spec, &member.node));
-    if spec.authentication.is_some() {
-        spec.authentication = Some(AuthenticationSpec {
-            password: admitted.passwords.get(&input.name).cloned().flatten(),
-            password_secret_ref: None,
-        });
-    }
     NodeVirtualIP {
         drain,
         name: input.name.clone(),
@@ -281,7 +269,7 @@ fn publish(
         let generation = vip_by_name[input.name.as_str()].metadata.generation;
         for m in members {
             let node = node_by_name.get(&m.node).copied();
-            let entry = node_entry(input, admitted, *vrid, m, node, generation);
+            let entry = node_entry(input, *vrid, m, node, generation);
             configs.entry(m.node.clone()).or_default().push(entry);
         }
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::api::{AuthenticationSpec, HealthCheckSpec, SecretKeyRef, VirtualIP};
+use crate::api::{AuthenticationSpec, SecretKeyRef, VirtualIP};
+use crate::model::spec::ValidatedVirtualIp;
 
 /// A Secret key's value, or why it cannot be used.
 pub type SecretValue = Result<String, String>;
@@ -29,11 +30,12 @@ pub fn secret_refs(vips: &[std::sync::Arc<VirtualIP>]) -> Vec<SecretKeyRef> {
 }
 
 /// What the cluster rejects before resolution: checks the schema cannot express, and the
-/// Secrets. The resolved spec carries the password itself, and a CA certificate as PEM.
+/// Secrets. The validated object's spec carries the password itself and a CA certificate as
+/// PEM: it is what the nodes run, validated once, here.
 pub(super) fn validate(
     vip: &VirtualIP,
     secrets: &BTreeMap<SecretKeyRef, SecretValue>,
-) -> Result<(Option<String>, Vec<HealthCheckSpec>), String> {
+) -> Result<ValidatedVirtualIp, String> {
     let mut probe = vip.spec.clone();
     for (i, c) in probe.health_checks.iter_mut().enumerate() {
         if let Some(h) = c.http.as_mut()
@@ -52,11 +54,10 @@ pub(super) fn validate(
             }
         }
     }
-    let mut password = None;
     if let Some(auth) = &vip.spec.authentication {
-        if let Some(r) = &auth.password_secret_ref {
+        let password = if let Some(r) = &auth.password_secret_ref {
             match secrets.get(r) {
-                Some(Ok(p)) if !p.is_empty() && p.len() <= 8 => password = Some(p.clone()),
+                Some(Ok(p)) if !p.is_empty() && p.len() <= 8 => Some(p.clone()),
                 Some(Ok(_)) => {
                     return Err(format!(
                         "spec.authentication.passwordSecretRef: key {:?} of Secret {}/{} must hold 1 to 8 characters",
@@ -72,10 +73,10 @@ pub(super) fn validate(
                 }
             }
         } else {
-            password = auth.password.clone();
-        }
+            auth.password.clone()
+        };
         probe.authentication = Some(AuthenticationSpec {
-            password: password.clone(),
+            password,
             password_secret_ref: None,
         });
     }
@@ -84,7 +85,6 @@ pub(super) fn validate(
         probe,
         crate::model::spec::VridRule::Allocated,
     )
-    .map(|v| (password, v.spec.health_checks))
     .map_err(|(field, reason)| format!("{field}: {reason}"))
 }
 
@@ -117,8 +117,13 @@ mod tests {
     fn the_password_comes_from_the_secret_and_must_fit_8_characters() {
         let v = vip(WITH_SECRET);
         let with = |value: SecretValue| BTreeMap::from([(key("s"), value)]);
-        let (password, _) = validate(&v, &with(Ok("s3cret".into()))).unwrap();
-        assert_eq!(password.as_deref(), Some("s3cret"));
+        let valid = validate(&v, &with(Ok("s3cret".into()))).unwrap();
+        let auth = valid.spec.authentication.unwrap();
+        assert_eq!(auth.password.as_deref(), Some("s3cret"));
+        assert_eq!(
+            auth.password_secret_ref, None,
+            "the nodes get the value, not the name"
+        );
         let e = validate(&v, &with(Ok("nine-char".into()))).unwrap_err();
         assert!(e.contains("must hold 1 to 8 characters"), "{e}");
         let e = validate(&v, &with(Err("Secret ns/s not found".into()))).unwrap_err();
