@@ -197,9 +197,23 @@ impl Lab {
 
     /// Runs a command inside a node's namespace.
     pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        let mut full = vec!["ip", "netns", "exec", ns];
-        full.extend_from_slice(args);
-        run(&full)
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .envs(self.client_env())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", args[0]))
+    }
+
+    /// What clients in this lab keep apart from every other lab: kubectl's and helm's caches
+    /// (every stand-in listens on 203.0.113.1:6443, so a shared discovery cache would hand one
+    /// lab another's resources).
+    fn client_env(&self) -> [(&'static str, PathBuf); 3] {
+        [
+            ("KUBECACHEDIR", self.dir.join("kube-cache")),
+            ("HELM_CACHE_HOME", self.dir.join("helm-cache")),
+            ("HELM_CONFIG_HOME", self.dir.join("helm-config")),
+        ]
     }
 
     /// Starts a long-running process in a namespace; killed on drop.
@@ -208,6 +222,7 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .args(args)
+            .envs(self.client_env())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

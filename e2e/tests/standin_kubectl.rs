@@ -393,8 +393,10 @@ fn watch_streams_changes() {
     assert!(api.apply(&widget("w", "{size: 1}"), &[]).status.success());
     let kc = api.kubeconfig.clone();
     let ns = api.lab.client.ns.clone();
+    let cache = api.lab.dir().join("kube-cache");
     let watcher = std::thread::spawn(move || {
         std::process::Command::new("ip")
+            .env("KUBECACHEDIR", cache)
             .args([
                 "netns",
                 "exec",
