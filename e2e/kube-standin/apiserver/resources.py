@@ -45,6 +45,20 @@ def builtin_resources():
         r("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
         r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
           "customresourcedefinition", False, ["crd", "crds"]),
+        # What an install creates (the chart, `kube-vrrp manifest daemonset`): stored and
+        # served, never run (no kubelet, no controllers here).
+        r("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ["sa"]),
+        r("apps", "v1", "Deployment", "deployments", "deployment", True, ["deploy"],
+          status_subresource=True),
+        r("apps", "v1", "DaemonSet", "daemonsets", "daemonset", True, ["ds"],
+          status_subresource=True),
+        r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget",
+          True, ["pdb"], status_subresource=True),
+        r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", "clusterrole", False),
+        r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
+          "clusterrolebinding", False),
+        r("rbac.authorization.k8s.io", "v1", "Role", "roles", "role", True),
+        r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", "rolebinding", True),
     ]
 
 
