@@ -7,12 +7,20 @@
 //! warm.
 
 pub(crate) mod conditions;
-pub mod lb;
+pub(crate) mod lb;
 pub(crate) mod leader;
 mod metrics;
-pub mod plan;
+pub(crate) mod plan;
 pub(crate) mod resolve;
 mod writes;
+
+/// The controller's two pure planners, the one part of it another crate uses: e2e's
+/// scale-bench times a whole pass (Services → routers, then every node's entries) at
+/// thousands of Services and hundreds of nodes.
+pub mod planners {
+    pub use super::lb::{LbPlan, LbWorld, Router, ServiceOutcome, plan as plan_services};
+    pub use super::plan::{FINALIZER, Plan, World, controller_part, plan, shard, shard_name};
+}
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

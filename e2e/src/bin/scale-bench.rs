@@ -29,7 +29,7 @@ use kube_vrrp::api::{
     LABEL_POOL, NodeConfigStatus, VirtualIP, VirtualIPNodeConfig, VirtualIPNodeConfigSpec,
     VirtualIPPool, VirtualIPPoolSpec, VirtualIPStatus,
 };
-use kube_vrrp::controller::{lb, plan};
+use kube_vrrp::controller::planners;
 use kube_vrrp_e2e::stats::median;
 
 fn node(i: usize) -> Arc<Node> {
@@ -98,14 +98,14 @@ struct Pass {
     routers: usize,
     configs: Vec<Arc<VirtualIPNodeConfig>>,
     vips: Vec<Arc<VirtualIP>>,
-    services: BTreeMap<(String, String), lb::ServiceOutcome>,
+    services: BTreeMap<(String, String), planners::ServiceOutcome>,
     objects: usize,
 }
 
 /// One controller pass; `measure`: also serialize every object written (not timed).
 fn pass(w: &World, now: Timestamp) -> Pass {
     let t0 = Instant::now();
-    let lbp = lb::plan(&lb::LbWorld {
+    let lbp = planners::plan_services(&planners::LbWorld {
         pools: &w.pools,
         services: &w.services,
         slices: &[],
@@ -126,14 +126,14 @@ fn pass(w: &World, now: Timestamp) -> Pass {
             let mut v = VirtualIP::new(name, r.spec.clone());
             v.metadata.labels = Some(BTreeMap::from([(LABEL_POOL.into(), r.pool.clone())]));
             v.metadata.creation_timestamp = Some(Time(now));
-            v.metadata.finalizers = Some(vec![plan::FINALIZER.into()]);
+            v.metadata.finalizers = Some(vec![planners::FINALIZER.into()]);
             v.status = vips.get(name).and_then(|o| o.status.clone());
             vips.insert(name.clone(), Arc::new(v));
         }
     }
     let vips: Vec<Arc<VirtualIP>> = vips.into_values().collect();
     let secrets = BTreeMap::new();
-    let mut p = plan::plan(&plan::World {
+    let mut p = planners::plan(&planners::World {
         vips: &vips,
         nodes: &w.nodes,
         configs: &w.configs,
@@ -149,8 +149,8 @@ fn pass(w: &World, now: Timestamp) -> Pass {
     let mut configs = Vec::new();
     let mut objects = 0;
     for (node, entries) in std::mem::take(&mut p.configs) {
-        for (i, part) in plan::shard(entries).into_iter().enumerate() {
-            let name = plan::shard_name(&node, i);
+        for (i, part) in planners::shard(entries).into_iter().enumerate() {
+            let name = planners::shard_name(&node, i);
             objects += 1;
             if current
                 .get(&name)
@@ -174,7 +174,7 @@ fn pass(w: &World, now: Timestamp) -> Pass {
     let vips = vips
         .into_iter()
         .map(|v| match p.statuses.get(&v.name_any()) {
-            Some(s) if v.status.as_ref().map(plan::controller_part).as_ref() != Some(s) => {
+            Some(s) if v.status.as_ref().map(planners::controller_part).as_ref() != Some(s) => {
                 let mut n = (*v).clone();
                 n.status = Some(VirtualIPStatus {
                     master: Some(w.nodes[0].name_any()),

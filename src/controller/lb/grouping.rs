@@ -23,7 +23,7 @@ use crate::model::pool::{from_int, router_spec, to_int};
 use crate::vrrp::Family;
 
 /// Most addresses one router holds: its VirtualIP and each node's entry stay near 100 KB.
-pub const ROUTER_ADDRESSES: u128 = 2048;
+pub(crate) const ROUTER_ADDRESSES: u128 = 2048;
 /// Nodes ranked explicitly per router (priority 200 down); the others get 100.
 const RANKED: usize = 100;
 

@@ -36,9 +36,7 @@ mod sharing;
 mod status;
 mod types;
 
-pub use grouping::ROUTER_ADDRESSES;
-pub use pools::DEFAULT_SPREAD;
-pub use services::{current_condition, current_ingress, is_ours};
+pub(crate) use services::{current_condition, current_ingress};
 pub use types::{LbPlan, LbWorld, Router, ServiceOutcome};
 
 use crate::api::VirtualIPPoolStatus;
@@ -218,7 +216,7 @@ mod tests {
         );
         for r in p.routers.values() {
             assert_eq!(r.spec.addresses.len(), 1);
-            assert!(r.spec.excluded_addresses.len() < ROUTER_ADDRESSES as usize);
+            assert!(r.spec.excluded_addresses.len() < grouping::ROUTER_ADDRESSES as usize);
         }
         let held: usize = p
             .routers

@@ -13,7 +13,7 @@ use crate::model::pool::{Range, from_int, parse_pool, parse_range, to_int};
 use crate::vrrp::Family;
 
 /// Default number of routers per pool and family that share out the masters.
-pub const DEFAULT_SPREAD: u8 = 2;
+pub(crate) const DEFAULT_SPREAD: u8 = 2;
 
 /// A usable pool.
 pub(crate) struct Pool<'a> {

@@ -16,7 +16,7 @@ use crate::api::{ANNOTATION_IPS, ANNOTATION_POOL, CONDITION_ANNOUNCED, LOAD_BALA
 use crate::vrrp::Family;
 
 /// Whether `svc` is a LoadBalancer Service kube-vrrp serves.
-pub fn is_ours(svc: &Service, classless: bool) -> bool {
+pub(crate) fn is_ours(svc: &Service, classless: bool) -> bool {
     let Some(spec) = &svc.spec else { return false };
     spec.type_.as_deref() == Some("LoadBalancer")
         && svc.metadata.deletion_timestamp.is_none()
@@ -27,7 +27,7 @@ pub fn is_ours(svc: &Service, classless: bool) -> bool {
 }
 
 /// The addresses in the Service's `status.loadBalancer.ingress`.
-pub fn current_ingress(svc: &Service) -> Vec<IpAddr> {
+pub(crate) fn current_ingress(svc: &Service) -> Vec<IpAddr> {
     svc.status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
@@ -39,7 +39,7 @@ pub fn current_ingress(svc: &Service) -> Vec<IpAddr> {
 }
 
 /// Our condition in the Service's status, if it has one.
-pub fn current_condition(svc: &Service) -> Option<&Condition> {
+pub(crate) fn current_condition(svc: &Service) -> Option<&Condition> {
     svc.status
         .as_ref()?
         .conditions

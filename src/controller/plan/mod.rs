@@ -32,17 +32,18 @@ use kube::ResourceExt;
 use super::resolve::{self, Resolution, VipInput};
 use crate::api::{NodeVirtualIP, SecretKeyRef, VirtualIP, VirtualIPNodeConfig, VirtualIPStatus};
 use liveness::{Agents, silent_agents};
-pub use secrets::{SecretValue, secret_refs};
-pub use shards::{SHARD_BYTES, config_node, entry_size, shard, shard_name};
+pub(crate) use secrets::{SecretValue, secret_refs};
+pub(crate) use shards::config_node;
+pub use shards::{shard, shard_name};
 
 /// Keeps a deleted object until every node has released its addresses.
 pub const FINALIZER: &str = "kube-vrrp.io/release";
 /// An older master that still says Master in a heartbeat this long after a newer master's
 /// transition is a split brain; before that, a takeover in progress.
-pub const HANDOVER_GRACE_MS: i64 = 2000;
+pub(crate) const HANDOVER_GRACE_MS: i64 = 2000;
 /// A deleted object is let go after this long even if some node never reported (its agent is
 /// gone; a restarted agent removes stale addresses itself).
-pub const RELEASE_TIMEOUT_SECS: i64 = 60;
+pub(crate) const RELEASE_TIMEOUT_SECS: i64 = 60;
 
 /// Everything the controller knows at one moment.
 pub struct World<'a> {
@@ -95,7 +96,7 @@ pub struct Plan {
 }
 
 /// The label that takes a node out of load balancing (MetalLB and kube-proxy honour it too).
-pub const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
+pub(crate) const EXCLUDE_LABEL: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// Why a node must hand its addresses over and take none: it is excluded from load
 /// balancers, or cordoned and the VirtualIP asks for that.

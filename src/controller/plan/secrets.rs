@@ -10,10 +10,10 @@ use crate::api::{AuthenticationSpec, SecretKeyRef, VirtualIP};
 use crate::model::spec::ValidatedVirtualIp;
 
 /// A Secret key's value, or why it cannot be used.
-pub type SecretValue = Result<String, String>;
+pub(crate) type SecretValue = Result<String, String>;
 
 /// The Secret keys the objects refer to.
-pub fn secret_refs(vips: &[std::sync::Arc<VirtualIP>]) -> Vec<SecretKeyRef> {
+pub(crate) fn secret_refs(vips: &[std::sync::Arc<VirtualIP>]) -> Vec<SecretKeyRef> {
     let mut refs: Vec<SecretKeyRef> = vips
         .iter()
         .filter_map(|v| v.spec.authentication.as_ref()?.password_secret_ref.clone())

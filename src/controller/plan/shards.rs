@@ -7,11 +7,11 @@ use crate::api::{NodeVirtualIP, VirtualIPNodeConfig};
 
 /// The most a node configuration object holds, by estimate (the API server's own limit is
 /// about 1.5 MiB; the controller keeps every object under 256 KiB).
-pub const SHARD_BYTES: usize = 192 * 1024;
+pub(super) const SHARD_BYTES: usize = 192 * 1024;
 
 /// About how many bytes an entry takes as JSON, without serializing it (counted on every
 /// pass for every node).
-pub fn entry_size(e: &NodeVirtualIP) -> usize {
+pub(super) fn entry_size(e: &NodeVirtualIP) -> usize {
     let s = &e.spec;
     let list = |v: &[String]| v.iter().map(|a| a.len() + 3).sum::<usize>();
     let json = |v: &dyn erased::Size| v.size();
@@ -74,7 +74,7 @@ pub fn shard(entries: Vec<NodeVirtualIP>) -> Vec<Vec<NodeVirtualIP>> {
 }
 
 /// The node a configuration object is for.
-pub fn config_node(c: &VirtualIPNodeConfig) -> String {
+pub(crate) fn config_node(c: &VirtualIPNodeConfig) -> String {
     c.spec.node.clone().unwrap_or_else(|| c.name_any())
 }
 
