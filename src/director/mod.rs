@@ -18,7 +18,7 @@
 
 pub(crate) mod changes;
 pub(crate) mod health;
-pub mod stats;
+pub(crate) mod stats;
 pub(crate) mod table;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -27,7 +27,7 @@ pub struct Path {
 /// TCP state, and UDP, inactive.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Connections {
+pub(crate) struct Connections {
     pub active: u64,
     pub inactive: u64,
 }
@@ -35,7 +35,7 @@ pub struct Connections {
 /// One tracked connection of a virtual server (`ipvsadm -Lnc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Connection {
+pub(crate) struct Connection {
     pub protocol: Protocol,
     /// Seconds until the kernel forgets it.
     pub expires: u64,
@@ -50,13 +50,13 @@ pub struct Connection {
 
 /// At most this many lines of the tracking table are read (a million connections): beyond,
 /// the counts say they are partial.
-pub const MAX_LINES: usize = 1_000_000;
+pub(crate) const MAX_LINES: usize = 1_000_000;
 
 /// One line of `/proc/net/nf_conntrack`:
 /// `ipv4 2 tcp 6 431999 ESTABLISHED src=C dst=V sport=P dport=Q src=R dst=C' sport=Q' dport=P' [ASSURED] ...`
 /// (the first tuple the original direction, the second the reply's: its source is the real
 /// server a translated connection went to).
-pub fn parse_line(line: &str) -> Option<Connection> {
+pub(crate) fn parse_line(line: &str) -> Option<Connection> {
     let mut words = line.split_ascii_whitespace();
     let _family = words.next()?;
     let _family_number = words.next()?;
@@ -100,7 +100,7 @@ pub fn parse_line(line: &str) -> Option<Connection> {
 
 impl Connection {
     /// The real server's path, when it belongs to one of `services`.
-    pub fn path(&self, services: &[ServiceKey]) -> Option<Path> {
+    pub(crate) fn path(&self, services: &[ServiceKey]) -> Option<Path> {
         let service = ServiceKey {
             addr: self.virtual_server,
             protocol: self.protocol,
@@ -122,7 +122,7 @@ impl Connection {
 
 /// The tracking table's connections to `services`, from its text, at most [`MAX_LINES`]
 /// lines: (each one, whether the table was read whole).
-pub fn connections(text: &str, services: &[ServiceKey]) -> (Vec<Connection>, bool) {
+pub(crate) fn connections(text: &str, services: &[ServiceKey]) -> (Vec<Connection>, bool) {
     let mut out = Vec::new();
     let mut whole = true;
     for (i, line) in text.lines().enumerate() {
@@ -140,7 +140,7 @@ pub fn connections(text: &str, services: &[ServiceKey]) -> (Vec<Connection>, boo
 }
 
 /// Active and inactive connections per real server.
-pub fn count(conns: &[Connection], services: &[ServiceKey]) -> BTreeMap<Path, Connections> {
+pub(crate) fn count(conns: &[Connection], services: &[ServiceKey]) -> BTreeMap<Path, Connections> {
     let mut out: BTreeMap<Path, Connections> = BTreeMap::new();
     for c in conns {
         let Some(p) = c.path(services) else { continue };
@@ -158,7 +158,7 @@ pub fn count(conns: &[Connection], services: &[ServiceKey]) -> BTreeMap<Path, Co
 /// connections sent to it and the packets and bytes each way (`ipvsadm --stats`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Totals {
+pub(crate) struct Totals {
     pub conns: u64,
     pub in_packets: u64,
     pub out_packets: u64,
@@ -179,7 +179,7 @@ impl std::ops::AddAssign for Totals {
 /// Per second over the last interval (`ipvsadm --rate`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Rates {
+pub(crate) struct Rates {
     pub conns: f64,
     pub in_packets: f64,
     pub out_packets: f64,
@@ -199,7 +199,7 @@ pub enum Counted {
 }
 
 /// From `nft -j list counters`: name → (packets, bytes).
-pub fn counters(json: &str) -> BTreeMap<String, (u64, u64)> {
+pub(crate) fn counters(json: &str) -> BTreeMap<String, (u64, u64)> {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(json) else {
         return BTreeMap::new();
     };
@@ -218,7 +218,7 @@ pub fn counters(json: &str) -> BTreeMap<String, (u64, u64)> {
 }
 
 /// The totals of each path, from the counters read and the name each path's counters have.
-pub fn totals(
+pub(crate) fn totals(
     read: &BTreeMap<String, (u64, u64)>,
     names: &BTreeMap<(Path, Counted), String>,
 ) -> BTreeMap<Path, Totals> {
@@ -239,14 +239,14 @@ pub fn totals(
 
 /// Rates from consecutive samples of the totals: each sample against the one before.
 #[derive(Debug, Default)]
-pub struct Sampler {
+pub(crate) struct Sampler {
     last: Option<(Duration, BTreeMap<Path, Totals>)>,
 }
 
 impl Sampler {
     /// A sample taken at `now` (a monotonic time): the rates since the last one. A path new
     /// since then, or whose counters went back (the rules were replaced), has no rate yet.
-    pub fn observe(
+    pub(crate) fn observe(
         &mut self,
         now: Duration,
         totals: &BTreeMap<Path, Totals>,
@@ -414,7 +414,7 @@ ipv4     2 icmp     1 29 src=198.51.100.100 dst=198.51.100.61 type=8 code=0 id=1
 /// One real server's figures as `kube-vrrp status` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RealStats {
+pub(crate) struct RealStats {
     /// `address:port`.
     pub address: String,
     /// None: the tracking table could not be read (see the service's `note`).
@@ -429,7 +429,7 @@ pub struct RealStats {
 /// One virtual server's figures: its real servers' and their sums.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ServiceStats {
+pub(crate) struct ServiceStats {
     /// `address:port/PROTOCOL`, as in the virtual servers' status.
     pub name: String,
     pub virtual_ip: String,
@@ -453,7 +453,7 @@ pub struct ServiceStats {
 }
 
 /// Sums one service's real servers.
-pub fn sum(reals: &[RealStats]) -> (Option<Connections>, Totals, Option<Rates>) {
+pub(crate) fn sum(reals: &[RealStats]) -> (Option<Connections>, Totals, Option<Rates>) {
     let mut c = Connections::default();
     let mut t = Totals::default();
     let mut r = Rates::default();
