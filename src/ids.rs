@@ -160,7 +160,7 @@ impl<'de> Deserialize<'de> for InstanceKey {
 /// One run of one instance in this agent. The engine numbers every start (a restart is a
 /// new run), so the data plane, the ledger and the announcer tell an old run still handing
 /// over from its successor under the same [`InstanceKey`]. Never zero: an address a previous
-/// process left has no run at all (the ledger says `Inherited`), not a reserved number.
+/// process left has no run at all (the ledger's holder is `None`), not a reserved number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct InstanceId(std::num::NonZeroU64);
 
@@ -175,12 +175,12 @@ impl InstanceId {
         InstanceId(self.0.saturating_add(1))
     }
 
-    /// Run number `n` (tests name runs by number; 0 is taken as 1).
+    /// Run number `n` (tests name runs by number, from 1).
     #[cfg(test)]
     pub(crate) const fn nth(n: u64) -> InstanceId {
         match std::num::NonZeroU64::new(n) {
             Some(n) => InstanceId(n),
-            None => InstanceId::FIRST,
+            None => panic!("runs are numbered from 1"),
         }
     }
 }

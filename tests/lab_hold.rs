@@ -200,8 +200,10 @@ fn a_restarted_backup_drops_its_predecessors_vip_when_it_hears_the_master() {
     lab.signal(p1, Signal::SIGKILL);
     // n2 takes over (n1's address still bound: the link is up).
     wait_holders(&lab, VIP, &["n1", "n2"]);
-    start_agent(&mut lab, "n1", &cfg);
+    // From before the start: the restarted agent gives the old copy its 4 s lifetime after
+    // this, so expiry alone could not beat the bound below.
     let started = Instant::now();
+    start_agent(&mut lab, "n1", &cfg);
     // Without preemption n1 stays backup; its copy goes once it hears n2, well before the
     // lifetime would have removed it.
     wait_holders(&lab, VIP, &["n2"]);

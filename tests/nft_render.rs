@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use kube_vrrp::api::{Forwarding, Protocol, Scheduler};
 use kube_vrrp::director::{self, Node, OnLink, RuleSet, SLOTS};
+use kube_vrrp::ids::{Family, InstanceKey};
 use kube_vrrp::model::virtualserver::{RealServer, VirtualServer};
 use kube_vrrp::net::nft;
 use kube_vrrp_e2e::Lab;
@@ -142,9 +143,9 @@ fn rule_sets_load_and_a_health_change_edits_only_map_elements() {
         )),
     ];
     let mut node = Node::default();
-    for v4 in [true, false] {
+    for family in [Family::V4, Family::V6] {
         node.links.insert(
-            ("web".into(), v4),
+            InstanceKey::new("web", family),
             OnLink {
                 interface: "eth0".into(),
                 mac,

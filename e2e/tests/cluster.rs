@@ -317,9 +317,10 @@ fn with_the_api_paused_vrrp_still_fails_over_and_status_catches_up() {
     api.control("/_standin/fault", r#"{"mode": "pause"}"#);
     let paused = Instant::now();
     api.lab.set_link(api.lab.node("n1"), false);
-    // Order: n2 takes over while the API is still paused (VRRP waits on nothing else).
+    // Order: n2 takes over while the API is still paused for 30 s (VRRP waits on nothing
+    // else): wait_takes gives up after 5 s.
     let failover = wait_takes(&api, "n2", VIP4, Duration::from_secs(5));
-    assert!(failover < Duration::from_secs(30), "{failover:?}");
+    eprintln!("n2 took {VIP4} {failover:?} after the cut, the API paused");
     // The IPv6 instance fails over on its own timer: a few milliseconds apart.
     wait_takes(&api, "n2", VIP6, Duration::from_secs(2));
     // The API stays away for 30 s in all.

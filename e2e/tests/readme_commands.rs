@@ -5,6 +5,8 @@
 //!
 //! One command is not run, and the test fails if the README's changes: building and pushing
 //! the image needs a container engine (CI builds the same image with buildah: `.ci/image`).
+//! `kubectl -n kube-vrrp-system get pods` runs but shows no pod: nothing starts the chart's
+//! pods here, so the test starts the controller and the agents itself, as they would run.
 
 use std::path::Path;
 use std::process::Output;
@@ -127,6 +129,8 @@ fn the_readme_s_cluster_quick_start_runs_as_written() {
     }
     let (header, row) = readme_table();
     let mut started = false;
+    // The outputs the README promises, each checked once its command ran.
+    let mut checked: Vec<&str> = Vec::new();
     for command in &commands {
         if NOT_RUN.iter().any(|(p, _)| command.starts_with(p)) {
             eprintln!("not run: {command}");
@@ -181,6 +185,7 @@ fn the_readme_s_cluster_quick_start_runs_as_written() {
                 "the README shows\n{header:?}\n{row:?}\nkubectl printed {last:?}\n{}",
                 api.logs()
             );
+            checked.push("get virtualips");
         }
         if command == "kubectl get service web" {
             // EXTERNAL-IP from the pool.
@@ -190,6 +195,7 @@ fn the_readme_s_cluster_quick_start_runs_as_written() {
                 last.contains("198.51.100.200")
             });
             assert!(seen.is_some(), "{last}\n{}", api.logs());
+            checked.push("service address");
         }
         if command == "kubectl describe service web" {
             // Events: IPAllocated, Announced "n2 answers for ...".
@@ -201,9 +207,15 @@ fn the_readme_s_cluster_quick_start_runs_as_written() {
                     && last.contains("answers for")
             });
             assert!(seen.is_some(), "{last}\n{}", api.logs());
+            checked.push("service events");
         }
     }
     assert!(started, "the README installs the chart: {commands:#?}");
+    assert_eq!(
+        checked,
+        ["get virtualips", "service address", "service events"],
+        "a command whose output the README shows changed: update this test ({commands:#?})"
+    );
     if let Some(report) = api.rbac_report() {
         assert_eq!(report["denied"], serde_json::json!([]), "{report}");
     }

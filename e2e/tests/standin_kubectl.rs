@@ -646,3 +646,17 @@ fn kubectl_create_sends_protobuf_and_get_service_prints_the_servers_columns() {
     api.ok(&["create", "configmap", "x", "--from-literal=a=b"]);
     assert_eq!(api.json(&["get", "configmap", "x"])["data"]["a"], "b");
 }
+
+/// As kube-apiserver's NamespaceLifecycle admission: nothing is made in a Namespace that does
+/// not exist, and `/api/v1/namespaces/NAME` is the Namespace itself (`kubectl label`).
+#[test]
+fn objects_are_made_only_in_a_namespace_that_exists() {
+    let api = Api::start();
+    let e = api.fails(&["create", "configmap", "c", "-n", "nowhere"]);
+    assert!(e.contains("namespaces \"nowhere\" not found"), "{e}");
+    api.ok(&["create", "namespace", "somewhere"]);
+    api.ok(&["create", "configmap", "c", "-n", "somewhere"]);
+    api.ok(&["label", "namespace", "somewhere", "team=vrrp"]);
+    let ns = api.json(&["get", "namespace", "somewhere", "-o", "json"]);
+    assert_eq!(ns["metadata"]["labels"]["team"], "vrrp", "{ns}");
+}

@@ -27,6 +27,15 @@ struct Schedule {
     refresh: Option<Instant>,
 }
 
+impl Schedule {
+    /// Whose addresses, for the logs: `web/ipv4`, or `-` for one address put back.
+    fn who(&self) -> String {
+        self.key
+            .as_ref()
+            .map_or_else(|| "-".to_string(), ToString::to_string)
+    }
+}
+
 /// Runs the announcer until every sender of commands is gone. `errors` counts frames the
 /// kernel refused.
 pub(crate) async fn run(
@@ -114,7 +123,7 @@ fn send_burst(
         std::collections::hash_map::Entry::Vacant(v) => match FrameSender::open(s.ifindex) {
             Ok(f) => v.insert(f),
             Err(e) => {
-                warn!(instance = ?s.key, error = %e, "cannot open an AF_PACKET socket: no announcement");
+                warn!(instance = %s.who(), error = %e, "cannot open an AF_PACKET socket: no announcement");
                 errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
@@ -131,7 +140,7 @@ fn send_burst(
         }
     }
     if let Some(e) = first_error {
-        warn!(instance = ?s.key, failed, error = %e, "announcements not sent");
+        warn!(instance = %s.who(), failed, error = %e, "announcements not sent");
         errors.fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
     }
 }

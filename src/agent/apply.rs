@@ -159,7 +159,7 @@ impl Agent {
         // Direct routing sends frames out of the interface each VirtualIP's family runs on.
         // Frames for the address come to the MAC it answers with: the virtual MAC
         // (00:00:5e:00:01|02:VRID) or the interface's own.
-        let on: BTreeMap<(String, bool), virtualservers::OnLink> = instances
+        let on: BTreeMap<InstanceKey, virtualservers::OnLink> = instances
             .values()
             .filter_map(|r| {
                 let mac = links.iter().find(|l| l.index == r.ifindex)?.mac?;
@@ -170,7 +170,7 @@ impl Agent {
                     mac
                 };
                 Some((
-                    (r.name.clone(), v4),
+                    r.key.clone(),
                     virtualservers::OnLink {
                         interface: r.interface.clone(),
                         mac,

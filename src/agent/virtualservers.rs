@@ -28,6 +28,7 @@ use crate::checks::{CheckState, Outcome, Policy, rfc3339};
 use crate::director::health::CheckLatency;
 use crate::director::stats::ServiceStats;
 use crate::director::{self, Reach, RuleSet};
+use crate::ids::InstanceKey;
 use crate::model::spec::ValidatedVirtualIp;
 use crate::model::virtualserver::{RealCheck, ServiceKey, VirtualServer};
 use crate::net::nft;
@@ -37,7 +38,7 @@ use crate::net::nft;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Desired {
     services: BTreeMap<String, Vec<VirtualServer>>,
-    links: BTreeMap<(String, bool), OnLink>,
+    links: BTreeMap<InstanceKey, OnLink>,
 }
 
 pub(crate) use crate::director::OnLink;
@@ -115,11 +116,7 @@ impl VirtualServers {
     }
 
     /// What the VirtualIPs running here ask for.
-    pub(crate) fn sync(
-        &self,
-        vips: &[ValidatedVirtualIp],
-        links: BTreeMap<(String, bool), OnLink>,
-    ) {
+    pub(crate) fn sync(&self, vips: &[ValidatedVirtualIp], links: BTreeMap<InstanceKey, OnLink>) {
         let services: BTreeMap<String, Vec<VirtualServer>> = vips
             .iter()
             .filter(|v| !v.virtual_servers.is_empty())
@@ -127,7 +124,7 @@ impl VirtualServers {
             .collect();
         let links = links
             .into_iter()
-            .filter(|((v, _), _)| services.contains_key(v))
+            .filter(|(k, _)| services.contains_key(k.name()))
             .collect();
         let next = Desired { services, links };
         self.desired.send_if_modified(|d| {
@@ -199,7 +196,7 @@ struct State {
     /// (IPv4?), for the services that route through the director (not direct routing).
     warnings: BTreeMap<bool, String>,
     /// (VirtualIP, IPv4?) → where it runs, for direct routing.
-    links: BTreeMap<(String, bool), OnLink>,
+    links: BTreeMap<InstanceKey, OnLink>,
     /// What the director core last saw of this node (direct routing reads the neighbour
     /// tables and this node's addresses before each programming), and decided.
     node: director::Node,

@@ -233,11 +233,23 @@ mod tests {
         let fifo = dir.join("fifo");
         let c = cstring(&fifo).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        // No writer ever opens it: a blocking open would hang here for good.
-        for _ in 0..50 {
-            let o = check(&fifo, FileMode::Value, Some(&dir));
-            assert_eq!(o.text, "refused: not a regular file");
-        }
+        // No writer ever opens it: a blocking open would hang for good, so the checks run on
+        // a thread and a minute without an answer is a failure (not a speed bound).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (f, d) = (fifo.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let texts: Vec<String> = (0..50)
+                .map(|_| check(&f, FileMode::Value, Some(&d)).text)
+                .collect();
+            let _ = tx.send(texts);
+        });
+        let texts = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("opening a FIFO blocked");
+        assert!(
+            texts.iter().all(|t| t == "refused: not a regular file"),
+            "{texts:?}"
+        );
         assert!(!check(Path::new("/dev/zero"), FileMode::Value, None).ok);
         std::fs::remove_dir_all(root).unwrap();
     }

@@ -27,8 +27,9 @@ pub(crate) struct VipInput {
     pub spec: VirtualIpSpec,
     /// `status.virtualRouterID` from an earlier allocation.
     pub allocated_vrid: Option<u8>,
-    /// The addresses as validation read them (an entry's `dev` taken off), never parsed
-    /// again here.
+    /// `spec.addresses` as validation read them (an entry's `dev` taken off), never parsed
+    /// again here. Excluded addresses are not placed by resolution (a pool's routers carry
+    /// their Services' addresses there): they ride along with the object.
     pub addresses: Vec<VirtualAddress>,
     /// `spec.unicastPeers`, read by validation.
     pub unicast_peers: Vec<IpAddr>,
@@ -41,12 +42,15 @@ impl VipInput {
         created: String,
         allocated_vrid: Option<u8>,
     ) -> VipInput {
+        // Validation lists `addresses`, then `excludedAddresses`.
+        let mut addresses = v.addresses;
+        addresses.truncate(v.spec.addresses.len());
         VipInput {
             name: v.name,
             created,
             spec: v.spec,
             allocated_vrid,
-            addresses: v.addresses,
+            addresses,
             unicast_peers: v.unicast_peers,
         }
     }
@@ -848,14 +852,13 @@ mod tests {
     fn an_address_naming_its_interface_is_read_once_by_validation() {
         // "ip/prefix dev IFACE" (a two-armed director's gateway) is not an address as text:
         // resolution takes what validation read.
-        let v = vip(
-            "gw",
-            "1",
-            spec(&["198.51.100.50/24", "203.0.113.254/24 dev eth1"], None),
-        );
+        let mut s = spec(&["198.51.100.50/24", "203.0.113.254/24 dev eth1"], None);
+        s.excluded_addresses = vec!["198.51.100.60/24".to_string()].into();
+        let v = vip("gw", "1", s);
         assert_eq!(
             v.addresses,
-            addrs(&["198.51.100.50/24", "203.0.113.254/24"])
+            addrs(&["198.51.100.50/24", "203.0.113.254/24"]),
+            "the advertised addresses: excluded ones are not placed"
         );
         let r = resolve(&[v], &[node("n1", "192.0.2.11", &[])], &Reserved::default());
         assert!(matches!(r["gw"], Resolution::Deployed { .. }), "{r:?}");

@@ -26,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::api::{Forwarding, Protocol, Scheduler};
+use crate::ids::{Family, InstanceKey};
 use crate::model::virtualserver::{ServiceKey, VirtualServer};
 
 pub use table::SLOTS;
@@ -54,12 +55,12 @@ pub struct Service<'a> {
 }
 
 /// What this node is: its addresses (the VirtualIPs' included while it holds them), the
-/// neighbour tables' MACs, and where each VirtualIP's family runs ((name, IPv4?) → link).
+/// neighbour tables' MACs, and where each VirtualIP's family runs (its instance → link).
 #[derive(Debug, Clone, Default)]
 pub struct Node {
     pub addresses: BTreeSet<IpAddr>,
     pub neighbours: BTreeMap<IpAddr, [u8; 6]>,
-    pub links: BTreeMap<(String, bool), OnLink>,
+    pub links: BTreeMap<InstanceKey, OnLink>,
     /// The networks real servers must be in (the agent's `--real-server-networks`); empty:
     /// any.
     pub networks: Vec<Network>,
@@ -308,7 +309,7 @@ fn one(s: &Service<'_>, node: &Node) -> (Rules, ServicePlan) {
     let link = dr
         .then(|| {
             node.links
-                .get(&(s.virtual_ip.to_string(), vs.address.is_ipv4()))
+                .get(&InstanceKey::new(s.virtual_ip, Family::of(&vs.address)))
         })
         .flatten();
     // A real server's MAC: this node's own when it is this node, else the neighbour table's.

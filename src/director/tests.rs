@@ -62,7 +62,7 @@ fn dr_node(holds: bool) -> Node {
         n.addresses.insert(VIP.parse().unwrap());
     }
     n.links.insert(
-        ("web".into(), true),
+        InstanceKey::new("web", Family::V4),
         OnLink {
             interface: "eth0".into(),
             mac: mac(1),
@@ -209,8 +209,14 @@ fn only_the_holder_forwards_and_a_director_that_is_a_real_server_takes_frames_lo
         let mut n = dr_node(false);
         n.addresses = ["198.51.100.12".parse().unwrap()].into();
         n.neighbours.insert(a(11).ip(), mac(1));
-        n.links.get_mut(&("web".into(), true)).unwrap().mac = mac(2);
-        n.links.get_mut(&("web".into(), true)).unwrap().answers = mac(2);
+        n.links
+            .get_mut(&InstanceKey::new("web", Family::V4))
+            .unwrap()
+            .mac = mac(2);
+        n.links
+            .get_mut(&InstanceKey::new("web", Family::V4))
+            .unwrap()
+            .answers = mac(2);
         n
     };
     let (r1, p1) = one_plan(&v, &[true, true], &n1);

@@ -237,10 +237,21 @@ class Api:
             st.record(res, "ADDED" if old is None else "MODIFIED", new)
         return new
 
+    def require_namespace(self, res, namespace):
+        """A namespaced object is made only in a Namespace that exists (kube-apiserver's
+        NamespaceLifecycle admission): 404 otherwise."""
+        if not res.namespaced or not namespace:
+            return
+        ns_res = self.find("", "v1", "namespaces")
+        if ("", namespace) not in self.store.table(ns_res):
+            raise ApiError(404, "NotFound", f"namespaces \"{namespace}\" not found",
+                           {"name": namespace, "kind": "namespaces"})
+
     def create(self, res, namespace, body, q):
         st = self.store
         manager = q.get("fieldManager", ["kubectl"])[0]
         with st.lock:
+            self.require_namespace(res, namespace or (body.get("metadata") or {}).get("namespace", ""))
             obj = copy.deepcopy(body)
             self.prepare_new(res, obj, namespace, manager)
             self.check(res, obj, q.get("fieldValidation", [""])[0] == "Strict", obj["metadata"]["name"])
@@ -307,6 +318,8 @@ class Api:
             if ctype.startswith("application/apply-patch"):
                 if not manager:
                     raise ApiError(400, "BadRequest", "PATCH, application/apply-patch+yaml requires a fieldManager")
+                if old is None:
+                    self.require_namespace(res, namespace)
                 applied = yaml.safe_load(body) if isinstance(body, (str, bytes)) else body
                 return self.apply(res, namespace, name, old, applied, manager, force, q, subresource)
             manager = manager or "kubectl-patch"

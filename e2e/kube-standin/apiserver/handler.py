@@ -143,10 +143,11 @@ def make_handler(api):
             group = m.group("g") or ""
             version = m.group("v") or m.group("cv")
             ns, plural, name, sub = m.group("ns"), m.group("plural"), m.group("name"), m.group("sub")
-            if ns is not None and not group and (plural is None or (plural == "status" and name is None)):
-                # /api/v1/namespaces/NAME[/status] is the Namespace itself, not a namespace's
-                # resource (`kubectl label namespace`, `get namespace NAME`).
-                ns, plural, name, sub = None, "namespaces", ns, plural
+            if ns is not None and not group and plural is None:
+                # /api/v1/namespaces/NAME is the Namespace itself, not a namespace's resource
+                # (`kubectl label namespace`, `get namespace NAME`). Its status and finalize
+                # subresources are not served.
+                ns, plural, name = None, "namespaces", ns
             if plural is None:
                 if ns is None:
                     return self.send_json(200, api.resource_list(group, version))

@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn shortest_intervals_go_first_a_batch_at_a_time() {
         let mut due: Vec<(Duration, Duration, InstanceId)> =
-            (0..20).map(|n| (100 * MS, 5 * MS, id(n))).collect();
+            (1..=20).map(|n| (100 * MS, 5 * MS, id(n))).collect();
         due.push((20 * MS, 6 * MS, id(99)));
         let batch = first_batch(due);
         assert_eq!(batch.len(), BATCH);
