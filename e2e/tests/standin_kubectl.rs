@@ -657,6 +657,30 @@ fn objects_are_made_only_in_a_namespace_that_exists() {
     api.ok(&["create", "namespace", "somewhere"]);
     api.ok(&["create", "configmap", "c", "-n", "somewhere"]);
     api.ok(&["label", "namespace", "somewhere", "team=vrrp"]);
-    let ns = api.json(&["get", "namespace", "somewhere", "-o", "json"]);
+    let ns = api.json(&["get", "namespace", "somewhere"]);
     assert_eq!(ns["metadata"]["labels"]["team"], "vrrp", "{ns}");
+}
+
+/// `kubectl drain` (the guide's way to move a VIP off a node): the node's Pods are listed by
+/// `spec.nodeName`, evicted, and the node cordoned.
+#[test]
+fn a_node_is_drained_as_kubectl_drains_it() {
+    let api = Api::start();
+    api.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n", &[]);
+    api.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\n  namespace: default\nspec:\n  nodeName: n1\n  containers: [{name: c, image: x}]\n",
+        &[],
+    );
+    let on_n1 = api.ok(&["get", "pods", "-A", "--field-selector", "spec.nodeName=n1"]);
+    assert!(on_n1.contains("p1"), "{on_n1}");
+    api.ok(&[
+        "drain",
+        "n1",
+        "--ignore-daemonsets",
+        "--force",
+        "--timeout=10s",
+    ]);
+    let node = api.json(&["get", "node", "n1"]);
+    assert_eq!(node["spec"]["unschedulable"], true, "{node}");
+    api.fails(&["get", "pod", "p1", "-n", "default"]);
 }

@@ -159,7 +159,8 @@ def make_handler(api):
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
             if not res.namespaced and ns is not None:
                 raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            if sub and (sub != "status" or not res.status_subresource):
+            eviction = res.key == ("", "pods") and sub == "eviction" and method == "POST"
+            if sub and not eviction and (sub != "status" or not res.status_subresource):
                 raise ApiError(404, "NotFound", f"the server could not find the requested resource ({sub})")
             ns = ns or ""
             if api.rbac:
@@ -171,6 +172,12 @@ def make_handler(api):
                         exists = (ns, name) in store.table(res)
                     if not exists:
                         api.rbac.authorize(self.who, "create", res, ns, name, sub)
+            if eviction:
+                # `kubectl drain`: an Eviction (no disruption budgets are weighed here) deletes
+                # the Pod.
+                api.delete(res, ns, name, {})
+                return self.send_json(201, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                            "status": "Success"})
             if name is None:
                 if method == "GET":
                     if q.get("watch", ["false"])[0] in ("true", "1"):

@@ -58,8 +58,9 @@ def parse_field_selector(text):
             k, v = re.split(r"==?", part, maxsplit=1)
             reqs.append((k, "=", v))
     for k, _, _ in reqs:
+        # Events' fields, and Pods' node and phase (`kubectl drain` lists a node's pods).
         if k not in ("metadata.name", "metadata.namespace") and not k.startswith(("involvedObject.", "regarding.")) \
-                and k not in ("reason", "type", "source", "reportingController"):
+                and k not in ("reason", "type", "source", "reportingController", "spec.nodeName", "status.phase"):
             raise ApiError(400, "BadRequest", f"field label not supported: {k}")
     return reqs
 
