@@ -12,7 +12,8 @@ use super::messages::EngineCmd;
 use super::virtualservers;
 use super::{Agent, Source};
 use crate::ids::InstanceKey;
-use crate::model::spec::{NodePlan, ResolvedInstance, ValidatedVirtualIp, VridRule, resolve_all};
+use crate::model::resolved::{NodePlan, ResolvedInstance, resolve_all};
+use crate::model::spec::{ValidatedVirtualIp, VridRule};
 use crate::vrrp::Family;
 
 /// Keeps what ran for what cannot run now: an instance that does not resolve here, and every

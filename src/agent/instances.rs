@@ -13,7 +13,7 @@ use tracing::info;
 use super::AgentError;
 use super::messages::{Prepared, SocketKey};
 use crate::ids::InstanceKey;
-use crate::model::spec::ResolvedInstance;
+use crate::model::resolved::ResolvedInstance;
 use crate::net::netlink::{Link, Netlink};
 use crate::net::socket::{VrrpReceiver, VrrpSender};
 use crate::net::virtual_mac;

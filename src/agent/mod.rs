@@ -50,7 +50,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use crate::ids::InstanceKey;
-use crate::model::spec::{ResolvedInstance, ValidatedVirtualIp};
+use crate::model::resolved::ResolvedInstance;
+use crate::model::spec::ValidatedVirtualIp;
 use crate::net::netlink::{Netlink, NetlinkError};
 use instances::Sockets;
 use messages::{AgentEvent, DataplaneCmd, EngineCmd};

@@ -7,6 +7,7 @@ pub(crate) mod address;
 pub(crate) mod field;
 pub(crate) mod host;
 pub(crate) mod pool;
+pub(crate) mod resolved;
 pub(crate) mod spec;
 pub(crate) mod tracking;
 pub mod virtualserver;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::host::{ADDRESS_PROTO, Address, Link};
-use crate::model::spec::resolve_all;
+use crate::model::resolved::resolve_all;
 use crate::vrrp::Authentication;
 use std::net::IpAddr;
 

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use tokio::sync::mpsc;
 
 use crate::agent::messages::DataplaneCmd;
-use crate::model::spec::AwayLink;
+use crate::model::resolved::AwayLink;
 use crate::vrrp::VirtualAddress;
 
 /// Sends `cmd` as [`per_link`] splits it.

@@ -43,7 +43,7 @@ use super::status::GlobalCounters;
 use super::will::{Farewell, Will};
 use crate::hooks::{HookEvent, NotifyMsg};
 use crate::ids::{InstanceId, InstanceKey};
-use crate::model::spec::ResolvedInstance;
+use crate::model::resolved::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::net::socket::VrrpSender;
 use crate::vrrp::driver::{ArmedTimer, INTERFACE_TRACKER};

@@ -9,7 +9,7 @@ use crate::agent::dataplane::excluded_ipv6;
 use crate::agent::excluded::{AddressChange, change};
 use crate::agent::messages::DataplaneCmd;
 use crate::ids::InstanceId;
-use crate::model::spec::ResolvedInstance;
+use crate::model::resolved::ResolvedInstance;
 use crate::net::announce::Mac;
 use crate::vrrp::{State, VirtualAddress};
 
