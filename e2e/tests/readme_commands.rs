@@ -86,6 +86,17 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Runs kubectl until its output shows what `shown` looks for (20 s at most); panics with the
+/// last output and the logs.
+fn until_shown(api: &Api, args: &[&str], shown: impl Fn(&str) -> bool) {
+    let mut last = String::new();
+    let seen = wait_for(Duration::from_secs(20), || {
+        last = text(&api.kubectl(args));
+        shown(&last)
+    });
+    assert!(seen.is_some(), "kubectl {args:?}:\n{last}\n{}", api.logs());
+}
+
 /// The README's sample of `kubectl get virtualips`: header and row.
 fn readme_table() -> (Vec<String>, Vec<String>) {
     let at = README
@@ -165,48 +176,29 @@ fn the_readme_s_cluster_quick_start_runs_as_written() {
             api.wait_registered(&["n1", "n2"]);
             started = true;
         }
-        let words_of = |o: &Output| -> Vec<Vec<String>> {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(|l| l.split_whitespace().map(String::from).collect())
-                .collect()
-        };
         if command == "kubectl get virtualips" {
             // What the README shows, once the election has spoken (AGE aside).
-            let mut last = Vec::new();
-            let seen = wait_for(Duration::from_secs(20), || {
-                last = words_of(&api.kubectl(&["get", "virtualips"]));
-                last.len() == 2
-                    && last[0] == header
-                    && last[1][..last[1].len() - 1] == row[..row.len() - 1]
+            until_shown(&api, &["get", "virtualips"], |o| {
+                let rows: Vec<Vec<&str>> =
+                    o.lines().map(|l| l.split_whitespace().collect()).collect();
+                rows.len() == 2
+                    && rows[0] == header
+                    && rows[1][..rows[1].len() - 1] == row[..row.len() - 1]
             });
-            assert!(
-                seen.is_some(),
-                "the README shows\n{header:?}\n{row:?}\nkubectl printed {last:?}\n{}",
-                api.logs()
-            );
             checked.push("get virtualips");
         }
         if command == "kubectl get service web" {
             // EXTERNAL-IP from the pool.
-            let mut last = String::new();
-            let seen = wait_for(Duration::from_secs(20), || {
-                last = text(&api.kubectl(&["get", "service", "web"]));
-                last.contains("198.51.100.200")
+            until_shown(&api, &["get", "service", "web"], |o| {
+                o.contains("198.51.100.200")
             });
-            assert!(seen.is_some(), "{last}\n{}", api.logs());
             checked.push("service address");
         }
         if command == "kubectl describe service web" {
             // Events: IPAllocated, Announced "n2 answers for ...".
-            let mut last = String::new();
-            let seen = wait_for(Duration::from_secs(20), || {
-                last = text(&api.kubectl(&["describe", "service", "web"]));
-                last.contains("IPAllocated")
-                    && last.contains("Announced")
-                    && last.contains("answers for")
+            until_shown(&api, &["describe", "service", "web"], |o| {
+                o.contains("IPAllocated") && o.contains("Announced") && o.contains("answers for")
             });
-            assert!(seen.is_some(), "{last}\n{}", api.logs());
             checked.push("service events");
         }
     }
