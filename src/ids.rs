@@ -206,6 +206,11 @@ pub(crate) enum TrackerName {
     Node,
     /// The notify hooks' last outcome: `notify`.
     Notify,
+    /// The link of the interface the instance runs on (down: FAULT): `interface`.
+    Link,
+    /// An address of the instance is someone else's on the node (FAULT until it goes):
+    /// `address-conflict`.
+    AddressConflict,
     /// A tracked interface: `interface:NAME`.
     Interface(String),
     /// A user's health check, by its name.
@@ -217,6 +222,10 @@ impl TrackerName {
     pub(crate) const NODE: &'static str = "node";
     /// The name of the notify hooks' entry.
     pub(crate) const NOTIFY: &'static str = "notify";
+    /// The name of the instance's own link.
+    pub(crate) const LINK: &'static str = "interface";
+    /// The name of an address conflict.
+    pub(crate) const ADDRESS_CONFLICT: &'static str = "address-conflict";
     /// The prefix of tracked interfaces.
     pub(crate) const INTERFACE_PREFIX: &'static str = "interface:";
 
@@ -234,6 +243,8 @@ impl TrackerName {
         match name {
             TrackerName::NODE => TrackerName::Node,
             TrackerName::NOTIFY => TrackerName::Notify,
+            TrackerName::LINK => TrackerName::Link,
+            TrackerName::ADDRESS_CONFLICT => TrackerName::AddressConflict,
             _ => match name.strip_prefix(TrackerName::INTERFACE_PREFIX) {
                 Some(interface) => TrackerName::Interface(interface.to_string()),
                 None => TrackerName::Check(name.to_string()),
@@ -247,6 +258,8 @@ impl fmt::Display for TrackerName {
         match self {
             TrackerName::Node => f.write_str(TrackerName::NODE),
             TrackerName::Notify => f.write_str(TrackerName::NOTIFY),
+            TrackerName::Link => f.write_str(TrackerName::LINK),
+            TrackerName::AddressConflict => f.write_str(TrackerName::ADDRESS_CONFLICT),
             TrackerName::Interface(i) => write!(f, "{}{i}", TrackerName::INTERFACE_PREFIX),
             TrackerName::Check(c) => f.write_str(c),
         }
@@ -257,7 +270,8 @@ impl fmt::Display for TrackerName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "name {0:?} is reserved: the agent reports the node's own condition as \"node\", notify \
-     hooks as \"notify\" and tracked interfaces as \"interface:NAME\"; choose another name"
+     hooks as \"notify\", the instance's link as \"interface\", an address conflict as \
+     \"address-conflict\" and tracked interfaces as \"interface:NAME\"; choose another name"
 )]
 pub(crate) struct ReservedName(pub String);
 
@@ -333,6 +347,8 @@ mod tests {
         for t in [
             TrackerName::Node,
             TrackerName::Notify,
+            TrackerName::Link,
+            TrackerName::AddressConflict,
             TrackerName::Interface("eth1".into()),
             TrackerName::Check("nginx".into()),
         ] {
@@ -350,7 +366,15 @@ mod tests {
             TrackerName::check("nginx"),
             Ok(TrackerName::Check("nginx".into()))
         );
-        for name in ["node", "notify", "interface:eth0"] {
+        // "interface" and "address-conflict" are the agent's own trackers of every instance:
+        // a check of that name would overwrite one (and be overwritten).
+        for name in [
+            "node",
+            "notify",
+            "interface",
+            "address-conflict",
+            "interface:eth0",
+        ] {
             let e = TrackerName::check(name).unwrap_err();
             assert!(e.to_string().contains("is reserved"), "{e}");
         }

@@ -218,7 +218,9 @@ pub struct ActiveNodes {
         .message(Message::Expression("'a health check has exactly one of http, tcp, exec or file: this one sets ' + (has(self.http) ? 'http ' : '') + (has(self.tcp) ? 'tcp ' : '') + (has(self.exec) ? 'exec ' : '') + (has(self.file) ? 'file' : '')".into()))
 )]
 pub struct HealthCheckSpec {
-    /// Unique within the VirtualIP; shown in the status and the `Failing` column.
+    /// Unique within the VirtualIP; shown in the status and the `Failing` column. Not one of
+    /// the agent's own entries: `node`, `notify`, `interface`, `address-conflict`,
+    /// `interface:NAME`.
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$")

@@ -632,7 +632,7 @@ mod tests {
 
     #[test]
     fn names_that_only_resemble_a_reserved_one_are_fine() {
-        for name in ["nodes", "notify-hook", "interface"] {
+        for name in ["nodes", "notify-hook", "interfaces", "address-conflicts"] {
             let spec: VirtualIpSpec = yaml_serde::from_str(&format!(
                 "addresses: [192.0.2.10/24]\nhealthChecks: [{{name: {name}, tcp: {{port: 80}}}}]"
             ))

@@ -15,7 +15,7 @@ use super::instance::{Action, Input, TimerKind};
 use super::priority::{Effective, Trackers};
 
 /// The tracker name of the interface an instance runs on.
-pub(crate) const INTERFACE_TRACKER: &str = "interface";
+pub(crate) const INTERFACE_TRACKER: &str = crate::ids::TrackerName::LINK;
 
 /// The protocol timer as the shell knows it from the actions it was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

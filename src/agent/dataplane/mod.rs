@@ -41,7 +41,7 @@ use standby::{Restage, Standby, drop_standby, lower, raise, restage, restage_dec
 pub(crate) use standby::{excluded_ipv6, is_standby_name, standby_addresses};
 
 /// The tracker an address conflict sets (weight 0: FAULT while it stands).
-pub(crate) const CONFLICT_TRACKER: &str = "address-conflict";
+pub(crate) const CONFLICT_TRACKER: &str = crate::ids::TrackerName::ADDRESS_CONFLICT;
 /// A bind that failed for another reason than a foreign address is tried again after this.
 const BIND_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 

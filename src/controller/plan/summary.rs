@@ -379,7 +379,10 @@ fn failing_checks(reports: &[&NodeStatus]) -> (Vec<String>, Vec<String>) {
                 "{} {} failing{effect}: {}",
                 r.node,
                 match TrackerName::parse(&c.name) {
-                    TrackerName::Node | TrackerName::Interface(_) => c.name.clone(),
+                    TrackerName::Node
+                    | TrackerName::Interface(_)
+                    | TrackerName::Link
+                    | TrackerName::AddressConflict => c.name.clone(),
                     TrackerName::Check(_) | TrackerName::Notify => format!("check {}", c.name),
                 },
                 c.result.as_deref().unwrap_or("no result yet")
@@ -408,7 +411,9 @@ fn lost_mastership(
             let result = c.result.as_deref().unwrap_or("no result");
             match TrackerName::parse(&c.name) {
                 TrackerName::Node => result.to_string(),
-                TrackerName::Interface(_) => format!("{}: {result}", c.name),
+                TrackerName::Interface(_) | TrackerName::Link | TrackerName::AddressConflict => {
+                    format!("{}: {result}", c.name)
+                }
                 TrackerName::Check(_) | TrackerName::Notify => {
                     format!("check {} failed: {result}", c.name)
                 }
