@@ -62,6 +62,21 @@ impl Address {
 }
 
 #[cfg(test)]
+impl Link {
+    /// An Ethernet link that is up, MTU 1500, no parent (a test's node).
+    pub(crate) fn ethernet(index: u32, name: &str, mac: [u8; 6]) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            mac: Some(mac),
+            mtu: 1500,
+            up: true,
+            parent: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

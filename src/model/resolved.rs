@@ -290,22 +290,8 @@ mod tests {
     #[test]
     fn an_address_on_its_own_interface_is_bound_there_and_vrrp_stays_on_the_first() {
         let links = vec![
-            Link {
-                index: 2,
-                name: "eth0".into(),
-                mac: Some([2, 0, 0, 0, 0, 1]),
-                mtu: 1500,
-                up: true,
-                parent: None,
-            },
-            Link {
-                index: 3,
-                name: "eth1".into(),
-                mac: Some([2, 0, 0, 0, 0, 2]),
-                mtu: 1500,
-                up: true,
-                parent: None,
-            },
+            Link::ethernet(2, "eth0", [2, 0, 0, 0, 0, 1]),
+            Link::ethernet(3, "eth1", [2, 0, 0, 0, 0, 2]),
         ];
         let addrs = vec![
             Address {

@@ -42,14 +42,7 @@ fn links() -> Vec<Link> {
             up: true,
             parent: None,
         },
-        Link {
-            index: 2,
-            name: "eth0".into(),
-            mac: Some([2, 0, 0, 0, 0, 1]),
-            mtu: 1500,
-            up: true,
-            parent: None,
-        },
+        Link::ethernet(2, "eth0", [2, 0, 0, 0, 0, 1]),
     ]
 }
 
