@@ -205,9 +205,21 @@ fn an_interface_recreated_under_its_name_is_picked_up() {
     start(&mut lab, "n2", &yaml);
     assert!(wait_for(WAIT, || lab.holders(VIP) == ["n1"]).is_some());
     let n1 = lab.node("n1").clone();
+    let n2_masters = |lab: &Lab| {
+        status(lab, "n2")["instances"]["web/ipv4"]["counters"]["masterTransitions"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let before = n2_masters(&lab);
     lab.recreate_eth0(&n1);
-    // With n1's interface gone, n2 takes over.
-    assert!(wait_for(WAIT, || lab.holders(VIP) == ["n2"]).is_some());
+    // With n1's interface gone, n2 takes over. Order, not a window to catch: n1 comes back
+    // and preempts within a few intervals, so n2's own count of becoming master says it,
+    // not a poll of who holds the address (n2 may hold it alone for milliseconds).
+    assert!(
+        wait_for(WAIT, || n2_masters(&lab) > before).is_some(),
+        "{}",
+        lab.log("agent-n2.log")
+    );
     // n1 runs again on the new interface and, with the higher priority, preempts back.
     let back = wait_for(WAIT, || {
         lab.holders(VIP) == ["n1"]
